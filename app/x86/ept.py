@@ -1,0 +1,159 @@
+"""EPT leaf entries and the effective memory type of a guest-physical access.
+
+SDM "Memory Type Used for Translated Guest-Physical Addresses" (28.2.6.2 in the ~2016
+edition, 29.3.7.2 in ~2023): with IPAT=1 the EPT type alone is used; with IPAT=0 the EPT
+type takes the MTRR's place in the MTRR x PAT table. Guest and host MTRRs play no part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .memtype import EPT_TYPES, MemType, MemTypeError
+
+T = MemType
+
+# SDM "Effective Page-Level Memory Type for Pentium III and More Recent Processor Families"
+# (Table 11-7 / 12-7), rows = MTRR (or EPT) type, columns = PAT type. Every cell is defined
+# in editions from ~2009 on; the cells once marked implementation-defined are listed in
+# FOOTNOTE_3. Written out cell by cell so a test can compare it with the docs' table.
+COMBINE: dict[tuple[MemType, MemType], MemType] = {
+    (T.UC, T.UC): T.UC, (T.UC, T.UC_MINUS): T.UC, (T.UC, T.WC): T.WC,
+    (T.UC, T.WT): T.UC, (T.UC, T.WB): T.UC, (T.UC, T.WP): T.UC,
+    (T.WC, T.UC): T.UC, (T.WC, T.UC_MINUS): T.WC, (T.WC, T.WC): T.WC,
+    (T.WC, T.WT): T.UC, (T.WC, T.WB): T.WC, (T.WC, T.WP): T.UC,
+    (T.WT, T.UC): T.UC, (T.WT, T.UC_MINUS): T.UC, (T.WT, T.WC): T.WC,
+    (T.WT, T.WT): T.WT, (T.WT, T.WB): T.WT, (T.WT, T.WP): T.WP,
+    (T.WB, T.UC): T.UC, (T.WB, T.UC_MINUS): T.UC, (T.WB, T.WC): T.WC,
+    (T.WB, T.WT): T.WT, (T.WB, T.WB): T.WB, (T.WB, T.WP): T.WP,
+    (T.WP, T.UC): T.UC, (T.WP, T.UC_MINUS): T.WC, (T.WP, T.WC): T.WC,
+    (T.WP, T.WT): T.WT, (T.WP, T.WB): T.WP, (T.WP, T.WP): T.WP,
+}
+
+FOOTNOTE_3: frozenset[tuple[MemType, MemType]] = frozenset(
+    {(T.WC, T.WT), (T.WC, T.WP), (T.WT, T.WP), (T.WP, T.UC_MINUS), (T.WP, T.WT)}
+)
+"""Cells undefined in the ~2008 edition, defined as shown from ~2009 on."""
+
+
+def combine(mtrr: MemType, pat: MemType) -> MemType:
+    """Effective type of an MTRR (or EPT) type with a PAT type (the 30-cell table)."""
+    if mtrr == T.UC_MINUS:
+        raise MemTypeError("mtrr", "UC- is not an MTRR or EPT type", "only PAT can select UC- (encoding 7)")
+    return COMBINE[(mtrr, pat)]
+
+
+def uc_snoop_note(mtrr: MemType, pat: MemType) -> str | None:
+    """Footnotes 1 and 2: whether a UC result came from the MTRR/EPT side or from PAT."""
+    if COMBINE[(mtrr, pat)] != T.UC:
+        return None
+    if mtrr == T.UC:
+        return "UC from the MTRR/EPT type: the line was never cacheable, no snoop needed"
+    return "UC from PAT: the CPU still snoops its caches in case of aliases"
+
+
+def effective_type(ept_memtype: MemType, ipat: bool, pat: MemType) -> MemType:
+    """Effective type of a guest access when the hardware CR0.CD is 0 (always so under KVM VMX)."""
+    return ept_memtype if ipat else combine(ept_memtype, pat)
+
+
+# -- the leaf entry --------------------------------------------------------------------
+
+EPT_READ = 1 << 0
+EPT_WRITE = 1 << 1
+EPT_EXEC = 1 << 2
+MT_SHIFT = 3
+MT_MASK = 7 << MT_SHIFT
+IPAT_BIT = 1 << 6
+PAGE_SIZE_BIT = 1 << 7
+ACCESSED_BIT = 1 << 8
+DIRTY_BIT = 1 << 9
+USER_EXEC_BIT = 1 << 10
+SUPPRESS_VE_BIT = 1 << 63
+PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
+LEVEL_OF = {"4K": 1, "2M": 2, "1G": 3}
+
+
+def mt_mask(memtype: MemType, ipat: bool) -> int:
+    """The value vmx_get_mt_mask() returns: memtype << VMX_EPT_MT_EPTE_SHIFT | IPAT bit."""
+    return int(memtype) << MT_SHIFT | (IPAT_BIT if ipat else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class EptField:
+    """One named bit field of a leaf entry, for decoding and drawing."""
+
+    name: str
+    lo: int
+    hi: int
+    value: int
+    meaning: str
+
+
+@dataclass(frozen=True, slots=True)
+class EptLeaf:
+    """A leaf EPT entry (PTE, or PDE/PDPTE with bit 7 set)."""
+
+    raw: int
+    level: int = 1  # 1 = 4K PTE, 2 = 2M PDE, 3 = 1G PDPTE
+
+    @classmethod
+    def build(
+        cls, hpa: int, memtype: MemType, ipat: bool, page_size: str = "4K", *,
+        rwx: int = 7, accessed: bool = True, dirty: bool = False,
+    ) -> EptLeaf:
+        level = LEVEL_OF[page_size]
+        raw = (hpa & ~(PAGE_SIZES[page_size] - 1) & ((1 << 52) - 1)) | rwx | mt_mask(memtype, ipat)
+        if level > 1:
+            raw |= PAGE_SIZE_BIT
+        if accessed:
+            raw |= ACCESSED_BIT
+        if dirty:
+            raw |= DIRTY_BIT
+        return cls(raw, level)
+
+    @property
+    def memtype_bits(self) -> int:
+        return (self.raw & MT_MASK) >> MT_SHIFT
+
+    @property
+    def ipat(self) -> bool:
+        return bool(self.raw & IPAT_BIT)
+
+    @property
+    def page_size(self) -> str:
+        return {1: "4K", 2: "2M", 3: "1G"}[self.level]
+
+    def misconfig(self, exec_only_ok: bool = True) -> list[str]:
+        """Why this present leaf would cause an EPT misconfiguration (empty when fine)."""
+        errs = []
+        mt = self.memtype_bits
+        if mt not in EPT_TYPES:
+            errs.append(f"memtype {mt} (bits 5:3) is reserved: EPT misconfiguration")
+        xwr = self.raw & 7
+        if xwr in (0b010, 0b110):
+            errs.append(f"XWR={xwr:03b}: writable without readable is an EPT misconfiguration")
+        if xwr == 0b100 and not exec_only_ok:
+            errs.append("XWR=100: execute-only needs IA32_VMX_EPT_VPID_CAP bit 0")
+        return errs
+
+    def fields(self) -> list[EptField]:
+        r = self.raw
+        size = PAGE_SIZES[self.page_size]
+        addr_lo = size.bit_length() - 1
+        mt = self.memtype_bits
+        mt_name = MemType(mt).label if mt in EPT_TYPES else "reserved"
+        out = [
+            EptField("R", 0, 0, r & 1, "read access"),
+            EptField("W", 1, 1, r >> 1 & 1, "write access"),
+            EptField("X", 2, 2, r >> 2 & 1, "execute access (supervisor, with MBEC)"),
+            EptField("MT", 3, 5, mt, f"EPT memory type {mt_name}"),
+            EptField("IPAT", 6, 6, r >> 6 & 1, "ignore guest PAT" if r & IPAT_BIT else "guest PAT combines with MT"),
+            EptField("PS", 7, 7, r >> 7 & 1, "leaf maps a large page" if r & PAGE_SIZE_BIT else "4 KiB leaf (PTE)"),
+            EptField("A", 8, 8, r >> 8 & 1, "accessed (EPTP A/D enabled)"),
+            EptField("D", 9, 9, r >> 9 & 1, "dirty (EPTP A/D enabled)"),
+            EptField("XU", 10, 10, r >> 10 & 1, "user-mode execute (MBEC)"),
+            EptField("ADDR", addr_lo, 51, (r & ((1 << 52) - 1)) >> addr_lo, f"host-physical frame ({self.page_size} aligned)"),
+            EptField("SVE", 63, 63, r >> 63 & 1, "suppress #VE"),
+        ]
+        return out

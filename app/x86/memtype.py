@@ -1,0 +1,143 @@
+"""x86 memory types, their encodings, and the strength relation reviewers argue with.
+
+Encodings follow the SDM's cache-control chapter (Table "Memory Types That Can Be Encoded
+in MTRRs" and the PAT encoding table; ch 11 in the ~2016 edition, ch 12 in ~2023): UC=0,
+WC=1, WT=4, WP=5, WB=6, and UC-=7 which only PAT can select. 2 and 3 are reserved
+everywhere; 7 is reserved for MTRRs and in EPT leaf entries (bits 5:3).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class MemType(IntEnum):
+    """A memory type by its architectural encoding."""
+
+    UC = 0
+    WC = 1
+    WT = 4
+    WP = 5
+    WB = 6
+    UC_MINUS = 7
+
+    @property
+    def label(self) -> str:
+        """The name as the SDM writes it (`UC-` rather than the Python identifier)."""
+        return "UC-" if self is MemType.UC_MINUS else self.name
+
+    @classmethod
+    def from_label(cls, label: str) -> MemType:
+        for t in cls:
+            if t.label == label:
+                return t
+        raise ValueError(f"unknown memory type name {label!r}")
+
+    def __str__(self) -> str:
+        return self.label
+
+
+PAT_TYPES: frozenset[int] = frozenset({0, 1, 4, 5, 6, 7})
+"""Encodings WRMSR accepts in an IA32_PAT byte (KVM's kvm_pat_valid() agrees)."""
+MTRR_TYPES: frozenset[int] = frozenset({0, 1, 4, 5, 6})
+"""Encodings accepted in fixed, variable and default MTRR type fields (kvm_mtrr_valid())."""
+EPT_TYPES: frozenset[int] = MTRR_TYPES
+"""Encodings legal in EPT leaf bits 5:3; 2, 3 and 7 cause an EPT misconfiguration."""
+
+
+class MemTypeError(ValueError):
+    """Bad input for a rule, carrying the field it came from and the rule it broke.
+
+    The web layer turns it into a 422 problem detail; the CLI prints it. Keeping `field`
+    separate lets the API point at the exact JSON location.
+    """
+
+    def __init__(self, field: str, message: str, rule: str = "") -> None:
+        self.field = field
+        self.rule = rule
+        self.message = message
+        super().__init__(f"{field}: {message}" + (f" ({rule})" if rule else ""))
+
+
+def _check(value: int, allowed: frozenset[int], field: str, what: str, rule: str) -> MemType:
+    if value not in allowed:
+        raise MemTypeError(field, f"{what} has reserved type {value}", rule)
+    return MemType(value)
+
+
+def pat_type(value: int, field: str = "pat") -> MemType:
+    """Decode a PAT entry; a reserved value is a #GP on WRMSR to IA32_PAT (SDM 11.12.2)."""
+    return _check(value, PAT_TYPES, field, "PAT entry", "reserved PAT type: WRMSR raises #GP")
+
+
+def mtrr_type(value: int, field: str = "mtrr") -> MemType:
+    """Decode an MTRR type field; reserved values (2, 3, 7, >7) make WRMSR raise #GP."""
+    return _check(value, MTRR_TYPES, field, "MTRR", "reserved MTRR type: WRMSR raises #GP")
+
+
+def ept_type(value: int, field: str = "ept.memtype") -> MemType:
+    """Decode EPT bits 5:3; 2, 3 and 7 are reserved (an EPT misconfiguration exit)."""
+    return _check(value, EPT_TYPES, field, "EPT memtype", "reserved EPT memtype: EPT misconfiguration")
+
+
+# --- the strength relation -------------------------------------------------------------
+#
+# Intel defines no total order. We use a partial order over what each type *permits* the
+# CPU to do (SDM Table 11-2 "Memory Types and Their Properties", in our own words):
+#   read_cache     lines may be filled and hit on reads                   (WT, WP, WB)
+#   write_update   a write hit updates the cached line                     (WT, WB)
+#   write_back     writes may stay in the cache, memory updated later      (WB)
+#   spec_read      speculative reads are allowed                           (WC, WT, WP, WB)
+#   write_combine  writes may be buffered, merged and reordered (weakly    (WC)
+#                  ordered) before they reach memory
+# UC and UC- permit none of them (UC- differs from UC only in how a WC MTRR combines with
+# it, which is a property of the *combination*, not of the final type).
+# A type that permits a strict superset of another's behaviours is WEAKER (more caching,
+# more buffering: "WB is the weakest memtype" as KVM reviewers say); a strict subset is
+# STRONGER. WC and the cached types each permit something the other forbids (WC combines
+# and reorders writes; WT/WP/WB cache), so they are INCOMPARABLE: the cacheability axis
+# and the ordering axis disagree. This matches Intel's remapping rule that WB, WT and WP
+# must never be remapped to WC (weaker ordering) although WC caches less.
+
+PERMITS: dict[MemType, frozenset[str]] = {
+    MemType.UC: frozenset(),
+    MemType.UC_MINUS: frozenset(),
+    MemType.WC: frozenset({"spec_read", "write_combine"}),
+    MemType.WP: frozenset({"spec_read", "read_cache"}),
+    MemType.WT: frozenset({"spec_read", "read_cache", "write_update"}),
+    MemType.WB: frozenset({"spec_read", "read_cache", "write_update", "write_back"}),
+}
+
+WEAKER = "weaker"
+STRONGER = "stronger"
+SAME = "same"
+INCOMPARABLE = "incomparable"
+RELATIONS = (WEAKER, STRONGER, SAME, INCOMPARABLE)
+
+
+def relation(actual: MemType, expected: MemType) -> str:
+    """How `actual` compares with `expected`: weaker, stronger, same or incomparable.
+
+    "weaker" is the danger case (the CPU may cache or buffer what the guest meant to be
+    stricter); "stronger" costs speed but is safe.
+    """
+    a, e = PERMITS[actual], PERMITS[expected]
+    if a == e:
+        return SAME
+    if a > e:
+        return WEAKER
+    if a < e:
+        return STRONGER
+    return INCOMPARABLE
+
+
+def relation_reason(actual: MemType, expected: MemType) -> str:
+    """One line saying which behaviours differ, for the decision trail and the page."""
+    a, e = PERMITS[actual], PERMITS[expected]
+    extra, missing = sorted(a - e), sorted(e - a)
+    parts = []
+    if extra:
+        parts.append(f"{actual.label} adds {', '.join(extra)}")
+    if missing:
+        parts.append(f"{actual.label} lacks {', '.join(missing)}")
+    return "; ".join(parts) if parts else f"{actual.label} and {expected.label} behave alike"
