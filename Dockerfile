@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# memtype-explorer container image.
+# Why two stages: the builder needs pip and a build backend; the runtime image
+# gets only the finished venv plus the files the app reads (app/, templates/,
+# static/), so nothing from the build lingers in the final layers.
+# Base: same Python minor and Debian release as dev/CI. Full version tag (not a
+# digest: a digest could not be verified where this file was written).
+
+FROM python:3.11.17-slim-bookworm AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+WORKDIR /build
+# Only what `pip install .` needs: pyproject.toml names README.md as readme.
+COPY pyproject.toml README.md ./
+COPY app/ ./app/
+RUN /opt/venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11.17-slim-bookworm
+LABEL org.opencontainers.image.title="memtype-explorer" \
+      org.opencontainers.image.description="Which EPT memory type KVM on Intel VT-x gives guest memory, why, and what it must zap" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.17-slim-bookworm"
+# Fixed numeric uid so orchestrators (runAsNonRoot) can verify it is not root.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin memtype
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /srv/memtype-explorer
+# Files stay root-owned: the service never writes to disk.
+COPY app/ ./app/
+COPY templates/ ./templates/
+COPY static/ ./static/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MEMTYPE_ROOT=/srv/memtype-explorer \
+    MEMTYPE_HOST=0.0.0.0 \
+    MEMTYPE_PORT=8000 \
+    MEMTYPE_WORKERS=2
+USER 10001
+EXPOSE 8000
+# python + urllib, not curl: slim has no curl and adding it grows the image.
+# Reads MEMTYPE_PORT so a port override keeps the check honest.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MEMTYPE_PORT', '8000'), timeout=2).status != 200)"]
+# Exec form: uvicorn is PID 1 and receives SIGTERM. app.serve reads MEMTYPE_*
+# because exec form cannot expand environment variables.
+CMD ["python", "-m", "app.serve"]

@@ -1,0 +1,183 @@
+"""The inputs of a question: a VM, one vCPU's state, the access, and events on them.
+
+Plain frozen dataclasses; the API layer converts JSON into these and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..x86.guest import check_cr0
+from ..x86.memtype import MemTypeError
+from ..x86.mtrr import (
+    DEF_TYPE_E, DEF_TYPE_FE, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MtrrState, is_mtrr_msr, msr_name,
+)
+from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
+
+RAM = "ram"
+MMIO = "mmio"
+
+
+@dataclass(frozen=True, slots=True)
+class MemRange:
+    """A guest-physical range backed by a memslot: host RAM, or host MMIO (a device BAR)."""
+
+    start: int
+    end: int
+    kind: str = RAM
+    label: str = ""
+
+
+DEFAULT_MEMORY_MAP: tuple[MemRange, ...] = (
+    MemRange(0x0, 0xA0000, RAM, "low RAM"),
+    MemRange(0xA0000, 0xC0000, MMIO, "legacy VGA window (assigned GPU)"),
+    MemRange(0xC0000, 0x100000, RAM, "option ROMs and BIOS (RAM-backed)"),
+    MemRange(0x100000, 0x80000000, RAM, "RAM below the 32-bit PCI hole"),
+    MemRange(0xFD000000, 0xFE000000, RAM, "bochs-display VRAM BAR (host RAM, so not is_mmio)"),
+    MemRange(0x100000000, 0x180000000, RAM, "RAM above 4 GiB"),
+    MemRange(0x800000000, 0x810000000, MMIO, "assigned GPU BAR in the 64-bit PCI hole"),
+)
+"""A q35-like 4 GiB guest with one assigned GPU: what `memory_map` defaults to.
+
+Emulated MMIO (IOAPIC, LAPIC) has no memslot and so no EPT leaf; only host-MMIO memslots
+(assigned device BARs) get `is_mmio` leaves. QEMU's VGA/bochs VRAM is host RAM.
+"""
+
+
+def lookup_range(memory_map: tuple[MemRange, ...], gpa: int) -> MemRange | None:
+    for r in memory_map:
+        if r.start <= gpa < r.end:
+            return r
+    return None
+
+
+def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: str = "memory_map") -> None:
+    prev_end = -1
+    for i, r in sorted(enumerate(memory_map), key=lambda ir: ir[1].start):
+        f = f"{field}[{i}]"
+        if r.kind not in (RAM, MMIO):
+            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'", "memory map ranges are RAM or MMIO memslots")
+        if r.start % 0x1000 or r.end % 0x1000 or r.start >= r.end:
+            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range", "memslots are page granular")
+        if r.end > 1 << maxphyaddr:
+            raise MemTypeError(f"{f}.end", f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
+        if r.start < prev_end:
+            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) overlaps another range", "memslots do not overlap")
+        prev_end = r.end
+
+
+@dataclass(frozen=True, slots=True)
+class VmConfig:
+    """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has."""
+
+    noncoherent_dma: bool = False
+    quirk_cd_nw_cleared: bool = True
+    quirk_ignore_guest_pat: bool = True
+    self_snoop: bool = True
+    guest_has_mtrr: bool = True
+    maxphyaddr: int = 46
+    memory_map: tuple[MemRange, ...] = DEFAULT_MEMORY_MAP
+
+    def validate(self) -> VmConfig:
+        if not 36 <= self.maxphyaddr <= 52:
+            raise MemTypeError("vm.maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52", "CPUID.80000008H:EAX[7:0] is 36..52 on Intel 64")
+        check_memory_map(self.memory_map, self.maxphyaddr)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class VcpuState:
+    """One vCPU's guest-visible state that memory typing depends on."""
+
+    cr0_cd: bool = False
+    cr0_nw: bool = False
+    cr0_pg: bool = True
+    pat: Pat = field(default_factory=lambda: Pat.from_msr(PAT_POWER_ON))
+    mtrr: MtrrState = field(default_factory=MtrrState)
+
+    def validate(self, vm: VmConfig, field: str = "vcpu") -> VcpuState:
+        check_cr0(self.cr0_cd, self.cr0_nw, field)
+        self.mtrr.validate(vm.maxphyaddr, f"{field}.mtrr")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The address under study; `mmio` None means: follow the memory map (RAM if unmapped)."""
+
+    gpa: int
+    mmio: bool | None = None
+
+    def validate(self, vm: VmConfig) -> Access:
+        if not 0 <= self.gpa < 1 << vm.maxphyaddr:
+            raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})", "guest-physical addresses are below 2^MAXPHYADDR")
+        return self
+
+    def is_mmio(self, vm: VmConfig) -> bool:
+        if self.mmio is not None:
+            return self.mmio
+        r = lookup_range(vm.memory_map, self.gpa)
+        return r is not None and r.kind == MMIO
+
+
+# -- events ------------------------------------------------------------------------------
+
+CR0_CD = "cr0_cd"
+MTRR_WRITE = "mtrr_write"
+NONCOHERENT_DMA = "noncoherent_dma"
+PAT_WRITE = "pat_write"
+EVENT_KINDS = (CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A guest or VMM action on one vCPU (or, for non-coherent DMA, on the VM)."""
+
+    kind: str
+    value: int | bool
+    msr: int | None = None
+    cr0_nw: bool | None = None  # optional NW written with CD (MOV to CR0 writes both)
+
+    def describe(self) -> str:
+        if self.kind == CR0_CD:
+            return f"CR0.CD := {int(bool(self.value))}"
+        if self.kind == MTRR_WRITE:
+            assert self.msr is not None
+            return f"WRMSR {msr_name(self.msr)} ({self.msr:#x}) := {int(self.value):#x}"
+        if self.kind == NONCOHERENT_DMA:
+            return "non-coherent DMA " + ("starts (counter 0->1)" if self.value else "stops (counter 1->0)")
+        return f"WRMSR IA32_PAT := {int(self.value):#018x}"
+
+
+def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
+    """The state after the event; an event the guest cannot perform raises MemTypeError."""
+    if ev.kind == CR0_CD:
+        nw = vcpu.cr0_nw if ev.cr0_nw is None else ev.cr0_nw
+        check_cr0(bool(ev.value), nw, "event")
+        return vm, replace(vcpu, cr0_cd=bool(ev.value), cr0_nw=nw)
+    if ev.kind == NONCOHERENT_DMA:
+        return replace(vm, noncoherent_dma=bool(ev.value)), vcpu
+    if ev.kind == PAT_WRITE:
+        return vm, replace(vcpu, pat=Pat.from_msr(int(ev.value), "event.value"))
+    if ev.kind == MTRR_WRITE:
+        if ev.msr is None or not is_mtrr_msr(ev.msr):
+            raise MemTypeError(
+                "event.msr",
+                f"{ev.msr!r} is not a writable MTRR MSR" + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),
+                "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
+            )
+        mtrr = vcpu.mtrr.write_msr(ev.msr, int(ev.value), vm.maxphyaddr, "event.value")
+        return vm, replace(vcpu, mtrr=mtrr)
+    raise MemTypeError("event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+
+
+def mtrr_enable_value(default_type: int, fixed: bool = True) -> int:
+    """MTRRdefType with E (and FE) set: what firmware writes to turn MTRRs on."""
+    return default_type | DEF_TYPE_E | (DEF_TYPE_FE if fixed else 0)
+
+
+__all__ = [
+    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MMIO",
+    "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "NONCOHERENT_DMA", "PAT_WRITE", "RAM",
+    "VcpuState", "VmConfig", "apply_event", "lookup_range", "mtrr_enable_value",
+]

@@ -1,0 +1,86 @@
+"""Eras `v6.11-rc1` and `v6.11`: guest MTRRs and CR0.CD no longer honoured on VMX.
+
+0a7b73559b39 dropped guest-MTRR memtypes, e1548088ff54 dropped CR0.CD emulation and its
+zap. 377b2f359d1f (6.11-rc1..rc7) also honoured guest PAT on every CPU with self-snoop,
+which turned bochs-display's UC- framebuffer mapping from WB into UC (very slow on SPR);
+Paolo's revert 9d70f3fec144 went into 6.11 final. v6.11 holds through 6.15.
+"""
+
+from __future__ import annotations
+
+from .era import (
+    C_NO_CD, C_NO_MTRR, C_REVERT, C_SELFSNOOP, RULE_MMIO, WB, Era, Rule, ZapInput, ZapTrail, always,
+)
+from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
+
+HONOR = Rule("honor-pat", "vmx_get_mt_mask", "otherwise: WB, IPAT clear",
+             always, lambda f: (WB, False, "WB without IPAT: guest PAT decides"))
+
+
+def _zap(may_ignore_pat, condition: str, commit: str):
+    def zap(z: ZapInput):
+        t = ZapTrail()
+        kind = z.event.kind
+        if kind == NONCOHERENT_DMA:
+            if t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
+                       z.dma_transition):
+                if t.check("zap", "kvm_noncoherent_dma_assignment_start_or_stop", condition,
+                           may_ignore_pat(z.vm), "zap everything", commit):
+                    t.zap(z.everything)
+        elif kind == MTRR_WRITE:
+            t.check("mtrr", "kvm_mtrr_set_msr", "MTRRs are only stored and returned", True, "no zap", C_NO_MTRR.sha)
+        elif kind == CR0_CD:
+            t.check("cd", "kvm_post_set_cr0", "CR0.CD is not virtualised on VMX", True, "no zap", C_NO_CD.sha)
+        else:
+            t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+        return t.done()
+    return zap
+
+
+def no_huge_page_check(vm: VmConfig) -> tuple[tuple[str, bool], ...]:
+    return (("6.11+", False),)
+
+
+ERA_RC1 = Era(
+    id="v6.11-rc1",
+    title="Linux 6.11-rc1 to rc7 (honour guest PAT on self-snoop CPUs; reverted)",
+    kernels="6.11-rc1..6.11-rc7",
+    summary=(
+        "MMIO is UC; a CPU without self-snoop and a VM without non-coherent DMA get WB|IPAT; "
+        "everything else is WB without IPAT, so guest PAT decides. On a self-snoop CPU a guest "
+        "UC- mapping of RAM (bochs-drm's ioremap() of its VRAM BAR) becomes UC instead of WB: "
+        "the slowdown that got 377b2f359d1f reverted before 6.11 final."
+    ),
+    commits=(C_NO_MTRR, C_NO_CD, C_SELFSNOOP),
+    rules=(
+        RULE_MMIO,
+        Rule("no-selfsnoop", "vmx_get_mt_mask", "!static_cpu_has(X86_FEATURE_SELFSNOOP) && !kvm_arch_has_noncoherent_dma(kvm)",
+             lambda f: not f.self_snoop and not f.noncoherent_dma,
+             lambda f: (WB, True, "WB|IPAT: no self-snoop and no non-coherent DMA"), C_SELFSNOOP.sha),
+        HONOR,
+    ),
+    zap_policy=_zap(lambda vm: not vm.self_snoop, "kvm_mmu_may_ignore_guest_pat(): EPT on && !SELFSNOOP", C_SELFSNOOP.sha),
+    reads_guest_mtrrs=False,
+    huge_page_check=no_huge_page_check,
+)
+
+ERA_611 = Era(
+    id="v6.11",
+    title="Linux 6.11 to 6.15",
+    kernels="6.11-6.15",
+    summary=(
+        "Guest MTRRs and CR0.CD are ignored. MMIO is UC; without non-coherent DMA every page is "
+        "WB|IPAT; with it, WB without IPAT so guest PAT alone picks the effective type. Only "
+        "non-coherent DMA starting or stopping zaps (everything)."
+    ),
+    commits=(C_NO_MTRR, C_NO_CD, C_REVERT),
+    rules=(
+        RULE_MMIO,
+        Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_arch_has_noncoherent_dma(kvm)",
+             lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: no non-coherent DMA"), C_REVERT.sha),
+        HONOR,
+    ),
+    zap_policy=_zap(lambda vm: True, "kvm_mmu_may_ignore_guest_pat(): EPT on", C_REVERT.sha),
+    reads_guest_mtrrs=False,
+    huge_page_check=no_huge_page_check,
+)

@@ -1,0 +1,73 @@
+"""Era `v6.7`: what was merged from the 2023 series for 6.7 (v4 patches 1-5 and 7).
+
+vmx_get_mt_mask() changes only for CR0.CD=1 with the quirk (c9f65a3f2d92: WB without IPAT).
+Zaps are gated by kvm_mmu_honors_guest_mtrrs() (nc-DMA && EPT), the CD-toggle zap needs the
+quirk off (7a18c7c2b69a), and nc-DMA 0<->1 now zaps everything (362ff6dca541). Holds for
+6.7 to 6.10 (6.8 and 6.9 read; 6.10 inferred).
+"""
+
+from __future__ import annotations
+
+from .era import (
+    C_CD_FIX, C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_MMIO, UC, WB, Era,
+    Rule, ZapInput, ZapTrail, always, mtrr_write_zap,
+)
+from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
+
+RULES = (
+    RULE_MMIO,
+    Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_arch_has_noncoherent_dma(kvm)",
+         lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: no device can observe the cache, force WB")),
+    Rule("cd", "vmx_get_mt_mask", "kvm_read_cr0_bits(vcpu, X86_CR0_CD)",
+         lambda f: f.cr0_cd,
+         lambda f: (WB, False, "WB without IPAT: quirk on, guest PAT now applies") if f.quirk_cd_nw_cleared
+         else (UC, True, "UC|IPAT: quirk off, emulate no-fill mode as UC"),
+         C_DROP_IPAT.sha),
+    Rule("mtrr", "kvm_mtrr_get_guest_memory_type", "otherwise: the guest MTRR type, IPAT clear",
+         always, lambda f: (f.guest_mtrr, False, f"guest MTRR type {f.guest_mtrr.label}, PAT combines")),
+)
+
+
+def zap(z: ZapInput):
+    t = ZapTrail()
+    honors = z.vm.noncoherent_dma  # kvm_mmu_honors_guest_mtrrs(): nc-DMA && shadow_memtype_mask (EPT on)
+    kind = z.event.kind
+    if kind == MTRR_WRITE:
+        mtrr_write_zap(z, t, honors, "!kvm_mmu_honors_guest_mtrrs(kvm)", C_MTRR_ZAP.sha)
+    elif kind == CR0_CD:
+        if t.check("toggle", "kvm_post_set_cr0", "CR0.CD changed", z.cd_toggled):
+            if t.check("zap", "kvm_post_set_cr0", "kvm_mmu_honors_guest_mtrrs(kvm) && !quirk(CD_NW_CLEARED)",
+                       honors and not z.vm.quirk_cd_nw_cleared, "zap everything", C_CD_ZAP.sha):
+                t.zap(z.everything)
+    elif kind == NONCOHERENT_DMA:
+        if t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
+                   z.dma_transition, "", C_DMA_ZAP.sha):
+            t.check("zap", "kvm_noncoherent_dma_assignment_start_or_stop", "__kvm_mmu_honors_guest_mtrrs(true): EPT on",
+                    True, "zap everything", C_DMA_ZAP.sha)
+            t.zap(z.everything)
+    else:
+        t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+    return t.done()
+
+
+def huge_pages(vm: VmConfig) -> tuple[tuple[str, bool], ...]:
+    """kvm_tdp_page_fault(): MTRR check only when kvm_mmu_honors_guest_mtrrs() (1affe455d66d)."""
+    return (("6.7-6.10", vm.noncoherent_dma),)
+
+
+ERA = Era(
+    id="v6.7",
+    title="Linux 6.7 to 6.10 (2023 series, patches 1-5 and 7 merged)",
+    kernels="6.7-6.10",
+    summary=(
+        "As v4.2 except that guest CR0.CD=1 under KVM_X86_QUIRK_CD_NW_CLEARED gives WB without IPAT, "
+        "so guest PAT applies (c9f65a3f2d92). Zaps happen only when KVM honours guest MTRRs (a VM "
+        "with non-coherent DMA on EPT): MTRR writes zap the written range, a CR0.CD toggle zaps "
+        "everything only with the quirk off, and non-coherent DMA starting or stopping zaps everything."
+    ),
+    commits=(C_HELPERS, C_CD_ZAP, C_MTRR_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_CD_FIX),
+    rules=RULES,
+    zap_policy=zap,
+    reads_guest_mtrrs=True,
+    huge_page_check=huge_pages,
+)

@@ -1,0 +1,102 @@
+"""Zap audit: what an era's code zaps for one event, against what *needed* a zap.
+
+A range needs a zap when some page in a mapped range (memslot) would get a different
+(memtype, IPAT) after the event than the leaf built before it holds. Stale = needed but
+not zapped: the old memtype survives, a correctness bug. Excess = zapped (inside memslots)
+but not needed: wasted work and refaults. Ranges are half-open, sorted and merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..x86.mtrr import segments
+from .era import Era, Step, ZapInput
+from .ranges import Range, intersect, merge, pages, subtract
+from .resolve import check, mask_at
+from .scenario import MMIO, Event, VcpuState, VmConfig, apply_event
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A run of mapped pages whose EPT entry changes: (memtype, IPAT) before -> after."""
+
+    start: int
+    end: int
+    kind: str
+    before: tuple
+    after: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ZapAudit:
+    era: Era
+    event: Event
+    vm_after: VmConfig
+    vcpu_after: VcpuState
+    calls: tuple[Range, ...]
+    zapped: tuple[Range, ...]
+    needed: tuple[Range, ...]
+    stale: tuple[Range, ...]
+    excess: tuple[Range, ...]
+    changes: tuple[Change, ...]
+    path: tuple[Step, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "zap_calls": len(self.calls),
+            "zapped_pages": pages(self.zapped_mapped),
+            "needed_pages": pages(self.needed),
+            "stale_pages": pages(self.stale),
+            "excess_pages": pages(self.excess),
+        }
+
+    @property
+    def zapped_mapped(self) -> list[Range]:
+        return intersect(self.zapped, [(r.start, r.end) for r in self.vm_after.memory_map])
+
+
+def _points(era: Era, vm: VmConfig, vcpus: tuple[VcpuState, ...], start: int, end: int) -> list[int]:
+    pts = {start, end}
+    if era.reads_guest_mtrrs:
+        for v in vcpus:
+            for s, e, _ in segments(v.mtrr, start, end, vm.maxphyaddr, sdm=False, guest_has_mtrr=vm.guest_has_mtrr):
+                pts.update((s, e))
+    return sorted(pts)
+
+
+def entry_changes(era: Era, vm_a: VmConfig, vcpu_a: VcpuState, vm_b: VmConfig, vcpu_b: VcpuState) -> list[Change]:
+    """Mapped runs whose leaf (memtype, IPAT) differs between two states of the same VM."""
+    out: list[Change] = []
+    for r in vm_a.memory_map:
+        is_mmio = r.kind == MMIO
+        pts = _points(era, vm_a, (vcpu_a, vcpu_b), r.start, r.end)
+        for s, e in zip(pts, pts[1:]):
+            a = mask_at(era, vm_a, vcpu_a, s, is_mmio)
+            b = mask_at(era, vm_b, vcpu_b, s, is_mmio)
+            ka, kb = (a.memtype, a.ipat), (b.memtype, b.ipat)
+            if ka == kb:
+                continue
+            if out and out[-1].end == s and (out[-1].before, out[-1].after) == (ka, kb):
+                out[-1] = Change(out[-1].start, e, r.kind, ka, kb)
+            else:
+                out.append(Change(s, e, r.kind, ka, kb))
+    return out
+
+
+def audit(era: Era, vm: VmConfig, vcpu: VcpuState, event: Event) -> ZapAudit:
+    check(era, vm, vcpu)
+    vm_after, vcpu_after = apply_event(vm, vcpu, event)
+    era.check_vm(vm_after)
+    decision = era.zap(ZapInput(vm, vcpu, vm_after, vcpu_after, event))
+    mapped = [(r.start, r.end) for r in vm.memory_map]
+    zapped = merge(decision.calls)
+    if decision.per_memslot:
+        zapped = intersect(zapped, mapped)
+    changes = entry_changes(era, vm, vcpu, vm_after, vcpu_after)
+    needed = merge((c.start, c.end) for c in changes)
+    stale = subtract(needed, zapped)
+    excess = subtract(intersect(zapped, mapped), needed)
+    return ZapAudit(era, event, vm_after, vcpu_after, decision.calls, tuple(zapped), tuple(needed),
+                    tuple(stale), tuple(excess), tuple(changes), decision.path)

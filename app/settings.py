@@ -1,0 +1,95 @@
+"""Runtime settings, read from ``MEMTYPE_*`` environment variables.
+
+Why environment variables: the same code runs from ``scripts/serve`` on a dev
+box and from the container image, where the Dockerfile sets ``MEMTYPE_HOST``
+etc.  Every limit that protects the service from oversized input lives here so
+it is visible in one place and can be tuned without a code change.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root (``app/..``): where ``templates/`` and ``static/`` live.
+#: They are not package data, so an installed copy of ``app`` (the container's
+#: venv) is pointed at them with ``MEMTYPE_ROOT`` or runs from the directory
+#: holding them (the Dockerfile's WORKDIR).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field maps to ``MEMTYPE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMTYPE_", extra="ignore")
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Bind address. Loopback by default: the service has no auth; "
+        "the container sets 0.0.0.0 because its port is published explicitly.",
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="uvicorn worker processes. 1 under an orchestrator (scale by "
+        "replicas); a few on a single shared box. 0 would start nothing.",
+    )
+    max_body_bytes: int = Field(
+        256 * KiB,
+        ge=1,
+        description="Largest accepted request body for ordinary JSON endpoints: "
+        "a scenario is a few hundred bytes, so this only stops abuse.",
+    )
+    max_trace_events: int = Field(
+        100_000,
+        ge=1,
+        description="Most events accepted in one uploaded trace, bounding CPU "
+        "time spent replaying it.",
+    )
+    max_trace_bytes: int = Field(
+        4 * MiB,
+        ge=1,
+        description="Largest uploaded trace body, bounding memory per request.",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = (
+        Field("info", description="uvicorn log level.")
+    )
+    root_path: str = Field(
+        "",
+        description="ASGI root_path when served under a path prefix behind a "
+        "reverse proxy (e.g. '/memtype'), so links and /docs resolve.",
+    )
+    root: Path = Field(
+        REPO_ROOT,
+        description="Directory holding templates/ and static/ (not shipped in "
+        "the Python package).",
+    )
+
+    @property
+    def templates_dir(self) -> Path:
+        """Jinja2 templates directory."""
+        return self.root / "templates"
+
+    @property
+    def static_dir(self) -> Path:
+        """Static files directory, mounted at /static."""
+        return self.root / "static"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once.
+
+    Cached so every request sees the same values and the environment is parsed
+    once; tests that change the environment call ``get_settings.cache_clear()``
+    or build ``Settings()`` directly.
+    """
+    return Settings()
