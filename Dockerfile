@@ -40,9 +40,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001
 EXPOSE 8000
 # python + urllib, not curl: slim has no curl and adding it grows the image.
-# Reads MEMTYPE_PORT so a port override keeps the check honest.
+# Reads MEMTYPE_PORT so a port override keeps the check honest; ProxyHandler({})
+# because Docker may inject HTTP_PROXY, which urllib would use even for 127.0.0.1.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MEMTYPE_PORT', '8000'), timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); sys.exit(o.open('http://127.0.0.1:%s/healthz' % os.environ.get('MEMTYPE_PORT', '8000'), timeout=2).status != 200)"]
 # Exec form: uvicorn is PID 1 and receives SIGTERM. app.serve reads MEMTYPE_*
 # because exec form cannot expand environment variables.
 CMD ["python", "-m", "app.serve"]

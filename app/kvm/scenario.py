@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from ..x86.guest import check_cr0
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import (
-    DEF_TYPE_E, DEF_TYPE_FE, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MtrrState, is_mtrr_msr, msr_name,
+    DEF_TYPE_E, DEF_TYPE_FE, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRRCAP, MtrrState, is_mtrr_msr, msr_name,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 
@@ -160,7 +160,7 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
     if ev.kind == PAT_WRITE:
         return vm, replace(vcpu, pat=Pat.from_msr(int(ev.value), "event.value"))
     if ev.kind == MTRR_WRITE:
-        if ev.msr is None or not is_mtrr_msr(ev.msr):
+        if ev.msr is None or not (is_mtrr_msr(ev.msr) or ev.msr == MSR_MTRRCAP):
             raise MemTypeError(
                 "event.msr",
                 f"{ev.msr!r} is not a writable MTRR MSR" + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),

@@ -1,0 +1,196 @@
+"""Era diff: two kernel eras compared over the whole finite state space.
+
+What vmx_get_mt_mask() can see for one page is finite: is_mmio, non-coherent DMA, guest
+CR0.CD, the two quirks, CPU self-snoop, the guest MTRR type KVM's lookup returns (5
+types), and the guest PAT type the access uses (6 types): 2^6 x 5 x 6 = 1920 states. We
+enumerate all of them, which answers "does this change make any memory type weaker?" by
+exhaustion rather than by argument. States an era cannot have (a quirk it cannot turn off)
+are skipped and counted, never silently merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import product
+
+from .kvm.era import Era, Fault
+from .kvm.eras import ERAS
+from .kvm.scenario import Access, VcpuState, VmConfig
+from .x86.ept import combine, effective_type
+from .x86.memtype import INCOMPARABLE, SAME, MemType, MemTypeError, relation
+from .x86.mtrr import DEF_TYPE_E, MtrrState
+from .x86.pat import Pat
+
+BOOLS = ("is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop")
+MTRR_VALUES = (MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemType.WB)
+PAT_VALUES = (MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemType.WB, MemType.UC_MINUS)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    fault: Fault
+    pat: MemType
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {k: getattr(self.fault, k) for k in BOOLS}
+        d["guest_mtrr"] = self.fault.guest_mtrr.label
+        d["pat"] = self.pat.label
+        return d
+
+    @property
+    def expected(self) -> MemType:
+        """The guest's bare-metal expectation: CD=1 -> UC, else its MTRR type x PAT."""
+        return MemType.UC if self.fault.cr0_cd else combine(self.fault.guest_mtrr, self.pat)
+
+
+def all_states() -> list[State]:
+    out = []
+    for bools in product((False, True), repeat=len(BOOLS)):
+        for mtrr in MTRR_VALUES:
+            f = Fault(*bools, guest_mtrr=mtrr)
+            out.extend(State(f, p) for p in PAT_VALUES)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    state: State
+    ept_a: tuple[MemType, bool]
+    ept_b: tuple[MemType, bool]
+    effective_a: MemType
+    effective_b: MemType
+    classification: str  # effective_b relative to effective_a
+    relation_a: str  # effective_a relative to the guest's expectation
+    relation_b: str
+
+
+@dataclass(frozen=True)
+class EraDiff:
+    a: Era
+    b: Era
+    total_states: int
+    compared: int
+    rows: tuple[DiffRow, ...]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = {"differ": len(self.rows), "weaker": 0, "stronger": 0, "incomparable": 0, "same": 0}
+        for r in self.rows:
+            c[r.classification] += 1
+        c["ept_only"] = c.pop(SAME)
+        return c
+
+
+def _vm_of(f: Fault) -> VmConfig:
+    return VmConfig(
+        noncoherent_dma=f.noncoherent_dma, quirk_cd_nw_cleared=f.quirk_cd_nw_cleared,
+        quirk_ignore_guest_pat=f.quirk_ignore_guest_pat, self_snoop=f.self_snoop,
+    )
+
+
+def _valid(era: Era, f: Fault) -> str | None:
+    try:
+        era.check_vm(_vm_of(f))
+    except MemTypeError as e:
+        return e.message
+    return None
+
+
+def diff_eras(a: Era, b: Era) -> EraDiff:
+    rows = []
+    skipped: dict[str, int] = {}
+    states = all_states()
+    compared = 0
+    for s in states:
+        why = _valid(a, s.fault) or _valid(b, s.fault)
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        compared += 1
+        ma, mb = a.mt_mask(s.fault), b.mt_mask(s.fault)
+        ea, eb = (ma.memtype, ma.ipat), (mb.memtype, mb.ipat)
+        effa, effb = effective_type(ma.memtype, ma.ipat, s.pat), effective_type(mb.memtype, mb.ipat, s.pat)
+        if ea == eb and effa == effb:
+            continue
+        cls = relation(effb, effa)
+        rows.append(DiffRow(s, ea, eb, effa, effb, cls, relation(effa, s.expected), relation(effb, s.expected)))
+    return EraDiff(a, b, len(states), compared, tuple(rows), skipped)
+
+
+DIMENSIONS: tuple[tuple[str, tuple], ...] = (
+    *((k, (False, True)) for k in BOOLS),
+    ("guest_mtrr", tuple(t.label for t in MTRR_VALUES)),
+    ("pat", tuple(t.label for t in PAT_VALUES)),
+)
+ANY = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class DiffGroup:
+    """Diff rows with one outcome, where a dimension shown as '*' takes every value."""
+
+    pattern: dict[str, object]
+    count: int
+    ept_a: tuple[MemType, bool]
+    ept_b: tuple[MemType, bool]
+    effective_a: MemType
+    effective_b: MemType
+    classification: str
+
+
+def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
+    """Collapse rows that differ only in a dimension whose every value gives the same outcome.
+
+    A reviewer reads "CD=1, quirk on, nc-DMA, any MTRR type: WB! -> WB" far faster than 30
+    rows; the full rows stay available. Greedy, one dimension at a time, repeated until stable.
+    """
+    names = [d for d, _ in DIMENSIONS]
+    groups: dict[tuple, tuple[tuple, int]] = {}
+    for r in rows:
+        st = r.state.as_dict()
+        key = tuple(st[n] for n in names)
+        out = (r.ept_a, r.ept_b, r.effective_a, r.effective_b, r.classification)
+        groups[key] = (out, 1)
+    changed = True
+    while changed:
+        changed = False
+        for i, (_, domain) in enumerate(DIMENSIONS):
+            buckets: dict[tuple, list[tuple]] = {}
+            for key, (out, _) in groups.items():
+                if key[i] == ANY:
+                    continue
+                buckets.setdefault((key[:i] + key[i + 1:], out), []).append(key)
+            for (rest, out), keys in buckets.items():
+                if {k[i] for k in keys} == set(domain):
+                    total = sum(groups.pop(k)[1] for k in keys)
+                    groups[rest[:i] + (ANY,) + rest[i:]] = (out, total)
+                    changed = True
+    result = []
+    for key, (out, count) in sorted(groups.items(), key=lambda kv: (-kv[1][1], str(kv[0]))):
+        result.append(DiffGroup(dict(zip(names, key)), count, *out))
+    return result
+
+
+@lru_cache(maxsize=64)
+def diff_by_id(a: str, b: str) -> EraDiff:
+    """Cached: the state space is fixed, so a pair of eras always gives the same diff."""
+    from .kvm.eras import get_era
+
+    return diff_eras(get_era(a, "era_a"), get_era(b, "era_b"))
+
+
+def state_scenario(s: State, gpa: int = 0x100000) -> tuple[VmConfig, VcpuState, Access]:
+    """A concrete scenario that realises an abstract state, to open a diff row in the page.
+
+    MTRRs enabled with no fixed or variable ranges and the state's type as default, so both
+    the SDM and KVM lookups give that type; every PAT entry set to the state's PAT type.
+    """
+    vm = _vm_of(s.fault)
+    pat = Pat.from_msr(int.from_bytes(bytes([int(s.pat)] * 8), "little"))
+    vcpu = VcpuState(cr0_cd=s.fault.cr0_cd, pat=pat, mtrr=MtrrState(def_type=DEF_TYPE_E | int(s.fault.guest_mtrr)))
+    return vm, vcpu, Access(gpa, mmio=s.fault.is_mmio)
+
+
+__all__ = ["DiffGroup", "DiffRow", "EraDiff", "group_rows", "INCOMPARABLE", "State", "all_states", "diff_by_id", "diff_eras", "state_scenario", "ERAS"]
