@@ -75,10 +75,12 @@ def test_mtrr_write_zaps_the_new_variable_range_only():
     # var_mtrr_range(): start is the raw base, end the next mask boundary: [3G, 4G),
     # while the SDM match (addr & mask == base & mask) still covers [2G, 4G).
     assert a.calls == ((0xC0000000, 0x100000000),)
-    # [2G, 3G) went from UC back to WB but was not zapped: stale (VRAM is not in it)
+    # Moving the UC range to [0, 2G): the new range is zapped, the old one is not, so the
+    # VRAM BAR in the old UC hole keeps its UC entry although it is WB now: stale.
     a2 = audit(ERAS["v4.2"], vm, vcpu, Event("mtrr_write", 0x0 | int(MemType.UC), msr=0x200))
     assert a2.calls == ((0x0, 0x80000000),)
-    assert list(a2.needed) == intersect(RAM_RANGES, [(0, 0x80000000)])
+    assert list(a2.needed) == merge(intersect(RAM_RANGES, [(0, 0x80000000)]) + [(0xFD000000, 0xFE000000)])
+    assert list(a2.stale) == [(0xFD000000, 0xFE000000)]
 
 
 def test_mtrr_write_without_ncdma_never_zaps_before_6_11():
