@@ -190,6 +190,7 @@ def _free_port() -> int:
 def _copy_into(sources: list[str], dest: Path) -> None:
     for src in sources:
         path = ROOT / src
+        assert path.exists(), f"Dockerfile COPY source {src} missing from the repo"
         target = dest / src.strip("/")
         if path.is_dir():
             shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))

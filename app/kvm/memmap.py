@@ -1,0 +1,123 @@
+"""The guest-physical address space as runs of one answer: what the page's map bar draws.
+
+Each mapped range (memslot) is split wherever the SDM lookup, KVM's lookup or the memory
+map can change, and each run carries the EPT entry the era builds there, the effective
+type for one PAT entry, the guest's expectation and the huge page the MTRR check allows.
+Holes between memslots are listed too (no EPT leaf exists there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..x86.ept import effective_type
+from ..x86.guest import expectation, guest_pat_type
+from ..x86.memtype import MemType, relation
+from ..x86.mtrr import (
+    FIXED_RANGES, ONE_MIB, breakpoints, contiguous_size, kvm_lookup, largest_page, sdm_lookup,
+)
+from .era import Era
+from .resolve import check, mask_at
+from .scenario import MMIO, VcpuState, VmConfig
+
+UNMAPPED = "unmapped"
+
+
+@dataclass(frozen=True, slots=True)
+class MapRun:
+    start: int
+    end: int
+    kind: str  # ram, mmio or unmapped
+    label: str
+    guest_mtrr: MemType | None = None
+    kvm_mtrr: MemType | None = None
+    memtype: MemType | None = None
+    ipat: bool = False
+    effective: MemType | None = None
+    expected: MemType | None = None
+    relation: str = ""
+    page_size: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MtrrRange:
+    start: int
+    end: int
+    type: MemType
+    source: str  # "fixed", "variable N", or "default"
+
+
+def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
+    """The guest's programmed ranges (fixed windows merged by type, variable blocks)."""
+    m = vcpu.mtrr
+    out: list[MtrrRange] = []
+    if not m.enabled:
+        return out
+    if m.fixed_enabled:
+        for r in FIXED_RANGES:
+            t = m.fixed_type(r.index)
+            if out and out[-1].end == r.start and out[-1].type == t:
+                out[-1] = MtrrRange(out[-1].start, r.end, t, "fixed")
+            else:
+                out.append(MtrrRange(r.start, r.end, t, "fixed"))
+    for n, pair in enumerate(m.variable):
+        if pair.valid:
+            for s, e in pair.sdm_blocks(vm.maxphyaddr):
+                note = "" if contiguous_size(pair, vm.maxphyaddr) else " (mask with holes)"
+                out.append(MtrrRange(s, e, MemType(pair.type), f"variable {n}{note}"))
+    return out
+
+
+_ORDER = ("4K", "2M", "1G")
+
+
+def _run_page(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> str:
+    """Largest page for blocks lying inside [start, end): the block must fit in the run
+    (memslot and type boundaries), and the MTRR consistency check must allow it where the
+    era applies that check."""
+    for size, name in ((1 << 30, "1G"), (1 << 21, "2M")):
+        a = -(-start // size) * size
+        if a + size <= end:
+            if not mtrr_check:
+                return name
+            allowed = largest_page(vcpu.mtrr, a, vm.maxphyaddr)
+            return min(name, allowed, key=_ORDER.index)
+    return "4K"
+
+
+def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> list[MapRun]:
+    check(era, vm, vcpu)
+    pat = guest_pat_type(vcpu.pat[pat_index], vcpu.cr0_pg)
+    top = 1 << vm.maxphyaddr
+    runs: list[MapRun] = []
+    cursor = 0
+    huge = any(applies for _, applies in era.huge_page_check(vm))
+    for r in sorted(vm.memory_map, key=lambda r: r.start):
+        if r.start > cursor:
+            runs.append(MapRun(cursor, r.start, UNMAPPED, "no memslot"))
+        pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
+        for s, e in zip(pts, pts[1:]):
+            sdm = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
+            kvm = kvm_lookup(vcpu.mtrr, s, vm.maxphyaddr, vm.guest_has_mtrr)
+            m = mask_at(era, vm, vcpu, s, r.kind == MMIO)
+            eff = effective_type(m.memtype, m.ipat, pat)
+            exp = expectation(sdm, vcpu.pat[pat_index], cd=vcpu.cr0_cd, nw=vcpu.cr0_nw,
+                              paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr).type
+            rel = relation(eff, exp) if exp is not None else "incomparable"
+            size = _run_page(vcpu, vm, s, e, huge)
+            run = MapRun(s, e, r.kind, r.label, sdm.type, kvm.type if era.reads_guest_mtrrs else None,
+                         m.memtype, m.ipat, eff, exp, rel, size)
+            prev = runs[-1] if runs else None
+            if prev and prev.end == s and prev.kind == run.kind and prev.label == run.label and (
+                prev.guest_mtrr, prev.kvm_mtrr, prev.memtype, prev.ipat, prev.effective, prev.expected, prev.page_size
+            ) == (run.guest_mtrr, run.kvm_mtrr, run.memtype, run.ipat, run.effective, run.expected, run.page_size):
+                runs[-1] = MapRun(prev.start, e, *[getattr(prev, f) for f in MapRun.__slots__[2:]])
+            else:
+                runs.append(run)
+        cursor = max(cursor, r.end)
+    if cursor < top:
+        runs.append(MapRun(cursor, top, UNMAPPED, "no memslot"))
+    return runs
+
+
+__all__ = ["MapRun", "MtrrRange", "ONE_MIB", "UNMAPPED", "address_map", "mtrr_ranges"]
