@@ -97,10 +97,13 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
     else:
         r = lookup_range(vm.memory_map, gpa)
         src = f"memory map: {r.kind} ({r.label})" if r else "not in the memory map: treated as RAM"
-    m = mask_at(era, vm, vcpu, gpa, is_mmio)
     sdm = sdm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr)
-    kvm = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr) if era.reads_guest_mtrrs else None
-    finding = lookup_difference(sdm, kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr))
+    kvm_any = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)
+    kvm = kvm_any if era.reads_guest_mtrrs else None
+    assert kvm_any.type is not None
+    m = era.mt_mask(Fault(is_mmio, vm.noncoherent_dma, vcpu.cr0_cd, vm.quirk_cd_nw_cleared,
+                          vm.quirk_ignore_guest_pat, vm.self_snoop, kvm_any.type if kvm else MemType.WB))
+    finding = lookup_difference(sdm, kvm_any)
     sizes = page_sizes(era, vm, vcpu, gpa)
     size = sizes[-1].page_size
     leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, size)

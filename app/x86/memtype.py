@@ -24,7 +24,7 @@ class MemType(IntEnum):
     @property
     def label(self) -> str:
         """The name as the SDM writes it (`UC-` rather than the Python identifier)."""
-        return "UC-" if self is MemType.UC_MINUS else self.name
+        return _LABELS[self]
 
     @classmethod
     def from_label(cls, label: str) -> MemType:
@@ -36,6 +36,8 @@ class MemType(IntEnum):
     def __str__(self) -> str:
         return self.label
 
+
+_LABELS: dict[int, str] = {0: "UC", 1: "WC", 4: "WT", 5: "WP", 6: "WB", 7: "UC-"}
 
 PAT_TYPES: frozenset[int] = frozenset({0, 1, 4, 5, 6, 7})
 """Encodings WRMSR accepts in an IA32_PAT byte (KVM's kvm_pat_valid() agrees)."""

@@ -1,0 +1,216 @@
+"""Benchmarks that print figures: `python bench/run.py` (or `--only resolver,diff,...`).
+
+Sections:
+  resolver  pure resolve() calls per second (one scenario, OVMF MTRRs, no web layer)
+  diff      exhaustive era diff over all 1920 states, every pair of eras (uncached)
+  replay    OVMF-like and SeaBIOS-like boots with 8, 64 and 256 vCPUs, every era
+  api       uvicorn on loopback (one worker, a subprocess) under N concurrent keep-alive
+            clients: POST /api/v1/resolve against GET /healthz of the same app in the same
+            run; throughput, p50/p99 latency and their ratio
+  page      headless Debian Chromium: toggle -> redrawn time on the live page
+
+Figures depend on the machine; compare ratios within one run, not absolutes across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESOLVE_BODY = {
+    "kernel": "v6.7",
+    "vm": {"noncoherent_dma": True, "quirk_cd_nw_cleared": True, "quirk_ignore_guest_pat": True,
+           "self_snoop": True, "guest_has_mtrr": True, "maxphyaddr": 46},
+    "vcpu": {"cr0_cd": False, "cr0_nw": False, "pat": "0x0007040600070406",
+             "mtrr": {"def_type": "0xc06",
+                      "fixed": ["0x0606060606060606", "0x0606060606060606"] + ["0x0"] * 9,
+                      "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}},
+    "gpa": "0xfee00000",
+}
+
+
+def _timeit(fn, min_seconds: float = 1.0) -> tuple[int, float]:
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return n, elapsed
+
+
+def bench_resolver() -> None:
+    from app.kvm.eras import ERAS
+    from app.kvm.layouts import ovmf_state
+    from app.kvm.resolve import resolve
+    from app.kvm.scenario import Access, VcpuState, VmConfig
+
+    vm = VmConfig(noncoherent_dma=True)
+    vcpu = VcpuState(mtrr=ovmf_state(linux=True))
+    for era_id in ("v4.2", "v6.7", "v6.16"):
+        era = ERAS[era_id]
+        n, t = _timeit(lambda: resolve(era, vm, vcpu, Access(0xFEE00000)))
+        print(f"resolver  {era_id:<10} {n / t:10.0f} resolve() calls/s  ({t / n * 1e6:.1f} us each)")
+
+
+def bench_diff() -> None:
+    from app.analysis import diff_eras
+    from app.kvm.eras import ERAS
+
+    ids = list(ERAS)
+    start = time.perf_counter()
+    pairs = 0
+    for a in ids:
+        for b in ids:
+            diff_eras(ERAS[a], ERAS[b])
+            pairs += 1
+    t = time.perf_counter() - start
+    print(f"diff      {pairs} era pairs x 1920 states: {t * 1000:.0f} ms total, {t / pairs * 1000:.1f} ms per pair")
+
+
+def bench_replay() -> None:
+    from app.kvm import replay as rp
+    from app.kvm.eras import ERAS
+
+    for gen in ("ovmf", "seabios"):
+        for n in (8, 64, 256):
+            trace = rp.GENERATORS[gen](n)
+            start = time.perf_counter()
+            results = {e: rp.replay(ERAS[e], trace) for e in ERAS}
+            t = time.perf_counter() - start
+            print(f"replay    {gen:<8} {n:>3} vCPUs {len(trace.events):>6} events: {t * 1000:7.0f} ms for {len(ERAS)} eras")
+            if n == 8:
+                for e, r in results.items():
+                    print(f"            {e:<10} zap calls {r.zap_calls:>4}  zapped pages {r.zapped_pages:>9}"
+                          f"  excess {r.excess_pages:>9}  stale {r.stale_pages:>8}  while CD=1 {r.calls_while_cd:>3}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _load(url: str, method: str, body: bytes | None, clients: int, seconds: float) -> tuple[int, list[float]]:
+    """Closed-loop load: each client sends its next request when the last one answers."""
+    import httpx
+
+    lat: list[float] = []
+    deadline = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=10) as client:
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                r = await client.request(method, url, content=body, headers=headers)
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return int(len(lat) / elapsed), sorted(lat)
+
+
+def _pct(xs: list[float], p: float) -> float:
+    return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000
+
+
+def bench_api(clients: int = 16, seconds: float = 5.0) -> None:
+    port = _free_port()
+    env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        import httpx
+
+        for _ in range(100):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        body = json.dumps(RESOLVE_BODY).encode()
+        asyncio.run(_load(base + "/api/v1/resolve", "POST", body, clients, 1.0))  # warm-up
+        rps_h, lat_h = asyncio.run(_load(base + "/healthz", "GET", None, clients, seconds))
+        rps_r, lat_r = asyncio.run(_load(base + "/api/v1/resolve", "POST", body, clients, seconds))
+        print(f"api       {clients} clients, {seconds:.0f} s each, 1 uvicorn worker, client in another process")
+        print(f"            GET /healthz          {rps_h:6d} req/s  p50 {_pct(lat_h, .5):6.2f} ms  p99 {_pct(lat_h, .99):6.2f} ms")
+        print(f"            POST /api/v1/resolve  {rps_r:6d} req/s  p50 {_pct(lat_r, .5):6.2f} ms  p99 {_pct(lat_r, .99):6.2f} ms")
+        print(f"            resolve/healthz throughput ratio {rps_r / rps_h:.2f}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def bench_page(toggles: int = 20) -> None:
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        print("page      skipped: /usr/bin/chromium is not installed (apt-get install chromium)")
+        return
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"], cwd=ROOT,
+    )
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/?v=1&ncdma=1")
+            page.wait_for_function("window.__lastRedrawMs !== undefined")
+            times = []
+            box = page.get_by_label("CR0.CD", exact=True)
+            for _ in range(toggles):
+                page.evaluate("window.__lastRedrawMs = undefined")
+                box.click()
+                page.wait_for_function("window.__lastRedrawMs !== undefined")
+                times.append(page.evaluate("window.__lastRedrawMs"))
+            browser.close()
+        print(f"page      toggle CR0.CD -> redrawn, {toggles} toggles: median {statistics.median(times):.1f} ms,"
+              f" max {max(times):.1f} ms")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay, "api": bench_api, "page": bench_page}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    args = ap.parse_args()
+    print(f"memtype-explorer benchmarks, python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    for name in args.only.split(","):
+        SECTIONS[name.strip()]()
+
+
+if __name__ == "__main__":
+    main()
