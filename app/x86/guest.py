@@ -42,7 +42,8 @@ def expectation(
         return Expectation(MemType.UC, "CR0.CD=1: no-fill mode, effectively UC")
     pat = guest_pat_type(pat_entry, paging)
     if not guest_has_mtrr:
-        return Expectation(pat, f"no MTRR feature: PAT {pat.label} alone")
+        eff = combine(MemType.WB, pat)  # the WB row: PAT alone, UC- resolving to UC
+        return Expectation(eff, f"no MTRR feature: PAT {pat.label} alone gives {eff.label}")
     if mtrr.type is None:
         return Expectation(None, f"MTRR type undefined ({mtrr.reason})")
     eff = combine(mtrr.type, pat)

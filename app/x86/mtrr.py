@@ -230,6 +230,8 @@ class MtrrState:
 
     # -- writes, as KVM stores them -----------------------------------------------------
     def read_msr(self, msr: int) -> int:
+        if msr == MSR_MTRRCAP:
+            return KVM_MTRRCAP
         if msr == MSR_MTRR_DEF_TYPE:
             return self.def_type
         if msr in FIXED_MSR_SLOT:
@@ -468,7 +470,7 @@ def lookup_difference(sdm: Lookup, kvm: Lookup) -> str | None:
     """Why the SDM's answer and KVM's differ for one address, or None when they agree."""
     if sdm.type == kvm.type:
         return None
-    s = sdm.type.label if sdm.type else "undefined"
+    s = sdm.type.label if sdm.type is not None else "undefined"  # UC is 0, so test for None
     assert kvm.type is not None
     return f"SDM says {s} ({sdm.reason}); KVM uses {kvm.type.label} ({kvm.reason})"
 
