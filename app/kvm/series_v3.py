@@ -47,7 +47,7 @@ def _fine_grained(z: ZapInput, t: ZapTrail) -> None:
     mtrr = z.vcpu.mtrr
     cd_type, cd_ipat = cd_memtype(z.vm.quirk_cd_nw_cleared)
     default = mtrr.default_type if mtrr.enabled else kvm_disabled_type(z.vm.guest_has_mtrr)
-    fn = "kvm_zap_gfn_for_cd_toggle" 
+    fn = "kvm_post_set_cr0 -> fine-grained zap (v3 10/11)"
     if t.check("all", fn, f"CD=1 type {cd_type.label}{'|IPAT' if cd_ipat else ''} != default type {default.label} or IPAT set",
                cd_type != default or cd_ipat, "zap everything", P10.sha):
         t.zap(z.everything)
