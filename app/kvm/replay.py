@@ -1,0 +1,742 @@
+"""Replay a multi-vCPU trace of CR0/MTRR/PAT/nc-DMA events against one kernel era's EPT.
+
+Why this exists: the 2023 review (review-thread.md §3 q4, q7, q8) asked how many
+`kvm_zap_gfn_range()` calls a firmware boot makes with N vCPUs, how many duplicate each
+other, how many happen while CR0.CD=1, and whether stale SPTEs survive. `zap.audit` answers
+that for one event on one vCPU; a boot is thousands of events on many vCPUs sharing one EPT,
+so the answer depends on order and on which vCPU faults a page back in.
+
+The model (everything pure; frozen dataclasses in and out, no I/O):
+
+* EPT is per VM, guest state is per vCPU. Every vCPU has its own CR0, PAT and MTRRs, all
+  starting from `Trace.initial`; non-coherent DMA is a VM property (`VmConfig`), so an nc-DMA
+  event changes it for every vCPU.
+* The EPT holds, for every mapped page (the ranges of `VmConfig.memory_map`, i.e. memslots),
+  the (memtype, IPAT) that `vmx_get_mt_mask()` returned when the page was last faulted: KVM
+  computes it only in `make_spte()` (`set_spte()` in 4.x), so a leaf keeps it until zapped
+  (kernel-history.md §1). Pages are stored as runs, never one by one, so a 4 GiB guest costs
+  a few dozen runs.
+* At the start every mapped page is faulted by vCPU 0 with its initial state.
+* For each event: the state after comes from `scenario.apply_event`; the era's zap policy
+  (`update_mtrr()`, `kvm_post_set_cr0()`, `kvm_noncoherent_dma_assignment_start_or_stop()`
+  as the era module models them) lists the `kvm_zap_gfn_range()` calls; a call whose end is
+  not above its start is an *empty call* (KVM returns at once; 4.15+ for a PHYSMASK never
+  written). Other calls zap the mapped pages they cover; with `per_memslot` (series-v3 patch
+  11) each call is first split at memslot boundaries and every non-empty piece is one call.
+* **Assumption: the vCPU that caused a zap touches the memory next.** Zapped pages are
+  re-faulted at once by the event's vCPU with its post-event state. Real KVM re-faults lazily,
+  when some vCPU touches the page, so for a page nobody touches before the next zap this
+  over-counts refaults; but it is the only order-free choice and it is the one the reviewers
+  reason with ("the CD=1 period faults WB|IPAT entries that survive CD=0").
+* Excess pages: zapped pages whose entry already equals what the event's vCPU computes now
+  (the zap bought nothing for them). Duplicate call: a call over a range that an earlier
+  call zapped, when no entry in that range has changed since that earlier call (this call
+  included: it refaults exactly what is there). In a sequential trace this is the analogue
+  of patch 09 dropping an identical range that is still queued. A call over a range never
+  zapped before is not a duplicate even if it changes nothing (that is only excess).
+* At the end: stale pages are mapped pages whose entry differs from what vCPU 0's final
+  state computes (and `per_vcpu_stale` the same against every vCPU's final state).
+
+Speed: the (memtype, IPAT) layout a vCPU state produces depends only on the VM config, CR0.CD
+and, for eras that read them, the MTRRs (see `resolve.fault_for`); it is cached per such
+fingerprint, split only at `mtrr.segments(..., sdm=False)` breakpoints, and compared run by
+run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per era.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..x86.memtype import MemType, MemTypeError
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr, segments
+from ..x86.pat import MSR_IA32_PAT
+from .era import Era, ZapInput
+from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite, linux_hole_writes, ovmf_writes, seabios_writes
+from .resolve import mask_at
+from .scenario import (
+    CR0_CD, EVENT_KINDS, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
+    apply_event,
+)
+
+MAX_VCPUS = 1024
+MAX_EVENTS = 200_000
+MAX_CALL_RECORDS = 10_000
+MAX_STALE_RANGES = 1_000
+MAX_NAME = 200
+MAX_LINE_LENGTH = 4096
+
+CR0_CD_BIT = 1 << 30
+CR0_NW_BIT = 1 << 29
+
+Range = tuple[int, int]
+Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
+
+
+# -- the trace -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One event on one vCPU. For a VM-wide nc-DMA event `vcpu` is the vCPU that re-faults
+    what the event zaps. `line` is the source line when the event came from `parse_trace`
+    (0 otherwise); it only improves error messages."""
+
+    vcpu: int
+    event: Event
+    line: int = 0
+
+
+def _check_int(value: object, field_name: str, lo: int, hi: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MemTypeError(field_name, f"{value!r} is not an integer", what)
+    if not lo <= value <= hi:
+        raise MemTypeError(field_name, f"{value} is outside {lo}..{hi}", what)
+    return value
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A VM, how many vCPUs it has, and the events in the order KVM saw them.
+
+    Every vCPU starts from `initial` (its own copy of CR0, PAT and MTRRs). Construction checks
+    the shape (bounded sizes, vCPU indices, event kinds and MSR numbers); whether each write is
+    one the guest could make (reserved bits, NW=1 with CD=0) is checked by `replay`, which
+    reports the event index and the source line.
+    """
+
+    vm: VmConfig
+    vcpus: int
+    events: tuple[TraceEvent, ...]
+    initial: VcpuState = VcpuState()
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vm, VmConfig):
+            raise MemTypeError("vm", "not a VmConfig", "a trace runs on one VM")
+        self.vm.validate()
+        _check_int(self.vcpus, "vcpus", 1, MAX_VCPUS, f"a trace has 1..{MAX_VCPUS} vCPUs")
+        if not isinstance(self.initial, VcpuState):
+            raise MemTypeError("initial", "not a VcpuState", "every vCPU starts from one VcpuState")
+        self.initial.validate(self.vm, "initial")
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
+            raise MemTypeError("name", f"the name must be a string of at most {MAX_NAME} characters", "names are labels")
+        events = tuple(self.events)
+        if len(events) > MAX_EVENTS:
+            raise MemTypeError("events", f"{len(events)} events, more than {MAX_EVENTS}", f"a trace holds at most {MAX_EVENTS} events")
+        for i, te in enumerate(events):
+            f = f"events[{i}]"
+            if not isinstance(te, TraceEvent):
+                raise MemTypeError(f, f"{te!r} is not a TraceEvent", "events are TraceEvent(vcpu, event)")
+            _check_int(te.vcpu, f"{f}.vcpu", 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
+            ev = te.event
+            if not isinstance(ev, Event):
+                raise MemTypeError(f"{f}.event", f"{ev!r} is not an Event", "events are scenario.Event")
+            if ev.kind not in EVENT_KINDS:
+                raise MemTypeError(f"{f}.event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+            if ev.kind == MTRR_WRITE and (not isinstance(ev.msr, int) or not is_mtrr_msr(ev.msr)):
+                raise MemTypeError(f"{f}.event.msr", f"{ev.msr!r} is not an MTRR MSR",
+                                   "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+            if ev.kind in (MTRR_WRITE, PAT_WRITE):
+                _check_int(ev.value, f"{f}.event.value", 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+        object.__setattr__(self, "events", events)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ZapCallRecord:
+    """One `kvm_zap_gfn_range()` call (or one per-memslot piece of it)."""
+
+    event: int          # index into Trace.events
+    vcpu: int
+    kind: str           # the event kind that made the call
+    msr: int | None
+    start: int
+    end: int
+    pages: int          # mapped pages zapped
+    excess: int         # of those, pages whose entry did not change
+    cd: bool            # the calling vCPU had CR0.CD=1 (state after the event)
+    duplicate: bool
+    empty: bool         # end <= start: KVM returns without zapping
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What one era did with one trace.
+
+    `zap_calls` counts non-empty `kvm_zap_gfn_range()` calls (per-memslot pieces for
+    series-v3), `empty_calls` those with end <= start. `zapped_pages` sums the mapped pages of
+    every call (a page zapped twice counts twice: that is work done), `excess_pages` the part
+    of them whose entry did not change. `calls_while_cd` counts calls made while the calling
+    vCPU had CR0.CD=1 after its event (`kvm_post_set_cr0()` runs after the new CR0 is in
+    place, so the zap of a 0->1 toggle counts). `duplicate_calls`: see the module docstring.
+    `stale_pages` is against vCPU 0's final state, `per_vcpu_stale` against each vCPU's;
+    `stale_ranges` lists vCPU 0's stale runs (at most 1000). `calls` holds the first 10000
+    call records; `calls_truncated` says whether more were made.
+    """
+
+    era: str
+    name: str
+    vcpus: int
+    events: int
+    mapped_pages: int
+    zap_calls: int
+    empty_calls: int
+    zapped_pages: int
+    excess_pages: int
+    stale_pages: int
+    calls_while_cd: int
+    duplicate_calls: int
+    per_vcpu_stale: tuple[int, ...]
+    vcpus_agree: bool
+    stale_ranges: tuple[Range, ...]
+    calls: tuple[ZapCallRecord, ...]
+    calls_truncated: bool
+
+
+# -- EPT runs ---------------------------------------------------------------------------------
+
+
+def _key(memtype: MemType, ipat: bool) -> int:
+    return int(memtype) << 1 | int(ipat)
+
+
+def decode_key(key: int) -> tuple[MemType, bool]:
+    """(memtype, IPAT) from the compact run key used internally."""
+    return MemType(key >> 1), bool(key & 1)
+
+
+def _clip(runs: Iterable[Run], a: int, b: int) -> list[Run]:
+    out: list[Run] = []
+    for s, e, k in runs:
+        if e <= a:
+            continue
+        if s >= b:
+            break
+        out.append((s if s > a else a, e if e < b else b, k))
+    return out
+
+
+def _agree(x: list[Run] | tuple[Run, ...], y: list[Run] | tuple[Run, ...]) -> int:
+    """Bytes where two run lists over the same address set hold the same key."""
+    i = j = same = 0
+    nx, ny = len(x), len(y)
+    while i < nx and j < ny:
+        xs, xe, xk = x[i]
+        ys, ye, yk = y[j]
+        s = xs if xs > ys else ys
+        e = xe if xe < ye else ye
+        if s < e and xk == yk:
+            same += e - s
+        if xe <= ye:
+            i += 1
+        else:
+            j += 1
+    return same
+
+
+def _diff_ranges(x: tuple[Run, ...], y: tuple[Run, ...], limit: int) -> list[Range]:
+    out: list[Range] = []
+    i = j = 0
+    while i < len(x) and j < len(y) and len(out) <= limit:
+        xs, xe, xk = x[i]
+        ys, ye, yk = y[j]
+        s, e = max(xs, ys), min(xe, ye)
+        if s < e and xk != yk:
+            if out and out[-1][1] == s:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+        if xe <= ye:
+            i += 1
+        else:
+            j += 1
+    return out[:limit]
+
+
+def _merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
+    out: list[Run] = []
+    for s, e, k in runs:
+        if out and out[-1][1] == s and out[-1][2] == k:
+            out[-1] = (out[-1][0], e, k)
+        else:
+            out.append((s, e, k))
+    return tuple(out)
+
+
+def layout(era: Era, vm: VmConfig, vcpu: VcpuState) -> tuple[Run, ...]:
+    """What `vmx_get_mt_mask()` gives every mapped page when `vcpu` faults it (as runs).
+
+    Runs are split only where the answer can change: at memslot edges and, for eras that
+    read guest MTRRs, at the `segments(..., sdm=False)` breakpoints of KVM's own lookup
+    (`kvm_mtrr_get_guest_memory_type()`); each run's answer is `resolve.mask_at` at its start.
+    """
+    runs: list[Run] = []
+    for r in sorted(vm.memory_map, key=lambda m: m.start):
+        is_mmio = r.kind == MMIO
+        if era.reads_guest_mtrrs:
+            segs = [(s, e) for s, e, _ in segments(vcpu.mtrr, r.start, r.end, vm.maxphyaddr, sdm=False,
+                                                   guest_has_mtrr=vm.guest_has_mtrr)]
+        else:
+            segs = [(r.start, r.end)]
+        for s, e in segs:
+            m = mask_at(era, vm, vcpu, s, is_mmio)
+            runs.append((s, e, _key(m.memtype, m.ipat)))
+    return _merge_runs(runs)
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
+    sub = err.field[len("event"):] if err.field.startswith("event") else "." + err.field
+    where = f" (line {te.line})" if te.line else ""
+    return MemTypeError(f"events[{i}]{sub}", f"{err.message}{where}", err.rule)
+
+
+def replay(era: Era, trace: Trace) -> ReplayResult:
+    """Replay `trace` in order against `era`'s memtype rules and zap policy (see module doc)."""
+    vm = trace.vm
+    era.check_vm(vm)
+    reads = era.reads_guest_mtrrs
+    mapped = sorted((r.start, r.end) for r in vm.memory_map)
+    lo, hi = (mapped[0][0], mapped[-1][1]) if mapped else (0, 0)
+    total = sum(e - s for s, e in mapped) >> 12
+
+    vm_ids: dict[VmConfig, int] = {vm: 0}
+    cache: dict[tuple, tuple[Run, ...]] = {}
+
+    def lay(v: VmConfig, vid: int, st: VcpuState) -> tuple[Run, ...]:
+        k = (vid, st.cr0_cd, st.mtrr if reads else None)
+        r = cache.get(k)
+        if r is None:
+            r = cache[k] = layout(era, v, st)
+        return r
+
+    def pieces(a: int, b: int) -> list[Range]:
+        return [(max(a, s), min(b, e)) for s, e in mapped if max(a, s) < min(b, e)]
+
+    states = [trace.initial] * trace.vcpus
+    cur_vm, vid = vm, 0
+    ept: tuple[Run, ...] = lay(cur_vm, vid, states[0])
+
+    zap_calls = empty_calls = zapped_pages = excess_pages = calls_cd = dups = 0
+    records: list[ZapCallRecord] = []
+    truncated = False
+    last: dict[Range, tuple[Run, ...]] = {}
+
+    for i, te in enumerate(trace.events):
+        v, ev = te.vcpu, te.event
+        before = states[v]
+        try:
+            vm_after, after = apply_event(cur_vm, before, ev)
+            if vm_after is not cur_vm:
+                era.check_vm(vm_after)
+        except MemTypeError as err:
+            raise _event_error(i, te, err) from None
+        decision = era.zap(ZapInput(cur_vm, before, vm_after, after, ev))
+        if vm_after is not cur_vm:
+            vid = vm_ids.setdefault(vm_after, len(vm_ids))
+            cur_vm = vm_after
+        states[v] = after
+        if not decision.calls:
+            continue
+        target: tuple[Run, ...] | None = None
+        for a, b in decision.calls:
+            if b <= a:
+                empty_calls += 1
+                if len(records) < MAX_CALL_RECORDS:
+                    records.append(ZapCallRecord(i, v, ev.kind, ev.msr, a, b, 0, 0, after.cr0_cd, False, True))
+                else:
+                    truncated = True
+                continue
+            for pa, pb in (pieces(a, b) if decision.per_memslot else [(a, b)]):
+                if target is None:
+                    target = lay(cur_vm, vid, after)
+                if pa <= lo and pb >= hi:
+                    # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
+                    zp = total
+                    same = total if ept is target else _agree(ept, target) >> 12
+                    ept = target
+                else:
+                    mid_new = _clip(target, pa, pb)
+                    zp = sum(e - s for s, e, _ in mid_new) >> 12
+                    same = _agree(_clip(ept, pa, pb), mid_new) >> 12 if zp else 0
+                    if same != zp:
+                        new = _merge_runs(_clip(ept, -1, pa) + mid_new + _clip(ept, pb, 1 << 64))
+                        ept = target if new == target else new
+                # Duplicate: this range was zapped before and nothing in it has changed since
+                # (its entries are what that call left, and this call changes none of them).
+                content = ept if (pa <= lo and pb >= hi) else tuple(_clip(ept, pa, pb))
+                dup = same == zp and last.get((pa, pb)) == content
+                if len(last) >= MAX_CALL_RECORDS:
+                    last.clear()
+                last[(pa, pb)] = content
+                zap_calls += 1
+                zapped_pages += zp
+                excess_pages += same
+                calls_cd += after.cr0_cd
+                dups += dup
+                if len(records) < MAX_CALL_RECORDS:
+                    records.append(ZapCallRecord(i, v, ev.kind, ev.msr, pa, pb, zp, same, after.cr0_cd, dup, False))
+                else:
+                    truncated = True
+
+    per_vcpu: list[int] = []
+    seen: dict[int, int] = {}
+    for st in states:
+        t = lay(cur_vm, vid, st)
+        if id(t) not in seen:
+            seen[id(t)] = total - (_agree(ept, t) >> 12)
+        per_vcpu.append(seen[id(t)])
+    first = states[0]
+    agree = all((s.mtrr, s.cr0_cd, s.cr0_nw) == (first.mtrr, first.cr0_cd, first.cr0_nw) for s in states)
+    stale_ranges = _diff_ranges(ept, lay(cur_vm, vid, first), MAX_STALE_RANGES)
+
+    return ReplayResult(
+        era=era.id, name=trace.name, vcpus=trace.vcpus, events=len(trace.events), mapped_pages=total,
+        zap_calls=zap_calls, empty_calls=empty_calls, zapped_pages=zapped_pages, excess_pages=excess_pages,
+        stale_pages=per_vcpu[0], calls_while_cd=calls_cd, duplicate_calls=dups, per_vcpu_stale=tuple(per_vcpu),
+        vcpus_agree=agree, stale_ranges=tuple(stale_ranges), calls=tuple(records), calls_truncated=truncated,
+    )
+
+
+def final_states(trace: Trace) -> tuple[VmConfig, tuple[VcpuState, ...]]:
+    """The VM config and every vCPU's state after the whole trace (no EPT, no era)."""
+    vm, states = trace.vm, [trace.initial] * trace.vcpus
+    for i, te in enumerate(trace.events):
+        try:
+            vm, states[te.vcpu] = apply_event(vm, states[te.vcpu], te.event)
+        except MemTypeError as err:
+            raise _event_error(i, te, err) from None
+    return vm, tuple(states)
+
+
+def replay_all(trace: Trace, eras: Iterable[Era] | None = None) -> dict[str, ReplayResult]:
+    """`replay` against several eras (default: the whole registry, oldest first)."""
+    if eras is None:
+        from .eras import ERAS
+        eras = ERAS.values()
+    return {e.id: replay(e, trace) for e in eras}
+
+
+# -- event builders and boot generators ---------------------------------------------------------
+
+
+def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> list[TraceEvent]:
+    """WRMSRs as events: IA32_PAT (0x277) becomes `pat_write`, MTRR MSRs `mtrr_write`."""
+    out = []
+    for msr, value in writes:
+        if msr == MSR_IA32_PAT:
+            out.append(TraceEvent(vcpu, Event(PAT_WRITE, value), line))
+        elif is_mtrr_msr(msr):
+            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, value, msr), line))
+        else:
+            raise MemTypeError("msr", f"{msr:#x} is neither an MTRR MSR nor IA32_PAT", "only these MSRs change memory typing")
+    return out
+
+
+def cr0_cd_event(vcpu: int, cd: bool) -> TraceEvent:
+    """MOV to CR0 setting CD and clearing NW, as `AsmDisableCache()`/`AsmEnableCache()` (edk2)
+    and Linux's `cache_disable()`/`cache_enable()` do."""
+    return TraceEvent(vcpu, Event(CR0_CD, cd, cr0_nw=False))
+
+
+def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: bool = True,
+                       disable: int = DEF_TYPE_OFF, enable: int = DEF_TYPE_ON) -> list[TraceEvent]:
+    """One disable/program/enable pass on one CPU (SDM "MTRR considerations in MP systems").
+
+    CR0.CD=1 (if `cache_disable`), MTRRdefType := `disable` (E=0), the MSR writes,
+    MTRRdefType := `enable`, CR0.CD=0. This is edk2 MtrrLib's MtrrLibPreMtrrChange() /
+    MtrrLibPostMtrrChange() bracket and Linux's cache_disable()/mtrr_disable() ...
+    mtrr_enable()/cache_enable() (arch/x86/kernel/cpu/cacheinfo.c, mtrr/generic.c).
+    MtrrLib's disable keeps FE and the type (it clears only E); Linux clears E and FE and keeps
+    the type, which is `DEF_TYPE_OFF`. Every era gates fixed/variable zaps on E, not FE, so
+    the choice changes no count.
+    """
+    out = [cr0_cd_event(vcpu, True)] if cache_disable else []
+    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, disable, MSR_MTRR_DEF_TYPE)))
+    out += events_from_writes(vcpu, writes)
+    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, enable, MSR_MTRR_DEF_TYPE)))
+    if cache_disable:
+        out.append(cr0_cd_event(vcpu, False))
+    return out
+
+
+def _linux_events(vcpus: int, maxphyaddr: int, resync: bool) -> list[TraceEvent]:
+    out: list[TraceEvent] = []
+    if resync:
+        # cache_bp_init() -> cache_cpu_init() on the BSP, then at smp_cpus_done() the
+        # stop_machine() rendezvous cache_aps_init() runs cache_cpu_init() on every CPU.
+        # set_mtrr_state() writes only MSRs that differ from the BSP's copy: none here.
+        out += mtrr_update_events(0, [])
+        for v in range(vcpus):
+            out += mtrr_update_events(v, [])
+    for v in range(vcpus):
+        out += mtrr_update_events(v, linux_hole_writes(maxphyaddr))
+    return out
+
+
+def _firmware_rounds(vcpus: int, writes: list[MsrWrite], rounds: int, cache_disable: bool) -> list[TraceEvent]:
+    out: list[TraceEvent] = []
+    for _ in range(rounds):
+        for v in range(vcpus):
+            out += mtrr_update_events(v, writes, cache_disable=cache_disable)
+    return out
+
+
+def _check_generator(vcpus: int, rounds: int) -> None:
+    _check_int(vcpus, "vcpus", 1, MAX_VCPUS, f"a trace has 1..{MAX_VCPUS} vCPUs")
+    _check_int(rounds, "rounds", 1, 16, "firmware programs each CPU's MTRRs 1..16 times")
+
+
+def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, rounds: int = 3, *,
+              linux_resync: bool = False, initial: VcpuState = VcpuState()) -> Trace:
+    """An OVMF boot (then a Linux guest) on `vcpus` vCPUs, as CR0/MTRR events.
+
+    Firmware: `rounds` passes over every CPU (round-major, BSP 0 first, then the APs), each a
+    disable/program/enable pass (`mtrr_update_events`) writing `layouts.ovmf_writes`.
+
+    Why 3 rounds, from edk2 (2021-2023 UefiCpuPkg/OvmfPkg):
+    * every AP gets `MtrrSetAllMtrrs()` (one pass: MtrrLibPreMtrrChange, all fixed and
+      variable MSRs, MTRRdefType, CD=0) from MpInitLib's `ApInitializeSync()` twice: once in
+      PEI (CpuMpPei's MpInitLibInitialize) and once in DXE (CpuDxe's MpInitLibInitialize,
+      ApInitReconfig); and once more from CpuDxe's `CpuSetMemoryAttributes()` ->
+      `StartupAllAPs(SetMtrrsFromBuffer)` after a DXE driver changes a cache type (newer
+      CpuDxe skips both when the type is already right). For OVMF that is plausibly the
+      64-bit PCI aperture being marked UC: OVMF's default aperture for small guests is the
+      same 32 GiB at 32 GiB that `layouts`/the docs attribute to Linux; not checked against
+      a boot log. That is 3 per AP.
+    * the BSP is programmed by PlatformPei's QemuInitializeRam(): `MtrrSetAllMtrrs()` (all
+      fixed WB, default WB), `MtrrSetMemoryAttribute(640K-1M, UC)` and
+      `MtrrSetMemoryAttribute(32-bit hole, UC)`: 3 passes (MtrrSetMemoryAttribute writes only
+      the MSRs that change, inside one Pre/Post bracket), plus the DXE pass that changes the
+      aperture before the APs sync: 4 in all. The model gives the BSP 3 full-layout passes,
+      i.e. one pass (2 calls in v4.2/v6.7) short; the split of the BSP's writes over its
+      passes changes no call count in any era because every fixed/variable write lands while
+      E=0 (and CR0.CD=1).
+    * MtrrSetAllMtrrs also writes the unused variable pairs 1..7 as 0; they are left out so the
+      final state equals `layouts.ovmf_state()`. They too are written while E=0.
+
+    Linux (`linux=True`): every vCPU adds the 64-bit hole pair (`layouts.linux_hole_writes`)
+    in its own CR0.CD=1 / disable / write / enable / CR0.CD=0 pass (set_mtrr() runs
+    mtrr_rendezvous_handler on every CPU via stop_machine()). `linux_resync=True` also models
+    Linux's boot-time re-sync: cache_bp_init() on the BSP, then cache_aps_init() on every CPU,
+    each a pass that rewrites nothing but MTRRdefType (2 passes on the BSP, 1 per AP).
+
+    Against the docs' 84 zap calls (review-thread.md §5, 8 vCPUs, "Base1", an Era-A kernel):
+    v4.2 with the quirk zaps only on the two MTRRdefType writes of each pass (every other
+    write lands while E=0), so calls = 2 × passes. Defaults: 2 × (3·8 + 8) = 64.
+    `linux_resync=True` adds 1 + 8 passes: 82. The BSP's DXE pass the model leaves out (see
+    above) is the last 2: 84. Per vCPU that is 2 × (3 + 1 + 1) = 10 and the constant is
+    2 (BSP cache_bp_init) + 2 (BSP DXE pass) = 4, the docs' own fit "10/vCPU + 4", which also
+    gives their 16-vCPU figure 164. These are reasoned from the code above, not fitted; the
+    docs do not say which guest kernel or OVMF build they measured.
+    """
+    _check_generator(vcpus, rounds)
+    events = _firmware_rounds(vcpus, ovmf_writes(vm.maxphyaddr), rounds, True)
+    if linux:
+        events += _linux_events(vcpus, vm.maxphyaddr, linux_resync)
+    return Trace(vm, vcpus, tuple(events), initial, f"ovmf-{vcpus}{'+linux' if linux else ''}")
+
+
+def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, rounds: int = 1, *,
+                 linux_resync: bool = False, cache_disable: bool = True, initial: VcpuState = VcpuState()) -> Trace:
+    """A SeaBIOS boot (then a Linux guest): one pass per CPU writing `layouts.seabios_writes`.
+
+    SeaBIOS's mtrr_setup() (src/fw/mtrr.c) programs the BSP with wrmsr_smp(), which also
+    records each write; smp_setup() makes every AP replay the recorded list once. So
+    `rounds=1`: MTRRdefType := 0, fixed, variable, MTRRdefType := E|FE|WB per CPU.
+
+    SeaBIOS does not touch CR0 around this: its mode switch has already cleared CD and NW
+    (review-thread.md §2: "SeaBIOS clears CD right after SIPI while MTRRs are still off"). The default `cache_disable=True` wraps the passes in CD=1/CD=0 like the
+    other firmware (the project's uniform generator); `cache_disable=False` is the
+    SeaBIOS-faithful variant, which matters for series-v3 (MTRR-write zaps are skipped only
+    while CD=1) but not for v4.2's count. Linux passes as in `ovmf_boot`.
+
+    Against the docs' 50 calls at 8 vCPUs: v4.2 makes 2 × (8 + 8) = 32 here, and with
+    `linux_resync` 32 + 2 × (2 + 7) = 50 exactly (16 vCPUs: 98, also the docs' figure).
+    """
+    _check_generator(vcpus, rounds)
+    events = _firmware_rounds(vcpus, seabios_writes(vm.maxphyaddr), rounds, cache_disable)
+    if linux:
+        events += _linux_events(vcpus, vm.maxphyaddr, linux_resync)
+    return Trace(vm, vcpus, tuple(events), initial, f"seabios-{vcpus}{'+linux' if linux else ''}")
+
+
+GENERATORS: dict[str, Callable[..., Trace]] = {
+    "ovmf": ovmf_boot,
+    "seabios": seabios_boot,
+}
+
+
+# -- the text format (app/kvm/trace_format.md) -----------------------------------------------------
+
+_TP_LINE = re.compile(
+    r"^\s*(?P<comm>.+?)[- ](?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?:[\w.!:]{3,8}\s+)?"
+    r"(?P<ts>\d+\.\d+):\s+(?:(?P<sys>\w+):)?(?P<tp>\w+):\s*(?P<body>.*?)\s*$"
+)
+_VCPU_COMM = re.compile(r"CPU (\d+)/KVM")
+_MSR_BODY = re.compile(
+    r"^msr_(?P<rw>read|write)\s+(?:0x)?(?P<msr>[0-9a-fA-F]+)\s*=\s*(?P<val>0x[0-9a-fA-F]+)(?P<gp>\s*\(#GP\))?$"
+)
+_CR_BODY = re.compile(r"^cr_(?P<rw>read|write)\s+(?:0x)?(?P<cr>[0-9a-fA-F]+)\s*=\s*(?P<val>0x[0-9a-fA-F]+)$")
+_HEADER = re.compile(r"^(cpus=\d+|version\s*=\s*\S+|CPU \d+ is empty)$")
+_LOST = re.compile(r"LOST\s+\d+\s+EVENTS", re.IGNORECASE)
+
+
+def _num(tok: str, line: int, what: str) -> int:
+    try:
+        v = int(tok, 0)
+    except ValueError:
+        raise MemTypeError(f"line {line}", f"{what} {tok!r} is not a number (decimal or 0x-hex)",
+                           "see app/kvm/trace_format.md") from None
+    if not 0 <= v < 1 << 64:
+        raise MemTypeError(f"line {line}", f"{what} {tok} does not fit in 64 bits", "registers are 64 bits wide")
+    return v
+
+
+def parse_trace(text: str, max_events: int = 100_000, initial: VcpuState = VcpuState()) -> list[TraceEvent]:
+    """Events from the plain-text trace format or from kvm_msr/kvm_cr tracepoint lines.
+
+    See app/kvm/trace_format.md. CR0 writes given as a full value become `cr0_cd` events only
+    when CD or NW changes for that vCPU (tracked from `initial`); NW=1 with CD=0 is an error
+    (MOV to CR0 would #GP). Faulting writes ("(#GP)"), reads, other CRs, MSRs other than
+    MTRRs and IA32_PAT, and other tracepoints are skipped. Errors name the line: "line 7: ...".
+    """
+    if not isinstance(text, str):
+        raise MemTypeError("trace", "the trace must be text", "see app/kvm/trace_format.md")
+    _check_int(max_events, "max_events", 1, MAX_EVENTS, f"at most {MAX_EVENTS} events")
+    events: list[TraceEvent] = []
+    cr0: dict[int, tuple[bool, bool]] = {}
+
+    def add(te: TraceEvent) -> None:
+        if len(events) >= max_events:
+            raise MemTypeError(f"line {te.line}", f"more than {max_events} events",
+                               "raise max_events or cut the trace")
+        events.append(te)
+
+    def vcpu_index(tok: str, line: int) -> int:
+        v = _num(tok, line, "vCPU index")
+        if v >= MAX_VCPUS:
+            raise MemTypeError(f"line {line}", f"vCPU {v} is not below {MAX_VCPUS}", f"a trace has at most {MAX_VCPUS} vCPUs")
+        return v
+
+    def cr0_value(v: int, value: int, line: int) -> None:
+        if value >> 32:
+            raise MemTypeError(f"line {line}", f"CR0 value {value:#x} sets bits 63:32",
+                               "CR0 bits 63:32 are reserved: MOV to CR0 raises #GP")
+        cd, nw = bool(value & CR0_CD_BIT), bool(value & CR0_NW_BIT)
+        if nw and not cd:
+            raise MemTypeError(f"line {line}", f"CR0 value {value:#x} has NW=1 with CD=0",
+                               "an invalid combination: MOV to CR0 raises #GP(0) (SDM cache control)")
+        if cr0.get(v, (initial.cr0_cd, initial.cr0_nw)) != (cd, nw):
+            cr0[v] = (cd, nw)
+            add(TraceEvent(v, Event(CR0_CD, cd, cr0_nw=nw), line))
+
+    for n, raw in enumerate(text.splitlines(), 1):
+        if len(raw) > MAX_LINE_LENGTH:
+            raise MemTypeError(f"line {n}", f"line is longer than {MAX_LINE_LENGTH} characters", "one event per line")
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if _LOST.search(stripped):
+            raise MemTypeError(f"line {n}", "the tracer lost events here, so the replay would be wrong",
+                               "record again with a larger buffer (trace-cmd record -b, perf record -m)")
+        m = _TP_LINE.match(raw)
+        if m:
+            tp = m["tp"]
+            if tp not in ("kvm_msr", "kvm_cr") or (m["sys"] not in (None, "kvm")):
+                continue
+            body = m["body"]
+            vm_ = _VCPU_COMM.search(m["comm"])
+            if tp == "kvm_msr":
+                b = _MSR_BODY.match(body)
+                if not b:
+                    raise MemTypeError(f"line {n}", f"cannot read kvm_msr payload {body!r}",
+                                       "expected 'msr_write <hex msr> = 0x<hex value>' (TP_printk of kvm_msr)")
+                if b["rw"] == "read" or b["gp"]:
+                    continue
+                msr = int(b["msr"], 16)
+                if not (msr == MSR_IA32_PAT or is_mtrr_msr(msr)):
+                    continue
+                if not vm_:
+                    raise MemTypeError(f"line {n}", f"thread {m['comm'].strip()!r} is not a QEMU vCPU thread",
+                                       "the vCPU index comes from the thread name 'CPU N/KVM'")
+                v = vcpu_index(vm_.group(1), n)
+                value = _num(b["val"], n, "MSR value")
+                for te in events_from_writes(v, [(msr, value)], n):
+                    add(te)
+            else:
+                b = _CR_BODY.match(body)
+                if not b:
+                    raise MemTypeError(f"line {n}", f"cannot read kvm_cr payload {body!r}",
+                                       "expected 'cr_write <hex cr> = 0x<hex value>' (TP_printk of kvm_cr)")
+                if b["rw"] == "read" or int(b["cr"], 16) != 0:
+                    continue
+                if not vm_:
+                    raise MemTypeError(f"line {n}", f"thread {m['comm'].strip()!r} is not a QEMU vCPU thread",
+                                       "the vCPU index comes from the thread name 'CPU N/KVM'")
+                cr0_value(vcpu_index(vm_.group(1), n), _num(b["val"], n, "CR0 value"), n)
+            continue
+        if _HEADER.match(stripped):
+            continue
+        toks = stripped.split("#", 1)[0].split()
+        low = [t.lower() for t in toks]
+        if (len(low) == 3 and low[:2] == ["vm", "ncdma"]) or (len(low) == 4 and low[0] == "vcpu" and low[2] == "ncdma"):
+            v = 0 if low[0] == "vm" else vcpu_index(toks[1], n)
+            if low[-1] not in ("on", "off"):
+                raise MemTypeError(f"line {n}", f"ncdma takes 'on' or 'off', not {toks[-1]!r}", "see app/kvm/trace_format.md")
+            add(TraceEvent(v, Event(NONCOHERENT_DMA, low[-1] == "on"), n))
+            continue
+        if len(low) < 3 or low[0] != "vcpu":
+            raise MemTypeError(f"line {n}", f"unrecognised line {stripped[:80]!r}",
+                               "expected 'vcpu N cr0 ...', 'vcpu N wrmsr MSR VALUE', 'vm ncdma on|off' or a kvm_msr/kvm_cr tracepoint line")
+        v = vcpu_index(toks[1], n)
+        op = low[2]
+        if op == "cr0" and len(low) >= 4 and "=" in low[3]:
+            kv: dict[str, bool] = {}
+            for tok in low[3:]:
+                k, _, val = tok.partition("=")
+                if k not in ("cd", "nw") or val not in ("0", "1") or k in kv:
+                    raise MemTypeError(f"line {n}", f"bad CR0 field {tok!r}", "write 'cr0 cd=0|1 [nw=0|1]' or 'cr0 <value>'")
+                kv[k] = val == "1"
+            if "cd" not in kv:
+                raise MemTypeError(f"line {n}", "cr0 needs cd=0 or cd=1", "write 'cr0 cd=0|1 [nw=0|1]'")
+            old_nw = cr0.get(v, (initial.cr0_cd, initial.cr0_nw))[1]
+            nw = kv.get("nw", old_nw)
+            if nw and not kv["cd"]:
+                raise MemTypeError(f"line {n}", "CR0.NW=1 with CD=0", "an invalid combination: MOV to CR0 raises #GP(0)")
+            cr0[v] = (kv["cd"], nw)
+            add(TraceEvent(v, Event(CR0_CD, kv["cd"], cr0_nw=kv.get("nw")), n))
+        elif op == "cr0" and len(low) == 4:
+            cr0_value(v, _num(toks[3], n, "CR0 value"), n)
+        elif op == "wrmsr" and len(low) == 5:
+            msr = _num(toks[3], n, "MSR number")
+            if not (msr == MSR_IA32_PAT or is_mtrr_msr(msr)):
+                raise MemTypeError(f"line {n}", f"MSR {msr:#x} is neither an MTRR MSR nor IA32_PAT (0x277)",
+                                   "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+            for te in events_from_writes(v, [(msr, _num(toks[4], n, "MSR value"))], n):
+                add(te)
+        else:
+            raise MemTypeError(f"line {n}", f"unrecognised line {stripped[:80]!r}",
+                               "expected 'vcpu N cr0 cd=0|1 [nw=0|1]', 'vcpu N cr0 VALUE', 'vcpu N wrmsr MSR VALUE' or 'vcpu N ncdma on|off'")
+    return events
+
+
+def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str = "",
+                    initial: VcpuState = VcpuState(), max_events: int = 100_000) -> Trace:
+    """`parse_trace` then `Trace`; `vcpus` defaults to the highest vCPU index seen plus one."""
+    events = parse_trace(text, max_events, initial)
+    n = vcpus if vcpus is not None else max((te.vcpu for te in events), default=0) + 1
+    return Trace(vm, n, tuple(events), initial, name)
+
+
+__all__ = [
+    "GENERATORS", "MAX_EVENTS", "MAX_VCPUS", "ReplayResult", "Trace", "TraceEvent", "ZapCallRecord",
+    "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout", "mtrr_update_events", "ovmf_boot",
+    "parse_trace", "replay", "replay_all", "seabios_boot", "trace_from_text",
+]
