@@ -1,0 +1,29 @@
+"""The JSON API under /api/v1: routers, schemas, problem details, limits.
+
+    meta.py      GET  /kernels, /kernels/{id}, /presets, /presets/{name}
+    scenario.py  POST /resolve, /zap, /map, /decode
+    diff.py      POST /diff
+    replay.py    POST /replay, GET /replay/generators
+    schemas.py   pydantic models;  convert.py  JSON <-> core;  errors.py  RFC 9457
+    common.py    declared error responses, text negotiation;  middleware.py  body cap, access log
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import diff, meta, replay, scenario
+
+API_PREFIX = "/api/v1"
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(meta.router)
+    router.include_router(scenario.router)
+    router.include_router(diff.router)
+    router.include_router(replay.router)
+    return router
+
+
+__all__ = ["API_PREFIX", "build_router"]

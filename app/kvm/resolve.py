@@ -17,6 +17,8 @@ from ..x86.pat import index_to_pte_bits, pte_flags_text
 from .era import Era, Fault, MaskResult, Step
 from .scenario import Access, VcpuState, VmConfig, lookup_range
 
+PAGE_ORDER = ("4K", "2M", "1G")
+
 EXAMPLE_HPA_OFFSET = 0x2_0000_0000
 """The example leaf maps gpa to gpa + this (host addresses are the host's business)."""
 
@@ -58,6 +60,12 @@ class Resolution:
     pat_rows: tuple[PatRow, ...]
     page_size: str
     page_sizes: tuple[PageSize, ...]
+    slot_page_size: str
+
+    @property
+    def leaf_page_size(self) -> str:
+        """The example leaf's size: what the MTRR check allows, within the memslot."""
+        return min(self.page_size, self.slot_page_size, key=PAGE_ORDER.index)
 
     @property
     def mask(self) -> int:
@@ -88,6 +96,18 @@ def page_sizes(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int) -> tuple[PageS
     return tuple(PageSize(k, applies, mtrr_limit if applies else "1G") for k, applies in era.huge_page_check(vm))
 
 
+def slot_page_size(vm: VmConfig, gpa: int) -> str:
+    """Largest aligned block around `gpa` inside its memslot (KVM never maps past a slot)."""
+    r = lookup_range(vm.memory_map, gpa)
+    if r is None:
+        return "4K"
+    for size, name in ((1 << 30, "1G"), (1 << 21, "2M")):
+        base = gpa & ~(size - 1)
+        if r.start <= base and base + size <= r.end:
+            return name
+    return "4K"
+
+
 def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resolution:
     check(era, vm, vcpu, access)
     gpa = access.gpa
@@ -106,7 +126,8 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
     finding = lookup_difference(sdm, kvm_any)
     sizes = page_sizes(era, vm, vcpu, gpa)
     size = sizes[-1].page_size
-    leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, size)
+    slot = slot_page_size(vm, gpa)
+    leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, min(size, slot, key=PAGE_ORDER.index))
     rows = []
     for i, pat in enumerate(vcpu.pat.entries):
         used = guest_pat_type(pat, vcpu.cr0_pg)
@@ -117,4 +138,4 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
         else:
             rel, why = relation(eff, exp.type), relation_reason(eff, exp.type)
         rows.append(PatRow(i, index_to_pte_bits(i), pte_flags_text(i), pat, used, eff, exp.type, exp.reason, rel, why))
-    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), size, sizes)
+    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), size, sizes, slot)

@@ -1,0 +1,205 @@
+"""Pydantic request models -> core dataclasses, core results -> response models.
+
+Nothing here decides anything about memory types: it only moves values between the JSON
+shapes and app.x86 / app.kvm, and tells the error handler where in the request a core
+field name (e.g. 'mtrr.variable[0].base') lives.
+
+The many small rows of a resolution (path steps, leaf fields, PAT rows) are built with
+`model_construct` (no re-validation: the values come straight from the core's typed
+dataclasses); resolve is the hot endpoint. The tests validate every response against its
+schema, and schemathesis checks them against the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from ..kvm.era import Era, Step
+from ..kvm.ranges import Range
+from ..kvm.resolve import Resolution
+from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
+from ..kvm.zap import ZapAudit
+from ..x86.ept import EptLeaf, mt_mask
+from ..x86.memtype import MemType, MemTypeError
+from ..x86.mtrr import FIXED_MSRS, Lookup, MtrrState, VarMtrr
+from ..x86.pat import Pat
+from . import schemas as s
+from .errors import RuleViolation, field_loc
+
+Loc = list[str | int]
+
+
+def notation(mt: MemType, ipat: bool) -> str:
+    """`WB!` = WB with IPAT (guest PAT ignored); `WB` = IPAT clear."""
+    return mt.label + ("!" if ipat else "")
+
+
+def aliases(map_loc: Sequence[str | int] = ("vm", "memory_map"), event: Sequence[str | int] = ("event",)) -> dict:
+    """How the core's short field names map onto a scenario request."""
+    return {
+        "mtrr": ["vcpu", "mtrr"],
+        "pat": ["vcpu", "pat"],
+        "msr": [*event, "msr"],
+        "value": [*event, "value"],
+        "event": list(event),
+        "memory_map": list(map_loc),
+        "era_a": ["a"],
+        "era_b": ["b"],
+    }
+
+
+@contextmanager
+def core_errors(alias: dict | None = None, prefix: Sequence[str | int] = ("body",)) -> Iterator[None]:
+    """Re-raise the core's MemTypeError with its JSON location resolved."""
+    try:
+        yield
+    except MemTypeError as e:
+        raise RuleViolation(e, field_loc(e.field, alias or aliases(), prefix)) from None
+
+
+# -- requests -> core ----------------------------------------------------------------------
+
+
+def to_memory_map(ranges: list[s.MemRangeIn]) -> tuple[MemRange, ...]:
+    return tuple(MemRange(r.start, r.end, r.kind, r.label) for r in ranges)
+
+
+def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConfig, Loc]:
+    """The VmConfig, and where its memory map came from (for error locations)."""
+    if vm.memory_map is not None and top_map is not None:
+        raise RuleViolation(MemTypeError("memory_map", "given both at the top level and in vm",
+                                         "give memory_map in one place"), ["body", "memory_map"])
+    if top_map is not None:
+        mm, loc = to_memory_map(top_map), ["memory_map"]
+    elif vm.memory_map is not None:
+        mm, loc = to_memory_map(vm.memory_map), ["vm", "memory_map"]
+    else:
+        mm, loc = DEFAULT_MEMORY_MAP, ["vm", "memory_map"]
+    return VmConfig(vm.noncoherent_dma, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop,
+                    vm.guest_has_mtrr, vm.maxphyaddr, mm), loc
+
+
+def to_mtrr(m: s.MtrrIn) -> MtrrState:
+    fixed = tuple(m.fixed) if m.fixed is not None else (0,) * len(FIXED_MSRS)
+    return MtrrState(m.def_type, fixed, tuple(VarMtrr(p.base, p.mask) for p in m.variable))
+
+
+def to_vcpu(v: s.VcpuIn, field: str = "vcpu") -> VcpuState:
+    return VcpuState(v.cr0_cd, v.cr0_nw, v.cr0_pg, Pat.from_msr(v.pat, f"{field}.pat"), to_mtrr(v.mtrr))
+
+
+def to_event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent) -> Event:
+    if isinstance(e, s.Cr0CdEvent):
+        return Event(e.kind, e.value, None, e.cr0_nw)
+    if isinstance(e, s.MtrrWriteEvent):
+        return Event(e.kind, e.value, e.msr)
+    return Event(e.kind, e.value)
+
+
+# -- core -> responses ---------------------------------------------------------------------
+
+
+_ERA_OUT: dict[str, s.EraOut] = {}
+
+
+def era_out(era: Era) -> s.EraOut:
+    """Cached per era id (eras are fixed; the model is never mutated)."""
+    out = _ERA_OUT.get(era.id)
+    if out is None:
+        out = _ERA_OUT[era.id] = _era_out(era)
+    return out
+
+
+def _era_out(era: Era) -> s.EraOut:
+    return s.EraOut(
+        id=era.id, title=era.title, kernels=era.kernels, summary=era.summary,
+        commits=[s.CommitOut(sha=c.sha, subject=c.subject) for c in era.commits],
+        notes=list(era.notes), reads_guest_mtrrs=era.reads_guest_mtrrs,
+    )
+
+
+def step_out(st: Step) -> s.StepOut:
+    return s.StepOut.model_construct(id=st.id, function=st.function, condition=st.condition, held=st.held, result=st.result,
+                     commit=st.commit)
+
+
+def lookup_out(lk: Lookup) -> s.LookupOut:
+    return s.LookupOut(type=lk.type.label if lk.type is not None else None, source=lk.source, reason=lk.reason)
+
+
+def leaf_out(leaf: EptLeaf) -> s.LeafOut:
+    return s.LeafOut(
+        raw=f"{leaf.raw:#018x}", page_size=leaf.page_size, level=leaf.level,  # type: ignore[arg-type]
+        fields=[s.EptFieldOut.model_construct(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning)
+                for f in leaf.fields()],
+        misconfig=leaf.misconfig(),
+    )
+
+
+def ept_type_out(mt: MemType, ipat: bool) -> s.EptTypeOut:
+    return s.EptTypeOut(memtype=mt.label, ipat=ipat, mask=f"{mt_mask(mt, ipat):#04x}",  # type: ignore[arg-type]
+                        notation=notation(mt, ipat))
+
+
+def range_out(r: Range) -> s.RangeOut:
+    start, end = r
+    return s.RangeOut(start=f"{start:#x}", end=f"{end:#x}", pages=max(0, end - start) >> 12)
+
+
+def resolution_out(r: Resolution, permalink: str) -> s.ResolveResponse:
+    return s.ResolveResponse(
+        kernel=r.era.id,
+        era=era_out(r.era),
+        gpa=f"{r.gpa:#x}",
+        is_mmio=r.is_mmio,
+        mmio_source=r.mmio_source,
+        ept=s.EptOut(memtype=r.memtype.label, ipat=r.ipat, mask=f"{r.mask:#04x}",  # type: ignore[arg-type]
+                     notation=notation(r.memtype, r.ipat), leaf=leaf_out(r.leaf)),
+        guest_mtrr_type=r.guest_mtrr.type.label if r.guest_mtrr.type is not None else None,  # type: ignore[arg-type]
+        guest_mtrr=lookup_out(r.guest_mtrr),
+        kvm_mtrr_type=r.kvm_mtrr.type.label if r.kvm_mtrr and r.kvm_mtrr.type is not None else None,  # type: ignore[arg-type]
+        kvm_mtrr=lookup_out(r.kvm_mtrr) if r.kvm_mtrr else None,
+        mtrr_finding=r.mtrr_finding,
+        pat=[s.PatRowOut.model_construct(
+            index=p.index, pte_bits=f"{p.pte_bits:#04x}", pte_flags=p.pte_flags,
+            pat_type=p.pat_type.label,  # type: ignore[arg-type]
+            pat_type_used=p.pat_type_used.label, effective=p.effective.label,  # type: ignore[arg-type]
+            guest_expected=p.guest_expected.label if p.guest_expected is not None else None,  # type: ignore[arg-type]
+            expected_reason=p.expected_reason, relation=p.relation, relation_reason=p.relation_reason,  # type: ignore[arg-type]
+        ) for p in r.pat_rows],
+        path=[step_out(st) for st in r.path],
+        page_size=r.page_size,  # type: ignore[arg-type]
+        page_sizes=[s.PageSizeOut(kernels=p.kernels, mtrr_check=p.mtrr_check, page_size=p.page_size)  # type: ignore[arg-type]
+                    for p in r.page_sizes],
+        permalink=permalink,
+    )
+
+
+def event_out(ev: Event) -> s.EventOut:
+    if isinstance(ev.value, bool):
+        value: bool | str = ev.value
+    else:
+        value = f"{ev.value:#x}"
+    return s.EventOut(kind=ev.kind, description=ev.describe(), msr=f"{ev.msr:#x}" if ev.msr is not None else None,
+                      value=value, cr0_nw=ev.cr0_nw)
+
+
+def audit_out(a: ZapAudit, permalink: str) -> s.ZapResponse:
+    return s.ZapResponse(
+        kernel=a.era.id,
+        era=era_out(a.era),
+        event=event_out(a.event),
+        calls=[range_out(r) for r in a.calls],
+        zapped=[range_out(r) for r in a.zapped],
+        zapped_mapped=[range_out(r) for r in a.zapped_mapped],
+        needed=[range_out(r) for r in a.needed],
+        stale=[range_out(r) for r in a.stale],
+        excess=[range_out(r) for r in a.excess],
+        counts=s.ZapCounts(**a.counts),
+        path=[step_out(st) for st in a.path],
+        changes=[s.ChangeOut(start=f"{c.start:#x}", end=f"{c.end:#x}", pages=(c.end - c.start) >> 12,
+                             kind=c.kind, before=ept_type_out(*c.before), after=ept_type_out(*c.after))  # type: ignore[arg-type]
+                 for c in a.changes],
+        permalink=permalink,
+    )

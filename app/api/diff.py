@@ -1,0 +1,62 @@
+"""POST /api/v1/diff: two eras over the whole finite state space (cached per era pair)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..analysis import diff_by_id, group_rows
+from ..kvm.eras import get_era
+from ..permalink import LinkState, url
+from ..render import render_diff
+from . import schemas as s
+from .common import ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
+from .convert import core_errors, ept_type_out, era_out
+
+router = APIRouter(tags=["analysis"])
+
+
+@lru_cache(maxsize=128)
+def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
+    """The response without its permalink; the diff itself is cached in app.analysis."""
+    d = diff_by_id(a, b)
+    rows = d.rows[:limit]
+    return s.DiffResponse(
+        a=era_out(d.a), b=era_out(d.b), total_states=d.total_states, compared=d.compared,
+        counts=d.counts, skipped=dict(d.skipped),
+        groups=[s.DiffGroupOut(
+            pattern=g.pattern, count=g.count, ept_a=ept_type_out(*g.ept_a), ept_b=ept_type_out(*g.ept_b),
+            effective_a=g.effective_a.label, effective_b=g.effective_b.label,  # type: ignore[arg-type]
+            classification=g.classification,  # type: ignore[arg-type]
+        ) for g in group_rows(d.rows)],
+        rows=[s.DiffRowOut(
+            state=r.state.as_dict(), ept_a=ept_type_out(*r.ept_a), ept_b=ept_type_out(*r.ept_b),
+            effective_a=r.effective_a.label, effective_b=r.effective_b.label,  # type: ignore[arg-type]
+            classification=r.classification, relation_a=r.relation_a, relation_b=r.relation_b,  # type: ignore[arg-type]
+        ) for r in rows],
+        truncated=len(d.rows) > limit,
+        permalink="",
+    )
+
+
+@router.post(
+    "/diff", response_model=s.DiffResponse,
+    responses={**ERRORS, **text_response("The era diff (JSON), or its plain-text rendering")},
+    summary="Where two eras give different EPT entries, classified",
+)
+async def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None) -> Response:
+    """Every state vmx_get_mt_mask() can see (is_mmio, nc-DMA, CR0.CD, both quirks,
+    self-snoop, KVM's guest MTRR type, the access's PAT type: 1920 in all) under both eras;
+    rows where the EPT entry or the effective type differs, each classified as B's effective
+    type relative to A's (weaker, stronger, incomparable, or same = EPT entry only), plus
+    the rows grouped with '*' for dimensions that do not matter. States an era cannot have
+    are skipped and counted."""
+    with core_errors({"kernel": ["a"]}):
+        get_era(req.a, "a")
+        get_era(req.b, "b")
+    link = url(LinkState(req.a, vs=req.b, view="diff"), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_diff(diff_by_id(req.a, req.b), link))
+    return json_response(_diff_body(req.a, req.b, req.limit).model_copy(update={"permalink": link}))

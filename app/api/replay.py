@@ -1,0 +1,96 @@
+"""POST /api/v1/replay: a trace replayed under each era -> per-era figures (app.kvm.replay).
+
+A trace is one of: a boot generator (`ovmf`, `seabios`) with a vCPU count, explicit events,
+or trace text. Limits: the body is capped by MEMTYPE_MAX_TRACE_BYTES (413 beyond), the
+number of events by MEMTYPE_MAX_TRACE_EVENTS (422 beyond). Replaying is CPU work, so the
+endpoint is a plain `def` (FastAPI runs it in the thread pool).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..kvm import replay as rp
+from ..kvm.eras import ERAS, get_era
+from ..x86.memtype import MemTypeError
+from . import schemas as s
+from .common import ERRORS, json_response
+from .convert import aliases, core_errors, range_out, to_event, to_vcpu, to_vm
+from .errors import RuleViolation
+
+router = APIRouter(tags=["analysis"])
+
+DEFAULT_VCPUS = 8
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n")[0]
+
+
+@router.get("/replay/generators", response_model=list[s.GeneratorOut], summary="Trace generators for replay")
+async def generators() -> list[s.GeneratorOut]:
+    return [s.GeneratorOut(name=n, description=_first_line(f.__doc__)) for n, f in rp.GENERATORS.items()]
+
+
+def _era_out(r: rp.ReplayResult, include_calls: bool) -> s.ReplayEraOut:
+    return s.ReplayEraOut(
+        kernel=r.era, mapped_pages=r.mapped_pages, zap_calls=r.zap_calls, empty_calls=r.empty_calls,
+        zapped_pages=r.zapped_pages, excess_pages=r.excess_pages, stale_pages=r.stale_pages,
+        calls_while_cd=r.calls_while_cd, duplicate_calls=r.duplicate_calls, per_vcpu_stale=list(r.per_vcpu_stale),
+        vcpus_agree=r.vcpus_agree, stale_ranges=[range_out(x) for x in r.stale_ranges],
+        calls=[s.ZapCallOut(event=c.event, vcpu=c.vcpu, kind=c.kind, msr=f"{c.msr:#x}" if c.msr is not None else None,
+                            start=f"{c.start:#x}", end=f"{c.end:#x}", pages=c.pages, excess=c.excess, cd=c.cd,
+                            duplicate=c.duplicate, empty=c.empty) for c in r.calls] if include_calls else None,
+        calls_truncated=r.calls_truncated,
+    )
+
+
+@router.post("/replay", response_model=s.ReplayResponse, responses=ERRORS, summary="Replay a trace under each era")
+def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
+    """Give exactly one of `generator` (with `vcpus`, `linux`, `rounds`), `events` or
+    `trace` (text). Every vCPU starts from `initial`; the EPT is the VM's. Returns, per era,
+    the kvm_zap_gfn_range() calls, pages zapped, excess (zapped, unchanged) and stale pages
+    at the end, calls made while CR0.CD=1 and duplicate calls (see app/kvm/replay.py for the
+    model and its one assumption: the vCPU that caused a zap re-faults at once). An era that
+    refuses the VM (a quirk it cannot turn off) gets `error` instead of figures."""
+    settings = request.app.state.settings
+    max_events = settings.max_trace_events
+    given = [n for n in ("generator", "events", "trace") if getattr(req, n) is not None]
+    if len(given) != 1:
+        raise RuleViolation(MemTypeError("generator", f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
+                                         "give exactly one of generator, events and trace"), ["body"])
+    vm, map_loc = to_vm(req.vm)
+    al = aliases(map_loc)
+    al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"],
+               "rounds": ["rounds"], "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
+    with core_errors(al):
+        vm.validate()
+        if not vm.memory_map:
+            raise MemTypeError("memory_map", "the memory map is empty", "a replay needs at least one memslot")
+        initial = to_vcpu(req.initial, "initial").validate(vm, "initial")
+        eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        if req.generator is not None:
+            kw = {"vm": vm, "linux": req.linux, "linux_resync": req.linux_resync, "initial": initial}
+            if req.rounds is not None:
+                kw["rounds"] = req.rounds
+            trace = rp.GENERATORS[req.generator](req.vcpus or DEFAULT_VCPUS, **kw)
+        elif req.events is not None:
+            if len(req.events) > max_events:
+                raise MemTypeError("events", f"{len(req.events)} events given",
+                                   f"at most {max_events} (MEMTYPE_MAX_TRACE_EVENTS)")
+            events = tuple(rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events)
+            n = req.vcpus or max((e.vcpu for e in events), default=0) + 1
+            trace = rp.Trace(vm, n, events, initial, "events")
+        else:
+            assert req.trace is not None
+            trace = rp.trace_from_text(req.trace, vm, req.vcpus, "trace", initial, max_events)
+        out = []
+        for era in eras:
+            try:
+                era.check_vm(vm)
+            except MemTypeError as e:
+                out.append(s.ReplayEraOut(kernel=era.id, error=str(e)))
+                continue
+            out.append(_era_out(rp.replay(era, trace), req.include_calls))
+    return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events), eras=out))

@@ -1,0 +1,169 @@
+"""POST endpoints over one scenario: resolve, zap, map and decode."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..kvm.eras import ERAS, get_era
+from ..kvm.memmap import address_map, mtrr_ranges
+from ..kvm.resolve import mask_at, resolve
+from ..kvm.scenario import Access
+from ..kvm.zap import audit
+from ..permalink import LinkState, url
+from ..render import render_resolve, render_zap
+from ..x86.ept import EptLeaf
+from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from . import schemas as s
+from .common import ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
+from .convert import (
+    aliases, audit_out, core_errors, ept_type_out, leaf_out, resolution_out, to_event, to_vcpu, to_vm,
+)
+from .errors import RuleViolation
+
+router = APIRouter(tags=["scenario"])
+
+
+@router.post(
+    "/resolve", response_model=s.ResolveResponse,
+    responses={**ERRORS, **text_response("The resolution (JSON), or its plain-text rendering")},
+    summary="EPT entry, decision path and effective types for one address",
+)
+async def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam = None) -> Response:
+    """The EPT leaf the era's `vmx_get_mt_mask()` builds for `gpa` (memtype, IPAT, mask), the
+    path through its rules, the guest's own MTRR lookup next to KVM's, the effective type for
+    each of the 8 PAT entries against what the guest expects, and the largest page the MTRR
+    consistency check allows. `Accept: text/plain` or `?format=text` returns the 72-column
+    plain-text rendering."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    with core_errors(aliases(map_loc)):
+        era = get_era(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        access = Access(req.gpa, req.mmio)
+        res = resolve(era, vm, vcpu, access)
+    link = url(LinkState(era.id, vm, vcpu, access), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_resolve(res, vm, vcpu, link))
+    return json_response(resolution_out(res, link))
+
+
+@router.post(
+    "/zap", response_model=s.ZapResponse,
+    responses={**ERRORS, **text_response("The zap audit (JSON), or its plain-text rendering")},
+    summary="What an era zaps for one event, against what needed a zap",
+)
+async def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -> Response:
+    """The state before the event (`vm`, `vcpu`, memory map) and the event: `cr0_cd`,
+    `mtrr_write` (msr, value), `noncoherent_dma` or `pat_write`. Returns the era's
+    kvm_zap_gfn_range() calls and the merged half-open ranges zapped, needed (mapped pages
+    whose EPT entry changes), stale (needed, not zapped) and excess (zapped, not needed),
+    with page counts, the zap path and the per-range entry changes."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    with core_errors(aliases(map_loc)):
+        era = get_era(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        event = to_event(req.event)
+        a = audit(era, vm, vcpu, event)
+    link = url(LinkState(era.id, vm, vcpu, event=event, view="zap"), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_zap(a, vm, vcpu, link))
+    return json_response(audit_out(a, link))
+
+
+@router.post("/map", response_model=s.MapResponse, responses=ERRORS,
+             summary="The guest-physical space as runs of one answer")
+async def map_endpoint(req: s.MapRequest) -> Response:
+    """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
+    run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
+    guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
+    programmed MTRR ranges."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    with core_errors(aliases(map_loc)):
+        era = get_era(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        runs = address_map(era, vm, vcpu, req.pat_index)
+        ranges = mtrr_ranges(vcpu, vm)
+
+    def label(t: MemType | None) -> str | None:
+        return t.label if t is not None else None
+
+    return json_response(s.MapResponse(
+        kernel=era.id, pat_index=req.pat_index,
+        runs=[s.MapRunOut(
+            start=f"{r.start:#x}", end=f"{r.end:#x}", kind=r.kind, label=r.label,  # type: ignore[arg-type]
+            guest_mtrr=label(r.guest_mtrr), kvm_mtrr=label(r.kvm_mtrr),  # type: ignore[arg-type]
+            ept=ept_type_out(r.memtype, r.ipat) if r.memtype is not None else None,
+            effective=label(r.effective), expected=label(r.expected), relation=r.relation,  # type: ignore[arg-type]
+            page_size=r.page_size,
+        ) for r in runs],
+        mtrr_ranges=[s.MtrrRangeOut(start=f"{m.start:#x}", end=f"{m.end:#x}", type=m.type.label,  # type: ignore[arg-type]
+                                    source=m.source) for m in ranges],
+    ))
+
+
+TRACE_LINE = re.compile(
+    r"gfn\s+(?:0x)?(?P<gfn>[0-9a-fA-F]{1,16})\s+spte\s+(?:0x)?(?P<spte>[0-9a-fA-F]{1,16})"
+    r"(?:\s+\([^)]*\))?\s+level\s+(?P<level>\d{1,2})\b"
+)
+
+
+@router.post("/decode", response_model=s.DecodeResponse, responses=ERRORS, summary="Decode a raw EPT leaf entry")
+async def decode_endpoint(req: s.DecodeRequest) -> Response:
+    """`spte` as `kvm_mmu_set_spte` prints it (hex, `0x` optional) or the whole trace `line`
+    ("gfn %llx spte %llx (...) level %d at %llx"). Returns its fields, flags a reserved
+    memtype (or XWR) as an EPT misconfiguration, and says what each era would put there for
+    the given scenario (`vm`, `vcpu`, `gpa`: default the line's gfn, else 0)."""
+    gfn = None
+    level = req.level
+    if (req.spte is None) == (req.line is None):
+        raise RuleViolation(MemTypeError("spte", "give exactly one of spte and line", "one leaf per request"),
+                            ["body", "spte"])
+    if req.line is not None:
+        m = TRACE_LINE.search(req.line)
+        if m is None:
+            raise RuleViolation(MemTypeError("line", "no 'gfn <hex> spte <hex> ... level <n>' in the line",
+                                             "kvm_mmu_set_spte prints 'gfn %llx spte %llx (%s) level %d at %llx'"),
+                                ["body", "line"])
+        gfn, raw = int(m["gfn"], 16), int(m["spte"], 16)
+        if level is None:
+            level = int(m["level"])
+    else:
+        assert req.spte is not None
+        raw = req.spte
+    if level is None:
+        level = 2 if raw & (1 << 7) else 1
+    if not 1 <= level <= 3:
+        raise RuleViolation(MemTypeError("level", f"level {level} is not a leaf level",
+                                         "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)"), ["body", "line"])
+    leaf = EptLeaf(raw, level)
+    gpa = req.gpa if req.gpa is not None else (gfn << 12 if gfn is not None else 0)
+    vm, map_loc = to_vm(req.vm)
+    al = aliases(map_loc)
+    if req.gpa is None and gfn is not None:
+        al["gpa"] = ["line"]
+    with core_errors(al):
+        vcpu = to_vcpu(req.vcpu).validate(vm.validate())
+        access = Access(gpa, req.mmio).validate(vm)
+        kernels = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+    is_mmio = access.is_mmio(vm)
+    eras = []
+    for era in kernels:
+        try:
+            era.check_vm(vm)
+        except MemTypeError as e:
+            eras.append(s.DecodeEraOut(kernel=era.id, ept=None, matches=None, error=str(e)))
+            continue
+        mr = mask_at(era, vm, vcpu, gpa, is_mmio)
+        eras.append(s.DecodeEraOut(kernel=era.id, ept=ept_type_out(mr.memtype, mr.ipat),
+                                   matches=(int(mr.memtype), mr.ipat) == (leaf.memtype_bits, leaf.ipat)))
+    lo = leaf_out(leaf)
+    mt = leaf.memtype_bits
+    name = MemType(mt).label if mt in EPT_TYPES else None
+    return json_response(s.DecodeResponse(
+        raw=lo.raw, level=level, page_size=lo.page_size, gfn=f"{gfn:#x}" if gfn is not None else None,
+        gpa=f"{gpa:#x}", memtype=name, memtype_bits=mt, ipat=leaf.ipat,  # type: ignore[arg-type]
+        notation=(name or f"reserved({mt})") + ("!" if leaf.ipat else ""),
+        fields=lo.fields, misconfig=lo.misconfig, misconfigured=bool(lo.misconfig), eras=eras,
+    ))

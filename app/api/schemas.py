@@ -1,0 +1,676 @@
+"""Request and response models of the JSON API (pydantic v2).
+
+Requests are strict (`0` is not a boolean, `"1"` is not an integer) and refuse unknown
+members. Every 64-bit register or address is an integer or a `"0x..."` string of 1-16
+hex digits; the JSON schema of each such field also states the reserved-value rules it can
+(PAT bytes, fixed-range MTRR types, reserved MSR bits) so generated clients and fuzzers
+know them. The rules themselves are enforced by the core (app.x86, app.kvm), whose
+MemTypeError becomes a 422 problem naming the field and the rule, so a message reads
+"PAT entry 3 has reserved type 2" rather than "string does not match pattern".
+
+Responses write addresses and registers as `"0x..."` strings and memory types by their SDM
+names: UC, WC, WT, WP, WB, UC-. `notation` is the compact form used by the text rendering:
+`WB!` = WB with IPAT set (guest PAT ignored), `WB` = IPAT clear (guest PAT combines).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from ..kvm.eras import ERAS
+from ..x86.pat import PAT_POWER_ON
+
+U64_MAX = (1 << 64) - 1
+U52_MAX = (1 << 52) - 1
+HEX_RE = re.compile(r"^0[xX][0-9a-fA-F]{1,16}$")
+BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
+ERA_IDS = list(ERAS)
+
+MemTypeName = Literal["UC", "WC", "WT", "WP", "WB", "UC-"]
+Relation = Literal["weaker", "stronger", "same", "incomparable"]
+
+# -- hex-or-integer fields ----------------------------------------------------------------
+
+HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
+# A byte string whose every byte is one of the listed types: odd digit counts start with a
+# single-digit byte. Equivalent to "1-16 hex digits and every byte in the set".
+PAT_PATTERN = r"^0[xX]0?[014567](0[014567]){0,7}$"
+FIXED_PATTERN = r"^0[xX]0?[01456](0[01456]){0,7}$"
+# MTRRdefType: type byte, E (bit 11) / FE (bit 10), bits 9:8 and 63:12 reserved.
+DEF_TYPE_PATTERN = r"^0[xX]0{0,13}([048cC]0[01456]|0?[01456])$"
+# PHYSBASE: type byte, bits 11:8 reserved, address bits below 52.
+PHYSBASE_PATTERN = r"^0[xX](0?[01456]|0{0,3}[0-9a-fA-F]{0,10}00[01456])$"
+# PHYSMASK: bits 10:0 reserved, V = bit 11, mask bits below 52.
+PHYSMASK_PATTERN = r"^0[xX](0{1,2}|0{0,3}[0-9a-fA-F]{0,10}[08]00)$"
+# Guest-physical address: below 2^52 (the architectural MAXPHYADDR limit).
+ADDR_PATTERN = r"^0[xX]0{0,3}[0-9a-fA-F]{1,13}$"
+# The MTRR MSRs: PHYSBASE/PHYSMASK 0x200-0x20f, fixed 0x250, 0x258, 0x259, 0x268-0x26f,
+# MTRRdefType 0x2ff.
+MTRR_MSRS = [*range(0x200, 0x210), 0x250, 0x258, 0x259, *range(0x268, 0x270), 0x2FF]
+MSR_PATTERN = r"^0[xX]0{0,13}2(0[0-9a-fA-F]|5[089]|6[89a-fA-F]|[fF][fF])$"
+
+
+def _parse_hex(value: Any, bare: bool = False) -> int:
+    if isinstance(value, bool):
+        raise PydanticCustomError("hex_type", "expected an integer or a '0x...' hex string, not a boolean")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema: 3.0 is an integer
+    if isinstance(value, int):
+        if not 0 <= value <= U64_MAX:
+            raise PydanticCustomError("hex_range", "{value} does not fit in 64 bits (0..2^64-1)", {"value": value})
+        return value
+    if isinstance(value, str):
+        if not (BARE_HEX_RE if bare else HEX_RE).match(value) or value.endswith("\n"):
+            raise PydanticCustomError(
+                "hex_malformed",
+                "malformed hex '{value}': expected " + ("1-16 hex digits, optionally after 0x"
+                                                          if bare else "0x followed by 1-16 hex digits"),
+                {"value": value[:40]},
+            )
+        return int(value, 16)
+    raise PydanticCustomError("hex_type", "expected an integer or a '0x...' hex string")
+
+
+def _json_int(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer; accept it as 3 (booleans stay refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_json_int)]
+
+
+def _hex_schema(pattern: str, int_max: int, description: str, example: str) -> dict:
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": int_max},
+            {"type": "string", "pattern": pattern},
+        ],
+        "description": description,
+        "examples": [example],
+    }
+
+
+def _hex_type(pattern: str, int_max: int, description: str, example: str, width: int = 0) -> Any:
+    fmt = f"#0{width + 2}x" if width else "#x"
+    return Annotated[
+        int,
+        BeforeValidator(_parse_hex),
+        PlainSerializer(lambda v: format(v, fmt), return_type=str, when_used="json"),
+        WithJsonSchema(_hex_schema(pattern, int_max, description, example)),
+    ]
+
+
+Hex64 = _hex_type(HEX_PATTERN, U64_MAX, "64-bit value: integer or '0x' + 1-16 hex digits", "0x806")
+Addr = _hex_type(ADDR_PATTERN, U52_MAX, "guest-physical address below 2^MAXPHYADDR: integer or '0x...'", "0xfee00000")
+PatValue = _hex_type(PAT_PATTERN, U64_MAX, "IA32_PAT: 8 bytes, each 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB) or 7 (UC-)",
+                     "0x0007040600070406", 16)
+FixedValue = _hex_type(FIXED_PATTERN, U64_MAX, "fixed-range MTRR MSR: 8 type bytes, each 0, 1, 4, 5 or 6",
+                       "0x0606060606060606", 16)
+DefType = _hex_type(DEF_TYPE_PATTERN, 0xC06, "IA32_MTRR_DEF_TYPE: type in bits 7:0 (0, 1, 4, 5, 6), FE = bit 10, "
+                    "E = bit 11; other bits reserved", "0xc06")
+PhysBase = _hex_type(PHYSBASE_PATTERN, U52_MAX, "IA32_MTRR_PHYSBASEn: type in bits 7:0, bits 11:8 reserved, base "
+                     "address bits below MAXPHYADDR", "0x80000000")
+PhysMask = _hex_type(PHYSMASK_PATTERN, U52_MAX, "IA32_MTRR_PHYSMASKn: V = bit 11, bits 10:0 reserved, mask bits "
+                     "below MAXPHYADDR", "0x3fff80000800")
+MtrrMsr = Annotated[
+    int,
+    BeforeValidator(_parse_hex),
+    PlainSerializer(lambda v: f"{v:#x}", return_type=str, when_used="json"),
+    WithJsonSchema({
+        "anyOf": [{"type": "integer", "enum": MTRR_MSRS}, {"type": "string", "pattern": MSR_PATTERN}],
+        "description": "an MTRR MSR: 0x200-0x20f (PHYSBASE/PHYSMASK pairs), 0x250, 0x258, 0x259, "
+                       "0x268-0x26f (fixed ranges), 0x2ff (MTRRdefType)",
+        "examples": ["0x2ff"],
+    }),
+]
+SpteValue = Annotated[
+    int,
+    BeforeValidator(lambda v: _parse_hex(v, bare=True)),
+    PlainSerializer(lambda v: f"{v:#018x}", return_type=str, when_used="json"),
+    WithJsonSchema({
+        "anyOf": [{"type": "integer", "minimum": 0, "maximum": U64_MAX},
+                  {"type": "string", "pattern": r"^(0[xX])?[0-9a-fA-F]{1,16}$"}],
+        "description": "an EPT leaf entry: integer, or 1-16 hex digits with or without 0x "
+                       "(kvm_mmu_set_spte prints it without)",
+        "examples": ["6000000080000e77"],
+    }),
+]
+KernelId = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": ERA_IDS, "description": "a kernel era id (GET /api/v1/kernels)"}),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- requests ----------------------------------------------------------------------------
+
+
+class MemRangeIn(Strict):
+    """A guest-physical range backed by a memslot."""
+
+    start: Addr
+    end: Addr
+    kind: Literal["ram", "mmio"] = Field("ram", description="ram: host RAM; mmio: a host MMIO pfn (an assigned BAR)")
+    label: str = Field("", max_length=200)
+
+
+MemoryMap = Annotated[
+    list[MemRangeIn],
+    Field(max_length=64, description="Memslots, half-open and 4 KiB aligned; default: a q35-like 4 GiB guest with an "
+          "assigned GPU (app.kvm.scenario.DEFAULT_MEMORY_MAP: RAM 0-0xa0000, VGA MMIO 0xa0000-0xc0000, RAM to 2 GiB, "
+          "bochs VRAM 0xfd000000-0xfe000000 as RAM, RAM 4-6 GiB, GPU BAR 0x800000000-0x810000000 as MMIO)"),
+]
+
+
+class VmIn(Strict):
+    """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
+
+    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned (kvm_arch_has_noncoherent_dma)")
+    quirk_cd_nw_cleared: bool = Field(True, description="KVM_X86_QUIRK_CD_NW_CLEARED on (the default)")
+    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists from 6.16, "
+                                         "turning it off elsewhere is refused)")
+    self_snoop: bool = Field(True, description="host CPU has X86_FEATURE_SELFSNOOP")
+    guest_has_mtrr: bool = Field(True, description="guest CPUID reports MTRRs")
+    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52", json_schema_extra={"minimum": 36, "maximum": 52})
+    memory_map: MemoryMap | None = None
+
+
+class VarMtrrIn(Strict):
+    base: PhysBase
+    mask: PhysMask
+
+
+class MtrrIn(Strict):
+    """Guest MTRR MSRs as raw values (what the guest wrote)."""
+
+    def_type: DefType = Field(0, json_schema_extra={"default": "0x0"})
+    fixed: list[FixedValue] | None = Field(
+        None, description="the 11 fixed-range MSRs in order (0x250, 0x258, 0x259, 0x268-0x26f); omitted = all 0 (UC)",
+        json_schema_extra={"anyOf": [{"type": "array", "minItems": 11, "maxItems": 11,
+                                      "items": _hex_schema(FIXED_PATTERN, U64_MAX, "fixed-range MSR", "0x0")},
+                                     {"type": "null"}]},
+    )
+    variable: list[VarMtrrIn] = Field(default_factory=list, description="PHYSBASEn/PHYSMASKn pairs; KVM reports VCNT=8",
+                                      json_schema_extra={"maxItems": 8})
+
+
+class VcpuIn(Strict):
+    """One vCPU's guest state that memory typing depends on."""
+
+    cr0_cd: bool = False
+    cr0_nw: bool = Field(False, description="CR0.NW=1 needs CR0.CD=1 (else MOV to CR0 #GPs)")
+    cr0_pg: bool = Field(True, description="paging on; with CR0.PG=0 the PAT type is WB")
+    pat: PatValue = Field(PAT_POWER_ON, json_schema_extra={"default": "0x0007040600070406"})
+    mtrr: MtrrIn = Field(default_factory=MtrrIn)
+
+
+SEED_VM = {"noncoherent_dma": True, "quirk_cd_nw_cleared": True, "quirk_ignore_guest_pat": True,
+           "self_snoop": True, "guest_has_mtrr": True, "maxphyaddr": 46}
+OVMF_MTRR = {"def_type": "0xc06", "fixed": ["0x0606060606060606", "0x0606060606060606"] + ["0x0"] * 9,
+             "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}
+RESOLVE_EXAMPLE = {
+    "kernel": "v6.7",
+    "vm": SEED_VM,
+    "vcpu": {"cr0_cd": False, "cr0_nw": False, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
+    "gpa": "0xfee00000",
+    "mmio": False,
+}
+
+
+class Scenario(Strict):
+    kernel: KernelId
+    vm: VmIn = Field(default_factory=VmIn)
+    vcpu: VcpuIn = Field(default_factory=VcpuIn)
+    memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
+
+
+class ResolveRequest(Scenario):
+    """One scenario: a VM, a vCPU's state and a guest-physical address, under one era."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [RESOLVE_EXAMPLE]})
+
+    gpa: Addr
+    mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map (RAM if unmapped)")
+
+
+class Cr0CdEvent(Strict):
+    kind: Literal["cr0_cd"]
+    value: bool = Field(description="the new CR0.CD")
+    cr0_nw: bool | None = Field(None, description="CR0.NW written with it (omitted = unchanged)")
+
+
+class MtrrWriteEvent(Strict):
+    kind: Literal["mtrr_write"]
+    msr: MtrrMsr
+    value: Hex64
+
+
+class NoncoherentDmaEvent(Strict):
+    kind: Literal["noncoherent_dma"]
+    value: bool = Field(description="true: the first non-coherent device is assigned (0->1); false: the last leaves")
+
+
+class PatWriteEvent(Strict):
+    kind: Literal["pat_write"]
+    value: PatValue
+
+
+EventIn = Annotated[Union[Cr0CdEvent, MtrrWriteEvent, NoncoherentDmaEvent, PatWriteEvent], Field(discriminator="kind")]
+
+ZAP_EXAMPLE = {
+    "kernel": "v6.7",
+    "vm": SEED_VM,
+    "vcpu": {"cr0_cd": True, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
+    "event": {"kind": "cr0_cd", "value": False},
+}
+
+
+class ZapRequest(Scenario):
+    """The state before an event, and the event; the era's zaps are audited."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        ZAP_EXAMPLE,
+        {**ZAP_EXAMPLE, "vcpu": {"mtrr": OVMF_MTRR}, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"}},
+    ]})
+
+    event: EventIn
+
+
+class DiffRequest(Strict):
+    """Two eras; every state of the finite state space where their EPT entries differ."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"a": "v4.2", "b": "v6.7"}]})
+
+    a: KernelId
+    b: KernelId
+    limit: Int = Field(500, ge=0, le=5000, description="most rows returned; counts and groups cover all states")
+
+
+class ReplayEventIn(Strict):
+    """One trace event: an event kind plus the vCPU that performed it (for noncoherent_dma,
+    the vCPU that re-faults what the event zaps)."""
+
+    vcpu: Int = Field(0, ge=0, le=1023, description="vCPU index, below `vcpus`")
+    event: EventIn
+
+
+class ReplayRequest(Strict):
+    """A trace: a generator preset with a vCPU count, explicit events, or trace text."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"generator": "ovmf", "vcpus": 8},
+        {"vcpus": 2, "vm": {"noncoherent_dma": True}, "events": [
+            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": True}},
+            {"vcpu": 0, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0xc06"}},
+            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": False}}]},
+    ]})
+
+    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator (GET /api/v1/replay/generators)")
+    vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
+                              "highest vCPU index in the events plus one")
+    linux: bool = Field(True, description="generator: a Linux guest then adds its 64-bit PCI hole MTRR on every vCPU")
+    linux_resync: bool = Field(False, description="generator: also model Linux's boot-time MTRR re-sync passes")
+    rounds: Int | None = Field(None, ge=1, le=16, description="generator: firmware passes per CPU (default: the generator's)")
+    events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "
+                                               "(at most MEMTYPE_MAX_TRACE_EVENTS)")
+    trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
+                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by MEMTYPE_MAX_TRACE_EVENTS")
+    vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
+                     description="the VM (default: non-coherent DMA on, the case the replay is about)",
+                     json_schema_extra={"default": {"noncoherent_dma": True}})
+    initial: VcpuIn = Field(default_factory=VcpuIn, description="every vCPU's state before the first event")
+    kernels: list[KernelId] | None = Field(None, max_length=16, description="eras to replay under; omitted = all")
+    include_calls: bool = Field(False, description="list every kvm_zap_gfn_range() call (up to 10000 per era)")
+
+
+class DecodeRequest(Strict):
+    """A raw EPT leaf (or a whole kvm_mmu_set_spte trace line) and an optional scenario."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"spte": "0x6000000080000e77", "level": 1},
+        {"line": "kvm_mmu_set_spte: gfn fee00 spte 60000002fee00e77 (rwxu) level 1 at 10a5b1008"},
+    ]})
+
+    spte: SpteValue | None = None
+    line: str | None = Field(None, max_length=1024,
+                             description="a kvm_mmu_set_spte trace line: 'gfn %llx spte %llx (...) level %d at %llx'")
+    level: Int | None = Field(None, ge=1, le=3, description="1 = 4K PTE, 2 = 2M, 3 = 1G; omitted: from the line, "
+                              "else 1 (2 if bit 7 is set)")
+    kernels: list[KernelId] | None = Field(None, max_length=16, description="eras to compare with; omitted = all")
+    vm: VmIn = Field(default_factory=VmIn)
+    vcpu: VcpuIn = Field(default_factory=VcpuIn)
+    gpa: Addr | None = Field(None, description="the guest-physical address; omitted = gfn from the line, else 0")
+    mmio: bool | None = None
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommitOut(Out):
+    sha: str
+    subject: str
+
+
+class EraOut(Out):
+    id: str
+    title: str
+    kernels: str = Field(description="the kernel range the era covers")
+    summary: str
+    commits: list[CommitOut]
+    notes: list[str]
+    reads_guest_mtrrs: bool
+
+
+class EptFieldOut(Out):
+    name: str
+    lo: int
+    hi: int
+    value: int
+    meaning: str
+
+
+class LeafOut(Out):
+    raw: str
+    page_size: Literal["4K", "2M", "1G"]
+    level: int
+    fields: list[EptFieldOut]
+    misconfig: list[str] = Field(description="why the leaf would cause an EPT misconfiguration (empty when fine)")
+
+
+class EptOut(Out):
+    memtype: MemTypeName
+    ipat: bool
+    mask: str = Field(description="vmx_get_mt_mask(): memtype << 3 | IPAT << 6")
+    notation: str = Field(description="compact form: WB! = WB with IPAT")
+    leaf: LeafOut | None = None
+
+
+class LookupOut(Out):
+    type: MemTypeName | None
+    source: str
+    reason: str
+
+
+class PatRowOut(Out):
+    index: int
+    pte_bits: str = Field(description="PWT (bit 3), PCD (bit 4), PAT (bit 7) of a 4K PTE selecting this entry")
+    pte_flags: str
+    pat_type: MemTypeName
+    pat_type_used: MemTypeName = Field(description="the PAT type the access uses (WB with CR0.PG=0)")
+    effective: MemTypeName
+    guest_expected: MemTypeName | None
+    expected_reason: str
+    relation: Relation = Field(description="effective vs guest_expected: weaker = the CPU may cache or buffer more")
+    relation_reason: str
+
+
+class StepOut(Out):
+    id: str
+    function: str
+    condition: str
+    held: bool | None = Field(description="true: held; false: did not hold; null: not reached")
+    result: str
+    commit: str
+
+
+class PageSizeOut(Out):
+    kernels: str
+    mtrr_check: bool
+    page_size: Literal["4K", "2M", "1G"]
+
+
+class ResolveResponse(Out):
+    kernel: str
+    era: EraOut
+    gpa: str
+    is_mmio: bool
+    mmio_source: str
+    ept: EptOut
+    guest_mtrr_type: MemTypeName | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
+    guest_mtrr: LookupOut
+    kvm_mtrr_type: MemTypeName | None = Field(description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
+    kvm_mtrr: LookupOut | None
+    mtrr_finding: str | None = Field(description="why the SDM lookup and KVM's differ, or null")
+    pat: list[PatRowOut]
+    path: list[StepOut]
+    page_size: Literal["4K", "2M", "1G"]
+    page_sizes: list[PageSizeOut]
+    permalink: str
+
+
+class RangeOut(Out):
+    start: str
+    end: str
+    pages: int
+
+
+class EptTypeOut(Out):
+    memtype: MemTypeName
+    ipat: bool
+    mask: str
+    notation: str
+
+
+class ChangeOut(Out):
+    start: str
+    end: str
+    pages: int
+    kind: Literal["ram", "mmio"]
+    before: EptTypeOut
+    after: EptTypeOut
+
+
+class EventOut(Out):
+    kind: str
+    description: str
+    msr: str | None = None
+    value: bool | str
+    cr0_nw: bool | None = None
+
+
+class ZapCounts(Out):
+    zap_calls: int
+    zapped_pages: int
+    needed_pages: int
+    stale_pages: int
+    excess_pages: int
+
+
+class ZapResponse(Out):
+    kernel: str
+    era: EraOut
+    event: EventOut
+    calls: list[RangeOut] = Field(description="kvm_zap_gfn_range() calls, as made")
+    zapped: list[RangeOut]
+    zapped_mapped: list[RangeOut] = Field(description="zapped, inside memslots")
+    needed: list[RangeOut]
+    stale: list[RangeOut] = Field(description="needed but not zapped: the old entry survives (a bug)")
+    excess: list[RangeOut] = Field(description="zapped inside memslots but not needed (refaults)")
+    counts: ZapCounts
+    path: list[StepOut]
+    changes: list[ChangeOut]
+    permalink: str
+
+
+class DiffRowOut(Out):
+    state: dict[str, Any] = Field(description="what vmx_get_mt_mask() sees: is_mmio, noncoherent_dma, cr0_cd, "
+                                  "quirk_cd_nw_cleared, quirk_ignore_guest_pat, self_snoop, guest_mtrr (KVM's lookup), "
+                                  "pat (the access's PAT type)")
+    ept_a: EptTypeOut
+    ept_b: EptTypeOut
+    effective_a: MemTypeName
+    effective_b: MemTypeName
+    classification: Relation = Field(description="effective_b relative to effective_a")
+    relation_a: Relation = Field(description="effective_a relative to the guest's expectation")
+    relation_b: Relation
+
+
+class DiffGroupOut(Out):
+    pattern: dict[str, Any] = Field(description="state dimensions; '*' = every value gives this outcome")
+    count: int
+    ept_a: EptTypeOut
+    ept_b: EptTypeOut
+    effective_a: MemTypeName
+    effective_b: MemTypeName
+    classification: Relation
+
+
+class DiffResponse(Out):
+    a: EraOut
+    b: EraOut
+    total_states: int
+    compared: int
+    counts: dict[str, int] = Field(description="differ, weaker, stronger, incomparable, ept_only")
+    skipped: dict[str, int] = Field(description="states an era cannot have, by reason")
+    groups: list[DiffGroupOut]
+    rows: list[DiffRowOut]
+    truncated: bool = Field(description="rows were cut at `limit` (counts and groups cover all)")
+    permalink: str
+
+
+class ZapCallOut(Out):
+    event: int = Field(description="index into the trace's events")
+    vcpu: int
+    kind: str
+    msr: str | None
+    start: str
+    end: str
+    pages: int = Field(description="mapped pages zapped")
+    excess: int = Field(description="of those, pages whose entry did not change")
+    cd: bool = Field(description="the calling vCPU had CR0.CD=1")
+    duplicate: bool
+    empty: bool = Field(description="end <= start: KVM returns without zapping")
+
+
+class ReplayEraOut(Out):
+    kernel: str
+    error: str | None = Field(None, description="the era refused the VM (e.g. a quirk it cannot turn off); no figures")
+    mapped_pages: int | None = None
+    zap_calls: int | None = None
+    empty_calls: int | None = None
+    zapped_pages: int | None = None
+    excess_pages: int | None = None
+    stale_pages: int | None = Field(None, description="mapped pages whose entry differs from what vCPU 0's final state computes")
+    calls_while_cd: int | None = None
+    duplicate_calls: int | None = None
+    per_vcpu_stale: list[int] | None = None
+    vcpus_agree: bool | None = None
+    stale_ranges: list[RangeOut] | None = None
+    calls: list[ZapCallOut] | None = None
+    calls_truncated: bool | None = None
+
+
+class ReplayResponse(Out):
+    name: str
+    vcpus: int
+    events: int
+    eras: list[ReplayEraOut]
+
+
+class GeneratorOut(Out):
+    name: str
+    description: str
+
+
+class DecodeEraOut(Out):
+    kernel: str
+    ept: EptTypeOut | None
+    matches: bool | None = Field(description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
+    error: str | None = None
+
+
+class DecodeResponse(Out):
+    raw: str
+    level: int
+    page_size: Literal["4K", "2M", "1G"]
+    gfn: str | None
+    gpa: str
+    memtype: MemTypeName | None = Field(description="bits 5:3; null when reserved")
+    memtype_bits: int
+    ipat: bool
+    notation: str
+    fields: list[EptFieldOut]
+    misconfig: list[str]
+    misconfigured: bool
+    eras: list[DecodeEraOut]
+
+
+class MapRequest(Scenario):
+    """A scenario without an address: the whole guest-physical space as runs of one answer."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio")} | {"pat_index": 1}]})
+
+    pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
+
+
+class MapRunOut(Out):
+    start: str
+    end: str
+    kind: Literal["ram", "mmio", "unmapped"]
+    label: str
+    guest_mtrr: MemTypeName | None
+    kvm_mtrr: MemTypeName | None
+    ept: EptTypeOut | None
+    effective: MemTypeName | None
+    expected: MemTypeName | None
+    relation: str
+    page_size: str
+
+
+class MtrrRangeOut(Out):
+    start: str
+    end: str
+    type: MemTypeName
+    source: str
+
+
+class MapResponse(Out):
+    kernel: str
+    pat_index: int
+    runs: list[MapRunOut]
+    mtrr_ranges: list[MtrrRangeOut]
+
+
+class PresetOut(Out):
+    name: str
+    title: str
+    description: str
+    request: ResolveRequest
+    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second resolve)")
+    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as event)")
+    permalink: str
+
+
+class Health(Out):
+    status: Literal["ok"]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    rule: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[ErrorItem] = Field(default_factory=list, description="FastAPI-style loc/msg/type entries")

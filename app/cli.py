@@ -1,0 +1,197 @@
+"""`memtype-explorer`: the same resolver and text renderings as the API, from a shell.
+
+The scenario options are exactly the permalink parameters (app/permalink.py), parsed by
+the same `permalink.decode`, so `--kernel v6.7 --ncdma 1 --cd 1` and the page URL
+`/?v=1&kernel=v6.7&ncdma=1&cd=1` describe the same state; `--link` takes a whole URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from urllib.parse import parse_qsl, urlsplit
+
+from . import permalink
+from .x86.memtype import MemTypeError
+
+SCENARIO_PARAMS = (
+    ("kernel", "era id (memtype-explorer eras)"),
+    ("ncdma", "VM has non-coherent DMA: 0/1"),
+    ("cdnw_quirk", "KVM_X86_QUIRK_CD_NW_CLEARED on: 0/1"),
+    ("pat_quirk", "KVM_X86_QUIRK_IGNORE_GUEST_PAT on: 0/1"),
+    ("selfsnoop", "host CPU has self-snoop: 0/1"),
+    ("guest_mtrr", "guest CPUID has MTRR: 0/1"),
+    ("maxphyaddr", "guest MAXPHYADDR, 36..52"),
+    ("map", "memory map, e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
+    ("cd", "guest CR0.CD: 0/1"),
+    ("nw", "guest CR0.NW: 0/1"),
+    ("pg", "guest CR0.PG: 0/1"),
+    ("pat", "IA32_PAT: power-on, linux, linux-legacy or hex"),
+    ("mtrr", "MTRR layout: ovmf, ovmf-linux, seabios, seabios-linux"),
+    ("deftype", "MTRRdefType (0x2ff), hex"),
+    ("fixed", "88 fixed-range types, e.g. WB*16,UC*72"),
+    ("var", "variable pairs base:mask,..."),
+    ("gpa", "guest-physical address, hex"),
+    ("mmio", "force is_mmio: 0/1 (default: from the memory map)"),
+)
+EVENT_PARAMS = (
+    ("event", "cr0_cd, mtrr_write, noncoherent_dma or pat_write"),
+    ("event_msr", "MSR of an mtrr_write, hex"),
+    ("event_value", "new value: 0/1, or hex for MSR writes"),
+    ("event_nw", "CR0.NW written with CD: 0/1"),
+)
+DEFAULT_BASE = "http://127.0.0.1:8000"
+
+
+def _add_params(p: argparse.ArgumentParser, params) -> None:
+    for name, help_ in params:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_)
+
+
+def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
+    query: dict[str, str] = {}
+    if args.link:
+        query.update(parse_qsl(urlsplit(args.link).query, keep_blank_values=True))
+    for name, _ in SCENARIO_PARAMS + (EVENT_PARAMS if view == "zap" else ()):
+        value = getattr(args, name, None)
+        if value is not None:
+            query[name] = value
+    query["view"] = view
+    return permalink.decode(query)
+
+
+def cmd_resolve(args: argparse.Namespace) -> str:
+    from .kvm.eras import get_era
+    from .kvm.resolve import resolve
+    from .render import render_resolve
+
+    st = _state(args, "resolve")
+    res = resolve(get_era(st.kernel), st.vm, st.vcpu, st.access)
+    if args.json:
+        return json.dumps(permalink.request_body(st), indent=2)
+    return render_resolve(res, st.vm, st.vcpu, permalink.url(st, args.base_url))
+
+
+def cmd_zap(args: argparse.Namespace) -> str:
+    from .kvm.eras import get_era
+    from .kvm.zap import audit
+    from .render import render_zap
+
+    st = _state(args, "zap")
+    if st.event is None:
+        raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write")
+    a = audit(get_era(st.kernel), st.vm, st.vcpu, st.event)
+    return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url))
+
+
+def cmd_diff(args: argparse.Namespace) -> str:
+    from .analysis import diff_by_id
+    from .render import render_diff
+
+    d = diff_by_id(args.era_a, args.era_b)
+    st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff")
+    return render_diff(d, permalink.url(st, args.base_url))
+
+
+def cmd_replay(args: argparse.Namespace) -> str:
+    from .kvm import replay as rp
+    from .kvm.eras import ERAS, get_era
+    from .kvm.scenario import VmConfig
+    from .render import render_replay
+
+    vm = VmConfig(noncoherent_dma=not args.no_ncdma)
+    if args.trace:
+        with open(args.trace, encoding="utf-8") as fh:
+            events = rp.parse_trace(fh.read())
+        vcpus = args.vcpus or (max((e.vcpu for e in events), default=0) + 1)
+        trace = rp.Trace(vm, vcpus, tuple(events), name=args.trace)
+    else:
+        gen = rp.GENERATORS.get(args.preset)
+        if gen is None:
+            raise MemTypeError("preset", f"unknown generator {args.preset!r}", f"one of {', '.join(rp.GENERATORS)}")
+        trace = gen(args.vcpus or 8, vm=vm)
+    eras = [get_era(k) for k in args.kernel] if args.kernel else list(ERAS.values())
+    return render_replay(trace, [rp.replay(e, trace) for e in eras])
+
+
+def cmd_eras(args: argparse.Namespace) -> str:
+    from .kvm.eras import ERAS
+
+    lines = []
+    for e in ERAS.values():
+        lines.append(f"{e.id:<10} {e.kernels:<18} {e.title}")
+        lines.extend(f"{'':<10} {c.sha} {c.subject}"[:72] for c in e.commits)
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> str:
+    import uvicorn
+
+    from .settings import get_settings
+
+    s = get_settings()
+    uvicorn.run("app.main:app", host=args.host or s.host, port=args.port or s.port,
+                workers=args.workers or s.workers, log_level=s.log_level, root_path=s.root_path)
+    return ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="memtype-explorer", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the web service (settings from MEMTYPE_* env)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    for name, func, extra, help_ in (
+        ("resolve", cmd_resolve, (), "EPT entry, decision path and effective types of one address"),
+        ("zap", cmd_zap, EVENT_PARAMS, "zap audit of one event: zapped, needed, stale, excess"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        _add_params(p, SCENARIO_PARAMS + extra)
+        p.add_argument("--link", help="a permalink URL to start from (options override it)")
+        p.add_argument("--base-url", default=DEFAULT_BASE, help="where the permalink points")
+        if name == "resolve":
+            p.add_argument("--json", action="store_true", help="print the API request body instead")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("diff", help="two eras over the whole state space")
+    p.add_argument("era_a")
+    p.add_argument("era_b")
+    p.add_argument("--base-url", default=DEFAULT_BASE)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("replay", help="replay a boot trace against every era")
+    p.add_argument("--preset", default="ovmf", help="trace generator: ovmf or seabios")
+    p.add_argument("--vcpus", type=int, help="number of vCPUs [8]")
+    p.add_argument("--trace", help="a trace file (app/kvm/trace_format.md) instead of a preset")
+    p.add_argument("--kernel", action="append", help="only this era (repeatable)")
+    p.add_argument("--no-ncdma", action="store_true", help="VM without non-coherent DMA")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("eras", help="list the kernel eras and their commits")
+    p.set_defaults(func=cmd_eras)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = args.func(args)
+    except MemTypeError as e:
+        print(f"memtype-explorer: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"memtype-explorer: {e}", file=sys.stderr)
+        return 2
+    if out:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

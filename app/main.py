@@ -1,0 +1,104 @@
+"""The ASGI app: `app.main:app` (uvicorn), built by `create_app()`.
+
+    /               the page (templates/index.html; app/pages.py)
+    /api/v1/...     the JSON API (app/api/)
+    /healthz        container health check
+    /docs           Swagger UI from vendored assets (no network); /openapi.json
+    /static/...     static files
+
+Limits: request bodies above Settings.max_body_bytes (MEMTYPE_MAX_BODY_BYTES, 256 KiB)
+get 413, the replay endpoint allows Settings.max_trace_bytes (4 MiB) and at most
+Settings.max_trace_events events. Errors are RFC 9457 problem details (app/api/errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+
+from .api import API_PREFIX, build_router
+from .api import errors
+from .api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from .api.schemas import Health
+from .docs_offline import install_offline_docs
+from .render import version
+from .settings import Settings, get_settings
+
+DESCRIPTION = """\
+Which EPT memory type KVM on Intel VT-x gives guest memory, per kernel era, why
+(the path through `vmx_get_mt_mask()`), and what an event must zap.
+
+* Memory types are named `UC`, `WC`, `WT`, `WP`, `WB`, `UC-`; `WB!` = WB with IPAT.
+* Every 64-bit register or address is an integer or a `"0x..."` string.
+* Errors are `application/problem+json` (RFC 9457) naming the field and the rule.
+* `Accept: text/plain` (or `?format=text`) on resolve, zap and diff returns a
+  72-column ASCII rendering for mail replies.
+* Limits: request body {body} bytes (`MEMTYPE_MAX_BODY_BYTES`; 413 beyond), replay
+  body {trace} bytes (`MEMTYPE_MAX_TRACE_BYTES`) and {events} events
+  (`MEMTYPE_MAX_TRACE_EVENTS`; 422 beyond).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for `settings` (default: the process-wide MEMTYPE_* settings)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="memtype-explorer",
+        version=version(),
+        description=DESCRIPTION.format(body=settings.max_body_bytes, trace=settings.max_trace_bytes,
+                                       events=settings.max_trace_events),
+        docs_url=None,  # served from vendored assets below: no CDN
+        redoc_url=None,
+    )  # root_path (MEMTYPE_ROOT_PATH) is the server's business: app/serve.py passes it to uvicorn
+    app.state.settings = settings
+    _access_logger(settings)
+
+    errors.install(app)
+    app.include_router(build_router())
+
+    @app.get("/healthz", response_model=Health, tags=["meta"], summary="Health check")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if settings.static_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
+    install_offline_docs(app)
+
+    from .pages import build_router as pages_router
+
+    app.include_router(pages_router(settings.templates_dir))
+
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
+                       per_path={f"{API_PREFIX}/replay": settings.max_trace_bytes})
+    app.add_middleware(AccessLogMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                                 description=app.description, routes=app.routes, servers=app.servers)
+            app.openapi_schema = errors.problem_openapi(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _access_logger(settings: Settings) -> None:
+    """JSON lines on stderr at INFO (unless MEMTYPE_LOG_LEVEL is warning or above), set up
+    once per process and only if nobody configured the `memtype.access` logger already."""
+    log = logging.getLogger("memtype.access")
+    if log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+    level = settings.log_level.upper()
+    log.setLevel(logging.INFO if level in ("INFO", "DEBUG", "TRACE") else logging.WARNING)
+
+
+app = create_app()

@@ -1,0 +1,55 @@
+"""The HTML page at `/`: rendered from templates/index.html with the permalink's state.
+
+The initial state is parsed from the query by app.permalink (so a link works without
+JavaScript and in curl); the page's script then talks to /api/v1 only. Until the template
+exists a minimal placeholder is served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from .api.convert import era_out
+from .kvm.eras import ERAS
+from .permalink import DEFAULT_KERNEL, LinkState, decode, event_json, request_body, scenario_json
+from .presets import PRESETS
+from .x86.memtype import MemTypeError
+
+
+def build_router(templates_dir: Path) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    templates = Jinja2Templates(directory=str(templates_dir)) if (templates_dir / "index.html").exists() else None
+
+    @router.get("/", response_class=HTMLResponse)
+    async def index(request: Request) -> Response:
+        error = None
+        try:
+            state = decode(request.url.query)
+        except MemTypeError as e:
+            state, error = LinkState(), {"field": e.field, "message": e.message, "rule": e.rule}
+        if templates is None:
+            return HTMLResponse(
+                "<!doctype html><html lang=en><meta charset=utf-8><title>memtype-explorer</title>"
+                "<h1>memtype-explorer</h1><p>The page is not installed. See <a href=/docs>/docs</a> "
+                "and <a href=/api/v1/kernels>/api/v1/kernels</a>.</p></html>"
+            )
+        context = {
+            "eras": [era_out(e).model_dump() for e in ERAS.values()],
+            "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
+                         "request": p.request(), "event": p.event()} for p in PRESETS.values()],
+            "state": state,
+            "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
+                        # the page needs the whole state whatever the view (request_body drops the
+                        # address for zap and everything but the eras for diff)
+                        "scenario": scenario_json(state.kernel, state.vm, state.vcpu, state.access),
+                        "event": event_json(state.event) if state.event is not None else None,
+                        "default_kernel": DEFAULT_KERNEL},
+            "error": error,
+        }
+        return templates.TemplateResponse(request, "index.html", context)
+
+    return router

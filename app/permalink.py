@@ -1,0 +1,427 @@
+"""Permalinks: a readable, stateless URL to the page `/` for one scenario.
+
+One query parameter per setting that differs from its default, plus `v=1` (the encoding
+version). Nothing is stored server-side: the URL *is* the state. The page, the API
+responses (`permalink`) and the plain-text renderings all use `url()` below, and the page
+parses incoming links with `decode()`.
+
+Parameters (defaults in brackets; booleans are `0`/`1`; numbers are hex with `0x`):
+
+  v           encoding version [1]; any other value is refused
+  view        which page view: resolve, zap or diff [resolve]
+  kernel      era id (see GET /api/v1/kernels) [v6.16]
+  vs          the second era of a diff view [none]
+  ncdma       VM has non-coherent DMA (kvm_arch_has_noncoherent_dma) [0]
+  cdnw_quirk  KVM_X86_QUIRK_CD_NW_CLEARED on [1]
+  pat_quirk   KVM_X86_QUIRK_IGNORE_GUEST_PAT on [1]
+  selfsnoop   host CPU has X86_FEATURE_SELFSNOOP [1]
+  guest_mtrr  guest CPUID reports MTRRs [1]
+  maxphyaddr  guest MAXPHYADDR, 36..52 [46]
+  map         memory map, comma-separated `start-end:kind` (kind ram or mmio), e.g.
+              `0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio` [the default q35-like map,
+              app.kvm.scenario.DEFAULT_MEMORY_MAP]
+  cd, nw, pg  guest CR0.CD, CR0.NW, CR0.PG [0, 0, 1]
+  pat         guest IA32_PAT: a preset name (power-on, linux, linux-legacy) or hex
+              [power-on]
+  mtrr        a named firmware MTRR layout for the VM's MAXPHYADDR: ovmf, ovmf-linux,
+              seabios, seabios-linux (app.kvm.layouts; `-linux` adds the guest's 64-bit
+              PCI hole pair). When the state is not a named layout these three are used:
+  deftype     MTRRdefType (MSR 0x2ff), hex [0x0: MTRRs disabled]
+  fixed       the 88 fixed-range types in order (0x0-0xfffff), run-length encoded as
+              comma-separated `TYPE*count`, e.g. `WB*16,UC*72` [all UC]
+  var         variable pairs in index order, comma-separated `base:mask` raw MSR
+              values, e.g. `0x80000000:0x3fff80000800` [none]
+  gpa         guest-physical address, hex [0x0]
+  mmio        1/0 forces the leaf's is_mmio; absent = follow the memory map [absent]
+  event       zap event kind: cr0_cd, mtrr_write, noncoherent_dma, pat_write [none]
+  event_msr   MSR written by an mtrr_write event, hex
+  event_value new value: 0/1 for cr0_cd and noncoherent_dma, hex for the MSR writes
+  event_nw    CR0.NW written together with CD by a cr0_cd event [absent: unchanged]
+
+Unknown parameters are ignored (so a link can carry other tags). Decoding only checks
+syntax and era ids; the rules (reserved types, MAXPHYADDR limits, ...) are checked when the
+scenario is resolved, with the same messages as the API.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Mapping
+from urllib.parse import parse_qsl, quote
+
+from .kvm.eras import get_era
+from .kvm.layouts import LAYOUTS
+from .kvm.scenario import (
+    CR0_CD, DEFAULT_MEMORY_MAP, EVENT_KINDS, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM,
+    Access, Event, MemRange, VcpuState, VmConfig,
+)
+from .x86.memtype import MemType, MemTypeError
+from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
+from .x86.pat import PAT_POWER_ON, PAT_PRESETS, Pat
+
+VERSION = "1"
+DEFAULT_KERNEL = "v6.16"
+VIEWS = ("resolve", "zap", "diff")
+_SAFE = ":,*-."
+_HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
+
+__all__ = [
+    "DEFAULT_KERNEL", "LinkState", "VERSION", "VIEWS", "decode", "encode", "event_json",
+    "mtrr_layout_name", "request_body", "scenario_json", "url",
+]
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """Everything a permalink can carry, as core objects."""
+
+    kernel: str = DEFAULT_KERNEL
+    vm: VmConfig = field(default_factory=VmConfig)
+    vcpu: VcpuState = field(default_factory=VcpuState)
+    access: Access = field(default_factory=lambda: Access(0))
+    event: Event | None = None
+    vs: str | None = None
+    view: str = "resolve"
+
+
+# -- encoding ------------------------------------------------------------------------
+
+_DEFAULT_VM = VmConfig()
+_DEFAULT_VCPU = VcpuState()
+
+
+def _b(v: bool) -> str:
+    return "1" if v else "0"
+
+
+@lru_cache(maxsize=32)
+def _layouts(maxphyaddr: int) -> tuple[tuple[str, MtrrState], ...]:
+    out = []
+    for name, make in LAYOUTS.items():
+        out.append((name, make(maxphyaddr)))
+        out.append((f"{name}-linux", make(maxphyaddr, linux=True)))
+    return tuple(out)
+
+
+def mtrr_layout_name(mtrr: MtrrState, maxphyaddr: int) -> str | None:
+    """The named firmware layout equal to `mtrr` for this MAXPHYADDR, if any."""
+    if not mtrr.variable or not 36 <= maxphyaddr <= 52:
+        return None
+    for name, state in _layouts(maxphyaddr):
+        if mtrr == state:
+            return name
+    return None
+
+
+def _fixed_runs(mtrr: MtrrState) -> str:
+    runs: list[list] = []
+    for i in range(88):
+        t = mtrr.fixed_type(i)
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    return ",".join(f"{t.label}*{n}" for t, n in runs)
+
+
+def _pat_text(pat: Pat) -> str:
+    value = pat.to_msr()
+    for name, v in PAT_PRESETS.items():
+        if v == value:
+            return name
+    return f"{value:#018x}"
+
+
+def _map_text(mm: tuple[MemRange, ...]) -> str:
+    return ",".join(f"{r.start:#x}-{r.end:#x}:{r.kind}" for r in mm)
+
+
+def _same_map(a: tuple[MemRange, ...], b: tuple[MemRange, ...]) -> bool:
+    return [(r.start, r.end, r.kind) for r in a] == [(r.start, r.end, r.kind) for r in b]
+
+
+def _event_params(ev: Event) -> list[tuple[str, str]]:
+    out = [("event", ev.kind)]
+    if ev.kind == MTRR_WRITE and ev.msr is not None:
+        out.append(("event_msr", f"{ev.msr:#x}"))
+    if ev.kind in (CR0_CD, NONCOHERENT_DMA):
+        out.append(("event_value", _b(bool(ev.value))))
+    elif ev.kind == PAT_WRITE:
+        out.append(("event_value", f"{int(ev.value):#018x}"))
+    else:
+        out.append(("event_value", f"{int(ev.value):#x}"))
+    if ev.kind == CR0_CD and ev.cr0_nw is not None:
+        out.append(("event_nw", _b(ev.cr0_nw)))
+    return out
+
+
+def params(state: LinkState) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a permalink, in a fixed order, defaults left out."""
+    d_vm, d_vcpu = _DEFAULT_VM, _DEFAULT_VCPU
+    vm, vcpu = state.vm, state.vcpu
+    out: list[tuple[str, str]] = [("v", VERSION)]
+    if state.view != "resolve":
+        out.append(("view", state.view))
+    if state.kernel != DEFAULT_KERNEL:
+        out.append(("kernel", state.kernel))
+    if state.vs is not None:
+        out.append(("vs", state.vs))
+    for name, attr in (("ncdma", "noncoherent_dma"), ("cdnw_quirk", "quirk_cd_nw_cleared"),
+                       ("pat_quirk", "quirk_ignore_guest_pat"), ("selfsnoop", "self_snoop"),
+                       ("guest_mtrr", "guest_has_mtrr")):
+        if getattr(vm, attr) != getattr(d_vm, attr):
+            out.append((name, _b(getattr(vm, attr))))
+    if vm.maxphyaddr != d_vm.maxphyaddr:
+        out.append(("maxphyaddr", str(vm.maxphyaddr)))
+    if not _same_map(vm.memory_map, d_vm.memory_map):
+        out.append(("map", _map_text(vm.memory_map)))
+    for name, attr in (("cd", "cr0_cd"), ("nw", "cr0_nw"), ("pg", "cr0_pg")):
+        if getattr(vcpu, attr) != getattr(d_vcpu, attr):
+            out.append((name, _b(getattr(vcpu, attr))))
+    if vcpu.pat != d_vcpu.pat:
+        out.append(("pat", _pat_text(vcpu.pat)))
+    layout = mtrr_layout_name(vcpu.mtrr, vm.maxphyaddr)
+    if layout is not None:
+        out.append(("mtrr", layout))
+    else:
+        m = vcpu.mtrr
+        if m.def_type:
+            out.append(("deftype", f"{m.def_type:#x}"))
+        if any(m.fixed):
+            out.append(("fixed", _fixed_runs(m)))
+        if m.variable:
+            out.append(("var", ",".join(f"{p.base:#x}:{p.mask:#x}" for p in m.variable)))
+    if state.access.gpa:
+        out.append(("gpa", f"{state.access.gpa:#x}"))
+    if state.access.mmio is not None:
+        out.append(("mmio", _b(state.access.mmio)))
+    if state.event is not None:
+        out.extend(_event_params(state.event))
+    return out
+
+
+def encode(state: LinkState) -> str:
+    """The query string (without `?`): `v=1&kernel=v6.7&ncdma=1...`."""
+    return "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in params(state))
+
+
+def url(state: LinkState, base: str = "") -> str:
+    """The permalink: `base` (scheme://host[/root], may be empty) + `/?` + query."""
+    return f"{base.rstrip('/')}/?{encode(state)}"
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+def _bool(q: Mapping[str, str], name: str, default: bool) -> bool:
+    if name not in q:
+        return default
+    v = q[name]
+    if v not in ("0", "1"):
+        raise MemTypeError(name, f"{v!r} is not 0 or 1", "permalink booleans are 0 or 1")
+    return v == "1"
+
+
+def _hex(v: str, name: str) -> int:
+    if not _HEX.fullmatch(v):
+        raise MemTypeError(name, f"malformed hex {v!r}", "expected 0x followed by 1-16 hex digits")
+    return int(v, 16)
+
+
+def _parse_fixed(text: str) -> tuple[int, ...]:
+    types: list[int] = []
+    for run in text.split(","):
+        name, star, count = run.partition("*")
+        try:
+            t = MemType.from_label(name)
+        except ValueError:
+            raise MemTypeError("fixed", f"unknown type {name!r} in {run!r}",
+                               "fixed runs are TYPE*count with TYPE one of UC, WC, WT, WP, WB") from None
+        n = 1
+        if star:
+            if not count.isdigit() or not 0 < int(count) <= 88:
+                raise MemTypeError("fixed", f"bad run length in {run!r}", "fixed runs are TYPE*count, count 1..88")
+            n = int(count)
+        types.extend([int(t)] * n)
+    if len(types) != 88:
+        raise MemTypeError("fixed", f"{len(types)} fixed-range types given", "there are 88 fixed ranges (11 MSRs x 8)")
+    return tuple(sum(types[8 * s + b] << (8 * b) for b in range(8)) for s in range(len(FIXED_MSRS)))
+
+
+def _parse_var(text: str) -> tuple[VarMtrr, ...]:
+    out = []
+    for i, item in enumerate(text.split(",")):
+        base, colon, mask = item.partition(":")
+        if not colon:
+            raise MemTypeError("var", f"pair {i} {item!r} is not base:mask", "var is comma-separated base:mask pairs")
+        out.append(VarMtrr(_hex(base, "var"), _hex(mask, "var")))
+    return tuple(out)
+
+
+def _parse_map(text: str) -> tuple[MemRange, ...]:
+    out = []
+    for item in text.split(","):
+        span, colon, kind = item.partition(":")
+        start, dash, end = span.partition("-")
+        if not colon or not dash or kind not in (RAM, MMIO):
+            raise MemTypeError("map", f"{item!r} is not start-end:kind", "map entries are 0xSTART-0xEND:ram or :mmio")
+        out.append(MemRange(_hex(start, "map"), _hex(end, "map"), kind))
+    return tuple(out)
+
+
+def _parse_event(q: Mapping[str, str]) -> Event | None:
+    kind = q.get("event")
+    if kind is None:
+        return None
+    if kind not in EVENT_KINDS:
+        raise MemTypeError("event", f"unknown event kind {kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+    if "event_value" not in q:
+        raise MemTypeError("event_value", "missing", "an event needs event_value")
+    if kind in (CR0_CD, NONCOHERENT_DMA):
+        value: int | bool = _bool(q, "event_value", False)
+    else:
+        value = _hex(q["event_value"], "event_value")
+    msr = None
+    if kind == MTRR_WRITE:
+        if "event_msr" not in q:
+            raise MemTypeError("event_msr", "missing", "an mtrr_write event needs event_msr")
+        msr = _hex(q["event_msr"], "event_msr")
+    nw = _bool(q, "event_nw", False) if kind == CR0_CD and "event_nw" in q else None
+    return Event(kind, value, msr, nw)
+
+
+def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkState:
+    """Parse a permalink query (string, mapping or pairs; last value wins) into core objects.
+
+    Raises MemTypeError naming the parameter on bad syntax or an unknown era.
+    """
+    if isinstance(query, str):
+        pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+    elif isinstance(query, Mapping):
+        pairs = list(query.items())
+    else:
+        pairs = list(query)
+    q: dict[str, str] = {}
+    for k, v in pairs:
+        q[k] = v
+    if q.get("v", VERSION) != VERSION:
+        raise MemTypeError("v", f"permalink version {q['v']!r} is not supported", f"this server reads v={VERSION}")
+    view = q.get("view", "resolve")
+    if view not in VIEWS:
+        raise MemTypeError("view", f"unknown view {view!r}", f"one of {', '.join(VIEWS)}")
+    kernel = q.get("kernel", DEFAULT_KERNEL)
+    get_era(kernel, "kernel")
+    vs = q.get("vs")
+    if vs is not None:
+        get_era(vs, "vs")
+    d = VmConfig()
+    maxphyaddr = d.maxphyaddr
+    if "maxphyaddr" in q:
+        if not q["maxphyaddr"].isdigit() or len(q["maxphyaddr"]) > 3:
+            raise MemTypeError("maxphyaddr", f"{q['maxphyaddr']!r} is not a number", "MAXPHYADDR is 36..52")
+        maxphyaddr = int(q["maxphyaddr"])
+    vm = VmConfig(
+        noncoherent_dma=_bool(q, "ncdma", d.noncoherent_dma),
+        quirk_cd_nw_cleared=_bool(q, "cdnw_quirk", d.quirk_cd_nw_cleared),
+        quirk_ignore_guest_pat=_bool(q, "pat_quirk", d.quirk_ignore_guest_pat),
+        self_snoop=_bool(q, "selfsnoop", d.self_snoop),
+        guest_has_mtrr=_bool(q, "guest_mtrr", d.guest_has_mtrr),
+        maxphyaddr=maxphyaddr,
+        memory_map=_parse_map(q["map"]) if "map" in q else d.memory_map,
+    )
+    pat_text = q.get("pat")
+    if pat_text is None:
+        pat = Pat.from_msr(PAT_POWER_ON)
+    elif pat_text in PAT_PRESETS:
+        pat = Pat.from_msr(PAT_PRESETS[pat_text])
+    else:
+        pat = Pat.from_msr(_hex(pat_text, "pat"), "pat")
+    if "mtrr" in q:
+        name = q["mtrr"]
+        base, _, suffix = name.partition("-")
+        if base not in LAYOUTS or suffix not in ("", "linux"):
+            names = [n for b in LAYOUTS for n in (b, f"{b}-linux")]
+            raise MemTypeError("mtrr", f"unknown MTRR layout {name!r}", f"one of {', '.join(names)}")
+        if not 36 <= maxphyaddr <= 52:
+            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {maxphyaddr} is outside 36..52",
+                               "CPUID.80000008H:EAX[7:0] is 36..52 on Intel 64")
+        mtrr = LAYOUTS[base](maxphyaddr, linux=bool(suffix))
+    else:
+        mtrr = MtrrState(
+            def_type=_hex(q["deftype"], "deftype") if "deftype" in q else 0,
+            fixed=_parse_fixed(q["fixed"]) if "fixed" in q else (0,) * len(FIXED_MSRS),
+            variable=_parse_var(q["var"]) if q.get("var") else (),
+        )
+    vcpu = VcpuState(
+        cr0_cd=_bool(q, "cd", False), cr0_nw=_bool(q, "nw", False), cr0_pg=_bool(q, "pg", True),
+        pat=pat, mtrr=mtrr,
+    )
+    gpa = _hex(q["gpa"], "gpa") if "gpa" in q else 0
+    mmio = _bool(q, "mmio", False) if "mmio" in q else None
+    return LinkState(kernel, vm, vcpu, Access(gpa, mmio), _parse_event(q), vs, view)
+
+
+# -- the same state as an API request body ---------------------------------------------
+
+
+def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | None = None) -> dict:
+    """A POST /api/v1/resolve body (JSON-ready dict) for core objects; hex as strings."""
+    m = vcpu.mtrr
+    body: dict = {
+        "kernel": kernel,
+        "vm": {
+            "noncoherent_dma": vm.noncoherent_dma,
+            "quirk_cd_nw_cleared": vm.quirk_cd_nw_cleared,
+            "quirk_ignore_guest_pat": vm.quirk_ignore_guest_pat,
+            "self_snoop": vm.self_snoop,
+            "guest_has_mtrr": vm.guest_has_mtrr,
+            "maxphyaddr": vm.maxphyaddr,
+        },
+        "vcpu": {
+            "cr0_cd": vcpu.cr0_cd,
+            "cr0_nw": vcpu.cr0_nw,
+            "cr0_pg": vcpu.cr0_pg,
+            "pat": vcpu.pat.hex(),
+            "mtrr": {
+                "def_type": f"{m.def_type:#x}",
+                "fixed": [f"{v:#018x}" for v in m.fixed],
+                "variable": [{"base": f"{p.base:#x}", "mask": f"{p.mask:#x}"} for p in m.variable],
+            },
+        },
+    }
+    if not _same_map(vm.memory_map, DEFAULT_MEMORY_MAP):
+        body["vm"]["memory_map"] = [
+            {"start": f"{r.start:#x}", "end": f"{r.end:#x}", "kind": r.kind, **({"label": r.label} if r.label else {})}
+            for r in vm.memory_map
+        ]
+    if access is not None:
+        body["gpa"] = f"{access.gpa:#x}"
+        if access.mmio is not None:
+            body["mmio"] = access.mmio
+    return body
+
+
+def event_json(ev: Event) -> dict:
+    """The `event` member of a POST /api/v1/zap body."""
+    if ev.kind in (CR0_CD, NONCOHERENT_DMA):
+        out: dict = {"kind": ev.kind, "value": bool(ev.value)}
+        if ev.kind == CR0_CD and ev.cr0_nw is not None:
+            out["cr0_nw"] = ev.cr0_nw
+        return out
+    if ev.kind == MTRR_WRITE:
+        return {"kind": ev.kind, "msr": f"{ev.msr:#x}", "value": f"{int(ev.value):#x}"}
+    return {"kind": ev.kind, "value": f"{int(ev.value):#018x}"}
+
+
+def request_body(state: LinkState) -> dict:
+    """The API body for the state's view: resolve (default), zap (with `event`), diff."""
+    if state.view == "diff":
+        return {"a": state.kernel, "b": state.vs or state.kernel}
+    if state.view == "zap":
+        body = scenario_json(state.kernel, state.vm, state.vcpu)
+        if state.event is not None:
+            body["event"] = event_json(state.event)
+        return body
+    return scenario_json(state.kernel, state.vm, state.vcpu, state.access)

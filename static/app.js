@@ -1,0 +1,1175 @@
+// memtype-explorer page script: collects inputs, calls the JSON API, draws the answers.
+//
+// No memory-typing rule lives here. Everything that decides a type (EPT memtype, IPAT,
+// effective type, guest expectation, relation, page size, zap ranges, era diff) comes from
+// /api/v1. What this file does on its own is encoding only: hex <-> bytes for IA32_PAT and
+// the MTRR MSRs (register layouts), the permalink query (app/permalink.py's parameter
+// names), and the drawing transform of the map bar.
+
+const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+// -- encodings (architectural register layouts, not rules) ---------------------------------
+
+const TYPE_NAMES = { 0: "UC", 1: "WC", 4: "WT", 5: "WP", 6: "WB", 7: "UC-" };
+const PAT_CODES = [0, 1, 4, 5, 6, 7];
+const MTRR_CODES = [0, 1, 4, 5, 6];
+const DEF_E = 1n << 11n;
+const DEF_FE = 1n << 10n;
+const MASK_V = 1n << 11n;
+const PAT_PRESETS = { "power-on": 0x0007040600070406n, linux: 0x0407050600070106n, "linux-legacy": 0x0007010600070106n };
+const FIXED_MSRS = [
+  [0x250, "MTRRfix64K_00000", 0x00000, 0x10000],
+  [0x258, "MTRRfix16K_80000", 0x80000, 0x4000],
+  [0x259, "MTRRfix16K_A0000", 0xa0000, 0x4000],
+  ...Array.from({ length: 8 }, (_, k) => [0x268 + k, `MTRRfix4K_${(0xc0000 + k * 0x8000).toString(16).toUpperCase().padStart(5, "0")}`, 0xc0000 + k * 0x8000, 0x1000]),
+];
+// Permalink defaults (app/permalink.py docstring): only settings differing from these are written.
+const DEF = {
+  ncdma: false, cdnw_quirk: true, pat_quirk: true, selfsnoop: true, guest_mtrr: true, maxphyaddr: 46,
+  cd: false, nw: false, pg: true, pat: PAT_PRESETS["power-on"],
+};
+const DIMS = ["is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop", "guest_mtrr", "pat"];
+const DIM_SHORT = { is_mmio: "mmio", noncoherent_dma: "ncDMA", cr0_cd: "CD", quirk_cd_nw_cleared: "CDNWq", quirk_ignore_guest_pat: "PATq", self_snoop: "snoop", guest_mtrr: "MTRR", pat: "PAT" };
+
+const HEX_RE = /^0x[0-9a-f]{1,16}$/i;
+const parseHex = (s) => (typeof s === "string" && HEX_RE.test(s.trim()) ? BigInt(s.trim()) : null);
+const hex = (v, width = 0) => "0x" + BigInt(v).toString(16).padStart(width, "0");
+const typeClass = (t) => (t == null ? "t-none" : t === "UC-" ? "t-UCm" : `t-${t}`);
+const byteOf = (v, n) => Number((v >> BigInt(8 * n)) & 0xffn);
+
+function fmtSize(n) {
+  const units = [["T", 2 ** 40], ["G", 2 ** 30], ["M", 2 ** 20], ["K", 2 ** 10]];
+  for (const [u, m] of units) {
+    if (n >= m) {
+      const v = n / m;
+      return (Number.isInteger(v) ? v : v.toFixed(1)) + u;
+    }
+  }
+  return `${n}B`;
+}
+function fmtAddr(n) {
+  // Axis labels: round sizes as 640K / 2G / 64T, anything else in hex.
+  if (n === 0) return "0";
+  for (const [u, m] of [["T", 2 ** 40], ["G", 2 ** 30], ["M", 2 ** 20], ["K", 2 ** 10]]) {
+    if (n % m === 0 && (n / m < 1024 || u === "T") && (u !== "M" || n < 2 ** 30) && (u !== "K" || n < 2 ** 20)) return `${n / m}${u}`;
+  }
+  return "0x" + n.toString(16);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k === "style") e.setAttribute("style", v);
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+const typeChip = (t, extra = "") => el("span", { class: `t ${typeClass(t)}`, title: extra || null }, t == null ? "undefined" : t);
+const badge = (rel, title) => el("span", { class: `badge ${rel}`, title, "data-relation": rel }, rel);
+
+// -- page-level data -----------------------------------------------------------------------
+
+let INITIAL = {};
+try { INITIAL = JSON.parse($("#initial-state").textContent || "{}") || {}; } catch { INITIAL = {}; }
+const DEFAULT_KERNEL = INITIAL.initial?.default_kernel || "v6.16";
+let PRESETS = [];          // the template's presets (GET /api/v1/presets as a fallback)
+let MTRR_LAYOUTS = {};     // permalink layout name -> the preset's MTRRs (written for MAXPHYADDR 46)
+let memoryMap = null;      // passed through from the permalink (the page has no map editor)
+let view = "resolve";
+const diffCache = new Map();
+let inflight = null;
+let seq = 0;
+let last = {};             // last successful responses
+
+// -- controls <-> state -------------------------------------------------------------------
+
+const ctl = {
+  kernel: $("#kernel"), vs: $("#vs"),
+  ncdma: $("#ncdma"), cdnw: $("#cdnw_quirk"), patq: $("#pat_quirk"), snoop: $("#selfsnoop"), gmtrr: $("#guest_mtrr"),
+  maxphy: $("#maxphyaddr"),
+  cd: $("#cr0_cd"), nw: $("#cr0_nw"), pg: $("#cr0_pg"),
+  gpa: $("#gpa"), mmio: $("#mmio"),
+  patRaw: $("#pat-raw"), pats: Array.from({ length: 8 }, (_, i) => $(`#pat${i}`)),
+  mE: $("#mtrr-e"), mFE: $("#mtrr-fe"), mDef: $("#mtrr-deftype"),
+  pati: $("#pati"),
+  evKind: $("#event-kind"), evBool: $("#event-bool"), evNw: $("#event-nw"), evMsr: $("#event-msr"), evValue: $("#event-value"),
+};
+
+function physMask() {
+  const m = Number.parseInt(ctl.maxphy.value, 10);
+  const bits = Number.isInteger(m) && m >= 36 && m <= 52 ? m : 46;
+  return ((1n << BigInt(bits)) - 1n) & ~0xfffn;
+}
+
+// Fixed-range MSR rows.
+function buildFixedRows() {
+  const tb = $("#fixed-table tbody");
+  FIXED_MSRS.forEach(([msr, name, start, unit], slot) => {
+    const inp = el("input", { type: "text", class: "hex", id: `fixed${slot}`, "data-fixed": slot, spellcheck: "false",
+      "aria-label": `${name} (MSR ${hex(msr)}) value` });
+    const chips = el("div", { class: "chips", id: `fixed-chips${slot}` });
+    tb.append(el("tr", {},
+      el("td", { class: "name", title: `MSR ${hex(msr)}: ${hex(start)}-${hex(start + 8 * unit)}, ${fmtSize(unit)} each` },
+        name, el("br"), el("span", { class: "muted" }, `${hex(start)}+8x${fmtSize(unit)}`)),
+      el("td", {}, inp, chips, el("span", { class: "err", "data-err": `vcpu.mtrr.fixed[${slot}]` })),
+    ));
+  });
+}
+function drawFixedChips(slot) {
+  const inp = $(`#fixed${slot}`);
+  const v = parseHex(inp.value);
+  const box = $(`#fixed-chips${slot}`);
+  box.replaceChildren();
+  const [, , start, unit] = FIXED_MSRS[slot];
+  for (let b = 0; b < 8; b++) {
+    const code = v == null ? null : byteOf(v, b);
+    const name = code == null ? "?" : TYPE_NAMES[code] && code !== 7 ? TYPE_NAMES[code] : `r${code}`;
+    box.append(el("span", { class: `chip ${code != null && TYPE_NAMES[code] && code !== 7 ? typeClass(name) : "t-none"}`,
+      title: `${hex(start + b * unit)}-${hex(start + (b + 1) * unit)}: ${name}` }, name));
+  }
+  inp.setAttribute("aria-invalid", v == null ? "true" : "false");
+}
+
+// Variable-range rows: each keeps raw PHYSBASE/PHYSMASK; start/size/type/V are views of them.
+function maskToSize(mask) {
+  const m = mask & physMask();
+  if (m === 0n) return null;
+  const low = m & -m;
+  return (m | (low - 1n)) === (physMask() | 0xfffn) ? low : null;
+}
+function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
+  const box = $("#var-rows");
+  const row = el("div", { class: "var-row" });
+  const idx = el("span", { class: "idx" });
+  const start = el("input", { type: "text", class: "hex v-start", spellcheck: "false", "aria-label": "range start" });
+  const size = el("input", { type: "text", class: "hex v-size", spellcheck: "false", "aria-label": "range size" });
+  const type = el("select", { class: "mono v-type", "aria-label": "range type" },
+    MTRR_CODES.map((c) => el("option", { value: String(c) }, TYPE_NAMES[c])));
+  const valid = el("input", { type: "checkbox", class: "v-valid", "aria-label": "valid (PHYSMASK.V)" });
+  const rm = el("button", { type: "button", class: "small v-rm", "aria-label": "remove range" }, "\u00d7");
+  const rawBase = el("input", { type: "text", class: "hex v-base", spellcheck: "false", "aria-label": "PHYSBASE raw" });
+  const rawMask = el("input", { type: "text", class: "hex v-mask", spellcheck: "false", "aria-label": "PHYSMASK raw" });
+  const sizeNote = el("span", { class: "muted v-note" });
+  const err = el("span", { class: "err v-err" });
+  row.append(
+    el("div", { class: "line" }, idx, el("label", {}, "start ", start), el("label", {}, "size ", size)),
+    el("div", { class: "line" }, el("label", {}, "type ", type), el("label", { title: "PHYSMASK.V (bit 11)" }, valid, " valid"), sizeNote, rm),
+    el("div", { class: "line raw" }, el("label", { title: "IA32_MTRR_PHYSBASEn, raw" }, "base ", rawBase),
+      el("label", { title: "IA32_MTRR_PHYSMASKn, raw" }, "mask ", rawMask)),
+    err,
+  );
+  rawBase.value = baseText ?? hex(base);
+  rawMask.value = maskText ?? hex(mask);
+  syncVarFromRaw(row);
+  start.addEventListener("change", () => syncVarToRaw(row));
+  size.addEventListener("change", () => syncVarToRaw(row));
+  type.addEventListener("change", () => syncVarToRaw(row));
+  valid.addEventListener("change", () => syncVarToRaw(row));
+  rawBase.addEventListener("change", () => syncVarFromRaw(row));
+  rawMask.addEventListener("change", () => syncVarFromRaw(row));
+  rm.addEventListener("click", () => { row.remove(); renumberVars(); changed(); });
+  box.append(row);
+  renumberVars();
+  return row;
+}
+function renumberVars() {
+  $$("#var-rows .var-row").forEach((row, n) => {
+    $(".idx", row).textContent = `#${n}`;
+    $(".v-err", row).dataset.err = `vcpu.mtrr.variable[${n}]`;
+    $(".v-base", row).setAttribute("aria-label", `PHYSBASE${n} raw`);
+    $(".v-mask", row).setAttribute("aria-label", `PHYSMASK${n} raw`);
+    $(".v-start", row).setAttribute("aria-label", `variable range ${n} start`);
+    $(".v-size", row).setAttribute("aria-label", `variable range ${n} size`);
+    $(".v-type", row).setAttribute("aria-label", `variable range ${n} type`);
+    $(".v-valid", row).setAttribute("aria-label", `variable range ${n} valid`);
+  });
+  $("#var-add").disabled = $$("#var-rows .var-row").length >= 8;
+}
+function syncVarFromRaw(row) {
+  const base = parseHex($(".v-base", row).value);
+  const mask = parseHex($(".v-mask", row).value);
+  $(".v-base", row).setAttribute("aria-invalid", base == null ? "true" : "false");
+  $(".v-mask", row).setAttribute("aria-invalid", mask == null ? "true" : "false");
+  if (base != null) {
+    $(".v-start", row).value = hex(base & ~0xfffn);
+    const t = Number(base & 0xffn);
+    if (MTRR_CODES.includes(t)) $(".v-type", row).value = String(t);
+  }
+  if (mask != null) {
+    $(".v-valid", row).checked = (mask & MASK_V) !== 0n;
+    const size = maskToSize(mask);
+    $(".v-size", row).value = size == null ? "" : hex(size);
+    $(".v-note", row).textContent = size == null ? "mask has holes" : fmtSize(Number(size));
+  }
+  $(".v-size", row).setAttribute("aria-invalid", "false");
+}
+function syncVarToRaw(row) {
+  const start = parseHex($(".v-start", row).value);
+  const size = parseHex($(".v-size", row).value);
+  const t = BigInt($(".v-type", row).value);
+  const v = $(".v-valid", row).checked;
+  $(".v-start", row).setAttribute("aria-invalid", start == null ? "true" : "false");
+  if (start != null) $(".v-base", row).value = hex((start & ~0xfffn) | t);
+  const okSize = size != null && size >= 0x1000n && (size & (size - 1n)) === 0n;
+  $(".v-size", row).setAttribute("aria-invalid", okSize ? "false" : "true");
+  if (okSize) {
+    $(".v-mask", row).value = hex((physMask() & ~(size - 1n)) | (v ? MASK_V : 0n));
+    $(".v-note", row).textContent = fmtSize(Number(size));
+  } else {
+    const mask = parseHex($(".v-mask", row).value);
+    if (mask != null) $(".v-mask", row).value = hex(v ? mask | MASK_V : mask & ~MASK_V);
+    $(".v-note", row).textContent = size == null ? "mask has holes" : "size: a power of two >= 4K";
+  }
+}
+
+function setPatRaw(v) {
+  ctl.patRaw.value = hex(v, 16);
+  ctl.patRaw.setAttribute("aria-invalid", "false");
+  ctl.pats.forEach((s, i) => { s.value = String(byteOf(v, i)); s.setAttribute("aria-invalid", "false"); });
+}
+function patFromSelects() {
+  let v = 0n;
+  ctl.pats.forEach((s, i) => { v |= BigInt(s.value) << BigInt(8 * i); });
+  return v;
+}
+function syncPatFromRaw() {
+  const v = parseHex(ctl.patRaw.value);
+  if (v == null) { ctl.patRaw.setAttribute("aria-invalid", "true"); return; }
+  ctl.patRaw.setAttribute("aria-invalid", "false");
+  ctl.pats.forEach((s, i) => {
+    const b = byteOf(v, i);
+    const ok = PAT_CODES.includes(b);
+    if (ok) s.value = String(b);
+    s.setAttribute("aria-invalid", ok ? "false" : "true");
+  });
+}
+
+function defTypeValue() {
+  return BigInt(ctl.mDef.value) | (ctl.mE.checked ? DEF_E : 0n) | (ctl.mFE.checked ? DEF_FE : 0n);
+}
+function setMtrr(m) {
+  const dt = parseHex(String(m.def_type ?? "0x0")) ?? 0n;
+  ctl.mE.checked = (dt & DEF_E) !== 0n;
+  ctl.mFE.checked = (dt & DEF_FE) !== 0n;
+  const t = Number(dt & 0xffn);
+  ctl.mDef.value = MTRR_CODES.includes(t) ? String(t) : "0";
+  $("#deftype-hex").textContent = hex(defTypeValue());
+  const fixed = m.fixed || Array(11).fill("0x0");
+  fixed.forEach((f, slot) => {
+    const v = parseHex(String(f));
+    $(`#fixed${slot}`).value = v == null ? String(f) : hex(v, 16);
+    drawFixedChips(slot);
+  });
+  $("#var-rows").replaceChildren();
+  (m.variable || []).forEach((p) => {
+    const b = parseHex(String(p.base)); const k = parseHex(String(p.mask));
+    addVarRow(b ?? 0n, k ?? 0n, b == null ? String(p.base) : null, k == null ? String(p.mask) : null);
+  });
+  renumberVars();
+}
+function readMtrr() {
+  return {
+    def_type: hex(defTypeValue()),
+    fixed: FIXED_MSRS.map((_, slot) => $(`#fixed${slot}`).value.trim()),
+    variable: $$("#var-rows .var-row").map((row) => ({ base: $(".v-base", row).value.trim(), mask: $(".v-mask", row).value.trim() })),
+  };
+}
+
+function readState() {
+  const mp = ctl.maxphy.value.trim();
+  const maxphy = /^\d+$/.test(mp) ? Number(mp) : mp;
+  const vm = {
+    noncoherent_dma: ctl.ncdma.checked, quirk_cd_nw_cleared: ctl.cdnw.checked, quirk_ignore_guest_pat: ctl.patq.checked,
+    self_snoop: ctl.snoop.checked, guest_has_mtrr: ctl.gmtrr.checked, maxphyaddr: maxphy,
+  };
+  if (memoryMap) vm.memory_map = memoryMap;
+  const scenario = {
+    kernel: ctl.kernel.value,
+    vm,
+    vcpu: { cr0_cd: ctl.cd.checked, cr0_nw: ctl.nw.checked, cr0_pg: ctl.pg.checked, pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
+  };
+  const gpa = ctl.gpa.value.trim() || "0x0";
+  const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
+  return { scenario, gpa, mmio, vs: ctl.vs.value || null, event: readEvent(), pati: Number(ctl.pati.value) };
+}
+function resolveBody(st, kernel = null) {
+  const b = { ...st.scenario, gpa: st.gpa };
+  if (kernel) b.kernel = kernel;
+  if (st.mmio != null) b.mmio = st.mmio;
+  return b;
+}
+
+function writeState(s) {
+  // s: {kernel, vs, view, scenario: resolve body, event, pati}
+  const sc = s.scenario || {};
+  const vm = sc.vm || {};
+  const vcpu = sc.vcpu || {};
+  ctl.kernel.value = sc.kernel || DEFAULT_KERNEL;
+  ctl.vs.value = s.vs || "";
+  ctl.ncdma.checked = vm.noncoherent_dma ?? DEF.ncdma;
+  ctl.cdnw.checked = vm.quirk_cd_nw_cleared ?? DEF.cdnw_quirk;
+  ctl.patq.checked = vm.quirk_ignore_guest_pat ?? DEF.pat_quirk;
+  ctl.snoop.checked = vm.self_snoop ?? DEF.selfsnoop;
+  ctl.gmtrr.checked = vm.guest_has_mtrr ?? DEF.guest_mtrr;
+  ctl.maxphy.value = String(vm.maxphyaddr ?? DEF.maxphyaddr);
+  memoryMap = vm.memory_map || sc.memory_map || null;
+  ctl.cd.checked = vcpu.cr0_cd ?? DEF.cd;
+  ctl.nw.checked = vcpu.cr0_nw ?? DEF.nw;
+  ctl.pg.checked = vcpu.cr0_pg ?? DEF.pg;
+  const pat = parseHex(String(vcpu.pat ?? hex(DEF.pat, 16)));
+  if (pat != null) setPatRaw(pat); else { ctl.patRaw.value = String(vcpu.pat); syncPatFromRaw(); }
+  setMtrr(vcpu.mtrr || { def_type: "0x0" });
+  const g = parseHex(String(sc.gpa ?? "0x0"));
+  ctl.gpa.value = g == null ? String(sc.gpa) : hex(g);
+  ctl.mmio.value = sc.mmio == null ? "auto" : sc.mmio ? "mmio" : "ram";
+  ctl.pati.value = String(s.pati ?? 0);
+  writeEvent(s.event || null);
+  if (s.view) view = s.view;
+}
+
+// -- zap event controls -------------------------------------------------------------------
+
+function buildMsrOptions() {
+  const opts = [[0x2ff, "MTRRdefType"]];
+  FIXED_MSRS.forEach(([msr, name]) => opts.push([msr, name]));
+  for (let n = 0; n < 8; n++) { opts.push([0x200 + 2 * n, `MTRRphysBase${n}`]); opts.push([0x201 + 2 * n, `MTRRphysMask${n}`]); }
+  ctl.evMsr.replaceChildren(...opts.map(([m, name]) => el("option", { value: hex(m) }, `${hex(m)} ${name}`)));
+}
+function currentMsrValue(msrText) {
+  const msr = Number(parseHex(msrText) ?? 0n);
+  if (msr === 0x2ff) return hex(defTypeValue());
+  const slot = FIXED_MSRS.findIndex(([m]) => m === msr);
+  if (slot >= 0) return $(`#fixed${slot}`).value.trim();
+  if (msr >= 0x200 && msr < 0x210) {
+    const row = $$("#var-rows .var-row")[(msr - 0x200) >> 1];
+    if (!row) return "0x0";
+    return (msr & 1 ? $(".v-mask", row) : $(".v-base", row)).value.trim();
+  }
+  return "0x0";
+}
+function showEventFields() {
+  const k = ctl.evKind.value;
+  $$("[data-ev]").forEach((e) => { e.hidden = !e.dataset.ev.split(" ").includes(k); });
+}
+function readEvent() {
+  const k = ctl.evKind.value;
+  if (!k) return null;
+  if (k === "cr0_cd" || k === "noncoherent_dma") {
+    const ev = { kind: k, value: ctl.evBool.value === "1" };
+    if (k === "cr0_cd" && ctl.evNw.value !== "") ev.cr0_nw = ctl.evNw.value === "1";
+    return ev;
+  }
+  if (k === "mtrr_write") return { kind: k, msr: ctl.evMsr.value, value: ctl.evValue.value.trim() };
+  return { kind: k, value: ctl.evValue.value.trim() };
+}
+function writeEvent(ev) {
+  ctl.evKind.value = ev ? ev.kind : "";
+  if (ev) {
+    if (ev.kind === "cr0_cd" || ev.kind === "noncoherent_dma") ctl.evBool.value = ev.value ? "1" : "0";
+    ctl.evNw.value = ev.cr0_nw == null ? "" : ev.cr0_nw ? "1" : "0";
+    if (ev.kind === "mtrr_write") {
+      const m = parseHex(String(ev.msr));
+      ctl.evMsr.value = m == null ? "0x2ff" : hex(m);
+    }
+    if (ev.kind === "mtrr_write" || ev.kind === "pat_write") ctl.evValue.value = String(ev.value);
+  }
+  showEventFields();
+}
+function defaultEvent(kind) {
+  // Sensible starting values: toggle the current bit, or rewrite the current register.
+  if (kind === "cr0_cd") ctl.evBool.value = ctl.cd.checked ? "0" : "1";
+  if (kind === "noncoherent_dma") ctl.evBool.value = ctl.ncdma.checked ? "0" : "1";
+  if (kind === "mtrr_write") ctl.evValue.value = currentMsrValue(ctl.evMsr.value);
+  if (kind === "pat_write") ctl.evValue.value = ctl.patRaw.value.trim();
+}
+
+// -- permalink (names and format of app/permalink.py) --------------------------------------
+
+function layoutFor(m, maxphyaddr) {
+  // A firmware layout for another MAXPHYADDR: each variable pair is the same naturally
+  // aligned block, so only the mask's width changes (PHYSMASK = bits MAXPHYADDR-1:12 of ~(size-1) | V).
+  const wide = ((1n << 46n) - 1n) & ~0xfffn;
+  const mine = ((1n << BigInt(maxphyaddr)) - 1n) & ~0xfffn;
+  return {
+    ...m,
+    variable: (m.variable || []).map((p) => {
+      const mask = parseHex(String(p.mask)) ?? 0n;
+      const bits = mask & wide;
+      if (bits === 0n) return p;
+      const size = bits & -bits;
+      return { base: p.base, mask: hex((mine & ~(size - 1n)) | (mask & MASK_V)) };
+    }),
+  };
+}
+function canonMtrr(m) {
+  const h = (x) => { const v = parseHex(String(x)); return v == null ? String(x) : v.toString(16); };
+  return JSON.stringify([h(m.def_type ?? 0), (m.fixed || Array(11).fill(0)).map(h), (m.variable || []).map((p) => [h(p.base), h(p.mask)])]);
+}
+function fixedRuns(fixed) {
+  const types = [];
+  for (const f of fixed) {
+    const v = parseHex(f);
+    if (v == null) return null;
+    for (let b = 0; b < 8; b++) types.push(TYPE_NAMES[byteOf(v, b)] || `?${byteOf(v, b)}`);
+  }
+  const runs = [];
+  for (const t of types) {
+    if (runs.length && runs[runs.length - 1][0] === t) runs[runs.length - 1][1]++;
+    else runs.push([t, 1]);
+  }
+  return runs.map(([t, n]) => `${t}*${n}`).join(",");
+}
+const q = (v) => encodeURIComponent(v).replace(/%3A/gi, ":").replace(/%2C/gi, ",");
+const b01 = (b) => (b ? "1" : "0");
+
+function permalinkQuery(st) {
+  const sc = st.scenario, vm = sc.vm, vcpu = sc.vcpu;
+  const p = [["v", "1"]];
+  if (view !== "resolve") p.push(["view", view]);
+  if (sc.kernel !== DEFAULT_KERNEL) p.push(["kernel", sc.kernel]);
+  if (st.vs) p.push(["vs", st.vs]);
+  for (const [name, key] of [["ncdma", "noncoherent_dma"], ["cdnw_quirk", "quirk_cd_nw_cleared"], ["pat_quirk", "quirk_ignore_guest_pat"],
+    ["selfsnoop", "self_snoop"], ["guest_mtrr", "guest_has_mtrr"]]) {
+    if (vm[key] !== DEF[name]) p.push([name, b01(vm[key])]);
+  }
+  if (vm.maxphyaddr !== DEF.maxphyaddr) p.push(["maxphyaddr", String(vm.maxphyaddr)]);
+  if (vm.memory_map) p.push(["map", vm.memory_map.map((r) => `${hex(parseHex(String(r.start)) ?? 0n)}-${hex(parseHex(String(r.end)) ?? 0n)}:${r.kind}`).join(",")]);
+  for (const [name, key] of [["cd", "cr0_cd"], ["nw", "cr0_nw"], ["pg", "cr0_pg"]]) {
+    if (vcpu[key] !== DEF[name]) p.push([name, b01(vcpu[key])]);
+  }
+  const pat = parseHex(vcpu.pat);
+  if (pat == null) p.push(["pat", vcpu.pat]);
+  else if (pat !== DEF.pat) {
+    const name = Object.keys(PAT_PRESETS).find((k) => PAT_PRESETS[k] === pat);
+    p.push(["pat", name || hex(pat, 16)]);
+  }
+  const m = vcpu.mtrr;
+  const canon = canonMtrr(m);
+  const layout = Number.isInteger(vm.maxphyaddr)
+    ? Object.keys(MTRR_LAYOUTS).find((k) => canonMtrr(layoutFor(MTRR_LAYOUTS[k], vm.maxphyaddr)) === canon) : null;
+  if (layout) p.push(["mtrr", layout]);
+  else {
+    const dt = parseHex(m.def_type);
+    if (dt !== 0n) p.push(["deftype", m.def_type]);
+    const fixedAll = m.fixed.map(parseHex);
+    if (fixedAll.some((v) => v !== 0n)) { const r = fixedRuns(m.fixed); if (r) p.push(["fixed", r]); }
+    if (m.variable.length) p.push(["var", m.variable.map((x) => `${x.base}:${x.mask}`).join(",")]);
+  }
+  const g = parseHex(st.gpa);
+  if (g !== 0n) p.push(["gpa", g == null ? st.gpa : hex(g)]);
+  if (st.mmio != null) p.push(["mmio", b01(st.mmio)]);
+  const ev = st.event;
+  if (ev) {
+    p.push(["event", ev.kind]);
+    if (ev.kind === "mtrr_write") p.push(["event_msr", ev.msr]);
+    if (ev.kind === "cr0_cd" || ev.kind === "noncoherent_dma") p.push(["event_value", b01(ev.value)]);
+    else if (ev.kind === "pat_write") { const v = parseHex(ev.value); p.push(["event_value", v == null ? ev.value : hex(v, 16)]); }
+    else { const v = parseHex(ev.value); p.push(["event_value", v == null ? ev.value : hex(v)]); }
+    if (ev.kind === "cr0_cd" && ev.cr0_nw != null) p.push(["event_nw", b01(ev.cr0_nw)]);
+  }
+  if (st.pati) p.push(["pati", String(st.pati)]);  // page-only: the map's PAT entry (ignored by the server)
+  return p.map(([k, v]) => `${k}=${q(v)}`).join("&");
+}
+
+// -- API --------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+async function api(path, body, signal, text = false) {
+  const init = body === undefined ? { signal } : {
+    method: "POST", signal, body: JSON.stringify(body),
+    headers: { "Content-Type": "application/json", Accept: text ? "text/plain" : "application/json" },
+  };
+  const r = await fetch(API + path + (text ? (path.includes("?") ? "&" : "?") + "format=text" : ""), init);
+  if (!r.ok) {
+    let problem = null;
+    try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
+    throw new ApiError(r.status, problem);
+  }
+  return text ? r.text() : r.json();
+}
+
+// -- errors next to the controls --------------------------------------------------------
+
+function locKey(loc) {
+  let out = "";
+  for (const p of loc || []) {
+    if (p === "body" && !out) continue;
+    if (typeof p === "number") out += `[${p}]`;
+    else out += (out ? "." : "") + p;
+  }
+  return out;
+}
+function clearErrors() {
+  $$("[data-err]").forEach((e) => { e.textContent = ""; });
+  $$("[aria-invalid='true'][data-api-invalid]").forEach((e) => { e.removeAttribute("data-api-invalid"); e.setAttribute("aria-invalid", "false"); });
+}
+function errorSlot(key) {
+  let k = key;
+  while (k) {
+    const slot = $(`[data-err="${CSS.escape(k)}"]`);
+    if (slot) return slot;
+    const cut = Math.max(k.lastIndexOf("."), k.lastIndexOf("["));
+    if (cut <= 0) break;
+    k = k.slice(0, cut);
+  }
+  return null;
+}
+function showProblem(err, fallbackKey = null, remap = null) {
+  const problem = err instanceof ApiError ? err.problem : { detail: String(err) };
+  const items = problem?.errors?.length ? problem.errors : [{ loc: [], msg: problem?.detail || String(err) }];
+  const placed = [];
+  for (const it of items) {
+    let key = locKey(it.loc);
+    if (remap) key = remap(key);
+    const slot = (key && errorSlot(key)) || (fallbackKey && errorSlot(fallbackKey));
+    const msg = `${key ? key + ": " : ""}${it.msg}${it.rule ? ` (${it.rule})` : ""}`;
+    if (slot) {
+      if (!slot.textContent.includes(msg)) slot.textContent = slot.textContent ? `${slot.textContent}; ${msg}` : msg;
+      placed.push(slot);
+    } else setStatus(msg, true);
+  }
+  return placed;
+}
+function setStatus(text, error = false) {
+  const s = $("#status");
+  s.textContent = text;
+  s.classList.toggle("error", error);
+}
+
+// -- the update cycle --------------------------------------------------------------------
+
+// Every input change: mark it, recompute from the controls, redraw when the answers are in.
+// Text fields commit on change (Enter or leaving the field), so there is no debouncing.
+function changed() {
+  performance.mark("toggle");
+  update();
+}
+
+async function update() {
+  const my = ++seq;
+  if (inflight) inflight.abort();
+  const ctrl = new AbortController();
+  inflight = ctrl;
+  document.body.dataset.busy = "1";
+  const st = readState();
+  $("#deftype-hex").textContent = hex(defTypeValue());
+  history.replaceState(null, "", "?" + permalinkQuery(st));
+
+  const body = resolveBody(st);
+  const tasks = {
+    a: api("/resolve", body, ctrl.signal),
+    map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
+    b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
+    zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
+    diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
+  };
+  const keys = Object.keys(tasks);
+  const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
+  if (my !== seq) return;  // a newer change superseded this one
+  const res = {};
+  keys.forEach((k, i) => { res[k] = settled[i]; });
+  if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
+
+  clearErrors();
+  setStatus("");
+  try {
+    draw(st, res);
+  } catch (e) {
+    console.warn("draw failed", e);  // never crash the page; keep the last drawing
+    setStatus(`could not draw: ${e.message}`, true);
+  }
+  document.body.dataset.busy = "0";
+  document.body.dataset.ready = "1";
+  performance.mark("redrawn");
+  try {
+    const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
+    window.__lastRedrawMs = m.duration;
+  } catch { /* no toggle mark yet */ }
+  window.__redrawCount = (window.__redrawCount || 0) + 1;
+  performance.clearMarks("toggle");
+  performance.clearMeasures("toggle->redrawn");
+  if (inflight === ctrl) inflight = null;
+}
+
+async function diffFor(a, b, signal) {
+  // The diff covers a fixed state space: cache it per era pair. limit 0: counts and groups only.
+  const key = `${a}|${b}`;
+  if (diffCache.has(key)) return diffCache.get(key);
+  const d = await api("/diff", { a, b, limit: 0 }, signal);
+  diffCache.set(key, d);
+  return d;
+}
+
+function draw(st, res) {
+  const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
+  const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
+
+  const a = ok("a");
+  if (a) { last.a = a; drawResult(a, st); drawEffective(a, st); }
+  else if (fail("a")) showProblem(fail("a"), "vcpu");
+  $("#p-result").classList.toggle("stale-out", !a);
+  $("#p-eff").classList.toggle("stale-out", !a);
+
+  const map = ok("map");
+  if (map) last.map = map;
+  else if (fail("map") && !fail("a")) showProblem(fail("map"), "vcpu");
+  $("#p-map").classList.toggle("stale-out", !map);
+
+  const zap = ok("zap");
+  if (st.event) {
+    if (zap) last.zap = zap;
+    else if (fail("zap")) {
+      // scenario errors are already shown by resolve; add only what is the event's own
+      const err = fail("zap");
+      const own = (err.problem?.errors || []).filter((e) => e.loc?.[1] === "event" || !fail("a"));
+      if (own.length || !(err.problem?.errors || []).length) {
+        showProblem(own.length ? new ApiError(err.status, { ...err.problem, errors: own }) : err, "event");
+      }
+    }
+  } else last.zap = null;
+  $("#p-zap").classList.toggle("stale-out", !!st.event && !zap);
+  drawZap(st.event ? (zap || null) : null);
+
+  if (last.map) drawMap(last.map, a || last.a, st, st.event ? zap : null);
+
+  drawCompare(st, a, ok("b"), fail("b"), ok("diff"), fail("diff"));
+}
+
+// -- drawing: result -----------------------------------------------------------------------
+
+function stepItem(s) {
+  const cls = s.held === true ? "taken" : s.held === false ? "notheld" : "notreached";
+  const label = s.held === true ? "held: taken" : s.held === false ? "not held" : "not reached";
+  return el("li", { class: cls, "data-step": s.id, "data-held": String(s.held) },
+    el("span", { class: "st" }, label),
+    el("span", { class: "fn" }, s.function), " ",
+    el("span", { class: "cond" }, s.condition),
+    el("span", { class: "res" }, s.result || ""),
+    s.commit ? el("span", { class: "commit" }, `commit ${s.commit}`) : null,
+  );
+}
+
+function drawResult(r, st) {
+  $("#res-era").textContent = r.kernel;
+  $("#res-gpa").textContent = r.gpa;
+  $("#res-title").textContent = `${r.era.title}`;
+  $("#path").replaceChildren(...r.path.map(stepItem));
+  const lk = $("#lookups");
+  lk.replaceChildren(...[
+    el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
+    el("dt", {}, "guest MTRR (SDM)"), el("dd", {}, typeChip(r.guest_mtrr.type), " ", el("span", { class: "muted" }, r.guest_mtrr.reason)),
+    el("dt", {}, "KVM MTRR lookup"), el("dd", {}, r.kvm_mtrr ? [typeChip(r.kvm_mtrr.type), " ", el("span", { class: "muted" }, r.kvm_mtrr.reason)] : el("span", { class: "muted" }, "not read by this era")),
+    ...(r.mtrr_finding ? [el("dt", {}, "finding"), el("dd", {}, r.mtrr_finding)] : []),
+  ]);
+  const e = r.ept;
+  $("#ept-type").replaceChildren(typeChip(e.memtype), e.ipat ? " | IPAT" : " (IPAT clear)");
+  $("#ept-type").dataset.notation = e.notation;
+  $("#ept-mask").textContent = e.mask;
+  $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
+  $("#ept-page").textContent = r.page_size;
+  $("#ept-page").title = "the largest page the MTRR consistency check allows at this address (memslot bounds aside)";
+  drawBits(e.leaf);
+  $("#page-sizes").replaceChildren(...r.page_sizes.flatMap((p) => [
+    el("dt", {}, `page size, ${p.kernels}`),
+    el("dd", {}, el("b", {}, p.page_size), p.mtrr_check ? " (MTRR consistency check applies)" : " (no MTRR check)"),
+  ]));
+  $("#ept-misconfig").textContent = e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "";
+}
+
+function drawBits(leaf) {
+  const box = $("#bitfield");
+  box.replaceChildren();
+  if (!leaf) return;
+  const raw = BigInt(leaf.raw);
+  for (const hi of [63, 31]) {
+    const nums = el("div", { class: "bitnums", "aria-hidden": "true" });
+    const bits = el("div", { class: "bits" });
+    const fields = el("div", { class: "fields" });
+    for (let b = hi; b > hi - 32; b--) {
+      const one = (raw >> BigInt(b)) & 1n;
+      nums.append(el("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
+      const cls = ["bit", one ? "one" : "", b >= 3 && b <= 5 ? "mt" : "", b === 6 ? "ipat" : ""].join(" ");
+      bits.append(el("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
+    }
+    for (const f of leaf.fields) {
+      const lo = Math.max(f.lo, hi - 31), top = Math.min(f.hi, hi);
+      if (lo > top) continue;
+      const col = hi - top + 1;
+      const width = top - lo + 1;
+      const text = f.name === "MT" ? (width >= 3 ? "MT" : "M") : f.name.length * 6 <= width * 12 ? f.name : f.name[0];
+      fields.append(el("span", {
+        class: f.name === "MT" || f.name === "IPAT" ? "hl" : "",
+        style: `grid-column: ${col} / span ${width}`,
+        title: `${f.name} [${f.hi}:${f.lo}] = ${f.value}: ${f.meaning}`,
+      }, text));
+    }
+    box.append(nums, bits, fields);
+  }
+  const mt = leaf.fields.find((f) => f.name === "MT");
+  const ip = leaf.fields.find((f) => f.name === "IPAT");
+  if (mt && ip) {
+    box.append(el("p", { class: "note bit-legend" },
+      el("b", {}, `MT (bits 5:3) = ${mt.value.toString(2).padStart(3, "0")}b = ${mt.value}`), `: ${mt.meaning}; `,
+      el("b", {}, `IPAT (bit 6) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
+  }
+}
+
+function drawEffective(r, st) {
+  const tb = $("#eff-table tbody");
+  tb.replaceChildren(...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
+    el("td", { class: "mono" }, `PA${p.index}`),
+    el("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
+    el("td", {}, typeChip(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", typeChip(p.pat_type_used)] : null),
+    el("td", { class: "effective" }, typeChip(p.effective)),
+    el("td", { class: "expected", title: p.expected_reason }, typeChip(p.guest_expected), " ", el("small", {}, p.expected_reason)),
+    el("td", { class: "rel", title: p.relation_reason }, badge(p.relation, p.relation_reason),
+      p.relation === "weaker" ? " danger" : p.relation === "stronger" ? " cost" : "",
+      el("small", {}, p.relation_reason)),
+  )));
+}
+
+// -- drawing: memory map ------------------------------------------------------------------
+
+function mapScale(runs) {
+  // One segment per run, width ~ log2(size in pages) with a floor, so 4K..1M runs stay
+  // visible next to multi-terabyte holes. x() is linear inside a segment.
+  const segs = [];
+  let total = 0;
+  for (const r of runs) {
+    const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
+    const w = Math.max(3, Math.log2(Math.max(1, (e - s) / 4096)) + 1);
+    segs.push({ s, e, x0: total, w, run: r });
+    total += w;
+  }
+  segs.forEach((g) => { g.x0 = (g.x0 / total) * 100; g.w = (g.w / total) * 100; });
+  const x = (addr) => {
+    for (const g of segs) {
+      if (addr >= g.s && addr <= g.e) return g.x0 + g.w * ((addr - g.s) / (g.e - g.s));
+    }
+    return addr <= 0 ? 0 : 100;
+  };
+  return { segs, x };
+}
+
+function lane(name, cls = "") {
+  return el("div", { class: `lane ${cls}` }, el("span", { class: "lname" }, name));
+}
+function bar(x0, x1, cls, text, title, tag = "div") {
+  const w = Math.max(x1 - x0, 0.25);
+  return el(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title }, text);
+}
+
+function drawMap(map, res, st, zap) {
+  const box = $("#map");
+  box.replaceChildren();
+  const { segs, x } = mapScale(map.runs);
+
+  const mt = lane("MTRR");
+  for (const r of map.mtrr_ranges) {
+    const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
+    const x0 = x(s), x1 = x(e);
+    mt.append(bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
+      `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`));
+  }
+  if (!map.mtrr_ranges.length) mt.append(el("span", { class: "seg kind-unmapped", style: "left:0;width:100%" }, "MTRRs disabled (E=0): guest expects UC"));
+
+  const patType = res && res.pat && res.pat[map.pat_index] ? res.pat[map.pat_index].pat_type : "";
+  const main = lane(`PA${map.pat_index} ${patType}`, "main");
+  for (const g of segs) {
+    const r = g.run;
+    const mapped = r.kind !== "unmapped";
+    const title = mapped
+      ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${r.relation}), page ${r.page_size}`
+      : `${r.start}-${r.end}: no memslot, no EPT leaf`;
+    const b = bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped",
+      null, title, "button");
+    b.type = "button";
+    b.dataset.start = r.start;
+    b.dataset.end = r.end;
+    b.setAttribute("aria-label", title);
+    if (mapped && g.w > 2.2) {
+      b.append(el("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")));
+    }
+    b.addEventListener("click", (ev) => {
+      const rect = b.getBoundingClientRect();
+      const frac = ev.detail === 0 || rect.width === 0 ? 0 : Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
+      const addr = Math.floor((g.s + frac * (g.e - g.s)) / 4096) * 4096;
+      ctl.gpa.value = hex(BigInt(Math.min(addr, g.e - 4096)));
+      changed();
+    });
+    main.append(b);
+  }
+
+  const kind = lane("memslot");
+  const page = lane("page");
+  for (const g of segs) {
+    const r = g.run;
+    kind.append(bar(g.x0, g.x0 + g.w, `kind-${r.kind}`, g.w > 2.2 && r.kind !== "unmapped" ? r.kind.toUpperCase() : "", `${r.kind}: ${r.label}`));
+    if (r.page_size) page.append(bar(g.x0, g.x0 + g.w, `pg pg-${r.page_size}`, g.w > 1.6 ? r.page_size : "", `largest page here: ${r.page_size}`));
+  }
+  box.append(mt, main, kind, page);
+
+  if (zap) {
+    for (const [name, cls, list] of [["zapped", "z-zapped", zap.zapped], ["needed", "z-needed", zap.needed],
+      ["stale", "z-stale", zap.stale], ["excess", "z-excess", zap.excess]]) {
+      const l = lane(name, "zap");
+      l.dataset.zapLane = name;
+      for (const r of list) {
+        const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
+        l.append(bar(x0, x1, `z ${cls}`, x1 - x0 > 4 ? name : "", `${name} ${r.start}-${r.end} (${r.pages} pages)`));
+      }
+      if (!list.length) l.append(el("span", { class: "empty" }, "none"));
+      box.append(l);
+    }
+  }
+
+  // axis: run boundaries, thinned so labels do not collide (about 6.5 px per character)
+  const axis = el("div", { class: "axis", "aria-hidden": "true" });
+  const widthPx = Math.max(1, box.clientWidth - 64);
+  let lastX = -1e9, lastLen = 0;
+  const pts = [...segs.map((g) => [g.x0, g.s]), [100, segs.length ? segs[segs.length - 1].e : 0]];
+  pts.forEach(([px, addr], i) => {
+    const label = fmtAddr(addr);
+    const need = ((lastLen + label.length) / 2) * 6.5 + 6;
+    const isLast = i === pts.length - 1;
+    if ((px - lastX) / 100 * widthPx < need && !isLast) return;
+    if (isLast && (px - lastX) / 100 * widthPx < need) axis.lastChild?.remove();
+    axis.append(el("span", { style: `left:${px}%` }, label));
+    lastX = px; lastLen = label.length;
+  });
+  box.append(axis);
+
+  const g = parseHex(st.gpa);
+  if (g != null) {
+    const overlay = el("div", { class: "overlay", "aria-hidden": "true" },
+      el("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
+    box.append(overlay);
+  }
+
+  // legend
+  const lg = $("#legend");
+  lg.replaceChildren(
+    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), t)),
+    el("span", {}, el("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
+    el("span", { class: "muted" }, "\u25B2 weaker than the guest expects, \u25BC stronger; marker = address under study"),
+  );
+
+  // runs table
+  $("#runs-count").textContent = String(map.runs.length);
+  const here = g == null ? -1 : map.runs.findIndex((r) => Number(BigInt(r.start)) <= Number(g) && Number(g) < Number(BigInt(r.end)));
+  $("#runs-table tbody").replaceChildren(...map.runs.map((r, i) => el("tr", { class: i === here ? "here" : "", "data-start": r.start },
+    el("td", { class: "range" }, `${r.start}-${r.end}`, el("br"), el("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
+    el("td", {}, r.kind === "unmapped" ? el("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
+    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
+    el("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
+    el("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
+    el("td", {}, r.effective ? typeChip(r.effective) : ""),
+    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
+    el("td", {}, r.relation ? badge(r.relation) : ""),
+    el("td", {}, r.page_size),
+  )));
+  $("#mtrr-ranges-table tbody").replaceChildren(...(map.mtrr_ranges.length ? map.mtrr_ranges.map((r) => el("tr", {},
+    el("td", { class: "range" }, `${r.start}-${r.end}`), el("td", {}, typeChip(r.type)), el("td", {}, r.source)))
+    : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "MTRRs disabled (E=0)"))]));
+}
+
+// -- drawing: zap ---------------------------------------------------------------------------
+
+function drawZap(z) {
+  $("#zap-out").hidden = !z;
+  if (!z) return;
+  $("#zap-desc").textContent = `${z.kernel}: ${z.event.description}`;
+  const c = z.counts;
+  const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
+  $("#zap-counts").replaceChildren(
+    count("zap calls", c.zap_calls), count("zapped pages", c.zapped_pages), count("needed pages", c.needed_pages),
+    count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
+  );
+  const li = (r) => el("li", { "data-start": r.start, "data-end": r.end }, `${r.start}-${r.end} (${r.pages} p)`);
+  $("#zap-zapped").replaceChildren(...z.zapped.map(li));
+  $("#zap-needed").replaceChildren(...z.needed.map(li));
+  $("#zap-stale").replaceChildren(...z.stale.map(li));
+  $("#zap-excess").replaceChildren(...z.excess.map(li));
+  $("#zap-path").replaceChildren(...z.path.map(stepItem));
+}
+
+// -- drawing: compare and diff -----------------------------------------------------------------
+
+function eraCell(era) {
+  return el("div", {},
+    el("span", { class: "era" }, era.id), " ", el("span", { class: "muted" }, era.kernels), el("br"),
+    el("span", {}, era.title),
+    el("ul", { class: "commits" }, era.commits.map((c) => el("li", { title: c.subject }, `${c.sha} ${c.subject}`))),
+  );
+}
+function drawCompare(st, a, b, bErr, diff, diffErr) {
+  const out = $("#cmp-out");
+  if (!st.vs) {
+    out.hidden = true;
+    $("#cmp-hint").textContent = 'choose "Compare with" above to see two eras side by side and their diff';
+    return;
+  }
+  out.hidden = false;
+  $("#cmp-hint").textContent = `${st.scenario.kernel} vs ${st.vs} at ${st.gpa}`;
+  if (bErr) showProblem(bErr, "compare", () => "compare");
+  const thead = $("#cmp-table thead"), tbody = $("#cmp-table tbody");
+  thead.replaceChildren(el("tr", {}, el("th", {}, ""),
+    el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
+    el("th", { "data-side": "b" }, b ? eraCell(b.era) : st.vs)));
+  const rows = [];
+  const taken = (r) => { const s = r.path.find((x) => x.held === true); return s ? `${s.id}: ${s.result}` : ""; };
+  const add = (label, fa, fb, render = (v) => v) => {
+    const va = a ? fa(a) : "(error)", vb = b ? fb(b) : "(error)";
+    const differs = a && b && JSON.stringify(va) !== JSON.stringify(vb);
+    rows.push(el("tr", {}, el("th", {}, label),
+      el("td", { class: differs ? "differs" : "", "data-side": "a" }, a ? render(va) : "-"),
+      el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : "-")));
+  };
+  add("EPT entry", (r) => `${r.ept.notation} ${r.ept.mask}`, (r) => `${r.ept.notation} ${r.ept.mask}`, (v) => el("span", { class: "mono" }, v));
+  add("branch taken", taken, taken);
+  add("KVM MTRR lookup", (r) => r.kvm_mtrr_type ?? "not read", (r) => r.kvm_mtrr_type ?? "not read");
+  add("page size", (r) => r.page_size, (r) => r.page_size);
+  for (let i = 0; i < 8; i++) {
+    const f = (r) => [r.pat[i].effective, r.pat[i].relation];
+    add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", badge(rel)]);
+  }
+  tbody.replaceChildren(...rows);
+
+  const sum = $("#diff-summary");
+  const gt = $("#groups-table tbody");
+  if (diffErr) { showProblem(diffErr, "compare", () => "compare"); sum.textContent = ""; gt.replaceChildren(); return; }
+  if (!diff) return;
+  const skipped = Object.values(diff.skipped || {}).reduce((x, y) => x + y, 0);
+  const compared = diff.total_states - skipped;
+  const c = diff.counts;
+  sum.replaceChildren(
+    "Over the whole state space: ",
+    el("b", { "data-testid": "diff-differ" }, String(c.differ)), ` of ${compared} states differ between `,
+    el("b", {}, diff.a.id), " and ", el("b", {}, diff.b.id), ", ",
+    el("b", {}, String(c.weaker)), " weaker, ", el("b", {}, String(c.stronger)), " stronger, ",
+    el("b", {}, String(c.incomparable)), " incomparable, ", el("b", {}, String(c.ept_only)), " differ in the EPT entry only",
+    skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
+  );
+  gt.replaceChildren(...(diff.groups || []).map((g) => {
+    const pat = DIMS.filter((d) => g.pattern[d] !== "*").map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const tr = el("tr", { tabindex: "0", role: "button", "aria-label": `load state ${pat}` },
+      el("td", { class: "pattern" }, pat),
+      el("td", { class: "num" }, String(g.count)),
+      el("td", { class: "mono" }, `${g.ept_a.notation} \u2192 ${g.ept_b.notation}`),
+      el("td", {}, typeChip(g.effective_a), " \u2192 ", typeChip(g.effective_b)),
+      el("td", {}, badge(g.classification)),
+    );
+    const open = () => loadDiffState(g.pattern);
+    tr.addEventListener("click", open);
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
+    return tr;
+  }));
+}
+const fmtDim = (v) => (v === true ? "1" : v === false ? "0" : String(v));
+
+function loadDiffState(pattern) {
+  // Set the controls to one concrete state of the group ('*' keeps the current value):
+  // the same construction as app.analysis.state_scenario (MTRR default type only, every
+  // PAT entry the state's PAT type).
+  const pick = (d, cur) => (pattern[d] === "*" ? cur : pattern[d]);
+  ctl.mmio.value = pick("is_mmio", ctl.mmio.value === "mmio") ? "mmio" : "ram";
+  ctl.ncdma.checked = pick("noncoherent_dma", ctl.ncdma.checked);
+  ctl.cd.checked = pick("cr0_cd", ctl.cd.checked);
+  if (!ctl.cd.checked) ctl.nw.checked = false;
+  ctl.cdnw.checked = pick("quirk_cd_nw_cleared", ctl.cdnw.checked);
+  ctl.patq.checked = pick("quirk_ignore_guest_pat", ctl.patq.checked);
+  ctl.snoop.checked = pick("self_snoop", ctl.snoop.checked);
+  const code = (name) => Number(Object.keys(TYPE_NAMES).find((k) => TYPE_NAMES[k] === name));
+  if (pattern.guest_mtrr !== "*") {
+    setMtrr({ def_type: hex(DEF_E | BigInt(code(pattern.guest_mtrr))), fixed: Array(11).fill("0x0"), variable: [] });
+  }
+  if (pattern.pat !== "*") {
+    const c = BigInt(code(pattern.pat));
+    let v = 0n;
+    for (let i = 0; i < 8; i++) v |= c << BigInt(8 * i);
+    setPatRaw(v);
+  }
+  view = "resolve";
+  changed();
+  $("#p-result").scrollIntoView({ behavior: "instant", block: "start" });
+}
+
+// -- presets ---------------------------------------------------------------------------------
+
+const MTRR_PRESET_LABELS = { ovmf: "OVMF", "ovmf-linux": "OVMF+Linux", seabios: "SeaBIOS" };
+function buildPresets() {
+  const box = $("#mtrr-presets");
+  for (const p of PRESETS) {
+    if (!(p.name in MTRR_PRESET_LABELS)) continue;
+    const m = p.request.vcpu.mtrr;
+    MTRR_LAYOUTS[p.name] = m;
+    box.append(el("button", { type: "button", class: "small", "data-mtrr-preset": p.name, title: p.description,
+      onclick: () => { setMtrr(m); fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
+  }
+  const sel = $("#preset");
+  if (sel) {
+    sel.append(...PRESETS.map((p) => el("option", { value: p.name, title: p.description }, `${p.name}: ${p.title}`)));
+  }
+}
+function fixMasksForMaxphy() {
+  // Presets are written for MAXPHYADDR 46; re-derive contiguous masks for the current one.
+  if (physMask() === ((1n << 46n) - 1n) - 0xfffn) return;
+  $$("#var-rows .var-row").forEach((row) => { if ($(".v-size", row).value) syncVarToRaw(row); });
+}
+function loadPreset(name) {
+  const p = PRESETS.find((x) => x.name === name);
+  if (!p) return;
+  writeState({ scenario: p.request, vs: p.compare, event: p.event, pati: 0, view: p.event ? "zap" : "resolve" });
+  changed();
+}
+
+// -- exports -----------------------------------------------------------------------------------
+
+async function copyOut(text, note) {
+  $("#export-note").textContent = note;
+  $("#export-text").textContent = text;
+  const dlg = $("#export");
+  if (!dlg.open) dlg.showModal();
+  try {
+    await navigator.clipboard.writeText(text);
+    $("#export-note").textContent = `${note} (copied to the clipboard)`;
+  } catch {
+    $("#export-note").textContent = `${note} (select and copy: the clipboard is not available here)`;
+  }
+}
+async function exportText(kind) {
+  const st = readState();
+  try {
+    let text;
+    if (kind === "zap") {
+      if (!st.event) { setStatus("choose a zap event first", true); return; }
+      text = await api("/zap", { ...st.scenario, event: st.event }, undefined, true);
+    } else if (kind === "diff") {
+      if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
+      text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
+    } else {
+      text = await api("/resolve", resolveBody(st), undefined, true);
+    }
+    await copyOut(text, `72-column text (${kind})`);
+  } catch (e) {
+    showProblem(e, "vcpu");
+  }
+}
+
+// -- wiring --------------------------------------------------------------------------------
+
+function wire() {
+  const immediate = [ctl.kernel, ctl.vs, ctl.ncdma, ctl.cdnw, ctl.patq, ctl.snoop, ctl.gmtrr, ctl.cd, ctl.nw, ctl.pg, ctl.mmio,
+    ctl.mE, ctl.mFE, ctl.mDef, ctl.pati, ctl.evBool, ctl.evNw];
+  immediate.forEach((c) => c.addEventListener("change", () => changed()));
+  ctl.maxphy.addEventListener("change", () => { fixMasksForMaxphy(); changed(); });
+  ctl.gpa.addEventListener("change", () => changed());
+  ctl.pats.forEach((s) => s.addEventListener("change", () => { setPatRaw(patFromSelects()); changed(); }));
+  ctl.patRaw.addEventListener("change", () => { syncPatFromRaw(); changed(); });
+  $$("[data-pat-preset]").forEach((b) => b.addEventListener("click", () => { setPatRaw(BigInt(b.dataset.patPreset)); changed(); }));
+  $('[data-mtrr-preset="none"]').addEventListener("click", () => { setMtrr({ def_type: "0x0" }); changed(); });
+  FIXED_MSRS.forEach((_, slot) => $(`#fixed${slot}`).addEventListener("change", () => { drawFixedChips(slot); changed(); }));
+  $("#var-rows").addEventListener("change", () => changed());
+  $("#var-add").addEventListener("click", () => {
+    const row = addVarRow(0n, 0n);
+    // a fresh range: 1 GiB at 0xc0000000, UC, valid (edit to taste)
+    $(".v-start", row).value = "0xc0000000"; $(".v-size", row).value = "0x40000000"; $(".v-type", row).value = "0";
+    $(".v-valid", row).checked = true; syncVarToRaw(row);
+    changed();
+    $(".v-start", row).focus();
+  });
+  ctl.evKind.addEventListener("change", () => {
+    showEventFields();
+    defaultEvent(ctl.evKind.value);
+    if (ctl.evKind.value) view = "zap"; else if (view === "zap") view = "resolve";
+    changed();
+  });
+  ctl.evMsr.addEventListener("change", () => { ctl.evValue.value = currentMsrValue(ctl.evMsr.value); changed(); });
+  ctl.evValue.addEventListener("change", () => changed());
+  $("#event-current").addEventListener("click", () => {
+    ctl.evValue.value = ctl.evKind.value === "pat_write" ? ctl.patRaw.value.trim() : currentMsrValue(ctl.evMsr.value);
+    changed();
+  });
+
+  $("#copy-link").addEventListener("click", () => copyOut(location.href, "permalink"));
+  $("#copy-json").addEventListener("click", () => copyOut(JSON.stringify(resolveBody(readState()), null, 2), "POST /api/v1/resolve body"));
+  $("#copy-text").addEventListener("click", () => exportText("resolve"));
+  $("#copy-zap-text").addEventListener("click", () => exportText("zap"));
+  $("#copy-diff-text").addEventListener("click", () => exportText("diff"));
+  $("#help-btn").addEventListener("click", () => $("#help").showModal());
+  const presetSel = $("#preset");
+  if (presetSel) presetSel.addEventListener("change", () => { loadPreset(presetSel.value); presetSel.value = ""; });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t instanceof HTMLInputElement && t.type !== "checkbox") return;
+    if (t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
+    if ($("dialog[open]") && e.key !== "?") return;
+    const toggle = (c) => { c.checked = !c.checked; changed(); };
+    const cycle = (d) => {
+      const opts = Array.from(ctl.kernel.options).map((o) => o.value);
+      ctl.kernel.value = opts[(opts.indexOf(ctl.kernel.value) + d + opts.length) % opts.length];
+      changed();
+    };
+    const keys = {
+      "?": () => { const h = $("#help"); if (h.open) h.close(); else h.showModal(); },
+      c: () => toggle(ctl.cd), n: () => toggle(ctl.ncdma), q: () => toggle(ctl.cdnw),
+      k: () => ctl.kernel.focus(), a: () => { ctl.gpa.focus(); ctl.gpa.select(); },
+      "[": () => cycle(-1), "]": () => cycle(1),
+      l: () => $("#copy-link").click(), t: () => $("#copy-text").click(),
+    };
+    if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+  });
+}
+
+function fitHeader() {
+  document.documentElement.style.setProperty("--top-h", `${$(".top").offsetHeight}px`);
+}
+
+async function init() {
+  fitHeader();
+  window.addEventListener("resize", fitHeader);
+  buildFixedRows();
+  buildMsrOptions();
+  wire();
+  const params = new URLSearchParams(location.search);
+  const pati = Number(params.get("pati") || 0);
+  const init = INITIAL.initial || {};
+  writeState({
+    scenario: init.scenario || { kernel: DEFAULT_KERNEL },
+    vs: init.vs || null,
+    event: init.event || null,
+    view: init.view || "resolve",
+    pati: Number.isInteger(pati) && pati >= 0 && pati < 8 ? pati : 0,
+  });
+  PRESETS = INITIAL.presets || [];
+  if (!PRESETS.length) {
+    try { PRESETS = await api("/presets"); } catch (e) { setStatus(`could not load presets: ${e.message}`, true); }
+  }
+  buildPresets();
+  await update();
+  const e = INITIAL.error;
+  if (e) setStatus(`permalink parameter ${e.field}: ${e.message}${e.rule ? ` (${e.rule})` : ""}; showing the defaults`, true);
+  if (view === "zap") $("#p-zap").scrollIntoView({ block: "start" });
+  if (view === "diff") $("#p-compare").scrollIntoView({ block: "start" });
+}
+
+init();

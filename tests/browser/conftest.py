@@ -1,0 +1,134 @@
+"""Fixtures for the real-browser tests: a live uvicorn on loopback and Debian's chromium.
+
+The app (app.main:app) runs in a uvicorn.Server on 127.0.0.1:<free port> in a daemon
+thread. Playwright's sync API drives /usr/bin/chromium (never a downloaded browser):
+`executable_path` is given explicitly, and Playwright adds --headless and --no-sandbox
+itself. Screenshots go to test-output/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("MEMTYPE_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+
+
+def _is_browser(item) -> bool:
+    return "tests/browser/" in str(item.fspath).replace(os.sep, "/")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the browser tests and run them last: Playwright's sync API drives its own event
+    loop, which must be gone before anyio's async API tests start one (and a quick API
+    failure should not wait for a browser)."""
+    for item in items:
+        if _is_browser(item):
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=_is_browser)  # stable: keeps the order within each group
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    uvicorn = pytest.importorskip("uvicorn")
+    import logging
+
+    from app.main import app
+
+    logging.getLogger("memtype.access").setLevel(logging.WARNING)  # keep the test log readable
+
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="uvicorn-live")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium); "
+                    "these tests never download a browser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        print(f"\nchromium {b.version} via playwright (pinned build differs; Debian's is used)")
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
+
+
+class PageWatch:
+    """A page plus what it did: every request URL and every console error."""
+
+    def __init__(self, page):
+        self.page = page
+        self.requests: list[str] = []
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        self.page.wait_for_function("document.body.dataset.ready === '1' && document.body.dataset.busy === '0'")
+
+    def redraws(self) -> int:
+        return self.page.evaluate("window.__redrawCount || 0")
+
+    def after(self, action, *args) -> None:
+        """Run an action that changes an input and wait for the redraw it causes."""
+        before = self.redraws()
+        action(*args)
+        self.page.wait_for_function(f"(window.__redrawCount || 0) > {before} && document.body.dataset.busy === '0'")
+
+
+@pytest.fixture
+def open_page(chromium):
+    """open_page(color_scheme="light", viewport=(1280, 720)) -> PageWatch on a fresh context."""
+    contexts = []
+
+    def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720)) -> PageWatch:
+        ctx = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme)
+        contexts.append(ctx)
+        return PageWatch(ctx.new_page())
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture
+def watched(open_page) -> PageWatch:
+    return open_page()

@@ -1,0 +1,126 @@
+"""POST /api/v1/map: what the page's memory-map bar relies on, through httpx against the app.
+
+The page draws one segment per run and interpolates addresses inside a run, so the runs
+must be sorted, contiguous and cover [0, 2^MAXPHYADDR); it colours them by `effective`,
+labels them with `page_size`, and draws `mtrr_ranges` in their own lane.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from app.api.schemas import OVMF_MTRR
+
+pytestmark = pytest.mark.anyio
+
+NCDMA = {"noncoherent_dma": True}
+LINUX_PAT = "0x0407050600070106"  # WB, WC, UC-, UC, WB, WP, UC-, WT
+
+
+async def post_map(client, body: dict) -> dict:
+    r = await client.post("/api/v1/map", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def run_at(j: dict, addr: int) -> dict:
+    return next(r for r in j["runs"] if int(r["start"], 16) <= addr < int(r["end"], 16))
+
+
+async def test_runs_cover_the_address_space_in_order(client):
+    for maxphyaddr in (36, 46, 52):
+        mask = ((1 << maxphyaddr) - 1) & ~(0x80000000 - 1) | 0x800  # 2 GiB at 2 GiB, for this MAXPHYADDR
+        mtrr = {**OVMF_MTRR, "variable": [{"base": "0x80000000", "mask": hex(mask)}]}
+        j = await post_map(client, {"kernel": "v6.7", "vm": {**NCDMA, "maxphyaddr": maxphyaddr}, "vcpu": {"mtrr": mtrr}})
+        runs = j["runs"]
+        assert runs[0]["start"] == "0x0"
+        assert int(runs[-1]["end"], 16) == 1 << maxphyaddr
+        for a, b in zip(runs, runs[1:]):
+            assert a["end"] == b["start"]
+            assert int(a["start"], 16) < int(a["end"], 16)
+
+
+async def test_ovmf_runs_with_nc_dma_follow_guest_mtrrs(client):
+    j = await post_map(client, {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": OVMF_MTRR}})
+    low = run_at(j, 0x1000)
+    assert (low["kind"], low["guest_mtrr"], low["kvm_mtrr"]) == ("ram", "WB", "WB")
+    assert low["ept"] == {"memtype": "WB", "ipat": False, "mask": "0x30", "notation": "WB"}
+    rom = run_at(j, 0xC0000)  # fixed ranges 0xa0000-0xfffff are UC in OVMF
+    assert rom["guest_mtrr"] == "UC" and rom["ept"]["notation"] == "UC"
+    vram = run_at(j, 0xFD000000)  # RAM-backed BAR inside the UC variable range
+    assert vram["kind"] == "ram" and vram["ept"]["mask"] == "0x00" and vram["effective"] == "UC"
+    hole = run_at(j, 0xFE000000)
+    assert hole["kind"] == "unmapped" and hole["ept"] is None and hole["effective"] is None
+    assert hole["relation"] == "" and hole["page_size"] == ""
+    assert j["mtrr_ranges"] == [
+        {"start": "0x0", "end": "0xa0000", "type": "WB", "source": "fixed"},
+        {"start": "0xa0000", "end": "0x100000", "type": "UC", "source": "fixed"},
+        {"start": "0x80000000", "end": "0x100000000", "type": "UC", "source": "variable 0"},
+    ]
+
+
+async def test_page_size_per_run(client):
+    j = await post_map(client, {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": OVMF_MTRR}})
+    assert run_at(j, 0x1000)["page_size"] == "4K"  # below 1 MiB: fixed ranges, short memslots
+    assert run_at(j, 0x40000000)["page_size"] == "1G"
+    assert run_at(j, 0xFD000000)["page_size"] == "2M"  # a 16 MiB memslot holds no 1 GiB block
+
+
+async def test_pat_index_selects_the_effective_column(client):
+    base = {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"pat": LINUX_PAT, "mtrr": OVMF_MTRR}}
+    wb = await post_map(client, {**base, "pat_index": 0})
+    wc = await post_map(client, {**base, "pat_index": 1})
+    assert wb["pat_index"] == 0 and wc["pat_index"] == 1
+    assert run_at(wb, 0x40000000)["effective"] == "WB"
+    assert run_at(wc, 0x40000000)["effective"] == "WC"  # EPT WB, IPAT clear: the guest's WC applies
+    assert run_at(wc, 0x40000000)["relation"] == "same"
+
+
+async def test_stock_vm_ignores_guest_mtrrs_and_pat(client):
+    j = await post_map(client, {"kernel": "v6.7", "vcpu": {"pat": LINUX_PAT, "mtrr": OVMF_MTRR}, "pat_index": 3})
+    ram = run_at(j, 0x40000000)
+    assert ram["ept"]["notation"] == "WB!" and ram["effective"] == "WB"
+    assert ram["expected"] == "UC" and ram["relation"] == "weaker"  # guest mapped it UC (PA3)
+    bar = run_at(j, 0x800000000)  # the assigned GPU BAR is host MMIO: UC, IPAT clear
+    assert bar["kind"] == "mmio" and bar["ept"]["notation"] == "UC"
+
+
+async def test_era_without_guest_mtrr_lookup_reports_no_kvm_type(client):
+    j = await post_map(client, {"kernel": "v6.11", "vm": NCDMA, "vcpu": {"mtrr": OVMF_MTRR}})
+    assert all(r["kvm_mtrr"] is None for r in j["runs"])
+    assert run_at(j, 0xFD000000)["guest_mtrr"] == "UC"  # the guest's own view is still shown
+
+
+async def test_mtrrs_disabled_give_no_ranges(client):
+    j = await post_map(client, {"kernel": "v6.16"})
+    assert j["mtrr_ranges"] == []
+    assert run_at(j, 0x1000)["guest_mtrr"] == "UC"  # E=0: the guest expects UC everywhere
+
+
+async def test_custom_memory_map(client):
+    mm = [{"start": "0x0", "end": "0x40000000", "kind": "ram"}, {"start": "0xc0000000", "end": "0xc1000000", "kind": "mmio"}]
+    j = await post_map(client, {"kernel": "v6.7", "vm": {"memory_map": mm}})
+    kinds = [(r["start"], r["kind"]) for r in j["runs"]]
+    assert kinds == [("0x0", "ram"), ("0x40000000", "unmapped"), ("0xc0000000", "mmio"), ("0xc1000000", "unmapped")]
+
+
+@pytest.mark.parametrize("body, loc", [
+    ({"kernel": "v6.7", "pat_index": 8}, ["body", "pat_index"]),
+    ({"kernel": "v6.7", "pat_index": -1}, ["body", "pat_index"]),
+    ({"kernel": "v6.7", "pat_index": True}, ["body", "pat_index"]),
+    ({"kernel": "v9.9"}, ["body", "kernel"]),
+    ({"kernel": "v6.7", "vm": {"quirk_ignore_guest_pat": False}}, ["body", "vm", "quirk_ignore_guest_pat"]),
+    ({"kernel": "v6.7", "vm": {"maxphyaddr": 60}}, ["body", "vm", "maxphyaddr"]),
+    ({"kernel": "v6.7", "vcpu": {"pat": "0x0007040600070402"}}, ["body", "vcpu", "pat"]),
+    ({"kernel": "v6.7", "vcpu": {"cr0_nw": True}}, ["body", "vcpu", "cr0_nw"]),
+    ({"kernel": "v6.7", "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x80000002", "mask": "0x3fff80000800"}]}}},
+     ["body", "vcpu", "mtrr", "variable", 0, "base"]),
+    ({"kernel": "v6.7", "gpa": "0x0"}, ["body", "gpa"]),
+])
+async def test_bad_input_is_a_422_problem_naming_the_field(client, body, loc):
+    r = await client.post("/api/v1/map", json=body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    j = r.json()
+    assert j["status"] == 422 and j["errors"]
+    assert any(e["loc"][:len(loc)] == loc for e in j["errors"]), j["errors"]
