@@ -126,13 +126,9 @@ def cmd_eras(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> str:
-    import uvicorn
+    from .serve import main as serve
 
-    from .settings import get_settings
-
-    s = get_settings()
-    uvicorn.run("app.main:app", host=args.host or s.host, port=args.port or s.port,
-                workers=args.workers or s.workers, log_level=s.log_level, root_path=s.root_path)
+    serve(args.host, args.port, args.workers)
     return ""
 
 

@@ -363,3 +363,34 @@ def render_diff(d, link: str, max_groups: int = 40) -> str:
 
 
 __all__ = ["WIDTH", "note", "render_diff", "render_resolve", "render_zap", "wrap"]
+
+
+# -- boot-trace replay -------------------------------------------------------------------
+
+
+def render_replay(trace, results: Sequence) -> str:
+    """`trace` is an app.kvm.replay.Trace, `results` its ReplayResult per era.
+
+    No permalink: a trace is not page state. The footer still names each era's commits.
+    """
+    from .kvm.eras import get_era
+
+    out = title(f"{TOOL}: boot-trace replay{': ' + trace.name if trace.name else ''}")
+    out += kv("trace", f"{len(trace.events)} events on {trace.vcpus} vCPUs; "
+              f"nc-DMA {'yes' if trace.vm.noncoherent_dma else 'no'} at the start", 7, "")
+    rows = [[r.era, str(r.zap_calls), str(r.duplicate_calls), str(r.calls_while_cd),
+             str(r.zapped_pages), str(r.excess_pages), str(r.stale_pages)] for r in results]
+    out += section("kvm_zap_gfn_range() calls and 4 KiB pages, per era")
+    out += table(["era", "calls", "dup", "CD=1", "zapped", "excess", "stale"], rows)
+    out += legend("calls = kvm_zap_gfn_range() calls with a non-empty range; dup = calls "
+                  "over a range unchanged since it was last zapped; CD=1 = calls made while "
+                  "the calling vCPU had CR0.CD=1; zapped/excess = mapped pages zapped, and "
+                  "those whose entry did not need to change; stale = mapped pages whose "
+                  "entry differs at the end from what vCPU 0's final state gives (an old "
+                  "memtype survives). Zapped pages are assumed refaulted at once by the "
+                  "vCPU that caused the zap.")
+    out.append("")
+    for r in results:
+        out.extend(commit_lines(get_era(r.era)))
+    out.append(f"-- {TOOL} {version()}")
+    return "\n".join(out) + "\n"

@@ -12,19 +12,21 @@ import uvicorn
 from app.settings import get_settings
 
 
-def main() -> None:
-    """Run ``app.main:app`` with the configured bind address and workers."""
+def main(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    """Run ``app.main:app`` with the configured bind address and workers (CLI flags win)."""
     s = get_settings()
     uvicorn.run(
         "app.main:app",
-        host=s.host,
-        port=s.port,
-        workers=s.workers,
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers or s.workers,
         log_level=s.log_level,
         root_path=s.root_path,
         # Only trust X-Forwarded-* when a proxy is known to set them; none is
         # assumed here.
         proxy_headers=False,
+        # The app writes one JSON access line per request (app/api/middleware.py).
+        access_log=False,
     )
 
 

@@ -724,10 +724,10 @@ def test_duplicates_are_per_range():
     assert r.duplicate_calls == 2
 
 
-def test_empty_memory_map():
-    r = replay(ERAS["v6.7"], ovmf_boot(2, vm=replace(NC, memory_map=())))
-    assert (r.mapped_pages, r.zapped_pages, r.stale_pages) == (0, 0, 0)
-    assert r.zap_calls == 16
+def test_empty_memory_map_is_refused():
+    with pytest.raises(MemTypeError, match="memory map is empty") as e:
+        replay(ERAS["v6.7"], ovmf_boot(2, vm=replace(NC, memory_map=())))
+    assert e.value.field == "memory_map"
 
 
 def test_call_records_are_capped(monkeypatch):

@@ -62,7 +62,7 @@ def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
                 out.append(MtrrRange(r.start, r.end, t, "fixed"))
     for n, pair in enumerate(m.variable):
         if pair.valid:
-            for s, e in pair.sdm_blocks(vm.maxphyaddr):
+            for s, e in pair.sdm_blocks(vm.maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
                 note = "" if contiguous_size(pair, vm.maxphyaddr) else " (mask with holes)"
                 out.append(MtrrRange(s, e, MemType(pair.type), f"variable {n}{note}"))
     return out

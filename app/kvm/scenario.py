@@ -52,6 +52,8 @@ def lookup_range(memory_map: tuple[MemRange, ...], gpa: int) -> MemRange | None:
 
 
 def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: str = "memory_map") -> None:
+    if not memory_map:
+        raise MemTypeError(field, "the memory map is empty", "a VM needs at least one memslot")
     prev_end = -1
     for i, r in sorted(enumerate(memory_map), key=lambda ir: ir[1].start):
         f = f"{field}[{i}]"
@@ -163,7 +165,8 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
         if ev.msr is None or not (is_mtrr_msr(ev.msr) or ev.msr == MSR_MTRRCAP):
             raise MemTypeError(
                 "event.msr",
-                f"{ev.msr!r} is not a writable MTRR MSR" + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),
+                ("no MSR given for an mtrr_write event" if ev.msr is None else f"{ev.msr:#x} is not a writable MTRR MSR")
+                + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),
                 "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
             )
         mtrr = vcpu.mtrr.write_msr(ev.msr, int(ev.value), vm.maxphyaddr, "event.value")

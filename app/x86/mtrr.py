@@ -158,7 +158,7 @@ class VarMtrr:
         end = ((start | (~mask & _U64)) + 1) & _U64
         return start, end
 
-    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096) -> list[tuple[int, int]]:
+    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096, field: str = "mtrr.variable") -> list[tuple[int, int]]:
         """The address blocks this pair matches per the SDM (several if the mask has holes)."""
         m = self.mask & phys_mask(maxphyaddr)
         top = 1 << maxphyaddr
@@ -169,7 +169,7 @@ class VarMtrr:
         free = [b for b in range(low, maxphyaddr) if not m >> b & 1]
         if 1 << len(free) > limit:
             raise MemTypeError(
-                "mtrr.variable",
+                field,
                 f"mask {self.mask:#x} has holes that split the range into {1 << len(free)} blocks",
                 f"at most {limit} blocks can be mapped",
             )
@@ -485,11 +485,11 @@ def _breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int, sdm: b
             for r in FIXED_RANGES:
                 pts.update((r.start, r.end))
             pts.add(ONE_MIB)
-        for p in state.variable:
+        for n, p in enumerate(state.variable):
             if not p.valid:
                 continue
             if sdm:
-                for s, e in p.sdm_blocks(maxphyaddr):
+                for s, e in p.sdm_blocks(maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
                     pts.update((s, e))
             else:
                 s, e = p.kvm_range(maxphyaddr)
