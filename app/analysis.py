@@ -17,9 +17,10 @@ from itertools import product
 from .kvm.era import Era, Fault
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VcpuState, VmConfig
-from .x86.ept import combine, effective_type
+from .x86.ept import effective_type
+from .x86.guest import expectation
 from .x86.memtype import INCOMPARABLE, SAME, MemType, MemTypeError, relation
-from .x86.mtrr import DEF_TYPE_E, MtrrState
+from .x86.mtrr import DEF_TYPE_E, Lookup, MtrrState
 from .x86.pat import Pat
 
 BOOLS = ("is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop")
@@ -40,8 +41,11 @@ class State:
 
     @property
     def expected(self) -> MemType:
-        """The guest's bare-metal expectation: CD=1 -> UC, else its MTRR type x PAT."""
-        return MemType.UC if self.fault.cr0_cd else combine(self.fault.guest_mtrr, self.pat)
+        """The guest's bare-metal expectation (x86.guest.expectation), taking the abstract MTRR
+        type as the guest's own SDM answer (the states have no overlaps, so KVM's agrees)."""
+        exp = expectation(Lookup(self.fault.guest_mtrr, "state", "the state's MTRR type"), self.pat, cd=self.fault.cr0_cd)
+        assert exp.type is not None
+        return exp.type
 
 
 def all_states() -> list[State]:

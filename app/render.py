@@ -20,8 +20,8 @@ from .kvm.ranges import Range
 from .kvm.resolve import Resolution
 from .kvm.scenario import VcpuState, VmConfig
 from .kvm.zap import ZapAudit
+from .x86.ept import notation
 from .x86.memtype import MemType
-from .x86.mtrr import msr_name
 
 WIDTH = 72
 TOOL = "memtype-explorer"
@@ -35,11 +35,6 @@ def version() -> str:
         return v("memtype-explorer")
     except Exception:  # not installed: running from a checkout
         return "0.1.0"
-
-
-def note(mt: MemType, ipat: bool) -> str:
-    """`WB!` = WB with IPAT (guest PAT ignored)."""
-    return mt.label + ("!" if ipat else "")
 
 
 def _ascii(text: str) -> str:
@@ -201,7 +196,7 @@ def render_resolve(res: Resolution, vm: VmConfig, vcpu: VcpuState, link: str) ->
     out += vcpu_lines(vcpu, vm)
 
     out += section("Result")
-    out += kv("EPT entry", f"{note(res.memtype, res.ipat)}  (memtype {res.memtype.label}, IPAT {int(res.ipat)}, "
+    out += kv("EPT entry", f"{notation(res.memtype, res.ipat)}  (memtype {res.memtype.label}, IPAT {int(res.ipat)}, "
                            f"mask {res.mask:#04x})")
     out += kv("leaf", f"{res.leaf.raw:#018x} ({res.leaf.page_size}; example host address)")
     g = res.guest_mtrr
@@ -218,7 +213,7 @@ def render_resolve(res: Resolution, vm: VmConfig, vcpu: VcpuState, link: str) ->
 
     out += path_lines(res.path, "Decision path: the era's vmx_get_mt_mask(), top to bottom")
 
-    out += section(f"Effective type per guest PAT entry (EPT entry {note(res.memtype, res.ipat)})")
+    out += section(f"Effective type per guest PAT entry (EPT entry {notation(res.memtype, res.ipat)})")
     rows = [
         [str(p.index), f"{p.index >> 2 & 1} {p.index >> 1 & 1} {p.index & 1}", p.pat_type.label,
          p.pat_type_used.label, p.effective.label,
@@ -251,18 +246,11 @@ def _ranges_rows(name: str, ranges: Sequence[Range]) -> list[list[str]]:
     return rows
 
 
-def _describe_event(a: ZapAudit) -> str:
-    ev = a.event
-    if ev.kind == "mtrr_write" and ev.msr is not None:
-        return f"guest WRMSR {msr_name(ev.msr)} ({ev.msr:#x}) := {int(ev.value):#x}"
-    return ev.describe()
-
-
 def render_zap(a: ZapAudit, vm: VmConfig, vcpu: VcpuState, link: str) -> str:
     era = a.era
     out = title(f"{TOOL}: zap audit for one event")
     out += era_header(era)
-    out += kv("Event", _describe_event(a), 7, "")
+    out += kv("Event", a.event.describe(), 7, "")
     out += section("Scenario before the event")
     out += vm_lines(vm)
     out += vcpu_lines(vcpu, vm)
@@ -294,7 +282,7 @@ def render_zap(a: ZapAudit, vm: VmConfig, vcpu: VcpuState, link: str) -> str:
     )
 
     out += section("EPT entry changes (mapped runs)")
-    crow = [[f"{ch.start:#x}", f"{ch.end:#x}", ch.kind, note(*ch.before), note(*ch.after)]
+    crow = [[f"{ch.start:#x}", f"{ch.end:#x}", ch.kind, notation(*ch.before), notation(*ch.after)]
             for ch in a.changes[:MAX_RANGES]]
     if len(a.changes) > MAX_RANGES:
         crow.append([f"... {len(a.changes) - MAX_RANGES} more", "", "", "", ""])
@@ -346,7 +334,7 @@ def render_diff(d, link: str, max_groups: int = 40) -> str:
 
     groups = group_rows(d.rows)
     out += section(f"Where they differ ({len(groups)} groups of {len(d.rows)} states; * = any value)")
-    rows = [[*(_cell(g.pattern[k]) for k, _ in _DIM_HEAD), note(*g.ept_a), note(*g.ept_b),
+    rows = [[*(_cell(g.pattern[k]) for k, _ in _DIM_HEAD), notation(*g.ept_a), notation(*g.ept_b),
              g.effective_a.label, g.effective_b.label, str(g.count), g.classification]
             for g in groups[:max_groups]]
     if not rows:
@@ -360,9 +348,6 @@ def render_diff(d, link: str, max_groups: int = 40) -> str:
                   "effective type; n = states in the group.")
     out += footer([a, b], link)
     return "\n".join(out) + "\n"
-
-
-__all__ = ["WIDTH", "note", "render_diff", "render_resolve", "render_zap", "wrap"]
 
 
 # -- boot-trace replay -------------------------------------------------------------------
@@ -394,3 +379,6 @@ def render_replay(trace, results: Sequence) -> str:
         out.extend(commit_lines(get_era(r.era)))
     out.append(f"-- {TOOL} {version()}")
     return "\n".join(out) + "\n"
+
+
+__all__ = ["WIDTH", "render_diff", "render_replay", "render_resolve", "render_zap", "wrap"]

@@ -5,8 +5,6 @@ table, independently of the era modules (which are rule lists): if either drifts
 exhaustive comparison over all 1920 states fails.
 """
 
-from itertools import product
-
 import pytest
 
 from app.analysis import all_states

@@ -22,6 +22,18 @@ def test_runs_tile_the_address_space_and_match_resolve():
                 assert (res.memtype, res.ipat) == (r.memtype, r.ipat)
                 assert res.pat_rows[3].effective == r.effective
                 assert res.pat_rows[3].guest_expected == r.expected
+                # the map and the example leaf agree on the page KVM may use there
+                assert res.leaf.page_size == r.page_size, (era.id, hex(addr))
+
+
+def test_page_runs_split_where_the_block_answer_changes():
+    vm = VmConfig(noncoherent_dma=False)  # v4.2: MTRR check on every fault up to 5.19
+    vcpu = VcpuState(mtrr=ovmf_state(linux=True))
+    runs = [(r.start, r.end, r.page_size) for r in address_map(ERAS["v4.2"], vm, vcpu) if r.kind != UNMAPPED]
+    assert (0x100000, 0x200000, "4K") in runs  # the 2M block [0, 2M) holds the fixed ranges
+    assert (0x200000, 0x40000000, "2M") in runs  # the 1G block [0, 1G) does too
+    assert (0x40000000, 0x80000000, "1G") in runs
+    assert (0xFD000000, 0xFE000000, "2M") in runs  # 16 MiB memslot: no 1G block fits
 
 
 def test_mtrr_ranges_of_ovmf_layout():

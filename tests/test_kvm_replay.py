@@ -29,7 +29,7 @@ from app.kvm.replay import (
     ovmf_boot, parse_trace, replay, replay_all, seabios_boot, trace_from_text,
 )
 from app.kvm.scenario import (
-    CR0_CD, DEFAULT_MEMORY_MAP, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM, Event, MemRange, VcpuState,
+    CR0_CD, DEFAULT_MEMORY_MAP, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM, Event, VcpuState,
     VmConfig,
 )
 from app.kvm.zap import audit
@@ -754,3 +754,9 @@ def test_speed_256_vcpus():
         start = time.perf_counter()
         replay_all(t)
         assert time.perf_counter() - start < 15
+
+
+@pytest.mark.parametrize("token", ["1_0", "0o17", "0b1", "0x_c06", "٣"])
+def test_numbers_are_decimal_or_0x_hex_only(token):
+    with pytest.raises(MemTypeError, match="line 1"):
+        parse_trace(f"vcpu {token} cr0 cd=1\n")

@@ -16,7 +16,7 @@ from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import (
     FIXED_MSR_SLOT, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MtrrState, var_msr_index,
 )
-from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, Event, VcpuState, VmConfig
+from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
 
 Range = tuple[int, int]
 
@@ -90,10 +90,6 @@ def run_rules(rules: tuple[Rule, ...], f: Fault) -> MaskResult:
             steps.append(Step(r.id, r.function, r.condition, False, "", r.commit))
     assert found is not None, "the last rule of every era is unconditional"
     return MaskResult(found[0], found[1], tuple(steps))
-
-
-def ept_text(mt: MemType, ipat: bool) -> str:
-    return f"{mt.label}{'|IPAT' if ipat else ''} ({int(mt) << 3 | (0x40 if ipat else 0):#04x})"
 
 
 def always(_: Fault) -> bool:
@@ -201,9 +197,13 @@ class Era:
     commits: tuple[Commit, ...]
     rules: tuple[Rule, ...]
     zap_policy: Callable[[ZapInput], ZapDecision]
-    reads_guest_mtrrs: bool
     huge_page_check: Callable[[VmConfig], tuple[tuple[str, bool], ...]]
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def reads_guest_mtrrs(self) -> bool:
+        """Whether vmx_get_mt_mask() consults kvm_mtrr_get_guest_memory_type() (before 6.11)."""
+        return RULE_GUEST_MTRR in self.rules
 
     def check_vm(self, vm: VmConfig) -> None:
         """Refuse quirk settings this era (or this CPU under it) cannot have."""
@@ -238,7 +238,32 @@ C_HUGE_IFF = Commit("(L:20220715230016.3762909-5-seanjc)", "KVM: x86/mmu: Restri
 
 UC, WB = MemType.UC, MemType.WB
 
+# Rules shared by several eras, each as its kernel code reads.
 RULE_MMIO = Rule(
     "mmio", "vmx_get_mt_mask", "is_mmio (kvm_is_mmio_pfn: host MMIO pfn)",
     lambda f: f.is_mmio, lambda f: (UC, False, "UC, IPAT clear: guest PAT can still make it WC"),
 )
+
+
+def rule_no_ncdma(condition: str = "!kvm_arch_has_noncoherent_dma(kvm)", commit: str = "") -> Rule:
+    """No device can observe the CPU cache: force WB and ignore guest PAT."""
+    return Rule("no-ncdma", "vmx_get_mt_mask", condition, lambda f: not f.noncoherent_dma,
+                lambda f: (WB, True, "WB|IPAT: no non-coherent DMA, force WB"), commit)
+
+
+RULE_GUEST_MTRR = Rule(
+    "mtrr", "kvm_mtrr_get_guest_memory_type", "otherwise: the guest MTRR type, IPAT clear",
+    always, lambda f: (f.guest_mtrr, False, f"guest MTRR type {f.guest_mtrr.label}, PAT combines"),
+)
+
+
+def no_zap_for_pat(t: ZapTrail) -> None:
+    """No era zaps on a guest PAT write: PAT is not in EPT; the CPU reads it from the VMCS."""
+    t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+
+
+def cd_toggle_zap_all(z: ZapInput, t: ZapTrail, zap_if: bool, condition: str, commit: str = "") -> None:
+    """kvm_post_set_cr0() (kvm_set_cr0() in 4.x): zap everything on a CR0.CD toggle if `zap_if`."""
+    if t.check("toggle", "kvm_post_set_cr0", "CR0.CD changed", z.cd_toggled):
+        if t.check("zap", "kvm_post_set_cr0", condition, zap_if, "zap everything", commit):
+            t.zap(z.everything)

@@ -8,13 +8,13 @@ Holes between memslots are listed too (no EPT leaf exists there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation
 from ..x86.mtrr import (
-    FIXED_RANGES, ONE_MIB, breakpoints, contiguous_size, kvm_lookup, largest_page, sdm_lookup,
+    FIXED_RANGES, ONE_MIB, breakpoints, contiguous_size, kvm_lookup, kvm_range_consistent, sdm_lookup,
 )
 from .era import Era
 from .resolve import check, mask_at
@@ -68,21 +68,38 @@ def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
     return out
 
 
-_ORDER = ("4K", "2M", "1G")
+def page_runs(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> list[tuple[int, int, str]]:
+    """Split [start, end), a run with one MTRR answer throughout, by the largest page usable.
 
+    Only blocks lying inside the run are considered (its ends are memslot or type
+    boundaries). Every aligned block of one size inside such a run gets the same answer
+    from kvm_mtrr_check_gfn_range_consistency(): each variable range the walk meets covers
+    the whole run, so it covers the block, and no gap is seen. One check per size decides.
+    """
+    def fits(size: int) -> tuple[int, int]:
+        return -(-start // size) * size, end // size * size
 
-def _run_page(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> str:
-    """Largest page for blocks lying inside [start, end): the block must fit in the run
-    (memslot and type boundaries), and the MTRR consistency check must allow it where the
-    era applies that check."""
-    for size, name in ((1 << 30, "1G"), (1 << 21, "2M")):
-        a = -(-start // size) * size
-        if a + size <= end:
-            if not mtrr_check:
-                return name
-            allowed = largest_page(vcpu.mtrr, a, vm.maxphyaddr)
-            return min(name, allowed, key=_ORDER.index)
-    return "4K"
+    def allowed(size: int) -> bool:
+        a, b = fits(size)
+        return a < b and (not mtrr_check or kvm_range_consistent(vcpu.mtrr, a, a + size, vm.maxphyaddr))
+
+    (a2, b2), (a1, b1) = fits(1 << 21), fits(1 << 30)
+    mid = "2M" if allowed(1 << 21) else "4K"
+    if allowed(1 << 30):
+        cuts = [(start, a2, "4K"), (a2, a1, mid), (a1, b1, "1G"), (b1, b2, mid), (b2, end, "4K")]
+    elif a2 < b2:
+        cuts = [(start, a2, "4K"), (a2, b2, mid), (b2, end, "4K")]
+    else:
+        cuts = [(start, end, "4K")]
+    out: list[tuple[int, int, str]] = []
+    for s, e, size in cuts:
+        if s >= e:
+            continue
+        if out and out[-1][2] == size:
+            out[-1] = (out[-1][0], e, size)
+        else:
+            out.append((s, e, size))
+    return out
 
 
 def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> list[MapRun]:
@@ -104,16 +121,14 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
             exp = expectation(sdm, vcpu.pat[pat_index], cd=vcpu.cr0_cd, nw=vcpu.cr0_nw,
                               paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr).type
             rel = relation(eff, exp) if exp is not None else "incomparable"
-            size = _run_page(vcpu, vm, s, e, huge)
-            run = MapRun(s, e, r.kind, r.label, sdm.type, kvm.type if era.reads_guest_mtrrs else None,
-                         m.memtype, m.ipat, eff, exp, rel, size)
-            prev = runs[-1] if runs else None
-            if prev and prev.end == s and prev.kind == run.kind and prev.label == run.label and (
-                prev.guest_mtrr, prev.kvm_mtrr, prev.memtype, prev.ipat, prev.effective, prev.expected, prev.page_size
-            ) == (run.guest_mtrr, run.kvm_mtrr, run.memtype, run.ipat, run.effective, run.expected, run.page_size):
-                runs[-1] = MapRun(prev.start, e, *[getattr(prev, f) for f in MapRun.__slots__[2:]])
-            else:
-                runs.append(run)
+            for ps, pe, size in page_runs(vcpu, vm, s, e, huge):
+                run = MapRun(ps, pe, r.kind, r.label, sdm.type, kvm.type if era.reads_guest_mtrrs else None,
+                             m.memtype, m.ipat, eff, exp, rel, size)
+                prev = runs[-1] if runs else None
+                if prev and prev.end == ps and replace(prev, start=ps, end=pe) == run:
+                    runs[-1] = replace(prev, end=pe)
+                else:
+                    runs.append(run)
         cursor = max(cursor, r.end)
     if cursor < top:
         runs.append(MapRun(cursor, top, UNMAPPED, "no memslot"))

@@ -46,7 +46,7 @@ run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per er
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ..x86.memtype import MemType, MemTypeError
@@ -588,12 +588,15 @@ _HEADER = re.compile(r"^(cpus=\d+|version\s*=\s*\S+|CPU \d+ is empty)$")
 _LOST = re.compile(r"LOST\s+\d+\s+EVENTS", re.IGNORECASE)
 
 
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,32}|[0-9]{1,40}")
+
+
 def _num(tok: str, line: int, what: str) -> int:
-    try:
-        v = int(tok, 0)
-    except ValueError:
+    """Decimal or 0x-hex only: int(tok, 0) would also take 1_0, 0o17 and 0b1."""
+    if not _NUMBER.fullmatch(tok):
         raise MemTypeError(f"line {line}", f"{what} {tok!r} is not a number (decimal or 0x-hex)",
-                           "see app/kvm/trace_format.md") from None
+                           "see app/kvm/trace_format.md")
+    v = int(tok, 0)
     if not 0 <= v < 1 << 64:
         raise MemTypeError(f"line {line}", f"{what} {tok} does not fit in 64 bits", "registers are 64 bits wide")
     return v

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation, relation_reason
-from ..x86.mtrr import Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup
+from ..x86.mtrr import HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
 from ..x86.pat import index_to_pte_bits, pte_flags_text
 from .era import Era, Fault, MaskResult, Step
 from .scenario import Access, VcpuState, VmConfig, lookup_range
-
-PAGE_ORDER = ("4K", "2M", "1G")
 
 EXAMPLE_HPA_OFFSET = 0x2_0000_0000
 """The example leaf maps gpa to gpa + this (host addresses are the host's business)."""
@@ -58,14 +56,13 @@ class Resolution:
     kvm_mtrr: Lookup | None
     mtrr_finding: str | None
     pat_rows: tuple[PatRow, ...]
-    page_size: str
     page_sizes: tuple[PageSize, ...]
     slot_page_size: str
 
     @property
-    def leaf_page_size(self) -> str:
-        """The example leaf's size: what the MTRR check allows, within the memslot."""
-        return min(self.page_size, self.slot_page_size, key=PAGE_ORDER.index)
+    def page_size(self) -> str:
+        """The MTRR check's answer for the era, most conservative over its kernel ranges."""
+        return smallest(*(p.page_size for p in self.page_sizes))
 
     @property
     def mask(self) -> int:
@@ -81,8 +78,12 @@ def check(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access | None = None)
         access.validate(vm)
 
 
-def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool) -> Fault:
-    guest = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr).type if era.reads_guest_mtrrs else MemType.WB
+def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lookup: Lookup | None = None) -> Fault:
+    """What vmx_get_mt_mask() sees for the page; `lookup` saves a second KVM MTRR lookup."""
+    if not era.reads_guest_mtrrs:
+        guest = MemType.WB  # never read by eras from 6.11 on
+    else:
+        guest = (lookup or kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)).type
     assert guest is not None
     return Fault(is_mmio, vm.noncoherent_dma, vcpu.cr0_cd, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop, guest)
 
@@ -101,7 +102,7 @@ def slot_page_size(vm: VmConfig, gpa: int) -> str:
     r = lookup_range(vm.memory_map, gpa)
     if r is None:
         return "4K"
-    for size, name in ((1 << 30, "1G"), (1 << 21, "2M")):
+    for size, name in HUGE_PAGES:
         base = gpa & ~(size - 1)
         if r.start <= base and base + size <= r.end:
             return name
@@ -120,14 +121,12 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
     sdm = sdm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr)
     kvm_any = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)
     kvm = kvm_any if era.reads_guest_mtrrs else None
-    assert kvm_any.type is not None
-    m = era.mt_mask(Fault(is_mmio, vm.noncoherent_dma, vcpu.cr0_cd, vm.quirk_cd_nw_cleared,
-                          vm.quirk_ignore_guest_pat, vm.self_snoop, kvm_any.type if kvm else MemType.WB))
+    m = era.mt_mask(fault_for(era, vm, vcpu, gpa, is_mmio, kvm))
     finding = lookup_difference(sdm, kvm_any)
     sizes = page_sizes(era, vm, vcpu, gpa)
-    size = sizes[-1].page_size
     slot = slot_page_size(vm, gpa)
-    leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, min(size, slot, key=PAGE_ORDER.index))
+    leaf_size = smallest(*(p.page_size for p in sizes), slot)  # the leaf stays inside its memslot
+    leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, leaf_size)
     rows = []
     for i, pat in enumerate(vcpu.pat.entries):
         used = guest_pat_type(pat, vcpu.cr0_pg)
@@ -138,4 +137,4 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
         else:
             rel, why = relation(eff, exp.type), relation_reason(eff, exp.type)
         rows.append(PatRow(i, index_to_pte_bits(i), pte_flags_text(i), pat, used, eff, exp.type, exp.reason, rel, why))
-    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), size, sizes, slot)
+    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes, slot)

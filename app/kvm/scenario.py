@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from ..x86.guest import check_cr0
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import (
-    DEF_TYPE_E, DEF_TYPE_FE, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRRCAP, MtrrState, is_mtrr_msr, msr_name,
+    FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRRCAP, MtrrState, is_mtrr_msr, msr_name,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 
@@ -174,13 +174,8 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
     raise MemTypeError("event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
 
 
-def mtrr_enable_value(default_type: int, fixed: bool = True) -> int:
-    """MTRRdefType with E (and FE) set: what firmware writes to turn MTRRs on."""
-    return default_type | DEF_TYPE_E | (DEF_TYPE_FE if fixed else 0)
-
-
 __all__ = [
     "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MMIO",
     "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "NONCOHERENT_DMA", "PAT_WRITE", "RAM",
-    "VcpuState", "VmConfig", "apply_event", "lookup_range", "mtrr_enable_value",
+    "VcpuState", "VmConfig", "apply_event", "lookup_range",
 ]

@@ -10,8 +10,8 @@ on a CD toggle) and 11 (zap ranges split per memslot). Never merged past patch 0
 from __future__ import annotations
 
 from .era import (
-    C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_MMIO, UC, WB, Commit, Era, Rule,
-    ZapInput, ZapTrail, always, mtrr_write_zap,
+    C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_GUEST_MTRR, RULE_MMIO, UC, WB, Commit,
+    Era, Rule, ZapInput, ZapTrail, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
 )
 from ..x86.mtrr import ONE_MIB, kvm_disabled_type
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
@@ -30,15 +30,13 @@ def cd_memtype(quirk: bool) -> tuple:
 
 RULES = (
     RULE_MMIO,
-    Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_mmu_honors_guest_mtrrs(kvm)",
-         lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: guest MTRRs not honoured"), C_HELPERS.sha),
+    rule_no_ncdma("!kvm_mmu_honors_guest_mtrrs(kvm)", C_HELPERS.sha),
     Rule("cd", "kvm_mtrr_get_cd_memory_type", "kvm_read_cr0_bits(vcpu, X86_CR0_CD)",
          lambda f: f.cr0_cd,
-         lambda f: (WB, False, "WB without IPAT: quirk on, guest PAT applies") if f.quirk_cd_nw_cleared
-         else (UC, True, "UC|IPAT: quirk off"),
+         lambda f: (*cd_memtype(f.quirk_cd_nw_cleared),
+                    "WB without IPAT: quirk on, guest PAT applies" if f.quirk_cd_nw_cleared else "UC|IPAT: quirk off"),
          P08.sha),
-    Rule("mtrr", "kvm_mtrr_get_guest_memory_type", "otherwise: the guest MTRR type, IPAT clear",
-         always, lambda f: (f.guest_mtrr, False, f"guest MTRR type {f.guest_mtrr.label}, PAT combines")),
+    RULE_GUEST_MTRR,
 )
 
 
@@ -85,7 +83,7 @@ def zap(z: ZapInput):
             t.zap(z.everything)
         return t.done()
     else:
-        t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+        no_zap_for_pat(t)
     if t.calls:
         t.check("memslot", "kvm_zap_gfn_range (patch 11)", "split each queued range by memslot", True,
                 "only the parts inside memslots are zapped", P11.sha)
@@ -110,7 +108,6 @@ ERA = Era(
     commits=(C_HELPERS, C_CD_ZAP, C_MTRR_ZAP, C_DMA_ZAP, P06, C_DROP_IPAT, P08, P09, P10, P11),
     rules=RULES,
     zap_policy=zap,
-    reads_guest_mtrrs=True,
     huge_page_check=huge_pages,
     notes=("Patch 09's serialisation changes contention, not which ranges are zapped; it is not modelled.",),
 )

@@ -9,22 +9,20 @@ VMs with non-coherent DMA; guest CR0.CD is emulated by the EPT type. Zaps: updat
 from __future__ import annotations
 
 from .era import (
-    C_CD_FIX, C_HUGE_IFF, C_QUIRK, RULE_MMIO, UC, WB, Era, Rule, ZapInput, ZapTrail, always,
-    mtrr_write_zap,
+    C_CD_FIX, C_HUGE_IFF, C_QUIRK, RULE_GUEST_MTRR, RULE_MMIO, UC, WB, Era, Rule, ZapInput, ZapTrail,
+    cd_toggle_zap_all, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 RULES = (
     RULE_MMIO,
-    Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_arch_has_noncoherent_dma(kvm)",
-         lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: no device can observe the cache, force WB")),
+    rule_no_ncdma(),
     Rule("cd", "vmx_get_mt_mask", "kvm_read_cr0_bits(vcpu, X86_CR0_CD)",
          lambda f: f.cr0_cd,
          lambda f: (WB, True, "WB|IPAT: KVM_X86_QUIRK_CD_NW_CLEARED is on") if f.quirk_cd_nw_cleared
          else (UC, True, "UC|IPAT: quirk off, emulate no-fill mode as UC"),
          C_CD_FIX.sha),
-    Rule("mtrr", "kvm_mtrr_get_guest_memory_type", "otherwise: the guest MTRR type, IPAT clear",
-         always, lambda f: (f.guest_mtrr, False, f"guest MTRR type {f.guest_mtrr.label}, PAT combines")),
+    RULE_GUEST_MTRR,
 )
 
 
@@ -34,14 +32,12 @@ def zap(z: ZapInput):
     if kind == MTRR_WRITE:
         mtrr_write_zap(z, t, z.vm.noncoherent_dma, "!tdp_enabled || !kvm_arch_has_noncoherent_dma(kvm)", "")
     elif kind == CR0_CD:
-        if t.check("toggle", "kvm_post_set_cr0", "CR0.CD changed", z.cd_toggled):
-            if t.check("zap", "kvm_post_set_cr0", "kvm_arch_has_noncoherent_dma && !quirk(CD_NW_CLEARED)",
-                       z.vm.noncoherent_dma and not z.vm.quirk_cd_nw_cleared, "zap everything"):
-                t.zap(z.everything)
+        cd_toggle_zap_all(z, t, z.vm.noncoherent_dma and not z.vm.quirk_cd_nw_cleared,
+                          "kvm_arch_has_noncoherent_dma && !quirk(CD_NW_CLEARED)")
     elif kind == NONCOHERENT_DMA:
         t.check("count", "kvm_arch_register_noncoherent_dma", "counter inc/dec only, no zap in this era", True, "no zap")
     else:
-        t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+        no_zap_for_pat(t)
     return t.done()
 
 
@@ -64,7 +60,6 @@ ERA = Era(
     commits=(C_CD_FIX, C_QUIRK, C_HUGE_IFF),
     rules=RULES,
     zap_policy=zap,
-    reads_guest_mtrrs=True,
     huge_page_check=huge_pages,
     notes=("Models the 4.15+ MTRR lookup; 4.2.8's fixed-segment lookup bug is not modelled.",),
 )

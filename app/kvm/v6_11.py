@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .era import (
     C_NO_CD, C_NO_MTRR, C_REVERT, C_SELFSNOOP, RULE_MMIO, WB, Era, Rule, ZapInput, ZapTrail, always,
+    no_zap_for_pat, rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
@@ -32,7 +33,7 @@ def _zap(may_ignore_pat, condition: str, commit: str):
         elif kind == CR0_CD:
             t.check("cd", "kvm_post_set_cr0", "CR0.CD is not virtualised on VMX", True, "no zap", C_NO_CD.sha)
         else:
-            t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+            no_zap_for_pat(t)
         return t.done()
     return zap
 
@@ -60,7 +61,6 @@ ERA_RC1 = Era(
         HONOR,
     ),
     zap_policy=_zap(lambda vm: not vm.self_snoop, "kvm_mmu_may_ignore_guest_pat(): EPT on && !SELFSNOOP", C_SELFSNOOP.sha),
-    reads_guest_mtrrs=False,
     huge_page_check=no_huge_page_check,
 )
 
@@ -76,11 +76,9 @@ ERA_611 = Era(
     commits=(C_NO_MTRR, C_NO_CD, C_REVERT),
     rules=(
         RULE_MMIO,
-        Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_arch_has_noncoherent_dma(kvm)",
-             lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: no non-coherent DMA"), C_REVERT.sha),
+        rule_no_ncdma(commit=C_REVERT.sha),
         HONOR,
     ),
     zap_policy=_zap(lambda vm: True, "kvm_mmu_may_ignore_guest_pat(): EPT on", C_REVERT.sha),
-    reads_guest_mtrrs=False,
     huge_page_check=no_huge_page_check,
 )

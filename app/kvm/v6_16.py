@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..x86.memtype import MemTypeError
-from .era import C_IGNORE_PAT, RULE_MMIO, WB, Era, Rule, always
+from .era import C_IGNORE_PAT, RULE_MMIO, WB, Era, Rule
 from .scenario import VmConfig
 from .v6_11 import HONOR, _zap, no_huge_page_check
 
@@ -45,7 +45,6 @@ ERA = Era616(
         HONOR,
     ),
     zap_policy=_zap(lambda vm: vm.quirk_ignore_guest_pat, "kvm_mmu_may_ignore_guest_pat(): quirk(IGNORE_GUEST_PAT) on", C_IGNORE_PAT.sha),
-    reads_guest_mtrrs=False,
     huge_page_check=no_huge_page_check,
     notes=("KVM_X86_QUIRK_CD_NW_CLEARED is auto-disabled on Intel and has no effect on VMX.",),
 )

@@ -9,22 +9,20 @@ quirk off (7a18c7c2b69a), and nc-DMA 0<->1 now zaps everything (362ff6dca541). H
 from __future__ import annotations
 
 from .era import (
-    C_CD_FIX, C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_MMIO, UC, WB, Era,
-    Rule, ZapInput, ZapTrail, always, mtrr_write_zap,
+    C_CD_FIX, C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_GUEST_MTRR, RULE_MMIO, UC,
+    WB, Era, Rule, ZapInput, ZapTrail, cd_toggle_zap_all, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 RULES = (
     RULE_MMIO,
-    Rule("no-ncdma", "vmx_get_mt_mask", "!kvm_arch_has_noncoherent_dma(kvm)",
-         lambda f: not f.noncoherent_dma, lambda f: (WB, True, "WB|IPAT: no device can observe the cache, force WB")),
+    rule_no_ncdma(),
     Rule("cd", "vmx_get_mt_mask", "kvm_read_cr0_bits(vcpu, X86_CR0_CD)",
          lambda f: f.cr0_cd,
          lambda f: (WB, False, "WB without IPAT: quirk on, guest PAT now applies") if f.quirk_cd_nw_cleared
          else (UC, True, "UC|IPAT: quirk off, emulate no-fill mode as UC"),
          C_DROP_IPAT.sha),
-    Rule("mtrr", "kvm_mtrr_get_guest_memory_type", "otherwise: the guest MTRR type, IPAT clear",
-         always, lambda f: (f.guest_mtrr, False, f"guest MTRR type {f.guest_mtrr.label}, PAT combines")),
+    RULE_GUEST_MTRR,
 )
 
 
@@ -35,10 +33,8 @@ def zap(z: ZapInput):
     if kind == MTRR_WRITE:
         mtrr_write_zap(z, t, honors, "!kvm_mmu_honors_guest_mtrrs(kvm)", C_MTRR_ZAP.sha)
     elif kind == CR0_CD:
-        if t.check("toggle", "kvm_post_set_cr0", "CR0.CD changed", z.cd_toggled):
-            if t.check("zap", "kvm_post_set_cr0", "kvm_mmu_honors_guest_mtrrs(kvm) && !quirk(CD_NW_CLEARED)",
-                       honors and not z.vm.quirk_cd_nw_cleared, "zap everything", C_CD_ZAP.sha):
-                t.zap(z.everything)
+        cd_toggle_zap_all(z, t, honors and not z.vm.quirk_cd_nw_cleared,
+                          "kvm_mmu_honors_guest_mtrrs(kvm) && !quirk(CD_NW_CLEARED)", C_CD_ZAP.sha)
     elif kind == NONCOHERENT_DMA:
         if t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
                    z.dma_transition, "", C_DMA_ZAP.sha):
@@ -46,7 +42,7 @@ def zap(z: ZapInput):
                     True, "zap everything", C_DMA_ZAP.sha)
             t.zap(z.everything)
     else:
-        t.check("pat", "kvm_set_msr_common", "guest PAT lives in the VMCS, not in EPT", True, "no zap")
+        no_zap_for_pat(t)
     return t.done()
 
 
@@ -68,6 +64,5 @@ ERA = Era(
     commits=(C_HELPERS, C_CD_ZAP, C_MTRR_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_CD_FIX),
     rules=RULES,
     zap_policy=zap,
-    reads_guest_mtrrs=True,
     huge_page_check=huge_pages,
 )

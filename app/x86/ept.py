@@ -68,8 +68,6 @@ IPAT_BIT = 1 << 6
 PAGE_SIZE_BIT = 1 << 7
 ACCESSED_BIT = 1 << 8
 DIRTY_BIT = 1 << 9
-USER_EXEC_BIT = 1 << 10
-SUPPRESS_VE_BIT = 1 << 63
 PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
 LEVEL_OF = {"4K": 1, "2M": 2, "1G": 3}
 
@@ -77,6 +75,11 @@ LEVEL_OF = {"4K": 1, "2M": 2, "1G": 3}
 def mt_mask(memtype: MemType, ipat: bool) -> int:
     """The value vmx_get_mt_mask() returns: memtype << VMX_EPT_MT_EPTE_SHIFT | IPAT bit."""
     return int(memtype) << MT_SHIFT | (IPAT_BIT if ipat else 0)
+
+
+def notation(memtype: MemType, ipat: bool) -> str:
+    """Compact form for narrow tables, after Xen's EPT dump: `WB!` = WB with IPAT set."""
+    return memtype.label + ("!" if ipat else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,33 @@ class EptLeaf:
             raw |= DIRTY_BIT
         return cls(raw, level)
 
+    @classmethod
+    def decode(cls, raw: int, level: int | None = None, field: str = "spte") -> EptLeaf:
+        """A raw leaf as a tracepoint prints it; refuses what cannot be a leaf.
+
+        Bit 7 (PS) marks a 2M/1G leaf in a PDE/PDPTE, so level 1 ignores it, and level 2 or 3
+        without it is a non-leaf entry (whose bits 6:3 are reserved, SDM "EPT Paging
+        Structures"). With PS set the level cannot be guessed (2M or 1G): it must be given.
+        """
+        if not 0 <= raw < 1 << 64:
+            raise MemTypeError(field, f"{raw:#x} does not fit in 64 bits", "EPT entries are 64 bits wide")
+        ps = bool(raw & PAGE_SIZE_BIT)
+        if level is None:
+            if ps:
+                raise MemTypeError("level", "bit 7 (PS) is set: a 2M (level 2) or 1G (level 3) leaf; say which",
+                                   "a large leaf's level is not encoded in the entry")
+            level = 1
+        if level not in (1, 2, 3):
+            raise MemTypeError("level", f"level {level} is not a leaf level", "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
+        if level > 1 and not ps:
+            raise MemTypeError("level", f"a level-{level} entry with bit 7 (PS) clear points to a table, not a page",
+                               "only PDEs/PDPTEs with PS=1 are leaves")
+        return cls(raw, level)
+
+    @property
+    def present(self) -> bool:
+        return bool(self.raw & 7)
+
     @property
     def memtype_bits(self) -> int:
         return (self.raw & MT_MASK) >> MT_SHIFT
@@ -125,7 +155,13 @@ class EptLeaf:
         return {1: "4K", 2: "2M", 3: "1G"}[self.level]
 
     def misconfig(self, exec_only_ok: bool = True) -> list[str]:
-        """Why this present leaf would cause an EPT misconfiguration (empty when fine)."""
+        """Why this leaf would cause an EPT misconfiguration (empty when fine).
+
+        Only a present entry (any of R/W/X set) is checked by the CPU: a not-present one
+        causes an EPT violation on access, never a misconfiguration.
+        """
+        if not self.present:
+            return []
         errs = []
         mt = self.memtype_bits
         if mt not in EPT_TYPES:

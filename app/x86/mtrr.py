@@ -519,9 +519,19 @@ def breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list
     return sorted(set(_breakpoints(state, start, end, maxphyaddr, True)) | set(_breakpoints(state, start, end, maxphyaddr, False)))
 
 
+PAGE_ORDER = ("4K", "2M", "1G")
+HUGE_PAGES = ((1 << 30, "1G"), (1 << 21, "2M"))
+"""EPT huge-page sizes, largest first, as kvm_tdp_page_fault() tries them."""
+
+
+def smallest(*sizes: str) -> str:
+    """The most conservative of several page-size answers."""
+    return min(sizes, key=PAGE_ORDER.index)
+
+
 def largest_page(state: MtrrState, addr: int, maxphyaddr: int) -> str:
     """Largest EPT page the MTRR check allows at `addr`: tries 1G, then 2M (kvm_tdp_page_fault)."""
-    for size, name in ((1 << 30, "1G"), (1 << 21, "2M")):
+    for size, name in HUGE_PAGES:
         base = addr & ~(size - 1)
         if base + size <= 1 << maxphyaddr and kvm_range_consistent(state, base, base + size, maxphyaddr):
             return name
