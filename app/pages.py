@@ -1,12 +1,19 @@
 """The HTML page at `/`: rendered from templates/index.html with the permalink's state.
 
 The initial state is parsed from the query by app.permalink (so a link works without
-JavaScript and in curl); the page's script then talks to /api/v1 only. Until the template
-exists a minimal placeholder is served.
+JavaScript and in curl); the page's script then talks to /api/v1 only, and writes the
+address bar from POST /api/v1/permalink (app.permalink is the only encoder). A permalink
+that cannot be read still serves the page (200): the defaults, and a message naming the
+parameter. Until the template exists a minimal placeholder is served.
+
+The register encodings the page's editors need (type names, which codes PAT and MTRRs
+accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
+the script holds no copy of them.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -17,7 +24,20 @@ from .api.convert import era_out
 from .kvm.eras import ERAS
 from .permalink import DEFAULT_KERNEL, LinkState, decode, event_json, request_body, scenario_json
 from .presets import PRESETS
-from .x86.memtype import MemTypeError
+from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError
+from .x86.mtrr import FIXED_MSRS
+from .x86.pat import PAT_PRESETS
+
+log = logging.getLogger("memtype.api")
+
+REGISTERS = {
+    "types": {str(int(t)): t.label for t in MemType},
+    "pat_codes": sorted(PAT_TYPES),
+    "mtrr_codes": sorted(MTRR_TYPES),
+    "fixed_msrs": [{"msr": f.msr, "name": f.name, "start": f.start, "unit": f.unit} for f in FIXED_MSRS],
+    "pat_presets": [{"name": n, "value": f"{v:#018x}"} for n, v in PAT_PRESETS.items()],
+}
+"""Architectural encodings for the page's register editors (not rules: no type is decided here)."""
 
 
 def build_router(templates_dir: Path) -> APIRouter:
@@ -31,6 +51,9 @@ def build_router(templates_dir: Path) -> APIRouter:
             state = decode(request.url.query)
         except MemTypeError as e:
             state, error = LinkState(), {"field": e.field, "message": e.message, "rule": e.rule}
+        except ValueError:  # a decoder bug, not the reader's: still serve the page (tests fuzz for it)
+            log.exception("permalink decode failed for %r", request.url.query[:200])
+            state, error = LinkState(), {"field": "permalink", "message": "could not be read", "rule": ""}
         if templates is None:
             return HTMLResponse(
                 "<!doctype html><html lang=en><meta charset=utf-8><title>memtype-explorer</title>"
@@ -47,7 +70,8 @@ def build_router(templates_dir: Path) -> APIRouter:
                         # address for zap and everything but the eras for diff)
                         "scenario": scenario_json(state.kernel, state.vm, state.vcpu, state.access),
                         "event": event_json(state.event) if state.event is not None else None,
-                        "default_kernel": DEFAULT_KERNEL},
+                        "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
+            "registers": REGISTERS,
             "error": error,
         }
         return templates.TemplateResponse(request, "index.html", context)

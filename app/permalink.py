@@ -37,6 +37,11 @@ Parameters (defaults in brackets; booleans are `0`/`1`; numbers are hex with `0x
   event_msr   MSR written by an mtrr_write event, hex
   event_value new value: 0/1 for cr0_cd and noncoherent_dma, hex for the MSR writes
   event_nw    CR0.NW written together with CD by a cr0_cd event [absent: unchanged]
+  pati        page only: the PAT entry (0..7) whose effective types the memory map shows
+              [0]; the API ignores it (POST /api/v1/map takes it as pat_index)
+
+Numbers in decimal (maxphyaddr, pati, fixed run lengths) are ASCII digits only: `²` or
+`٣` are refused like any other malformed value, never passed to int().
 
 Unknown parameters are ignored (so a link can carry other tags). Decoding only checks
 syntax and era ids; the rules (reserved types, MAXPHYADDR limits, ...) are checked when the
@@ -66,6 +71,7 @@ DEFAULT_KERNEL = "v6.16"
 VIEWS = ("resolve", "zap", "diff")
 _SAFE = ":,*-."
 _HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
+_DEC = re.compile(r"[0-9]{1,3}")  # ASCII only: str.isdigit() is true for '²', which int() refuses
 
 __all__ = [
     "DEFAULT_KERNEL", "LinkState", "VERSION", "VIEWS", "decode", "encode", "event_json",
@@ -84,6 +90,7 @@ class LinkState:
     event: Event | None = None
     vs: str | None = None
     view: str = "resolve"
+    pati: int = 0  # page only: the PAT entry the memory map shows
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -199,6 +206,8 @@ def params(state: LinkState) -> list[tuple[str, str]]:
         out.append(("mmio", _b(state.access.mmio)))
     if state.event is not None:
         out.extend(_event_params(state.event))
+    if state.pati:
+        out.append(("pati", str(state.pati)))
     return out
 
 
@@ -224,6 +233,16 @@ def _bool(q: Mapping[str, str], name: str, default: bool) -> bool:
     return v == "1"
 
 
+def _dec(v: str, name: str, lo: int, hi: int, rule: str) -> int:
+    """A small decimal number in lo..hi, ASCII digits only."""
+    if not _DEC.fullmatch(v):
+        raise MemTypeError(name, f"{v!r} is not a number (1-3 ASCII digits)", rule)
+    n = int(v)
+    if not lo <= n <= hi:
+        raise MemTypeError(name, f"{n} is outside {lo}..{hi}", rule)
+    return n
+
+
 def _hex(v: str, name: str) -> int:
     if not _HEX.fullmatch(v):
         raise MemTypeError(name, f"malformed hex {v!r}", "expected 0x followed by 1-16 hex digits")
@@ -241,7 +260,7 @@ def _parse_fixed(text: str) -> tuple[int, ...]:
                                "fixed runs are TYPE*count with TYPE one of UC, WC, WT, WP, WB") from None
         n = 1
         if star:
-            if not count.isdigit() or not 0 < int(count) <= 88:
+            if not _DEC.fullmatch(count) or not 0 < int(count) <= 88:
                 raise MemTypeError("fixed", f"bad run length in {run!r}", "fixed runs are TYPE*count, count 1..88")
             n = int(count)
         types.extend([int(t)] * n)
@@ -319,9 +338,8 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     d = VmConfig()
     maxphyaddr = d.maxphyaddr
     if "maxphyaddr" in q:
-        if not q["maxphyaddr"].isdigit() or len(q["maxphyaddr"]) > 3:
-            raise MemTypeError("maxphyaddr", f"{q['maxphyaddr']!r} is not a number", "MAXPHYADDR is 36..52")
-        maxphyaddr = int(q["maxphyaddr"])
+        # any 1-3 digit number: the range 36..52 is a rule, checked when the scenario is resolved
+        maxphyaddr = _dec(q["maxphyaddr"], "maxphyaddr", 0, 999, "MAXPHYADDR is 36..52")
     vm = VmConfig(
         noncoherent_dma=_bool(q, "ncdma", d.noncoherent_dma),
         quirk_cd_nw_cleared=_bool(q, "cdnw_quirk", d.quirk_cd_nw_cleared),
@@ -360,7 +378,8 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     )
     gpa = _hex(q["gpa"], "gpa") if "gpa" in q else 0
     mmio = _bool(q, "mmio", False) if "mmio" in q else None
-    return LinkState(kernel, vm, vcpu, Access(gpa, mmio), _parse_event(q), vs, view)
+    pati = _dec(q["pati"], "pati", 0, 7, "PAT entries are PA0..PA7") if "pati" in q else 0
+    return LinkState(kernel, vm, vcpu, Access(gpa, mmio), _parse_event(q), vs, view, pati)
 
 
 # -- the same state as an API request body ---------------------------------------------
