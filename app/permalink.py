@@ -1,11 +1,13 @@
 """Permalinks: a readable, stateless URL to the page `/` for one scenario.
 
 One query parameter per setting that differs from its default, plus `v=1` (the encoding
-version). Nothing is stored server-side: the URL *is* the state. The page, the API
-responses (`permalink`) and the plain-text renderings all use `url()` below, and the page
-parses incoming links with `decode()`.
+version). Nothing is stored server-side: the URL *is* the state. This module is the only
+encoder: the API responses (`permalink`), the plain-text renderings and the page's address
+bar (POST /api/v1/permalink, which the page's script calls) all use `url()`/`encode()`
+below, and the page at `/` parses incoming links with `decode()`.
 
-Parameters (defaults in brackets; booleans are `0`/`1`; numbers are hex with `0x`):
+Parameters (defaults in brackets; booleans are `0`/`1`; addresses and registers are hex
+with `0x`; maxphyaddr, pati and run lengths are decimal):
 
   v           encoding version [1]; any other value is refused
   view        which page view: resolve, zap or diff [resolve]
@@ -38,10 +40,10 @@ Parameters (defaults in brackets; booleans are `0`/`1`; numbers are hex with `0x
   event_value new value: 0/1 for cr0_cd and noncoherent_dma, hex for the MSR writes
   event_nw    CR0.NW written together with CD by a cr0_cd event [absent: unchanged]
   pati        page only: the PAT entry (0..7) whose effective types the memory map shows
-              [0]; the API ignores it (POST /api/v1/map takes it as pat_index)
+              [0]; resolve, zap and diff ignore it (POST /api/v1/map takes it as pat_index)
 
-Numbers in decimal (maxphyaddr, pati, fixed run lengths) are ASCII digits only: `²` or
-`٣` are refused like any other malformed value, never passed to int().
+Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
+(digits to str.isdigit()) are refused, naming the parameter, like any other bad value.
 
 Unknown parameters are ignored (so a link can carry other tags). Decoding only checks
 syntax and era ids; the rules (reserved types, MAXPHYADDR limits, ...) are checked when the
@@ -71,7 +73,7 @@ DEFAULT_KERNEL = "v6.16"
 VIEWS = ("resolve", "zap", "diff")
 _SAFE = ":,*-."
 _HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
-_DEC = re.compile(r"[0-9]{1,3}")  # ASCII only: str.isdigit() is true for '²', which int() refuses
+_DEC = re.compile(r"[0-9]{1,3}")  # ASCII digits only: Unicode digits ('²', '٣') are refused
 
 __all__ = [
     "DEFAULT_KERNEL", "LinkState", "VERSION", "VIEWS", "decode", "encode", "event_json",

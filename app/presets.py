@@ -83,7 +83,9 @@ _LIST = [
         "OVMF's MTRR layout (nc-DMA VM, v6.7)",
         "OVMF: default WB, fixed 0-0x9ffff WB and 0xa0000-0xfffff UC, one variable range "
         "0x80000000-0x100000000 UC (the 32-bit PCI hole). With non-coherent DMA, v6.7 puts the guest "
-        "MTRR type in EPT: the bochs VRAM at 0xfd000000 (host RAM) is UC whatever guest PAT says.",
+        "MTRR type in EPT: the bochs VRAM at 0xfd000000 (host RAM) gets UC with IPAT clear, so guest "
+        "PAT still combines: a WC mapping (Linux PAT entry 1, what a framebuffer driver uses) is WC, "
+        "as UC x WC = WC in the MTRR x PAT table; every other PAT type gives UC.",
         LinkState("v6.7", NCDMA, VcpuState(pat=LINUX_PAT, mtrr=OVMF), Access(0xFD000000),
                   Event(MTRR_WRITE, 0x806, MSR_MTRR_DEF_TYPE)),
         compare="v6.11",

@@ -2,34 +2,29 @@
 //
 // No memory-typing rule lives here. Everything that decides a type (EPT memtype, IPAT,
 // effective type, guest expectation, relation, page size, zap ranges, era diff) comes from
-// /api/v1. What this file does on its own is encoding only: hex <-> bytes for IA32_PAT and
-// the MTRR MSRs (register layouts), the permalink query (app/permalink.py's parameter
-// names), and the drawing transform of the map bar.
+// /api/v1, and so does the permalink (POST /api/v1/permalink: app/permalink.py is the only
+// encoder). The register encodings the editors need (type names, the codes PAT and MTRRs
+// accept, the fixed-range MSRs) come from the server in the page's initial state. What this
+// file does on its own is hex <-> bytes for IA32_PAT and the MTRR MSRs (register layouts)
+// and the drawing transform of the map bar.
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
-// -- encodings (architectural register layouts, not rules) ---------------------------------
+let INITIAL = {};
+try { INITIAL = JSON.parse($("#initial-state").textContent || "{}") || {}; } catch { INITIAL = {}; }
 
-const TYPE_NAMES = { 0: "UC", 1: "WC", 4: "WT", 5: "WP", 6: "WB", 7: "UC-" };
-const PAT_CODES = [0, 1, 4, 5, 6, 7];
-const MTRR_CODES = [0, 1, 4, 5, 6];
-const DEF_E = 1n << 11n;
-const DEF_FE = 1n << 10n;
-const MASK_V = 1n << 11n;
-const PAT_PRESETS = { "power-on": 0x0007040600070406n, linux: 0x0407050600070106n, "linux-legacy": 0x0007010600070106n };
-const FIXED_MSRS = [
-  [0x250, "MTRRfix64K_00000", 0x00000, 0x10000],
-  [0x258, "MTRRfix16K_80000", 0x80000, 0x4000],
-  [0x259, "MTRRfix16K_A0000", 0xa0000, 0x4000],
-  ...Array.from({ length: 8 }, (_, k) => [0x268 + k, `MTRRfix4K_${(0xc0000 + k * 0x8000).toString(16).toUpperCase().padStart(5, "0")}`, 0xc0000 + k * 0x8000, 0x1000]),
-];
-// Permalink defaults (app/permalink.py docstring): only settings differing from these are written.
-const DEF = {
-  ncdma: false, cdnw_quirk: true, pat_quirk: true, selfsnoop: true, guest_mtrr: true, maxphyaddr: 46,
-  cd: false, nw: false, pg: true, pat: PAT_PRESETS["power-on"],
-};
+// -- encodings (architectural register layouts from app.x86, not rules) ---------------------
+
+const REG = INITIAL.registers || {};
+const TYPE_NAMES = REG.types || {};       // encoding -> SDM name
+const PAT_CODES = REG.pat_codes || [];    // encodings an IA32_PAT byte accepts
+const MTRR_CODES = REG.mtrr_codes || [];  // encodings an MTRR type field accepts
+const FIXED_MSRS = (REG.fixed_msrs || []).map((f) => [f.msr, f.name, f.start, f.unit]);
+const DEF_E = 1n << 11n;   // MTRRdefType.E
+const DEF_FE = 1n << 10n;  // MTRRdefType.FE
+const MASK_V = 1n << 11n;  // PHYSMASK.V
 const DIMS = ["is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop", "guest_mtrr", "pat"];
 const DIM_SHORT = { is_mmio: "mmio", noncoherent_dma: "ncDMA", cr0_cd: "CD", quirk_cd_nw_cleared: "CDNWq", quirk_ignore_guest_pat: "PATq", self_snoop: "snoop", guest_mtrr: "MTRR", pat: "PAT" };
 
@@ -80,11 +75,8 @@ const badge = (rel, title) => el("span", { class: `badge ${rel}`, title, "data-r
 
 // -- page-level data -----------------------------------------------------------------------
 
-let INITIAL = {};
-try { INITIAL = JSON.parse($("#initial-state").textContent || "{}") || {}; } catch { INITIAL = {}; }
 const DEFAULT_KERNEL = INITIAL.initial?.default_kernel || "v6.16";
 let PRESETS = [];          // the template's presets (GET /api/v1/presets as a fallback)
-let MTRR_LAYOUTS = {};     // permalink layout name -> the preset's MTRRs (written for MAXPHYADDR 46)
 let memoryMap = null;      // passed through from the permalink (the page has no map editor)
 let view = "resolve";
 const diffCache = new Map();
@@ -311,23 +303,24 @@ function resolveBody(st, kernel = null) {
 }
 
 function writeState(s) {
-  // s: {kernel, vs, view, scenario: resolve body, event, pati}
-  const sc = s.scenario || {};
-  const vm = sc.vm || {};
-  const vcpu = sc.vcpu || {};
+  // s: {kernel, vs, view, scenario: a full resolve body as the server writes it
+  // (app.permalink.scenario_json: every member present), event, pati}
+  const sc = s.scenario;
+  const vm = sc.vm;
+  const vcpu = sc.vcpu;
   ctl.kernel.value = sc.kernel || DEFAULT_KERNEL;
   ctl.vs.value = s.vs || "";
-  ctl.ncdma.checked = vm.noncoherent_dma ?? DEF.ncdma;
-  ctl.cdnw.checked = vm.quirk_cd_nw_cleared ?? DEF.cdnw_quirk;
-  ctl.patq.checked = vm.quirk_ignore_guest_pat ?? DEF.pat_quirk;
-  ctl.snoop.checked = vm.self_snoop ?? DEF.selfsnoop;
-  ctl.gmtrr.checked = vm.guest_has_mtrr ?? DEF.guest_mtrr;
-  ctl.maxphy.value = String(vm.maxphyaddr ?? DEF.maxphyaddr);
+  ctl.ncdma.checked = vm.noncoherent_dma;
+  ctl.cdnw.checked = vm.quirk_cd_nw_cleared;
+  ctl.patq.checked = vm.quirk_ignore_guest_pat;
+  ctl.snoop.checked = vm.self_snoop;
+  ctl.gmtrr.checked = vm.guest_has_mtrr;
+  ctl.maxphy.value = String(vm.maxphyaddr);
   memoryMap = vm.memory_map || sc.memory_map || null;
-  ctl.cd.checked = vcpu.cr0_cd ?? DEF.cd;
-  ctl.nw.checked = vcpu.cr0_nw ?? DEF.nw;
-  ctl.pg.checked = vcpu.cr0_pg ?? DEF.pg;
-  const pat = parseHex(String(vcpu.pat ?? hex(DEF.pat, 16)));
+  ctl.cd.checked = vcpu.cr0_cd;
+  ctl.nw.checked = vcpu.cr0_nw;
+  ctl.pg.checked = vcpu.cr0_pg;
+  const pat = parseHex(String(vcpu.pat));
   if (pat != null) setPatRaw(pat); else { ctl.patRaw.value = String(vcpu.pat); syncPatFromRaw(); }
   setMtrr(vcpu.mtrr || { def_type: "0x0" });
   const g = parseHex(String(sc.gpa ?? "0x0"));
@@ -394,92 +387,14 @@ function defaultEvent(kind) {
   if (kind === "pat_write") ctl.evValue.value = ctl.patRaw.value.trim();
 }
 
-// -- permalink (names and format of app/permalink.py) --------------------------------------
+// -- permalink (written by the server: POST /api/v1/permalink) -----------------------------
 
-function layoutFor(m, maxphyaddr) {
-  // A firmware layout for another MAXPHYADDR: each variable pair is the same naturally
-  // aligned block, so only the mask's width changes (PHYSMASK = bits MAXPHYADDR-1:12 of ~(size-1) | V).
-  const wide = ((1n << 46n) - 1n) & ~0xfffn;
-  const mine = ((1n << BigInt(maxphyaddr)) - 1n) & ~0xfffn;
-  return {
-    ...m,
-    variable: (m.variable || []).map((p) => {
-      const mask = parseHex(String(p.mask)) ?? 0n;
-      const bits = mask & wide;
-      if (bits === 0n) return p;
-      const size = bits & -bits;
-      return { base: p.base, mask: hex((mine & ~(size - 1n)) | (mask & MASK_V)) };
-    }),
-  };
-}
-function canonMtrr(m) {
-  const h = (x) => { const v = parseHex(String(x)); return v == null ? String(x) : v.toString(16); };
-  return JSON.stringify([h(m.def_type ?? 0), (m.fixed || Array(11).fill(0)).map(h), (m.variable || []).map((p) => [h(p.base), h(p.mask)])]);
-}
-function fixedRuns(fixed) {
-  const types = [];
-  for (const f of fixed) {
-    const v = parseHex(f);
-    if (v == null) return null;
-    for (let b = 0; b < 8; b++) types.push(TYPE_NAMES[byteOf(v, b)] || `?${byteOf(v, b)}`);
-  }
-  const runs = [];
-  for (const t of types) {
-    if (runs.length && runs[runs.length - 1][0] === t) runs[runs.length - 1][1]++;
-    else runs.push([t, 1]);
-  }
-  return runs.map(([t, n]) => `${t}*${n}`).join(",");
-}
-const q = (v) => encodeURIComponent(v).replace(/%3A/gi, ":").replace(/%2C/gi, ",");
-const b01 = (b) => (b ? "1" : "0");
-
-function permalinkQuery(st) {
-  const sc = st.scenario, vm = sc.vm, vcpu = sc.vcpu;
-  const p = [["v", "1"]];
-  if (view !== "resolve") p.push(["view", view]);
-  if (sc.kernel !== DEFAULT_KERNEL) p.push(["kernel", sc.kernel]);
-  if (st.vs) p.push(["vs", st.vs]);
-  for (const [name, key] of [["ncdma", "noncoherent_dma"], ["cdnw_quirk", "quirk_cd_nw_cleared"], ["pat_quirk", "quirk_ignore_guest_pat"],
-    ["selfsnoop", "self_snoop"], ["guest_mtrr", "guest_has_mtrr"]]) {
-    if (vm[key] !== DEF[name]) p.push([name, b01(vm[key])]);
-  }
-  if (vm.maxphyaddr !== DEF.maxphyaddr) p.push(["maxphyaddr", String(vm.maxphyaddr)]);
-  if (vm.memory_map) p.push(["map", vm.memory_map.map((r) => `${hex(parseHex(String(r.start)) ?? 0n)}-${hex(parseHex(String(r.end)) ?? 0n)}:${r.kind}`).join(",")]);
-  for (const [name, key] of [["cd", "cr0_cd"], ["nw", "cr0_nw"], ["pg", "cr0_pg"]]) {
-    if (vcpu[key] !== DEF[name]) p.push([name, b01(vcpu[key])]);
-  }
-  const pat = parseHex(vcpu.pat);
-  if (pat == null) p.push(["pat", vcpu.pat]);
-  else if (pat !== DEF.pat) {
-    const name = Object.keys(PAT_PRESETS).find((k) => PAT_PRESETS[k] === pat);
-    p.push(["pat", name || hex(pat, 16)]);
-  }
-  const m = vcpu.mtrr;
-  const canon = canonMtrr(m);
-  const layout = Number.isInteger(vm.maxphyaddr)
-    ? Object.keys(MTRR_LAYOUTS).find((k) => canonMtrr(layoutFor(MTRR_LAYOUTS[k], vm.maxphyaddr)) === canon) : null;
-  if (layout) p.push(["mtrr", layout]);
-  else {
-    const dt = parseHex(m.def_type);
-    if (dt !== 0n) p.push(["deftype", m.def_type]);
-    const fixedAll = m.fixed.map(parseHex);
-    if (fixedAll.some((v) => v !== 0n)) { const r = fixedRuns(m.fixed); if (r) p.push(["fixed", r]); }
-    if (m.variable.length) p.push(["var", m.variable.map((x) => `${x.base}:${x.mask}`).join(",")]);
-  }
-  const g = parseHex(st.gpa);
-  if (g !== 0n) p.push(["gpa", g == null ? st.gpa : hex(g)]);
-  if (st.mmio != null) p.push(["mmio", b01(st.mmio)]);
-  const ev = st.event;
-  if (ev) {
-    p.push(["event", ev.kind]);
-    if (ev.kind === "mtrr_write") p.push(["event_msr", ev.msr]);
-    if (ev.kind === "cr0_cd" || ev.kind === "noncoherent_dma") p.push(["event_value", b01(ev.value)]);
-    else if (ev.kind === "pat_write") { const v = parseHex(ev.value); p.push(["event_value", v == null ? ev.value : hex(v, 16)]); }
-    else { const v = parseHex(ev.value); p.push(["event_value", v == null ? ev.value : hex(v)]); }
-    if (ev.kind === "cr0_cd" && ev.cr0_nw != null) p.push(["event_nw", b01(ev.cr0_nw)]);
-  }
-  if (st.pati) p.push(["pati", String(st.pati)]);  // page-only: the map's PAT entry (ignored by the server)
-  return p.map(([k, v]) => `${k}=${q(v)}`).join("&");
+function permalinkBody(st) {
+  // The page's whole state; the server encodes it with app/permalink.py.
+  const b = { ...resolveBody(st), view, pati: st.pati };
+  if (st.vs) b.vs = st.vs;
+  if (st.event) b.event = st.event;
+  return b;
 }
 
 // -- API --------------------------------------------------------------------------------
@@ -570,7 +485,9 @@ async function update() {
   document.body.dataset.busy = "1";
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
-  history.replaceState(null, "", "?" + permalinkQuery(st));
+  // The permalink is asked for with the answers but only awaited after drawing: it is off
+  // the toggle->redraw path. An invalid state (422) keeps the last good link.
+  const link = api("/permalink", permalinkBody(st), ctrl.signal).catch(() => null);
 
   const body = resolveBody(st);
   const tasks = {
@@ -595,8 +512,6 @@ async function update() {
     console.warn("draw failed", e);  // never crash the page; keep the last drawing
     setStatus(`could not draw: ${e.message}`, true);
   }
-  document.body.dataset.busy = "0";
-  document.body.dataset.ready = "1";
   performance.mark("redrawn");
   try {
     const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
@@ -605,6 +520,12 @@ async function update() {
   window.__redrawCount = (window.__redrawCount || 0) + 1;
   performance.clearMarks("toggle");
   performance.clearMeasures("toggle->redrawn");
+
+  const answer = await link;
+  if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
+  if (answer) history.replaceState(null, "", `${location.pathname}?${answer.query}`);
+  document.body.dataset.busy = "0";
+  document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
 }
 
@@ -1019,7 +940,6 @@ function buildPresets() {
   for (const p of PRESETS) {
     if (!(p.name in MTRR_PRESET_LABELS)) continue;
     const m = p.request.vcpu.mtrr;
-    MTRR_LAYOUTS[p.name] = m;
     box.append(el("button", { type: "button", class: "small", "data-mtrr-preset": p.name, title: p.description,
       onclick: () => { setMtrr(m); fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
   }
@@ -1150,15 +1070,13 @@ async function init() {
   buildFixedRows();
   buildMsrOptions();
   wire();
-  const params = new URLSearchParams(location.search);
-  const pati = Number(params.get("pati") || 0);
-  const init = INITIAL.initial || {};
+  const init = INITIAL.initial || {};  // the permalink as app.permalink decoded it
   writeState({
-    scenario: init.scenario || { kernel: DEFAULT_KERNEL },
+    scenario: init.scenario,
     vs: init.vs || null,
     event: init.event || null,
     view: init.view || "resolve",
-    pati: Number.isInteger(pati) && pati >= 0 && pati < 8 ? pati : 0,
+    pati: init.pati || 0,
   });
   PRESETS = INITIAL.presets || [];
   if (!PRESETS.length) {

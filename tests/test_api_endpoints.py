@@ -151,6 +151,20 @@ async def test_presets_are_valid_resolve_bodies(client):
     assert r.status_code == 200 and r.json()["name"] == "ovmf"
 
 
+async def test_ovmf_preset_says_what_guest_pat_does(client):
+    """The VRAM gets UC in EPT with IPAT clear: guest PAT still combines (MTRR x PAT table),
+    so PAT WC gives WC even over UC, and every other PAT type gives UC."""
+    p = PRESETS["ovmf"]
+    assert "whatever guest PAT says" not in p.description
+    assert "IPAT clear" in p.description and "UC x WC = WC" in p.description
+    j = await resolve(client, p.request())
+    assert j["gpa"] == "0xfd000000" and j["is_mmio"] is False
+    assert (j["ept"]["memtype"], j["ept"]["ipat"], j["ept"]["mask"]) == ("UC", False, "0x00")
+    assert j["pat"][1]["pat_type"] == "WC" and j["pat"][1]["effective"] == "WC"  # Linux PA1
+    others = {row["pat_type"]: row["effective"] for row in j["pat"] if row["pat_type"] != "WC"}
+    assert others and set(others.values()) == {"UC"}, others
+
+
 async def test_bochs_regression_preset(client):
     """6.11-rc1 honours guest PAT on a self-snoop CPU: bochs VRAM mapped UC- becomes UC."""
     body = PRESETS["bochs-6.11-rc1"].request()
@@ -251,6 +265,42 @@ async def test_decode_trace_line(client):
     assert by_era["v6.11-rc1"]["matches"] is False  # self-snoop: WB without IPAT
 
 
+@pytest.mark.parametrize("body, level, size", [
+    ({"spte": "0xb7", "level": 2}, 2, "2M"),
+    ({"spte": "0xb7", "level": 3}, 3, "1G"),
+    ({"spte": "0xb7", "level": 1}, 1, "4K"),  # a PTE: bit 7 is ignored there
+    ({"spte": "0x37"}, 1, "4K"),  # PS clear, no level: a PTE
+    ({"line": "kvm_mmu_set_spte: gfn 40000 spte 6000000040000bb7 (rwx) level 2 at 1"}, 2, "2M"),  # the line's level
+    ({"line": "kvm_mmu_set_spte: gfn 40000 spte 6000000040000bb7 (rwx) level 1 at 1", "level": 3}, 3, "1G"),
+])
+async def test_decode_levels(client, body, level, size):
+    r = await client.post("/api/v1/decode", json=body)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert (j["level"], j["page_size"]) == (level, size)
+    assert {f["name"]: f["value"] for f in j["fields"]}["PS"] == (1 if "b7" in str(body) else 0)
+
+
+async def test_decode_not_present_is_no_misconfiguration(client):
+    """XWR=000: the CPU never checks the rest (an access is an EPT violation), even memtype 7."""
+    j = (await client.post("/api/v1/decode", json={"spte": "0x38"})).json()
+    assert j["memtype_bits"] == 7 and j["memtype"] is None and j["notation"] == "reserved(7)"
+    assert j["misconfig"] == [] and j["misconfigured"] is False
+    j = (await client.post("/api/v1/decode", json={"spte": "0x3f"})).json()  # present: now it is
+    assert j["misconfigured"] is True and "reserved" in j["misconfig"][0]
+    j = (await client.post("/api/v1/decode", json={"spte": "0x7a"})).json()  # W without R, reserved type 7, IPAT
+    assert j["notation"] == "reserved(7)!" and len(j["misconfig"]) == 2
+
+
+async def test_notation_has_one_source():
+    """The API's `WB!` is app.x86.ept.notation (no copy in the web layer)."""
+    from app.api import convert, scenario
+    from app.x86 import ept
+
+    assert convert.notation is ept.notation and scenario.notation is ept.notation
+    assert "def notation" not in open(convert.__file__, encoding="utf-8").read()
+
+
 async def test_decode_reserved_memtype_is_a_misconfiguration(client):
     j = (await client.post("/api/v1/decode", json={"spte": "600000008000be57"})).json()  # bits 5:3 = 2
     assert j["memtype"] is None and j["memtype_bits"] == 2 and j["misconfigured"] is True
@@ -305,7 +355,8 @@ async def test_replay_events_and_text(client):
 async def test_openapi_has_examples_and_problem_json(client):
     spec = (await client.get("/openapi.json")).json()
     schemas = spec["components"]["schemas"]
-    for name in ("ResolveRequest", "ZapRequest", "DiffRequest", "ReplayRequest", "DecodeRequest", "MapRequest"):
+    for name in ("ResolveRequest", "ZapRequest", "DiffRequest", "ReplayRequest", "DecodeRequest", "MapRequest",
+                 "PermalinkRequest"):
         assert schemas[name].get("examples"), name
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
@@ -322,7 +373,8 @@ async def test_examples_in_schema_are_accepted(client):
     spec = (await client.get("/openapi.json")).json()
     schemas = spec["components"]["schemas"]
     for name, path in (("ResolveRequest", "resolve"), ("ZapRequest", "zap"), ("DiffRequest", "diff"),
-                       ("ReplayRequest", "replay"), ("DecodeRequest", "decode"), ("MapRequest", "map")):
+                       ("ReplayRequest", "replay"), ("DecodeRequest", "decode"), ("MapRequest", "map"),
+                       ("PermalinkRequest", "permalink")):
         for ex in schemas[name]["examples"]:
             r = await client.post(f"/api/v1/{path}", json=ex)
             assert r.status_code == 200, (name, r.text)

@@ -139,6 +139,7 @@ async def test_zap_refuses_quirk_and_era(client):
     ({"a": "x", "b": "v6.7"}, ["body", "a"], "unknown kernel era 'x'"),
     ({"a": "v4.2", "b": "v6.7", "limit": -1}, ["body", "limit"], "greater than or equal to 0"),
     ({"a": "v4.2", "b": "v6.7", "limit": True}, ["body", "limit"], "integer"),
+    ({"a": "v4.2", "b": "v6.7", "limit": 3.0}, ["body", "limit"], "integer"),
 ])
 async def test_diff_errors(client, body, loc, word):
     j = await problem(client, "/api/v1/diff", body)
@@ -155,6 +156,15 @@ async def test_diff_errors(client, body, loc, word):
     ({"line": "gfn fffffffff spte 7 level 1"}, ["body", "line"], "2^MAXPHYADDR"),
     ({"spte": 7, "kernels": ["v9"]}, ["body", "kernels", 0], "unknown kernel era"),
     ({"spte": 7, "vcpu": {"pat": "0x2"}}, ["body", "vcpu", "pat"], "reserved type 2"),
+    # the level (app.x86.ept.EptLeaf.decode): PS set cannot say 2M or 1G; PS clear above level 1 is a table
+    ({"spte": "0xb7"}, ["body", "level"], "bit 7 (PS) is set"),
+    ({"spte": "0x77", "level": 2}, ["body", "level"], "points to a table"),
+    ({"spte": "0x77", "level": 3}, ["body", "level"], "points to a table"),
+    ({"line": "gfn 1 spte 77 (rwx) level 2 at 0"}, ["body", "line"], "points to a table"),
+    ({"line": "gfn 1 spte b7 (rwx) level 0 at 0"}, ["body", "line"], "not a leaf level"),
+    ({"spte": "0xb7", "level": 4}, ["body", "level"], "less than or equal to 3"),
+    ({"spte": "0xb7", "level": 2.0}, ["body", "level"], "integer"),
+    ({"spte": 7, "kernels": []}, ["body", "kernels"], "at least 1"),
 ])
 async def test_decode_errors(client, body, loc, word):
     j = await problem(client, "/api/v1/decode", body)
@@ -166,7 +176,9 @@ async def test_decode_errors(client, body, loc, word):
     ({"generator": "ovmf", "trace": ""}, ["body"], "exactly one"),
     ({"generator": "coreboot"}, ["body", "generator"], "ovmf"),
     ({"generator": "ovmf", "vcpus": 0}, ["body", "vcpus"], "greater than or equal to 1"),
-    ({"generator": "ovmf", "vm": {"memory_map": []}}, ["body", "vm", "memory_map"], "empty"),
+    ({"generator": "ovmf", "vm": {"memory_map": []}}, ["body", "vm", "memory_map"], "a VM needs at least one memslot"),
+    ({"generator": "ovmf", "kernels": []}, ["body", "kernels"], "at least 1"),
+    ({"generator": "ovmf", "vcpus": 2.0}, ["body", "vcpus"], "integer"),
     ({"trace": "vcpu 0 frobnicate\n"}, ["body", "trace"], "line 1"),
     ({"events": [{"vcpu": 0, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0xc03"}}]},
      ["body", "events", 0, "value"], "reserved type 3"),
@@ -305,3 +317,45 @@ async def test_access_log_is_one_json_line(caplog):
         log.setLevel(logging.WARNING)
     lines = [json.loads(r.message) for r in caplog.records if r.name == "memtype.access"]
     assert lines and lines[-1]["path"] == "/healthz" and lines[-1]["status"] == 200 and lines[-1]["method"] == "GET"
+
+
+# Strict models: an integral float is not an integer (JSON Schema would say it is).
+FLOATS = [
+    ("/api/v1/resolve", {**BASE, "gpa": 4096.0}, ["body", "gpa"]),
+    ("/api/v1/resolve", {**BASE, "vm": {"maxphyaddr": 46.0}}, ["body", "vm", "maxphyaddr"]),
+    ("/api/v1/resolve", {**BASE, "vcpu": {"pat": float(0x0007040600070406)}}, ["body", "vcpu", "pat"]),
+    ("/api/v1/resolve", {**BASE, **mtrr(def_type=3078.0)}, ["body", "vcpu", "mtrr", "def_type"]),
+    ("/api/v1/resolve", {**BASE, **mtrr(def_type="0xc06", variable=[{"base": 0.0, "mask": "0x3fff80000800"}])},
+     ["body", "vcpu", "mtrr", "variable", 0, "base"]),
+    ("/api/v1/resolve", {**BASE, "vm": {"memory_map": [{"start": 0, "end": 4096.0}]}}, ["body", "vm", "memory_map", 0, "end"]),
+    ("/api/v1/zap", {"kernel": "v6.7", "event": {"kind": "mtrr_write", "msr": 767.0, "value": "0x806"}},
+     ["body", "event", "mtrr_write", "msr"]),
+    ("/api/v1/map", {"kernel": "v6.7", "pat_index": 1.0}, ["body", "pat_index"]),
+    ("/api/v1/decode", {"spte": 7.0}, ["body", "spte"]),
+    ("/api/v1/replay", {"events": [{"vcpu": 0.0, "event": {"kind": "cr0_cd", "value": True}}]}, ["body", "events", 0, "vcpu"]),
+    ("/api/v1/replay", {"generator": "ovmf", "rounds": 1.0}, ["body", "rounds"]),
+]
+
+
+@pytest.mark.parametrize("path, body, loc", FLOATS)
+async def test_integral_floats_are_refused(client, path, body, loc):
+    j = await problem(client, path, body)
+    assert any(e["loc"][:len(loc)] == loc for e in j["errors"]), j["errors"]
+    assert j["errors"][0]["type"] in ("hex_type", "int_type"), j["errors"]
+
+
+async def test_integers_still_accepted(client):
+    r = await client.post("/api/v1/resolve", json={**BASE, "gpa": 4096, "vm": {"maxphyaddr": 46},
+                                                   "vcpu": {"pat": 0x0007040600070406}})
+    assert r.status_code == 200, r.text
+    r = await client.post("/api/v1/map", json={"kernel": "v6.7", "pat_index": 1})
+    assert r.status_code == 200, r.text
+
+
+async def test_omitted_kernels_mean_all_eras(client):
+    from app.kvm.eras import ERAS
+
+    j = (await client.post("/api/v1/decode", json={"spte": 7})).json()
+    assert [e["kernel"] for e in j["eras"]] == list(ERAS)
+    j = (await client.post("/api/v1/decode", json={"spte": 7, "kernels": ["v6.7"]})).json()
+    assert [e["kernel"] for e in j["eras"]] == ["v6.7"]

@@ -124,3 +124,69 @@ async def test_bad_input_is_a_422_problem_naming_the_field(client, body, loc):
     j = r.json()
     assert j["status"] == 422 and j["errors"]
     assert any(e["loc"][:len(loc)] == loc for e in j["errors"]), j["errors"]
+
+
+def _holey(n_pairs: int, holes: int, maxphyaddr: int = 46) -> dict:
+    """n_pairs valid 4 KiB pairs whose masks have `holes` clear bits (13, 15, ...): 2^holes blocks each."""
+    mask = ((1 << maxphyaddr) - 1) & ~0xFFF
+    for i in range(holes):
+        mask &= ~(1 << (13 + 2 * i))
+    var = [{"base": hex(n << 24), "mask": hex(mask | 0x800)} for n in range(n_pairs)]
+    return {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": var}}}
+
+
+async def test_too_many_blocks_is_refused_before_building(client):
+    """8 pairs of 12 holes = 32768 SDM blocks: once 3.5 s and 11 MB, now an early 422."""
+    import time
+
+    t = time.perf_counter()
+    r = await client.post("/api/v1/map", json=_holey(8, 12))
+    assert time.perf_counter() - t < 0.5
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    j = r.json()
+    assert j["errors"][0]["loc"] == ["body", "vcpu", "mtrr", "variable"]
+    assert "more than 1024 blocks" in j["errors"][0]["msg"] and "pair 0" in j["errors"][0]["msg"]
+    assert "at most 1024 variable-range blocks" in j["errors"][0]["rule"]
+    assert "vcpu.mtrr.variable" in j["detail"]
+    # the limit is over all pairs: 8 x 256 blocks is refused at the pair that crosses it
+    j = (await client.post("/api/v1/map", json=_holey(8, 8))).json()
+    assert j["status"] == 422 and "pair 4" in j["errors"][0]["msg"]
+
+
+async def test_block_limit_is_inclusive_and_bounds_the_answer(client):
+    from app.api.scenario import MAX_MAP_BLOCKS, MAX_MAP_RUNS
+
+    assert MAX_MAP_BLOCKS == 8 * 2 ** 7
+    j = await post_map(client, _holey(8, 7))  # exactly 1024 blocks
+    assert len([m for m in j["mtrr_ranges"] if m["source"].startswith("variable")]) == MAX_MAP_BLOCKS
+    assert len(j["runs"]) <= MAX_MAP_RUNS
+    # invalid pairs (V clear) and MTRRs disabled split nothing, whatever their masks
+    body = _holey(8, 12)
+    off = {**body, "vcpu": {"mtrr": {**body["vcpu"]["mtrr"], "def_type": "0x6"}}}
+    assert (await client.post("/api/v1/map", json=off)).status_code == 200
+    cleared = [{"base": p["base"], "mask": hex(int(p["mask"], 16) & ~0x800)} for p in body["vcpu"]["mtrr"]["variable"]]
+    assert (await client.post("/api/v1/map", json={**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": cleared}}})).status_code == 200
+
+
+async def test_run_limit_on_the_answer(client, monkeypatch):
+    import app.api.scenario as sc
+
+    body = {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": OVMF_MTRR}}
+    n = len((await post_map(client, body))["runs"])
+    monkeypatch.setattr(sc, "MAX_MAP_RUNS", n - 1)
+    r = await client.post("/api/v1/map", json=body)
+    assert r.status_code == 422, r.text
+    e = r.json()["errors"][0]
+    assert e["loc"] == ["body", "vcpu", "mtrr", "variable"] and f"{n} runs" in e["msg"] and e["rule"]
+    monkeypatch.setattr(sc, "MAX_MAP_RUNS", n)
+    assert (await client.post("/api/v1/map", json=body)).status_code == 200
+
+
+async def test_block_count_waits_for_validation(client):
+    """MAXPHYADDR and reserved mask bits are reported as such, not as a block count."""
+    body = _holey(8, 12)
+    r = await client.post("/api/v1/map", json={**body, "vm": {**NCDMA, "maxphyaddr": 60}})
+    assert r.json()["errors"][0]["loc"] == ["body", "vm", "maxphyaddr"]
+    bad = {**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x0", "mask": "0x801"}]}}}
+    r = await client.post("/api/v1/map", json=bad)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][:5] == ["body", "vcpu", "mtrr", "variable", 0]

@@ -4,13 +4,21 @@ decode(encode(state)) == state, so a link pasted in a thread reopens the same sc
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+from dataclasses import replace
+from urllib.parse import urlencode
+
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import app.permalink as permalink_mod
 from app.kvm.layouts import ovmf_state
 from app.kvm.scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Access, Event, MemRange, VcpuState, VmConfig
-from app.permalink import LinkState, decode, encode, request_body, url
+from app.permalink import LinkState, decode, encode, event_json, request_body, scenario_json, url
 from app.presets import PRESETS
 from app.x86.memtype import MemTypeError
 from app.x86.mtrr import MtrrState, VarMtrr
@@ -52,11 +60,37 @@ def test_presets_round_trip(name):
     ("fixed=WB*16", "fixed"), ("fixed=XX*88", "fixed"), ("var=0x1000", "var"), ("map=0x0-0x1000:rom", "map"),
     ("event=cr4", "event"), ("event=mtrr_write&event_value=0x1", "event_msr"), ("event=cr0_cd", "event_value"),
     ("maxphyaddr=abc", "maxphyaddr"), ("mtrr=ovmf&maxphyaddr=99", "maxphyaddr"),
+    # str.isdigit() is true for these, int() refuses '²' and accepts '٣' (Arabic-Indic 3): ASCII only
+    ("maxphyaddr=%C2%B2", "maxphyaddr"), ("maxphyaddr=%D9%A3%D9%A6", "maxphyaddr"), ("maxphyaddr=4%EF%BC%96", "maxphyaddr"),
+    ("maxphyaddr=1000", "maxphyaddr"), ("maxphyaddr=", "maxphyaddr"), ("maxphyaddr=46%0A", "maxphyaddr"),
+    ("fixed=UC*%C2%B2", "fixed"), ("fixed=UC*%D9%A8%D9%A8", "fixed"), ("fixed=WB*16,UC*72%0A", "fixed"),
+    ("fixed=WB*089", "fixed"), ("fixed=WB*0,UC*88", "fixed"),
+    ("pati=8", "pati"), ("pati=%C2%B2", "pati"), ("pati=-1", "pati"), ("pati=", "pati"),
 ])
 def test_bad_params_name_the_parameter(query, field):
     with pytest.raises(MemTypeError) as e:
         decode(query)
     assert e.value.field == field
+
+
+def test_pati_is_the_page_only_parameter():
+    s = LinkState("v6.7", pati=5)
+    assert encode(s) == "v=1&kernel=v6.7&pati=5"
+    assert decode("v=1&kernel=v6.7&pati=5") == s
+    assert decode("pati=0") == LinkState() and encode(LinkState(pati=0)) == "v=1"
+    assert request_body(s) == request_body(LinkState("v6.7"))  # the API bodies never carry it
+    assert "pati" in permalink_mod.__doc__
+
+
+def test_decimal_parameters_are_ascii_only():
+    # no int()/isdigit() left in the decoder: every decimal goes through one ASCII-only check
+    import ast
+
+    tree = ast.parse(open(permalink_mod.__file__, encoding="utf-8").read())
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert not calls & {"isdigit", "isnumeric", "isdecimal"}
+    assert decode("maxphyaddr=040").vm.maxphyaddr == 40
+    assert decode("fixed=WB*16,UC*72") == decode("fixed=WB*016,UC*72")
 
 
 def test_unknown_params_are_ignored():
@@ -93,7 +127,8 @@ def states(draw):
                                   st.sampled_from([0x2FF, 0x200, 0x250]))))
     access = Access(draw(st.integers(0, (1 << maxphy) - 1)), draw(st.one_of(st.none(), bools)))
     return LinkState(draw(st.sampled_from(["v4.2", "v6.7", "v6.16"])), vm, vcpu, access, ev,
-                     draw(st.one_of(st.none(), st.just("v6.11"))), draw(st.sampled_from(["resolve", "zap", "diff"])))
+                     draw(st.one_of(st.none(), st.just("v6.11"))), draw(st.sampled_from(["resolve", "zap", "diff"])),
+                     draw(st.integers(0, 7)))
 
 
 @settings(max_examples=150, deadline=None)
@@ -102,3 +137,225 @@ def test_round_trip_any_state(s):
     q = encode(s)
     assert q.startswith("v=1") and " " not in q
     assert decode(q) == s
+
+
+# -- the page at / never fails on a permalink ---------------------------------------------
+
+
+def call(app, method: str, path: str, **kw) -> httpx.Response:
+    """One request through the ASGI app, from a plain (sync) test: Hypothesis drives those
+    more reliably than async ones."""
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.request(method, path, **kw)
+    return asyncio.run(go())
+
+
+INITIAL = re.compile(r'<script type="application/json" id="initial-state">(.*?)</script>', re.S)
+
+
+def initial_state(html: str) -> dict:
+    m = INITIAL.search(html)
+    assert m, html[:500]
+    return json.loads(m.group(1))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("query, field", [
+    ("maxphyaddr=%C2%B2", "maxphyaddr"),
+    ("fixed=UC*%C2%B2", "fixed"),
+    ("v=1&kernel=v6.7&maxphyaddr=%D9%A3%D9%A6", "maxphyaddr"),
+    ("pati=9", "pati"),
+])
+async def test_page_with_unicode_digits_shows_the_error(client, query, field):
+    r = await client.get("/?" + query)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    j = initial_state(r.text)
+    assert j["error"]["field"] == field and j["error"]["message"]
+    assert j["initial"]["scenario"]["vm"]["maxphyaddr"] == 46  # the defaults are drawn
+
+
+@pytest.mark.anyio
+async def test_page_passes_pati_and_the_register_encodings(client):
+    j = initial_state((await client.get("/?v=1&kernel=v6.7&pati=3")).text)
+    assert j["error"] is None and j["initial"]["pati"] == 3 and j["initial"]["kernel"] == "v6.7"
+    reg = j["registers"]
+    assert reg["types"] == {"0": "UC", "1": "WC", "4": "WT", "5": "WP", "6": "WB", "7": "UC-"}
+    assert reg["pat_codes"] == [0, 1, 4, 5, 6, 7] and reg["mtrr_codes"] == [0, 1, 4, 5, 6]
+    assert [f["msr"] for f in reg["fixed_msrs"]] == [0x250, 0x258, 0x259, *range(0x268, 0x270)]
+    assert {p["name"]: p["value"] for p in reg["pat_presets"]}["linux"] == "0x0407050600070106"
+
+
+# Every permalink parameter with a few good values: the decoder stops at the first bad
+# parameter, so a fuzzed one is only reached when those checked before it pass.
+GOOD = {
+    "v": ["1"], "view": ["resolve", "zap", "diff"], "kernel": ["v6.7", "v4.2"], "vs": ["v6.11"],
+    "ncdma": ["1"], "cdnw_quirk": ["0"], "pat_quirk": ["1"], "selfsnoop": ["0"], "guest_mtrr": ["1"],
+    "maxphyaddr": ["46", "40"], "map": ["0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"], "cd": ["1"], "nw": ["0"],
+    "pg": ["1"], "pat": ["linux", "0x0007040600070406"], "mtrr": ["ovmf", "seabios-linux"], "deftype": ["0xc06"],
+    "fixed": ["WB*16,UC*72"], "var": ["0x80000000:0x3fff80000800"], "gpa": ["0xfd000000"], "mmio": ["0"],
+    "event": ["cr0_cd", "mtrr_write", "pat_write"], "event_msr": ["0x2ff"], "event_value": ["0", "0x806"],
+    "event_nw": ["1"], "pati": ["3"],
+}
+NAMES = list(GOOD)
+PIECES = ["0", "1", "46", "²", "٣", "٦", "４", "𝟒", "¹", "0x", "0x10", "0xfd000000", "0xffffffffffffffff", "ff",
+          "UC", "WB", "UC-", "*", "**", ",", ":", "-", "*88", "*²", "ram", "mmio", "v6.7", "v4.2", "zap", "diff",
+          "ovmf", "ovmf-linux", "linux", "cr0_cd", "mtrr_write", "pat_write", "noncoherent_dma", "\n", " ", "%", "\x00"]
+# decimal-looking text: ASCII digits mixed with Unicode ones, decimal ('٣', int() reads it) and
+# digit-but-not-decimal ('²', str.isdigit() says yes, int() refuses)
+UNICODE_DIGITS = [chr(c) for c in range(0x80, 0x20000) if chr(c).isdigit()]
+digit_char = st.one_of(st.sampled_from("0123456789"), st.sampled_from(UNICODE_DIGITS))
+digits = st.text(alphabet=digit_char, min_size=1, max_size=3)
+runs = st.lists(st.tuples(st.sampled_from(["UC", "WB", "WC", "UC-", "XX", ""]), digits).map("*".join),
+                min_size=1, max_size=4).map(",".join)
+fuzz = st.one_of(st.text(max_size=12), digits, runs, st.lists(st.sampled_from(PIECES), max_size=6).map("".join))
+
+
+def fuzz_for(name: str) -> st.SearchStrategy[str]:
+    own = {"maxphyaddr": digits, "pati": digits, "fixed": runs}.get(name)  # the decimal parameters
+    return st.one_of(own, fuzz) if own is not None else fuzz
+
+
+@st.composite
+def queries(draw) -> list[tuple[str, str]]:
+    """Some parameters fuzzed, the others absent or good (in the decoder's order, so a
+    fuzzed one is reached), plus stray and repeated parameters with arbitrary names."""
+    bad = set(draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3)))
+    pairs = []
+    for name in NAMES:
+        if name in bad:
+            pairs.append((name, draw(fuzz_for(name))))
+        elif draw(st.booleans()):
+            pairs.append((name, draw(st.sampled_from(GOOD[name]))))
+    pairs += draw(st.lists(st.tuples(st.one_of(st.sampled_from(NAMES), st.text(max_size=6)), fuzz), max_size=2))
+    return pairs
+
+
+@st.composite
+def decimal_queries(draw) -> list[tuple[str, str]]:
+    """Good parameters around one decimal parameter given ASCII and Unicode digits."""
+    name = draw(st.sampled_from(["maxphyaddr", "pati", "fixed"]))
+    pairs = [(n, draw(st.sampled_from(GOOD[n]))) for n in NAMES if n != name and n != "mtrr" and draw(st.booleans())]
+    return [*pairs, (name, draw(runs if name == "fixed" else digits))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["maxphyaddr", "pati", "fixed"]), st.one_of(digits, runs))
+def test_decimal_parameters_fuzz(name, value):
+    """The decimal parameters with ASCII and Unicode digits: a number, or a MemTypeError naming
+    the parameter (str.isdigit() + int() raised ValueError for '²': a 500 on GET /)."""
+    try:
+        decode([(name, value)])
+    except MemTypeError as e:
+        assert e.field == name
+    else:
+        assert value.isascii()
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(queries(), decimal_queries()))
+def test_decode_fuzz_raises_only_memtype_errors(pairs):
+    """decode() either returns a state or names the parameter; nothing else escapes."""
+    for q in (urlencode(pairs), pairs):
+        try:
+            s = decode(q)
+        except MemTypeError as e:
+            assert e.field and e.message
+        else:
+            assert isinstance(s, LinkState)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(queries(), decimal_queries()))
+def test_page_fuzz_never_500(api_app, pairs):
+    """GET / with any query: the page (200), the state or the defaults plus a message naming
+    the parameter; never a 500 nor the decoder-bug fallback."""
+    r = call(api_app, "GET", "/?" + urlencode(pairs))
+    assert r.status_code == 200, (pairs, r.text[:300])
+    j = initial_state(r.text)
+    if j["error"] is not None:
+        assert j["error"]["field"] in NAMES, j["error"]  # named, not the decoder-bug fallback
+
+
+# -- POST /api/v1/permalink: the page's encoder ----------------------------------------------
+
+
+def page_body(s: LinkState) -> dict:
+    """What static/app.js posts: a resolve body plus event, vs, view and pati."""
+    body = scenario_json(s.kernel, s.vm, s.vcpu, s.access) | {"view": s.view, "pati": s.pati}
+    if s.vs is not None:
+        body["vs"] = s.vs
+    if s.event is not None:
+        body["event"] = event_json(s.event)
+    return body
+
+
+RICH = "v=1&view=zap&kernel=v6.7&vs=v4.2&ncdma=1&cd=1&pat=linux&mtrr=ovmf&gpa=0xfd000000&event=cr0_cd&event_value=0&pati=1"
+
+
+@pytest.mark.anyio
+async def test_permalink_endpoint_writes_the_query(client):
+    s = decode(RICH)
+    r = await client.post("/api/v1/permalink", json=page_body(s))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"query": RICH, "url": "http://testserver/?" + RICH}
+    r = await client.post("/api/v1/permalink", json={"kernel": "v6.16"})
+    assert r.json()["query"] == "v=1"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", list(PRESETS))
+async def test_permalink_endpoint_round_trips_presets(client, name):
+    s = replace(PRESETS[name].state, vs=PRESETS[name].compare, pati=3)
+    for state in (s, replace(s, view="zap") if s.event else replace(s, view="diff")):
+        j = (await client.post("/api/v1/permalink", json=page_body(state))).json()
+        assert j["query"] == encode(state) and decode(j["query"]) == state
+
+
+@settings(max_examples=60, deadline=None)
+@given(states())
+def test_permalink_endpoint_is_encode(api_app, s):
+    """For any state: the link is app.permalink's, for exactly the scenarios resolve validates
+    (the era's own refusals, e.g. a quirk it cannot turn off, are resolve's answer to give)."""
+    r = call(api_app, "POST", "/api/v1/permalink", json=page_body(s))
+    try:
+        s.vcpu.validate(s.vm.validate())
+        s.access.validate(s.vm)
+        valid = True
+    except MemTypeError:
+        valid = False
+    assert r.status_code == (200 if valid else 422), r.text
+    if valid:
+        assert r.json()["query"] == encode(s) and decode(r.json()["query"]) == s
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body, loc", [
+    ({"kernel": "v9"}, ["body", "kernel"]),
+    ({"kernel": "v6.7", "vs": "v9"}, ["body", "vs"]),
+    ({"kernel": "v6.7", "pati": 8}, ["body", "pati"]),
+    ({"kernel": "v6.7", "pati": 1.0}, ["body", "pati"]),
+    ({"kernel": "v6.7", "view": "list"}, ["body", "view"]),
+    ({"kernel": "v6.7", "vcpu": {"pat": "0x02"}}, ["body", "vcpu", "pat"]),
+    ({"kernel": "v6.7", "vcpu": {"mtrr": {"fixed": ["0x0"] * 5 + ["0x02"] + ["0x0"] * 5}}}, ["body", "vcpu", "mtrr", "fixed", 5]),
+    ({"kernel": "v6.7", "vcpu": {"cr0_nw": True}}, ["body", "vcpu", "cr0_nw"]),
+    ({"kernel": "v6.7", "gpa": "0x400000000000"}, ["body", "gpa"]),
+    ({"kernel": "v6.7", "vm": {"maxphyaddr": 60}}, ["body", "vm", "maxphyaddr"]),
+])
+async def test_permalink_endpoint_refuses_what_resolve_refuses(client, body, loc):
+    r = await client.post("/api/v1/permalink", json=body)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    assert r.json()["errors"][0]["loc"] == loc, r.json()
+
+
+def test_page_script_has_no_second_encoder():
+    """static/app.js asks POST /api/v1/permalink for the address bar and gets the register
+    encodings from the page: no copy of app/permalink.py or of app.x86's constants."""
+    from pathlib import Path
+
+    js = (Path(__file__).resolve().parents[1] / "static" / "app.js").read_text(encoding="utf-8")
+    assert '"/permalink"' in js and "history.replaceState" in js
+    for copy in ("permalinkQuery", "fixedRuns", "layoutFor", "canonMtrr", "PAT_PRESETS", "MTRR_LAYOUTS",
+                 "0x0007040600070406", "0x0407050600070106", "MTRRfix", "0x250", "event_msr", "event_value", "event_nw"):
+        assert copy not in js, copy

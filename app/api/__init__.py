@@ -1,7 +1,7 @@
 """The JSON API under /api/v1: routers, schemas, problem details, limits.
 
     meta.py      GET  /kernels, /kernels/{id}, /presets, /presets/{name}
-    scenario.py  POST /resolve, /zap, /map, /decode
+    scenario.py  POST /resolve, /zap, /map, /decode, /permalink (the page's address bar)
     diff.py      POST /diff
     replay.py    POST /replay, GET /replay/generators
     schemas.py   pydantic models;  convert.py  JSON <-> core;  errors.py  RFC 9457

@@ -20,7 +20,7 @@ from ..kvm.ranges import Range
 from ..kvm.resolve import Resolution
 from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
 from ..kvm.zap import ZapAudit
-from ..x86.ept import EptLeaf, mt_mask
+from ..x86.ept import EptLeaf, mt_mask, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import FIXED_MSRS, Lookup, MtrrState, VarMtrr
 from ..x86.pat import Pat
@@ -28,11 +28,6 @@ from . import schemas as s
 from .errors import RuleViolation, field_loc
 
 Loc = list[str | int]
-
-
-def notation(mt: MemType, ipat: bool) -> str:
-    """`WB!` = WB with IPAT (guest PAT ignored); `WB` = IPAT clear."""
-    return mt.label + ("!" if ipat else "")
 
 
 def aliases(map_loc: Sequence[str | int] = ("vm", "memory_map"), event: Sequence[str | int] = ("event",)) -> dict:

@@ -53,7 +53,7 @@ async def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam =
     type relative to A's (weaker, stronger, incomparable, or same = EPT entry only), plus
     the rows grouped with '*' for dimensions that do not matter. States an era cannot have
     are skipped and counted."""
-    with core_errors({"kernel": ["a"]}):
+    with core_errors():
         get_era(req.a, "a")
         get_era(req.b, "b")
     link = url(LinkState(req.a, vs=req.b, view="diff"), base_url(request))

@@ -65,9 +65,7 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"],
                "rounds": ["rounds"], "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
     with core_errors(al):
-        vm.validate()
-        if not vm.memory_map:
-            raise MemTypeError("memory_map", "the memory map is empty", "a replay needs at least one memslot")
+        vm.validate()  # refuses an empty memory map too
         initial = to_vcpu(req.initial, "initial").validate(vm, "initial")
         eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
         if req.generator is not None:

@@ -1,4 +1,4 @@
-"""POST endpoints over one scenario: resolve, zap, map and decode."""
+"""POST endpoints over one scenario: resolve, zap, map, decode and permalink."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from fastapi.responses import Response
 
 from ..kvm.eras import ERAS, get_era
 from ..kvm.memmap import address_map, mtrr_ranges
-from ..kvm.resolve import mask_at, resolve
-from ..kvm.scenario import Access
+from ..kvm.resolve import check, mask_at, resolve
+from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.zap import audit
-from ..permalink import LinkState, url
+from ..permalink import LinkState, encode, url
 from ..render import render_resolve, render_zap
-from ..x86.ept import EptLeaf
+from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
 from . import schemas as s
 from .common import ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
@@ -72,19 +72,52 @@ async def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = N
     return json_response(audit_out(a, link))
 
 
+MAX_MAP_BLOCKS = 1024
+"""Most SDM blocks the variable pairs of a map request may split into (a PHYSMASK with k
+holes inside MAXPHYADDR matches 2^k blocks; 8 pairs of 12 holes would be 32768 ranges)."""
+MAX_MAP_RUNS = 2000
+"""Most runs a map response carries (its MTRR ranges are bounded by MAX_MAP_BLOCKS + 88)."""
+MAP_RULE = (f"the map shows at most {MAX_MAP_BLOCKS} variable-range blocks and {MAX_MAP_RUNS} runs "
+            "(a PHYSMASK with k holes splits its range into 2^k blocks); POST /api/v1/resolve answers "
+            "for any single address")
+
+
+def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
+    """Refuse, before building anything, variable ranges that split into too many blocks."""
+    m = vcpu.mtrr
+    if not m.enabled:
+        return  # MTRRs off: no variable range splits the map
+    left = MAX_MAP_BLOCKS
+    for n, pair in enumerate(m.variable):
+        if not pair.valid:
+            continue
+        try:  # the core refuses a pair whose blocks exceed `limit` without listing them
+            left -= len(pair.sdm_blocks(vm.maxphyaddr, limit=left, field=f"vcpu.mtrr.variable[{n}].mask"))
+        except MemTypeError:
+            raise MemTypeError("vcpu.mtrr.variable",
+                               f"the valid pairs' masks split their ranges into more than {MAX_MAP_BLOCKS} "
+                               f"blocks (pair {n} reaches the limit)", MAP_RULE) from None
+
+
 @router.post("/map", response_model=s.MapResponse, responses=ERRORS,
              summary="The guest-physical space as runs of one answer")
 async def map_endpoint(req: s.MapRequest) -> Response:
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
-    programmed MTRR ranges."""
+    programmed MTRR ranges. Bounded: variable ranges whose masks split into more than
+    MAX_MAP_BLOCKS (1024) blocks, or an answer above MAX_MAP_RUNS (2000) runs,
+    are refused (422 at vcpu.mtrr.variable)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
         era = get_era(req.kernel)
         vcpu = to_vcpu(req.vcpu)
+        check(era, vm, vcpu)  # before counting blocks: MAXPHYADDR and the masks' reserved bits
+        _check_map_size(vcpu, vm)
         runs = address_map(era, vm, vcpu, req.pat_index)
         ranges = mtrr_ranges(vcpu, vm)
+        if len(runs) > MAX_MAP_RUNS:
+            raise MemTypeError("vcpu.mtrr.variable", f"the map splits into {len(runs)} runs", MAP_RULE)
 
     def label(t: MemType | None) -> str | None:
         return t.label if t is not None else None
@@ -103,9 +136,28 @@ async def map_endpoint(req: s.MapRequest) -> Response:
     ))
 
 
+@router.post("/permalink", response_model=s.PermalinkResponse, responses=ERRORS,
+             summary="The permalink of a state of the page")
+async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Response:
+    """The page's state (a resolve body plus `event`, `vs`, `view` and `pati`) as a permalink
+    to `/`, written by app.permalink (the only encoder: the page asks here rather than keep a
+    copy). The scenario must be one resolve accepts (422 otherwise, naming the field); the
+    event is written as given (zap checks it)."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    with core_errors(aliases(map_loc)):
+        era = get_era(req.kernel)
+        if req.vs is not None:
+            get_era(req.vs, "vs")
+        vcpu = to_vcpu(req.vcpu).validate(vm.validate())
+        access = Access(req.gpa, req.mmio).validate(vm)
+        event = to_event(req.event) if req.event is not None else None
+    state = LinkState(era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
+
+
 TRACE_LINE = re.compile(
     r"gfn\s+(?:0x)?(?P<gfn>[0-9a-fA-F]{1,16})\s+spte\s+(?:0x)?(?P<spte>[0-9a-fA-F]{1,16})"
-    r"(?:\s+\([^)]*\))?\s+level\s+(?P<level>\d{1,2})\b"
+    r"(?:\s+\([^)]*\))?\s+level\s+(?P<level>[0-9]{1,2})\b"
 )
 
 
@@ -113,10 +165,14 @@ TRACE_LINE = re.compile(
 async def decode_endpoint(req: s.DecodeRequest) -> Response:
     """`spte` as `kvm_mmu_set_spte` prints it (hex, `0x` optional) or the whole trace `line`
     ("gfn %llx spte %llx (...) level %d at %llx"). Returns its fields, flags a reserved
-    memtype (or XWR) as an EPT misconfiguration, and says what each era would put there for
-    the given scenario (`vm`, `vcpu`, `gpa`: default the line's gfn, else 0)."""
+    memtype (or XWR) of a present entry as an EPT misconfiguration, and says what each era
+    would put there for the given scenario (`vm`, `vcpu`, `gpa`: default the line's gfn,
+    else 0). The level comes from `level`, else from the line, else 1; an entry with bit 7
+    (PS) set needs one (2M or 1G cannot be told apart), and level 2 or 3 with PS clear is
+    not a leaf (422)."""
     gfn = None
     level = req.level
+    level_loc: list[str | int] = ["level"]  # where the level came from
     if (req.spte is None) == (req.line is None):
         raise RuleViolation(MemTypeError("spte", "give exactly one of spte and line", "one leaf per request"),
                             ["body", "spte"])
@@ -128,16 +184,14 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
                                 ["body", "line"])
         gfn, raw = int(m["gfn"], 16), int(m["spte"], 16)
         if level is None:
-            level = int(m["level"])
+            level, level_loc = int(m["level"]), ["line"]
+        raw_loc: list[str | int] = ["line"]
     else:
         assert req.spte is not None
-        raw = req.spte
-    if level is None:
-        level = 2 if raw & (1 << 7) else 1
-    if not 1 <= level <= 3:
-        raise RuleViolation(MemTypeError("level", f"level {level} is not a leaf level",
-                                         "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)"), ["body", "line"])
-    leaf = EptLeaf(raw, level)
+        raw, raw_loc = req.spte, ["spte"]
+    with core_errors({"level": level_loc, "spte": raw_loc}):
+        leaf = EptLeaf.decode(raw, level, "spte")
+    level = leaf.level
     gpa = req.gpa if req.gpa is not None else (gfn << 12 if gfn is not None else 0)
     vm, map_loc = to_vm(req.vm)
     al = aliases(map_loc)
@@ -160,10 +214,13 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
                                    matches=(int(mr.memtype), mr.ipat) == (leaf.memtype_bits, leaf.ipat)))
     lo = leaf_out(leaf)
     mt = leaf.memtype_bits
-    name = MemType(mt).label if mt in EPT_TYPES else None
+    memtype = MemType(mt) if mt in EPT_TYPES else None
     return json_response(s.DecodeResponse(
         raw=lo.raw, level=level, page_size=lo.page_size, gfn=f"{gfn:#x}" if gfn is not None else None,
-        gpa=f"{gpa:#x}", memtype=name, memtype_bits=mt, ipat=leaf.ipat,  # type: ignore[arg-type]
-        notation=(name or f"reserved({mt})") + ("!" if leaf.ipat else ""),
+        gpa=f"{gpa:#x}", memtype=memtype.label if memtype is not None else None,  # type: ignore[arg-type]
+        memtype_bits=mt, ipat=leaf.ipat,
+        # the core's compact form; a reserved type has no name, so it is spelled out
+        notation=notation(memtype, leaf.ipat) if memtype is not None
+        else f"reserved({mt})" + ("!" if leaf.ipat else ""),
         fields=lo.fields, misconfig=lo.misconfig, misconfigured=bool(lo.misconfig), eras=eras,
     ))

@@ -1,11 +1,13 @@
 """Request and response models of the JSON API (pydantic v2).
 
-Requests are strict (`0` is not a boolean, `"1"` is not an integer) and refuse unknown
-members. Every 64-bit register or address is an integer or a `"0x..."` string of 1-16
-hex digits; the JSON schema of each such field also states the reserved-value rules it can
-(PAT bytes, fixed-range MTRR types, reserved MSR bits) so generated clients and fuzzers
-know them. The rules themselves are enforced by the core (app.x86, app.kvm), whose
-MemTypeError becomes a 422 problem naming the field and the rule, so a message reads
+Requests are strict (`0` is not a boolean, `"1"` is not an integer, nor is `4096.0`: JSON
+Schema counts an integral float as an integer, this API does not) and refuse unknown
+members; a list that may be omitted (`kernels`) may not be empty. Every 64-bit register
+or address is an integer or a `"0x..."` string of 1-16 hex digits; the JSON schema of each
+such field also states the reserved-value rules it can (PAT bytes, fixed-range MTRR types,
+reserved MSR bits) so generated clients and fuzzers know them. The rules themselves are
+enforced by the core (app.x86, app.kvm), whose MemTypeError becomes a 422 problem naming
+the field and the rule, so a message reads
 "PAT entry 3 has reserved type 2" rather than "string does not match pattern".
 
 Responses write addresses and registers as `"0x..."` strings and memory types by their SDM
@@ -57,8 +59,9 @@ MSR_PATTERN = r"^0[xX]0{0,13}2(0[0-9a-fA-F]|5[089]|6[89a-fA-F]|[fF][fF])$"
 def _parse_hex(value: Any, bare: bool = False) -> int:
     if isinstance(value, bool):
         raise PydanticCustomError("hex_type", "expected an integer or a '0x...' hex string, not a boolean")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON Schema: 3.0 is an integer
+    if isinstance(value, float):
+        raise PydanticCustomError("hex_type", "expected an integer or a '0x...' hex string, not a number with a "
+                                  "fraction or exponent ({value})", {"value": value})
     if isinstance(value, int):
         if not 0 <= value <= U64_MAX:
             raise PydanticCustomError("hex_range", "{value} does not fit in 64 bits (0..2^64-1)", {"value": value})
@@ -75,14 +78,8 @@ def _parse_hex(value: Any, bare: bool = False) -> int:
     raise PydanticCustomError("hex_type", "expected an integer or a '0x...' hex string")
 
 
-def _json_int(value: Any) -> Any:
-    """JSON Schema counts 3.0 as an integer; accept it as 3 (booleans stay refused)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_json_int)]
+Int = Annotated[int, Field(strict=True)]
+"""A JSON integer written as one: `3`, never `3.0` or `true` (the models are strict)."""
 
 
 def _hex_schema(pattern: str, int_max: int, description: str, example: str) -> dict:
@@ -327,7 +324,8 @@ class ReplayRequest(Strict):
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
     initial: VcpuIn = Field(default_factory=VcpuIn, description="every vCPU's state before the first event")
-    kernels: list[KernelId] | None = Field(None, max_length=16, description="eras to replay under; omitted = all")
+    kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
+                                           description="eras to replay under; omitted = all (an empty list is refused)")
     include_calls: bool = Field(False, description="list every kvm_zap_gfn_range() call (up to 10000 per era)")
 
 
@@ -343,8 +341,10 @@ class DecodeRequest(Strict):
     line: str | None = Field(None, max_length=1024,
                              description="a kvm_mmu_set_spte trace line: 'gfn %llx spte %llx (...) level %d at %llx'")
     level: Int | None = Field(None, ge=1, le=3, description="1 = 4K PTE, 2 = 2M, 3 = 1G; omitted: from the line, "
-                              "else 1 (2 if bit 7 is set)")
-    kernels: list[KernelId] | None = Field(None, max_length=16, description="eras to compare with; omitted = all")
+                              "else 1. Required for an spte with bit 7 (PS) set (2M or 1G cannot be guessed); "
+                              "2 or 3 with PS clear is a non-leaf entry, refused")
+    kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
+                                           description="eras to compare with; omitted = all (an empty list is refused)")
     vm: VmIn = Field(default_factory=VmIn)
     vcpu: VcpuIn = Field(default_factory=VcpuIn)
     gpa: Addr | None = Field(None, description="the guest-physical address; omitted = gfn from the line, else 0")
@@ -614,6 +614,26 @@ class MapRequest(Scenario):
         {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio")} | {"pat_index": 1}]})
 
     pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
+
+
+class PermalinkRequest(Scenario):
+    """The page's whole state: a scenario (as for resolve), the zap event, the second era,
+    the view and the PAT entry the map shows. Everything is optional but `kernel`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {**RESOLVE_EXAMPLE, "vs": "v4.2", "view": "zap", "pati": 1, "event": {"kind": "cr0_cd", "value": False}}]})
+
+    gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
+    mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
+    event: EventIn | None = Field(None, description="the zap event (view zap)")
+    vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
+    view: Literal["resolve", "zap", "diff"] = "resolve"
+    pati: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective types the page's map shows")
+
+
+class PermalinkResponse(Out):
+    query: str = Field(description="the query string without '?': v=1 plus one parameter per non-default setting")
+    url: str = Field(description="the permalink: this server's page `/` with that query")
 
 
 class MapRunOut(Out):

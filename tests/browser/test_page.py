@@ -314,33 +314,48 @@ def test_every_preset_loads(watched, live_server):
 
 
 def test_page_url_matches_the_api_permalink(watched, live_server):
-    """The page's JS encoder writes the query app.permalink writes for the same state."""
+    """The address bar is what app.permalink writes (POST /api/v1/permalink) for the page's state."""
     from app.permalink import decode, encode
 
     w = watched
     w.goto(live_server + "/?v=1&kernel=v6.11&ncdma=1&selfsnoop=0&maxphyaddr=40&cd=1&nw=1&pat=linux-legacy&mtrr=ovmf")
     page = w.page
+    assert sum("/api/v1/permalink" in u for u in w.requests) == 1  # one per update, off the redraw path
     page.locator("#gpa").fill("0xc0000")
     w.after(page.locator("#gpa").press, "Enter")
     w.after(page.locator("#event-kind").select_option, "mtrr_write")
     w.after(page.locator("#event-msr").select_option, "0x201")
+    w.after(page.locator("#pati").select_option, "7")
     query = urlsplit(page.url).query
     assert encode(decode(query)) == query
     assert "maxphyaddr=40" in query and "mtrr=ovmf&" in query and "pat=linux-legacy" in query
-    assert "event=mtrr_write&event_msr=0x201&event_value=0xff80000800" in query
+    assert "event=mtrr_write&event_msr=0x201&event_value=0xff80000800&pati=7" in query
+    assert decode(query).pati == 7 and decode(query).view == "zap"
     with page.expect_response("**/api/v1/resolve") as resp:
         w.after(page.get_by_label("CR0.PG").uncheck)
     # resolve's own permalink is the same state without the zap view and event
-    page_query = urlsplit(page.url).query.replace("view=zap&", "").replace("&event=mtrr_write&event_msr=0x201&event_value=0xff80000800", "")
+    page_query = (urlsplit(page.url).query.replace("view=zap&", "")
+                  .replace("&event=mtrr_write&event_msr=0x201&event_value=0xff80000800", "").replace("&pati=7", ""))
     assert urlsplit(resp.value.json()["permalink"]).query == page_query
+    # an invalid state (CR0.NW without CD) gets no link: the address bar keeps the last good one
+    good = page.url
+    w.after(page.get_by_label("CR0.CD", exact=True).uncheck)
+    assert page.url == good
+    assert "CR0.NW=1 with CR0.CD=0" in page.locator('[data-err="vcpu.cr0_nw"]').inner_text()
 
 
-def test_bad_permalink_shows_why_and_the_defaults(watched, live_server):
+@pytest.mark.parametrize("query, field, word", [
+    ("v=1&kernel=v9.9&cd=1", "kernel", "v9.9"),
+    ("v=1&maxphyaddr=%C2%B2", "maxphyaddr", "\u00b2"),  # '²': str.isdigit() is true, int() refuses
+    ("v=1&fixed=UC*%C2%B2", "fixed", "\u00b2"),
+])
+def test_bad_permalink_shows_why_and_the_defaults(watched, live_server, query, field, word):
     w = watched
-    w.goto(live_server + "/?v=1&kernel=v9.9&cd=1")
+    w.goto(live_server + "/?" + query)
     page = w.page
     status = page.locator("#status").inner_text()
-    assert "permalink parameter kernel" in status and "v9.9" in status
+    assert f"permalink parameter {field}" in status and word in status
     assert page.locator("#kernel").input_value() == "v6.16"  # the defaults, drawn normally
     assert ept(page).startswith("0x")
+    assert urlsplit(page.url).query == "v=1"  # the server's link for what is shown
     assert not w.page_errors, w.page_errors
