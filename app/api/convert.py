@@ -120,11 +120,11 @@ def step_out(st: Step) -> s.StepOut:
 
 
 def lookup_out(lk: Lookup) -> s.LookupOut:
-    return s.LookupOut(type=lk.type.label if lk.type is not None else None, source=lk.source, reason=lk.reason)
+    return s.LookupOut.model_construct(type=lk.type.label if lk.type is not None else None, source=lk.source, reason=lk.reason)
 
 
 def leaf_out(leaf: EptLeaf) -> s.LeafOut:
-    return s.LeafOut(
+    return s.LeafOut.model_construct(
         raw=f"{leaf.raw:#018x}", page_size=leaf.page_size, level=leaf.level,  # type: ignore[arg-type]
         fields=[s.EptFieldOut.model_construct(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning)
                 for f in leaf.fields()],
@@ -133,23 +133,25 @@ def leaf_out(leaf: EptLeaf) -> s.LeafOut:
 
 
 def ept_type_out(mt: MemType, ipat: bool) -> s.EptTypeOut:
-    return s.EptTypeOut(memtype=mt.label, ipat=ipat, mask=f"{mt_mask(mt, ipat):#04x}",  # type: ignore[arg-type]
+    return s.EptTypeOut.model_construct(memtype=mt.label, ipat=ipat, mask=f"{mt_mask(mt, ipat):#04x}",  # type: ignore[arg-type]
                         notation=notation(mt, ipat))
 
 
 def range_out(r: Range) -> s.RangeOut:
     start, end = r
-    return s.RangeOut(start=f"{start:#x}", end=f"{end:#x}", pages=max(0, end - start) >> 12)
+    return s.RangeOut.model_construct(start=f"{start:#x}", end=f"{end:#x}", pages=max(0, end - start) >> 12)
 
 
 def resolution_out(r: Resolution, permalink: str) -> s.ResolveResponse:
-    return s.ResolveResponse(
+    """Built with model_construct: every value comes typed from the core, so validating it
+    again would only cost time (the response schema is still checked by the fuzz tests)."""
+    return s.ResolveResponse.model_construct(
         kernel=r.era.id,
         era=era_out(r.era),
         gpa=f"{r.gpa:#x}",
         is_mmio=r.is_mmio,
         mmio_source=r.mmio_source,
-        ept=s.EptOut(memtype=r.memtype.label, ipat=r.ipat, mask=f"{r.mask:#04x}",  # type: ignore[arg-type]
+        ept=s.EptOut.model_construct(memtype=r.memtype.label, ipat=r.ipat, mask=f"{r.mask:#04x}",  # type: ignore[arg-type]
                      notation=notation(r.memtype, r.ipat), leaf=leaf_out(r.leaf)),
         guest_mtrr_type=r.guest_mtrr.type.label if r.guest_mtrr.type is not None else None,  # type: ignore[arg-type]
         guest_mtrr=lookup_out(r.guest_mtrr),
@@ -165,7 +167,7 @@ def resolution_out(r: Resolution, permalink: str) -> s.ResolveResponse:
         ) for p in r.pat_rows],
         path=[step_out(st) for st in r.path],
         page_size=r.page_size,  # type: ignore[arg-type]
-        page_sizes=[s.PageSizeOut(kernels=p.kernels, mtrr_check=p.mtrr_check, page_size=p.page_size)  # type: ignore[arg-type]
+        page_sizes=[s.PageSizeOut.model_construct(kernels=p.kernels, mtrr_check=p.mtrr_check, page_size=p.page_size)  # type: ignore[arg-type]
                     for p in r.page_sizes],
         permalink=permalink,
     )
