@@ -138,7 +138,7 @@ async def test_presets_are_valid_resolve_bodies(client):
         assert name in presets
     for p in presets.values():
         assert p["description"] and p["permalink"].startswith("http://testserver/?v=1")
-        j = await resolve(client, p["request"])
+        await resolve(client, p["request"])
         if p["compare"]:
             assert p["compare"] in ERAS
         if p["event"]:
