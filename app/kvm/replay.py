@@ -39,7 +39,7 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 
 Speed: the (memtype, IPAT) layout a vCPU state produces depends only on the VM config, CR0.CD
 and, for eras that read them, the MTRRs (see `resolve.fault_for`); it is cached per such
-fingerprint, split only at `mtrr.segments(..., sdm=False)` breakpoints, and compared run by
+fingerprint (`ept_runs.layout`, shared with the zap audit), and compared run by
 run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per era.
 """
 
@@ -47,16 +47,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
-from ..x86.memtype import MemType, MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr, segments
+from ..x86.memtype import MemTypeError
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .era import Era, ZapInput
+from .ept_runs import Range, Run, clip, decode_key, layout, merge_runs, pieces
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite, linux_hole_writes, ovmf_writes, seabios_writes
-from .resolve import mask_at
 from .scenario import (
-    CR0_CD, EVENT_KINDS, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
+    CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
     apply_event,
 )
 
@@ -70,8 +70,6 @@ MAX_LINE_LENGTH = 4096
 CR0_CD_BIT = 1 << 30
 CR0_NW_BIT = 1 << 29
 
-Range = tuple[int, int]
-Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 
 
 # -- the trace -------------------------------------------------------------------------------
@@ -200,92 +198,23 @@ class ReplayResult:
 # -- EPT runs ---------------------------------------------------------------------------------
 
 
-def _key(memtype: MemType, ipat: bool) -> int:
-    return int(memtype) << 1 | int(ipat)
-
-
-def decode_key(key: int) -> tuple[MemType, bool]:
-    """(memtype, IPAT) from the compact run key used internally."""
-    return MemType(key >> 1), bool(key & 1)
-
-
-def _clip(runs: Iterable[Run], a: int, b: int) -> list[Run]:
-    out: list[Run] = []
-    for s, e, k in runs:
-        if e <= a:
-            continue
-        if s >= b:
-            break
-        out.append((s if s > a else a, e if e < b else b, k))
-    return out
-
-
-def _agree(x: list[Run] | tuple[Run, ...], y: list[Run] | tuple[Run, ...]) -> int:
+def _agree(x: Sequence[Run], y: Sequence[Run]) -> int:
     """Bytes where two run lists over the same address set hold the same key."""
-    i = j = same = 0
-    nx, ny = len(x), len(y)
-    while i < nx and j < ny:
-        xs, xe, xk = x[i]
-        ys, ye, yk = y[j]
-        s = xs if xs > ys else ys
-        e = xe if xe < ye else ye
-        if s < e and xk == yk:
-            same += e - s
-        if xe <= ye:
-            i += 1
-        else:
-            j += 1
-    return same
+    return sum(e - s for s, e, xk, yk in pieces(x, y) if xk == yk)
 
 
-def _diff_ranges(x: tuple[Run, ...], y: tuple[Run, ...], limit: int) -> list[Range]:
+def _diff_ranges(x: Sequence[Run], y: Sequence[Run], limit: int) -> list[Range]:
     out: list[Range] = []
-    i = j = 0
-    while i < len(x) and j < len(y) and len(out) <= limit:
-        xs, xe, xk = x[i]
-        ys, ye, yk = y[j]
-        s, e = max(xs, ys), min(xe, ye)
-        if s < e and xk != yk:
-            if out and out[-1][1] == s:
-                out[-1] = (out[-1][0], e)
-            else:
-                out.append((s, e))
-        if xe <= ye:
-            i += 1
+    for s, e, xk, yk in pieces(x, y):
+        if xk == yk:
+            continue
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        elif len(out) == limit:
+            break
         else:
-            j += 1
-    return out[:limit]
-
-
-def _merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
-    out: list[Run] = []
-    for s, e, k in runs:
-        if out and out[-1][1] == s and out[-1][2] == k:
-            out[-1] = (out[-1][0], e, k)
-        else:
-            out.append((s, e, k))
-    return tuple(out)
-
-
-def layout(era: Era, vm: VmConfig, vcpu: VcpuState) -> tuple[Run, ...]:
-    """What `vmx_get_mt_mask()` gives every mapped page when `vcpu` faults it (as runs).
-
-    Runs are split only where the answer can change: at memslot edges and, for eras that
-    read guest MTRRs, at the `segments(..., sdm=False)` breakpoints of KVM's own lookup
-    (`kvm_mtrr_get_guest_memory_type()`); each run's answer is `resolve.mask_at` at its start.
-    """
-    runs: list[Run] = []
-    for r in sorted(vm.memory_map, key=lambda m: m.start):
-        is_mmio = r.kind == MMIO
-        if era.reads_guest_mtrrs:
-            segs = [(s, e) for s, e, _ in segments(vcpu.mtrr, r.start, r.end, vm.maxphyaddr, sdm=False,
-                                                   guest_has_mtrr=vm.guest_has_mtrr)]
-        else:
-            segs = [(r.start, r.end)]
-        for s, e in segs:
-            m = mask_at(era, vm, vcpu, s, is_mmio)
-            runs.append((s, e, _key(m.memtype, m.ipat)))
-    return _merge_runs(runs)
+            out.append((s, e))
+    return out
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -362,15 +291,15 @@ def replay(era: Era, trace: Trace) -> ReplayResult:
                     same = total if ept is target else _agree(ept, target) >> 12
                     ept = target
                 else:
-                    mid_new = _clip(target, pa, pb)
+                    mid_new = clip(target, pa, pb)
                     zp = sum(e - s for s, e, _ in mid_new) >> 12
-                    same = _agree(_clip(ept, pa, pb), mid_new) >> 12 if zp else 0
+                    same = _agree(clip(ept, pa, pb), mid_new) >> 12 if zp else 0
                     if same != zp:
-                        new = _merge_runs(_clip(ept, -1, pa) + mid_new + _clip(ept, pb, 1 << 64))
+                        new = merge_runs(clip(ept, -1, pa) + mid_new + clip(ept, pb, 1 << 64))
                         ept = target if new == target else new
                 # Duplicate: this range was zapped before and nothing in it has changed since
                 # (its entries are what that call left, and this call changes none of them).
-                content = ept if (pa <= lo and pb >= hi) else tuple(_clip(ept, pa, pb))
+                content = ept if (pa <= lo and pb >= hi) else tuple(clip(ept, pa, pb))
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
                     last.clear()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..x86.mtrr import segments
+from .ept_runs import clip, decode_key, layout, pieces
 from .era import Era, Step, ZapInput
 from .ranges import Range, intersect, merge, pages, subtract
-from .resolve import check, mask_at
-from .scenario import MMIO, Event, VcpuState, VmConfig, apply_event
+from .resolve import check
+from .scenario import Event, VcpuState, VmConfig, apply_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,31 +57,19 @@ class ZapAudit:
         return intersect(self.zapped, [(r.start, r.end) for r in self.vm_after.memory_map])
 
 
-def _points(era: Era, vm: VmConfig, vcpus: tuple[VcpuState, ...], start: int, end: int) -> list[int]:
-    pts = {start, end}
-    if era.reads_guest_mtrrs:
-        for v in vcpus:
-            for s, e, _ in segments(v.mtrr, start, end, vm.maxphyaddr, sdm=False, guest_has_mtrr=vm.guest_has_mtrr):
-                pts.update((s, e))
-    return sorted(pts)
-
-
 def entry_changes(era: Era, vm_a: VmConfig, vcpu_a: VcpuState, vm_b: VmConfig, vcpu_b: VcpuState) -> list[Change]:
     """Mapped runs whose leaf (memtype, IPAT) differs between two states of the same VM."""
+    before, after = layout(era, vm_a, vcpu_a), layout(era, vm_b, vcpu_b)
     out: list[Change] = []
-    for r in vm_a.memory_map:
-        is_mmio = r.kind == MMIO
-        pts = _points(era, vm_a, (vcpu_a, vcpu_b), r.start, r.end)
-        for s, e in zip(pts, pts[1:]):
-            a = mask_at(era, vm_a, vcpu_a, s, is_mmio)
-            b = mask_at(era, vm_b, vcpu_b, s, is_mmio)
-            ka, kb = (a.memtype, a.ipat), (b.memtype, b.ipat)
+    for r in sorted(vm_a.memory_map, key=lambda m: m.start):
+        for s, e, ka, kb in pieces(clip(before, r.start, r.end), clip(after, r.start, r.end)):
             if ka == kb:
                 continue
-            if out and out[-1].end == s and (out[-1].before, out[-1].after) == (ka, kb):
-                out[-1] = Change(out[-1].start, e, r.kind, ka, kb)
+            ba, bb = decode_key(ka), decode_key(kb)
+            if out and out[-1].end == s and (out[-1].before, out[-1].after) == (ba, bb):
+                out[-1] = Change(out[-1].start, e, r.kind, ba, bb)
             else:
-                out.append(Change(s, e, r.kind, ka, kb))
+                out.append(Change(s, e, r.kind, ba, bb))
     return out
 
 
