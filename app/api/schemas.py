@@ -28,7 +28,8 @@ from ..x86.pat import PAT_POWER_ON
 
 U64_MAX = (1 << 64) - 1
 U52_MAX = (1 << 52) - 1
-HEX_RE = re.compile(r"^0[xX][0-9a-fA-F]{1,16}$")
+HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
+HEX_RE = re.compile(HEX_PATTERN)
 BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
 ERA_IDS = list(ERAS)
 
@@ -37,7 +38,6 @@ Relation = Literal["weaker", "stronger", "same", "incomparable"]
 
 # -- hex-or-integer fields ----------------------------------------------------------------
 
-HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
 # A byte string whose every byte is one of the listed types: odd digit counts start with a
 # single-digit byte. Equivalent to "1-16 hex digits and every byte in the set".
 PAT_PATTERN = r"^0[xX]0?[014567](0[014567]){0,7}$"
