@@ -37,4 +37,12 @@ def test_era_ids_unchanged():
 def test_refused(v):
     with pytest.raises(MemTypeError) as ei:
         resolve_kernel(v, "a")
-    assert "a" in str(ei.value.args[0]) or getattr(ei.value, "field", None) == "a"
+    assert ei.value.field == "a"
+
+
+def test_get_era_accepts_versions_for_cli_and_permalink():
+    from app.kvm.eras import get_era
+    assert get_era("6.12.78").id == "v6.16" and get_era("v6.7").id == "v6.7"
+    with pytest.raises(MemTypeError) as ei:
+        get_era("nope", "vs")
+    assert ei.value.field == "vs"

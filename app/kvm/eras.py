@@ -12,7 +12,9 @@ ERAS: dict[str, Era] = {
 
 
 def get_era(era_id: str, field: str = "kernel") -> Era:
-    try:
+    """An era id, or a kernel version string resolved by app/kvm/versions.py (422 names `field`)."""
+    if era_id in ERAS:
         return ERAS[era_id]
-    except KeyError:
-        raise MemTypeError(field, f"unknown kernel era {era_id!r}", f"one of {', '.join(ERAS)}") from None
+    from .versions import resolve_kernel  # late: versions imports this registry
+
+    return ERAS[resolve_kernel(era_id, field).era]

@@ -74,7 +74,7 @@ def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
                           mtrr_huge_page_check_every_fault=None)
     m = _VERSION.match(asked.strip()) if isinstance(asked, str) else None
     if not m:
-        raise MemTypeError(field, f"{asked!r} is neither an era id nor a kernel version",
+        raise MemTypeError(field, f"unknown kernel era {asked!r} (neither an era id nor a kernel version)",
                            f"an era id ({', '.join(ERAS)}) or a version like 6.12.78, 6.11-rc3, 6.8.0-45-generic")
     major, minor = int(m[1]), int(m[2])
     sub = int(m[3]) if m[3] is not None else None
