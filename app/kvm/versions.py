@@ -30,9 +30,11 @@ class Backport:
 BACKPORTS: tuple[Backport, ...] = (
     Backport(series=(6, 12), first=78, era="v6.16", commit="c9c1e20b4c7d",
              what="KVM_X86_QUIRK_IGNORE_GUEST_PAT (the quirk can be disabled on self-snoop CPUs)",
-             citation="public report: dosemu2 pull requests 2813/2815 (Apr 2026), disabling the quirk on "
-                      "6.12.78 fixed a machine check; NOT confirmed through the search tool in this change "
-                      "(no stable changelog or 6.12.78 tree read)"),
+             citation="confirmed as a public report via the search tool: dosemu2/dosemu2 PR 2813 (comment "
+                      "by bartoldeman, 2026-04-01: quirk disableable on 6.16+ or 6.12.78, backported) and PR 2815 "
+                      "(description: 'possible since kernel 6.16+ and backported in 6.12.78'; disabling the quirk "
+                      "avoided an MCE on the /dev/mem VGA window). Not confirmed in a stable changelog or a "
+                      "6.12.78 tree: the first release 78 rests on that report"),
 )
 
 NEWEST = (6, 19)
