@@ -884,7 +884,9 @@ function drawCompare(st, a, b, bErr, diff, diffErr) {
     "Over the whole state space: ",
     el("b", { "data-testid": "diff-differ" }, String(c.differ)), ` of ${compared} states differ between `,
     el("b", {}, diff.a.id), " and ", el("b", {}, diff.b.id), ", ",
-    el("b", {}, String(c.weaker)), " weaker, ", el("b", {}, String(c.stronger)), " stronger, ",
+    // The API counts B (compare era) relative to A (main era); the sentence reads A against B,
+    // so B's "weaker" states are states where A is stronger, and the reverse.
+    el("span", { "data-testid": "diff-direction" }, `${diff.a.id} against ${diff.b.id}: ${c.stronger} weaker, ${c.weaker} stronger`), ", ",
     el("b", {}, String(c.incomparable)), " incomparable, ", el("b", {}, String(c.ept_only)), " differ in the EPT entry only",
     skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
   );
