@@ -239,6 +239,18 @@ def test_diff_row_loads_that_state(watched, live_server):
     assert eb.strip() in cmp.locator('td[data-side="b"]').inner_text()
 
 
+@pytest.mark.parametrize(("era", "vs", "words"), [
+    ("v6.7", "v4.2", "v6.7 against v4.2: 0 weaker, 40 stronger"),
+    ("v4.2", "v6.7", "v4.2 against v6.7: 40 weaker, 0 stronger"),
+])
+def test_diff_direction_in_words(watched, live_server, era, vs, words):
+    """Issue 13's fixed wording: the main era is judged against the compare era (CLI/API
+    `diff v4.2 v6.7` gives 0 weaker, 40 stronger for v6.7 relative to v4.2)."""
+    w = watched
+    w.goto(live_server + f"/?v=1&kernel={era}&vs={vs}")
+    assert w.page.get_by_test_id("diff-direction").inner_text().strip() == words
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_screenshots(open_page, live_server, output_dir, scheme):
     w = open_page(scheme)
