@@ -117,11 +117,15 @@ def cmd_replay(args: argparse.Namespace) -> str:
 
 def cmd_eras(args: argparse.Namespace) -> str:
     from .kvm.eras import ERAS
+    from .render import wrap
 
+    # Wrapped, not cut: the titles and commit subjects are the point of this listing, and
+    # every text output keeps to the renderings' 72 columns.
     lines = []
     for e in ERAS.values():
-        lines.append(f"{e.id:<10} {e.kernels:<18} {e.title}")
-        lines.extend(f"{'':<10} {c.sha} {c.subject}"[:72] for c in e.commits)
+        lines.extend(wrap(f"{e.id:<10} {e.kernels:<18} {e.title}", hang=" " * 30))
+        for c in e.commits:
+            lines.extend(wrap(f"{'':<10} {c.sha} {c.subject}", hang=" " * 24))
     return "\n".join(lines)
 
 

@@ -48,6 +48,20 @@ def test_eras(capsys):
     assert rc == 0 and all(e in out for e in ("v4.2", "series-v3", "v6.7", "v6.11-rc1", "v6.11", "v6.16"))
 
 
+def test_eras_fit_72_columns_and_keep_every_word(capsys):
+    """Issue 15: text output keeps to 72 columns; wrapping must not drop any of a title or subject."""
+    from app.kvm.eras import ERAS
+
+    rc, out, _ = run(capsys, "eras")
+    assert rc == 0
+    assert max(len(line) for line in out.splitlines()) <= 72
+    words = out.split()
+    for e in ERAS.values():
+        for text in (e.title, *(c.subject for c in e.commits)):
+            for w in text.split():
+                assert w in words, (e.id, w)
+
+
 @pytest.mark.parametrize("argv, needle", [
     (("resolve", "--pat", "0x2"), "PAT entry 0 has reserved type 2"),
     (("resolve", "--kernel", "v5.0"), "unknown kernel era"),
