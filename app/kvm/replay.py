@@ -46,7 +46,7 @@ run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per er
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from ..x86.memtype import MemTypeError
@@ -54,7 +54,8 @@ from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .era import Era, ZapInput
 from .ept_runs import Range, Run, clip, decode_key, layout, merge_runs, pieces
-from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite, linux_hole_writes, ovmf_writes, seabios_writes
+from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm
+from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
     apply_event,
@@ -79,11 +80,14 @@ CR0_NW_BIT = 1 << 29
 class TraceEvent:
     """One event on one vCPU. For a VM-wide nc-DMA event `vcpu` is the vCPU that re-faults
     what the event zaps. `line` is the source line when the event came from `parse_trace`
-    (0 otherwise); it only improves error messages."""
+    (0 otherwise); it only improves error messages. `source` says who made the write:
+    "trace" (a guest event from a capture or a list), or for generated boots "qemu" (host
+    KVM_SET_MSRS), "firmware" or "linux" (`boot.SOURCES`)."""
 
     vcpu: int
     event: Event
     line: int = 0
+    source: str = "trace"
 
 
 def _check_int(value: object, field_name: str, lo: int, hi: int, what: str) -> int:
@@ -128,6 +132,8 @@ class Trace:
             if not isinstance(te, TraceEvent):
                 raise MemTypeError(f, f"{te!r} is not a TraceEvent", "events are TraceEvent(vcpu, event)")
             _check_int(te.vcpu, f"{f}.vcpu", 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
+            if te.source not in SOURCES:
+                raise MemTypeError(f"{f}.source", f"unknown source {te.source!r}", f"one of {', '.join(SOURCES)}")
             ev = te.event
             if not isinstance(ev, Event):
                 raise MemTypeError(f"{f}.event", f"{ev!r} is not an Event", "events are scenario.Event")
@@ -193,6 +199,7 @@ class ReplayResult:
     stale_ranges: tuple[Range, ...]
     calls: tuple[ZapCallRecord, ...]
     calls_truncated: bool
+    calls_by_source: dict[str, int] = field(default_factory=dict)
 
 
 # -- EPT runs ---------------------------------------------------------------------------------
@@ -253,6 +260,7 @@ def replay(era: Era, trace: Trace) -> ReplayResult:
     ept: tuple[Run, ...] = lay(cur_vm, vid, states[0])
 
     zap_calls = empty_calls = zapped_pages = excess_pages = calls_cd = dups = 0
+    by_source = dict.fromkeys(SOURCES, 0)
     records: list[ZapCallRecord] = []
     truncated = False
     last: dict[Range, tuple[Run, ...]] = {}
@@ -305,6 +313,7 @@ def replay(era: Era, trace: Trace) -> ReplayResult:
                     last.clear()
                 last[(pa, pb)] = content
                 zap_calls += 1
+                by_source[te.source] += 1
                 zapped_pages += zp
                 excess_pages += same
                 calls_cd += after.cr0_cd
@@ -330,6 +339,7 @@ def replay(era: Era, trace: Trace) -> ReplayResult:
         zap_calls=zap_calls, empty_calls=empty_calls, zapped_pages=zapped_pages, excess_pages=excess_pages,
         stale_pages=per_vcpu[0], calls_while_cd=calls_cd, duplicate_calls=dups, per_vcpu_stale=tuple(per_vcpu),
         vcpus_agree=agree, stale_ranges=tuple(stale_ranges), calls=tuple(records), calls_truncated=truncated,
+        calls_by_source=by_source,
     )
 
 
@@ -395,105 +405,51 @@ def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: 
     return out
 
 
-def _linux_events(vcpus: int, maxphyaddr: int, resync: bool) -> list[TraceEvent]:
-    out: list[TraceEvent] = []
-    if resync:
-        # cache_bp_init() -> cache_cpu_init() on the BSP, then at smp_cpus_done() the
-        # stop_machine() rendezvous cache_aps_init() runs cache_cpu_init() on every CPU.
-        # set_mtrr_state() writes only MSRs that differ from the BSP's copy: none here.
-        out += mtrr_update_events(0, [])
-        for v in range(vcpus):
-            out += mtrr_update_events(v, [])
-    for v in range(vcpus):
-        out += mtrr_update_events(v, linux_hole_writes(maxphyaddr))
-    return out
+def _steps_to_events(steps) -> tuple[TraceEvent, ...]:
+    return tuple(TraceEvent(st.vcpu, st.event, 0, st.source) for st in steps)
 
 
-def _firmware_rounds(vcpus: int, writes: list[MsrWrite], rounds: int, cache_disable: bool) -> list[TraceEvent]:
-    out: list[TraceEvent] = []
-    for _ in range(rounds):
-        for v in range(vcpus):
-            out += mtrr_update_events(v, writes, cache_disable=cache_disable)
-    return out
+def boot_event_count(firmware: str, vcpus: int, m: Machine, *, linux: bool = True, qemu: bool = True) -> int:
+    """How many events `boot_trace` would make, known before making them: every writer's
+    event count is affine in the vCPU count (a fixed BSP part plus the same per vCPU), so
+    two small boots give it exactly. The service refuses a boot above its event limit
+    with this number, before any work."""
+    c1, c2 = (len(boot_steps(firmware, n, m, linux=linux, qemu=qemu)) for n in (1, 2))
+    return c1 + (vcpus - 1) * (c2 - c1)
 
 
-def _check_generator(vcpus: int, rounds: int) -> None:
+def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, *,
+               machine: str = "q35", memory: int | None = None, maxphyaddr: int | None = None,
+               aperture: str = "dynamic", qemu_host_writes: bool = True, initial: VcpuState = RESET_STATE,
+               max_events: int = MAX_EVENTS) -> Trace:
+    """A boot of `firmware` ("ovmf" or "seabios") then (with `linux`) a Linux guest, as QEMU,
+    the firmware and Linux write the registers: see app/kvm/boot.py for each writer's code.
+
+    `memory` (bytes) also sets the memslots to the machine's RAM layout; without it the VM
+    keeps its own memory map and the firmware's layout assumes 4 GiB. `maxphyaddr` defaults
+    to the VM's. Every vCPU starts from `initial` (RESET by default)."""
     _check_int(vcpus, "vcpus", 1, MAX_VCPUS, f"a trace has 1..{MAX_VCPUS} vCPUs")
-    _check_int(rounds, "rounds", 1, 16, "firmware programs each CPU's MTRRs 1..16 times")
+    if firmware not in FIRMWARE_PASSES:
+        raise MemTypeError("generator", f"unknown generator {firmware!r}", f"one of {', '.join(FIRMWARE_PASSES)}")
+    m = Machine(machine, memory if memory is not None else 4 << 30,
+                maxphyaddr if maxphyaddr is not None else vm.maxphyaddr, aperture).validate()
+    n = boot_event_count(firmware, vcpus, m, linux=linux, qemu=qemu_host_writes)
+    if n > max_events:
+        raise MemTypeError("vcpus", f"this boot makes {n} events on {vcpus} vCPUs",
+                           f"at most {max_events} events (MEMTYPE_MAX_TRACE_EVENTS): use fewer vCPUs")
+    steps = boot_steps(firmware, vcpus, m, linux=linux, qemu=qemu_host_writes)
+    parts = [firmware, str(vcpus)] + (["linux"] if linux else [])
+    return Trace(boot_vm(vm, m, memory is None), vcpus, _steps_to_events(steps), initial, "-".join(parts))
 
 
-def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, rounds: int = 3, *,
-              linux_resync: bool = False, initial: VcpuState = VcpuState()) -> Trace:
-    """An OVMF boot (then a Linux guest) on `vcpus` vCPUs, as CR0/MTRR events.
-
-    Firmware: `rounds` passes over every CPU (round-major, BSP 0 first, then the APs), each a
-    disable/program/enable pass (`mtrr_update_events`) writing `layouts.ovmf_writes`.
-
-    Why 3 rounds, from edk2 (2021-2023 UefiCpuPkg/OvmfPkg):
-    * every AP gets `MtrrSetAllMtrrs()` (one pass: MtrrLibPreMtrrChange, all fixed and
-      variable MSRs, MTRRdefType, CD=0) from MpInitLib's `ApInitializeSync()` twice: once in
-      PEI (CpuMpPei's MpInitLibInitialize) and once in DXE (CpuDxe's MpInitLibInitialize,
-      ApInitReconfig); and once more from CpuDxe's `CpuSetMemoryAttributes()` ->
-      `StartupAllAPs(SetMtrrsFromBuffer)` after a DXE driver changes a cache type (newer
-      CpuDxe skips both when the type is already right). For OVMF that is plausibly the
-      64-bit PCI aperture being marked UC: OVMF's default aperture for small guests is the
-      same 32 GiB at 32 GiB that `layouts`/the docs attribute to Linux; not checked against
-      a boot log. That is 3 per AP.
-    * the BSP is programmed by PlatformPei's QemuInitializeRam(): `MtrrSetAllMtrrs()` (all
-      fixed WB, default WB), `MtrrSetMemoryAttribute(640K-1M, UC)` and
-      `MtrrSetMemoryAttribute(32-bit hole, UC)`: 3 passes (MtrrSetMemoryAttribute writes only
-      the MSRs that change, inside one Pre/Post bracket), plus the DXE pass that changes the
-      aperture before the APs sync: 4 in all. The model gives the BSP 3 full-layout passes,
-      i.e. one pass (2 calls in v4.2/v6.7) short; the split of the BSP's writes over its
-      passes changes no call count in any era because every fixed/variable write lands while
-      E=0 (and CR0.CD=1).
-    * MtrrSetAllMtrrs also writes the unused variable pairs 1..7 as 0; they are left out so the
-      final state equals `layouts.ovmf_state()`. They too are written while E=0.
-
-    Linux (`linux=True`): every vCPU adds the 64-bit hole pair (`layouts.linux_hole_writes`)
-    in its own CR0.CD=1 / disable / write / enable / CR0.CD=0 pass (set_mtrr() runs
-    mtrr_rendezvous_handler on every CPU via stop_machine()). `linux_resync=True` also models
-    Linux's boot-time re-sync: cache_bp_init() on the BSP, then cache_aps_init() on every CPU,
-    each a pass that rewrites nothing but MTRRdefType (2 passes on the BSP, 1 per AP).
-
-    Against the docs' 84 zap calls (review-thread.md §5, 8 vCPUs, "Base1", an Era-A kernel):
-    v4.2 with the quirk zaps only on the two MTRRdefType writes of each pass (every other
-    write lands while E=0), so calls = 2 × passes. Defaults: 2 × (3·8 + 8) = 64.
-    `linux_resync=True` adds 1 + 8 passes: 82. The BSP's DXE pass the model leaves out (see
-    above) is the last 2: 84. Per vCPU that is 2 × (3 + 1 + 1) = 10 and the constant is
-    2 (BSP cache_bp_init) + 2 (BSP DXE pass) = 4, the docs' own fit "10/vCPU + 4", which also
-    gives their 16-vCPU figure 164. These are reasoned from the code above, not fitted; the
-    docs do not say which guest kernel or OVMF build they measured.
-    """
-    _check_generator(vcpus, rounds)
-    events = _firmware_rounds(vcpus, ovmf_writes(vm.maxphyaddr), rounds, True)
-    if linux:
-        events += _linux_events(vcpus, vm.maxphyaddr, linux_resync)
-    return Trace(vm, vcpus, tuple(events), initial, f"ovmf-{vcpus}{'+linux' if linux else ''}")
+def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+    """An OVMF boot then a Linux guest: QEMU's host writes, edk2's MtrrLib passes, Linux's re-sync."""
+    return boot_trace("ovmf", vcpus, vm, linux, **kw)
 
 
-def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, rounds: int = 1, *,
-                 linux_resync: bool = False, cache_disable: bool = True, initial: VcpuState = VcpuState()) -> Trace:
-    """A SeaBIOS boot (then a Linux guest): one pass per CPU writing `layouts.seabios_writes`.
-
-    SeaBIOS's mtrr_setup() (src/fw/mtrr.c) programs the BSP with wrmsr_smp(), which also
-    records each write; smp_setup() makes every AP replay the recorded list once. So
-    `rounds=1`: MTRRdefType := 0, fixed, variable, MTRRdefType := E|FE|WB per CPU.
-
-    SeaBIOS does not touch CR0 around this: its mode switch has already cleared CD and NW
-    (review-thread.md §2: "SeaBIOS clears CD right after SIPI while MTRRs are still off"). The default `cache_disable=True` wraps the passes in CD=1/CD=0 like the
-    other firmware (the project's uniform generator); `cache_disable=False` is the
-    SeaBIOS-faithful variant, which matters for series-v3 (MTRR-write zaps are skipped only
-    while CD=1) but not for v4.2's count. Linux passes as in `ovmf_boot`.
-
-    Against the docs' 50 calls at 8 vCPUs: v4.2 makes 2 × (8 + 8) = 32 here, and with
-    `linux_resync` 32 + 2 × (2 + 7) = 50 exactly (16 vCPUs: 98, also the docs' figure).
-    """
-    _check_generator(vcpus, rounds)
-    events = _firmware_rounds(vcpus, seabios_writes(vm.maxphyaddr), rounds, cache_disable)
-    if linux:
-        events += _linux_events(vcpus, vm.maxphyaddr, linux_resync)
-    return Trace(vm, vcpus, tuple(events), initial, f"seabios-{vcpus}{'+linux' if linux else ''}")
+def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+    """A SeaBIOS boot then a Linux guest: QEMU's host writes, mtrr_setup() replayed per CPU, Linux's re-sync."""
+    return boot_trace("seabios", vcpus, vm, linux, **kw)
 
 
 GENERATORS: dict[str, Callable[..., Trace]] = {
@@ -669,6 +625,6 @@ def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str
 
 __all__ = [
     "GENERATORS", "MAX_EVENTS", "MAX_VCPUS", "ReplayResult", "Trace", "TraceEvent", "ZapCallRecord",
-    "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout", "mtrr_update_events", "ovmf_boot",
+    "boot_event_count", "boot_trace", "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout", "mtrr_update_events", "ovmf_boot",
     "parse_trace", "replay", "replay_all", "seabios_boot", "trace_from_text",
 ]

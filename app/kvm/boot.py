@@ -1,0 +1,301 @@
+"""Boot traces that follow the code of QEMU, the firmware (OVMF or SeaBIOS) and Linux.
+
+Why this exists: the 2023 cover letter counted `kvm_zap_gfn_range()` calls during boot on a
+v6.4 host with non-coherent DMA and the CD/NW quirk on: OVMF 84 / 164 and SeaBIOS 50 / 98 at
+8 / 16 vCPUs. In that era every write of MTRRdefType zaps the whole guest and every other
+MTRR write made while MTRRdefType.E=0 zaps nothing, so each figure is the number of
+MTRRdefType writes, and those come from three writers, each modelled here from its own code
+(restated, not copied):
+
+* **QEMU** (`qemu_host_writes`, source "qemu"): `kvm_put_msrs()` (target/i386/kvm/kvm.c)
+  puts IA32_PAT, MTRRdefType, the 11 fixed and the 8 PHYSBASE/PHYSMASK pairs of every vCPU
+  through KVM_SET_MSRS, once at machine init (full state) and once more at the first system
+  reset. KVM handles them in `kvm_mtrr_set_msr()` -> `update_mtrr()` like a guest WRMSR; they
+  never show in a `kvm_msr` trace. All values are the reset values (0, PAT power-on), so
+  E stays 0: 2 zaps per vCPU (the two MTRRdefType writes). QEMU sets CR0 = 0x60000010 with
+  KVM_SET_SREGS, which does not go through `kvm_post_set_cr0()`: no event.
+* **OVMF** (`ovmf_boot`, source "firmware"), edk2 UefiCpuPkg MtrrLib (`MtrrSetAllMtrrs`,
+  `MtrrSetMemoryAttribute`, their MtrrLibPreMtrrChange/MtrrLibPostMtrrChange bracket: CR0.CD=1,
+  MTRRdefType with E cleared, the MSRs, MTRRdefType restored, CR0.CD=0), MpInitLib (APs get
+  the BSP's MTRRs with `MtrrSetAllMtrrs`), OvmfPkg PlatformInitLib (`QemuInitializeRam`,
+  `PlatformQemuUc32BaseInitialization`) and CpuDxe (`SetMtrrsFromBuffer` after a cache
+  attribute change). BSP: PEI `MtrrSetAllMtrrs` (fixed all WB, default WB), then
+  `MtrrSetMemoryAttribute` of 0xA0000-0xFFFFF UC and of [Uc32Base, 4 GiB) UC, then in DXE the
+  64-bit PCI aperture UC: 4 passes. Each AP: PEI sync, DXE sync, DXE `SetMtrrsFromBuffer`:
+  3 passes. 2 zaps a pass: 6N+2.
+* **SeaBIOS** (`seabios_boot`), src/fw/mtrr.c `mtrr_setup()` at commit b9c6a960: MTRRdefType
+  := 0, the fixed MSRs (WB below 640K, UC 0xA0000-0xBFFFF, WP 0xC0000-0xFFFFF), all 8 pairs
+  zeroed, pair 0 UC from `pcimem_start` to 4 GiB, MTRRdefType := E|FE|WB. `wrmsr_smp()`
+  records every write and src/fw/smp.c makes each AP replay the list once. No CR0.CD bracket
+  (the mode switch has already cleared CD): 2N.
+* **Linux** (`linux_events`, source "linux"): Linux programs no MTRR ranges at boot; it
+  re-syncs every CPU to the BSP: `cache_bp_init()` on the BSP, then `cache_aps_init()` runs
+  the rendezvous on every CPU (arch/x86/kernel/cpu/cacheinfo.c, 6.2 and later;
+  `mtrr_bp_init()`/`mtrr_aps_init()` in mtrr/mtrr.c before, the same passes). Each pass:
+  CR0.CD=1, MTRRdefType := 0 (`mtrr_disable()` clears E, FE and the type), the ranges that
+  differ from the BSP's (none after firmware that programs all CPUs alike), IA32_PAT := Linux's
+  PAT (`pat_cpu_init()`), MTRRdefType restored, CR0.CD=0: N+1 passes, 2N+2 zaps.
+
+So 8 vCPUs: OVMF 16 + 50 + 18 = 84, SeaBIOS 16 + 16 + 18 = 50; 16 vCPUs: 164 and 98.
+
+Every vCPU starts at RESET (`RESET_STATE`: CR0.CD=NW=1, MTRRs zero, PAT power-on). The first
+thing firmware does on each CPU is enter protected mode with CD and NW clear (the edk2 reset
+vector and AP trampoline, SeaBIOS's `transition32`); that is one CR0 event per vCPU.
+
+Layouts by machine and RAM (`Machine`): QEMU splits RAM at 4 GiB: q35 keeps 2 GiB low when
+RAM >= 2.75 GiB (0xB0000000, the MMCONFIG base), pc 3 GiB when RAM >= 3.5 GiB, else all RAM
+is low. OVMF's Uc32Base: pc rounds [low RAM top, 4 GiB) down to one power of two ending at
+4 GiB; q35 uses 2 GiB when low RAM <= 2 GiB, else PcdPciExpressBaseAddress (0xB0000000,
+two pairs). SeaBIOS's `pcimem_start` (src/hw/pciinit.c): q35 0xC0000000 (after MMCONFIG);
+pc 0x80000000 up to 2 GiB of RAM, 0xC0000000 up to 3 GiB, else 0xE0000000. OVMF's 64-bit
+aperture is "dynamic" (edk2 2022-11 and later, the default): 2^(pb-3) bytes at
+2^pb - 2^(pb-3) for pb = MAXPHYADDR; or "classic": 32 GiB at 32 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..x86.memtype import MemType, MemTypeError
+from ..x86.mtrr import FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, MtrrState, range_to_pair
+from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
+from .scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, RAM, Event, MemRange, VcpuState, VmConfig
+
+GiB = 1 << 30
+MsrWrite = tuple[int, int]
+
+QEMU, FIRMWARE, LINUX, TRACE = "qemu", "firmware", "linux", "trace"
+SOURCES = (QEMU, FIRMWARE, LINUX, TRACE)
+
+LINUX_PAT = 0x0407050600070106
+"""Linux's PAT (arch/x86/mm/pat/memtype.c `pat_bp_init()`): WB WC UC- UC WB WP UC- WT."""
+
+RESET_STATE = VcpuState(cr0_cd=True, cr0_nw=True, pat=Pat.from_msr(PAT_POWER_ON), mtrr=MtrrState())
+"""A vCPU after RESET/INIT (SDM vol. 3 "Initialization"): CR0 = 0x60000010, so CD=1 and NW=1;
+MTRRs all zero (MTRRdefType.E=0: UC everywhere); IA32_PAT at its power-on value."""
+
+INITIAL_STATES = {"reset": RESET_STATE, "running": VcpuState()}
+"""The named initial states the API and CLI offer (`initial`): RESET, or a running guest
+with caching on and MTRRs off."""
+
+MACHINES = ("q35", "pc")
+APERTURES = ("dynamic", "classic")
+DEF_TYPE_WB_ON = 0xC06  # E | FE | WB
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """The QEMU machine a boot runs on: type, RAM size in bytes, guest phys-bits."""
+
+    machine: str = "q35"
+    memory: int = 4 * GiB
+    maxphyaddr: int = 46
+    aperture: str = "dynamic"
+
+    def validate(self) -> Machine:
+        if self.machine not in MACHINES:
+            raise MemTypeError("machine", f"unknown machine {self.machine!r}", f"one of {', '.join(MACHINES)}")
+        if isinstance(self.memory, bool) or not isinstance(self.memory, int) or not 16 << 20 <= self.memory <= 1 << 44:
+            raise MemTypeError("memory", f"{self.memory!r} bytes", "guest RAM is 16 MiB..16 TiB")
+        if self.memory % (1 << 20):
+            raise MemTypeError("memory", f"{self.memory:#x} is not a whole number of MiB", "QEMU sizes RAM in MiB")
+        if not 36 <= self.maxphyaddr <= 52:
+            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52", "CPUID.80000008H:EAX[7:0] is 36..52")
+        if self.aperture not in APERTURES:
+            raise MemTypeError("aperture", f"unknown aperture {self.aperture!r}", f"one of {', '.join(APERTURES)}")
+        if self.high_ram_end() > 1 << self.maxphyaddr:
+            raise MemTypeError("memory", f"RAM ends at {self.high_ram_end():#x}, above 2^MAXPHYADDR", "RAM must be addressable")
+        return self
+
+    def low_ram(self) -> int:
+        """RAM below 4 GiB (QEMU pc_q35_init / pc_init1 split)."""
+        split, cut = (0xB0000000, 2 * GiB) if self.machine == "q35" else (0xE0000000, 3 * GiB)
+        return cut if self.memory >= split else self.memory
+
+    def high_ram_end(self) -> int:
+        return 4 * GiB + (self.memory - self.low_ram()) if self.memory > self.low_ram() else self.low_ram()
+
+    def memory_map(self) -> tuple[MemRange, ...]:
+        """QEMU's RAM memslots: below 640K, the RAM-backed ROM area, the rest of low RAM, high RAM."""
+        low = self.low_ram()
+        out = [MemRange(0, 0xA0000, RAM, "low RAM"), MemRange(0xC0000, 0x100000, RAM, "option ROMs and BIOS"),
+               MemRange(0x100000, low, RAM, "RAM below 4 GiB")]
+        if self.memory > low:
+            out.append(MemRange(4 * GiB, self.high_ram_end(), RAM, "RAM above 4 GiB"))
+        return tuple(out)
+
+    def ovmf_uc32_base(self) -> int:
+        low = self.low_ram()
+        if self.machine == "q35":
+            return 2 * GiB if low <= 2 * GiB else 0xB0000000
+        size = 1 << ((4 * GiB - low).bit_length() - 1)
+        return 4 * GiB - size
+
+    def seabios_pcimem_start(self) -> int:
+        if self.machine == "q35":
+            return 0xC0000000
+        return 0x80000000 if self.memory <= 2 * GiB else 0xC0000000 if self.memory <= 3 * GiB else 0xE0000000
+
+    def ovmf_aperture(self) -> tuple[int, int]:
+        if self.aperture == "classic":
+            return 32 * GiB, 32 * GiB
+        size = 1 << (self.maxphyaddr - 3)
+        return (1 << self.maxphyaddr) - size, size
+
+
+def blocks(start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) as the fewest naturally aligned power-of-two blocks, low to high (what
+    MtrrLib needs for a range with no subtractive trick: [0xB0000000, 4G) is two)."""
+    out = []
+    while start < end:
+        size = start & -start if start else 1 << (end.bit_length() - 1)
+        while start + size > end:
+            size >>= 1
+        out.append((start, size))
+        start += size
+    return out
+
+
+def _pairs(ranges: list[tuple[int, int]], maxphyaddr: int, first: int = 0) -> list[MsrWrite]:
+    out: list[MsrWrite] = []
+    for n, (s, size) in enumerate(ranges, first):
+        p = range_to_pair(s, size, MemType.UC, maxphyaddr)
+        out += [(MSR_MTRR_PHYSBASE0 + 2 * n, p.base), (MSR_MTRR_PHYSBASE0 + 2 * n + 1, p.mask)]
+    return out
+
+
+def _all_pairs(set_pairs: list[MsrWrite]) -> list[MsrWrite]:
+    """All 16 PHYSBASE/PHYSMASK MSRs in order, the set ones with their values, others 0."""
+    vals = dict(set_pairs)
+    return [(m, vals.get(m, 0)) for m in range(MSR_MTRR_PHYSBASE0, MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR)]
+
+
+WB8, UC8, WP8 = 0x0606060606060606, 0, 0x0505050505050505
+
+
+# -- one CPU's passes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One event of a boot, before it is given its place in a trace."""
+
+    vcpu: int
+    event: Event
+    source: str
+
+
+def _cr0(v: int, cd: bool, source: str) -> Step:
+    return Step(v, Event(CR0_CD, cd, cr0_nw=False), source)
+
+
+def _wr(v: int, msr: int, value: int, source: str) -> Step:
+    if msr == MSR_IA32_PAT:
+        return Step(v, Event(PAT_WRITE, value), source)
+    return Step(v, Event(MTRR_WRITE, value, msr), source)
+
+
+def mtrrlib_pass(v: int, deftype_before: int, writes: list[MsrWrite], deftype_after: int) -> list[Step]:
+    """MtrrLibPreMtrrChange / the writes / MtrrLibPostMtrrChange on one CPU: CR0.CD=1,
+    MTRRdefType with only E cleared (FE and the type kept), the MSRs, MTRRdefType, CR0.CD=0."""
+    out = [_cr0(v, True, FIRMWARE), _wr(v, MSR_MTRR_DEF_TYPE, deftype_before & ~(1 << 11), FIRMWARE)]
+    out += [_wr(v, m, x, FIRMWARE) for m, x in writes]
+    out += [_wr(v, MSR_MTRR_DEF_TYPE, deftype_after, FIRMWARE), _cr0(v, False, FIRMWARE)]
+    return out
+
+
+def qemu_host_writes(vcpus: int) -> list[Step]:
+    """QEMU's KVM_SET_MSRS at machine init and at reset, per vCPU (see the module doc)."""
+    one = [(MSR_IA32_PAT, PAT_POWER_ON), (MSR_MTRR_DEF_TYPE, 0)] + [(f.msr, 0) for f in FIXED_MSRS] + _all_pairs([])
+    return [_wr(v, m, x, QEMU) for _ in range(2) for v in range(vcpus) for m, x in one]
+
+
+def ovmf_final_writes(m: Machine) -> list[MsrWrite]:
+    """The fixed and variable MSRs OVMF leaves (BSP and APs alike), in MSR order."""
+    fixed = [WB8, WB8] + [UC8] * 9
+    return [(f.msr, x) for f, x in zip(FIXED_MSRS, fixed)] + _all_pairs(_ovmf_pairs(m, dxe=True))
+
+
+def _ovmf_pairs(m: Machine, dxe: bool) -> list[MsrWrite]:
+    low = blocks(m.ovmf_uc32_base(), 4 * GiB)
+    high = [m.ovmf_aperture()] if dxe else []
+    return _pairs(low + high, m.maxphyaddr)
+
+
+def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
+    """OVMF's passes, in boot order (module doc): BSP PEI x3, APs PEI, APs DXE, BSP DXE, APs DXE."""
+    out: list[Step] = [_cr0(v, False, FIRMWARE) for v in range(vcpus)]
+    nfix = len(FIXED_MSRS)
+    all_wb = [(f.msr, WB8) for f in FIXED_MSRS]
+    vga_uc = [(f.msr, UC8) for f in FIXED_MSRS[2:]]
+    pei = [(f.msr, x) for f, x in zip(FIXED_MSRS, [WB8, WB8] + [UC8] * (nfix - 2))] + _all_pairs(_ovmf_pairs(m, dxe=False))
+    final = ovmf_final_writes(m)
+    hole32 = _pairs(blocks(m.ovmf_uc32_base(), 4 * GiB), m.maxphyaddr)
+    aperture = _pairs([m.ovmf_aperture()], m.maxphyaddr, first=len(hole32) // 2)
+    on = DEF_TYPE_WB_ON
+    out += mtrrlib_pass(0, 0, all_wb + _all_pairs([]), on)          # QemuInitializeRam: MtrrSetAllMtrrs
+    out += mtrrlib_pass(0, on, vga_uc, on)                          # MtrrSetMemoryAttribute(640K-1M, UC)
+    out += mtrrlib_pass(0, on, hole32, on)                          # MtrrSetMemoryAttribute(Uc32Base-4G, UC)
+    for v in range(1, vcpus):                                       # CpuMpPei: APs take the BSP's MTRRs
+        out += mtrrlib_pass(v, 0, pei, on)
+    for v in range(1, vcpus):                                       # CpuDxe MpInitLibInitialize: again
+        out += mtrrlib_pass(v, on, pei, on)
+    out += mtrrlib_pass(0, on, aperture, on)                        # 64-bit aperture UC (DXE)
+    for v in range(1, vcpus):                                       # CpuDxe SetMtrrsFromBuffer
+        out += mtrrlib_pass(v, on, final, on)
+    return out
+
+
+def seabios_final_writes(m: Machine) -> list[MsrWrite]:
+    fixed = [WB8, WB8, UC8] + [WP8] * 8
+    start = m.seabios_pcimem_start()
+    return [(f.msr, x) for f, x in zip(FIXED_MSRS, fixed)] + _all_pairs(_pairs([(start, 4 * GiB - start)], m.maxphyaddr))
+
+
+def seabios_firmware(vcpus: int, m: Machine) -> list[Step]:
+    """`mtrr_setup()` on the BSP, the recorded list replayed by each AP (module doc)."""
+    out: list[Step] = []
+    start = m.seabios_pcimem_start()
+    fixed = [(f.msr, x) for f, x in zip(FIXED_MSRS, [WB8, WB8, UC8] + [WP8] * 8)]
+    seq = [(MSR_MTRR_DEF_TYPE, 0)] + fixed + _all_pairs([]) + _pairs([(start, 4 * GiB - start)], m.maxphyaddr) \
+        + [(MSR_MTRR_DEF_TYPE, DEF_TYPE_WB_ON)]
+    for v in range(vcpus):
+        out.append(_cr0(v, False, FIRMWARE))
+        out += [_wr(v, msr, x, FIRMWARE) for msr, x in seq]
+    return out
+
+
+def linux_events(vcpus: int, deftype: int = DEF_TYPE_WB_ON) -> list[Step]:
+    """Linux's boot re-sync: `cache_bp_init()` on the BSP, then `cache_aps_init()` on every CPU."""
+    out: list[Step] = []
+    for v in [0] + list(range(vcpus)):
+        out += [_cr0(v, True, LINUX), _wr(v, MSR_MTRR_DEF_TYPE, 0, LINUX), _wr(v, MSR_IA32_PAT, LINUX_PAT, LINUX),
+                _wr(v, MSR_MTRR_DEF_TYPE, deftype, LINUX), _cr0(v, False, LINUX)]
+    return out
+
+
+FIRMWARE_PASSES = {"ovmf": ovmf_firmware, "seabios": seabios_firmware}
+FINAL_WRITES = {"ovmf": ovmf_final_writes, "seabios": seabios_final_writes}
+
+
+def boot_steps(firmware: str, vcpus: int, m: Machine, *, linux: bool = True, qemu: bool = True) -> list[Step]:
+    """Every event of a boot in order: QEMU's host writes, the firmware's passes, Linux's."""
+    m.validate()
+    out = qemu_host_writes(vcpus) if qemu else []
+    out += FIRMWARE_PASSES[firmware](vcpus, m)
+    if linux:
+        out += linux_events(vcpus)
+    return out
+
+
+def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
+    """The VM a boot runs on: `vm`'s knobs, the machine's MAXPHYADDR and (unless the caller
+    gave a memory map) the machine's RAM memslots."""
+    return replace(vm, maxphyaddr=m.maxphyaddr, **({} if own_map else {"memory_map": m.memory_map()}))
+
+
+__all__ = [
+    "APERTURES", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
+    "RESET_STATE", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm", "linux_events",
+    "ovmf_final_writes", "qemu_host_writes", "seabios_final_writes",
+]
