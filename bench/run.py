@@ -99,10 +99,10 @@ def bench_replay() -> None:
     # OVMF and 50 for SeaBIOS at 8 vCPUs, 164 and 98 at 16, before the series.
     docs = {("ovmf", 8): 84, ("ovmf", 16): 164, ("seabios", 8): 50, ("seabios", 16): 98}
     for (gen, n), want in docs.items():
-        base = rp.replay(ERAS["v4.2"], rp.GENERATORS[gen](n)).zap_calls
-        resync = rp.replay(ERAS["v4.2"], rp.GENERATORS[gen](n, linux_resync=True)).zap_calls
-        print(f"replay    v4.2 {gen:<8} {n:>2} vCPUs: {base:>3} zap calls, {resync:>3} with Linux's MTRR"
-              f" re-sync; the review thread measured {want}")
+        r = rp.replay(ERAS["v4.2"], rp.GENERATORS[gen](n))
+        src = ", ".join(f"{k} {v}" for k, v in r.calls_by_source.items() if k != "trace")
+        print(f"replay    v4.2 {gen:<8} {n:>2} vCPUs: {r.zap_calls:>3} zap calls ({src});"
+              f" the review thread measured {want}")
 
 
 def _free_port() -> int:

@@ -333,7 +333,7 @@ FLOATS = [
     ("/api/v1/map", {"kernel": "v6.7", "pat_index": 1.0}, ["body", "pat_index"]),
     ("/api/v1/decode", {"spte": 7.0}, ["body", "spte"]),
     ("/api/v1/replay", {"events": [{"vcpu": 0.0, "event": {"kind": "cr0_cd", "value": True}}]}, ["body", "events", 0, "vcpu"]),
-    ("/api/v1/replay", {"generator": "ovmf", "rounds": 1.0}, ["body", "rounds"]),
+    ("/api/v1/replay", {"generator": "ovmf", "maxphyaddr": 46.0}, ["body", "maxphyaddr"]),
 ]
 
 

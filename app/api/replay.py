@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..kvm import replay as rp
+from ..kvm.boot import INITIAL_STATES, SOURCES, parse_memory
+from ..x86.mtrr import KVM_NR_VAR_MTRR
 from ..kvm.eras import ERAS, get_era
 from ..x86.memtype import MemTypeError
 from . import schemas as s
@@ -42,13 +44,22 @@ def _era_out(r: rp.ReplayResult, include_calls: bool) -> s.ReplayEraOut:
         calls=[s.ZapCallOut(event=c.event, vcpu=c.vcpu, kind=c.kind, msr=f"{c.msr:#x}" if c.msr is not None else None,
                             start=f"{c.start:#x}", end=f"{c.end:#x}", pages=c.pages, excess=c.excess, cd=c.cd,
                             duplicate=c.duplicate, empty=c.empty) for c in r.calls] if include_calls else None,
-        calls_truncated=r.calls_truncated,
+        calls_truncated=r.calls_truncated, calls_by_source=dict(r.calls_by_source),
     )
+
+
+def _vcpu_out(v) -> s.VcpuFinalOut:
+    cr0 = (v.cr0_pg << 31) | (v.cr0_cd << 30) | (v.cr0_nw << 29) | 0x10
+    m = v.mtrr
+    pairs = list(m.variable) + [None] * (KVM_NR_VAR_MTRR - len(m.variable))
+    return s.VcpuFinalOut(cr0=f"{cr0:#x}", pat=f"{v.pat.to_msr():#x}", mtrr=s.MtrrStateOut(
+        def_type=f"{m.def_type:#x}", fixed=[f"{x:#x}" for x in m.fixed],
+        variable=[s.VarPairOut(base=f"{p.base:#x}" if p else "0x0", mask=f"{p.mask:#x}" if p else "0x0") for p in pairs]))
 
 
 @router.post("/replay", response_model=s.ReplayResponse, responses=ERRORS, summary="Replay a trace under each era")
 def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
-    """Give exactly one of `generator` (with `vcpus`, `linux`, `rounds`), `events` or
+    """Give exactly one of `generator` (with `vcpus`, `linux`, `machine`, `memory`, `maxphyaddr`), `events` or
     `trace` (text). Every vCPU starts from `initial`; the EPT is the VM's. Returns, per era,
     the kvm_zap_gfn_range() calls, pages zapped, excess (zapped, unchanged) and stale pages
     at the end, calls made while CR0.CD=1 and duplicate calls (see app/kvm/replay.py for the
@@ -63,26 +74,35 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     vm, map_loc = to_vm(req.vm)
     al = aliases(map_loc)
     al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"],
-               "rounds": ["rounds"], "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
+               "memory": ["memory"], "machine": ["machine"], "maxphyaddr": ["maxphyaddr"], "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
     with core_errors(al):
         vm.validate()  # refuses an empty memory map too
-        initial = to_vcpu(req.initial, "initial").validate(vm, "initial")
-        eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
-        if req.generator is not None:
-            kw = {"vm": vm, "linux": req.linux, "linux_resync": req.linux_resync, "initial": initial}
-            if req.rounds is not None:
-                kw["rounds"] = req.rounds
-            trace = rp.GENERATORS[req.generator](req.vcpus or DEFAULT_VCPUS, **kw)
-        elif req.events is not None:
-            if len(req.events) > max_events:
-                raise MemTypeError("events", f"{len(req.events)} events given",
-                                   f"at most {max_events} (MEMTYPE_MAX_TRACE_EVENTS)")
-            events = tuple(rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events)
-            n = req.vcpus or max((e.vcpu for e in events), default=0) + 1
-            trace = rp.Trace(vm, n, events, initial, "events")
+        if req.initial is None:
+            initial = INITIAL_STATES["reset" if req.generator is not None else "running"]
+        elif isinstance(req.initial, str):
+            initial = INITIAL_STATES[req.initial]
         else:
-            assert req.trace is not None
-            trace = rp.trace_from_text(req.trace, vm, req.vcpus, "trace", initial, max_events)
+            initial = to_vcpu(req.initial, "initial").validate(vm, "initial")
+        eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        qemu = req.qemu_host_writes if req.qemu_host_writes is not None else req.generator is not None
+        if req.generator is not None:
+            memory = parse_memory(req.memory) if req.memory is not None else None
+            trace = rp.boot_trace(req.generator, req.vcpus or DEFAULT_VCPUS, vm, req.linux, machine=req.machine,
+                                  memory=memory, maxphyaddr=req.maxphyaddr, aperture=req.aperture,
+                                  qemu_host_writes=qemu, initial=initial, max_events=max_events)
+        else:
+            if req.events is not None:
+                if len(req.events) > max_events:
+                    raise MemTypeError("events", f"{len(req.events)} events given",
+                                       f"at most {max_events} (MEMTYPE_MAX_TRACE_EVENTS)")
+                events = tuple(rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events)
+                n = req.vcpus or max((e.vcpu for e in events), default=0) + 1
+                trace = rp.Trace(vm, n, events, initial, "events")
+            else:
+                assert req.trace is not None
+                trace = rp.trace_from_text(req.trace, vm, req.vcpus, "trace", initial, max_events)
+            if qemu:
+                trace = rp.with_qemu_host_writes(trace, max_events)
         out = []
         for era in eras:
             try:
@@ -91,4 +111,10 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
                 out.append(s.ReplayEraOut(kernel=era.id, error=str(e)))
                 continue
             out.append(_era_out(rp.replay(era, trace), req.include_calls))
-    return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events), eras=out))
+        final_vm, finals = rp.final_states(trace)
+    by_source = dict.fromkeys(SOURCES, 0)
+    for te in trace.events:
+        by_source[te.source] += 1
+    final = s.FinalStateOut(noncoherent_dma=final_vm.noncoherent_dma, vcpus=[_vcpu_out(v) for v in finals])
+    return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events),
+                                          events_by_source=by_source, final_state=final, eras=out))

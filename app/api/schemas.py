@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from ..kvm.boot import MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..x86.pat import PAT_POWER_ON
 
@@ -313,9 +314,17 @@ class ReplayRequest(Strict):
     generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator (GET /api/v1/replay/generators)")
     vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
                               "highest vCPU index in the events plus one")
-    linux: bool = Field(True, description="generator: a Linux guest then adds its 64-bit PCI hole MTRR on every vCPU")
-    linux_resync: bool = Field(False, description="generator: also model Linux's boot-time MTRR re-sync passes")
-    rounds: Int | None = Field(None, ge=1, le=16, description="generator: firmware passes per CPU (default: the generator's)")
+    linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
+                        "re-sync: cache_bp_init/cache_aps_init)")
+    machine: Literal["q35", "pc"] = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
+    memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
+        None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
+        "(default: 4G layout on the VM's own memory map)", examples=["4G"])
+    maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
+    aperture: Literal["dynamic", "classic"] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
+                                                     "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
+    qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
+                                          "per vCPU) as source 'qemu'; default on for a generator, off otherwise")
     events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "
                                                "(at most MEMTYPE_MAX_TRACE_EVENTS)")
     trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
@@ -323,7 +332,10 @@ class ReplayRequest(Strict):
     vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
-    initial: VcpuIn = Field(default_factory=VcpuIn, description="every vCPU's state before the first event")
+    initial: Literal["reset", "running"] | VcpuIn | None = Field(
+        None, description="every vCPU's state before the first event: 'reset' (CR0.CD=NW=1, MTRRs 0, PAT power-on: "
+        "where a real vCPU starts; the default for a generator), 'running' (caching on, MTRRs off; the default for "
+        "events and trace text) or an explicit state")
     kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
                                            description="eras to replay under; omitted = all (an empty list is refused)")
     include_calls: bool = Field(False, description="list every kvm_zap_gfn_range() call (up to 10000 per era)")
@@ -562,7 +574,8 @@ class ReplayEraOut(Out):
     empty_calls: int | None = None
     zapped_pages: int | None = None
     excess_pages: int | None = None
-    stale_pages: int | None = Field(None, description="mapped pages whose entry differs from what vCPU 0's final state computes")
+    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what vCPU 0's "
+                                    "final state computes, if every zapped page was refaulted at once by the zapping vCPU")
     calls_while_cd: int | None = None
     duplicate_calls: int | None = None
     per_vcpu_stale: list[int] | None = None
@@ -570,12 +583,38 @@ class ReplayEraOut(Out):
     stale_ranges: list[RangeOut] | None = None
     calls: list[ZapCallOut] | None = None
     calls_truncated: bool | None = None
+    calls_by_source: dict[str, int] | None = Field(
+        None, description="zap_calls split by who made the write: qemu (host KVM_SET_MSRS), firmware, linux, trace")
+
+
+class VarPairOut(Out):
+    base: str
+    mask: str
+
+
+class MtrrStateOut(Out):
+    def_type: str
+    fixed: list[str] = Field(description="11 values in MSR order 0x250, 0x258, 0x259, 0x268..0x26f")
+    variable: list[VarPairOut] = Field(description="8 PHYSBASE/PHYSMASK pairs")
+
+
+class VcpuFinalOut(Out):
+    cr0: str = Field(description="CR0 as modelled: CD, NW and PG (other bits 0 but ET, which is always 1)")
+    pat: str
+    mtrr: MtrrStateOut
+
+
+class FinalStateOut(Out):
+    noncoherent_dma: bool
+    vcpus: list[VcpuFinalOut]
 
 
 class ReplayResponse(Out):
     name: str
     vcpus: int
     events: int
+    events_by_source: dict[str, int] = Field(description="events per source: qemu, firmware, linux, trace")
+    final_state: FinalStateOut
     eras: list[ReplayEraOut]
 
 

@@ -70,13 +70,32 @@ SOURCES = (QEMU, FIRMWARE, LINUX, TRACE)
 LINUX_PAT = 0x0407050600070106
 """Linux's PAT (arch/x86/mm/pat/memtype.c `pat_bp_init()`): WB WC UC- UC WB WP UC- WT."""
 
-RESET_STATE = VcpuState(cr0_cd=True, cr0_nw=True, pat=Pat.from_msr(PAT_POWER_ON), mtrr=MtrrState())
+RESET_STATE = VcpuState(cr0_cd=True, cr0_nw=True, cr0_pg=False, pat=Pat.from_msr(PAT_POWER_ON), mtrr=MtrrState())
 """A vCPU after RESET/INIT (SDM vol. 3 "Initialization"): CR0 = 0x60000010, so CD=1 and NW=1;
 MTRRs all zero (MTRRdefType.E=0: UC everywhere); IA32_PAT at its power-on value."""
 
 INITIAL_STATES = {"reset": RESET_STATE, "running": VcpuState()}
 """The named initial states the API and CLI offer (`initial`): RESET, or a running guest
 with caching on and MTRRs off."""
+
+MEMORY_PATTERN = r"^[1-9][0-9]{0,6}[KMGT]$"
+"""RAM written as QEMU's -m takes it with a unit: '4G', '512M' (one definition: the API's
+JSON schema uses it too)."""
+_UNITS = {"K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def parse_memory(value: int | str, field: str = "memory") -> int:
+    """Bytes from an integer or a size such as '4G' (binary units, as QEMU's -m)."""
+    import re
+
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MemTypeError(field, f"{value!r} is not a size", "bytes as an integer, or a size such as '4G'")
+    if isinstance(value, int):
+        return value
+    if not re.fullmatch(MEMORY_PATTERN, value):
+        raise MemTypeError(field, f"{value!r} is not a size", "digits then K, M, G or T, such as '4G' or '512M'")
+    return int(value[:-1]) << _UNITS[value[-1]]
+
 
 MACHINES = ("q35", "pc")
 APERTURES = ("dynamic", "classic")

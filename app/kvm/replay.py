@@ -46,7 +46,7 @@ run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per er
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from ..x86.memtype import MemTypeError
@@ -54,7 +54,7 @@ from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .era import Era, ZapInput
 from .ept_runs import Range, Run, clip, decode_key, layout, merge_runs, pieces
-from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm
+from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
@@ -450,6 +450,16 @@ def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: 
 def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
     """A SeaBIOS boot then a Linux guest: QEMU's host writes, mtrr_setup() replayed per CPU, Linux's re-sync."""
     return boot_trace("seabios", vcpus, vm, linux, **kw)
+
+
+def with_qemu_host_writes(trace: Trace, max_events: int = MAX_EVENTS) -> Trace:
+    """`trace` preceded by QEMU's host writes (boot.qemu_host_writes) for each of its vCPUs:
+    what KVM saw before the guest's first instruction but no kvm_msr trace shows."""
+    pre = _steps_to_events(qemu_host_writes(trace.vcpus))
+    if len(pre) + len(trace.events) > max_events:
+        raise MemTypeError("qemu_host_writes", f"{len(pre)} host writes + {len(trace.events)} events",
+                           f"at most {max_events} events (MEMTYPE_MAX_TRACE_EVENTS)")
+    return replace(trace, events=pre + trace.events)
 
 
 GENERATORS: dict[str, Callable[..., Trace]] = {
