@@ -12,10 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..kvm import replay as rp
-from ..kvm.boot import INITIAL_STATES, SOURCES, parse_memory
-from ..x86.mtrr import KVM_NR_VAR_MTRR
+from ..kvm.boot import INITIAL_STATES, events_by_source, parse_memory
 from ..kvm.eras import ERAS, get_era
+from ..kvm.scenario import VcpuState
 from ..x86.memtype import MemTypeError
+from ..x86.mtrr import KVM_NR_VAR_MTRR
 from . import schemas as s
 from .common import ERRORS, json_response
 from .convert import aliases, core_errors, range_out, to_event, to_vcpu, to_vm
@@ -48,8 +49,8 @@ def _era_out(r: rp.ReplayResult, include_calls: bool) -> s.ReplayEraOut:
     )
 
 
-def _vcpu_out(v) -> s.VcpuFinalOut:
-    cr0 = (v.cr0_pg << 31) | (v.cr0_cd << 30) | (v.cr0_nw << 29) | 0x10
+def _vcpu_out(v: VcpuState) -> s.VcpuFinalOut:
+    cr0 = rp.modelled_cr0(v)
     m = v.mtrr
     pairs = list(m.variable) + [None] * (KVM_NR_VAR_MTRR - len(m.variable))
     return s.VcpuFinalOut(cr0=f"{cr0:#x}", pat=f"{v.pat.to_msr():#x}", mtrr=s.MtrrStateOut(
@@ -74,7 +75,8 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     vm, map_loc = to_vm(req.vm)
     al = aliases(map_loc)
     al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"],
-               "memory": ["memory"], "machine": ["machine"], "maxphyaddr": ["maxphyaddr"], "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
+               "memory": ["memory"], "machine": ["machine"], "maxphyaddr": ["maxphyaddr"],
+               "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
     with core_errors(al):
         vm.validate()  # refuses an empty memory map too
         if req.initial is None:
@@ -112,9 +114,7 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
                 continue
             out.append(_era_out(rp.replay(era, trace), req.include_calls))
         final_vm, finals = rp.final_states(trace)
-    by_source = dict.fromkeys(SOURCES, 0)
-    for te in trace.events:
-        by_source[te.source] += 1
+    by_source = events_by_source(te.source for te in trace.events)
     final = s.FinalStateOut(noncoherent_dma=final_vm.noncoherent_dma, vcpus=[_vcpu_out(v) for v in finals])
     return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events),
                                           events_by_source=by_source, final_state=final, eras=out))

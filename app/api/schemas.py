@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from ..kvm.boot import MEMORY_PATTERN
+from ..kvm.boot import APERTURES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..x86.pat import PAT_POWER_ON
 
@@ -316,12 +316,12 @@ class ReplayRequest(Strict):
                               "highest vCPU index in the events plus one")
     linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
                         "re-sync: cache_bp_init/cache_aps_init)")
-    machine: Literal["q35", "pc"] = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
+    machine: Literal[MACHINES] = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
     memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
         "(default: 4G layout on the VM's own memory map)", examples=["4G"])
     maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
-    aperture: Literal["dynamic", "classic"] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
+    aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
                                                      "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
     qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
                                           "per vCPU) as source 'qemu'; default on for a generator, off otherwise")

@@ -54,15 +54,18 @@ aperture is "dynamic" (edk2 2022-11 and later, the default): 2^(pb-3) bytes at
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from ..x86.memtype import MemType, MemTypeError
-from ..x86.mtrr import FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, MtrrState, range_to_pair
+from ..x86.mtrr import (
+    DEF_TYPE_E, FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, MtrrState, range_to_pair,
+)
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
+from .layouts import DEF_TYPE_ON, OVMF_FIXED, SEABIOS_FIXED, WB_BYTES, MsrWrite
 from .scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, RAM, Event, MemRange, VcpuState, VmConfig
 
 GiB = 1 << 30
-MsrWrite = tuple[int, int]
 
 QEMU, FIRMWARE, LINUX, TRACE = "qemu", "firmware", "linux", "trace"
 SOURCES = (QEMU, FIRMWARE, LINUX, TRACE)
@@ -86,8 +89,6 @@ _UNITS = {"K": 10, "M": 20, "G": 30, "T": 40}
 
 def parse_memory(value: int | str, field: str = "memory") -> int:
     """Bytes from an integer or a size such as '4G' (binary units, as QEMU's -m)."""
-    import re
-
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise MemTypeError(field, f"{value!r} is not a size", "bytes as an integer, or a size such as '4G'")
     if isinstance(value, int):
@@ -99,7 +100,6 @@ def parse_memory(value: int | str, field: str = "memory") -> int:
 
 MACHINES = ("q35", "pc")
 APERTURES = ("dynamic", "classic")
-DEF_TYPE_WB_ON = 0xC06  # E | FE | WB
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,9 @@ def _all_pairs(set_pairs: list[MsrWrite]) -> list[MsrWrite]:
     return [(m, vals.get(m, 0)) for m in range(MSR_MTRR_PHYSBASE0, MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR)]
 
 
-WB8, UC8, WP8 = 0x0606060606060606, 0, 0x0505050505050505
+def _fixed(values: list[int]) -> list[MsrWrite]:
+    """The 11 fixed-range MSRs in MSR order with these values."""
+    return [(f.msr, x) for f, x in zip(FIXED_MSRS, values, strict=True)]
 
 
 # -- one CPU's passes ------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def _wr(v: int, msr: int, value: int, source: str) -> Step:
 def mtrrlib_pass(v: int, deftype_before: int, writes: list[MsrWrite], deftype_after: int) -> list[Step]:
     """MtrrLibPreMtrrChange / the writes / MtrrLibPostMtrrChange on one CPU: CR0.CD=1,
     MTRRdefType with only E cleared (FE and the type kept), the MSRs, MTRRdefType, CR0.CD=0."""
-    out = [_cr0(v, True, FIRMWARE), _wr(v, MSR_MTRR_DEF_TYPE, deftype_before & ~(1 << 11), FIRMWARE)]
+    out = [_cr0(v, True, FIRMWARE), _wr(v, MSR_MTRR_DEF_TYPE, deftype_before & ~DEF_TYPE_E, FIRMWARE)]
     out += [_wr(v, m, x, FIRMWARE) for m, x in writes]
     out += [_wr(v, MSR_MTRR_DEF_TYPE, deftype_after, FIRMWARE), _cr0(v, False, FIRMWARE)]
     return out
@@ -225,35 +227,20 @@ def mtrrlib_pass(v: int, deftype_before: int, writes: list[MsrWrite], deftype_af
 
 def qemu_host_writes(vcpus: int) -> list[Step]:
     """QEMU's KVM_SET_MSRS at machine init and at reset, per vCPU (see the module doc)."""
-    one = [(MSR_IA32_PAT, PAT_POWER_ON), (MSR_MTRR_DEF_TYPE, 0)] + [(f.msr, 0) for f in FIXED_MSRS] + _all_pairs([])
+    one = [(MSR_IA32_PAT, PAT_POWER_ON), (MSR_MTRR_DEF_TYPE, 0)] + _fixed([0] * len(FIXED_MSRS)) + _all_pairs([])
     return [_wr(v, m, x, QEMU) for _ in range(2) for v in range(vcpus) for m, x in one]
-
-
-def ovmf_final_writes(m: Machine) -> list[MsrWrite]:
-    """The fixed and variable MSRs OVMF leaves (BSP and APs alike), in MSR order."""
-    fixed = [WB8, WB8] + [UC8] * 9
-    return [(f.msr, x) for f, x in zip(FIXED_MSRS, fixed)] + _all_pairs(_ovmf_pairs(m, dxe=True))
-
-
-def _ovmf_pairs(m: Machine, dxe: bool) -> list[MsrWrite]:
-    low = blocks(m.ovmf_uc32_base(), 4 * GiB)
-    high = [m.ovmf_aperture()] if dxe else []
-    return _pairs(low + high, m.maxphyaddr)
 
 
 def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
     """OVMF's passes, in boot order (module doc): BSP PEI x3, APs PEI, APs DXE, BSP DXE, APs DXE."""
     out: list[Step] = [_cr0(v, False, FIRMWARE) for v in range(vcpus)]
-    nfix = len(FIXED_MSRS)
-    all_wb = [(f.msr, WB8) for f in FIXED_MSRS]
-    vga_uc = [(f.msr, UC8) for f in FIXED_MSRS[2:]]
-    pei = [(f.msr, x) for f, x in zip(FIXED_MSRS, [WB8, WB8] + [UC8] * (nfix - 2))] + _all_pairs(_ovmf_pairs(m, dxe=False))
-    final = ovmf_final_writes(m)
     hole32 = _pairs(blocks(m.ovmf_uc32_base(), 4 * GiB), m.maxphyaddr)
     aperture = _pairs([m.ovmf_aperture()], m.maxphyaddr, first=len(hole32) // 2)
-    on = DEF_TYPE_WB_ON
-    out += mtrrlib_pass(0, 0, all_wb + _all_pairs([]), on)          # QemuInitializeRam: MtrrSetAllMtrrs
-    out += mtrrlib_pass(0, on, vga_uc, on)                          # MtrrSetMemoryAttribute(640K-1M, UC)
+    pei = _fixed(OVMF_FIXED) + _all_pairs(hole32)                   # what the BSP has after PEI
+    final = _fixed(OVMF_FIXED) + _all_pairs(hole32 + aperture)      # ... and after DXE
+    on = DEF_TYPE_ON
+    out += mtrrlib_pass(0, 0, _fixed([WB_BYTES] * len(FIXED_MSRS)) + _all_pairs([]), on)  # MtrrSetAllMtrrs
+    out += mtrrlib_pass(0, on, _fixed(OVMF_FIXED)[2:], on)          # MtrrSetMemoryAttribute(640K-1M, UC)
     out += mtrrlib_pass(0, on, hole32, on)                          # MtrrSetMemoryAttribute(Uc32Base-4G, UC)
     for v in range(1, vcpus):                                       # CpuMpPei: APs take the BSP's MTRRs
         out += mtrrlib_pass(v, 0, pei, on)
@@ -265,26 +252,19 @@ def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
     return out
 
 
-def seabios_final_writes(m: Machine) -> list[MsrWrite]:
-    fixed = [WB8, WB8, UC8] + [WP8] * 8
-    start = m.seabios_pcimem_start()
-    return [(f.msr, x) for f, x in zip(FIXED_MSRS, fixed)] + _all_pairs(_pairs([(start, 4 * GiB - start)], m.maxphyaddr))
-
-
 def seabios_firmware(vcpus: int, m: Machine) -> list[Step]:
     """`mtrr_setup()` on the BSP, the recorded list replayed by each AP (module doc)."""
-    out: list[Step] = []
     start = m.seabios_pcimem_start()
-    fixed = [(f.msr, x) for f, x in zip(FIXED_MSRS, [WB8, WB8, UC8] + [WP8] * 8)]
-    seq = [(MSR_MTRR_DEF_TYPE, 0)] + fixed + _all_pairs([]) + _pairs([(start, 4 * GiB - start)], m.maxphyaddr) \
-        + [(MSR_MTRR_DEF_TYPE, DEF_TYPE_WB_ON)]
+    seq = [(MSR_MTRR_DEF_TYPE, 0)] + _fixed(SEABIOS_FIXED) + _all_pairs([]) \
+        + _pairs([(start, 4 * GiB - start)], m.maxphyaddr) + [(MSR_MTRR_DEF_TYPE, DEF_TYPE_ON)]
+    out: list[Step] = []
     for v in range(vcpus):
         out.append(_cr0(v, False, FIRMWARE))
         out += [_wr(v, msr, x, FIRMWARE) for msr, x in seq]
     return out
 
 
-def linux_events(vcpus: int, deftype: int = DEF_TYPE_WB_ON) -> list[Step]:
+def linux_events(vcpus: int, deftype: int = DEF_TYPE_ON) -> list[Step]:
     """Linux's boot re-sync: `cache_bp_init()` on the BSP, then `cache_aps_init()` on every CPU."""
     out: list[Step] = []
     for v in [0] + list(range(vcpus)):
@@ -294,7 +274,6 @@ def linux_events(vcpus: int, deftype: int = DEF_TYPE_WB_ON) -> list[Step]:
 
 
 FIRMWARE_PASSES = {"ovmf": ovmf_firmware, "seabios": seabios_firmware}
-FINAL_WRITES = {"ovmf": ovmf_final_writes, "seabios": seabios_final_writes}
 
 
 def boot_steps(firmware: str, vcpus: int, m: Machine, *, linux: bool = True, qemu: bool = True) -> list[Step]:
@@ -307,6 +286,14 @@ def boot_steps(firmware: str, vcpus: int, m: Machine, *, linux: bool = True, qem
     return out
 
 
+def events_by_source(sources) -> dict[str, int]:
+    """How many of these events each source made (every source listed, 0 when none)."""
+    out = dict.fromkeys(SOURCES, 0)
+    for src in sources:
+        out[src] += 1
+    return out
+
+
 def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
     """The VM a boot runs on: `vm`'s knobs, the machine's MAXPHYADDR and (unless the caller
     gave a memory map) the machine's RAM memslots."""
@@ -315,6 +302,6 @@ def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
 
 __all__ = [
     "APERTURES", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
-    "RESET_STATE", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm", "linux_events",
-    "ovmf_final_writes", "qemu_host_writes", "seabios_final_writes",
+    "OVMF_FIXED", "RESET_STATE", "SEABIOS_FIXED", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm",
+    "events_by_source", "linux_events", "qemu_host_writes",
 ]

@@ -21,6 +21,11 @@ WP_BYTES = 0x0505050505050505
 
 MsrWrite = tuple[int, int]
 
+OVMF_FIXED = [WB_BYTES, WB_BYTES] + [UC_BYTES] * 9
+"""OVMF's fixed ranges, in MSR order: WB 0-0x9FFFF, UC 0xA0000-0xFFFFF."""
+SEABIOS_FIXED = [WB_BYTES, WB_BYTES, UC_BYTES] + [WP_BYTES] * 8
+"""SeaBIOS's (RAM >= 1 MiB), in MSR order: WB below 640K, UC 0xA0000-0xBFFFF, WP 0xC0000-0xFFFFF."""
+
 
 def _var_writes(n: int, start: int, size: int, t: MemType, maxphyaddr: int) -> list[MsrWrite]:
     pair = range_to_pair(start, size, t, maxphyaddr)
@@ -29,13 +34,11 @@ def _var_writes(n: int, start: int, size: int, t: MemType, maxphyaddr: int) -> l
 
 def ovmf_writes(maxphyaddr: int = 46) -> list[MsrWrite]:
     """Fixed then variable MSRs, without the MTRRdefType disable/enable around them."""
-    fixed = [WB_BYTES, WB_BYTES] + [UC_BYTES] * 9
-    return [(f.msr, v) for f, v in zip(FIXED_MSRS, fixed)] + _var_writes(0, 0x80000000, 0x80000000, MemType.UC, maxphyaddr)
+    return [(f.msr, v) for f, v in zip(FIXED_MSRS, OVMF_FIXED)] + _var_writes(0, 0x80000000, 0x80000000, MemType.UC, maxphyaddr)
 
 
 def seabios_writes(maxphyaddr: int = 46) -> list[MsrWrite]:
-    fixed = [WB_BYTES, WB_BYTES, UC_BYTES] + [WP_BYTES] * 8
-    return [(f.msr, v) for f, v in zip(FIXED_MSRS, fixed)] + _var_writes(0, 0xC0000000, 0x40000000, MemType.UC, maxphyaddr)
+    return [(f.msr, v) for f, v in zip(FIXED_MSRS, SEABIOS_FIXED)] + _var_writes(0, 0xC0000000, 0x40000000, MemType.UC, maxphyaddr)
 
 
 def linux_hole_writes(maxphyaddr: int = 46, pair: int = 1) -> list[MsrWrite]:

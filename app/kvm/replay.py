@@ -68,8 +68,16 @@ MAX_STALE_RANGES = 1_000
 MAX_NAME = 200
 MAX_LINE_LENGTH = 4096
 
+CR0_PG_BIT = 1 << 31
 CR0_CD_BIT = 1 << 30
 CR0_NW_BIT = 1 << 29
+CR0_ET_BIT = 1 << 4
+
+
+def modelled_cr0(st: VcpuState) -> int:
+    """CR0 as far as the model knows it: CD, NW and PG from the state, ET (always 1 on
+    processors with VMX); every other bit is not tracked and reads 0."""
+    return CR0_PG_BIT * st.cr0_pg | CR0_CD_BIT * st.cr0_cd | CR0_NW_BIT * st.cr0_nw | CR0_ET_BIT
 
 
 
@@ -635,6 +643,7 @@ def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str
 
 __all__ = [
     "GENERATORS", "MAX_EVENTS", "MAX_VCPUS", "ReplayResult", "Trace", "TraceEvent", "ZapCallRecord",
-    "boot_event_count", "boot_trace", "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout", "mtrr_update_events", "ovmf_boot",
+    "boot_event_count", "boot_trace", "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout",
+    "modelled_cr0", "mtrr_update_events", "ovmf_boot", "with_qemu_host_writes",
     "parse_trace", "replay", "replay_all", "seabios_boot", "trace_from_text",
 ]
