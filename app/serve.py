@@ -22,9 +22,13 @@ def main(host: str | None = None, port: int | None = None, workers: int | None =
         workers=workers or s.workers,
         log_level=s.log_level,
         root_path=s.root_path,
-        # Only trust X-Forwarded-* when a proxy is known to set them; none is
-        # assumed here.
-        proxy_headers=False,
+        # X-Forwarded-For/-Proto are honoured only from the addresses in
+        # MEMTYPE_FORWARDED_ALLOW_IPS (empty: from nobody).
+        proxy_headers=bool(s.forwarded_allow_ips),
+        forwarded_allow_ips=s.forwarded_allow_ips or None,
+        # No "server: uvicorn": the stack is nobody's business. Date stays (RFC 9110).
+        server_header=False,
+        date_header=True,
         # The app writes one JSON access line per request (app/api/middleware.py).
         access_log=False,
     )

@@ -73,6 +73,21 @@ class Settings(BaseSettings):
         "the Python package).",
     )
 
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$",
+        description="Absolute base URL that permalinks and preset links are built "
+        "from (e.g. 'https://memtype.example.org/memtype'). Empty: "
+        "http://HOST:PORT plus ROOT_PATH from these settings, never the request's "
+        "Host header (a client could put any name there).",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto "
+        "uvicorn trusts (its forwarded_allow_ips). Empty: forwarded headers are "
+        "ignored from everyone.",
+    )
+
     @property
     def templates_dir(self) -> Path:
         """Jinja2 templates directory."""

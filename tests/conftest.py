@@ -6,6 +6,11 @@ API tests are `async def` under anyio's pytest plugin (`pytestmark = pytest.mark
 from __future__ import annotations
 
 import logging
+import os
+
+# Links are built from MEMTYPE_PUBLIC_URL, never the Host header (app/api/common.py); the
+# tests' clients talk to http://testserver, so that is the public URL here.
+os.environ.setdefault("MEMTYPE_PUBLIC_URL", "http://testserver")
 
 import httpx
 import pytest
