@@ -23,13 +23,15 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.gzip import GZipMiddleware
 
 from .api import API_PREFIX, build_router
 from .api import errors
 from .api.middleware import AccessLogMiddleware, BodyLimitMiddleware
-from .api.schemas import Health
+from .api.pool import TYPE_BUSY, PoolRefused, WorkPool, refused_handler
+from .api.schemas import Health, Problem
 from .assets import ASSETS_PREFIX, AssetHasher, HashedStaticFiles, RevalidatedStaticFiles
 from .docs_offline import install_offline_docs
 from .hardening import HeadMiddleware, SecurityHeadersMiddleware
@@ -66,11 +68,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _access_logger(settings)
 
     errors.install(app)
+    app.state.pool = WorkPool(settings.pool_size, settings.pool_queue, settings.max_request_seconds)
+    app.add_exception_handler(PoolRefused, refused_handler)
     app.include_router(build_router())
 
-    @app.get("/healthz", response_model=Health, tags=["meta"], summary="Health check")
+    @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
+        """200 whenever the event loop runs, however busy the worker pool is (CPU-bound
+        work never runs on the loop: app/api/pool.py)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, tags=["meta"], summary="Readiness: the worker pool has room",
+             responses={503: {"model": Problem, "description": "The pool is full: route new work elsewhere"}})
+    async def readyz() -> Response:
+        """200 while the worker pool admits work (fewer than MEMTYPE_POOL_SIZE +
+        MEMTYPE_POOL_QUEUE requests in it), else 503; a load balancer or Kubernetes
+        readiness probe stops sending traffic here until it drains."""
+        pool: WorkPool = app.state.pool
+        if pool.has_room():
+            return JSONResponse({"status": "ok"})
+        return errors.problem(503, TYPE_BUSY, f"the worker pool is full ({pool.capacity} requests)", "/readyz",
+                              headers={"retry-after": str(pool.retry_after)})
 
     hasher = AssetHasher(settings.static_dir)
     app.state.assets = hasher

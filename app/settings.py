@@ -88,6 +88,33 @@ class Settings(BaseSettings):
         "ignored from everyone.",
     )
 
+    pool_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Worker threads per process for CPU-bound endpoints (resolve, zap, "
+        "map, diff, replay): that many run at once, never on the event loop.",
+    )
+    pool_queue: int = Field(
+        64,
+        ge=0,
+        description="Requests that may wait for a worker thread; beyond POOL_SIZE + "
+        "POOL_QUEUE a request gets 503 with Retry-After (and /readyz says 503).",
+    )
+    max_request_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock limit of one CPU-bound request, waiting for a worker "
+        "included; past it the answer is 503 naming this setting.",
+    )
+    max_replay_work: int = Field(
+        32_000_000,
+        ge=1,
+        description="Largest replay accepted, in events x eras x vCPUs (an OVMF-like "
+        "boot of 256 vCPUs under all eras is about 22 million); 422 beyond, before any work.",
+    )
+
     @property
     def templates_dir(self) -> Path:
         """Jinja2 templates directory."""

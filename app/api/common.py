@@ -19,6 +19,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Invalid input: schema, malformed hex, or an architectural rule "
           "(reserved PAT/MTRR type, MAXPHYADDR, CR0.NW without CD, VCNT, unknown era, quirk). " + PROBLEM_DESC},
 }
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "Busy: the worker pool is full (MEMTYPE_POOL_SIZE + MEMTYPE_POOL_QUEUE) "
+          "or the request ran past MEMTYPE_MAX_REQUEST_SECONDS; Retry-After says when to retry. " + PROBLEM_DESC},
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such item. " + PROBLEM_DESC}}
 
 

@@ -8,6 +8,8 @@ endpoint is a plain `def` (FastAPI runs it in the thread pool).
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -15,9 +17,10 @@ from ..kvm import replay as rp
 from ..kvm.eras import ERAS, get_era
 from ..x86.memtype import MemTypeError
 from . import schemas as s
-from .common import ERRORS, json_response
+from .common import BUSY, ERRORS, json_response
 from .convert import aliases, core_errors, range_out, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
+from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
 
@@ -46,7 +49,39 @@ def _era_out(r: rp.ReplayResult, include_calls: bool) -> s.ReplayEraOut:
     )
 
 
-@router.post("/replay", response_model=s.ReplayResponse, responses=ERRORS, summary="Replay a trace under each era")
+_VCPU_IN_TEXT = re.compile(r"\bvcpu[\s_=:-]*(\d{1,4})", re.I)
+
+
+def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
+    """Refuse (422 naming MEMTYPE_MAX_REPLAY_WORK) a replay whose work, events x eras x
+    vCPUs, exceeds the budget, before any of it is done. Events: as given; for trace text
+    its non-blank lines (an upper bound); for a generator, its events for one vCPU (a
+    millisecond to build) times the vCPUs, the generators being per-CPU loops. vCPUs: as
+    given, else the highest index named plus one."""
+    eras = len(req.kernels) if req.kernels else len(ERAS)
+    if req.generator is not None:
+        vcpus = req.vcpus or DEFAULT_VCPUS
+        one = rp.GENERATORS[req.generator](1, linux=req.linux, linux_resync=req.linux_resync,
+                                           **({"rounds": req.rounds} if req.rounds is not None else {}))
+        events, field = len(one.events) * vcpus, "vcpus"
+    elif req.events is not None:
+        events, field = len(req.events), "events"
+        vcpus = req.vcpus or max((e.vcpu for e in req.events), default=0) + 1
+    elif req.trace is not None:
+        events, field = sum(1 for ln in req.trace.splitlines() if ln.strip()), "trace"
+        vcpus = req.vcpus or max((int(m) for m in _VCPU_IN_TEXT.findall(req.trace)), default=0) + 1
+    else:
+        return  # the endpoint names the missing source
+    work = events * eras * vcpus
+    if work > max_work:
+        raise RuleViolation(MemTypeError(field, f"{events} events x {eras} eras x {vcpus} vCPUs = {work} units of work",
+                                         f"at most {max_work} (MEMTYPE_MAX_REPLAY_WORK): fewer vCPUs, events or "
+                                         "kernels"), ["body", field])
+
+
+@router.post("/replay", response_model=s.ReplayResponse, responses={**ERRORS, **BUSY},
+             summary="Replay a trace under each era")
+@pooled
 def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     """Give exactly one of `generator` (with `vcpus`, `linux`, `rounds`), `events` or
     `trace` (text). Every vCPU starts from `initial`; the EPT is the VM's. Returns, per era,
@@ -55,6 +90,7 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     model and its one assumption: the vCPU that caused a zap re-faults at once). An era that
     refuses the VM (a quirk it cannot turn off) gets `error` instead of figures."""
     settings = request.app.state.settings
+    _check_work_budget(req, settings.max_replay_work)
     max_events = settings.max_trace_events
     given = [n for n in ("generator", "events", "trace") if getattr(req, n) is not None]
     if len(given) != 1:
