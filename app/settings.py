@@ -115,6 +115,33 @@ class Settings(BaseSettings):
         "boot of 256 vCPUs under all eras is about 22 million); 422 beyond, before any work.",
     )
 
+    limit_concurrency: int = Field(
+        2048,
+        ge=1,
+        description="Open connections plus in-flight requests per worker before uvicorn "
+        "answers 503 (the open-files limit is raised above it at start).",
+    )
+    timeout_keep_alive: int = Field(5, ge=1, le=300, description="Seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a connection has to send a complete request head (after "
+        "opening, or after the previous response); slow or silent clients are closed.",
+    )
+    h11_max_incomplete_event_size: int = Field(
+        16 * KiB,
+        ge=1 * KiB,
+        description="Largest request line plus headers, in bytes (uvicorn/h11); 431/400 beyond.",
+    )
+    timeout_graceful_shutdown: int = Field(
+        10,
+        ge=0,
+        le=600,
+        description="Seconds in-flight requests get after SIGTERM before they are cancelled "
+        "and the process exits; a second SIGTERM exits at once.",
+    )
+
     @property
     def templates_dir(self) -> Path:
         """Jinja2 templates directory."""
