@@ -30,6 +30,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from .api import API_PREFIX, build_router
 from .api import errors
 from .api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from .api.cache import ResultCacheMiddleware
 from .api.pool import TYPE_BUSY, PoolRefused, WorkPool, refused_handler
 from .api.schemas import Health, Problem
 from .assets import ASSETS_PREFIX, AssetHasher, HashedStaticFiles, RevalidatedStaticFiles
@@ -101,9 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(pages_router(settings.templates_dir, hasher))
 
+    app.add_middleware(ResultCacheMiddleware, size=settings.result_cache_size)
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
                        per_path={f"{API_PREFIX}/replay": settings.max_trace_bytes})
-    # outermost last: access log > HEAD-as-GET > security headers > gzip > body cap > app
+    # outermost last: access log > HEAD-as-GET > security headers > gzip > body cap > result cache > app
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(HeadMiddleware)

@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         "and the process exits; a second SIGTERM exits at once.",
     )
 
+    result_cache_size: int = Field(
+        4096,
+        ge=0,
+        description="Answers of resolve/zap/map/diff kept per worker, keyed by the canonical "
+        "request (app/api/cache.py); 0 turns the cache off.",
+    )
+
     @property
     def templates_dir(self) -> Path:
         """Jinja2 templates directory."""

@@ -154,12 +154,10 @@ def _server():
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning"}  # no per-request access log lines
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
-    )
+    # no per-request access log lines; app.serve: the settings the container runs with
+    env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning", "MEMTYPE_HOST": "127.0.0.1", "MEMTYPE_PORT": str(port),
+           "MEMTYPE_WORKERS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=ROOT, env=env)
     try:
         for _ in range(100):
             try:
