@@ -53,7 +53,9 @@ class ResultCacheMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.size <= 0 or scope["type"] != "http" or scope.get("method") != "POST"
-                or not scope["path"].endswith(CACHED_SUFFIXES)):
+                or not scope["path"].endswith(CACHED_SUFFIXES)
+                or not any(k == b"content-length" for k, _ in scope.get("headers", ()))):
+            # chunked bodies pass through: the body cap counts them as the route reads
             await self.app(scope, receive, send)
             return
         chunks = []
