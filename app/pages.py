@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .api.convert import era_out
+from .assets import AssetHasher
 from .kvm.eras import ERAS
 from .permalink import DEFAULT_KERNEL, LinkState, decode, event_json, request_body, scenario_json
 from .presets import PRESETS
@@ -40,9 +41,12 @@ REGISTERS = {
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
 
 
-def build_router(templates_dir: Path) -> APIRouter:
+def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=str(templates_dir)) if (templates_dir / "index.html").exists() else None
+    if templates is not None:
+        # {{ asset("app.css") }}: the content-hashed URL (app/assets.py), root_path not included
+        templates.env.globals["asset"] = (assets.url if assets else lambda p, root="": f"{root}/static/{p}")
 
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> Response:
@@ -74,6 +78,8 @@ def build_router(templates_dir: Path) -> APIRouter:
             "registers": REGISTERS,
             "error": error,
         }
-        return templates.TemplateResponse(request, "index.html", context)
+        # no-cache: the page names the current content-hashed asset URLs, so it must be
+        # revalidated on every load (the assets themselves are cached for a year)
+        return templates.TemplateResponse(request, "index.html", context, headers={"cache-control": "no-cache"})
 
     return router

@@ -73,6 +73,82 @@ class Settings(BaseSettings):
         "the Python package).",
     )
 
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$",
+        description="Absolute base URL that permalinks and preset links are built "
+        "from (e.g. 'https://memtype.example.org/memtype'). Empty: "
+        "http://HOST:PORT plus ROOT_PATH from these settings, never the request's "
+        "Host header (a client could put any name there).",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto "
+        "uvicorn trusts (its forwarded_allow_ips). Empty: forwarded headers are "
+        "ignored from everyone.",
+    )
+
+    pool_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Worker threads per process for CPU-bound endpoints (resolve, zap, "
+        "map, diff, replay): that many run at once, never on the event loop.",
+    )
+    pool_queue: int = Field(
+        64,
+        ge=0,
+        description="Requests that may wait for a worker thread; beyond POOL_SIZE + "
+        "POOL_QUEUE a request gets 503 with Retry-After (and /readyz says 503).",
+    )
+    max_request_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock limit of one CPU-bound request, waiting for a worker "
+        "included; past it the answer is 503 naming this setting.",
+    )
+    max_replay_work: int = Field(
+        32_000_000,
+        ge=1,
+        description="Largest replay accepted, in events x eras x vCPUs (an OVMF-like "
+        "boot of 256 vCPUs under all eras is about 22 million); 422 beyond, before any work.",
+    )
+
+    limit_concurrency: int = Field(
+        2048,
+        ge=1,
+        description="Open connections plus in-flight requests per worker before uvicorn "
+        "answers 503 (the open-files limit is raised above it at start).",
+    )
+    timeout_keep_alive: int = Field(5, ge=1, le=300, description="Seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a connection has to send a complete request head (after "
+        "opening, or after the previous response); slow or silent clients are closed.",
+    )
+    h11_max_incomplete_event_size: int = Field(
+        16 * KiB,
+        ge=1 * KiB,
+        description="Largest request line plus headers, in bytes (uvicorn/h11); 431/400 beyond.",
+    )
+    timeout_graceful_shutdown: int = Field(
+        10,
+        ge=0,
+        le=600,
+        description="Seconds in-flight requests get after SIGTERM before they are cancelled "
+        "and the process exits; a second SIGTERM exits at once.",
+    )
+
+    result_cache_size: int = Field(
+        4096,
+        ge=0,
+        description="Answers of resolve/zap/map/diff kept per worker, keyed by the canonical "
+        "request (app/api/cache.py); 0 turns the cache off.",
+    )
+
     @property
     def templates_dir(self) -> Path:
         """Jinja2 templates directory."""

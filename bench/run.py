@@ -154,12 +154,10 @@ def _server():
     import httpx
 
     port = _free_port()
-    env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning"}  # no per-request access log lines
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
-    )
+    # no per-request access log lines; app.serve: the settings the container runs with
+    env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning", "MEMTYPE_HOST": "127.0.0.1", "MEMTYPE_PORT": str(port),
+           "MEMTYPE_WORKERS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=ROOT, env=env)
     try:
         for _ in range(100):
             try:
@@ -195,7 +193,7 @@ def bench_page(toggles: int = 20) -> None:
     with _server() as port, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)  # wait_for_function evals
         page.goto(f"http://127.0.0.1:{port}/?v=1&kernel=v6.7&vs=v4.2&ncdma=1&mtrr=ovmf")
         page.wait_for_function("document.body.dataset.ready === '1'")
         times = []

@@ -12,6 +12,9 @@ const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
+// The form is never submitted: every control is live (no inline onsubmit: the CSP allows none).
+$("#controls")?.addEventListener("submit", (ev) => ev.preventDefault());
+
 let INITIAL = {};
 try { INITIAL = JSON.parse($("#initial-state").textContent || "{}") || {}; } catch { INITIAL = {}; }
 
@@ -59,7 +62,7 @@ function el(tag, attrs = {}, ...children) {
     if (v == null || v === false) continue;
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
-    else if (k === "style") e.setAttribute("style", v);
+    else if (k === "style") e.style.cssText = v;  // CSSOM, which the CSP allows (a style attribute it would not)
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(e.dataset, v);
     else e.setAttribute(k, v === true ? "" : v);

@@ -6,6 +6,14 @@ API tests are `async def` under anyio's pytest plugin (`pytestmark = pytest.mark
 from __future__ import annotations
 
 import logging
+import os
+
+# Links are built from MEMTYPE_PUBLIC_URL, never the Host header (app/api/common.py); the
+# tests' clients talk to http://testserver, so that is the public URL here.
+os.environ.setdefault("MEMTYPE_PUBLIC_URL", "http://testserver")
+# Every test request is computed (some tests patch a limit and ask again); the result cache
+# has its own tests (tests/test_service_cache.py).
+os.environ.setdefault("MEMTYPE_RESULT_CACHE_SIZE", "0")
 
 import httpx
 import pytest

@@ -19,6 +19,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Invalid input: schema, malformed hex, or an architectural rule "
           "(reserved PAT/MTRR type, MAXPHYADDR, CR0.NW without CD, VCNT, unknown era, quirk). " + PROBLEM_DESC},
 }
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "Busy: the worker pool is full (MEMTYPE_POOL_SIZE + MEMTYPE_POOL_QUEUE) "
+          "or the request ran past MEMTYPE_MAX_REQUEST_SECONDS; Retry-After says when to retry. " + PROBLEM_DESC},
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such item. " + PROBLEM_DESC}}
 
 
@@ -57,8 +61,17 @@ def wants_text(request: Request, fmt: str | None) -> bool:
 
 
 def base_url(request: Request) -> str:
-    """scheme://host[/root_path] for permalinks."""
-    return str(request.base_url).rstrip("/")
+    """scheme://host[:port][/root_path] for permalinks, from settings only.
+
+    MEMTYPE_PUBLIC_URL when set; else http://MEMTYPE_HOST:MEMTYPE_PORT plus
+    MEMTYPE_ROOT_PATH. Never the request's Host header: a client (or anyone who can get a
+    link shown to someone) could put any name there and have it echoed into the links.
+    """
+    settings = request.app.state.settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    return f"http://{host}:{settings.port}{settings.root_path.rstrip('/')}"
 
 
 def json_response(model: BaseModel) -> Response:

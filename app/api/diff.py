@@ -12,8 +12,9 @@ from ..kvm.eras import get_era
 from ..permalink import LinkState, url
 from ..render import render_diff
 from . import schemas as s
-from .common import ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
+from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, ept_type_out, era_out
+from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
 
@@ -43,10 +44,11 @@ def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
 
 @router.post(
     "/diff", response_model=s.DiffResponse,
-    responses={**ERRORS, **text_response("The era diff (JSON), or its plain-text rendering")},
+    responses={**ERRORS, **BUSY, **text_response("The era diff (JSON), or its plain-text rendering")},
     summary="Where two eras give different EPT entries, classified",
 )
-async def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None) -> Response:
+@pooled
+def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None) -> Response:
     """Every state vmx_get_mt_mask() can see (is_mmio, nc-DMA, CR0.CD, both quirks,
     self-snoop, KVM's guest MTRR type, the access's PAT type: 1920 in all) under both eras;
     rows where the EPT entry or the effective type differs, each classified as B's effective

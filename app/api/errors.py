@@ -140,7 +140,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal_handler)
 
 
-ERROR_STATUSES = ("400", "404", "413", "422", "500")
+ERROR_STATUSES = ("400", "404", "413", "422", "500", "503")
 
 
 def problem_openapi(schema: dict) -> dict:

@@ -8,19 +8,22 @@ endpoint is a plain `def` (FastAPI runs it in the thread pool).
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..kvm import replay as rp
-from ..kvm.boot import INITIAL_STATES, events_by_source, parse_memory
+from ..kvm.boot import INITIAL_STATES, Machine, events_by_source, parse_memory
 from ..kvm.eras import ERAS, get_era
 from ..kvm.scenario import VcpuState
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import KVM_NR_VAR_MTRR
 from . import schemas as s
-from .common import ERRORS, json_response
+from .common import BUSY, ERRORS, json_response
 from .convert import aliases, core_errors, range_out, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
+from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
 
@@ -58,7 +61,44 @@ def _vcpu_out(v: VcpuState) -> s.VcpuFinalOut:
         variable=[s.VarPairOut(base=f"{p.base:#x}" if p else "0x0", mask=f"{p.mask:#x}" if p else "0x0") for p in pairs]))
 
 
-@router.post("/replay", response_model=s.ReplayResponse, responses=ERRORS, summary="Replay a trace under each era")
+_VCPU_IN_TEXT = re.compile(r"\bvcpu[\s_=:-]*(\d{1,4})", re.I)
+
+
+def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
+    """Refuse (422 naming MEMTYPE_MAX_REPLAY_WORK) a replay whose work, events x eras x
+    vCPUs, exceeds the budget, before any of it is done. Events: as given; for trace text
+    its non-blank lines (an upper bound); for a generator, the boot's event count, known
+    before it is built (replay.boot_event_count). vCPUs: as
+    given, else the highest index named plus one."""
+    eras = len(req.kernels) if req.kernels else len(ERAS)
+    if req.generator is not None:
+        vcpus = req.vcpus or DEFAULT_VCPUS
+        try:
+            m = Machine(req.machine, parse_memory(req.memory) if req.memory is not None else 4 << 30,
+                        req.maxphyaddr if req.maxphyaddr is not None else req.vm.maxphyaddr, req.aperture).validate()
+            events = rp.boot_event_count(req.generator, vcpus, m, linux=req.linux,
+                                         qemu=req.qemu_host_writes is not False)
+        except (MemTypeError, KeyError):
+            return  # the endpoint names the bad option
+        field = "vcpus"
+    elif req.events is not None:
+        events, field = len(req.events), "events"
+        vcpus = req.vcpus or max((e.vcpu for e in req.events), default=0) + 1
+    elif req.trace is not None:
+        events, field = sum(1 for ln in req.trace.splitlines() if ln.strip()), "trace"
+        vcpus = req.vcpus or max((int(m) for m in _VCPU_IN_TEXT.findall(req.trace)), default=0) + 1
+    else:
+        return  # the endpoint names the missing source
+    work = events * eras * vcpus
+    if work > max_work:
+        raise RuleViolation(MemTypeError(field, f"{events} events x {eras} eras x {vcpus} vCPUs = {work} units of work",
+                                         f"at most {max_work} (MEMTYPE_MAX_REPLAY_WORK): fewer vCPUs, events or "
+                                         "kernels"), ["body", field])
+
+
+@router.post("/replay", response_model=s.ReplayResponse, responses={**ERRORS, **BUSY},
+             summary="Replay a trace under each era")
+@pooled
 def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     """Give exactly one of `generator` (with `vcpus`, `linux`, `machine`, `memory`, `maxphyaddr`), `events` or
     `trace` (text). Every vCPU starts from `initial`; the EPT is the VM's. Returns, per era,
@@ -67,6 +107,7 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     model and its one assumption: the vCPU that caused a zap re-faults at once). An era that
     refuses the VM (a quirk it cannot turn off) gets `error` instead of figures."""
     settings = request.app.state.settings
+    _check_work_budget(req, settings.max_replay_work)
     max_events = settings.max_trace_events
     given = [n for n in ("generator", "events", "trace") if getattr(req, n) is not None]
     if len(given) != 1:

@@ -17,21 +17,23 @@ from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
 from . import schemas as s
-from .common import ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
+from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
     aliases, audit_out, core_errors, ept_type_out, leaf_out, resolution_out, to_event, to_vcpu, to_vm,
 )
 from .errors import RuleViolation
+from .pool import pooled
 
 router = APIRouter(tags=["scenario"])
 
 
 @router.post(
     "/resolve", response_model=s.ResolveResponse,
-    responses={**ERRORS, **text_response("The resolution (JSON), or its plain-text rendering")},
+    responses={**ERRORS, **BUSY, **text_response("The resolution (JSON), or its plain-text rendering")},
     summary="EPT entry, decision path and effective types for one address",
 )
-async def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam = None) -> Response:
+@pooled
+def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam = None) -> Response:
     """The EPT leaf the era's `vmx_get_mt_mask()` builds for `gpa` (memtype, IPAT, mask), the
     path through its rules, the guest's own MTRR lookup next to KVM's, the effective type for
     each of the 8 PAT entries against what the guest expects, and the largest page the MTRR
@@ -51,10 +53,11 @@ async def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatP
 
 @router.post(
     "/zap", response_model=s.ZapResponse,
-    responses={**ERRORS, **text_response("The zap audit (JSON), or its plain-text rendering")},
+    responses={**ERRORS, **BUSY, **text_response("The zap audit (JSON), or its plain-text rendering")},
     summary="What an era zaps for one event, against what needed a zap",
 )
-async def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -> Response:
+@pooled
+def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -> Response:
     """The state before the event (`vm`, `vcpu`, memory map) and the event: `cr0_cd`,
     `mtrr_write` (msr, value), `noncoherent_dma` or `pat_write`. Returns the era's
     kvm_zap_gfn_range() calls and the merged half-open ranges zapped, needed (mapped pages
@@ -99,9 +102,10 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
                                f"blocks (pair {n} reaches the limit)", MAP_RULE) from None
 
 
-@router.post("/map", response_model=s.MapResponse, responses=ERRORS,
+@router.post("/map", response_model=s.MapResponse, responses={**ERRORS, **BUSY},
              summary="The guest-physical space as runs of one answer")
-async def map_endpoint(req: s.MapRequest) -> Response:
+@pooled
+def map_endpoint(req: s.MapRequest, request: Request) -> Response:
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's

@@ -120,7 +120,10 @@ def open_page(chromium):
     contexts = []
 
     def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720)) -> PageWatch:
-        ctx = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme)
+        # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval() in the
+        # page, which the service's CSP forbids; tests/browser/test_csp.py checks the page under it
+        ctx = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme,
+                                   bypass_csp=True)
         contexts.append(ctx)
         return PageWatch(ctx.new_page())
 
