@@ -70,7 +70,10 @@ function el(tag, attrs = {}, ...children) {
   }
   return e;
 }
-const typeChip = (t, extra = "") => el("span", { class: `t ${typeClass(t)}`, title: extra || null }, t == null ? "undefined" : t);
+const GLOSSARY = REG.glossary || {};     // abbreviation -> expansion (prose, for <abbr title>)
+const abbr = (short, text = short) => (GLOSSARY[short] ? el("abbr", { title: GLOSSARY[short] }, text) : text);
+const typeChip = (t, extra = "") => el(t != null && GLOSSARY[t] ? "abbr" : "span",
+  { class: `t ${typeClass(t)}`, title: extra || (t != null && GLOSSARY[t]) || null }, t == null ? "undefined" : t);
 const badge = (rel, title) => el("span", { class: `badge ${rel}`, title, "data-relation": rel }, rel);
 // Two meanings of "weaker" share one screen, so they get different words. Era against era
 // (the diff) keeps weaker/stronger; the effective type against the guest's bare-metal
@@ -533,6 +536,7 @@ async function update() {
   const answer = await link;
   if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
   if (answer) history.replaceState(null, "", `${location.pathname}?${answer.query}`);
+  if (answer) showActivePreset(answer.query);
   document.body.dataset.busy = "0";
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
@@ -609,7 +613,7 @@ function drawResult(r, st) {
     ...(r.mtrr_finding ? [el("dt", {}, "finding"), el("dd", {}, r.mtrr_finding)] : []),
   ]);
   const e = r.ept;
-  $("#ept-type").replaceChildren(typeChip(e.memtype), e.ipat ? " | IPAT" : " (IPAT clear)");
+  $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
   $("#ept-type").dataset.notation = e.notation;
   $("#ept-mask").textContent = e.mask;
   $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
@@ -796,7 +800,7 @@ function drawMap(map, res, st, zap) {
   // legend
   const lg = $("#legend");
   lg.replaceChildren(
-    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), t)),
+    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
     el("span", {}, el("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
     el("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
   );
@@ -901,9 +905,11 @@ function drawCompare(st, a, b, bErr, diff, diffErr) {
   );
   $("#groups-rel").textContent = `${diff.a.id} against ${diff.b.id}`;
   gt.replaceChildren(...(diff.groups || []).map((g) => {
-    const pat = DIMS.filter((d) => g.pattern[d] !== "*").map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const dims = DIMS.filter((d) => g.pattern[d] !== "*");
+    const pat = dims.map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const patCell = dims.length ? dims.flatMap((d, i) => [i ? " " : "", abbr(DIM_SHORT[d]), `=${fmtDim(g.pattern[d])}`]) : ["every state"];
     const tr = el("tr", { tabindex: "0", role: "button", "aria-label": `load state ${pat}` },
-      el("td", { class: "pattern" }, pat),
+      el("td", { class: "pattern" }, patCell),
       el("td", { class: "num" }, String(g.count)),
       el("td", { class: "mono" }, `${g.ept_a.notation} \u2192 ${g.ept_b.notation}`),
       el("td", {}, typeChip(g.effective_a), " \u2192 ", typeChip(g.effective_b)),
@@ -966,6 +972,29 @@ function fixMasksForMaxphy() {
   if (physMask() === ((1n << 46n) - 1n) - 0xfffn) return;
   $$("#var-rows .var-row").forEach((row) => { if ($(".v-size", row).value) syncVarToRaw(row); });
 }
+// Which preset the page shows: the address bar's query (view and pati aside) equal to a
+// preset's own permalink query (both written by app.permalink on the server).
+const normQuery = (q) => q.split("&").filter((kv) => !/^(view|pati)=/.test(kv)).join("&");
+let lastPreset = null;
+function showActivePreset(query) {
+  const p = PRESETS.find((x) => x.query != null && normQuery(x.query) === normQuery(query));
+  const name = $("#preset-active");
+  const desc = $("#preset-desc");
+  if (p) {
+    lastPreset = p;
+    name.textContent = p.name;
+    name.title = p.title;
+    desc.textContent = `${p.title}. ${p.description}`;
+    document.body.dataset.preset = p.name;
+  } else {
+    name.textContent = lastPreset ? `custom (edited from ${lastPreset.name})` : "custom";
+    name.title = "";
+    desc.textContent = lastPreset ? `Changed from: ${lastPreset.title}. Choose a preset above to start again.`
+      : "This state is no preset; choose one above for a guided starting point.";
+    document.body.dataset.preset = "";
+  }
+}
+
 function loadPreset(name) {
   const p = PRESETS.find((x) => x.name === name);
   if (!p) return;

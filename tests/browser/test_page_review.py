@@ -60,3 +60,45 @@ def test_expectation_and_era_diff_use_different_words(watched, live_server):
         assert shown == flip.get(api, api)
     assert {s for _, s in classes} <= {"weaker", "stronger", "same", "incomparable"}
     assert "stronger" in {s for _, s in classes}  # v6.7 against v4.2: 40 stronger, 0 weaker
+
+
+def test_first_screen_is_the_review_seed_case(watched, live_server):
+    """Bare `/` opens on the review's seed case and says so; abbreviations are defined inline."""
+    w = watched
+    w.goto(live_server + "/")
+    page = w.page
+    assert page.locator("#kernel").input_value() == "v6.7"
+    assert page.locator("#vs").input_value() == "v4.2"
+    assert page.get_by_label("non-coherent DMA").is_checked()
+    assert page.get_by_label("quirk CD_NW_CLEARED").is_checked()
+    assert page.get_by_label("CR0.CD", exact=True).is_checked()
+    assert page.locator("#gpa").input_value() == "0xfd000000"
+    q = urlsplit(page.url).query
+    assert "mtrr=ovmf&" in q and "kernel=v6.7" in q and "vs=v4.2" in q and "cd=1" in q
+    assert page.locator("#ept-mask").inner_text() == "0x30"  # v6.7: WB without IPAT
+    active = page.get_by_test_id("preset-active")
+    assert active.inner_text() == "review-seed"
+    assert "Three questions" in page.locator("#preset-desc").inner_text()
+    assert page.locator("#tour li").count() == 3
+    # the zap of the third question is drawn: CD 1 -> 0 leaves entries stale
+    assert page.locator("#zap-stale li").count() >= 1
+    titles = dict(page.eval_on_selector_all("abbr[title]", "as => as.map(a => [a.textContent, a.title])"))
+    for short in ("nc-DMA", "IPAT", "FE", "E", "UC-", "WP", "EPT", "MTRR", "PAT", "CD"):
+        assert titles.get(short), (short, sorted(titles))
+    assert "non-coherent DMA" in titles["nc-DMA"] and "bit 6" in titles["IPAT"]
+    # an edit leaves the preset, and the page says from which one
+    w.after(page.get_by_label("CR0.CD", exact=True).uncheck)
+    assert active.inner_text() == "custom (edited from review-seed)"
+    # choosing a preset names it
+    w.after(page.locator("#preset").select_option, "ovmf")
+    assert active.inner_text() == "ovmf"
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_link_still_means_its_own_defaults(watched, live_server):
+    w = watched
+    w.goto(live_server + "/?v=1")
+    page = w.page
+    assert page.locator("#kernel").input_value() == "v6.16"
+    assert page.locator("#vs").input_value() == ""
+    assert page.get_by_test_id("preset-active").inner_text() == "custom"
