@@ -984,13 +984,15 @@ function showActivePreset(query) {
     lastPreset = p;
     name.textContent = p.name;
     name.title = p.title;
-    desc.textContent = `${p.title}. ${p.description}`;
+    desc.textContent = p.title;
+    $("#preset-about").textContent = p.description;
     document.body.dataset.preset = p.name;
   } else {
     name.textContent = lastPreset ? `custom (edited from ${lastPreset.name})` : "custom";
     name.title = "";
     desc.textContent = lastPreset ? `Changed from: ${lastPreset.title}. Choose a preset above to start again.`
       : "This state is no preset; choose one above for a guided starting point.";
+    $("#preset-about").textContent = "";
     document.body.dataset.preset = "";
   }
 }

@@ -78,7 +78,8 @@ def test_first_screen_is_the_review_seed_case(watched, live_server):
     assert page.locator("#ept-mask").inner_text() == "0x30"  # v6.7: WB without IPAT
     active = page.get_by_test_id("preset-active")
     assert active.inner_text() == "review-seed"
-    assert "Three questions" in page.locator("#preset-desc").inner_text()
+    assert "Three questions" in page.locator("#preset-about").inner_text()
+    assert "seed case" in page.locator("#preset-desc").inner_text()
     assert page.locator("#tour li").count() == 3
     # the zap of the third question is drawn: CD 1 -> 0 leaves entries stale
     assert page.locator("#zap-stale li").count() >= 1
