@@ -14,6 +14,7 @@ the script holds no copy of them.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -23,8 +24,8 @@ from fastapi.templating import Jinja2Templates
 from .api.convert import era_out
 from .assets import AssetHasher
 from .kvm.eras import ERAS
-from .permalink import DEFAULT_KERNEL, LinkState, decode, event_json, request_body, scenario_json
-from .presets import PRESETS
+from .permalink import DEFAULT_KERNEL, LinkState, decode, encode, event_json, request_body, scenario_json
+from .presets import PRESETS, START
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS
 from .x86.pat import PAT_PRESETS
@@ -41,6 +42,45 @@ REGISTERS = {
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
 
 
+GLOSSARY = {
+    "nc-DMA": "non-coherent DMA: an assigned device's DMA does not snoop the CPU caches (kvm_arch_has_noncoherent_dma)",
+    "ncDMA": "non-coherent DMA: an assigned device's DMA does not snoop the CPU caches",
+    "IPAT": "Ignore PAT: EPT entry bit 6; when set the EPT type alone decides and guest PAT is ignored",
+    "EPT": "Extended Page Tables: the second-level (guest-physical to host-physical) page tables of VT-x",
+    "MTRR": "Memory Type Range Registers: the guest's per-physical-range memory types",
+    "PAT": "Page Attribute Table (IA32_PAT, MSR 0x277): the guest's per-mapping memory types",
+    "E": "MTRRdefType.E (bit 11): MTRRs enabled; clear means every address is UC",
+    "FE": "MTRRdefType.FE (bit 10): fixed-range MTRRs (below 1 MiB) enabled",
+    "CD": "CR0.CD (bit 30): cache disable",
+    "NW": "CR0.NW (bit 29): not write-through",
+    "PG": "CR0.PG (bit 31): paging enabled",
+    "WB": "write-back: fully cached",
+    "WT": "write-through: reads cached, writes go to memory",
+    "WP": "write-protected: reads cached, writes go to memory and invalidate cached lines",
+    "WC": "write-combining: uncached, writes buffered and combined",
+    "UC": "uncacheable: strongly ordered, never cached",
+    "UC-": "UC minus: uncacheable, but an MTRR WC type can turn it into WC (PAT only)",
+    "gpa": "guest-physical address",
+    "MMIO": "memory-mapped I/O: the host page is not RAM (is_mmio)",
+    "CDNWq": "KVM_X86_QUIRK_CD_NW_CLEARED",
+    "PATq": "KVM_X86_QUIRK_IGNORE_GUEST_PAT",
+    "snoop": "host CPU has X86_FEATURE_SELFSNOOP",
+}
+"""Expansions for the page's <abbr title> (prose, not rules)."""
+REGISTERS["glossary"] = GLOSSARY
+
+
+def _start_state() -> LinkState:
+    p = PRESETS[START]
+    return replace(p.state, vs=p.compare)
+
+
+def _preset_query(p) -> str:
+    """The permalink query of a loaded preset (view and pati aside): the page compares its
+    address bar with these to say which preset is active."""
+    return encode(replace(p.state, vs=p.compare, view="resolve", pati=0))
+
+
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=str(templates_dir)) if (templates_dir / "index.html").exists() else None
@@ -52,7 +92,9 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
     async def index(request: Request) -> Response:
         error = None
         try:
-            state = decode(request.url.query)
+            # no query at all: the first screen is the START preset (with its compare era);
+            # any link, even `/?v=1`, means exactly what it says
+            state = decode(request.url.query) if request.url.query else _start_state()
         except MemTypeError as e:
             state, error = LinkState(), {"field": e.field, "message": e.message, "rule": e.rule}
         except ValueError:  # a decoder bug, not the reader's: still serve the page (tests fuzz for it)
@@ -67,7 +109,8 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         context = {
             "eras": [era_out(e).model_dump() for e in ERAS.values()],
             "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
-                         "request": p.request(), "event": p.event()} for p in PRESETS.values()],
+                         "request": p.request(), "event": p.event(), "query": _preset_query(p)}
+                        for p in PRESETS.values()],
             "state": state,
             "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the

@@ -56,6 +56,19 @@ _overlap = MtrrState(
 
 _LIST = [
     Preset(
+        "review-seed",
+        "The review's seed case: v6.7 against v4.2 at the VRAM (nc-DMA, quirk on, CR0.CD=1, OVMF MTRRs)",
+        "The page opens here. A VM with non-coherent DMA (an assigned device whose DMA does not snoop "
+        "the CPU caches) runs a vCPU with CR0.CD=1 under KVM_X86_QUIRK_CD_NW_CLEARED; the guest "
+        "MTRRs are OVMF's and the address is the bochs VRAM at 0xfd000000 (host RAM). Three questions: "
+        "(1) which EPT entry does KVM write, and does IPAT (ignore guest PAT) stand? v6.7 gives WB "
+        "without IPAT (mask 0x30), v4.2 WB with IPAT (0x70); "
+        "(2) across every state, where does v6.7 differ from v4.2, and which way? "
+        "(3) when the guest clears CR0.CD again, which EPT entries stay stale?",
+        LinkState("v6.7", NCDMA, _seed_vcpu, Access(0xFD000000), Event(CR0_CD, False)),
+        compare="v4.2",
+    ),
+    Preset(
         "seed-v4.2",
         "The seed case under v4.2: nc-DMA, quirk on, CR0.CD=1",
         "A VM with non-coherent DMA whose vCPU runs with CR0.CD=1 (firmware, or MTRR programming) "
@@ -179,4 +192,8 @@ _LIST = [
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _LIST}
 
-__all__ = ["PRESETS", "Preset"]
+START = "review-seed"
+"""The preset the page shows at `/` with no query: the one place the page's first screen is
+chosen (a permalink's own defaults, `/?v=1`, stay those of app.permalink.LinkState)."""
+
+__all__ = ["PRESETS", "Preset", "START"]

@@ -73,8 +73,19 @@ function el(tag, attrs = {}, ...children) {
   }
   return e;
 }
-const typeChip = (t, extra = "") => el("span", { class: `t ${typeClass(t)}`, title: extra || null }, t == null ? "undefined" : t);
+const GLOSSARY = REG.glossary || {};     // abbreviation -> expansion (prose, for <abbr title>)
+const abbr = (short, text = short) => (GLOSSARY[short] ? el("abbr", { title: GLOSSARY[short] }, text) : text);
+const typeChip = (t, extra = "") => el(t != null && GLOSSARY[t] ? "abbr" : "span",
+  { class: `t ${typeClass(t)}`, title: extra || (t != null && GLOSSARY[t]) || null }, t == null ? "undefined" : t);
 const badge = (rel, title) => el("span", { class: `badge ${rel}`, title, "data-relation": rel }, rel);
+// Two meanings of "weaker" share one screen, so they get different words. Era against era
+// (the diff) keeps weaker/stronger; the effective type against the guest's bare-metal
+// expectation says looser/stricter than expected (same API value, different reference).
+const EXPECT_WORDS = { weaker: "looser than expected", stronger: "stricter than expected", same: "as expected", incomparable: "not comparable" };
+const expectWords = (rel) => EXPECT_WORDS[rel] || rel;
+const expBadge = (rel, title) => el("span", { class: `badge ${rel}`, title, "data-relation": rel }, expectWords(rel));
+// The diff's classification is B relative to A; the page reads A against B (as the summary).
+const AGAINST = { weaker: "stronger", stronger: "weaker", same: "same", incomparable: "incomparable" };
 
 // -- page-level data -----------------------------------------------------------------------
 
@@ -488,6 +499,7 @@ async function update() {
   document.body.dataset.busy = "1";
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
+  syncSwap();
   // The permalink is asked for with the answers but only awaited after drawing: it is off
   // the toggle->redraw path. An invalid state (422) keeps the last good link.
   const link = api("/permalink", permalinkBody(st), ctrl.signal).catch(() => null);
@@ -527,6 +539,7 @@ async function update() {
   const answer = await link;
   if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
   if (answer) history.replaceState(null, "", `${location.pathname}?${answer.query}`);
+  if (answer) showActivePreset(answer.query);
   document.body.dataset.busy = "0";
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
@@ -603,7 +616,7 @@ function drawResult(r, st) {
     ...(r.mtrr_finding ? [el("dt", {}, "finding"), el("dd", {}, r.mtrr_finding)] : []),
   ]);
   const e = r.ept;
-  $("#ept-type").replaceChildren(typeChip(e.memtype), e.ipat ? " | IPAT" : " (IPAT clear)");
+  $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
   $("#ept-type").dataset.notation = e.notation;
   $("#ept-mask").textContent = e.mask;
   $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
@@ -663,7 +676,7 @@ function drawEffective(r, st) {
     el("td", {}, typeChip(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", typeChip(p.pat_type_used)] : null),
     el("td", { class: "effective" }, typeChip(p.effective)),
     el("td", { class: "expected", title: p.expected_reason }, typeChip(p.guest_expected), " ", el("small", {}, p.expected_reason)),
-    el("td", { class: "rel", title: p.relation_reason }, badge(p.relation, p.relation_reason),
+    el("td", { class: "rel", title: p.relation_reason }, expBadge(p.relation, p.relation_reason),
       p.relation === "weaker" ? " danger" : p.relation === "stronger" ? " cost" : "",
       el("small", {}, p.relation_reason)),
   )));
@@ -720,7 +733,7 @@ function drawMap(map, res, st, zap) {
     const r = g.run;
     const mapped = r.kind !== "unmapped";
     const title = mapped
-      ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${r.relation}), page ${r.page_size}`
+      ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${expectWords(r.relation)}), page ${r.page_size}`
       : `${r.start}-${r.end}: no memslot, no EPT leaf`;
     const b = bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped",
       null, title, "button");
@@ -790,9 +803,9 @@ function drawMap(map, res, st, zap) {
   // legend
   const lg = $("#legend");
   lg.replaceChildren(
-    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), t)),
+    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
     el("span", {}, el("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
-    el("span", { class: "muted" }, "\u25B2 weaker than the guest expects, \u25BC stronger; marker = address under study"),
+    el("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
   );
 
   // runs table
@@ -806,7 +819,7 @@ function drawMap(map, res, st, zap) {
     el("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
     el("td", {}, r.effective ? typeChip(r.effective) : ""),
     el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
-    el("td", {}, r.relation ? badge(r.relation) : ""),
+    el("td", {}, r.relation ? expBadge(r.relation) : ""),
     el("td", {}, r.page_size),
   )));
   $("#mtrr-ranges-table tbody").replaceChildren(...(map.mtrr_ranges.length ? map.mtrr_ranges.map((r) => el("tr", {},
@@ -872,7 +885,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr) {
   add("page size", (r) => r.page_size, (r) => r.page_size);
   for (let i = 0; i < 8; i++) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
-    add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", badge(rel)]);
+    add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
   }
   tbody.replaceChildren(...rows);
 
@@ -893,14 +906,18 @@ function drawCompare(st, a, b, bErr, diff, diffErr) {
     el("b", {}, String(c.incomparable)), " incomparable, ", el("b", {}, String(c.ept_only)), " differ in the EPT entry only",
     skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
   );
+  $("#groups-rel").textContent = `${diff.a.id} against ${diff.b.id}`;
   gt.replaceChildren(...(diff.groups || []).map((g) => {
-    const pat = DIMS.filter((d) => g.pattern[d] !== "*").map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const dims = DIMS.filter((d) => g.pattern[d] !== "*");
+    const pat = dims.map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const patCell = dims.length ? dims.flatMap((d, i) => [i ? " " : "", abbr(DIM_SHORT[d]), `=${fmtDim(g.pattern[d])}`]) : ["every state"];
     const tr = el("tr", { tabindex: "0", role: "button", "aria-label": `load state ${pat}` },
-      el("td", { class: "pattern" }, pat),
+      el("td", { class: "pattern" }, patCell),
       el("td", { class: "num" }, String(g.count)),
       el("td", { class: "mono" }, `${g.ept_a.notation} \u2192 ${g.ept_b.notation}`),
       el("td", {}, typeChip(g.effective_a), " \u2192 ", typeChip(g.effective_b)),
-      el("td", {}, badge(g.classification)),
+      el("td", {}, el("span", { class: `badge era ${AGAINST[g.classification] || g.classification}`, "data-classification": g.classification,
+        title: `${diff.a.id} against ${diff.b.id} (the API's B-vs-A classification: ${g.classification})` }, AGAINST[g.classification] || g.classification)),
     );
     const open = () => loadDiffState(g.pattern);
     tr.addEventListener("click", open);
@@ -958,6 +975,31 @@ function fixMasksForMaxphy() {
   if (physMask() === ((1n << 46n) - 1n) - 0xfffn) return;
   $$("#var-rows .var-row").forEach((row) => { if ($(".v-size", row).value) syncVarToRaw(row); });
 }
+// Which preset the page shows: the address bar's query (view and pati aside) equal to a
+// preset's own permalink query (both written by app.permalink on the server).
+const normQuery = (q) => q.split("&").filter((kv) => !/^(view|pati)=/.test(kv)).join("&");
+let lastPreset = null;
+function showActivePreset(query) {
+  const p = PRESETS.find((x) => x.query != null && normQuery(x.query) === normQuery(query));
+  const name = $("#preset-active");
+  const desc = $("#preset-desc");
+  if (p) {
+    lastPreset = p;
+    name.textContent = p.name;
+    name.title = p.title;
+    desc.textContent = p.title;
+    $("#preset-about").textContent = p.description;
+    document.body.dataset.preset = p.name;
+  } else {
+    name.textContent = lastPreset ? `custom (edited from ${lastPreset.name})` : "custom";
+    name.title = "";
+    desc.textContent = lastPreset ? `Changed from: ${lastPreset.title}. Choose a preset above to start again.`
+      : "This state is no preset; choose one above for a guided starting point.";
+    $("#preset-about").textContent = "";
+    document.body.dataset.preset = "";
+  }
+}
+
 function loadPreset(name) {
   const p = PRESETS.find((x) => x.name === name);
   if (!p) return;
@@ -1039,6 +1081,8 @@ function wire() {
   $("#copy-zap-text").addEventListener("click", () => exportText("zap"));
   $("#copy-diff-text").addEventListener("click", () => exportText("diff"));
   $("#help-btn").addEventListener("click", () => $("#help").showModal());
+  $("#swap-eras").addEventListener("click", swapEras);
+  $("#cmp-swap").addEventListener("click", swapEras);
   const presetSel = $("#preset");
   if (presetSel) presetSel.addEventListener("change", () => { loadPreset(presetSel.value); presetSel.value = ""; });
 
@@ -1059,10 +1103,24 @@ function wire() {
       c: () => toggle(ctl.cd), n: () => toggle(ctl.ncdma), q: () => toggle(ctl.cdnw),
       k: () => ctl.kernel.focus(), a: () => { ctl.gpa.focus(); ctl.gpa.select(); },
       "[": () => cycle(-1), "]": () => cycle(1),
-      l: () => $("#copy-link").click(), t: () => $("#copy-text").click(),
+      l: () => $("#copy-link").click(), t: () => $("#copy-text").click(), s: () => swapEras(),
     };
     if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
   });
+}
+
+function swapEras() {
+  // Era <-> Compare: the diff then reads the other way round (B against A).
+  const a = ctl.kernel.value, b = ctl.vs.value;
+  if (!b) { setStatus('choose a "Compare" era to swap with', true); return; }
+  ctl.kernel.value = b;
+  ctl.vs.value = a;
+  changed();
+}
+function syncSwap() {
+  const off = !ctl.vs.value;
+  $("#swap-eras").disabled = off;
+  $("#cmp-swap").disabled = off;
 }
 
 function fitHeader() {
