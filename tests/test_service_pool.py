@@ -125,7 +125,7 @@ async def test_timeout_while_waiting_frees_the_slot():
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"generator": "ovmf", "vcpus": 1024}, "vcpus"),
-    ({"generator": "seabios", "vcpus": 1024, "rounds": 16}, "vcpus"),
+    ({"generator": "seabios", "vcpus": 1024, "machine": "pc", "memory": "8G"}, "vcpus"),
     ({"vcpus": 1024, "events": [{"vcpu": 0, "event": {"kind": "cr0_cd", "value": True}}] * 6000}, "events"),
     ({"trace": "".join(f"vcpu {i % 1000} cr0 cd=1\nvcpu {i % 1000} cr0 cd=0 nw=0\n" for i in range(3000))}, "trace"),
 ])
