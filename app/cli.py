@@ -96,23 +96,26 @@ def cmd_diff(args: argparse.Namespace) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> str:
     from .kvm import replay as rp
+    from .kvm.boot import parse_memory
     from .kvm.eras import ERAS, get_era
     from .kvm.scenario import VmConfig
+    from .kvm.trace_source import make_trace
     from .render import render_replay
 
     vm = VmConfig(noncoherent_dma=not args.no_ncdma)
+    text = None
     if args.trace:
         with open(args.trace, encoding="utf-8") as fh:
-            events = rp.parse_trace(fh.read())
-        vcpus = args.vcpus or (max((e.vcpu for e in events), default=0) + 1)
-        trace = rp.Trace(vm, vcpus, tuple(events), name=args.trace)
-    else:
-        gen = rp.GENERATORS.get(args.preset)
-        if gen is None:
-            raise MemTypeError("preset", f"unknown generator {args.preset!r}", f"one of {', '.join(rp.GENERATORS)}")
-        trace = gen(args.vcpus or 8, vm=vm)
+            text = fh.read()
+    elif args.preset not in rp.GENERATORS:
+        raise MemTypeError("preset", f"unknown generator {args.preset!r}", f"one of {', '.join(rp.GENERATORS)}")
+    made = make_trace(vm, generator=None if text is not None else args.preset, text=text, vcpus=args.vcpus,
+                      linux=not args.no_linux, machine=args.machine,
+                      memory=parse_memory(args.memory) if args.memory else None, maxphyaddr=args.maxphyaddr,
+                      aperture=args.aperture, qemu_host_writes=args.qemu_host_writes, initial=args.initial,
+                      pid=args.pid, name=args.trace or "")
     eras = [get_era(k) for k in args.kernel] if args.kernel else list(ERAS.values())
-    return render_replay(trace, [rp.replay(e, trace) for e in eras])
+    return render_replay(made.trace, [rp.replay(e, made.trace) for e in eras], made)
 
 
 def cmd_eras(args: argparse.Namespace) -> str:
@@ -165,11 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=DEFAULT_BASE)
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("replay", help="replay a boot trace against every era")
-    p.add_argument("--preset", default="ovmf", help="trace generator: ovmf or seabios")
-    p.add_argument("--vcpus", type=int, help="number of vCPUs [8]")
-    p.add_argument("--trace", help="a trace file (app/kvm/trace_format.md) instead of a preset")
-    p.add_argument("--kernel", action="append", help="only this era (repeatable)")
+    from .kvm.boot import APERTURES, INITIAL_STATES, MACHINES
+
+    p = sub.add_parser("replay", help="replay a boot or a captured trace against every era")
+    p.add_argument("--preset", default="ovmf", help="boot generator: ovmf or seabios [ovmf]")
+    p.add_argument("--vcpus", type=int, help="number of vCPUs [8 for a preset; a trace: highest id + 1]")
+    p.add_argument("--trace", help="a trace file instead of a preset: trace-cmd report / perf script "
+                   "output or the plain format (app/kvm/trace_format.md)")
+    p.add_argument("--pid", type=int, help="trace: the VM (process id) to replay from a capture of several")
+    p.add_argument("--initial", choices=tuple(INITIAL_STATES),
+                   help="every vCPU's start [reset for a preset or a capture, running for plain text]")
+    p.add_argument("--qemu-host-writes", action=argparse.BooleanOptionalAction, default=None,
+                   help="add QEMU's KVM_SET_MSRS writes (source qemu) [on for a preset, off for a trace]")
+    p.add_argument("--machine", choices=MACHINES, default="q35", help="preset: QEMU machine [q35]")
+    p.add_argument("--memory", help="preset: guest RAM such as 4G (sets the memslots) [4G layout]")
+    p.add_argument("--maxphyaddr", type=int, help="preset: guest phys-bits [46]")
+    p.add_argument("--aperture", choices=APERTURES, default="dynamic", help="preset: OVMF 64-bit aperture [dynamic]")
+    p.add_argument("--no-linux", action="store_true", help="preset: firmware only, no Linux guest after it")
+    p.add_argument("--kernel", action="append", help="only this era or kernel version (repeatable)")
     p.add_argument("--no-ncdma", action="store_true", help="VM without non-coherent DMA")
     p.set_defaults(func=cmd_replay)
 

@@ -353,27 +353,50 @@ def render_diff(d, link: str, max_groups: int = 40) -> str:
 # -- boot-trace replay -------------------------------------------------------------------
 
 
-def render_replay(trace, results: Sequence) -> str:
-    """`trace` is an app.kvm.replay.Trace, `results` its ReplayResult per era.
+def render_replay(trace, results: Sequence, made=None) -> str:
+    """`trace` is an app.kvm.replay.Trace, `results` its ReplayResult per era, `made` (an
+    app.kvm.trace_source.Made) how the trace was made: start state, QEMU's host writes and,
+    for trace text, how the capture was read.
 
     No permalink: a trace is not page state. The footer still names each era's commits.
     """
+    from .kvm.boot import SOURCES, events_by_source
     from .kvm.eras import get_era
 
     out = title(f"{TOOL}: boot-trace replay{': ' + trace.name if trace.name else ''}")
-    out += kv("trace", f"{len(trace.events)} events on {trace.vcpus} vCPUs; "
-              f"nc-DMA {'yes' if trace.vm.noncoherent_dma else 'no'} at the start", 7, "")
+    by_source = events_by_source(te.source for te in trace.events)
+    counts = ", ".join(f"{by_source[k]} {k}" for k in SOURCES if by_source.get(k))
+    out += kv("trace", f"{len(trace.events)} events ({counts or 'none'}) on {trace.vcpus} vCPUs; "
+              f"nc-DMA {'yes' if trace.vm.noncoherent_dma else 'no'} at the start", 8, "")
+    if made is not None:
+        out += kv("start", {"reset": "RESET (CR0.CD=NW=1, MTRRs 0, PAT power-on)",
+                            "running": "running (caching on, MTRRs off)", "given": "the state given"}[made.initial]
+                  + ("; QEMU's KVM_SET_MSRS writes added (source qemu)" if made.qemu_host_writes else
+                     "; no QEMU host writes (--qemu-host-writes adds them)"), 8, "")
+        imp = made.imported
+        if imp is not None and imp.kind != "plain":
+            vm = f"PID {imp.pid}" if imp.pid is not None else "PIDs not recorded"
+            ids = ", ".join(f"{t.tid}->{t.vcpu}" for t in imp.threads[:8]) + (" ..." if len(imp.threads) > 8 else "")
+            out += kv("capture", f"{'/'.join(imp.layouts)} layout, {vm}; threads (TID->vCPU) {ids or 'none'}", 8, "")
+            if imp.skipped:
+                out += kv("skipped", "; ".join(f"{v} {k}" for k, v in sorted(imp.skipped.items())), 8, "")
     rows = [[r.era, str(r.zap_calls), str(r.duplicate_calls), str(r.calls_while_cd),
              str(r.zapped_pages), str(r.excess_pages), str(r.stale_pages)] for r in results]
     out += section("kvm_zap_gfn_range() calls and 4 KiB pages, per era")
-    out += table(["era", "calls", "dup", "CD=1", "zapped", "excess", "stale"], rows)
+    out += table(["era", "calls", "dup", "CD=1", "zapped", "excess", "stale<="], rows)
+    used = [k for k in SOURCES if any(r.calls_by_source.get(k) for r in results)]
+    if used:
+        out += section("The calls by who made the write that caused them")
+        out += table(["era", *used], [[r.era, *(str(r.calls_by_source.get(k, 0)) for k in used)] for r in results])
     out += legend("calls = kvm_zap_gfn_range() calls with a non-empty range; dup = calls "
                   "over a range unchanged since it was last zapped; CD=1 = calls made while "
                   "the calling vCPU had CR0.CD=1; zapped/excess = mapped pages zapped, and "
-                  "those whose entry did not need to change; stale = mapped pages whose "
+                  "those whose entry did not need to change; stale<= = mapped pages whose "
                   "entry differs at the end from what vCPU 0's final state gives (an old "
                   "memtype survives). Zapped pages are assumed refaulted at once by the "
-                  "vCPU that caused the zap.")
+                  "vCPU that caused the zap, so stale is an upper bound. qemu = QEMU's "
+                  "KVM_SET_MSRS writes, firmware and linux = the generated boot's writers, "
+                  "trace = the events given.")
     out.append("")
     for r in results:
         out.extend(commit_lines(get_era(r.era)))

@@ -403,3 +403,42 @@ async def test_page_route(client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     r = await client.get("/?v=2")  # a bad permalink still serves the page
     assert r.status_code == 200
+
+
+CAPTURE = (
+    "qemu-system-x86 8390/8397 [002] 1404.389300: kvm:kvm_entry: vcpu 0, rip 0xfff0\n"
+    "qemu-system-x86 8390/8397 [002] 1404.389373: kvm:kvm_cr: cr_write 0 = 0x60000011\n"
+    "qemu-system-x86 8390/8397 [002] 1404.389380: kvm:kvm_cr: cr_write 0 = 0x11\n"
+    "qemu-system-x86 8390/8397 [002] 1404.389391: kvm:kvm_msr: msr_write 2ff = 0x806\n"
+    "qemu-system-x86 9000/9001 [003] 1404.389392: kvm:kvm_entry: vcpu 0, rip 0xfff0\n"
+)
+
+
+async def test_replay_capture_reports_how_it_was_read(client):
+    r = await client.post("/api/v1/replay", json={"trace": CAPTURE, "pid": 8390, "kernels": ["v6.7"]})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["initial"] == "reset" and j["qemu_host_writes"] is False
+    cap = j["capture"]
+    assert cap["kind"] == "capture" and cap["layouts"] == ["perf"] and cap["pid"] == 8390 and cap["pids"] == [8390, 9000]
+    assert cap["threads"] == [{"tid": 8397, "pid": 8390, "comm": "qemu-system-x86", "vcpu": 0, "by": "kvm_entry",
+                               "line": 1}]
+    assert cap["skipped"]["lines of other VMs (PIDs 9000)"] == 1
+    assert j["events"] == 2 and j["events_by_source"]["trace"] == 2  # CD 1->0 (from RESET), MTRRdefType
+    r = await client.post("/api/v1/replay", json={"trace": CAPTURE, "kernels": ["v6.7"], "qemu_host_writes": True,
+                                                  "pid": 8390})
+    assert r.json()["events_by_source"]["qemu"] > 0 and r.json()["eras"][0]["calls_by_source"]["qemu"] > 0
+
+
+@pytest.mark.parametrize("body, loc, words", [
+    ({"trace": CAPTURE}, ["body", "pid"], "2 VMs"),
+    ({"trace": CAPTURE, "pid": 1}, ["body", "pid"], "no KVM lines of PID 1"),
+    ({"generator": "ovmf", "pid": 1}, ["body", "pid"], "trace text only"),
+    ({"trace": CAPTURE.replace("1404.389380", "1404.389000"), "pid": 8390}, ["body", "trace"], "(line 3): timestamp goes back"),
+    ({"trace": "qemu-system-x86-77 [001] 9.5: kvm_msr: msr_write 2ff = 0x0"}, ["body", "trace"], "(line 1): thread"),
+])
+async def test_replay_capture_errors_name_the_field(client, body, loc, words):
+    r = await client.post("/api/v1/replay", json={**body, "kernels": ["v6.7"]})
+    assert r.status_code == 422, r.text
+    e = r.json()["errors"][0]
+    assert e["loc"][:2] == loc and words in r.text

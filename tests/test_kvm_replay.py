@@ -26,8 +26,9 @@ from app.kvm.layouts import DEF_TYPE_OFF, DEF_TYPE_ON, linux_hole_writes, ovmf_s
 from app.kvm.ranges import pages
 from app.kvm.replay import (
     GENERATORS, Trace, TraceEvent, decode_key, events_from_writes, final_states, layout, mtrr_update_events,
-    ovmf_boot, parse_trace, replay, replay_all, seabios_boot, trace_from_text,
+    ovmf_boot, replay, replay_all, seabios_boot,
 )
+from app.kvm.trace_import import parse_trace, trace_from_text
 from app.kvm.scenario import (
     CR0_CD, DEFAULT_MEMORY_MAP, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM, Event, VcpuState,
     VmConfig,
@@ -85,7 +86,7 @@ PERF = """\
 # ========
 CPU 1/KVM 4567 [001] 99.000001: kvm:kvm_cr: cr_write 0 = 0x60000011
 CPU 1/KVM 4567 [001] 99.000002: kvm:kvm_msr: msr_write 2ff = 0xc06
-CPU 1/KVM  4567/4570 [005]    99.000003: kvm:kvm_msr: msr_write 250 = 0x606060606060606
+CPU 1/KVM  4500/4567 [005]    99.000003: kvm:kvm_msr: msr_write 250 = 0x606060606060606
 CPU 1/KVM 4567 [001] 99.000004: kvm:kvm_entry: vcpu 1
 CPU 1/KVM 4567 [001] 99.000005: kvm:kvm_cr: cr_write 0 = 0x11
 """
@@ -163,7 +164,7 @@ def test_cr0_changes_tracked_from_initial_state():
     ("vcpu 0 ncdma maybe", 1, "'on' or 'off'"),
     ("vcpu 0 jump 0x10", 1, "unrecognised line"),
     ("\n\n\n\n\n\nmov cr0, eax", 7, "unrecognised line"),
-    ("qemu-system-x86-77 [001] 9.5: kvm_msr: msr_write 2ff = 0x0", 1, "not a QEMU vCPU thread"),
+    ("qemu-system-x86-77 [001] 9.5: kvm_msr: msr_write 2ff = 0x0", 1, "(TID 77) has no known vCPU"),
     ("CPU 0/KVM-1 [000] 1.0: kvm_msr: msr_write 2ff", 1, "cannot read kvm_msr payload"),
     ("CPU 0/KVM-1 [000] 1.0: kvm_cr: cr_write zero", 1, "cannot read kvm_cr payload"),
     ("vcpu 0 cr0 cd=1\nCPU:3 [LOST 120 EVENTS]", 2, "lost events"),

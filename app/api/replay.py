@@ -14,9 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..kvm import replay as rp
-from ..kvm.boot import INITIAL_STATES, Machine, events_by_source, parse_memory
+from ..kvm.boot import Machine, events_by_source, parse_memory
 from ..kvm.eras import ERAS, get_era
 from ..kvm.scenario import VcpuState
+from ..kvm.trace_import import Imported
+from ..kvm.trace_source import DEFAULT_VCPUS, make_trace
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import KVM_NR_VAR_MTRR
 from . import schemas as s
@@ -27,7 +29,6 @@ from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
 
-DEFAULT_VCPUS = 8
 
 
 def _first_line(doc: str | None) -> str:
@@ -115,37 +116,21 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
                                          "give exactly one of generator, events and trace"), ["body"])
     vm, map_loc = to_vm(req.vm)
     al = aliases(map_loc)
-    al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"],
+    al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"], "pid": ["pid"],
                "memory": ["memory"], "machine": ["machine"], "maxphyaddr": ["maxphyaddr"],
                "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
     with core_errors(al):
         vm.validate()  # refuses an empty memory map too
-        if req.initial is None:
-            initial = INITIAL_STATES["reset" if req.generator is not None else "running"]
-        elif isinstance(req.initial, str):
-            initial = INITIAL_STATES[req.initial]
-        else:
-            initial = to_vcpu(req.initial, "initial").validate(vm, "initial")
+        initial = req.initial if req.initial is None or isinstance(req.initial, str) else \
+            to_vcpu(req.initial, "initial").validate(vm, "initial")
         eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
-        qemu = req.qemu_host_writes if req.qemu_host_writes is not None else req.generator is not None
-        if req.generator is not None:
-            memory = parse_memory(req.memory) if req.memory is not None else None
-            trace = rp.boot_trace(req.generator, req.vcpus or DEFAULT_VCPUS, vm, req.linux, machine=req.machine,
-                                  memory=memory, maxphyaddr=req.maxphyaddr, aperture=req.aperture,
-                                  qemu_host_writes=qemu, initial=initial, max_events=max_events)
-        else:
-            if req.events is not None:
-                if len(req.events) > max_events:
-                    raise MemTypeError("events", f"{len(req.events)} events given",
-                                       f"at most {max_events} (MEMTYPE_MAX_TRACE_EVENTS)")
-                events = tuple(rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events)
-                n = req.vcpus or max((e.vcpu for e in events), default=0) + 1
-                trace = rp.Trace(vm, n, events, initial, "events")
-            else:
-                assert req.trace is not None
-                trace = rp.trace_from_text(req.trace, vm, req.vcpus, "trace", initial, max_events)
-            if qemu:
-                trace = rp.with_qemu_host_writes(trace, max_events)
+        made = make_trace(
+            vm, generator=req.generator, text=req.trace, vcpus=req.vcpus, linux=req.linux, machine=req.machine,
+            events=None if req.events is None else [rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events],
+            memory=parse_memory(req.memory) if req.memory is not None else None, maxphyaddr=req.maxphyaddr,
+            aperture=req.aperture, qemu_host_writes=req.qemu_host_writes, initial=initial, pid=req.pid,
+            max_events=max_events)
+        trace = made.trace
         out = []
         for era in eras:
             try:
@@ -158,4 +143,15 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     by_source = events_by_source(te.source for te in trace.events)
     final = s.FinalStateOut(noncoherent_dma=final_vm.noncoherent_dma, vcpus=[_vcpu_out(v) for v in finals])
     return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events),
-                                          events_by_source=by_source, final_state=final, eras=out))
+                                          events_by_source=by_source, initial=made.initial,
+                                          qemu_host_writes=made.qemu_host_writes, capture=_capture_out(made.imported),
+                                          final_state=final, eras=out))
+
+
+def _capture_out(imp: Imported | None) -> s.CaptureOut | None:
+    if imp is None:
+        return None
+    return s.CaptureOut(kind=imp.kind, layouts=list(imp.layouts), pid=imp.pid, pids=list(imp.pids),
+                        threads=[s.CaptureThreadOut(tid=t.tid, pid=t.pid, comm=t.comm, vcpu=t.vcpu, by=t.by,
+                                                    line=t.line) for t in imp.threads],
+                        skipped=dict(imp.skipped))

@@ -334,8 +334,10 @@ class ReplayRequest(Strict):
                      json_schema_extra={"default": {"noncoherent_dma": True}})
     initial: Literal["reset", "running"] | VcpuIn | None = Field(
         None, description="every vCPU's state before the first event: 'reset' (CR0.CD=NW=1, MTRRs 0, PAT power-on: "
-        "where a real vCPU starts; the default for a generator), 'running' (caching on, MTRRs off; the default for "
-        "events and trace text) or an explicit state")
+        "where a real vCPU starts; the default for a generator and for trace text with tracepoint lines), "
+        "'running' (caching on, MTRRs off; the default for events and plain-format text) or an explicit state")
+    pid: Int | None = Field(None, ge=0, le=2**31 - 1, description="trace text: the VM (process id) to replay from "
+                            "a capture that recorded PIDs of several VMs (perf script -F +pid, ftrace record-tgid)")
     kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
                                            description="eras to replay under; omitted = all (an empty list is refused)")
     include_calls: bool = Field(False, description="list every kvm_zap_gfn_range() call (up to 10000 per era)")
@@ -609,11 +611,38 @@ class FinalStateOut(Out):
     vcpus: list[VcpuFinalOut]
 
 
+class CaptureThreadOut(Out):
+    tid: int
+    pid: int | None = Field(description="its process, where the capture recorded it")
+    comm: str = Field(description="the thread name as the capture printed it")
+    vcpu: int = Field(description="KVM's vCPU id")
+    by: str = Field(description="where the vCPU id came from: kvm_entry, kvm_exit, kvm_page_fault (the line's "
+                    "'vcpu N') or name (QEMU's thread name 'CPU N/KVM', when the thread has no such line)")
+    line: int = Field(description="the line that said so")
+
+
+class CaptureOut(Out):
+    """How trace text was read (app/kvm/trace_import.py)."""
+
+    kind: Literal["capture", "plain", "mixed"] = Field(description="tracepoint lines, plain-format lines, or both")
+    layouts: list[Literal["ftrace", "perf"]] = Field(description="header layouts seen: ftrace (the trace file and "
+                                                     "trace-cmd report) and perf (perf script)")
+    pid: int | None = Field(description="the VM replayed (null: the capture records no PIDs)")
+    pids: list[int] = Field(description="every PID with KVM lines; one VM per PID, never merged")
+    threads: list[CaptureThreadOut]
+    skipped: dict[str, int] = Field(description="lines read but not events, by reason")
+
+
 class ReplayResponse(Out):
     name: str
     vcpus: int
     events: int
     events_by_source: dict[str, int] = Field(description="events per source: qemu, firmware, linux, trace")
+    initial: Literal["reset", "running", "given"] = Field(
+        description="where every vCPU started: RESET (generators and captures by default), running (events and "
+        "plain-format text by default) or the state given")
+    qemu_host_writes: bool = Field(description="QEMU's KVM_SET_MSRS writes were added (source qemu)")
+    capture: CaptureOut | None = Field(None, description="for trace text: how it was read")
     final_state: FinalStateOut
     eras: list[ReplayEraOut]
 

@@ -45,7 +45,6 @@ run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per er
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
@@ -66,7 +65,6 @@ MAX_EVENTS = 200_000
 MAX_CALL_RECORDS = 10_000
 MAX_STALE_RANGES = 1_000
 MAX_NAME = 200
-MAX_LINE_LENGTH = 4096
 
 CR0_PG_BIT = 1 << 31
 CR0_CD_BIT = 1 << 30
@@ -87,7 +85,7 @@ def modelled_cr0(st: VcpuState) -> int:
 @dataclass(frozen=True, slots=True)
 class TraceEvent:
     """One event on one vCPU. For a VM-wide nc-DMA event `vcpu` is the vCPU that re-faults
-    what the event zaps. `line` is the source line when the event came from `parse_trace`
+    what the event zaps. `line` is the source line when the event came from `trace_import`
     (0 otherwise); it only improves error messages. `source` says who made the write:
     "trace" (a guest event from a capture or a list), or for generated boots "qemu" (host
     KVM_SET_MSRS), "firmware" or "linux" (`boot.SOURCES`)."""
@@ -476,174 +474,9 @@ GENERATORS: dict[str, Callable[..., Trace]] = {
 }
 
 
-# -- the text format (app/kvm/trace_format.md) -----------------------------------------------------
-
-_TP_LINE = re.compile(
-    r"^\s*(?P<comm>.+?)[- ](?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?:[\w.!:]{3,8}\s+)?"
-    r"(?P<ts>\d+\.\d+):\s+(?:(?P<sys>\w+):)?(?P<tp>\w+):\s*(?P<body>.*?)\s*$"
-)
-_VCPU_COMM = re.compile(r"CPU (\d+)/KVM")
-_MSR_BODY = re.compile(
-    r"^msr_(?P<rw>read|write)\s+(?:0x)?(?P<msr>[0-9a-fA-F]+)\s*=\s*(?P<val>0x[0-9a-fA-F]+)(?P<gp>\s*\(#GP\))?$"
-)
-_CR_BODY = re.compile(r"^cr_(?P<rw>read|write)\s+(?:0x)?(?P<cr>[0-9a-fA-F]+)\s*=\s*(?P<val>0x[0-9a-fA-F]+)$")
-_HEADER = re.compile(r"^(cpus=\d+|version\s*=\s*\S+|CPU \d+ is empty)$")
-_LOST = re.compile(r"LOST\s+\d+\s+EVENTS", re.IGNORECASE)
-
-
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]{1,32}|[0-9]{1,40}")
-
-
-def _num(tok: str, line: int, what: str) -> int:
-    """Decimal or 0x-hex only: int(tok, 0) would also take 1_0, 0o17 and 0b1."""
-    if not _NUMBER.fullmatch(tok):
-        raise MemTypeError(f"line {line}", f"{what} {tok!r} is not a number (decimal or 0x-hex)",
-                           "see app/kvm/trace_format.md")
-    v = int(tok, 0)
-    if not 0 <= v < 1 << 64:
-        raise MemTypeError(f"line {line}", f"{what} {tok} does not fit in 64 bits", "registers are 64 bits wide")
-    return v
-
-
-def parse_trace(text: str, max_events: int = 100_000, initial: VcpuState = VcpuState()) -> list[TraceEvent]:
-    """Events from the plain-text trace format or from kvm_msr/kvm_cr tracepoint lines.
-
-    See app/kvm/trace_format.md. CR0 writes given as a full value become `cr0_cd` events only
-    when CD or NW changes for that vCPU (tracked from `initial`); NW=1 with CD=0 is an error
-    (MOV to CR0 would #GP). Faulting writes ("(#GP)"), reads, other CRs, MSRs other than
-    MTRRs and IA32_PAT, and other tracepoints are skipped. Errors name the line: "line 7: ...".
-    """
-    if not isinstance(text, str):
-        raise MemTypeError("trace", "the trace must be text", "see app/kvm/trace_format.md")
-    _check_int(max_events, "max_events", 1, MAX_EVENTS, f"at most {MAX_EVENTS} events")
-    events: list[TraceEvent] = []
-    cr0: dict[int, tuple[bool, bool]] = {}
-
-    def add(te: TraceEvent) -> None:
-        if len(events) >= max_events:
-            raise MemTypeError(f"line {te.line}", f"more than {max_events} events",
-                               "raise max_events or cut the trace")
-        events.append(te)
-
-    def vcpu_index(tok: str, line: int) -> int:
-        v = _num(tok, line, "vCPU index")
-        if v >= MAX_VCPUS:
-            raise MemTypeError(f"line {line}", f"vCPU {v} is not below {MAX_VCPUS}", f"a trace has at most {MAX_VCPUS} vCPUs")
-        return v
-
-    def cr0_value(v: int, value: int, line: int) -> None:
-        if value >> 32:
-            raise MemTypeError(f"line {line}", f"CR0 value {value:#x} sets bits 63:32",
-                               "CR0 bits 63:32 are reserved: MOV to CR0 raises #GP")
-        cd, nw = bool(value & CR0_CD_BIT), bool(value & CR0_NW_BIT)
-        if nw and not cd:
-            raise MemTypeError(f"line {line}", f"CR0 value {value:#x} has NW=1 with CD=0",
-                               "an invalid combination: MOV to CR0 raises #GP(0) (SDM cache control)")
-        if cr0.get(v, (initial.cr0_cd, initial.cr0_nw)) != (cd, nw):
-            cr0[v] = (cd, nw)
-            add(TraceEvent(v, Event(CR0_CD, cd, cr0_nw=nw), line))
-
-    for n, raw in enumerate(text.splitlines(), 1):
-        if len(raw) > MAX_LINE_LENGTH:
-            raise MemTypeError(f"line {n}", f"line is longer than {MAX_LINE_LENGTH} characters", "one event per line")
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if _LOST.search(stripped):
-            raise MemTypeError(f"line {n}", "the tracer lost events here, so the replay would be wrong",
-                               "record again with a larger buffer (trace-cmd record -b, perf record -m)")
-        m = _TP_LINE.match(raw)
-        if m:
-            tp = m["tp"]
-            if tp not in ("kvm_msr", "kvm_cr") or (m["sys"] not in (None, "kvm")):
-                continue
-            body = m["body"]
-            vm_ = _VCPU_COMM.search(m["comm"])
-            if tp == "kvm_msr":
-                b = _MSR_BODY.match(body)
-                if not b:
-                    raise MemTypeError(f"line {n}", f"cannot read kvm_msr payload {body!r}",
-                                       "expected 'msr_write <hex msr> = 0x<hex value>' (TP_printk of kvm_msr)")
-                if b["rw"] == "read" or b["gp"]:
-                    continue
-                msr = int(b["msr"], 16)
-                if not (msr == MSR_IA32_PAT or is_mtrr_msr(msr)):
-                    continue
-                if not vm_:
-                    raise MemTypeError(f"line {n}", f"thread {m['comm'].strip()!r} is not a QEMU vCPU thread",
-                                       "the vCPU index comes from the thread name 'CPU N/KVM'")
-                v = vcpu_index(vm_.group(1), n)
-                value = _num(b["val"], n, "MSR value")
-                for te in events_from_writes(v, [(msr, value)], n):
-                    add(te)
-            else:
-                b = _CR_BODY.match(body)
-                if not b:
-                    raise MemTypeError(f"line {n}", f"cannot read kvm_cr payload {body!r}",
-                                       "expected 'cr_write <hex cr> = 0x<hex value>' (TP_printk of kvm_cr)")
-                if b["rw"] == "read" or int(b["cr"], 16) != 0:
-                    continue
-                if not vm_:
-                    raise MemTypeError(f"line {n}", f"thread {m['comm'].strip()!r} is not a QEMU vCPU thread",
-                                       "the vCPU index comes from the thread name 'CPU N/KVM'")
-                cr0_value(vcpu_index(vm_.group(1), n), _num(b["val"], n, "CR0 value"), n)
-            continue
-        if _HEADER.match(stripped):
-            continue
-        toks = stripped.split("#", 1)[0].split()
-        low = [t.lower() for t in toks]
-        if (len(low) == 3 and low[:2] == ["vm", "ncdma"]) or (len(low) == 4 and low[0] == "vcpu" and low[2] == "ncdma"):
-            v = 0 if low[0] == "vm" else vcpu_index(toks[1], n)
-            if low[-1] not in ("on", "off"):
-                raise MemTypeError(f"line {n}", f"ncdma takes 'on' or 'off', not {toks[-1]!r}", "see app/kvm/trace_format.md")
-            add(TraceEvent(v, Event(NONCOHERENT_DMA, low[-1] == "on"), n))
-            continue
-        if len(low) < 3 or low[0] != "vcpu":
-            raise MemTypeError(f"line {n}", f"unrecognised line {stripped[:80]!r}",
-                               "expected 'vcpu N cr0 ...', 'vcpu N wrmsr MSR VALUE', 'vm ncdma on|off' or a kvm_msr/kvm_cr tracepoint line")
-        v = vcpu_index(toks[1], n)
-        op = low[2]
-        if op == "cr0" and len(low) >= 4 and "=" in low[3]:
-            kv: dict[str, bool] = {}
-            for tok in low[3:]:
-                k, _, val = tok.partition("=")
-                if k not in ("cd", "nw") or val not in ("0", "1") or k in kv:
-                    raise MemTypeError(f"line {n}", f"bad CR0 field {tok!r}", "write 'cr0 cd=0|1 [nw=0|1]' or 'cr0 <value>'")
-                kv[k] = val == "1"
-            if "cd" not in kv:
-                raise MemTypeError(f"line {n}", "cr0 needs cd=0 or cd=1", "write 'cr0 cd=0|1 [nw=0|1]'")
-            old_nw = cr0.get(v, (initial.cr0_cd, initial.cr0_nw))[1]
-            nw = kv.get("nw", old_nw)
-            if nw and not kv["cd"]:
-                raise MemTypeError(f"line {n}", "CR0.NW=1 with CD=0", "an invalid combination: MOV to CR0 raises #GP(0)")
-            cr0[v] = (kv["cd"], nw)
-            add(TraceEvent(v, Event(CR0_CD, kv["cd"], cr0_nw=kv.get("nw")), n))
-        elif op == "cr0" and len(low) == 4:
-            cr0_value(v, _num(toks[3], n, "CR0 value"), n)
-        elif op == "wrmsr" and len(low) == 5:
-            msr = _num(toks[3], n, "MSR number")
-            if not (msr == MSR_IA32_PAT or is_mtrr_msr(msr)):
-                raise MemTypeError(f"line {n}", f"MSR {msr:#x} is neither an MTRR MSR nor IA32_PAT (0x277)",
-                                   "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
-            for te in events_from_writes(v, [(msr, _num(toks[4], n, "MSR value"))], n):
-                add(te)
-        else:
-            raise MemTypeError(f"line {n}", f"unrecognised line {stripped[:80]!r}",
-                               "expected 'vcpu N cr0 cd=0|1 [nw=0|1]', 'vcpu N cr0 VALUE', 'vcpu N wrmsr MSR VALUE' or 'vcpu N ncdma on|off'")
-    return events
-
-
-def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str = "",
-                    initial: VcpuState = VcpuState(), max_events: int = 100_000) -> Trace:
-    """`parse_trace` then `Trace`; `vcpus` defaults to the highest vCPU index seen plus one."""
-    events = parse_trace(text, max_events, initial)
-    n = vcpus if vcpus is not None else max((te.vcpu for te in events), default=0) + 1
-    return Trace(vm, n, tuple(events), initial, name)
-
-
 __all__ = [
     "GENERATORS", "MAX_EVENTS", "MAX_VCPUS", "ReplayResult", "Trace", "TraceEvent", "ZapCallRecord",
     "boot_event_count", "boot_trace", "cr0_cd_event", "decode_key", "events_from_writes", "final_states", "layout",
     "modelled_cr0", "mtrr_update_events", "ovmf_boot", "with_qemu_host_writes",
-    "parse_trace", "replay", "replay_all", "seabios_boot", "trace_from_text",
+    "replay", "replay_all", "seabios_boot",
 ]
