@@ -112,7 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> str:
     made = make_trace(vm, generator=None if text is not None else args.preset, text=text, vcpus=args.vcpus,
                       linux=not args.no_linux, machine=args.machine,
                       memory=parse_memory(args.memory) if args.memory else None, maxphyaddr=args.maxphyaddr,
-                      aperture=args.aperture, qemu_host_writes=args.qemu_host_writes, initial=args.initial,
+                      aperture=args.aperture, edk2=args.edk2, qemu_host_writes=args.qemu_host_writes, initial=args.initial,
                       pid=args.pid, name=args.trace or "")
     eras = [get_era(k) for k in args.kernel] if args.kernel else list(ERAS.values())
     return render_replay(made.trace, [rp.replay(e, made.trace) for e in eras], made)
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=DEFAULT_BASE)
     p.set_defaults(func=cmd_diff)
 
-    from .kvm.boot import APERTURES, INITIAL_STATES, MACHINES
+    from .kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, INITIAL_STATES, MACHINES
 
     p = sub.add_parser("replay", help="replay a boot or a captured trace against every era")
     p.add_argument("--preset", default="ovmf", help="boot generator: ovmf or seabios [ovmf]")
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", help="preset: guest RAM such as 4G (sets the memslots) [4G layout]")
     p.add_argument("--maxphyaddr", type=int, help="preset: guest phys-bits [46]")
     p.add_argument("--aperture", choices=APERTURES, default="dynamic", help="preset: OVMF 64-bit aperture [dynamic]")
+    p.add_argument("--edk2", choices=tuple(EDK2_RELEASES), default=EDK2_DEFAULT,
+                   help=f"preset ovmf: the edk2 release's early boot [{EDK2_DEFAULT}]")
     p.add_argument("--no-linux", action="store_true", help="preset: firmware only, no Linux guest after it")
     p.add_argument("--kernel", action="append", help="only this era or kernel version (repeatable)")
     p.add_argument("--no-ncdma", action="store_true", help="VM without non-coherent DMA")

@@ -442,3 +442,10 @@ async def test_replay_capture_errors_name_the_field(client, body, loc, words):
     assert r.status_code == 422, r.text
     e = r.json()["errors"][0]
     assert e["loc"][:2] == loc and words in r.text
+
+
+async def test_replay_generator_edk2_release(client):
+    r = await client.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 8, "edk2": "2024-02", "kernels": ["v4.2"]})
+    assert r.status_code == 200 and r.json()["eras"][0]["zap_calls"] == 85
+    r = await client.post("/api/v1/replay", json={"generator": "ovmf", "edk2": "2022-11"})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "edk2"]

@@ -17,7 +17,7 @@ from app.kvm.boot import (
     LINUX_PAT, RESET_STATE, Machine, blocks, boot_steps, parse_memory,
 )
 from app.kvm.eras import ERAS
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, VmConfig
+from app.kvm.scenario import CR0_CD, MTRR_WRITE, Event, VmConfig
 from app.x86.memtype import MemTypeError
 from app.x86.mtrr import MSR_MTRR_DEF_TYPE
 from app.x86.pat import PAT_POWER_ON
@@ -91,8 +91,11 @@ def test_qemu_writes_carry_no_cr0_event():
     ("q35", 0xB0000000, 2 * GiB, 2 * GiB, 0xC0000000),
     ("q35", 0xA0000000, 0xA0000000, 0xB0000000, 0xC0000000),
     ("q35", 1 * GiB, 1 * GiB, 2 * GiB, 0xC0000000),
-    ("pc", 4 * GiB, 3 * GiB, 3 * GiB, 0xE0000000),
-    ("pc", 0xE0000000, 3 * GiB, 3 * GiB, 0xE0000000),
+    # SeaBIOS compares the RAM below 4 GiB: pc 4G keeps 3G low -> UC from 3G (measured on
+    # SeaBIOS 1.16.2, tests/data/firmware_msrs.json); only low RAM above 3G gives 0xE0000000.
+    ("pc", 4 * GiB, 3 * GiB, 3 * GiB, 0xC0000000),
+    ("pc", 0xE0000000, 3 * GiB, 3 * GiB, 0xC0000000),
+    ("pc", 0xD0000000, 0xD0000000, 0xE0000000, 0xE0000000),
     ("pc", 3 * GiB, 3 * GiB, 3 * GiB, 0xC0000000),
     ("pc", 0xA0000000, 0xA0000000, 3 * GiB, 0xC0000000),
     ("pc", 1 * GiB, 1 * GiB, 2 * GiB, 0x80000000),
@@ -141,3 +144,41 @@ def test_parse_memory():
     for bad in ("4GB", "0G", "4g", True, 1.5):
         with pytest.raises(MemTypeError):
             parse_memory(bad)
+
+
+# -- edk2 releases (boot.EDK2_RELEASES) ---------------------------------------------------------
+
+
+def _bsp_first_cr0(edk2: str) -> Event:
+    steps = boot_steps("ovmf", 2, Machine(edk2=edk2), qemu=False, linux=False)
+    return next(st.event for st in steps if st.vcpu == 0 and st.event.kind == CR0_CD)
+
+
+def test_reset_vector_cr0_by_edk2_release():
+    # SEC_DEFAULT_CR0 0x40000023 before e8aa4c6546ad (CD kept, NW cleared), 0x23 after.
+    assert _bsp_first_cr0("2023-05") == Event(CR0_CD, True, cr0_nw=False)
+    assert _bsp_first_cr0("2023-11") == Event(CR0_CD, False, cr0_nw=False)
+    assert _bsp_first_cr0("2024-02") == Event(CR0_CD, False, cr0_nw=False)
+
+
+def test_sec_mtrr_setup_adds_one_deftype_write_on_the_bsp():
+    def deftype_writes(edk2: str) -> list[tuple[int, int]]:
+        steps = boot_steps("ovmf", 3, Machine(edk2=edk2), qemu=False, linux=False)
+        return [(st.vcpu, st.event.value) for st in steps if st.event.kind == MTRR_WRITE and st.event.msr == 0x2FF]
+    old, new = deftype_writes("2023-11"), deftype_writes("2024-02")
+    assert len(new) == len(old) + 1 == 6 * 3 + 2 + 1
+    assert new[0] == (0, 0x806)          # SecMtrrSetup: E=1, type WB, no CD bracket
+    assert new[1] == (0, 0x006)          # MtrrLibPreMtrrChange clears only E of 0x806
+    assert old[1] == (0, 0xC06) and old[0] == (0, 0x000)
+
+
+@pytest.mark.parametrize("edk2, calls", [("2023-05", 84), ("2023-11", 84), ("2024-02", 85)])
+def test_cover_letter_count_by_edk2_release(edk2, calls):
+    t = rp.boot_trace("ovmf", 8, VmConfig(noncoherent_dma=True), edk2=edk2)
+    assert rp.replay(ERAS["v4.2"], t).zap_calls == calls
+
+
+def test_unknown_edk2_release():
+    with pytest.raises(MemTypeError) as e:
+        Machine(edk2="2022-11").validate()
+    assert e.value.field == "edk2" and "2023-05, 2023-11, 2024-02" in str(e.value)

@@ -76,7 +76,8 @@ def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
         vcpus = req.vcpus or DEFAULT_VCPUS
         try:
             m = Machine(req.machine, parse_memory(req.memory) if req.memory is not None else 4 << 30,
-                        req.maxphyaddr if req.maxphyaddr is not None else req.vm.maxphyaddr, req.aperture).validate()
+                        req.maxphyaddr if req.maxphyaddr is not None else req.vm.maxphyaddr, req.aperture,
+                        req.edk2).validate()
             events = rp.boot_event_count(req.generator, vcpus, m, linux=req.linux,
                                          qemu=req.qemu_host_writes is not False)
         except (MemTypeError, KeyError):
@@ -128,7 +129,7 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
             vm, generator=req.generator, text=req.trace, vcpus=req.vcpus, linux=req.linux, machine=req.machine,
             events=None if req.events is None else [rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events],
             memory=parse_memory(req.memory) if req.memory is not None else None, maxphyaddr=req.maxphyaddr,
-            aperture=req.aperture, qemu_host_writes=req.qemu_host_writes, initial=initial, pid=req.pid,
+            aperture=req.aperture, edk2=req.edk2, qemu_host_writes=req.qemu_host_writes, initial=initial, pid=req.pid,
             max_events=max_events)
         trace = made.trace
         out = []

@@ -23,9 +23,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from ..kvm.boot import APERTURES, MACHINES, MEMORY_PATTERN
+from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..x86.pat import PAT_POWER_ON
+
+EDK2 = tuple(EDK2_RELEASES)
 
 U64_MAX = (1 << 64) - 1
 U52_MAX = (1 << 52) - 1
@@ -323,6 +325,10 @@ class ReplayRequest(Strict):
     maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
     aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
                                                      "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
+    edk2: Literal[EDK2] = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
+                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; the "
+                                "reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, edk2 "
+                                "e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 ce4c76e46d)")
     qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
                                           "per vCPU) as source 'qemu'; default on for a generator, off otherwise")
     events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "

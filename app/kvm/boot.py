@@ -47,7 +47,7 @@ RAM >= 2.75 GiB (0xB0000000, the MMCONFIG base), pc 3 GiB when RAM >= 3.5 GiB, e
 is low. OVMF's Uc32Base: pc rounds [low RAM top, 4 GiB) down to one power of two ending at
 4 GiB; q35 uses 2 GiB when low RAM <= 2 GiB, else PcdPciExpressBaseAddress (0xB0000000,
 two pairs). SeaBIOS's `pcimem_start` (src/hw/pciinit.c): q35 0xC0000000 (after MMCONFIG);
-pc 0x80000000 up to 2 GiB of RAM, 0xC0000000 up to 3 GiB, else 0xE0000000. OVMF's 64-bit
+pc 0x80000000 up to 2 GiB of low RAM, 0xC0000000 up to 3 GiB, else 0xE0000000. OVMF's 64-bit
 aperture is "dynamic" (edk2 2022-11 and later, the default): 2^(pb-3) bytes at
 2^pb - 2^(pb-3) for pb = MAXPHYADDR; or "classic": 32 GiB at 32 GiB.
 """
@@ -103,6 +103,40 @@ APERTURES = ("dynamic", "classic")
 
 
 @dataclass(frozen=True, slots=True)
+class Edk2:
+    """What changed in OVMF's early boot across edk2 releases (tianocore/edk2, read at the
+    commits named):
+
+    * `reset_vector_cd`: the reset vector's SEC_DEFAULT_CR0 (UefiCpuPkg/ResetVector/Vtf0
+      Ia16/Real16ToFlat32, included by OvmfPkg/ResetVector) was 0x40000023, so the BSP ran
+      SEC and early PEI with CR0.CD=1 (NW cleared) until MtrrLib's first
+      MtrrLibPostMtrrChange() enabled caching; e8aa4c6546ad (2023-08-21, "Cache Disable
+      should not be set by default in CR0", first in edk2-stable202311) made it 0x23.
+    * `sec_mtrr_setup`: OvmfPkg/Sec SecMain.c `SecMtrrSetup()` (ce4c76e46d, 2024-01-23, first
+      in edk2-stable202402) sets MTRRdefType E=1, type WB once on the BSP before the LZMA
+      decompress, with no CD bracket (one more MTRRdefType write, so one more zap in
+      v4.2..v6.10); PEI's `PlatformQemuInitializeRam` then starts from that value.
+
+    APs are alike in every release: INIT leaves CR0 = 0x60000010 and the AP trampoline
+    (MpInitLib MpFuncs.nasm) only ORs in PE|MP; the first C code, ApWakeupFunction() ->
+    RestoreVolatileRegisters(), loads the BSP's CR0 (caching on by then)."""
+
+    reset_vector_cd: bool
+    sec_mtrr_setup: bool
+
+
+EDK2_RELEASES = {
+    "2023-05": Edk2(reset_vector_cd=True, sec_mtrr_setup=False),
+    "2023-11": Edk2(reset_vector_cd=False, sec_mtrr_setup=False),
+    "2024-02": Edk2(reset_vector_cd=False, sec_mtrr_setup=True),
+}
+"""OVMF behaviour by the first edk2-stable release (YYYY-MM) that has it. "2023-05" stands for
+every release before edk2-stable202311, the 2023 review's build (and Debian 12's 2022.11);
+it is the default so that the cover letter's counts come out with no options."""
+EDK2_DEFAULT = "2023-05"
+
+
+@dataclass(frozen=True, slots=True)
 class Machine:
     """The QEMU machine a boot runs on: type, RAM size in bytes, guest phys-bits."""
 
@@ -110,8 +144,11 @@ class Machine:
     memory: int = 4 * GiB
     maxphyaddr: int = 46
     aperture: str = "dynamic"
+    edk2: str = EDK2_DEFAULT
 
     def validate(self) -> Machine:
+        if self.edk2 not in EDK2_RELEASES:
+            raise MemTypeError("edk2", f"unknown edk2 release {self.edk2!r}", f"one of {', '.join(EDK2_RELEASES)}")
         if self.machine not in MACHINES:
             raise MemTypeError("machine", f"unknown machine {self.machine!r}", f"one of {', '.join(MACHINES)}")
         if isinstance(self.memory, bool) or not isinstance(self.memory, int) or not 16 << 20 <= self.memory <= 1 << 44:
@@ -153,7 +190,10 @@ class Machine:
     def seabios_pcimem_start(self) -> int:
         if self.machine == "q35":
             return 0xC0000000
-        return 0x80000000 if self.memory <= 2 * GiB else 0xC0000000 if self.memory <= 3 * GiB else 0xE0000000
+        # i440fx_mem_addr_setup() compares RamSize, SeaBIOS's RAM *below 4 GiB*, not all RAM:
+        # pc with 4 GiB keeps 3 GiB low, so UC starts at 3 GiB (measured, tests/data/firmware_msrs.json).
+        low = self.low_ram()
+        return 0x80000000 if low <= 2 * GiB else 0xC0000000 if low <= 3 * GiB else 0xE0000000
 
     def ovmf_aperture(self) -> tuple[int, int]:
         if self.aperture == "classic":
@@ -233,13 +273,21 @@ def qemu_host_writes(vcpus: int) -> list[Step]:
 
 def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
     """OVMF's passes, in boot order (module doc): BSP PEI x3, APs PEI, APs DXE, BSP DXE, APs DXE."""
-    out: list[Step] = [_cr0(v, False, FIRMWARE) for v in range(vcpus)]
+    rel = EDK2_RELEASES[m.edk2]
+    # The reset vector's CR0 on the BSP (CD kept or cleared, NW cleared); each AP's CR0 from
+    # RestoreVolatileRegisters() (the BSP's, caching on) comes before its first pass.
+    out: list[Step] = [Step(0, Event(CR0_CD, rel.reset_vector_cd, cr0_nw=False), FIRMWARE)]
+    out += [_cr0(v, False, FIRMWARE) for v in range(1, vcpus)]
+    start = 0
+    if rel.sec_mtrr_setup:                                          # SecMtrrSetup(): E=1, WB
+        start = DEF_TYPE_E | MemType.WB
+        out.append(_wr(0, MSR_MTRR_DEF_TYPE, start, FIRMWARE))
     hole32 = _pairs(blocks(m.ovmf_uc32_base(), 4 * GiB), m.maxphyaddr)
     aperture = _pairs([m.ovmf_aperture()], m.maxphyaddr, first=len(hole32) // 2)
     pei = _fixed(OVMF_FIXED) + _all_pairs(hole32)                   # what the BSP has after PEI
     final = _fixed(OVMF_FIXED) + _all_pairs(hole32 + aperture)      # ... and after DXE
     on = DEF_TYPE_ON
-    out += mtrrlib_pass(0, 0, _fixed([WB_BYTES] * len(FIXED_MSRS)) + _all_pairs([]), on)  # MtrrSetAllMtrrs
+    out += mtrrlib_pass(0, start, _fixed([WB_BYTES] * len(FIXED_MSRS)) + _all_pairs([]), on)  # MtrrSetAllMtrrs
     out += mtrrlib_pass(0, on, _fixed(OVMF_FIXED)[2:], on)          # MtrrSetMemoryAttribute(640K-1M, UC)
     out += mtrrlib_pass(0, on, hole32, on)                          # MtrrSetMemoryAttribute(Uc32Base-4G, UC)
     for v in range(1, vcpus):                                       # CpuMpPei: APs take the BSP's MTRRs
@@ -301,7 +349,7 @@ def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
 
 
 __all__ = [
-    "APERTURES", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
+    "APERTURES", "EDK2_DEFAULT", "EDK2_RELEASES", "Edk2", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
     "OVMF_FIXED", "RESET_STATE", "SEABIOS_FIXED", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm",
     "events_by_source", "linux_events", "qemu_host_writes",
 ]

@@ -53,7 +53,7 @@ from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .era import Era, ZapInput
 from .ept_runs import Range, Run, clip, decode_key, layout, merge_runs, pieces
-from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
+from .boot import EDK2_DEFAULT, FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
@@ -426,8 +426,8 @@ def boot_event_count(firmware: str, vcpus: int, m: Machine, *, linux: bool = Tru
 
 def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, *,
                machine: str = "q35", memory: int | None = None, maxphyaddr: int | None = None,
-               aperture: str = "dynamic", qemu_host_writes: bool = True, initial: VcpuState = RESET_STATE,
-               max_events: int = MAX_EVENTS) -> Trace:
+               aperture: str = "dynamic", edk2: str = EDK2_DEFAULT, qemu_host_writes: bool = True,
+               initial: VcpuState = RESET_STATE, max_events: int = MAX_EVENTS) -> Trace:
     """A boot of `firmware` ("ovmf" or "seabios") then (with `linux`) a Linux guest, as QEMU,
     the firmware and Linux write the registers: see app/kvm/boot.py for each writer's code.
 
@@ -438,7 +438,7 @@ def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dm
     if firmware not in FIRMWARE_PASSES:
         raise MemTypeError("generator", f"unknown generator {firmware!r}", f"one of {', '.join(FIRMWARE_PASSES)}")
     m = Machine(machine, memory if memory is not None else 4 << 30,
-                maxphyaddr if maxphyaddr is not None else vm.maxphyaddr, aperture).validate()
+                maxphyaddr if maxphyaddr is not None else vm.maxphyaddr, aperture, edk2).validate()
     n = boot_event_count(firmware, vcpus, m, linux=linux, qemu=qemu_host_writes)
     if n > max_events:
         raise MemTypeError("vcpus", f"this boot makes {n} events on {vcpus} vCPUs",

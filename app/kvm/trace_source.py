@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..x86.memtype import MemTypeError
-from .boot import INITIAL_STATES
+from .boot import EDK2_DEFAULT, INITIAL_STATES
 from .replay import MAX_EVENTS, Trace, TraceEvent, boot_trace, with_qemu_host_writes
 from .scenario import VcpuState, VmConfig
 from .trace_import import Imported, import_trace
@@ -39,6 +39,7 @@ class Made:
 def make_trace(vm: VmConfig, *, generator: str | None = None, events: Sequence[TraceEvent] | None = None,
                text: str | None = None, vcpus: int | None = None, linux: bool = True, machine: str = "q35",
                memory: int | None = None, maxphyaddr: int | None = None, aperture: str = "dynamic",
+               edk2: str = EDK2_DEFAULT,
                qemu_host_writes: bool | None = None, initial: str | VcpuState | None = None,
                pid: int | None = None, max_events: int = MAX_EVENTS, name: str = "") -> Made:
     """Exactly one of `generator`, `events`, `text`. `initial` is a name of
@@ -62,7 +63,7 @@ def make_trace(vm: VmConfig, *, generator: str | None = None, events: Sequence[T
     if generator is not None:
         init_name = initial if isinstance(initial, str) else "given" if initial is not None else "reset"
         trace = boot_trace(generator, vcpus or DEFAULT_VCPUS, vm, linux, machine=machine, memory=memory,
-                           maxphyaddr=maxphyaddr, aperture=aperture, qemu_host_writes=qemu,
+                           maxphyaddr=maxphyaddr, aperture=aperture, edk2=edk2, qemu_host_writes=qemu,
                            initial=start or INITIAL_STATES["reset"], max_events=max_events)
     else:
         if events is not None:
