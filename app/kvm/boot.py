@@ -47,7 +47,7 @@ RAM >= 2.75 GiB (0xB0000000, the MMCONFIG base), pc 3 GiB when RAM >= 3.5 GiB, e
 is low. OVMF's Uc32Base: pc rounds [low RAM top, 4 GiB) down to one power of two ending at
 4 GiB; q35 uses 2 GiB when low RAM <= 2 GiB, else PcdPciExpressBaseAddress (0xB0000000,
 two pairs). SeaBIOS's `pcimem_start` (src/hw/pciinit.c): q35 0xC0000000 (after MMCONFIG);
-pc 0x80000000 up to 2 GiB of low RAM, 0xC0000000 up to 3 GiB, else 0xE0000000. OVMF's 64-bit
+pc 0x80000000 up to 2 GiB of low RAM, 0xC0000000 up to 3 GiB, else the low-RAM top. OVMF's 64-bit
 aperture is "dynamic" (edk2 2022-11 and later, the default): 2^(pb-3) bytes at
 2^pb - 2^(pb-3) for pb = MAXPHYADDR; or "classic": 32 GiB at 32 GiB.
 """
@@ -59,7 +59,8 @@ from dataclasses import dataclass, replace
 
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import (
-    DEF_TYPE_E, FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, MtrrState, range_to_pair,
+    DEF_TYPE_E, FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, PHYSMASK_V, MtrrState,
+    phys_mask, range_to_pair,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .layouts import DEF_TYPE_ON, OVMF_FIXED, SEABIOS_FIXED, WB_BYTES, MsrWrite
@@ -190,10 +191,12 @@ class Machine:
     def seabios_pcimem_start(self) -> int:
         if self.machine == "q35":
             return 0xC0000000
-        # i440fx_mem_addr_setup() compares RamSize, SeaBIOS's RAM *below 4 GiB*, not all RAM:
-        # pc with 4 GiB keeps 3 GiB low, so UC starts at 3 GiB (measured, tests/data/firmware_msrs.json).
+        # pci_setup() starts from RamSize, SeaBIOS's RAM *below 4 GiB*, and
+        # i440fx_mem_addr_setup() rounds it up to 2 GiB or 3 GiB when it is at most that; above
+        # 3 GiB it stays RamSize itself (measured: pc 4G -> 3 GiB, pc 3328M -> 0xD0000000;
+        # tests/data/firmware_msrs.json).
         low = self.low_ram()
-        return 0x80000000 if low <= 2 * GiB else 0xC0000000 if low <= 3 * GiB else 0xE0000000
+        return 0x80000000 if low <= 2 * GiB else 0xC0000000 if low <= 3 * GiB else low
 
     def ovmf_aperture(self) -> tuple[int, int]:
         if self.aperture == "classic":
@@ -303,8 +306,14 @@ def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
 def seabios_firmware(vcpus: int, m: Machine) -> list[Step]:
     """`mtrr_setup()` on the BSP, the recorded list replayed by each AP (module doc)."""
     start = m.seabios_pcimem_start()
-    seq = [(MSR_MTRR_DEF_TYPE, 0)] + _fixed(SEABIOS_FIXED) + _all_pairs([]) \
-        + _pairs([(start, 4 * GiB - start)], m.maxphyaddr) + [(MSR_MTRR_DEF_TYPE, DEF_TYPE_ON)]
+    # mtrr_setup() writes pair 0 as base = pcimem_start | UC and mask = -(4G - pcimem_start)
+    # within phys-bits, whatever the size: for a low-RAM top that is no power of two away
+    # from 4 GiB (pc, 3328M: 0xD0000000) the mask has a hole (0xffd0000800 at 40 bits), which
+    # the SDM's AND-match and KVM's var_mtrr_range() read differently.
+    hole = [(MSR_MTRR_PHYSBASE0, start | MemType.UC),
+            (MSR_MTRR_PHYSBASE0 + 1, (-(4 * GiB - start)) & phys_mask(m.maxphyaddr) | PHYSMASK_V)]
+    seq = [(MSR_MTRR_DEF_TYPE, 0)] + _fixed(SEABIOS_FIXED) + _all_pairs([]) + hole \
+        + [(MSR_MTRR_DEF_TYPE, DEF_TYPE_ON)]
     out: list[Step] = []
     for v in range(vcpus):
         out.append(_cr0(v, False, FIRMWARE))
