@@ -255,3 +255,30 @@ def test_make_trace_defaults_by_source():
     assert make_trace(NC, events=[]).initial == "running"
     assert make_trace(NC, text="vcpu 0 cr0 cd=1").initial == "running"
     assert make_trace(NC, text="vcpu 0 cr0 cd=1", initial="reset").initial == "reset"
+
+
+# -- real captures (tests/data/README.md) --------------------------------------------------------
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_real_seabios_capture_with_qemu_thread_names():
+    """SeaBIOS under KVM, ftrace trace file with record-tgid: each vCPU writes SeaBIOS's
+    mtrr_setup() list once (the BSP, then the AP replaying it), exactly the generator's writes."""
+    from app.kvm.boot import Machine, seabios_firmware
+
+    text = (DATA / "capture-seabios-kvm-debug-threads.txt").read_text()
+    imp = import_text(text)
+    assert imp.kind == "capture" and imp.layouts == ("ftrace",) and len(imp.pids) == 1
+    assert [(t.comm, t.vcpu, t.by) for t in imp.threads] == [("CPU 0/KVM", 0, "name"), ("CPU 1/KVM", 1, "name")]
+    assert imp.skipped["writes to other MSRs"] >= 1 and imp.skipped["MSR reads"] >= 1
+    model = [st for st in seabios_firmware(2, Machine("q35", 512 << 20, 40)) if st.event.kind != CR0_CD]
+    assert [(e.vcpu, e.event) for e in imp.events] == [(st.vcpu, st.event) for st in model]
+
+
+def test_real_capture_with_default_thread_names_is_refused_at_the_first_write():
+    text = (DATA / "capture-seabios-kvm-default-names.txt").read_text()
+    first = next(n for n, ln in enumerate(text.splitlines(), 1) if "msr_write 2ff" in ln)
+    with pytest.raises(MemTypeError) as e:
+        import_text(text)
+    assert e.value.field == f"line {first}" and "debug-threads=on" in str(e.value)

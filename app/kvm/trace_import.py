@@ -299,7 +299,8 @@ def import_text(text: str, *, max_events: int = DEFAULT_MAX_EVENTS, initial: Vcp
         if h.event not in WRITE_EVENTS:
             skip(f"{h.event} lines")
             continue
-        v = _vcpu_of(h, n, threads)
+        # The vCPU is needed only for a line that becomes an event: a thread with no known
+        # vCPU may still read MSRs or write other ones.
         if h.event == "kvm_msr":
             b = _MSR_BODY.match(h.body)
             if not b:
@@ -313,7 +314,7 @@ def import_text(text: str, *, max_events: int = DEFAULT_MAX_EVENTS, initial: Vcp
             elif not (msr == MSR_IA32_PAT or is_mtrr_msr(msr)):
                 skip("writes to other MSRs")
             else:
-                for te in events_from_writes(v, [(msr, _num(b["val"], n, "MSR value"))], n):
+                for te in events_from_writes(_vcpu_of(h, n, threads), [(msr, _num(b["val"], n, "MSR value"))], n):
                     add(te)
         else:
             b = _CR_BODY.match(h.body)
@@ -325,7 +326,7 @@ def import_text(text: str, *, max_events: int = DEFAULT_MAX_EVENTS, initial: Vcp
             elif int(b["cr"], 16) != 0:
                 skip("writes to other CRs")
             else:
-                cr0_value(v, _num(b["val"], n, "CR0 value"), n)
+                cr0_value(_vcpu_of(h, n, threads), _num(b["val"], n, "CR0 value"), n)
 
     return Imported(tuple(events), kind, init_name, tuple(sorted({h.layout for h in headers.values()})),
                     chosen, tuple(sorted(pids)), tuple(sorted(threads.values(), key=lambda t: (t.vcpu, t.tid))),
@@ -355,7 +356,8 @@ def _vcpu_of(h: Header, n: int, threads: dict[int, Thread]) -> int:
     if t is None:
         raise MemTypeError(f"line {n}", f"thread {h.comm!r} (TID {h.tid}) has no known vCPU",
                            "the vCPU comes from the 'vcpu N' of a kvm_entry/kvm_exit line of the same thread "
-                           "(record with -e kvm:kvm_entry -e kvm:kvm_exit) or from a QEMU thread name 'CPU N/KVM'")
+                           "(record with -e kvm:kvm_entry -e kvm:kvm_exit) or from a QEMU thread name 'CPU N/KVM' "
+                           "(qemu -name ...,debug-threads=on)")
     return t.vcpu
 
 
