@@ -19,7 +19,8 @@ is compared with the port written back as 8000, the default the text shows. Comm
 cannot run here (the test suite itself, Docker, host tracing tools, the benchmarks, the
 screenshot script) are listed in SKIP with the reason; any other command runs. Afterwards
 the server's log must hold exactly one JSON access line per request and no uvicorn
-access line. No network beyond 127.0.0.1.
+access line. No network beyond 127.0.0.1. About 10 s once .venv is set up (scripts/test
+does that first); in a checkout without .venv, scripts/serve creates it on the way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,6 +224,7 @@ def test_every_documented_command_runs_and_prints_what_the_text_says(tmp_path):
     for c in skipped:
         assert not c.expect and c.output is None, f"{c.where}: a skipped command shows output: run it or drop that"
 
+    assert shutil.which("curl"), "the documents' curl lines need curl (apt-get install curl)"
     port = _free_port()
     env = _server_env(port)
     log = tmp_path / "serve.log"
