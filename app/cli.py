@@ -1,18 +1,22 @@
-"""`memtype-explorer`: the same resolver and text renderings as the API, from a shell.
+"""`memtype-explorer`: the API's resolver and text renderings, in a shell.
 
-The scenario options are exactly the permalink parameters (app/permalink.py), parsed by
-the same `permalink.decode`, so `--kernel v6.7 --ncdma 1 --cd 1` and the page URL
-`/?v=1&kernel=v6.7&ncdma=1&cd=1` describe the same state; `--link` takes a whole URL.
+The scenario options are exactly the permalink parameters
+(app/permalink.py), parsed by the same `permalink.decode`, so
+`--kernel v6.7 --ncdma 1 --cd 1` and the page URL
+`/?v=1&kernel=v6.7&ncdma=1&cd=1` describe the same state; `--link`
+takes a whole URL. From a checkout: scripts/cli <subcommand> ...
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
+from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 
 SCENARIO_PARAMS = (
@@ -42,6 +46,13 @@ EVENT_PARAMS = (
     ("event_nw", "CR0.NW written with CD: 0/1"),
 )
 DEFAULT_BASE = "http://127.0.0.1:8000"
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """--help keeps to the 72 columns of every text output, whatever $COLUMNS says."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=WIDTH)
 
 
 def _add_params(p: argparse.ArgumentParser, params) -> None:
@@ -120,7 +131,6 @@ def cmd_replay(args: argparse.Namespace) -> str:
 
 def cmd_eras(args: argparse.Namespace) -> str:
     from .kvm.eras import ERAS
-    from .render import wrap
 
     # Wrapped, not cut: the titles and commit subjects are the point of this listing, and
     # every text output keeps to the renderings' 72 columns.
@@ -140,9 +150,9 @@ def cmd_serve(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="memtype-explorer", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = argparse.ArgumentParser(prog="memtype-explorer", description=__doc__, formatter_class=_Help)
+    sub = ap.add_subparsers(dest="command", required=True,
+                            parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     p = sub.add_parser("serve", help="run the web service (settings from MEMTYPE_* env)")
     p.add_argument("--host")
@@ -200,11 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = args.func(args)
-    except MemTypeError as e:
-        print(f"memtype-explorer: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"memtype-explorer: {e}", file=sys.stderr)
+    except (MemTypeError, OSError) as e:  # errors keep to 72 columns too
+        print("\n".join(wrap(f"memtype-explorer: {e}", hang="  ")), file=sys.stderr)
         return 2
     if out:
         print(out)

@@ -320,17 +320,23 @@ def render_diff(d, link: str, max_groups: int = 40) -> str:
     skipped = sum(d.skipped.values())
     counts = d.counts
     out += section("Summary")
-    out += wrap(f"{d.total_states} states (is_mmio, nc-DMA, CR0.CD, two quirks, self-snoop: "
-                f"2^6; guest MTRR type: 5; PAT type: 6), {d.compared} compared, {skipped} skipped; "
-                f"{counts.get('differ', 0)} differ.", "  ", "  ")
+    # One count, said the same way as the page's compare panel: the states both eras can
+    # have are the ones compared; the rest of the space is skipped with the era's reason.
+    both = "both eras" if a.id != b.id else "the era"
+    out += wrap(f"Of the {d.compared} states {both} can have, {counts.get('differ', 0)} differ.", "  ", "  ")
+    out += wrap(f"The space is {d.total_states} states: is_mmio, nc-DMA, CR0.CD, two quirks and "
+                f"self-snoop (2^6) x KVM's guest MTRR type (5) x the access's PAT type (6). "
+                + (f"{skipped} are skipped, as an era cannot have them:" if skipped else "None is skipped."),
+                "  ", "  ")
+    for why, n in sorted(d.skipped.items()):
+        out += wrap(f"{n}: {why}", "  - ", "    ")
+    out += wrap(f"B ({b.id}) against A ({a.id}), by effective type:", "  ", "  ")
     out += table(["weaker", "stronger", "incomparable", "EPT only"],
                  [[str(counts.get("weaker", 0)), str(counts.get("stronger", 0)),
                    str(counts.get("incomparable", 0)), str(counts.get("ept_only", 0))]])
     out += legend(f"the class compares B's effective type with A's: weaker = {b.id} lets the CPU cache or "
-                  f"buffer more (the danger case), stronger = safer but slower, EPT only = the EPT entry "
-                  f"differs but the effective type does not.")
-    for why, n in sorted(d.skipped.items()):
-        out += wrap(f"skipped {n}: {why}", "  ", "    ")
+                  f"buffer more than {a.id} (the danger case), stronger = safer but slower, EPT only = "
+                  f"the EPT entry differs but the effective type does not.")
 
     groups = group_rows(d.rows)
     out += section(f"Where they differ ({len(groups)} groups of {len(d.rows)} states; * = any value)")
