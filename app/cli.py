@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pid", type=int, help="trace: the VM (process id) to replay from a capture of several")
     p.add_argument("--initial", choices=tuple(INITIAL_STATES),
                    help="every vCPU's start [reset for a preset or a capture, running for plain text]")
-    p.add_argument("--qemu-host-writes", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--qemu-host-writes", dest="qemu_host_writes", action="store_const", const=True, default=None,
                    help="add QEMU's KVM_SET_MSRS writes (source qemu) [on for a preset, off for a trace]")
+    p.add_argument("--no-qemu-host-writes", dest="qemu_host_writes", action="store_const", const=False,
+                   help="leave QEMU's host writes out")
     p.add_argument("--machine", choices=MACHINES, default="q35", help="preset: QEMU machine [q35]")
     p.add_argument("--memory", help="preset: guest RAM such as 4G (sets the memslots) [4G layout]")
     p.add_argument("--maxphyaddr", type=int, help="preset: guest phys-bits [46]")
