@@ -158,3 +158,11 @@ async def test_pooled_endpoints_keep_their_schema(client):
     assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ResolveRequest")
     assert "503" in op["responses"] and "format" in [p["name"] for p in op.get("parameters", [])]
     assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
+
+
+async def test_replay_budget_counts_qemu_thread_names_in_captures():
+    line = "CPU 999/KVM-1000 [000] 1.000000: kvm_msr: msr_write 2ff = 0x0\n"
+    async with client_for(max_replay_work=10000) as c:
+        r = await c.post("/api/v1/replay", json={"trace": line * 10})
+        assert r.status_code == 422 and "x 1000 vCPUs" in r.text
+        assert r.json()["errors"][0]["loc"][:2] == ["body", "trace"]

@@ -62,7 +62,7 @@ def _vcpu_out(v: VcpuState) -> s.VcpuFinalOut:
         variable=[s.VarPairOut(base=f"{p.base:#x}" if p else "0x0", mask=f"{p.mask:#x}" if p else "0x0") for p in pairs]))
 
 
-_VCPU_IN_TEXT = re.compile(r"\bvcpu[\s_=:-]*(\d{1,4})", re.I)
+_VCPU_IN_TEXT = re.compile(r"\bvcpu[\s_=:-]*(\d{1,4})|\bCPU (\d{1,4})/KVM", re.I)
 
 
 def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
@@ -88,7 +88,7 @@ def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
         vcpus = req.vcpus or max((e.vcpu for e in req.events), default=0) + 1
     elif req.trace is not None:
         events, field = sum(1 for ln in req.trace.splitlines() if ln.strip()), "trace"
-        vcpus = req.vcpus or max((int(m) for m in _VCPU_IN_TEXT.findall(req.trace)), default=0) + 1
+        vcpus = req.vcpus or max((int(a or b) for a, b in _VCPU_IN_TEXT.findall(req.trace)), default=0) + 1
     else:
         return  # the endpoint names the missing source
     work = events * eras * vcpus
