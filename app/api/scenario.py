@@ -1,4 +1,5 @@
-"""POST endpoints over one scenario: resolve, zap, map, decode and permalink."""
+"""POST endpoints over one scenario: resolve, zap, map, decode (one leaf, or a pasted trace)
+and permalink."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from ..kvm.eras import ERAS, get_era
 from ..kvm.memmap import address_map, mtrr_ranges
 from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
+from ..kvm.spte_trace import Scenario as SpteScenario
+from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
@@ -227,4 +231,71 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
         notation=notation(memtype, leaf.ipat) if memtype is not None
         else f"reserved({mt})" + ("!" if leaf.ipat else ""),
         fields=lo.fields, misconfig=lo.misconfig, misconfigured=bool(lo.misconfig), eras=eras,
+    ))
+
+
+def _spte_value_out(v: SpteValue) -> s.SpteValueOut:
+    mt = v.memtype
+    return s.SpteValueOut(
+        raw=f"{v.raw:#018x}", kind=v.kind, meaning=v.meaning, present=v.present,  # type: ignore[arg-type]
+        hpa=f"{v.hpa:#x}" if v.hpa is not None else None, page_size=v.page_size,  # type: ignore[arg-type]
+        permissions=v.permissions, memtype=mt.label if mt is not None else None,  # type: ignore[arg-type]
+        memtype_bits=v.memtype_bits, ipat=v.ipat,
+        notation=(notation(mt, bool(v.ipat)) if mt is not None else f"reserved({v.memtype_bits})"
+                  + ("!" if v.ipat else "")) if v.memtype_bits is not None else None,
+        host_pat_index=v.host_pat_index, host_pat_type=v.host_pat_type,  # type: ignore[arg-type]
+        misconfig=list(v.misconfig),
+        fields=[s.EptFieldOut(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning) for f in v.fields],
+        notes=list(v.notes),
+    )
+
+
+def _spte_line_out(e: SpteLine) -> s.SpteLineOut:
+    def val(v: SpteValue | None) -> s.SpteValueOut | None:
+        return _spte_value_out(v) if v is not None else None
+
+    h = e.header
+    return s.SpteLineOut(
+        line=e.line, tracepoint=e.tracepoint,  # type: ignore[arg-type]
+        header=s.TraceHeaderOut(comm=h.comm, pid=h.pid, cpu=h.cpu, ts=h.ts) if h is not None else None,
+        gfn=f"{e.gfn:#x}", gpa=f"{e.gpa:#x}", level=e.level, page_size=e.page_size,  # type: ignore[arg-type]
+        as_id=e.as_id, pfn=f"{e.pfn:#x}" if e.pfn is not None else None, flags=e.flags,
+        at=f"{e.at:#x}" if e.at is not None else None,
+        spte=val(e.spte), old=val(e.old), new=val(e.new), change=e.change, notes=list(e.notes),
+        eras=[s.SpteEraOut(kernel=a.era, ept=ept_type_out(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
+                           matches=a.matches, error=a.error) for a in e.eras],
+    )
+
+
+@router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
+             summary="Decode every SPTE line of a pasted trace")
+@pooled
+def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:
+    """Every `kvm_mmu_set_spte`, `kvm_tdp_mmu_spte_changed` (old and new) and
+    `kvm_mmu_spte_requested` line of `trace`, in trace-cmd report, perf script or ftrace
+    layout (app.kvm.spte_trace). On `vendor: intel` each SPTE is an EPT entry: memtype,
+    IPAT, level and page size, gpa, permissions, and what each era's vmx_get_mt_mask()
+    puts there for the scenario (`vm`, `vcpu`, `mmio`, `kernels`). On `vendor: amd` it is
+    an NPT entry: P/RW/US/NX, PWT/PCD/PAT and the host PAT index they select; NPT entries
+    carry no memory type, so there is no era comparison. A trace above MAX_TRACE_CHARS or
+    MAX_TRACE_LINES is refused before any line is read; an SPTE line that does not have
+    its tracepoint's format is refused naming the line (422 at trace)."""
+    al = {**aliases(["vm", "memory_map"]), "line": ["trace"], "trace": ["trace"], "vendor": ["vendor"],
+          "level": ["trace"], "spte": ["trace"]}
+    with core_errors(al):
+        check_size(req.trace)  # before the scenario is even built: refused early, naming the limit
+    vm, map_loc = to_vm(req.vm)
+    with core_errors({**al, **aliases(map_loc)}):
+        scenario = None
+        if req.vendor == "intel":
+            vcpu = to_vcpu(req.vcpu).validate(vm.validate())
+            kernels = ([get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels
+                       else list(ERAS.values()))
+            scenario = SpteScenario(vm, vcpu, tuple(kernels), req.mmio)
+        host_pat = Pat.from_msr(req.host_pat, "host_pat") if req.host_pat is not None else None
+        d = decode_trace(req.trace, req.vendor, scenario, host_pat)
+    return json_response(s.DecodeTraceResponse(
+        vendor=d.vendor, lines=d.lines, ignored_lines=d.ignored_lines, counts=d.counts,  # type: ignore[arg-type]
+        kernels=[e.id for e in scenario.eras] if scenario is not None else [], notes=list(d.notes),
+        entries=[_spte_line_out(e) for e in d.entries],
     ))
