@@ -21,14 +21,19 @@ in torvalds/linux 03ab8e6297ac:
   4 KiB page: ``fault->pfn`` ORed with the gfn's offset inside the goal page). It carries
   no SPTE, so no memory type: only what each era would compute can be shown.
 
-Special values (``spte.h``): a frozen SPTE is the intermediate value the TDP MMU writes
-while it replaces or removes an entry: ``REMOVED_SPTE`` = 0x5a0 in 6.8; renamed
-``FROZEN_SPTE`` = ``SHADOW_NONPRESENT_VALUE | 0x5a0`` by 6.16, where
-``SHADOW_NONPRESENT_VALUE`` is bit 63 on x86-64 (so 0x80000000000005a0) and 0 before.
-A zapped entry becomes ``SHADOW_NONPRESENT_VALUE``: 0 or bit 63. ``SPTE_MMU_PRESENT_MASK``
-(bit 11) marks an SPTE KVM considers present. EPT MMIO SPTEs are KVM's deliberate
-misconfiguration W+X without R (``VMX_EPT_MISCONFIG_WX_VALUE``); NPT MMIO SPTEs set the
-reserved bit 51 with P (``kvm_mmu_reset_all_pte_masks``).
+Special values (``spte.h``): a frozen SPTE is the TDP MMU's non-present placeholder for
+an entry another thread must not touch. 6.8 calls it ``REMOVED_SPTE`` = 0x5a0 and prints
+it as new_spte both for the first step of an atomic zap (``tdp_mmu_zap_spte_atomic``; the
+write of 0 that follows is not traced) and for each entry of a page table being freed
+(``handle_removed_pt``). By 6.16.1 it is ``FROZEN_SPTE`` = ``SHADOW_NONPRESENT_VALUE |
+0x5a0``, with ``SHADOW_NONPRESENT_VALUE`` = bit 63 on x86-64 (so 0x80000000000005a0; a
+June 2024 patch, "KVM: x86/tdp_mmu: Rename REMOVED_SPTE to FROZEN_SPTE", already shows
+the bit-63 form), printed only by ``handle_removed_pt``: zaps go through
+``tdp_mmu_set_spte_atomic(..., SHADOW_NONPRESENT_VALUE)`` and print 8000000000000000.
+A zapped entry is 0 (6.8) or bit 63 (6.16). ``SPTE_MMU_PRESENT_MASK`` (bit 11) marks an
+SPTE KVM considers present. EPT MMIO SPTEs are KVM's deliberate misconfiguration W+X
+without R (``VMX_EPT_MISCONFIG_WX_VALUE``); NPT MMIO SPTEs set the reserved bit 51 with
+P (``kvm_mmu_reset_all_pte_masks``).
 
 Vendor: on AMD the same tracepoints print nested page table entries. KVM puts no memory
 type in them: ``make_spte()`` ORs in ``get_mt_mask()``, an optional op that returns 0 on
@@ -72,10 +77,14 @@ SYSTEM = "kvmmmu"
 
 # spte.h (see the module docstring)
 SPTE_MMU_PRESENT = 1 << 11
-NONPRESENT_VALUES = {0: "0 (SHADOW_NONPRESENT_VALUE before 6.16's bit-63 form)",
-                     1 << 63: "bit 63 (SHADOW_NONPRESENT_VALUE on x86-64 in 6.16)"}
-FROZEN_VALUES = {0x5A0: "REMOVED_SPTE (0x5a0, 6.8)",
-                 (1 << 63) | 0x5A0: "FROZEN_SPTE (SHADOW_NONPRESENT_VALUE | 0x5a0, 6.16)"}
+NONPRESENT_VALUES = {0: "0 (a zapped or empty entry; 6.8's only non-present value)",
+                     1 << 63: "bit 63 (SHADOW_NONPRESENT_VALUE on x86-64, 6.16: a zapped or empty entry)"}
+FROZEN_VALUES = {
+    0x5A0: "REMOVED_SPTE (0x5a0, 6.8): an atomic zap's first step (tdp_mmu_zap_spte_atomic, which then "
+           "writes 0 untraced) or an entry of a page table being freed (handle_removed_pt)",
+    (1 << 63) | 0x5A0: "FROZEN_SPTE (SHADOW_NONPRESENT_VALUE | 0x5a0, 6.16): an entry of a page table "
+                       "being freed (handle_removed_pt); zaps print bit 63 instead",
+}
 EPT_MMIO_XWR = 0b110  # VMX_EPT_MISCONFIG_WX_VALUE
 NPT_MMIO_BITS = (1 << 51) | 1
 GFN_LIMIT = 1 << 40  # 52-bit physical addresses
@@ -204,8 +213,7 @@ def check_size(text: str, field_name: str = "trace") -> None:
 
 def _special(raw: int) -> tuple[str, str] | None:
     if raw in FROZEN_VALUES:
-        return "frozen", (f"{FROZEN_VALUES[raw]}: the TDP MMU's placeholder while it removes or "
-                          "replaces the entry (tdp_mmu.c); not present")
+        return "frozen", f"not present: {FROZEN_VALUES[raw]}"
     if raw in NONPRESENT_VALUES:
         return "not-present", f"not present: {NONPRESENT_VALUES[raw]}"
     return None
@@ -424,7 +432,7 @@ def _ept_label(v: SpteValue) -> str:
 def describe_change(old: SpteValue, new: SpteValue) -> str:
     """One line saying what a kvm_tdp_mmu_spte_changed event did."""
     if new.kind == "frozen":
-        return "frozen: the entry is being removed or replaced"
+        return f"removed: {old.kind} replaced by the frozen placeholder"
     if old.kind == "frozen":
         return f"unfrozen: now {new.kind}"
     if old.present and not new.present:
@@ -530,7 +538,7 @@ def _entry(n: int, tp: str, header: Header | None, m: re.Match[str], vendor: str
             if base != gfn:
                 notes.append(f"gfn {gfn:#x} is not aligned to its {PAGE_SIZE_OF[level]} page")
             return SpteLine(n, tp, header, gfn, level, gfn << 12, PAGE_SIZE_OF[level], flags=m["flags"],
-                            at=_hexval(m["at"]), spte=v, notes=tuple(notes) + v.notes,
+                            at=_hexval(m["at"]), spte=v, notes=tuple(notes),
                             eras=_era_answers(cache, base, n, v))
         if tp == SPTE_CHANGED:
             old = decode_value(_hexval(m["old"]), level, vendor, host_pat, field_name=where)
