@@ -151,3 +151,15 @@ async def test_request_errors(client, body, loc):
 async def test_single_leaf_decode_unchanged(client):
     r = await client.post("/api/v1/decode", json={"spte": "0x6000000080000e77"})
     assert r.status_code == 200 and r.json()["notation"] == "WB!"
+
+
+async def test_fields_false_leaves_out_the_bit_lists(client):
+    full = await post(client, {"trace": TRACE})
+    bare = await post(client, {"trace": TRACE, "fields": False})
+    vals = [e[k] for e in bare["entries"] for k in ("spte", "old", "new") if e[k] is not None]
+    assert len(vals) == 5 and all(v["fields"] == [] for v in vals)
+    for e in full["entries"]:  # everything else is the same answer
+        for k in ("spte", "old", "new"):
+            if e[k] is not None:
+                e[k]["fields"] = []
+    assert full == bare

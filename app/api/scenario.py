@@ -234,9 +234,9 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     ))
 
 
-def _spte_value_out(v: SpteValue) -> s.SpteValueOut:
+def _spte_value_out(v: SpteValue, fields: bool) -> s.SpteValueOut:
     mt = v.memtype
-    return s.SpteValueOut(
+    return s.SpteValueOut.model_construct(
         raw=f"{v.raw:#018x}", kind=v.kind, meaning=v.meaning, present=v.present,  # type: ignore[arg-type]
         hpa=f"{v.hpa:#x}" if v.hpa is not None else None, page_size=v.page_size,  # type: ignore[arg-type]
         permissions=v.permissions, memtype=mt.label if mt is not None else None,  # type: ignore[arg-type]
@@ -245,24 +245,27 @@ def _spte_value_out(v: SpteValue) -> s.SpteValueOut:
                   + ("!" if v.ipat else "")) if v.memtype_bits is not None else None,
         host_pat_index=v.host_pat_index, host_pat_type=v.host_pat_type,  # type: ignore[arg-type]
         misconfig=list(v.misconfig),
-        fields=[s.EptFieldOut(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning) for f in v.fields],
+        fields=[s.EptFieldOut.model_construct(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning)
+                for f in v.fields] if fields else [],
         notes=list(v.notes),
     )
 
 
-def _spte_line_out(e: SpteLine) -> s.SpteLineOut:
+def _spte_line_out(e: SpteLine, fields: bool) -> s.SpteLineOut:
+    """Built with model_construct: the values come from the core's typed dataclasses (the
+    tests validate whole responses against the schema)."""
     def val(v: SpteValue | None) -> s.SpteValueOut | None:
-        return _spte_value_out(v) if v is not None else None
+        return _spte_value_out(v, fields) if v is not None else None
 
     h = e.header
-    return s.SpteLineOut(
+    return s.SpteLineOut.model_construct(
         line=e.line, tracepoint=e.tracepoint,  # type: ignore[arg-type]
-        header=s.TraceHeaderOut(comm=h.comm, pid=h.pid, cpu=h.cpu, ts=h.ts) if h is not None else None,
+        header=s.TraceHeaderOut.model_construct(comm=h.comm, pid=h.pid, cpu=h.cpu, ts=h.ts) if h is not None else None,
         gfn=f"{e.gfn:#x}", gpa=f"{e.gpa:#x}", level=e.level, page_size=e.page_size,  # type: ignore[arg-type]
         as_id=e.as_id, pfn=f"{e.pfn:#x}" if e.pfn is not None else None, flags=e.flags,
         at=f"{e.at:#x}" if e.at is not None else None,
         spte=val(e.spte), old=val(e.old), new=val(e.new), change=e.change, notes=list(e.notes),
-        eras=[s.SpteEraOut(kernel=a.era, ept=ept_type_out(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
+        eras=[s.SpteEraOut.model_construct(kernel=a.era, ept=ept_type_out(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
                            matches=a.matches, error=a.error) for a in e.eras],
     )
 
@@ -297,5 +300,5 @@ def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Respon
     return json_response(s.DecodeTraceResponse(
         vendor=d.vendor, lines=d.lines, ignored_lines=d.ignored_lines, counts=d.counts,  # type: ignore[arg-type]
         kernels=[e.id for e in scenario.eras] if scenario is not None else [], notes=list(d.notes),
-        entries=[_spte_line_out(e) for e in d.entries],
+        entries=[_spte_line_out(e, req.fields) for e in d.entries],
     ))

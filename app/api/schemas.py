@@ -770,6 +770,8 @@ class DecodeTraceRequest(Strict):
     mmio: bool | None = Field(None, description="force is_mmio for every page; omitted = from the memory map")
     host_pat: PatValue | None = Field(None, description="AMD: the host's IA32_PAT, to name the type of the host "
                                       "PAT entry an NPT leaf selects (one input of the effective type, not it)")
+    fields: bool = Field(True, description="false: leave out each SPTE's bit-field list (about a third of a full-size "
+                         "answer)")
 
 
 class TraceHeaderOut(Out):
