@@ -17,7 +17,8 @@ in torvalds/linux 03ab8e6297ac:
   %llx``, fired by ``tdp_mmu.c`` ``handle_changed_spte`` for every change the TDP MMU
   makes, leaf or not, including zaps (the only place TDP-MMU zaps are visible).
 * ``kvm_mmu_spte_requested``: ``gfn %llx pfn %llx level %d``, fired by the fault
-  handlers before the SPTE is built (``fault->goal_level``, and the pfn of the faulting
+  handlers (``mmu.c`` ``direct_map``, ``paging_tmpl.h`` ``FNAME(fetch)``, ``tdp_mmu.c``
+  ``kvm_tdp_mmu_map``) before the SPTE is built (``fault->goal_level``, and the pfn of the faulting
   4 KiB page: ``fault->pfn`` ORed with the gfn's offset inside the goal page). It carries
   no SPTE, so no memory type: only what each era would compute can be shown.
 

@@ -104,7 +104,7 @@ class NptEntry:
         out = [
             EptField("P", 0, 0, r & 1, "present"),
             EptField("RW", 1, 1, r >> 1 & 1, "writable"),
-            EptField("US", 2, 2, r >> 2 & 1, "user (KVM sets it on every NPT leaf it maps for the guest)"),
+            EptField("US", 2, 2, r >> 2 & 1, "user (the TDP MMU sets it on every leaf: make_spte with ACC_ALL)"),
             EptField("PWT", 3, 3, r >> 3 & 1, "host PAT index bit 0"),
             EptField("PCD", 4, 4, r >> 4 & 1, "host PAT index bit 1"),
             EptField("A", 5, 5, r >> 5 & 1, "accessed"),
@@ -117,7 +117,7 @@ class NptEntry:
             out.append(EptField("PS", 7, 7, r >> 7 & 1, "leaf maps a large page" if self.leaf
                                 else "points to a table"))
         if self.leaf:
-            out.append(EptField("G", 8, 8, r >> 8 & 1, "global (ignored in nested tables)"))
+            out.append(EptField("G", 8, 8, r >> 8 & 1, "global"))
         if self.large:
             out.append(EptField("PAT", 12, 12, r >> 12 & 1, "host PAT index bit 2 (large leaf)"))
         lo = 21 + 9 * (self.level - 2) if self.large else 12
