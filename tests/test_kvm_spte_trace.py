@@ -319,3 +319,28 @@ def test_limits_are_refused_before_reading():
         decode_trace("y" * (MAX_TRACE_CHARS + 1))
     with pytest.raises(MemTypeError, match="vendor"):
         decode_trace(SET, "arm")
+
+
+@pytest.mark.parametrize("layout", ["ovmf", "seabios"])
+@pytest.mark.parametrize("nc_dma", [False, True])
+def test_era_answers_equal_the_resolver_page_by_page(layout, nc_dma):
+    # The decoder keeps answers per (KVM MTRR lookup type, is_mmio); it must give what
+    # resolve.mask_at gives for each page. Pages: every memory-map range's first and last
+    # 4K, the fixed-range area in 4K steps, and the 32-bit PCI hole.
+    from app.kvm.layouts import ovmf_state, seabios_state
+    from app.kvm.resolve import mask_at
+    from app.kvm.scenario import DEFAULT_MEMORY_MAP, Access
+
+    mtrr = (ovmf_state if layout == "ovmf" else seabios_state)()
+    vm, vcpu = VmConfig(noncoherent_dma=nc_dma), VcpuState(mtrr=mtrr)
+    sc = Scenario(vm, vcpu, tuple(ERAS.values()))
+    gfns = sorted({*range(0, 0x100), *(r.start >> 12 for r in DEFAULT_MEMORY_MAP),
+                   *((r.end >> 12) - 1 for r in DEFAULT_MEMORY_MAP), 0xC0000, 0xFEE00, 0xFFFFF})
+    text = "\n".join(f"kvm_mmu_spte_requested: gfn {g:x} pfn {g:x} level 1" for g in gfns)
+    d = decode_trace(text, "intel", sc)
+    assert len(d.entries) == len(gfns)
+    for e in d.entries:
+        mmio = Access(e.gpa).is_mmio(vm)
+        want = [(era.id, *(lambda m: (m.memtype, m.ipat))(mask_at(era, vm, vcpu, e.gpa, mmio)))
+                for era in ERAS.values()]
+        assert [(a.era, a.memtype, a.ipat) for a in e.eras] == want, hex(e.gfn)

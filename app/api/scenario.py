@@ -3,7 +3,9 @@ and permalink."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -234,40 +236,39 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     ))
 
 
-def _spte_value_out(v: SpteValue, fields: bool) -> s.SpteValueOut:
+def _spte_value_json(v: SpteValue, fields: bool) -> dict:
     mt = v.memtype
-    return s.SpteValueOut.model_construct(
-        raw=f"{v.raw:#018x}", kind=v.kind, meaning=v.meaning, present=v.present,  # type: ignore[arg-type]
-        hpa=f"{v.hpa:#x}" if v.hpa is not None else None, page_size=v.page_size,  # type: ignore[arg-type]
-        permissions=v.permissions, memtype=mt.label if mt is not None else None,  # type: ignore[arg-type]
-        memtype_bits=v.memtype_bits, ipat=v.ipat,
-        notation=(notation(mt, bool(v.ipat)) if mt is not None else f"reserved({v.memtype_bits})"
-                  + ("!" if v.ipat else "")) if v.memtype_bits is not None else None,
-        host_pat_index=v.host_pat_index, host_pat_type=v.host_pat_type,  # type: ignore[arg-type]
-        misconfig=list(v.misconfig),
-        fields=[s.EptFieldOut.model_construct(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning)
-                for f in v.fields] if fields else [],
-        notes=list(v.notes),
-    )
+    return {
+        "raw": f"{v.raw:#018x}", "kind": v.kind, "meaning": v.meaning, "present": v.present,
+        "hpa": f"{v.hpa:#x}" if v.hpa is not None else None, "page_size": v.page_size,
+        "permissions": v.permissions, "memtype": mt.label if mt is not None else None,
+        "memtype_bits": v.memtype_bits, "ipat": v.ipat,
+        # the core's compact form; a reserved type has no name, so it is spelled out
+        "notation": (notation(mt, bool(v.ipat)) if mt is not None else f"reserved({v.memtype_bits})"
+                     + ("!" if v.ipat else "")) if v.memtype_bits is not None else None,
+        "host_pat_index": v.host_pat_index, "host_pat_type": v.host_pat_type,
+        "misconfig": list(v.misconfig),
+        "fields": [{"name": f.name, "lo": f.lo, "hi": f.hi, "value": f.value, "meaning": f.meaning}
+                   for f in v.fields] if fields else [],
+        "notes": list(v.notes),
+    }
 
 
-def _spte_line_out(e: SpteLine, fields: bool) -> s.SpteLineOut:
-    """Built with model_construct: the values come from the core's typed dataclasses (the
-    tests validate whole responses against the schema)."""
-    def val(v: SpteValue | None) -> s.SpteValueOut | None:
-        return _spte_value_out(v, fields) if v is not None else None
+def _spte_line_json(e: SpteLine, fields: bool, ept: Callable[[MemType, bool], dict]) -> dict:
+    def val(v: SpteValue | None) -> dict | None:
+        return _spte_value_json(v, fields) if v is not None else None
 
     h = e.header
-    return s.SpteLineOut.model_construct(
-        line=e.line, tracepoint=e.tracepoint,  # type: ignore[arg-type]
-        header=s.TraceHeaderOut.model_construct(comm=h.comm, pid=h.pid, cpu=h.cpu, ts=h.ts) if h is not None else None,
-        gfn=f"{e.gfn:#x}", gpa=f"{e.gpa:#x}", level=e.level, page_size=e.page_size,  # type: ignore[arg-type]
-        as_id=e.as_id, pfn=f"{e.pfn:#x}" if e.pfn is not None else None, flags=e.flags,
-        at=f"{e.at:#x}" if e.at is not None else None,
-        spte=val(e.spte), old=val(e.old), new=val(e.new), change=e.change, notes=list(e.notes),
-        eras=[s.SpteEraOut.model_construct(kernel=a.era, ept=ept_type_out(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
-                           matches=a.matches, error=a.error) for a in e.eras],
-    )
+    return {
+        "line": e.line, "tracepoint": e.tracepoint,
+        "header": {"comm": h.comm, "pid": h.pid, "cpu": h.cpu, "ts": h.ts} if h is not None else None,
+        "gfn": f"{e.gfn:#x}", "gpa": f"{e.gpa:#x}", "level": e.level, "page_size": e.page_size,
+        "as_id": e.as_id, "pfn": f"{e.pfn:#x}" if e.pfn is not None else None, "flags": e.flags,
+        "at": f"{e.at:#x}" if e.at is not None else None,
+        "spte": val(e.spte), "old": val(e.old), "new": val(e.new), "change": e.change, "notes": list(e.notes),
+        "eras": [{"kernel": a.era, "ept": ept(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
+                  "matches": a.matches, "error": a.error} for a in e.eras],
+    }
 
 
 @router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
@@ -297,8 +298,20 @@ def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Respon
             scenario = SpteScenario(vm, vcpu, tuple(kernels), req.mmio)
         host_pat = Pat.from_msr(req.host_pat, "host_pat") if req.host_pat is not None else None
         d = decode_trace(req.trace, req.vendor, scenario, host_pat)
-    return json_response(s.DecodeTraceResponse(
-        vendor=d.vendor, lines=d.lines, ignored_lines=d.ignored_lines, counts=d.counts,  # type: ignore[arg-type]
-        kernels=[e.id for e in scenario.eras] if scenario is not None else [], notes=list(d.notes),
-        entries=[_spte_line_out(e, req.fields) for e in d.entries],
-    ))
+    ept_cache: dict[tuple[MemType, bool], dict] = {}
+
+    def ept(mt: MemType, ipat: bool) -> dict:
+        out = ept_cache.get((mt, ipat))
+        if out is None:
+            out = ept_cache[(mt, ipat)] = ept_type_out(mt, ipat).model_dump()
+        return out
+
+    # Plain dicts in the shape of DecodeTraceResponse, not models: a full-size trace is
+    # some 60,000 small objects, and building models for them took most of the request
+    # (bench/spte_trace.py). The tests validate whole responses against the schema.
+    body = {
+        "vendor": d.vendor, "lines": d.lines, "ignored_lines": d.ignored_lines, "counts": d.counts,
+        "kernels": [e.id for e in scenario.eras] if scenario is not None else [], "notes": list(d.notes),
+        "entries": [_spte_line_json(e, req.fields, ept) for e in d.entries],
+    }
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

@@ -55,10 +55,11 @@ from dataclasses import dataclass, field
 
 from ..x86.ept import EptField, EptLeaf
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from ..x86.mtrr import kvm_lookup
 from ..x86.npt import NptEntry
 from ..x86.pat import Pat
 from .era import Era
-from .resolve import mask_at
+from .resolve import fault_for
 from .scenario import Access, VcpuState, VmConfig
 
 VENDORS = ("intel", "amd")
@@ -378,7 +379,15 @@ class Scenario:
     mmio: bool | None = None
 
 
+_Answers = tuple[tuple[str, MemType | None, bool | None, str | None], ...]
+
+
 class _EraCache:
+    """Each era's (memtype, IPAT) for a page. Given the scenario, vmx_get_mt_mask() depends
+    on the page only through KVM's guest-MTRR lookup and is_mmio, so answers are kept per
+    (lookup type, is_mmio): a trace costs one KVM MTRR lookup per distinct gfn and one
+    mask per era per distinct pair."""
+
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
         self.refused: dict[str, str] = {}
@@ -387,10 +396,11 @@ class _EraCache:
                 era.check_vm(sc.vm)
             except MemTypeError as e:
                 self.refused[era.id] = str(e)
-        self.memo: dict[int, tuple[tuple[str, MemType | None, bool | None, str | None], ...]] = {}
+        self.by_gfn: dict[int, _Answers] = {}
+        self.by_key: dict[tuple[MemType | None, bool], _Answers] = {}
 
-    def at(self, gfn: int, line: int) -> tuple[tuple[str, MemType | None, bool | None, str | None], ...]:
-        got = self.memo.get(gfn)
+    def at(self, gfn: int, line: int) -> _Answers:
+        got = self.by_gfn.get(gfn)
         if got is not None:
             return got
         sc = self.sc
@@ -401,14 +411,19 @@ class _EraCache:
             raise MemTypeError(f"line {line}", f"gfn {gfn:#x}: {e.message} (vm.maxphyaddr = {sc.vm.maxphyaddr})",
                                "give the guest's MAXPHYADDR in vm.maxphyaddr") from None
         is_mmio = access.is_mmio(sc.vm)
-        out = []
-        for era in sc.eras:
-            if era.id in self.refused:
-                out.append((era.id, None, None, self.refused[era.id]))
-                continue
-            mr = mask_at(era, sc.vm, sc.vcpu, gpa, is_mmio)
-            out.append((era.id, mr.memtype, mr.ipat, None))
-        got = self.memo[gfn] = tuple(out)
+        lk = kvm_lookup(sc.vcpu.mtrr, gpa, sc.vm.maxphyaddr, sc.vm.guest_has_mtrr)
+        key = (lk.type, is_mmio)
+        got = self.by_key.get(key)
+        if got is None:
+            out = []
+            for era in sc.eras:
+                if era.id in self.refused:
+                    out.append((era.id, None, None, self.refused[era.id]))
+                    continue
+                mr = era.mt_mask(fault_for(era, sc.vm, sc.vcpu, gpa, is_mmio, lk))
+                out.append((era.id, mr.memtype, mr.ipat, None))
+            got = self.by_key[key] = tuple(out)
+        self.by_gfn[gfn] = got
         return got
 
 
