@@ -344,3 +344,53 @@ def test_era_answers_equal_the_resolver_page_by_page(layout, nc_dma):
         want = [(era.id, *(lambda m: (m.memtype, m.ipat))(mask_at(era, vm, vcpu, e.gpa, mmio)))
                 for era in ERAS.values()]
         assert [(a.era, a.memtype, a.ipat) for a in e.eras] == want, hex(e.gfn)
+
+
+# -- anything pasted: an answer or a MemTypeError naming the line, nothing else ------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_hex = st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:x}")
+_small_hex = st.integers(0, (1 << 44) - 1).map(lambda v: f"{v:x}")
+_lvl = st.integers(0, 99)
+_flags = st.text("rwxu-X", min_size=0, max_size=5)
+_payload = st.one_of(
+    st.builds(lambda g, v, f, l: f"gfn {g} spte {v} ({f}) level {l} at 1", _small_hex, _hex, _flags, _lvl),
+    st.builds(lambda a, g, l, o, n: f"as id {a} gfn {g} level {l} old_spte {o} new_spte {n}",
+              st.integers(0, 999), _small_hex, _lvl, _hex, _hex),
+    st.builds(lambda g, p, l: f"gfn {g} pfn {p} level {l}", _small_hex, _small_hex, _lvl),
+    st.text(max_size=40),
+)
+_line = st.one_of(
+    st.builds(lambda tp, p: f"CPU 0/KVM-1 [000] 1.000001: {tp}: {p}",
+              st.sampled_from([SET_SPTE, SPTE_CHANGED, SPTE_REQUESTED, "kvm_exit"]), _payload),
+    _payload, st.text(max_size=60),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=8), st.sampled_from(["intel", "amd"]),
+       st.sampled_from([VmConfig(), VmConfig(maxphyaddr=36), VmConfig(quirk_ignore_guest_pat=False)]))
+def test_any_paste_decodes_or_names_a_line(lines, vendor, vm):
+    sc = Scenario(vm, VcpuState(), tuple(ERAS.values()))
+    text = "\n".join(lines)
+    try:
+        d = decode_trace(text, vendor, sc)
+    except MemTypeError as e:
+        assert e.field.startswith("line ")
+        return
+    assert len(d.entries) == sum(d.counts.values())
+    assert d.lines == len(text.split("\n")) - (text.endswith("\n") or text == "")
+    for e in d.entries:
+        assert 1 <= e.line <= d.lines
+
+
+def test_line_numbers_count_newlines_only():
+    # \x0b, \x1c and U+2028 are line breaks to str.splitlines(), not to an editor
+    text = f"a\x0bb\x1cc\u2028d\r\nkvm_mmu_set_spte: gfn zz\r\n"
+    with pytest.raises(MemTypeError) as ei:
+        decode_trace(text)
+    assert ei.value.field == "line 2"
+    d = decode_trace(f"{SET}\r\n\r\n{SET}\r\n")
+    assert d.lines == 3 and [e.line for e in d.entries] == [1, 3]

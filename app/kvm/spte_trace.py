@@ -500,8 +500,14 @@ def decode_trace(text: str, vendor: str = "intel", scenario: Scenario | None = N
     if vendor == "amd":
         notes.append(NPT_ERA_NOTE)
     ignored = 0
-    lines = text.splitlines()
+    # "\n" alone ends a line (with an optional "\r" before it), as in an editor and in
+    # check_size: str.splitlines() would also split at \x0b, \x1c or U+2028 and shift the
+    # line numbers every error names
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     for n, raw_line in enumerate(lines, 1):
+        raw_line = raw_line.removesuffix("\r")
         if _LOST.search(raw_line):
             notes.append(f"line {n}: the tracer lost events here; SPTE changes between the lines around it are missing")
             continue
