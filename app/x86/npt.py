@@ -10,8 +10,15 @@ host's (host PAT entry combined with the host MTRRs) combined with the guest's o
 (gPAT, VMCB `g_pat`, with the guest page tables). That combining table is not modelled
 here, so nothing in this module names an effective memory type.
 
-Bit names as the kernel spells them for its own PTEs (arch/x86/kvm/mmu.h `PT_*_MASK`,
-`PT64_NX_MASK`; read in KT0511/linux-6.16.1 30b97c8a1).
+The entry format is exactly the long-mode one (APM vol 2 figures "4-Kbyte PTE-Long Mode"
+and the PML4E/PDPE/PDE ones, as tandasat's "Hypervisor 101 in Rust", nested paging
+structure entries, lists them). Bit names as the kernel spells them for its own PTEs
+(arch/x86/kvm/mmu.h `PT_*_MASK`, `PT64_NX_MASK`; read in KT0511/linux-6.16.1 30b97c8a1).
+
+On a host with SME active, KVM ORs the C-bit into every non-MMIO leaf (svm.c
+`kvm_mmu_set_me_spte_mask(sme_me_mask, sme_me_mask)`, spte.c `make_spte`: `shadow_me_value`).
+The C-bit sits among the address bits (its position is CPUID Fn8000_001F EBX[5:0]), so it
+shows inside ADDR and `hpa`; nothing here knows where it is.
 """
 
 from __future__ import annotations
@@ -122,6 +129,6 @@ class NptEntry:
             out.append(EptField("PAT", 12, 12, r >> 12 & 1, "host PAT index bit 2 (large leaf)"))
         lo = 21 + 9 * (self.level - 2) if self.large else 12
         out.append(EptField("ADDR", lo, 51, (r & ((1 << 52) - 1)) >> lo,
-                            f"host-physical {'page' if self.leaf else 'table'} frame"))
+                            f"host-physical {'page' if self.leaf else 'table'} frame (with the C-bit on SME hosts)"))
         out.append(EptField("NX", 63, 63, r >> 63 & 1, "no execute"))
         return out
