@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.kvm.eras import ERAS  # noqa: E402
-from app.kvm.scenario import VcpuState, VmConfig  # noqa: E402
-from app.kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES, Scenario, decode_trace  # noqa: E402
+from app.kvm.eras import ERAS
+from app.kvm.scenario import VcpuState, VmConfig
+from app.kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES, Scenario, decode_trace
 
 
 def trace(n: int, distinct: bool) -> str:
@@ -56,7 +56,7 @@ def main() -> None:
             text = trace(n, distinct)
             lines = text.count("\n") + 1
             for vendor in ("intel", "amd"):
-                t = best(lambda: decode_trace(text, vendor, sc))
+                t = best(lambda text=text, vendor=vendor: decode_trace(text, vendor, sc))
                 print(f"  {vendor:5} {'distinct' if distinct else 'same':8} gfns {lines:5} lines "
                       f"{len(text):6} chars {t * 1e3:7.1f} ms {t / lines * 1e6:6.1f} us/line")
     text = trace(MAX_TRACE_LINES, True)
@@ -77,7 +77,7 @@ def main() -> None:
             body = {"trace": text, "vendor": vendor, "fields": fields}
             r = client.post("/api/v1/decode/trace", json=body)
             assert r.status_code == 200, r.text
-            t = best(lambda: client.post("/api/v1/decode/trace", json=body))
+            t = best(lambda body=body: client.post("/api/v1/decode/trace", json=body))
             print(f"  {vendor:5} fields={str(fields).lower():5} {t * 1e3:7.0f} ms "
                   f"response {len(r.content) / 1e6:4.1f} MB")
 

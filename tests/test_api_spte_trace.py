@@ -18,17 +18,18 @@ pytestmark = pytest.mark.anyio
 URL = "/api/v1/decode/trace"
 PROBLEM = "application/problem+json"
 
-TRACE = "\n".join([
+LINES = (
     "cpus=2",
-    "CPU 0/KVM-995362 [016] 55709.716256: kvm_mmu_set_spte:     gfn fee00 spte 60000002fee00e77 (rwxu) "
-    "level 1 at 10a5b1008",
-    "qemu-system-x86-8397    [002] .....  1404.389373: kvm_tdp_mmu_spte_changed: as id 0 gfn 100 level 1 "
-    "old_spte 600000012345ef77 new_spte 5a0",
-    "CPU 1/KVM-16856   [007] .......   380.398696: kvm_tdp_mmu_spte_changed: as id 0 gfn 200 level 2 "
-    "old_spte 8000000000000000 new_spte 8600000123400bf7",
+    ("CPU 0/KVM-995362 [016] 55709.716256: kvm_mmu_set_spte:     gfn fee00 spte 60000002fee00e77 (rwxu) "
+     "level 1 at 10a5b1008"),
+    ("qemu-system-x86-8397    [002] .....  1404.389373: kvm_tdp_mmu_spte_changed: as id 0 gfn 100 level 1 "
+     "old_spte 600000012345ef77 new_spte 5a0"),
+    ("CPU 1/KVM-16856   [007] .......   380.398696: kvm_tdp_mmu_spte_changed: as id 0 gfn 200 level 2 "
+     "old_spte 8000000000000000 new_spte 8600000123400bf7"),
     "CPU 1/KVM 1821753 [015] 4831258.258053: kvmmmu:kvm_mmu_spte_requested: gfn 1234 pfn 56789 level 1",
     "CPU 1/KVM 1821753 [015] 4831258.258054: kvm:kvm_exit: vcpu 1 reason EPT_VIOLATION rip 0xfff0",
-])
+)
+TRACE = "\n".join(LINES)
 
 
 async def post(client, body):

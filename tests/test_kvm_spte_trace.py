@@ -14,8 +14,15 @@ import pytest
 from app.kvm.eras import ERAS
 from app.kvm.scenario import VcpuState, VmConfig
 from app.kvm.spte_trace import (
-    MAX_TRACE_CHARS, MAX_TRACE_LINES, SET_SPTE, SPTE_CHANGED, SPTE_REQUESTED, Scenario, decode_trace,
-    decode_value, expected_flags,
+    MAX_TRACE_CHARS,
+    MAX_TRACE_LINES,
+    SET_SPTE,
+    SPTE_CHANGED,
+    SPTE_REQUESTED,
+    Scenario,
+    decode_trace,
+    decode_value,
+    expected_flags,
 )
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.npt import NptEntry
@@ -66,10 +73,10 @@ def test_whole_trace_counts_and_other_lines():
     text = "\n".join([
         "cpus=4",
         "CPU 0/KVM-4711 [003] 812.000001: kvm_exit: vcpu 0 reason EPT_VIOLATION rip 0xfff0 info1 0x0 info2 0x0",
-        f"CPU 0/KVM-4711 [003] 812.000002: kvm_mmu_spte_requested: gfn 1234 pfn 56789 level 1",
+        "CPU 0/KVM-4711 [003] 812.000002: kvm_mmu_spte_requested: gfn 1234 pfn 56789 level 1",
         f"CPU 0/KVM-4711 [003] 812.000003: kvm_mmu_set_spte: {SET}",
-        "CPU 0/KVM-4711 [003] 812.000004: kvm_tdp_mmu_spte_changed: as id 0 gfn 100 level 1 "
-        "old_spte 600000012345ef77 new_spte 5a0",
+        ("CPU 0/KVM-4711 [003] 812.000004: kvm_tdp_mmu_spte_changed: as id 0 gfn 100 level 1 "
+         "old_spte 600000012345ef77 new_spte 5a0"),
         "CPU 0/KVM-4711 [003] 812.000005: kvm_entry: vcpu 0, rip 0xfff0",
         "",
     ])
@@ -306,8 +313,8 @@ def test_malformed_lines_name_the_line(bad, words):
 
 def test_lost_events_are_noted():
     d = decode_trace(f"{SET}\nCPU:3 [LOST 12 EVENTS]\n{SET}", "intel")
-    assert len(d.entries) == 2 and d.notes == ("line 2: the tracer lost events here; SPTE changes between "
-                                               "the lines around it are missing",)
+    assert len(d.entries) == 2
+    assert d.notes == ("line 2: the tracer lost events here; SPTE changes between the lines around it are missing",)
 
 
 def test_limits_are_refused_before_reading():
@@ -334,22 +341,22 @@ def test_era_answers_equal_the_resolver_page_by_page(layout, nc_dma):
     mtrr = (ovmf_state if layout == "ovmf" else seabios_state)()
     vm, vcpu = VmConfig(noncoherent_dma=nc_dma), VcpuState(mtrr=mtrr)
     sc = Scenario(vm, vcpu, tuple(ERAS.values()))
-    gfns = sorted({*range(0, 0x100), *(r.start >> 12 for r in DEFAULT_MEMORY_MAP),
+    gfns = sorted({*range(0x100), *(r.start >> 12 for r in DEFAULT_MEMORY_MAP),
                    *((r.end >> 12) - 1 for r in DEFAULT_MEMORY_MAP), 0xC0000, 0xFEE00, 0xFFFFF})
     text = "\n".join(f"kvm_mmu_spte_requested: gfn {g:x} pfn {g:x} level 1" for g in gfns)
     d = decode_trace(text, "intel", sc)
     assert len(d.entries) == len(gfns)
     for e in d.entries:
         mmio = Access(e.gpa).is_mmio(vm)
-        want = [(era.id, *(lambda m: (m.memtype, m.ipat))(mask_at(era, vm, vcpu, e.gpa, mmio)))
-                for era in ERAS.values()]
+        masks = [(era.id, mask_at(era, vm, vcpu, e.gpa, mmio)) for era in ERAS.values()]
+        want = [(era_id, m.memtype, m.ipat) for era_id, m in masks]
         assert [(a.era, a.memtype, a.ipat) for a in e.eras] == want, hex(e.gfn)
 
 
 # -- anything pasted: an answer or a MemTypeError naming the line, nothing else ------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 _hex = st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:x}")
 _small_hex = st.integers(0, (1 << 44) - 1).map(lambda v: f"{v:x}")
@@ -388,7 +395,7 @@ def test_any_paste_decodes_or_names_a_line(lines, vendor, vm):
 
 def test_line_numbers_count_newlines_only():
     # \x0b, \x1c and U+2028 are line breaks to str.splitlines(), not to an editor
-    text = f"a\x0bb\x1cc\u2028d\r\nkvm_mmu_set_spte: gfn zz\r\n"
+    text = "a\x0bb\x1cc\u2028d\r\nkvm_mmu_set_spte: gfn zz\r\n"
     with pytest.raises(MemTypeError) as ei:
         decode_trace(text)
     assert ei.value.field == "line 2"

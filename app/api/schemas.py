@@ -25,8 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
-from ..kvm.spte_trace import MAX_TRACE_CHARS as _SPTE_MAX_CHARS  # the core owns the limits
-from ..kvm.spte_trace import MAX_TRACE_LINES as _SPTE_MAX_LINES
+from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..x86.pat import PAT_POWER_ON
 
 U64_MAX = (1 << 64) - 1
@@ -758,8 +757,8 @@ class DecodeTraceRequest(Strict):
                   "level 1 at 1f3a2008", "vendor": "amd", "host_pat": "0x0407050600070106"},
     ]})
 
-    trace: str = Field(max_length=_SPTE_MAX_CHARS,
-                       description=f"the trace text: at most {_SPTE_MAX_CHARS} characters and {_SPTE_MAX_LINES} "
+    trace: str = Field(max_length=MAX_TRACE_CHARS,
+                       description=f"the trace text: at most {MAX_TRACE_CHARS} characters and {MAX_TRACE_LINES} "
                        "lines; lines of other tracepoints are counted and skipped")
     vendor: Literal["intel", "amd"] = Field("intel", description="the host CPU: intel = EPT entries, amd = NPT "
                                             "entries (no memory type in them)")

@@ -53,7 +53,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..x86.ept import EptField, EptLeaf
+from ..x86.ept import LEVEL_OF, PAGE_SIZES, EptField, EptLeaf
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
 from ..x86.mtrr import kvm_lookup
 from ..x86.npt import NptEntry
@@ -90,16 +90,16 @@ FROZEN_VALUES = {
 EPT_MMIO_XWR = 0b110  # VMX_EPT_MISCONFIG_WX_VALUE
 NPT_MMIO_BITS = (1 << 51) | 1
 GFN_LIMIT = 1 << 40  # 52-bit physical addresses
-LEVEL_PAGES = {1: 1, 2: 512, 3: 512 * 512}
-PAGE_SIZE_OF = {1: "4K", 2: "2M", 3: "1G"}
+PAGE_SIZE_OF = {level: name for name, level in LEVEL_OF.items()}  # 1 -> "4K", 2 -> "2M", 3 -> "1G"
+LEVEL_PAGES = {level: PAGE_SIZES[name] >> 12 for name, level in LEVEL_OF.items()}  # 4K pages per leaf
 
 _HEX = r"[0-9a-fA-F]{1,16}"
 _BODY = {
     SET_SPTE: re.compile(rf"gfn (?P<gfn>{_HEX}) spte (?P<spte>{_HEX}) \((?P<flags>[r-][w-][x-][u-]?)\) "
-                         rf"level (?P<level>\d{{1,2}}) at (?P<at>{_HEX})"),
+                         rf"level (?P<level>\d{{1,2}}) at (?P<at>{_HEX})", re.ASCII),
     SPTE_CHANGED: re.compile(rf"as id (?P<as_id>\d{{1,3}}) gfn (?P<gfn>{_HEX}) level (?P<level>\d{{1,2}}) "
-                             rf"old_spte (?P<old>{_HEX}) new_spte (?P<new>{_HEX})"),
-    SPTE_REQUESTED: re.compile(rf"gfn (?P<gfn>{_HEX}) pfn (?P<pfn>{_HEX}) level (?P<level>\d{{1,2}})"),
+                             rf"old_spte (?P<old>{_HEX}) new_spte (?P<new>{_HEX})", re.ASCII),
+    SPTE_REQUESTED: re.compile(rf"gfn (?P<gfn>{_HEX}) pfn (?P<pfn>{_HEX}) level (?P<level>\d{{1,2}})", re.ASCII),
 }
 _FORMATS = {
     SET_SPTE: "gfn %llx spte %llx (%s%s%s%s) level %d at %llx",
@@ -267,8 +267,7 @@ def _decode_ept(raw: int, level: int, leaf_only: bool, field_name: str) -> SpteV
                          "bits 6:3 are reserved in a non-leaf entry, so no memory type",
                          bool(xwr), hpa, None, perm, ())
     leaf = EptLeaf.decode(raw, level, field_name)
-    size = 1 << (12 + 9 * (level - 1))
-    hpa = raw & ((1 << 52) - 1) & ~(size - 1)
+    hpa = raw & ((1 << 52) - 1) & ~(PAGE_SIZES[leaf.page_size] - 1)
     mt = leaf.memtype_bits
     name = MemType(mt).label if mt in EPT_TYPES else f"reserved type {mt}"
     if xwr == 0:
@@ -415,7 +414,7 @@ class _EraCache:
         key = (lk.type, is_mmio)
         got = self.by_key.get(key)
         if got is None:
-            out = []
+            out: list[tuple[str, MemType | None, bool | None, str | None]] = []
             for era in sc.eras:
                 if era.id in self.refused:
                     out.append((era.id, None, None, self.refused[era.id]))
@@ -462,7 +461,8 @@ def describe_change(old: SpteValue, new: SpteValue) -> str:
     what = []
     if old.hpa != new.hpa:
         what.append(f"host address {old.hpa:#x} -> {new.hpa:#x}")
-    if old.kind == "leaf" and old.memtype_bits is not None and (old.memtype_bits, old.ipat) != (new.memtype_bits, new.ipat):
+    if old.kind == "leaf" and old.memtype_bits is not None and \
+            (old.memtype_bits, old.ipat) != (new.memtype_bits, new.ipat):
         what.append(f"memtype {_ept_label(old)} -> {_ept_label(new)}")
     if old.host_pat_index != new.host_pat_index:
         what.append(f"host PAT index {old.host_pat_index} -> {new.host_pat_index}")

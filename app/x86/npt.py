@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ept import EptField
+from .ept import LEVEL_OF, EptField
 from .memtype import MemTypeError
 from .pat import PAT_BIT_4K, PAT_BIT_LARGE, PCD_BIT, PWT_BIT, Pat, pte_bits_to_index
 
@@ -40,7 +40,7 @@ PAGE_SIZE = 1 << 7
 GLOBAL = 1 << 8
 NX = 1 << 63
 ADDR_BITS = 52  # long-mode physical addresses are at most 52 bits
-PAGE_SIZES = {1: "4K", 2: "2M", 3: "1G"}
+PAGE_SIZE_OF = {level: name for name, level in LEVEL_OF.items()}  # the leaf levels, as for EPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ class NptEntry:
 
     @property
     def page_size(self) -> str | None:
-        return PAGE_SIZES[self.level] if self.leaf else None
+        return PAGE_SIZE_OF[self.level] if self.leaf else None
 
     @property
     def hpa(self) -> int:
