@@ -179,7 +179,8 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     would put there for the given scenario (`vm`, `vcpu`, `gpa`: default the line's gfn,
     else 0). The level comes from `level`, else from the line, else 1; an entry with bit 7
     (PS) set needs one (2M or 1G cannot be told apart), and level 2 or 3 with PS clear is
-    not a leaf (422)."""
+    not a leaf (422). The entry is read as EPT (an Intel host); a line from an AMD host
+    prints an NPT entry, which POST /api/v1/decode/trace reads with `vendor: amd`."""
     gfn = None
     level = req.level
     level_loc: list[str | int] = ["level"]  # where the level came from
