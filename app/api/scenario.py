@@ -1,8 +1,11 @@
-"""POST endpoints over one scenario: resolve, zap, map, decode and permalink."""
+"""POST endpoints over one scenario: resolve, zap, map, decode (one leaf, or a pasted trace)
+and permalink."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,11 +14,14 @@ from ..kvm.eras import ERAS, get_era
 from ..kvm.memmap import address_map, mtrr_ranges
 from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
+from ..kvm.spte_trace import Scenario as SpteScenario
+from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
@@ -173,7 +179,8 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     would put there for the given scenario (`vm`, `vcpu`, `gpa`: default the line's gfn,
     else 0). The level comes from `level`, else from the line, else 1; an entry with bit 7
     (PS) set needs one (2M or 1G cannot be told apart), and level 2 or 3 with PS clear is
-    not a leaf (422)."""
+    not a leaf (422). The entry is read as EPT (an Intel host); a line from an AMD host
+    prints an NPT entry, which POST /api/v1/decode/trace reads with `vendor: amd`."""
     gfn = None
     level = req.level
     level_loc: list[str | int] = ["level"]  # where the level came from
@@ -228,3 +235,84 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
         else f"reserved({mt})" + ("!" if leaf.ipat else ""),
         fields=lo.fields, misconfig=lo.misconfig, misconfigured=bool(lo.misconfig), eras=eras,
     ))
+
+
+def _spte_value_json(v: SpteValue, fields: bool) -> dict:
+    mt = v.memtype
+    return {
+        "raw": f"{v.raw:#018x}", "kind": v.kind, "meaning": v.meaning, "present": v.present,
+        "hpa": f"{v.hpa:#x}" if v.hpa is not None else None, "page_size": v.page_size,
+        "permissions": v.permissions, "memtype": mt.label if mt is not None else None,
+        "memtype_bits": v.memtype_bits, "ipat": v.ipat,
+        # the core's compact form; a reserved type has no name, so it is spelled out
+        "notation": (notation(mt, bool(v.ipat)) if mt is not None else f"reserved({v.memtype_bits})"
+                     + ("!" if v.ipat else "")) if v.memtype_bits is not None else None,
+        "host_pat_index": v.host_pat_index, "host_pat_type": v.host_pat_type,
+        "misconfig": list(v.misconfig),
+        "fields": [{"name": f.name, "lo": f.lo, "hi": f.hi, "value": f.value, "meaning": f.meaning}
+                   for f in v.fields] if fields else [],
+        "notes": list(v.notes),
+    }
+
+
+def _spte_line_json(e: SpteLine, fields: bool, ept: Callable[[MemType, bool], dict]) -> dict:
+    def val(v: SpteValue | None) -> dict | None:
+        return _spte_value_json(v, fields) if v is not None else None
+
+    h = e.header
+    return {
+        "line": e.line, "tracepoint": e.tracepoint,
+        "header": {"comm": h.comm, "pid": h.pid, "cpu": h.cpu, "ts": h.ts} if h is not None else None,
+        "gfn": f"{e.gfn:#x}", "gpa": f"{e.gpa:#x}", "level": e.level, "page_size": e.page_size,
+        "as_id": e.as_id, "pfn": f"{e.pfn:#x}" if e.pfn is not None else None, "flags": e.flags,
+        "at": f"{e.at:#x}" if e.at is not None else None,
+        "spte": val(e.spte), "old": val(e.old), "new": val(e.new), "change": e.change, "notes": list(e.notes),
+        "eras": [{"kernel": a.era, "ept": ept(a.memtype, bool(a.ipat)) if a.memtype is not None else None,
+                  "matches": a.matches, "error": a.error} for a in e.eras],
+    }
+
+
+@router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
+             summary="Decode every SPTE line of a pasted trace")
+@pooled
+def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:
+    """Every `kvm_mmu_set_spte`, `kvm_tdp_mmu_spte_changed` (old and new) and
+    `kvm_mmu_spte_requested` line of `trace`, in trace-cmd report, perf script or ftrace
+    layout (app.kvm.spte_trace). On `vendor: intel` each SPTE is an EPT entry: memtype,
+    IPAT, level and page size, gpa, permissions, and what each era's vmx_get_mt_mask()
+    puts there for the scenario (`vm`, `vcpu`, `mmio`, `kernels`). On `vendor: amd` it is
+    an NPT entry: P/RW/US/NX, PWT/PCD/PAT and the host PAT index they select; NPT entries
+    carry no memory type, so there is no era comparison. A trace above MAX_TRACE_CHARS or
+    MAX_TRACE_LINES is refused before any line is read; an SPTE line that does not have
+    its tracepoint's format is refused naming the line (422 at trace)."""
+    al = {**aliases(["vm", "memory_map"]), "line": ["trace"], "trace": ["trace"], "vendor": ["vendor"],
+          "level": ["trace"], "spte": ["trace"]}
+    with core_errors(al):
+        check_size(req.trace)  # before the scenario is even built: refused early, naming the limit
+    vm, map_loc = to_vm(req.vm)
+    with core_errors({**al, **aliases(map_loc)}):
+        scenario = None
+        if req.vendor == "intel":
+            vcpu = to_vcpu(req.vcpu).validate(vm.validate())
+            kernels = ([get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels
+                       else list(ERAS.values()))
+            scenario = SpteScenario(vm, vcpu, tuple(kernels), req.mmio)
+        host_pat = Pat.from_msr(req.host_pat, "host_pat") if req.host_pat is not None else None
+        d = decode_trace(req.trace, req.vendor, scenario, host_pat)
+    ept_cache: dict[tuple[MemType, bool], dict] = {}
+
+    def ept(mt: MemType, ipat: bool) -> dict:
+        out = ept_cache.get((mt, ipat))
+        if out is None:
+            out = ept_cache[(mt, ipat)] = ept_type_out(mt, ipat).model_dump()
+        return out
+
+    # Plain dicts in the shape of DecodeTraceResponse, not models: a full-size trace is
+    # some 60,000 small objects, and building models for them took most of the request
+    # (bench/spte_trace.py). The tests validate whole responses against the schema.
+    body = {
+        "vendor": d.vendor, "lines": d.lines, "ignored_lines": d.ignored_lines, "counts": d.counts,
+        "kernels": [e.id for e in scenario.eras] if scenario is not None else [], "notes": list(d.notes),
+        "entries": [_spte_line_json(e, req.fields, ept) for e in d.entries],
+    }
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

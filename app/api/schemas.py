@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
+from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..x86.pat import PAT_POWER_ON
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -768,3 +769,107 @@ class Problem(BaseModel):
     detail: str
     instance: str
     errors: list[ErrorItem] = Field(default_factory=list, description="FastAPI-style loc/msg/type entries")
+
+
+# -- POST /decode/trace: every SPTE line of a pasted trace -------------------------------------
+
+SPTE_TRACE_EXAMPLE = (
+    "CPU 0/KVM-995362 [016] 55709.716256: kvm_mmu_set_spte:     gfn fee00 spte 60000002fee00e77 (rwxu) "
+    "level 1 at 10a5b1008\n"
+    "qemu-system-x86-8397    [002] .....  1404.389373: kvm_tdp_mmu_spte_changed: as id 0 gfn 100 "
+    "level 1 old_spte 600000012345ef77 new_spte 5a0\n"
+    "CPU 1/KVM 1821753 [015] 4831258.258053: kvmmmu:kvm_mmu_spte_requested: gfn 1234 pfn 56789 level 1\n"
+)
+
+
+class DecodeTraceRequest(Strict):
+    """Pasted trace text (trace-cmd report, perf script or the ftrace `trace` file), the
+    host vendor, and (Intel) the scenario the era comparison is computed for."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"trace": SPTE_TRACE_EXAMPLE},
+        {"trace": "CPU 0/KVM-4711 [003] 812.000001: kvm_mmu_set_spte: gfn 1000 spte 8000000101000867 (rw-u) "
+                  "level 1 at 1f3a2008", "vendor": "amd", "host_pat": "0x0407050600070106"},
+    ]})
+
+    trace: str = Field(max_length=MAX_TRACE_CHARS,
+                       description=f"the trace text: at most {MAX_TRACE_CHARS} characters and {MAX_TRACE_LINES} "
+                       "lines; lines of other tracepoints are counted and skipped")
+    vendor: Literal["intel", "amd"] = Field("intel", description="the host CPU: intel = EPT entries, amd = NPT "
+                                            "entries (no memory type in them)")
+    kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
+                                           description="eras to compare with (Intel); omitted = all")
+    vm: VmIn = Field(default_factory=VmIn)
+    vcpu: VcpuIn = Field(default_factory=VcpuIn)
+    mmio: bool | None = Field(None, description="force is_mmio for every page; omitted = from the memory map")
+    host_pat: PatValue | None = Field(None, description="AMD: the host's IA32_PAT, to name the type of the host "
+                                      "PAT entry an NPT leaf selects (one input of the effective type, not it)")
+    fields: bool = Field(True, description="false: leave out each SPTE's bit-field list (about a third of a full-size "
+                         "answer)")
+
+
+class TraceHeaderOut(Out):
+    comm: str
+    pid: int
+    cpu: int
+    ts: str
+
+
+class SpteValueOut(Out):
+    raw: str
+    kind: Literal["leaf", "table", "not-present", "frozen", "mmio"]
+    meaning: str
+    present: bool = Field(description="the CPU would use the entry (EPT: any of R/W/X; NPT: P)")
+    hpa: str | None
+    page_size: Literal["4K", "2M", "1G"] | None
+    permissions: str = Field(description="r, w, x, u in kvm_mmu_set_spte's order (EPT: R, W, X, u = R; "
+                             "NPT: r = P, W = RW, x = not NX, u = US)")
+    memtype: MemTypeName | None = Field(description="EPT leaves: bits 5:3 (null when reserved, and on AMD)")
+    memtype_bits: int | None
+    ipat: bool | None
+    notation: str | None
+    host_pat_index: int | None = Field(description="NPT leaves: 4*PAT + 2*PCD + PWT")
+    host_pat_type: MemTypeName | None = Field(description="NPT leaves: the host PAT entry's type, when host_pat "
+                                              "is given")
+    misconfig: list[str]
+    fields: list[EptFieldOut]
+    notes: list[str]
+
+
+class SpteEraOut(Out):
+    kernel: str
+    ept: EptTypeOut | None
+    matches: bool | None = Field(description="the line's leaf has this era's memtype and IPAT (null: no leaf "
+                                 "on the line, or the era refused the scenario)")
+    error: str | None = None
+
+
+class SpteLineOut(Out):
+    line: int = Field(description="1-based line number in the pasted text")
+    tracepoint: Literal["kvm_mmu_set_spte", "kvm_tdp_mmu_spte_changed", "kvm_mmu_spte_requested"]
+    header: TraceHeaderOut | None
+    gfn: str
+    gpa: str
+    level: int
+    page_size: Literal["4K", "2M", "1G"] | None
+    as_id: int | None
+    pfn: str | None
+    flags: str | None = Field(description="kvm_mmu_set_spte's printed (rwxu) flags")
+    at: str | None = Field(description="kvm_mmu_set_spte: the SPTE's own physical address")
+    spte: SpteValueOut | None
+    old: SpteValueOut | None
+    new: SpteValueOut | None
+    change: str | None
+    notes: list[str]
+    eras: list[SpteEraOut] = Field(description="Intel: what each era's vmx_get_mt_mask() puts there for the "
+                                   "scenario; empty on AMD")
+
+
+class DecodeTraceResponse(Out):
+    vendor: Literal["intel", "amd"]
+    lines: int
+    ignored_lines: int = Field(description="lines that are not SPTE lines (other tracepoints, headers)")
+    counts: dict[str, int] = Field(description="SPTE lines per tracepoint")
+    kernels: list[str] = Field(description="the eras compared (empty on AMD)")
+    notes: list[str]
+    entries: list[SpteLineOut]
