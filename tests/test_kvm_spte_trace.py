@@ -42,6 +42,8 @@ LAYOUTS = {
     "ftrace, 7-char flags": f"CPU 0/KVM-16856   [007] .......   380.398696: kvm_mmu_set_spte: {SET}",
     "ftrace, latency flags": f"CPU 1/KVM-16857   [003] d..1.   380.398697: kvm_mmu_set_spte: {SET}",
     "perf script": f"CPU 0/KVM 1821753 [015] 4831258.258053: kvmmmu:kvm_mmu_set_spte: {SET}",
+    "perf script -F +pid": f"CPU 0/KVM 1821700/1821753 [015] 4831258.258053: kvmmmu:kvm_mmu_set_spte: {SET}",
+    "ftrace, record-tgid": f"qemu-system-x86-32189   (  32187) [001] ..... 52597.708542: kvm_mmu_set_spte: {SET}",
     "bare tracepoint": f"kvm_mmu_set_spte: {SET}",
     "bare system:tracepoint": f"kvmmmu:kvm_mmu_set_spte: {SET}",
     "bare payload": SET,

@@ -43,9 +43,8 @@ SVM (``kvm-x86-ops.h`` ``KVM_X86_OP_OPTIONAL_RET0(get_mt_mask)``; 6.8 also gates
 memtype bit 2 and D (bit 6) as IPAT: a typical NPT leaf reads as "WT with IPAT". See
 app.x86.npt for what the bits do mean.
 
-The header regex is a copy of app.kvm.replay ``_TP_LINE`` (trace-cmd report, perf script,
-ftrace with 5- or 7-character flag fields; app/kvm/trace_format.md) until that importer
-grows one shared header parser.
+Tracepoint headers (trace-cmd report, perf script, the ftrace trace file with or without
+flags and record-tgid) are read by the one shared parser, app.kvm.trace_import.parse_header.
 """
 
 from __future__ import annotations
@@ -61,6 +60,7 @@ from ..x86.pat import Pat
 from .era import Era
 from .resolve import fault_for
 from .scenario import Access, VcpuState, VmConfig
+from .trace_import import parse_header
 
 VENDORS = ("intel", "amd")
 
@@ -107,11 +107,6 @@ _FORMATS = {
     SPTE_REQUESTED: "gfn %llx pfn %llx level %d",
 }
 
-# copy of app.kvm.replay._TP_LINE (see the module docstring)
-_TP_LINE = re.compile(
-    r"^\s*(?P<comm>.+?)[- ](?P<pid>\d+)(?:/\d+)?\s+\[(?P<cpu>\d+)\]\s+(?:[\w.!:]{3,8}\s+)?"
-    r"(?P<ts>\d+\.\d+):\s+(?:(?P<sys>\w+):)?(?P<tp>\w+):\s*(?P<body>.*?)\s*$"
-)
 _BARE_TP = re.compile(r"^\s*(?:(?P<sys>\w+):)?(?P<tp>" + "|".join(TRACEPOINTS) + r"):\s*(?P<body>.*?)\s*$")
 _LOST = re.compile(r"LOST\s+\d+\s+EVENTS", re.IGNORECASE)
 
@@ -121,7 +116,8 @@ _LOST = re.compile(r"LOST\s+\d+\s+EVENTS", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The tracer's prefix: thread name, TID, CPU and timestamp as printed."""
+    """The tracer's prefix: thread name, TID (`pid`, as ftrace calls a task's id), CPU and
+    timestamp as printed."""
 
     comm: str
     pid: int
@@ -353,10 +349,10 @@ def _hexval(tok: str) -> int:
 
 def _split(raw_line: str) -> tuple[Header | None, str | None, str | None, str] | None:
     """(header, system, tracepoint, body) for an SPTE line, None for any other line."""
-    m = _TP_LINE.match(raw_line)
-    if m and m["tp"] in TRACEPOINTS:
-        return Header(m["comm"].strip(), int(m["pid"]), int(m["cpu"]), m["ts"]), m["sys"], m["tp"], m["body"]
-    if m:
+    h = parse_header(raw_line)
+    if h is not None and h.event in TRACEPOINTS:
+        return Header(h.comm, h.tid, h.cpu, h.stamp), h.system, h.event, h.body
+    if h is not None:
         return None
     b = _BARE_TP.match(raw_line)
     if b:

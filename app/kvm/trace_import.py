@@ -91,6 +91,7 @@ class Header:
     pid: int | None       # the thread's process, when the capture recorded it
     cpu: int
     ts: int               # timestamp in picoseconds (ordering only)
+    stamp: str            # the timestamp as printed
     system: str | None    # "kvm" for perf's "kvm:kvm_msr", None when the tool omits it
     event: str
     body: str
@@ -108,11 +109,11 @@ def parse_header(raw: str) -> Header | None:
     if m:
         tgid = m["tgid"]
         return Header("ftrace", m["comm"].strip(), int(m["tid"]), int(tgid) if tgid and tgid.isdigit() else None,
-                      int(m["cpu"]), _ts(m["ts"]), None, m["event"], m["body"])
+                      int(m["cpu"]), _ts(m["ts"]), m["ts"], None, m["event"], m["body"])
     m = _PERF.match(raw)
     if m:
         return Header("perf", m["comm"].strip(), int(m["tid"]), int(m["pid"]) if m["pid"] else None,
-                      int(m["cpu"]), _ts(m["ts"]), m["sys"], m["event"], m["body"])
+                      int(m["cpu"]), _ts(m["ts"]), m["ts"], m["sys"], m["event"], m["body"])
     return None
 
 
