@@ -51,6 +51,7 @@ class KernelInfo:
     why: str
     notes: tuple[str, ...]
     mtrr_huge_page_check_every_fault: bool | None  # None: the era decides (not a 4.2-6.6 version)
+    series: tuple[int, int] | None = None  # (major, minor) of a version; None for an era id
 
     def as_dict(self) -> dict:
         return {"asked": self.asked, "era": self.era, "version": self.version, "why": self.why,
@@ -122,4 +123,4 @@ def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
     notes.append("guest PAT reset to its default at vCPU RESET (kvm_vcpu_reset, from 6.12)" if mm >= (6, 12)
                  else "guest PAT set to its default only at vCPU creation (before 6.12)")
     return KernelInfo(asked=asked, era=era, version=version, why=why, notes=tuple(notes),
-                      mtrr_huge_page_check_every_fault=huge)
+                      mtrr_huge_page_check_every_fault=huge, series=mm)
