@@ -40,7 +40,10 @@ BACKPORTS: tuple[Backport, ...] = (
 NEWEST = (6, 19)
 OLDEST = (4, 2)
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?([-.+~][A-Za-z0-9._+~-]*)?$")
+VERSION_PATTERN = r"^([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:-rc([0-9]+))?([-.+~][A-Za-z0-9._+~-]*)?$"
+"""A kernel version as `uname -r` prints it: major.minor[.sublevel][-rcN][distribution suffix].
+Also the JSON-schema pattern of the API's kernel fields (one definition)."""
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 @dataclass(frozen=True)
