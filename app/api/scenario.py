@@ -158,9 +158,9 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         if req.vs is not None:
             get_era(req.vs, "vs")
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
-        access = Access(req.gpa, req.mmio).validate(vm)
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
         event = to_event(req.event) if req.event is not None else None
-    state = LinkState(era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

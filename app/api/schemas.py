@@ -739,6 +739,7 @@ class PermalinkRequest(Scenario):
 
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
+    host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
     event: EventIn | None = Field(None, description="the zap event (view zap)")
     vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"

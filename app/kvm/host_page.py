@@ -284,8 +284,6 @@ PRESETS: dict[str, Preset] = dict((
     _p("dev_mem_above_mem", NO_STRUCT_PAGE, "RAM beyond the host's mem= limit, mapped from /dev/mem",
        "e820 RAM without a struct page: MMIO (UC) up to 5.1, not MMIO from 5.2 (0c55671f84ff)",
        e820_ram=True),
-    _p("zero_page", ZERO_PAGE, "the shared zero page (untouched anonymous memory read-only)",
-       "is_zero_pfn(): never MMIO"),
 ))
 
 RANGE_KIND_PAGE = {"ram": "guest_ram", "mmio": "vfio_bar"}
