@@ -223,9 +223,10 @@ def event_out(ev: Event) -> s.EventOut:
                       value=value, cr0_nw=ev.cr0_nw)
 
 
-def audit_out(a: ZapAudit, permalink: str) -> s.ZapResponse:
+def audit_out(a: ZapAudit, permalink: str, kernel: KernelInfo) -> s.ZapResponse:
     return s.ZapResponse(
         kernel=a.era.id,
+        kernel_info=kernel_out(kernel),
         era=era_out(a.era),
         event=event_out(a.event),
         calls=[range_out(r) for r in a.calls],

@@ -70,14 +70,16 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     with page counts, the zap path and the per-range entry changes."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
-        era = get_era(req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
         event = to_event(req.event)
         a = audit(era, vm, vcpu, event)
-    link = url(LinkState(era.id, vm, vcpu, event=event, view="zap"), base_url(request))
+    link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
+               base_url(request))
     if wants_text(request, fmt):
         return text(render_zap(a, vm, vcpu, link))
-    return json_response(audit_out(a, link))
+    return json_response(audit_out(a, link, kernel))
 
 
 MAX_MAP_BLOCKS = 1024

@@ -576,7 +576,8 @@ class ZapCounts(Out):
 
 
 class ZapResponse(Out):
-    kernel: str
+    kernel: str = Field(description="the era id; kernel_info says more")
+    kernel_info: KernelOut
     era: EraOut
     event: EventOut
     calls: list[RangeOut] = Field(description="kvm_zap_gfn_range() calls, as made")

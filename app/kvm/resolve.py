@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation, relation_reason
-from ..x86.mtrr import HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
+from ..x86.mtrr import DISABLED, HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
 from ..x86.pat import index_to_pte_bits, pte_flags_text
 from .era import Era, Fault, MaskResult, Step
 from .host_page import BOUNDARY_NOTES, HostMmio, HostPage, by_kernels, era_span, kvm_is_mmio_pfn
 from .scenario import Access, VcpuState, VmConfig, lookup_range
-from .versions import KernelInfo
+from .versions import MTRR_CPUID_TEST, KernelInfo
 
 EXAMPLE_HPA_OFFSET = 0x2_0000_0000
 """The example leaf maps gpa to gpa + this (host addresses are the host's business)."""
@@ -164,6 +164,10 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access, kernel: Ker
         src = f"{src}; kvm_is_mmio_pfn ({host.answered_for}): {host.mmio.why}"
     sdm = sdm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr)
     kvm_any = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)
+    if (kernel is not None and kernel.series is not None and kernel.series < MTRR_CPUID_TEST
+            and kvm_any.source == DISABLED and not vm.guest_has_mtrr):
+        kvm_any = Lookup(MemType.UC, DISABLED, f"MTRRs disabled: mtrr_disabled_type() gives UC in {kernel.version} "
+                         "whatever the guest CPUID says (the CPUID test is from 4.4)")
     kvm = kvm_any if era.reads_guest_mtrrs else None
     m = era.mt_mask(fault_for(era, vm, vcpu, gpa, is_mmio, kvm))
     finding = lookup_difference(sdm, kvm_any)

@@ -37,6 +37,12 @@ BACKPORTS: tuple[Backport, ...] = (
                       "6.12.78 tree: the first release 78 rests on that report"),
 )
 
+MTRR_CPUID_TEST = (4, 4)
+"""First series whose arch/x86/kvm/mtrr.c mtrr_disabled_type() tests the guest's MTRR CPUID bit
+(WB without it): absent in 4.2.8 (mlpzaq9998/linux-4.2) and 4.3 (YoungjaeLee/linux-4.3-cxlbdev),
+present in 4.4.0 (xiaojimmychen/linux-4.4) and 4.10.17; 4.15 only renamed the CPUID helper
+(guest_cpuid_has_mtrr -> guest_cpuid_has(X86_FEATURE_MTRR)). Commit id not confirmed."""
+
 NEWEST = (6, 19)
 OLDEST = (4, 2)
 
@@ -115,10 +121,10 @@ def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
         notes.append("MTRR huge-page check on every TDP fault (kvm_tdp_page_fault, up to 5.19)" if huge
                      else "MTRR huge-page check only with non-coherent DMA (from 6.0-rc1, commit "
                           "'Restrict mapping level based on guest MTRR iff they're used')")
-    if mm < (4, 15):
-        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC regardless of guest CPUID (CPUID test from 4.15)")
+    if mm < MTRR_CPUID_TEST:
+        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC regardless of guest CPUID (CPUID test from 4.4)")
     elif mm <= (6, 10):
-        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC with MTRR CPUID, else WB (from 4.15)")
+        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC with MTRR CPUID, else WB (from 4.4)")
     if mm <= (6, 4):
         notes.append("guest PAT writes pass through update_mtrr() (no zap; until 6.4)")
     elif mm <= (6, 6):
