@@ -62,8 +62,8 @@ def host_side(era: Era, page: HostPage, source: str, kernel: KernelInfo | None) 
     span = era_span(era.kernels)
     if kernel is not None and kernel.series is not None:
         v = kernel.series
-        rows = by_kernels(page, (v, v))
         label = kernel.version or f"{v[0]}.{v[1]}"
+        rows = ((label, by_kernels(page, (v, v))[0][1]),)
     else:
         v = span[1] if span is not None else None
         rows = by_kernels(page, span)
