@@ -165,14 +165,16 @@ class MemRangeIn(Strict):
 
     start: Addr
     end: Addr
-    kind: Literal["ram", "mmio"] = Field("ram", description="ram: host RAM; mmio: a host MMIO pfn (an assigned BAR)")
+    kind: Literal["ram", "mmio"] = Field("ram", description="ram: host RAM (read as host page preset guest_ram); "
+                                         "mmio: a host MMIO pfn, an assigned BAR (read as vfio_bar)")
     label: str = Field("", max_length=200)
 
 
 MemoryMap = Annotated[
     list[MemRangeIn],
     Field(max_length=64, description="Memslots, half-open and 4 KiB aligned; default: a q35-like 4 GiB guest with an "
-          "assigned GPU (app.kvm.scenario.DEFAULT_MEMORY_MAP: RAM 0-0xa0000, VGA MMIO 0xa0000-0xc0000, RAM to 2 GiB, "
+          "assigned GPU (app.kvm.scenario.DEFAULT_MEMORY_MAP: RAM 0-0xa0000, the host's VGA window 0xa0000-0xc0000 "
+          "as RAM (a reserved ISA page: not MMIO from 4.16, resolve follows the version), RAM to 2 GiB, "
           "bochs VRAM 0xfd000000-0xfe000000 as RAM, RAM 4-6 GiB, GPU BAR 0x800000000-0x810000000 as MMIO)"),
 ]
 
