@@ -126,10 +126,14 @@ def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
     elif mm <= (6, 10):
         notes.append("mtrr_disabled_type(): MTRRs disabled read as UC with MTRR CPUID, else WB (from 4.4)")
     if mm <= (6, 4):
-        notes.append("guest PAT writes pass through update_mtrr() (no zap; until 6.4)")
+        notes.append("guest PAT writes go through kvm_mtrr_set_msr() to update_mtrr(), which returns at once "
+                     "for MSR_IA32_CR_PAT: no zap (arch/x86/kvm/mtrr.c, read in 6.4.6; until 6.4)")
     elif mm <= (6, 6):
-        notes.append("guest PAT writes no longer pass through update_mtrr() (from 6.5)")
-    notes.append("guest PAT reset to its default at vCPU RESET (kvm_vcpu_reset, from 6.12)" if mm >= (6, 12)
-                 else "guest PAT set to its default only at vCPU creation (before 6.12)")
+        notes.append("guest PAT writes are stored by kvm_set_msr_common() without update_mtrr() (from 6.5, read "
+                     "in 6.5.0): still no zap")
+    notes.append("guest PAT reset to its default at vCPU RESET (kvm_vcpu_reset, read in 6.16.1; first release "
+                 "6.12 per the research notes, not confirmed in a tree)" if mm >= (6, 12)
+                 else "guest PAT set to its default only at vCPU creation (kvm_arch_vcpu_create, read in 6.8; "
+                      "before 6.12)")
     return KernelInfo(asked=asked, era=era, version=version, why=why, notes=tuple(notes),
                       mtrr_huge_page_check_every_fault=huge, series=mm)
