@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..x86.memtype import MemType, MemTypeError
 
@@ -177,7 +178,12 @@ def lookup_memtype(page: HostPage) -> tuple[MemType, str]:
 
 def kvm_is_mmio_pfn(page: HostPage, v: Version) -> HostMmio:
     """kvm_is_mmio_pfn() for kernel series `v` (major, minor), as a list of checks."""
-    var = variant_for(v)
+    return _evaluate(page, variant_for(v))
+
+
+@lru_cache(maxsize=4096)
+def _evaluate(page: HostPage, var: Variant) -> HostMmio:
+    """Pure in (page, form), so cached: resolve asks it once per form an era spans."""
     page.validate()
     fn = "kvm_is_mmio_pfn"
     checks: list[Check] = []
@@ -234,6 +240,7 @@ def era_span(kernels: str) -> tuple[Version, Version] | None:
     return found[0], found[-1]
 
 
+@lru_cache(maxsize=4096)
 def by_kernels(page: HostPage, span: tuple[Version, Version] | None) -> tuple[tuple[str, bool], ...]:
     """The answer for each kvm_is_mmio_pfn() form inside an era's kernels, oldest first,
     neighbouring forms with the same answer merged ("4.2-4.15": True, "4.16-6.6": False)."""
