@@ -11,7 +11,7 @@ with `0x`; maxphyaddr, pati and run lengths are decimal):
 
   v           encoding version [1]; any other value is refused
   view        which page view: resolve, zap or diff [resolve]
-  kernel      era id (see GET /api/v1/kernels) [v6.16]
+  kernel      era id (see GET /api/v1/kernels) or kernel version (6.12.78) [v6.16]
   vs          the second era of a diff view [none]
   ncdma       VM has non-coherent DMA (kvm_arch_has_noncoherent_dma) [0]
   cdnw_quirk  KVM_X86_QUIRK_CD_NW_CLEARED on [1]
@@ -35,6 +35,13 @@ with `0x`; maxphyaddr, pati and run lengths are decimal):
               values, e.g. `0x80000000:0x3fff80000800` [none]
   gpa         guest-physical address, hex [0x0]
   mmio        1/0 forces the leaf's is_mmio; absent = follow the memory map [absent]
+  host        the host page behind gpa (app.kvm.host_page): a preset name (vga_dev_mem,
+              vfio_bar, dax_pmem, ...) or a class (ram, zero_page, reserved,
+              no_struct_page); kvm_is_mmio_pfn() then decides is_mmio [absent]
+  host_mt     with a class: the host memtype PAT tracks (WB, WC, UC-, ...) [untracked]
+  host_hpa    with a class: the host physical address, hex [absent]
+  host_e820   with a class: 1 = the raw e820 table maps the pfn as RAM [0]
+  host_pat    with a class: 0 = host booted with nopat [1]
   event       zap event kind: cr0_cd, mtrr_write, noncoherent_dma, pat_write [none]
   event_msr   MSR written by an mtrr_write event, hex
   event_value new value: 0/1 for cr0_cd and noncoherent_dma, hex for the MSR writes
@@ -59,6 +66,7 @@ from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, quote
 
 from .kvm.eras import get_era
+from .kvm.host_page import CLASSES as HOST_CLASSES, PRESETS as HOST_PRESETS, HostPage
 from .kvm.layouts import LAYOUTS
 from .kvm.scenario import (
     CR0_CD, DEFAULT_MEMORY_MAP, EVENT_KINDS, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM,
@@ -166,6 +174,49 @@ def _event_params(ev: Event) -> list[tuple[str, str]]:
     return out
 
 
+def _host_params(hp: HostPage) -> list[tuple[str, str]]:
+    if hp.preset:
+        return [("host", hp.preset)]
+    out = [("host", hp.cls)]
+    if hp.host_memtype is not None:
+        out.append(("host_mt", hp.host_memtype.label))
+    if hp.hpa is not None:
+        out.append(("host_hpa", f"{hp.hpa:#x}"))
+    if hp.e820_ram:
+        out.append(("host_e820", "1"))
+    if not hp.pat_enabled:
+        out.append(("host_pat", "0"))
+    return out
+
+
+_HOST_OPTIONS = ("host_mt", "host_hpa", "host_e820", "host_pat")
+
+
+def _parse_host(q: Mapping[str, str]) -> HostPage | None:
+    name = q.get("host")
+    if name is None:
+        for k in _HOST_OPTIONS:
+            if k in q:
+                raise MemTypeError(k, "given without host", "host_* options qualify a host page class")
+        return None
+    if name in HOST_PRESETS:
+        for k in _HOST_OPTIONS:
+            if k in q:
+                raise MemTypeError(k, f"given with the preset {name!r}", "a preset names the whole page; use a class")
+        return HOST_PRESETS[name].page
+    if name not in HOST_CLASSES:
+        raise MemTypeError("host", f"unknown host page {name!r}",
+                           f"a preset ({', '.join(HOST_PRESETS)}) or a class ({', '.join(HOST_CLASSES)})")
+    mt = None
+    if "host_mt" in q:
+        try:
+            mt = MemType.from_label(q["host_mt"])
+        except ValueError:
+            raise MemTypeError("host_mt", f"unknown memory type {q['host_mt']!r}", "UC, WC, WT, WP, WB or UC-") from None
+    hpa = _hex(q["host_hpa"], "host_hpa") if "host_hpa" in q else None
+    return HostPage(name, mt, hpa, _bool(q, "host_e820", False), _bool(q, "host_pat", True))
+
+
 def params(state: LinkState) -> list[tuple[str, str]]:
     """The (name, value) pairs of a permalink, in a fixed order, defaults left out."""
     d_vm, d_vcpu = _DEFAULT_VM, _DEFAULT_VCPU
@@ -206,6 +257,8 @@ def params(state: LinkState) -> list[tuple[str, str]]:
         out.append(("gpa", f"{state.access.gpa:#x}"))
     if state.access.mmio is not None:
         out.append(("mmio", _b(state.access.mmio)))
+    if state.access.host_page is not None:
+        out.extend(_host_params(state.access.host_page))
     if state.event is not None:
         out.extend(_event_params(state.event))
     if state.pati:
@@ -381,7 +434,7 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     gpa = _hex(q["gpa"], "gpa") if "gpa" in q else 0
     mmio = _bool(q, "mmio", False) if "mmio" in q else None
     pati = _dec(q["pati"], "pati", 0, 7, "PAT entries are PA0..PA7") if "pati" in q else 0
-    return LinkState(kernel, vm, vcpu, Access(gpa, mmio), _parse_event(q), vs, view, pati)
+    return LinkState(kernel, vm, vcpu, Access(gpa, mmio, _parse_host(q)), _parse_event(q), vs, view, pati)
 
 
 # -- the same state as an API request body ---------------------------------------------
@@ -421,7 +474,25 @@ def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | N
         body["gpa"] = f"{access.gpa:#x}"
         if access.mmio is not None:
             body["mmio"] = access.mmio
+        if access.host_page is not None:
+            body["host_page"] = host_page_json(access.host_page)
     return body
+
+
+def host_page_json(hp: HostPage) -> dict:
+    """The `host_page` member of a resolve body: the preset alone, or the class and its fields."""
+    if hp.preset:
+        return {"preset": hp.preset}
+    out: dict = {"class": hp.cls}
+    if hp.host_memtype is not None:
+        out["host_memtype"] = hp.host_memtype.label
+    if hp.hpa is not None:
+        out["hpa"] = f"{hp.hpa:#x}"
+    if hp.e820_ram:
+        out["e820_ram"] = True
+    if not hp.pat_enabled:
+        out["pat_enabled"] = False
+    return out
 
 
 def event_json(ev: Event) -> dict:

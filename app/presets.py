@@ -181,6 +181,18 @@ _LIST = [
         compare="v6.16",
     ),
     Preset(
+        "dosemu2-vga",
+        "The host's VGA window mapped from /dev/mem (dosemu2), quirk off (v6.16, 6.12.78)",
+        "The default map's 0xa0000-0xbffff is the host's own VGA window, mapped from /dev/mem: "
+        "reserved pages with a struct page in the PAT-untracked ISA range, so "
+        "pat_pfn_immune_to_uc_mtrr() reads WB and kvm_is_mmio_pfn() says not MMIO (from 4.16; "
+        "UC up to 4.15). With KVM_X86_QUIRK_IGNORE_GUEST_PAT on the leaf is WB|IPAT and the "
+        "guest's UC mapping (PAT entry 3) is ignored: the CPU caches real VGA memory, a machine "
+        "check in dosemu2 PRs 2813/2815. Turned off (6.16+, or 6.12.78 with the backport) the "
+        "leaf is WB without IPAT and PAT entry 3 gives UC. 6.12.77 (v6.11) cannot turn it off.",
+        LinkState("v6.16", VmConfig(quirk_ignore_guest_pat=False), VcpuState(pat=POWER_ON_PAT), Access(0xA0000)),
+    ),
+    Preset(
         "mtrr-overlap",
         "Overlapping WC and WB variable ranges (undefined in the SDM)",
         "Two variable ranges cover 0xe0000000: WC and WB. The SDM leaves that overlap undefined; "

@@ -142,7 +142,7 @@ async def test_presets_are_valid_resolve_bodies(client):
         if p["compare"]:
             assert p["compare"] in ERAS
         if p["event"]:
-            body = {k: v for k, v in p["request"].items() if k not in ("gpa", "mmio")}
+            body = {k: v for k, v in p["request"].items() if k not in ("gpa", "mmio", "host_page")}
             z = await client.post("/api/v1/zap", json={**body, "event": p["event"]})
             assert z.status_code == 200, z.text
     assert (await resolve(client, presets["seed-v4.2"]["request"]))["ept"]["mask"] == "0x70"

@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 from ..kvm.era import Era, Step
+from ..kvm.host_page import HostPage, preset as host_preset
 from ..kvm.ranges import Range
-from ..kvm.resolve import Resolution
+from ..kvm.resolve import HostSide, Resolution
+from ..kvm.versions import KernelInfo
 from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
 from ..kvm.zap import ZapAudit
 from ..x86.ept import EptLeaf, mt_mask, notation
@@ -73,6 +75,24 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConf
         mm, loc = DEFAULT_MEMORY_MAP, ["vm", "memory_map"]
     return VmConfig(vm.noncoherent_dma, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop,
                     vm.guest_has_mtrr, vm.maxphyaddr, mm), loc
+
+
+def to_host_page(hp: s.HostPageIn | None) -> HostPage | None:
+    """A preset alone, or a class with its fields (MemTypeError names the member)."""
+    if hp is None:
+        return None
+    given = hp.model_fields_set
+    if hp.preset is not None:
+        extra = sorted(given - {"preset"})
+        if extra:
+            f = "class" if "page_class" in extra else extra[0]
+            raise MemTypeError(f"host_page.{f}", "given together with preset",
+                               "a preset names the whole page: give preset alone, or class with its fields")
+        return host_preset(hp.preset)
+    if hp.page_class is None:
+        raise MemTypeError("host_page.class", "neither preset nor class given", "give one of them")
+    mt = MemType.from_label(hp.host_memtype) if hp.host_memtype is not None else None
+    return HostPage(hp.page_class, mt, hp.hpa, hp.e820_ram, hp.pat_enabled).validate()
 
 
 def to_mtrr(m: s.MtrrIn) -> MtrrState:
@@ -142,11 +162,32 @@ def range_out(r: Range) -> s.RangeOut:
     return s.RangeOut.model_construct(start=f"{start:#x}", end=f"{end:#x}", pages=max(0, end - start) >> 12)
 
 
+def kernel_out(k: KernelInfo) -> s.KernelOut:
+    return s.KernelOut.model_construct(asked=k.asked, era=k.era, version=k.version, why=k.why, notes=list(k.notes))
+
+
+def host_page_out(h: HostSide) -> s.HostPageOut:
+    p = h.page
+    return s.HostPageOut.model_construct(
+        page_class=p.cls, preset=p.preset or None,
+        host_memtype=p.host_memtype.label if p.host_memtype is not None else None,  # type: ignore[arg-type]
+        hpa=f"{p.hpa:#x}" if p.hpa is not None else None, e820_ram=p.e820_ram, pat_enabled=p.pat_enabled,
+        source=h.source, answered_for=h.answered_for, is_mmio=h.mmio.is_mmio, why=h.mmio.why,
+        path=[s.StepOut.model_construct(id=c.id, function=c.function, condition=c.condition, held=c.held,
+                                        result=c.result, commit=c.where) for c in h.mmio.checks],
+        by_kernels=[s.MmioByKernelsOut.model_construct(kernels=k, is_mmio=m) for k, m in h.by_kernels],
+        notes=list(h.notes),
+    )
+
+
 def resolution_out(r: Resolution, permalink: str) -> s.ResolveResponse:
     """Built with model_construct: every value comes typed from the core, so validating it
     again would only cost time (the response schema is still checked by the fuzz tests)."""
+    assert r.kernel is not None, "the API always resolves with the kernel it was asked"
     return s.ResolveResponse.model_construct(
         kernel=r.era.id,
+        kernel_info=kernel_out(r.kernel),
+        host_page=host_page_out(r.host) if r.host is not None else None,
         era=era_out(r.era),
         gpa=f"{r.gpa:#x}",
         is_mmio=r.is_mmio,
@@ -182,9 +223,10 @@ def event_out(ev: Event) -> s.EventOut:
                       value=value, cr0_nw=ev.cr0_nw)
 
 
-def audit_out(a: ZapAudit, permalink: str) -> s.ZapResponse:
+def audit_out(a: ZapAudit, permalink: str, kernel: KernelInfo) -> s.ZapResponse:
     return s.ZapResponse(
         kernel=a.era.id,
+        kernel_info=kernel_out(kernel),
         era=era_out(a.era),
         event=event_out(a.event),
         calls=[range_out(r) for r in a.calls],

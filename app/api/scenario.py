@@ -16,6 +16,7 @@ from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
+from ..kvm.versions import resolve_kernel
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve, render_zap
@@ -25,7 +26,7 @@ from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
-    aliases, audit_out, core_errors, ept_type_out, leaf_out, resolution_out, to_event, to_vcpu, to_vm,
+    aliases, audit_out, core_errors, ept_type_out, leaf_out, resolution_out, to_event, to_host_page, to_vcpu, to_vm,
 )
 from .errors import RuleViolation
 from .pool import pooled
@@ -43,15 +44,19 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     """The EPT leaf the era's `vmx_get_mt_mask()` builds for `gpa` (memtype, IPAT, mask), the
     path through its rules, the guest's own MTRR lookup next to KVM's, the effective type for
     each of the 8 PAT entries against what the guest expects, and the largest page the MTRR
-    consistency check allows. `Accept: text/plain` or `?format=text` returns the 72-column
-    plain-text rendering."""
+    consistency check allows. `kernel` is an era id or a version (`kernel_info` says which era
+    and what the version changes inside it). is_mmio comes from `mmio` if given, else from
+    kvm_is_mmio_pfn() on `host_page` or on the memory map's range, for that kernel
+    (`host_page` in the response lists its checks). `Accept: text/plain` or `?format=text`
+    returns the 72-column plain-text rendering."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
-        era = get_era(req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
-        access = Access(req.gpa, req.mmio)
-        res = resolve(era, vm, vcpu, access)
-    link = url(LinkState(era.id, vm, vcpu, access), base_url(request))
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page))
+        res = resolve(era, vm, vcpu, access, kernel)
+    link = url(LinkState(req.kernel if kernel.version else era.id, vm, vcpu, access), base_url(request))
     if wants_text(request, fmt):
         return text(render_resolve(res, vm, vcpu, link))
     return json_response(resolution_out(res, link))
@@ -71,14 +76,16 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     with page counts, the zap path and the per-range entry changes."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
-        era = get_era(req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
         event = to_event(req.event)
         a = audit(era, vm, vcpu, event)
-    link = url(LinkState(era.id, vm, vcpu, event=event, view="zap"), base_url(request))
+    link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
+               base_url(request))
     if wants_text(request, fmt):
         return text(render_zap(a, vm, vcpu, link))
-    return json_response(audit_out(a, link))
+    return json_response(audit_out(a, link, kernel))
 
 
 MAX_MAP_BLOCKS = 1024
@@ -159,9 +166,9 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         if req.vs is not None:
             get_era(req.vs, "vs")
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
-        access = Access(req.gpa, req.mmio).validate(vm)
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
         event = to_event(req.event) if req.event is not None else None
-    state = LinkState(era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

@@ -26,6 +26,9 @@ from pydantic_core import PydanticCustomError
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
+from ..kvm.host_page import CLASS_TEXT, CLASSES
+from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
+from ..kvm.versions import VERSION_PATTERN
 from ..x86.pat import PAT_POWER_ON
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -143,7 +146,14 @@ SpteValue = Annotated[
     }),
 ]
 KernelId = Annotated[
-    str, WithJsonSchema({"type": "string", "enum": ERA_IDS, "description": "a kernel era id (GET /api/v1/kernels)"}),
+    str, WithJsonSchema({
+        "anyOf": [{"type": "string", "enum": ERA_IDS},
+                  {"type": "string", "pattern": VERSION_PATTERN, "maxLength": 64}],
+        "description": "a kernel era id (GET /api/v1/kernels) or a kernel version as uname -r prints it, "
+                       "4.2 to 6.19: 6.12.78, 6.11-rc3, 6.8.0-45-generic (a distribution suffix maps by its "
+                       "upstream base; vendor kernels may carry more backports); others get 422",
+        "examples": ["v6.16", "6.12.78"],
+    }),
 ]
 
 
@@ -159,14 +169,16 @@ class MemRangeIn(Strict):
 
     start: Addr
     end: Addr
-    kind: Literal["ram", "mmio"] = Field("ram", description="ram: host RAM; mmio: a host MMIO pfn (an assigned BAR)")
+    kind: Literal["ram", "mmio"] = Field("ram", description="ram: host RAM (read as host page preset guest_ram); "
+                                         "mmio: a host MMIO pfn, an assigned BAR (read as vfio_bar)")
     label: str = Field("", max_length=200)
 
 
 MemoryMap = Annotated[
     list[MemRangeIn],
     Field(max_length=64, description="Memslots, half-open and 4 KiB aligned; default: a q35-like 4 GiB guest with an "
-          "assigned GPU (app.kvm.scenario.DEFAULT_MEMORY_MAP: RAM 0-0xa0000, VGA MMIO 0xa0000-0xc0000, RAM to 2 GiB, "
+          "assigned GPU (app.kvm.scenario.DEFAULT_MEMORY_MAP: RAM 0-0xa0000, the host's VGA window 0xa0000-0xc0000 "
+          "as RAM (a reserved ISA page: not MMIO from 4.16, resolve follows the version), RAM to 2 GiB, "
           "bochs VRAM 0xfd000000-0xfe000000 as RAM, RAM 4-6 GiB, GPU BAR 0x800000000-0x810000000 as MMIO)"),
 ]
 
@@ -233,13 +245,44 @@ class Scenario(Strict):
     memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
 
 
+HostPageClass = Literal[tuple(CLASSES)]  # type: ignore[valid-type]
+HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]  # type: ignore[valid-type]
+
+
+class HostPageIn(Strict):
+    """The host page behind the guest page, as kvm_is_mmio_pfn() sees it (app.kvm.host_page):
+    either a `preset` alone, or a `class` with the fields that class reads."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
+        {"preset": "vga_dev_mem"}, {"class": "reserved", "host_memtype": "WB"},
+        {"class": "no_struct_page", "e820_ram": True}]})
+
+    preset: HostPagePreset | None = Field(None, description="a named page: " + "; ".join(
+        f"{k}: {v.title}" for k, v in HOST_PAGE_PRESETS.items()))
+    page_class: HostPageClass | None = Field(None, alias="class", description="; ".join(
+        f"{k}: {v}" for k, v in CLASS_TEXT.items()))
+    host_memtype: MemTypeName | None = Field(None, description="class reserved only: the type host PAT tracks "
+                                             "for the pfn (memtype-tree entry, or the page flags in System RAM); "
+                                             "omitted = nothing reserved it, lookup_memtype() reads UC-")
+    hpa: Addr | None = Field(None, description="host physical address; inside 0xa0000-0xfffff (ISA, PAT-untracked) "
+                             "lookup_memtype() reads WB")
+    e820_ram: bool = Field(False, description="class no_struct_page only: the raw e820 table maps the pfn as RAM "
+                           "(a host booted with mem=); from 5.2 such a pfn is not MMIO")
+    pat_enabled: bool = Field(True, description="pat_enabled() on the host (false with nopat): from 4.16 a "
+                              "reserved page is then always MMIO")
+
+
 class ResolveRequest(Scenario):
     """One scenario: a VM, a vCPU's state and a guest-physical address, under one era."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [RESOLVE_EXAMPLE]})
 
     gpa: Addr
-    mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map (RAM if unmapped)")
+    mmio: bool | None = Field(None, description="force is_mmio (overrides everything); omitted = kvm_is_mmio_pfn() "
+                              "on host_page, else on the memory map's range (ram: guest RAM, mmio: a VFIO BAR; "
+                              "the default map's VGA window is a reserved host ISA page), RAM if unmapped")
+    host_page: HostPageIn | None = Field(None, description="the host page behind gpa; kvm_is_mmio_pfn() then "
+                                         "decides is_mmio for the kernel version (not with mmio)")
 
 
 class Cr0CdEvent(Strict):
@@ -452,8 +495,43 @@ class PageSizeOut(Out):
     page_size: Literal["4K", "2M", "1G"]
 
 
+class KernelOut(Out):
+    asked: str = Field(description="the kernel as given")
+    era: str = Field(description="the era id it resolves to")
+    version: str | None = Field(description="the upstream base version; null when an era id was given")
+    why: str
+    notes: list[str] = Field(description="version-exact behaviour inside the era, backports, suffixes")
+
+
+class MmioByKernelsOut(Out):
+    kernels: str
+    is_mmio: bool
+
+
+class HostPageOut(Out):
+    """kvm_is_mmio_pfn() for the page: the page, the kernel answered for, its checks."""
+
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+
+    page_class: str = Field(alias="class")
+    preset: str | None
+    host_memtype: MemTypeName | None
+    hpa: str | None
+    e820_ram: bool
+    pat_enabled: bool
+    source: str = Field(description="where the page came from: given, or the memory map's range")
+    answered_for: str = Field(description="the kernel version whose kvm_is_mmio_pfn() gave is_mmio")
+    is_mmio: bool
+    why: str
+    path: list[StepOut] = Field(description="kvm_is_mmio_pfn()'s checks in order; commit = where it was read")
+    by_kernels: list[MmioByKernelsOut] = Field(description="the answer per kvm_is_mmio_pfn() form inside the era")
+    notes: list[str]
+
+
 class ResolveResponse(Out):
-    kernel: str
+    kernel: str = Field(description="the era id (kept for clients of era ids); kernel_info says more")
+    kernel_info: KernelOut
+    host_page: HostPageOut | None = Field(description="null when mmio was forced")
     era: EraOut
     gpa: str
     is_mmio: bool
@@ -510,7 +588,8 @@ class ZapCounts(Out):
 
 
 class ZapResponse(Out):
-    kernel: str
+    kernel: str = Field(description="the era id; kernel_info says more")
+    kernel_info: KernelOut
     era: EraOut
     event: EventOut
     calls: list[RangeOut] = Field(description="kvm_zap_gfn_range() calls, as made")
@@ -700,6 +779,7 @@ class PermalinkRequest(Scenario):
 
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
+    host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
     event: EventIn | None = Field(None, description="the zap event (view zap)")
     vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation, relation_reason
-from ..x86.mtrr import HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
+from ..x86.mtrr import DISABLED, HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
 from ..x86.pat import index_to_pte_bits, pte_flags_text
 from .era import Era, Fault, MaskResult, Step
+from .host_page import BOUNDARY_NOTES, HostMmio, HostPage, by_kernels, era_span, kvm_is_mmio_pfn
 from .scenario import Access, VcpuState, VmConfig, lookup_range
+from .versions import MTRR_CPUID_TEST, KernelInfo
 
 EXAMPLE_HPA_OFFSET = 0x2_0000_0000
 """The example leaf maps gpa to gpa + this (host addresses are the host's business)."""
@@ -43,6 +45,42 @@ class PageSize:
 
 
 @dataclass(frozen=True, slots=True)
+class HostSide:
+    """kvm_is_mmio_pfn() for the page: the host page, the version answered for, the checks,
+    and the answer per kvm_is_mmio_pfn() form inside the era (an era id spans several)."""
+
+    page: HostPage
+    source: str
+    answered_for: str
+    mmio: HostMmio
+    by_kernels: tuple[tuple[str, bool], ...]
+    notes: tuple[str, ...]
+
+
+def host_side(era: Era, page: HostPage, source: str, kernel: KernelInfo | None) -> HostSide:
+    """The version's answer, or for an era id the newest kernels' answer in the era."""
+    span = era_span(era.kernels)
+    if kernel is not None and kernel.series is not None:
+        v = kernel.series
+        label = kernel.version or f"{v[0]}.{v[1]}"
+        rows = ((label, by_kernels(page, (v, v))[0][1]),)
+    else:
+        v = span[1] if span is not None else None
+        rows = by_kernels(page, span)
+        label = f"{v[0]}.{v[1]} (newest in {era.id})" if v is not None else f"{era.id} (as 5.2+)"
+    res = kvm_is_mmio_pfn(page, v) if v is not None else kvm_is_mmio_pfn(page, (6, 19))
+    notes: list[str] = []
+    if len({m for _, m in rows}) > 1:
+        notes.append("kvm_is_mmio_pfn() answers differ inside " + era.id + ": " + ", ".join(
+            f"{k} {'MMIO' if m else 'not MMIO'}" for k, m in rows) + "; name a version to choose")
+    if page.cls in ("reserved", "no_struct_page"):
+        notes.extend(BOUNDARY_NOTES)
+    if span is None:
+        notes.append(f"{era.id} is unmerged: kvm_is_mmio_pfn() as in 5.2+")
+    return HostSide(page, source, label, res, rows, tuple(notes))
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     era: Era
     gpa: int
@@ -58,6 +96,8 @@ class Resolution:
     pat_rows: tuple[PatRow, ...]
     page_sizes: tuple[PageSize, ...]
     slot_page_size: str
+    kernel: KernelInfo | None = None
+    host: HostSide | None = None
 
     @property
     def page_size(self) -> str:
@@ -109,21 +149,33 @@ def slot_page_size(vm: VmConfig, gpa: int) -> str:
     return "4K"
 
 
-def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resolution:
+def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access, kernel: KernelInfo | None = None) -> Resolution:
+    """`kernel` (from app.kvm.versions.resolve_kernel) makes version-exact what the era leaves
+    open: kvm_is_mmio_pfn()'s form and the MTRR huge-page check (4.2-5.19 vs 6.0-6.6)."""
     check(era, vm, vcpu, access)
     gpa = access.gpa
-    is_mmio = access.is_mmio(vm)
-    if access.mmio is not None:
-        src = "given"
+    page, src = access.host_page_for(vm)
+    host = None
+    if page is None:
+        is_mmio = bool(access.mmio)
     else:
-        r = lookup_range(vm.memory_map, gpa)
-        src = f"memory map: {r.kind} ({r.label})" if r else "not in the memory map: treated as RAM"
+        host = host_side(era, page, src, kernel)
+        is_mmio = host.mmio.is_mmio
+        src = f"{src}; kvm_is_mmio_pfn ({host.answered_for}): {host.mmio.why}"
     sdm = sdm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr)
     kvm_any = kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)
+    if (kernel is not None and kernel.series is not None and kernel.series < MTRR_CPUID_TEST
+            and kvm_any.source == DISABLED and not vm.guest_has_mtrr):
+        kvm_any = Lookup(MemType.UC, DISABLED, f"MTRRs disabled: mtrr_disabled_type() gives UC in {kernel.version} "
+                         "whatever the guest CPUID says (the CPUID test is from 4.4)")
     kvm = kvm_any if era.reads_guest_mtrrs else None
     m = era.mt_mask(fault_for(era, vm, vcpu, gpa, is_mmio, kvm))
     finding = lookup_difference(sdm, kvm_any)
     sizes = page_sizes(era, vm, vcpu, gpa)
+    if kernel is not None and kernel.mtrr_huge_page_check_every_fault is not None:
+        # a version inside 4.2-6.6: keep only the huge-page answer of its side of 6.0
+        keep = "4.2-5.19" if kernel.mtrr_huge_page_check_every_fault else "6.0-6.6"
+        sizes = tuple(p for p in sizes if p.kernels == keep) or sizes
     slot = slot_page_size(vm, gpa)
     leaf_size = smallest(*(p.page_size for p in sizes), slot)  # the leaf stays inside its memslot
     leaf = EptLeaf.build(gpa + EXAMPLE_HPA_OFFSET, m.memtype, m.ipat, leaf_size)
@@ -137,4 +189,5 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access) -> Resoluti
         else:
             rel, why = relation(eff, exp.type), relation_reason(eff, exp.type)
         rows.append(PatRow(i, index_to_pte_bits(i), pte_flags_text(i), pat, used, eff, exp.type, exp.reason, rel, why))
-    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes, slot)
+    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes, slot,
+                      kernel, host)

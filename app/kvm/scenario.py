@@ -13,6 +13,7 @@ from ..x86.mtrr import (
     FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRRCAP, MtrrState, is_mtrr_msr, msr_name,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
+from .host_page import NEWEST, PRESETS as HOST_PAGES, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
 
 RAM = "ram"
 MMIO = "mmio"
@@ -20,17 +21,24 @@ MMIO = "mmio"
 
 @dataclass(frozen=True, slots=True)
 class MemRange:
-    """A guest-physical range backed by a memslot: host RAM, or host MMIO (a device BAR)."""
+    """A guest-physical range backed by a memslot: host RAM, or host MMIO (a device BAR).
+
+    `host_page` (optional) says what the host pages behind it are (app.kvm.host_page), so
+    resolve can follow kvm_is_mmio_pfn() per kernel version; `kind` is then the newest
+    kernels' answer, which the map, zap and replay views use.
+    """
 
     start: int
     end: int
     kind: str = RAM
     label: str = ""
+    host_page: HostPage | None = None
 
 
 DEFAULT_MEMORY_MAP: tuple[MemRange, ...] = (
     MemRange(0x0, 0xA0000, RAM, "low RAM"),
-    MemRange(0xA0000, 0xC0000, MMIO, "legacy VGA window (assigned GPU)"),
+    MemRange(0xA0000, 0xC0000, RAM, "legacy VGA window, host 0xa0000 (reserved, ISA: WB)",
+             HOST_PAGES["vga_dev_mem"].page),
     MemRange(0xC0000, 0x100000, RAM, "option ROMs and BIOS (RAM-backed)"),
     MemRange(0x100000, 0x80000000, RAM, "RAM below the 32-bit PCI hole"),
     MemRange(0xFD000000, 0xFE000000, RAM, "bochs-display VRAM BAR (host RAM, so not is_mmio)"),
@@ -40,7 +48,10 @@ DEFAULT_MEMORY_MAP: tuple[MemRange, ...] = (
 """A q35-like 4 GiB guest with one assigned GPU: what `memory_map` defaults to.
 
 Emulated MMIO (IOAPIC, LAPIC) has no memslot and so no EPT leaf; only host-MMIO memslots
-(assigned device BARs) get `is_mmio` leaves. QEMU's VGA/bochs VRAM is host RAM.
+(assigned device BARs) get `is_mmio` leaves. QEMU's VGA/bochs VRAM is host RAM. The legacy
+VGA window is the host's own 0xa0000-0xbffff mapped in (dosemu2-style, from /dev/mem):
+reserved pages with a struct page in the PAT-untracked ISA range, so kvm_is_mmio_pfn()
+calls them MMIO only up to 4.15 (app.kvm.host_page); its kind is the 4.16+ answer, RAM.
 """
 
 
@@ -63,6 +74,11 @@ def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: s
             raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range", "memslots are page granular")
         if r.end > 1 << maxphyaddr:
             raise MemTypeError(f"{f}.end", f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
+        if r.host_page is not None:
+            newest = MMIO if kvm_is_mmio_pfn(r.host_page.validate(f"{f}.host_page"), NEWEST).is_mmio else RAM
+            if r.kind != newest:
+                raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
+                                   "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer as its kind")
         if r.start < prev_end:
             raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) overlaps another range", "memslots do not overlap")
         prev_end = r.end
@@ -105,19 +121,44 @@ class VcpuState:
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """The address under study; `mmio` None means: follow the memory map (RAM if unmapped)."""
+    """The address under study; `mmio` None means: follow `host_page`, else the memory map
+    (RAM if unmapped). `mmio` is the overriding shorthand for is_mmio itself."""
 
     gpa: int
     mmio: bool | None = None
+    host_page: HostPage | None = None
 
     def validate(self, vm: VmConfig) -> Access:
         if not 0 <= self.gpa < 1 << vm.maxphyaddr:
             raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})", "guest-physical addresses are below 2^MAXPHYADDR")
+        if self.host_page is not None:
+            if self.mmio is not None:
+                raise MemTypeError("host_page", "given together with mmio",
+                                   "mmio forces is_mmio; host_page lets kvm_is_mmio_pfn() decide: give one")
+            self.host_page.validate()
         return self
 
+    def host_page_for(self, vm: VmConfig) -> tuple[HostPage | None, str]:
+        """The host page kvm_is_mmio_pfn() looks at, and where it came from (None: mmio forced)."""
+        if self.mmio is not None:
+            return None, "given (mmio)"
+        if self.host_page is not None:
+            return self.host_page, "given (host_page" + (f" {self.host_page.preset}" if self.host_page.preset else "") + ")"
+        r = lookup_range(vm.memory_map, self.gpa)
+        if r is None:
+            return HOST_PAGES["guest_ram"].page, "not in the memory map: treated as RAM"
+        if r.host_page is not None:
+            return r.host_page, f"memory map: {r.label or r.kind}"
+        name = RANGE_KIND_PAGE[r.kind]
+        return HOST_PAGES[name].page, f"memory map: {r.kind} ({r.label}), read as {name}" if r.label \
+            else f"memory map: {r.kind}, read as {name}"
+
     def is_mmio(self, vm: VmConfig) -> bool:
+        """The newest kernels' answer (resolve follows the version: app.kvm.resolve)."""
         if self.mmio is not None:
             return self.mmio
+        if self.host_page is not None:
+            return kvm_is_mmio_pfn(self.host_page, NEWEST).is_mmio
         r = lookup_range(vm.memory_map, self.gpa)
         return r is not None and r.kind == MMIO
 

@@ -37,10 +37,19 @@ BACKPORTS: tuple[Backport, ...] = (
                       "6.12.78 tree: the first release 78 rests on that report"),
 )
 
+MTRR_CPUID_TEST = (4, 4)
+"""First series whose arch/x86/kvm/mtrr.c mtrr_disabled_type() tests the guest's MTRR CPUID bit
+(WB without it): absent in 4.2.8 (mlpzaq9998/linux-4.2) and 4.3 (YoungjaeLee/linux-4.3-cxlbdev),
+present in 4.4.0 (xiaojimmychen/linux-4.4) and 4.10.17; 4.15 only renamed the CPUID helper
+(guest_cpuid_has_mtrr -> guest_cpuid_has(X86_FEATURE_MTRR)). Commit id not confirmed."""
+
 NEWEST = (6, 19)
 OLDEST = (4, 2)
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?([-.+~][A-Za-z0-9._+~-]*)?$")
+VERSION_PATTERN = r"^([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:-rc([0-9]+))?([-.+~][A-Za-z0-9._+~-]*)?$"
+"""A kernel version as `uname -r` prints it: major.minor[.sublevel][-rcN][distribution suffix].
+Also the JSON-schema pattern of the API's kernel fields (one definition)."""
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class KernelInfo:
     why: str
     notes: tuple[str, ...]
     mtrr_huge_page_check_every_fault: bool | None  # None: the era decides (not a 4.2-6.6 version)
+    series: tuple[int, int] | None = None  # (major, minor) of a version; None for an era id
 
     def as_dict(self) -> dict:
         return {"asked": self.asked, "era": self.era, "version": self.version, "why": self.why,
@@ -111,15 +121,19 @@ def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
         notes.append("MTRR huge-page check on every TDP fault (kvm_tdp_page_fault, up to 5.19)" if huge
                      else "MTRR huge-page check only with non-coherent DMA (from 6.0-rc1, commit "
                           "'Restrict mapping level based on guest MTRR iff they're used')")
-    if mm < (4, 15):
-        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC regardless of guest CPUID (CPUID test from 4.15)")
+    if mm < MTRR_CPUID_TEST:
+        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC regardless of guest CPUID (CPUID test from 4.4)")
     elif mm <= (6, 10):
-        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC with MTRR CPUID, else WB (from 4.15)")
+        notes.append("mtrr_disabled_type(): MTRRs disabled read as UC with MTRR CPUID, else WB (from 4.4)")
     if mm <= (6, 4):
-        notes.append("guest PAT writes pass through update_mtrr() (no zap; until 6.4)")
+        notes.append("guest PAT writes go through kvm_mtrr_set_msr() to update_mtrr(), which returns at once "
+                     "for MSR_IA32_CR_PAT: no zap (arch/x86/kvm/mtrr.c, read in 6.4.6; until 6.4)")
     elif mm <= (6, 6):
-        notes.append("guest PAT writes no longer pass through update_mtrr() (from 6.5)")
-    notes.append("guest PAT reset to its default at vCPU RESET (kvm_vcpu_reset, from 6.12)" if mm >= (6, 12)
-                 else "guest PAT set to its default only at vCPU creation (before 6.12)")
+        notes.append("guest PAT writes are stored by kvm_set_msr_common() without update_mtrr() (from 6.5, read "
+                     "in 6.5.0): still no zap")
+    notes.append("guest PAT reset to its default at vCPU RESET (kvm_vcpu_reset, read in 6.16.1; first release "
+                 "6.12 per the research notes, not confirmed in a tree)" if mm >= (6, 12)
+                 else "guest PAT set to its default only at vCPU creation (kvm_arch_vcpu_create, read in 6.8; "
+                      "before 6.12)")
     return KernelInfo(asked=asked, era=era, version=version, why=why, notes=tuple(notes),
-                      mtrr_huge_page_check_every_fault=huge)
+                      mtrr_huge_page_check_every_fault=huge, series=mm)

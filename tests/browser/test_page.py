@@ -153,8 +153,8 @@ def test_zap_cd_toggle_lists_stale_ranges(watched, live_server):
     w.after(page.locator("#event-kind").select_option, "cr0_cd")
     assert page.locator("#event-bool").input_value() == "0"  # the toggle: CD 1 -> 0
     stale = page.locator("#zap-stale li")
-    assert [stale.nth(i).get_attribute("data-start") for i in range(stale.count())] == ["0xc0000", "0xfd000000"]
-    assert page.locator('[data-count="stale pages"] b').inner_text() == "4160"
+    assert [stale.nth(i).get_attribute("data-start") for i in range(stale.count())] == ["0xa0000", "0xfd000000"]
+    assert page.locator('[data-count="stale pages"] b').inner_text() == "4192"
     assert page.locator('[data-count="zap calls"] b').inner_text() == "0"
     assert page.locator('#map .lane[data-zap-lane="stale"] .seg').count() == 2
     assert "event=cr0_cd&event_value=0" in page.url
