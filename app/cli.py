@@ -73,27 +73,31 @@ def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
 
 
 def cmd_resolve(args: argparse.Namespace) -> str:
-    from .kvm.eras import get_era
+    from .kvm.eras import ERAS
     from .kvm.resolve import resolve
+    from .kvm.versions import resolve_kernel
     from .render import render_resolve
 
     st = _state(args, "resolve")
-    res = resolve(get_era(st.kernel), st.vm, st.vcpu, st.access)
+    kernel = resolve_kernel(st.kernel)
+    res = resolve(ERAS[kernel.era], st.vm, st.vcpu, st.access, kernel)
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
     return render_resolve(res, st.vm, st.vcpu, permalink.url(st, args.base_url))
 
 
 def cmd_zap(args: argparse.Namespace) -> str:
-    from .kvm.eras import get_era
+    from .kvm.eras import ERAS
+    from .kvm.versions import resolve_kernel
     from .kvm.zap import audit
     from .render import render_zap
 
     st = _state(args, "zap")
     if st.event is None:
         raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write")
-    a = audit(get_era(st.kernel), st.vm, st.vcpu, st.event)
-    return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url))
+    kernel = resolve_kernel(st.kernel)
+    a = audit(ERAS[kernel.era], st.vm, st.vcpu, st.event)
+    return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url), kernel)
 
 
 def cmd_diff(args: argparse.Namespace) -> str:

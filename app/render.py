@@ -135,6 +135,17 @@ def era_header(era: Era, label: str = "Era") -> list[str]:
     return wrap(f"{label} {era.id}: {era.title} (kernels {era.kernels})", "", "  ")
 
 
+def kernel_lines(kernel) -> list[str]:
+    """The kernel version asked for, why it is in its era, and what the version changes
+    inside the era (an app.kvm.versions.KernelInfo; nothing for a bare era id)."""
+    if kernel is None or kernel.version is None:
+        return []
+    out = wrap(f"Kernel {kernel.asked.strip()}: {kernel.why}", "", "  ")
+    for note in kernel.notes:
+        out += wrap(note, "  - ", "    ")
+    return out
+
+
 def _yn(b: bool) -> str:
     return "yes" if b else "no"
 
@@ -190,6 +201,7 @@ def render_resolve(res: Resolution, vm: VmConfig, vcpu: VcpuState, link: str) ->
     era = res.era
     out = title(f"{TOOL}: EPT memory type for guest-physical {res.gpa:#x}")
     out += era_header(era)
+    out += kernel_lines(res.kernel)
     out += section("Scenario")
     out += kv("address", f"{res.gpa:#x}, {'MMIO' if res.is_mmio else 'RAM'} ({res.mmio_source})")
     out += vm_lines(vm)
@@ -246,10 +258,11 @@ def _ranges_rows(name: str, ranges: Sequence[Range]) -> list[list[str]]:
     return rows
 
 
-def render_zap(a: ZapAudit, vm: VmConfig, vcpu: VcpuState, link: str) -> str:
+def render_zap(a: ZapAudit, vm: VmConfig, vcpu: VcpuState, link: str, kernel=None) -> str:
     era = a.era
     out = title(f"{TOOL}: zap audit for one event")
     out += era_header(era)
+    out += kernel_lines(kernel)
     out += kv("Event", a.event.describe(), 7, "")
     out += section("Scenario before the event")
     out += vm_lines(vm)

@@ -72,3 +72,18 @@ def test_eras_fit_72_columns_and_keep_every_word(capsys):
 def test_bad_input_exits_2_with_a_message(capsys, argv, needle):
     rc, out, err = run(capsys, *argv)
     assert rc == 2 and needle in err and out == ""
+
+
+def test_kernel_version_is_answered_for_that_version(capsys):
+    code, out, _ = run(capsys, "resolve", "--kernel", "6.12.78", "--gpa", "0xa0000")
+    assert code == 0
+    assert "Era v6.16:" in out and "Kernel 6.12.78: 6.12.78 carries the stable backport of c9c1e20b4c7d" in out
+    assert "kvm_is_mmio_pfn (6.12.78)" in out
+    code, out, _ = run(capsys, "zap", "--kernel", "6.8.0-45-generic", "--ncdma", "1", "--cd", "1",
+                       "--event", "cr0_cd", "--event-value", "0")
+    assert code == 0 and "Kernel 6.8.0-45-generic: 6.8.0 is in era v6.7" in out
+    assert "distribution suffix '-45-generic' ignored" in out
+    code, out, err = run(capsys, "resolve", "--kernel", "6.12")
+    assert code == 0 and "Kernel 6.12:" in out
+    code, out, err = run(capsys, "resolve", "--kernel", "9.1")
+    assert code == 2 and "outside the modelled versions" in err

@@ -84,7 +84,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
                base_url(request))
     if wants_text(request, fmt):
-        return text(render_zap(a, vm, vcpu, link))
+        return text(render_zap(a, vm, vcpu, link, kernel))
     return json_response(audit_out(a, link, kernel))
 
 
