@@ -102,11 +102,13 @@ def cmd_zap(args: argparse.Namespace) -> str:
 
 def cmd_diff(args: argparse.Namespace) -> str:
     from .analysis import diff_by_id
+    from .kvm.versions import resolve_kernel
     from .render import render_diff
 
-    d = diff_by_id(args.era_a, args.era_b)
+    ka, kb = resolve_kernel(args.era_a, "era_a"), resolve_kernel(args.era_b, "era_b")
+    d = diff_by_id(ka.era, kb.era)
     st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff")
-    return render_diff(d, permalink.url(st, args.base_url))
+    return render_diff(d, permalink.url(st, args.base_url), kernels=(ka, kb))
 
 
 def cmd_replay(args: argparse.Namespace) -> str:

@@ -322,14 +322,16 @@ def _cell(v: object) -> str:
     return str(v)
 
 
-def render_diff(d, link: str, max_groups: int = 40) -> str:
-    """`d` is an app.analysis.EraDiff."""
+def render_diff(d, link: str, max_groups: int = 40, kernels=(None, None)) -> str:
+    """`d` is an app.analysis.EraDiff; `kernels` the KernelInfo of what A and B named."""
     from .analysis import group_rows
 
     a, b = d.a, d.b
     out = title(f"{TOOL}: era diff {a.id} -> {b.id}")
     out += era_header(a, "A")
+    out += kernel_lines(kernels[0])
     out += era_header(b, "B")
+    out += kernel_lines(kernels[1])
     skipped = sum(d.skipped.values())
     counts = d.counts
     out += section("Summary")

@@ -40,3 +40,16 @@ def test_diff_sides_take_versions():
     by_era = client.post("/api/v1/diff", json={"a": "v4.2", "b": "v6.7"}).json()
     assert by_version["counts"] == by_era["counts"]
     assert (by_version["a"]["id"], by_version["b"]["id"]) == ("v4.2", "v6.7")
+
+
+def test_diff_names_the_kernels_asked():
+    r = client.post("/api/v1/diff", json={"a": "6.6", "b": "6.12.78", "limit": 0})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert (j["a"]["id"], j["b"]["id"]) == ("v4.2", "v6.16")
+    assert j["kernel_a"]["version"] == "6.6" and j["kernel_b"]["asked"] == "6.12.78"
+    assert "c9c1e20b4c7d" in j["kernel_b"]["why"]
+    r = client.post("/api/v1/diff", json={"a": "v4.2", "b": "v6.7", "limit": 0})
+    assert r.json()["kernel_a"]["version"] is None
+    r = client.post("/api/v1/diff?format=text", json={"a": "6.6", "b": "6.12.78"})
+    assert "Kernel 6.12.78: 6.12.78 carries the stable backport" in r.text

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..analysis import diff_by_id, group_rows
-from ..kvm.eras import get_era
+from ..kvm.versions import resolve_kernel
 from ..permalink import LinkState, url
 from ..render import render_diff
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
-from .convert import core_errors, ept_type_out, era_out
+from .convert import core_errors, ept_type_out, era_out, kernel_out
 from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
@@ -25,7 +25,8 @@ def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
     d = diff_by_id(a, b)
     rows = d.rows[:limit]
     return s.DiffResponse(
-        a=era_out(d.a), b=era_out(d.b), total_states=d.total_states, compared=d.compared,
+        a=era_out(d.a), b=era_out(d.b), kernel_a=kernel_out(resolve_kernel(a)), kernel_b=kernel_out(resolve_kernel(b)),
+        total_states=d.total_states, compared=d.compared,
         counts=d.counts, skipped=dict(d.skipped),
         groups=[s.DiffGroupOut(
             pattern=g.pattern, count=g.count, ept_a=ept_type_out(*g.ept_a), ept_b=ept_type_out(*g.ept_b),
@@ -56,9 +57,9 @@ def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None)
     the rows grouped with '*' for dimensions that do not matter. States an era cannot have
     are skipped and counted."""
     with core_errors():
-        get_era(req.a, "a")
-        get_era(req.b, "b")
+        ka, kb = resolve_kernel(req.a, "a"), resolve_kernel(req.b, "b")
     link = url(LinkState(req.a, vs=req.b, view="diff"), base_url(request))
     if wants_text(request, fmt):
-        return text(render_diff(diff_by_id(req.a, req.b), link))
-    return json_response(_diff_body(req.a, req.b, req.limit).model_copy(update={"permalink": link}))
+        return text(render_diff(diff_by_id(ka.era, kb.era), link, kernels=(ka, kb)))
+    return json_response(_diff_body(ka.era, kb.era, req.limit).model_copy(
+        update={"permalink": link, "kernel_a": kernel_out(ka), "kernel_b": kernel_out(kb)}))

@@ -630,6 +630,8 @@ class DiffGroupOut(Out):
 class DiffResponse(Out):
     a: EraOut
     b: EraOut
+    kernel_a: KernelOut = Field(description="what `a` named: an era id or a kernel version, and its era")
+    kernel_b: KernelOut = Field(description="what `b` named")
     total_states: int
     compared: int
     counts: dict[str, int] = Field(description="differ, weaker, stronger, incomparable, ept_only")
