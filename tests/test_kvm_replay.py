@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 

@@ -10,6 +10,8 @@ typical NPT leaf "WT"). Expected values are worked out bit by bit in the comment
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.kvm.eras import ERAS
 from app.kvm.scenario import VcpuState, VmConfig
@@ -360,9 +362,6 @@ def test_era_answers_equal_the_resolver_page_by_page(layout, nc_dma):
 
 
 # -- anything pasted: an answer or a MemTypeError naming the line, nothing else ------------
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 _hex = st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:x}")
 _small_hex = st.integers(0, (1 << 44) - 1).map(lambda v: f"{v:x}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..x86.memtype import MemTypeError
 from . import series_v3, v4_2, v6_7, v6_11, v6_16
 from .era import Era
 
