@@ -229,6 +229,7 @@ def test_layout_equals_the_per_memslot_segments_layout(mm, mtrr, cd, ncdma, has_
         lay = ept_runs.Layouts(era, vm)
         for a, b in ((0, 0x100000), (0xA0000, 0xC1000), (GiB, 8 * GiB), (0x80000000, 0x100000000), (3 * GiB, 3 * GiB + 0x1000)):
             assert lay.runs(vcpu, a, b) == ept_runs.clip(whole, a, b)
+            assert lay.keyed(vcpu, lay.cells.cells(mtrr if era.reads_guest_mtrrs else None, a, b)) == ept_runs.clip(whole, a, b)
             assert ept_runs.clip_sorted(whole, a, b) == ept_runs.clip(whole, a, b)
 
 
@@ -259,6 +260,7 @@ def test_replay_equals_reference_with_every_memo_squeezed(trace):
         mp.setattr(rp, "TABLE_LIMIT", 2)
         mp.setattr(rp, "LAYOUT_CACHE", 1)
         mp.setattr(rp, "REGION_CACHE", 1)
+        mp.setattr(rp, "WINDOW_CACHE", 1)
         mp.setattr(ept_runs, "MEMO_LIMIT", 1)
         mp.setattr(rp, "MAX_CALL_RECORDS", 3)
         got = rp.replay_all(trace)

@@ -138,41 +138,42 @@ def splice(runs: list[Run], a: int, b: int, new: Sequence[Run]) -> None:
     runs[max(i - 1, 0):j + 1] = merge_runs(rep)
 
 
-class Layouts:
-    """The runs of one era on one VM, for any vCPU state, over any window (see module doc).
+class Cells:
+    """A VM's mapped pages cut at memslot edges and, for an MTRR state, where KVM's lookup
+    may change; each cell carries its `kvm_lookup` (or None when no MTRRs are asked for).
 
-    `runs(vcpu, a, b)` equals `clip(layout(era, vm, vcpu), a, b)`; its memos only save work.
+    Era-independent: the memory map, MAXPHYADDR and the guest CPUID bit are the same for
+    every VM config a trace passes through (events change only nc-DMA), so one `Cells`
+    serves every era of a replay (see the module doc for why the walk memo is exact).
     """
 
-    def __init__(self, era: Era, vm: VmConfig) -> None:
-        self.era, self.vm = era, vm
-        self.reads = era.reads_guest_mtrrs
+    def __init__(self, vm: VmConfig) -> None:
+        self.maxphyaddr, self.guest_has_mtrr = vm.maxphyaddr, vm.guest_has_mtrr
         self.slots = [(r.start, r.end, r.kind == MMIO) for r in sorted(vm.memory_map, key=lambda m: m.start)]
+        self.lo = self.slots[0][0] if self.slots else 0
+        self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
-        self._keys: dict[tuple, int] = {}
 
-    def _memo(self, memo: dict, k: tuple, make) -> object:
-        if len(memo) >= MEMO_LIMIT:
-            memo.clear()
-        r = memo[k] = make()
+    def _remember(self, k: tuple, r: object) -> object:
+        if len(self._walks) >= MEMO_LIMIT:
+            self._walks.clear()
+        self._walks[k] = r
         return r
 
     def _walk(self, k: tuple, mtrr: MtrrState, gpa: int) -> Lookup:
         r = self._walks.get(k)
         if r is None:
-            vm = self.vm
-            r = self._memo(self._walks, k, lambda: kvm_lookup(mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr))
+            r = self._remember(k, kvm_lookup(mtrr, gpa, self.maxphyaddr, self.guest_has_mtrr))
         return r  # type: ignore[return-value]
 
     def _fixed(self, slot: int, mtrr: MtrrState) -> tuple[Lookup, ...]:
         """The lookups of the 8 sub-ranges of one fixed MSR (each depends on its byte only)."""
-        value = mtrr.fixed[slot]
-        k = ("fixed", slot, value)
+        k = ("fixed", slot, mtrr.fixed[slot])
         r = self._walks.get(k)
         if r is None:
-            vm, f = self.vm, FIXED_MSRS[slot]
-            r = self._memo(self._walks, k, lambda: tuple(
-                kvm_lookup(mtrr, f.start + n * f.unit, vm.maxphyaddr, vm.guest_has_mtrr) for n in range(8)))
+            f = FIXED_MSRS[slot]
+            r = self._remember(k, tuple(kvm_lookup(mtrr, f.start + n * f.unit, self.maxphyaddr, self.guest_has_mtrr)
+                                        for n in range(8)))
         return r  # type: ignore[return-value]
 
     def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
@@ -199,20 +200,26 @@ class Layouts:
             pos = ONE_MIB
             if pos >= b:
                 return out
-        maxphy = self.vm.maxphyaddr
+        maxphy = self.maxphyaddr
         var = mtrr.variable
         ranges = []
         cuts = {pos, b}
         for n in kvm_var_order(mtrr):
             p = var[n]
             s, e = p.kvm_range(maxphy)
-            ranges.append((s, e, p.type))
+            if s < b and e > pos:
+                ranges.append((s, e, p.base & 0xFF))
             if pos < s < b:
                 cuts.add(s)
             if e > s and pos < e < b:
                 cuts.add(e)
-        pts = sorted(cuts)
         dt = mtrr.def_type & 0xFF
+        if len(cuts) == 2:
+            page = pos & ~(PAGE - 1)
+            seen = tuple(t for rs, re_, t in ranges if rs < page + PAGE and re_ > page)
+            out.append((pos, b, self._walk(("var", dt, seen), mtrr, pos)))
+            return out
+        pts = sorted(cuts)
         for s, e in zip(pts, pts[1:]):
             page = s & ~(PAGE - 1)
             top = page + PAGE
@@ -224,50 +231,72 @@ class Layouts:
                 out.append((s, e, lk))
         return out
 
-    def key_of(self, vcpu: VcpuState, is_mmio: bool, lk: Lookup | None, gpa: int) -> int:
-        """The run key `vmx_get_mt_mask()` gives a page with this guest MTRR lookup."""
-        k = (vcpu.cr0_cd, is_mmio, None if lk is None else lk.type)
-        r = self._keys.get(k)
-        if r is None:
-            era, vm = self.era, self.vm
-            r = self._memo(self._keys, k, lambda: key(*_mask(era, vm, vcpu, gpa, is_mmio, lk)))
-        return r  # type: ignore[return-value]
-
-    def runs(self, vcpu: VcpuState, a: int, b: int) -> list[Run]:
-        """The layout of `vcpu` inside [a, b), merged."""
+    def cells(self, mtrr: MtrrState | None, a: int, b: int) -> list[tuple[int, int, bool, Lookup | None]]:
+        """The cells inside [a, b): (start, end, is_mmio, lookup); lookup None without `mtrr`."""
         slots = self.slots
         i, j = bisect_right(slots, a, key=END), bisect_left(slots, b, key=START)
-        out: list[Run] = []
         if i >= j:
-            return out
-        if not self.reads:
-            for s, e, mm in slots[i:j]:
-                s, e = max(s, a), min(e, b)
-                k = self.key_of(vcpu, mm, None, s)
-                if out and out[-1][1] == s and out[-1][2] == k:
-                    out[-1] = (out[-1][0], e, k)
-                else:
-                    out.append((s, e, k))
-            return out
-        types = self.mtrr_types(vcpu.mtrr, max(a, slots[i][0]), min(b, slots[j - 1][1]))
+            return []
+        if mtrr is None:
+            return [(max(s, a), min(e, b), mm, None) for s, e, mm in slots[i:j]]
+        types = self.mtrr_types(mtrr, max(a, slots[i][0]), min(b, slots[j - 1][1]))
+        out: list[tuple[int, int, bool, Lookup | None]] = []
         t = 0
         for s, e, mm in slots[i:j]:
-            s, e = max(s, a), min(e, b)
+            if s < a:
+                s = a
+            if e > b:
+                e = b
             while types[t][1] <= s:
                 t += 1
             while True:
                 ts, te, lk = types[t]
-                ps = ts if ts > s else s
-                pe = te if te < e else e
-                k = self.key_of(vcpu, mm, lk, ps)
-                if out and out[-1][1] == ps and out[-1][2] == k:
-                    out[-1] = (out[-1][0], pe, k)
-                else:
-                    out.append((ps, pe, k))
+                out.append((ts if ts > s else s, te if te < e else e, mm, lk))
                 if te >= e:
                     break
                 t += 1
         return out
+
+
+class Layouts:
+    """The runs of one era on one VM, for any vCPU state, over any window (see module doc).
+
+    `runs(vcpu, a, b)` equals `clip(layout(era, vm, vcpu), a, b)`; its memos only save work.
+    """
+
+    def __init__(self, era: Era, vm: VmConfig, cells: Cells | None = None) -> None:
+        self.era, self.vm = era, vm
+        self.reads = era.reads_guest_mtrrs
+        self.cells = cells or Cells(vm)
+        self._keys: dict[tuple, int] = {}
+
+    def _key(self, vcpu: VcpuState, is_mmio: bool, lk: Lookup | None, gpa: int) -> int:
+        """The run key `vmx_get_mt_mask()` gives a page with this guest MTRR lookup."""
+        k = (vcpu.cr0_cd, is_mmio, None if lk is None else lk.type)
+        r = self._keys.get(k)
+        if r is None:
+            if len(self._keys) >= MEMO_LIMIT:
+                self._keys.clear()
+            r = self._keys[k] = key(*_mask(self.era, self.vm, vcpu, gpa, is_mmio, lk))
+        return r
+
+    def keyed(self, vcpu: VcpuState, cells: Sequence[tuple[int, int, bool, Lookup | None]]) -> list[Run]:
+        """`cells` (of `vcpu`'s MTRRs when the era reads them) as merged runs."""
+        out: list[Run] = []
+        keys, cd = self._keys, vcpu.cr0_cd
+        for s, e, mm, lk in cells:
+            k = keys.get((cd, mm, None if lk is None else lk.type))
+            if k is None:
+                k = self._key(vcpu, mm, lk, s)
+            if out and out[-1][1] == s and out[-1][2] == k:
+                out[-1] = (out[-1][0], e, k)
+            else:
+                out.append((s, e, k))
+        return out
+
+    def runs(self, vcpu: VcpuState, a: int, b: int) -> list[Run]:
+        """The layout of `vcpu` inside [a, b), merged."""
+        return self.keyed(vcpu, self.cells.cells(vcpu.mtrr if self.reads else None, a, b))
 
 
 def _mask(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lk: Lookup | None) -> tuple[MemType, bool]:

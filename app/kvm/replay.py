@@ -54,7 +54,7 @@ from ..x86.memtype import MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .era import Era, ZapInput
-from .ept_runs import END, START, Layouts, Range, Run, agree, clip, clip_sorted, decode_key, layout, pieces, splice, window
+from .ept_runs import END, START, Cells, Layouts, Range, Run, agree, clip, clip_sorted, decode_key, layout, pieces, splice, window
 from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
@@ -241,6 +241,8 @@ LAYOUT_CACHE = 64
 """Whole layouts (one per VM config and fingerprint) an era keeps, least recently used out."""
 REGION_CACHE = 256
 """Layout windows (fingerprint, zap range) an era keeps, least recently used out."""
+WINDOW_CACHE = 64
+"""MTRR cell windows (MTRR state, range) the eras of one replay share, least recently used out."""
 
 
 def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
@@ -272,12 +274,14 @@ class _Walk:
     def __init__(self, trace: Trace) -> None:
         self.vms: list[VmConfig] = [trace.vm]
         self.vm_ids: dict[VmConfig, int] = {trace.vm: 0}
+        self.cell_maker = Cells(trace.vm)
         self.reset([trace.initial] * trace.vcpus)
 
     def reset(self, current: list[VcpuState]) -> None:
         self.states: list[VcpuState] = []
         self.sid_of: dict[VcpuState, int] = {}
-        self.fps: list[tuple[int, int]] = []       # per state: fingerprint ids (MTRR-reading eras, others)
+        self.fps: list[tuple[int, int, int]] = []  # per state: ids of (CD, MTRRs), (CD,), MTRRs
+        self.windows: dict[tuple, list] = {}
         self.fp_ids: dict[tuple, int] = {}
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
@@ -291,8 +295,18 @@ class _Walk:
             self.states.append(st)
             fp_ids = self.fp_ids
             self.fps.append((fp_ids.setdefault((st.cr0_cd, st.mtrr), len(fp_ids)),
-                             fp_ids.setdefault((st.cr0_cd,), len(fp_ids))))
+                             fp_ids.setdefault((st.cr0_cd,), len(fp_ids)),
+                             fp_ids.setdefault(st.mtrr, len(fp_ids))))
         return sid
+
+    def cells(self, sid: int | None, a: int, b: int) -> list:
+        """The cells (`ept_runs.Cells`) of state `sid`'s MTRRs inside [a, b), or of the
+        memslots alone for `sid` None; shared by every era of the replay (LRU cached)."""
+        if sid is None:
+            return self.cell_maker.cells(None, a, b)
+        mtrr = self.states[sid].mtrr
+        return _lru_get(self.windows, (self.fps[sid][2], a, b),  # type: ignore[return-value]
+                        lambda: self.cell_maker.cells(mtrr, a, b), WINDOW_CACHE)
 
     def step(self, i: int, te: TraceEvent, vid: int) -> int:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
@@ -348,17 +362,19 @@ class _EraReplay:
     def _lay(self, vid: int) -> Layouts:
         lay = self.lays.get(vid)
         if lay is None:
-            lay = self.lays[vid] = Layouts(self.era, self.walk.vms[vid])
+            lay = self.lays[vid] = Layouts(self.era, self.walk.vms[vid], self.walk.cell_maker)
         return lay
+
+    def _runs(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
+        return self._lay(vid).keyed(self.walk.states[sid], self.walk.cells(sid if self.reads else None, a, b))
 
     def _fp(self, sid: int) -> int:
         return self.walk.fps[sid][0 if self.reads else 1]
 
     def full(self, vid: int, sid: int) -> tuple[Run, ...]:
         """The whole layout the vCPU state `sid` faults on VM config `vid` (cached)."""
-        st = self.walk.states[sid]
         return _lru_get(self.layouts, (vid, self._fp(sid)),  # type: ignore[return-value]
-                        lambda: tuple(self._lay(vid).runs(st, self.lo, self.hi)), LAYOUT_CACHE)
+                        lambda: tuple(self._runs(vid, sid, self.lo, self.hi)), LAYOUT_CACHE)
 
     def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
@@ -367,9 +383,8 @@ class _EraReplay:
         whole = self.layouts.get((vid, fp))
         if whole is not None:
             return clip_sorted(whole, a, b)
-        st = self.walk.states[sid]
         return _lru_get(self.regions, (vid, fp, a, b),  # type: ignore[return-value]
-                        lambda: self._lay(vid).runs(st, a, b), REGION_CACHE)
+                        lambda: self._runs(vid, sid, a, b), REGION_CACHE)
 
     def decide(self, i: int, te: TraceEvent, tid: int) -> tuple | None:
         walk = self.walk
