@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
-    FIXED_MSRS, FIXED_RANGES, ONE_MIB, PAGE, Lookup, MtrrState, fixed_index, kvm_lookup, kvm_var_order,
+    FIXED_MSRS, FIXED_RANGES, ONE_MIB, PAGE, Lookup, MtrrState, VarMtrr, fixed_index, kvm_lookup, kvm_var_order,
 )
 from .era import Era
 from .resolve import fault_for
@@ -43,6 +43,8 @@ Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 
 START = itemgetter(0)
 END = itemgetter(1)
+FIXED_SLOT_OF = tuple(r.index >> 3 for r in FIXED_RANGES)
+"""The fixed MSR (index into FIXED_MSRS) of each of the 88 fixed sub-ranges."""
 MEMO_LIMIT = 4096
 """Entries a `Layouts` memo holds before it starts again (walk keys are few in practice)."""
 
@@ -153,6 +155,9 @@ class Cells:
         self.lo = self.slots[0][0] if self.slots else 0
         self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
+        # VarMtrr.kvm_range by pair object: a write changes one pair and keeps the other
+        # objects; each entry holds its pair, so the id stays that pair's
+        self._ranges: dict[int, tuple[VarMtrr, int, int]] = {}
 
     def _remember(self, k: tuple, r: object) -> object:
         if len(self._walks) >= MEMO_LIMIT:
@@ -166,14 +171,22 @@ class Cells:
             r = self._remember(k, kvm_lookup(mtrr, gpa, self.maxphyaddr, self.guest_has_mtrr))
         return r  # type: ignore[return-value]
 
-    def _fixed(self, slot: int, mtrr: MtrrState) -> tuple[Lookup, ...]:
-        """The lookups of the 8 sub-ranges of one fixed MSR (each depends on its byte only)."""
+    def _fixed(self, slot: int, mtrr: MtrrState) -> list[tuple[int, int, Lookup]]:
+        """One fixed MSR's window as pieces of one lookup each: every sub-range's lookup
+        depends on its own type byte only, so the pieces depend on the MSR value only."""
         k = ("fixed", slot, mtrr.fixed[slot])
         r = self._walks.get(k)
         if r is None:
             f = FIXED_MSRS[slot]
-            r = self._remember(k, tuple(kvm_lookup(mtrr, f.start + n * f.unit, self.maxphyaddr, self.guest_has_mtrr)
-                                        for n in range(8)))
+            out: list[tuple[int, int, Lookup]] = []
+            for n in range(8):
+                s = f.start + n * f.unit
+                lk = self._walk(("fixed-type", mtrr.fixed_type(slot * 8 + n)), mtrr, s)
+                if out and out[-1][2] is lk:
+                    out[-1] = (out[-1][0], s + f.unit, lk)
+                else:
+                    out.append((s, s + f.unit, lk))
+            r = self._remember(k, out)
         return r  # type: ignore[return-value]
 
     def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
@@ -187,26 +200,34 @@ class Cells:
         out: list[tuple[int, int, Lookup]] = []
         pos = a
         if mtrr.fixed_enabled and a < ONE_MIB:
-            i = fixed_index(a)
-            while i < len(FIXED_RANGES) and FIXED_RANGES[i].start < b:
-                fr = FIXED_RANGES[i]
-                lk = self._fixed(i >> 3, mtrr)[i & 7]
-                s, e = max(fr.start, a), min(fr.end, b)
-                if out and out[-1][2] is lk:
-                    out[-1] = (out[-1][0], e, lk)
-                else:
-                    out.append((s, e, lk))
-                i += 1
+            for slot in range(FIXED_SLOT_OF[fixed_index(a)], len(FIXED_MSRS)):
+                if FIXED_MSRS[slot].start >= b:
+                    break
+                for s, e, lk in self._fixed(slot, mtrr):
+                    if e <= a:
+                        continue
+                    if s >= b:
+                        break
+                    s, e = max(s, a), min(e, b)
+                    if out and out[-1][2] is lk:
+                        out[-1] = (out[-1][0], e, lk)
+                    else:
+                        out.append((s, e, lk))
             pos = ONE_MIB
             if pos >= b:
                 return out
-        maxphy = self.maxphyaddr
         var = mtrr.variable
         ranges = []
         cuts = {pos, b}
+        known = self._ranges
         for n in kvm_var_order(mtrr):
             p = var[n]
-            s, e = p.kvm_range(maxphy)
+            r = known.get(id(p))
+            if r is None or r[0] is not p:
+                if len(known) >= MEMO_LIMIT:
+                    known.clear()
+                r = known[id(p)] = (p, *p.kvm_range(self.maxphyaddr))
+            _, s, e = r
             if s < b and e > pos:
                 ranges.append((s, e, p.base & 0xFF))
             if pos < s < b:

@@ -51,8 +51,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from ..x86.memtype import MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
-from ..x86.pat import MSR_IA32_PAT
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, is_mtrr_msr
+from ..x86.pat import MSR_IA32_PAT, Pat
 from .era import Era, ZapInput
 from .ept_runs import END, START, Cells, Layouts, Range, Run, agree, clip, clip_sorted, decode_key, layout, pieces, splice, window
 from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
@@ -279,24 +279,34 @@ class _Walk:
 
     def reset(self, current: list[VcpuState]) -> None:
         self.states: list[VcpuState] = []
-        self.sid_of: dict[VcpuState, int] = {}
-        self.fps: list[tuple[int, int, int]] = []  # per state: ids of (CD, MTRRs), (CD,), MTRRs
+        self.sid_of: dict[tuple, int] = {}
+        self.mtrr_ids: dict[MtrrState, int] = {}
+        self.pat_ids: dict[Pat, int] = {}
+        self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
+        # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
+        # others (CD), and its MTRRs' id
+        self.fps: list[tuple[int, int, int]] = []
         self.windows: dict[tuple, list] = {}
-        self.fp_ids: dict[tuple, int] = {}
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.generation = getattr(self, "generation", -1) + 1
         self.cur = [self.intern(st) for st in current]
 
     def intern(self, st: VcpuState) -> int:
-        sid = self.sid_of.get(st)
+        """The id of a state equal to `st` (its MTRRs hashed once, then known by their id)."""
+        mid = self.mtrr_ids.get(st.mtrr)
+        if mid is None:
+            mid = self.mtrr_ids[st.mtrr] = len(self.mtrr_ids)
+        pat = st.pat
+        seen = self.pat_by_obj.get(id(pat))  # (the object, its id): it stays alive, so does its id()
+        if seen is None or seen[0] is not pat:
+            seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
+        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, seen[1], mid)
+        sid = self.sid_of.get(k)
         if sid is None:
-            sid = self.sid_of[st] = len(self.states)
+            sid = self.sid_of[k] = len(self.states)
             self.states.append(st)
-            fp_ids = self.fp_ids
-            self.fps.append((fp_ids.setdefault((st.cr0_cd, st.mtrr), len(fp_ids)),
-                             fp_ids.setdefault((st.cr0_cd,), len(fp_ids)),
-                             fp_ids.setdefault(st.mtrr, len(fp_ids))))
+            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid))
         return sid
 
     def cells(self, sid: int | None, a: int, b: int) -> list:
@@ -419,7 +429,10 @@ class _EraReplay:
         for a, b in calls:
             if b <= a:
                 self.empty_calls += 1
-                self._record(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                if len(self.records) < MAX_CALL_RECORDS:
+                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                else:
+                    self.truncated = True
                 continue
             region: list[Run] | None = None
             for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
@@ -458,13 +471,10 @@ class _EraReplay:
                 self.excess_pages += same
                 self.calls_cd += cd
                 self.dups += dup
-                self._record(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
-
-    def _record(self, rec: ZapCallRecord) -> None:
-        if len(self.records) < MAX_CALL_RECORDS:
-            self.records.append(rec)
-        else:
-            self.truncated = True
+                if len(self.records) < MAX_CALL_RECORDS:
+                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
+                else:
+                    self.truncated = True
 
     def result(self, vid: int) -> ReplayResult:
         walk, trace, total = self.walk, self.trace, self.total
