@@ -41,6 +41,7 @@ from .scenario import MMIO, VcpuState, VmConfig
 Range = tuple[int, int]
 Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 
+_INF = float("inf")
 START = itemgetter(0)
 END = itemgetter(1)
 FIXED_SLOT_OF = tuple(r.index >> 3 for r in FIXED_RANGES)
@@ -71,8 +72,12 @@ def clip(runs: Iterable[Run], a: int, b: int) -> list[Run]:
 
 
 def window(runs: Sequence[Run], a: int, b: int) -> tuple[int, int]:
-    """Indices [i, j) of the runs of a sorted list that overlap [a, b), by bisection."""
-    return bisect_right(runs, a, key=END), bisect_left(runs, b, key=START)
+    """Indices [i, j) of the runs of a sorted list that overlap [a, b), by bisection
+    (on the tuples themselves: runs are disjoint, so they sort by start)."""
+    i = bisect_right(runs, (a, _INF))
+    if i and runs[i - 1][1] > a:
+        i -= 1
+    return i, bisect_left(runs, (b,))
 
 
 def clip_sorted(runs: Sequence[Run], a: int, b: int) -> list[Run]:

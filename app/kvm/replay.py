@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from ..x86.memtype import MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, is_mtrr_msr
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .era import Era, ZapInput
 from .ept_runs import END, START, Cells, Layouts, Range, Run, agree, clip, clip_sorted, decode_key, layout, pieces, splice, window
@@ -280,7 +280,11 @@ class _Walk:
     def reset(self, current: list[VcpuState]) -> None:
         self.states: list[VcpuState] = []
         self.sid_of: dict[tuple, int] = {}
-        self.mtrr_ids: dict[MtrrState, int] = {}
+        # MTRR states by value, hashed cheaply: pairs are interned one by one, by object
+        # first (a write keeps the other seven objects), by value on a miss
+        self.mtrr_ids: dict[tuple, int] = {}
+        self.pair_ids: dict[VarMtrr, int] = {}
+        self.pair_by_obj: dict[int, tuple[VarMtrr, int]] = {}
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
@@ -289,14 +293,24 @@ class _Walk:
         self.windows: dict[tuple, list] = {}
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
+        self.inputs: dict[int, ZapInput] = {}  # the newest transitions' zap inputs, for the eras
         self.generation = getattr(self, "generation", -1) + 1
         self.cur = [self.intern(st) for st in current]
 
     def intern(self, st: VcpuState) -> int:
         """The id of a state equal to `st` (its MTRRs hashed once, then known by their id)."""
-        mid = self.mtrr_ids.get(st.mtrr)
+        mtrr = st.mtrr
+        pairs = self.pair_by_obj
+        ids = []
+        for p in mtrr.variable:
+            seen_p = pairs.get(id(p))
+            if seen_p is None or seen_p[0] is not p:
+                seen_p = pairs[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
+            ids.append(seen_p[1])
+        mk = (mtrr.def_type, mtrr.fixed, tuple(ids))
+        mid = self.mtrr_ids.get(mk)
         if mid is None:
-            mid = self.mtrr_ids[st.mtrr] = len(self.mtrr_ids)
+            mid = self.mtrr_ids[mk] = len(self.mtrr_ids)
         pat = st.pat
         seen = self.pat_by_obj.get(id(pat))  # (the object, its id): it stays alive, so does its id()
         if seen is None or seen[0] is not pat:
@@ -341,6 +355,7 @@ class _Walk:
                     self.vms.append(vm_after)
             tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, self.cur[v], vid_after, self.intern(after)))
+            self.inputs[tid] = ZapInput(vm, before, vm_after, after, ev)
         self.cur[v] = self.edges[tid][3]
         return tid
 
@@ -405,13 +420,13 @@ class _EraReplay:
         if tid < len(self.decisions):
             return self.decisions[tid]
         vid, sid, vid_after, sid_after = walk.edges[tid]
-        vm, vm_after = walk.vms[vid], walk.vms[vid_after]
+        vm_after = walk.vms[vid_after]
         if vid_after != vid or te.event.kind == NONCOHERENT_DMA:
             try:
                 self.era.check_vm(vm_after)
             except MemTypeError as err:
                 raise _event_error(i, te, err) from None
-        d = self.era.zap(ZapInput(vm, walk.states[sid], vm_after, walk.states[sid_after], te.event))
+        d = self.era.zap(walk.inputs[tid])
         out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
         self.decisions.append(out)
         return out
@@ -507,6 +522,8 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     runs = [_EraReplay(era, trace, walk) for era in eras]
     vid = 0
     for i, te in enumerate(trace.events):
+        if walk.inputs:
+            walk.inputs.clear()
         tid = walk.step(i, te, vid)
         gen = walk.generation
         for r in runs:
