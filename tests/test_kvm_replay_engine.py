@@ -26,7 +26,16 @@ from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state, seabios_state
 from app.kvm.resolve import mask_at
 from app.kvm.scenario import (
-    CR0_CD, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM, Event, MemRange, VcpuState, VmConfig,
+    CR0_CD,
+    MMIO,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    RAM,
+    Event,
+    MemRange,
+    VcpuState,
+    VmConfig,
     apply_event,
 )
 from app.x86.memtype import MemTypeError
@@ -309,3 +318,28 @@ def test_boot_generator_refused_before_generating(monkeypatch):
     assert len(rp.boot_trace("seabios", 3, max_events=n).events) == n
     with pytest.raises(MemTypeError):
         rp.boot_trace("seabios", 3, max_events=n - 1)
+
+
+def test_adversarial_64_memslots_equals_reference():
+    # Issue 9 §4's adversarial shape, small: 64 memslots (128 MiB every 256 MiB, every 8th
+    # MMIO), MTRRs on with 8 valid pairs, every event a new PHYSBASE or PHYSMASK on 2 vCPUs.
+    # Pair 0 starts at 0, so its mask writes zap windows that hold the fixed ranges too.
+    mm = tuple(MemRange(i << 28, (i << 28) + (1 << 27), MMIO if i % 8 == 7 else RAM) for i in range(64))
+    pairs = tuple(VarMtrr(k << 31, _mask(1 << 26)) for k in range(8))
+    initial = VcpuState(mtrr=MtrrState(0xC06, (0x0606060606060606,) * 11, pairs))
+    evs = []
+    for i in range(48):
+        n = (i * 5) % 8
+        if i % 2:
+            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, ((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5],
+                                                  0x200 + 2 * n)))
+        else:
+            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, _mask(1 << (21 + i % 13)), 0x201 + 2 * n)))
+    trace = rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), 2, tuple(evs), initial)
+    got = rp.replay_all(trace)
+    for era in ERAS.values():
+        want = ref_replay(era, trace)
+        assert got[era.id] == want
+    # Every write zaps its pair's new range in the eras that honour guest MTRRs.
+    assert got["v4.2"].zap_calls == got["v6.7"].zap_calls == 48
+    assert got["series-v3"].zap_calls > 48 and got["v6.16"].zap_calls == 0

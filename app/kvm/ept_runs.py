@@ -32,7 +32,16 @@ from typing import Iterable, Iterator, Sequence
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
-    FIXED_MSRS, FIXED_RANGES, ONE_MIB, PAGE, Lookup, MtrrState, VarMtrr, fixed_index, kvm_lookup, kvm_var_order,
+    FIXED_MSRS,
+    FIXED_RANGES,
+    ONE_MIB,
+    PAGE,
+    Lookup,
+    MtrrState,
+    VarMtrr,
+    fixed_index,
+    kvm_lookup,
+    kvm_var_order,
 )
 from .era import Era
 from .resolve import fault_for

@@ -37,10 +37,28 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 * At the end: stale pages are mapped pages whose entry differs from what vCPU 0's final
   state computes (and `per_vcpu_stale` the same against every vCPU's final state).
 
-Speed: the (memtype, IPAT) layout a vCPU state produces depends only on the VM config, CR0.CD
-and, for eras that read them, the MTRRs (see `resolve.fault_for`); it is cached per such
-fingerprint (`ept_runs.layout`, shared with the zap audit), and compared run by
-run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per era.
+Speed (issue 9 §4): an event costs what it touches, not the whole layout.
+
+* `replay_all` walks the trace once for every era (`_Walk`): vCPU states are interned (equal
+  states share an id; MTRR pairs are interned one by one, so a write hashes one pair), and a
+  transition (VM config, state, event) -> (VM config, state) is worked out by
+  `scenario.apply_event` once and then looked up, as is each era's `era.zap()` decision for
+  it. A boot that drives every vCPU through the same writes pays for the first vCPU only.
+* A zap over [a, b) that is not everything needs the faulting vCPU's layout inside [a, b)
+  only: it is clipped from the whole layout when that is cached, else computed for the
+  window alone (`ept_runs.Cells`/`Layouts`: the memslots and MTRR cut points inside it), and
+  the EPT is compared and spliced in place inside the window (`ept_runs.window`/`splice`).
+* Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
+  the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
+  others (see `resolve.fault_for`).
+* Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
+  the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
+  recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
+  answer: tests/test_kvm_replay_engine.py compares every field of every result with the
+  previous, straightforward engine on random traces, also with every bound squeezed to 1.
+
+`replay(era, trace)` is `replay_all` over one era; replaying several eras of one trace with
+`replay_all` shares the walk (the vCPU states and the MTRR cells of each zap window).
 """
 
 from __future__ import annotations
@@ -53,12 +71,41 @@ from typing import Callable, Iterable, Sequence
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
+from .boot import (
+    FIRMWARE_PASSES,
+    RESET_STATE,
+    SOURCES,
+    Machine,
+    boot_steps,
+    boot_vm,
+    qemu_host_writes,
+)
+from .ept_runs import (
+    END,
+    START,
+    Cells,
+    Layouts,
+    Range,
+    Run,
+    agree,
+    clip_sorted,
+    decode_key,
+    layout,
+    pieces,
+    splice,
+    window,
+)
 from .era import Era, ZapInput
-from .ept_runs import END, START, Cells, Layouts, Range, Run, agree, clip, clip_sorted, decode_key, layout, pieces, splice, window
-from .boot import FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
-    CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
+    CR0_CD,
+    EVENT_KINDS,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    Event,
+    VcpuState,
+    VmConfig,
     apply_event,
 )
 
@@ -419,7 +466,7 @@ class _EraReplay:
             self.regions.clear()
         if tid < len(self.decisions):
             return self.decisions[tid]
-        vid, sid, vid_after, sid_after = walk.edges[tid]
+        vid, _, vid_after, sid_after = walk.edges[tid]
         vm_after = walk.vms[vid_after]
         if vid_after != vid or te.event.kind == NONCOHERENT_DMA:
             try:
