@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
@@ -298,13 +299,15 @@ def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
     return MemTypeError(f"events[{i}]{sub}", f"{err.message}{where}", err.rule)
 
 
-def _lru_get(cache: dict, k: object, make: Callable[[], object], limit: int) -> object:
-    r = cache.pop(k, None)
+def _lru_get(cache: OrderedDict, k: object, make: Callable[[], object], limit: int) -> object:
+    """cache[k], made by `make()` when absent; at most `limit` entries, least recently used out."""
+    r = cache.get(k)
     if r is None:
-        r = make()
-        if len(cache) >= limit:
-            del cache[next(iter(cache))]
-    cache[k] = r
+        r = cache[k] = make()
+        if len(cache) > limit:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(k)
     return r
 
 
@@ -337,7 +340,7 @@ class _Walk:
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
         # others (CD), and its MTRRs' id
         self.fps: list[tuple[int, int, int]] = []
-        self.windows: dict[tuple, list] = {}
+        self.windows: OrderedDict[tuple, list] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.inputs: dict[int, ZapInput] = {}  # the newest transitions' zap inputs, for the eras
@@ -419,8 +422,8 @@ class _EraReplay:
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
-        self.layouts: dict[tuple, tuple[Run, ...]] = {}
-        self.regions: dict[tuple, list[Run]] = {}
+        self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
+        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
         self.decisions: list[tuple | None] = []
         self.generation = walk.generation
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
