@@ -80,6 +80,120 @@ def bench_diff() -> None:
     print(f"diff      {pairs} era pairs x 1920 states: {t * 1000:.0f} ms total, {t / pairs * 1000:.1f} ms per pair")
 
 
+def _adversarial_trace(events: int, *, slots: int = 64, vcpus: int = 8, max_order: int = 28, seed: int = 1):
+    """Issue 9 §4's adversarial replay: a VM with `slots` memslots (128 MiB every 256 MiB,
+    every 8th an MMIO BAR), MTRRs on with all 8 pairs valid, and every event a new
+    variable range: PHYSBASE at a random MiB (random type) or PHYSMASK of a random size
+    from 2 MiB to 2^max_order, on a random pair, vCPUs in turn. Every write zaps the pair's
+    new range in the eras that honour guest MTRRs; no MTRR state repeats."""
+    import random
+
+    from app.kvm import replay as rp
+    from app.kvm.scenario import MMIO, MTRR_WRITE, RAM, Event, MemRange, VcpuState, VmConfig
+    from app.x86.mtrr import MSR_MTRR_PHYSBASE0, MtrrState, VarMtrr
+
+    def mask(size: int) -> int:
+        return (((1 << 46) - 1) & ~(size - 1)) | 0x800
+
+    mm = tuple(MemRange(i << 28, (i << 28) + (1 << 27), MMIO if i % 8 == 7 else RAM) for i in range(slots))
+    pairs = tuple(VarMtrr(k << 31, mask(1 << 26)) for k in range(8))
+    initial = VcpuState(mtrr=MtrrState(0xC06, (0x0606060606060606,) * 11, pairs))
+    rnd = random.Random(seed)
+    out = []
+    for i in range(events):
+        msr = MSR_MTRR_PHYSBASE0 + 2 * rnd.randrange(8)
+        if i % 2:
+            value = rnd.randrange((slots << 28) >> 20) << 20 | rnd.choice((0, 1, 4, 5, 6))
+        else:
+            msr, value = msr + 1, mask(1 << rnd.randrange(21, max_order + 1))
+        out.append(rp.TraceEvent(i % vcpus, Event(MTRR_WRITE, value, msr)))
+    return rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), vcpus, tuple(out), initial, "adversarial")
+
+
+def _boot_like_trace(events: int):
+    """An OVMF + Linux boot (the same few MTRR states on every vCPU) with about `events`
+    events: 64 vCPUs make 10,016, 637 make 99,977."""
+    from app.kvm import replay as rp
+    from app.kvm.boot import Machine
+
+    per = rp.boot_event_count("ovmf", 2, Machine()) - rp.boot_event_count("ovmf", 1, Machine())
+    return rp.ovmf_boot(max(1, round((events - rp.boot_event_count("ovmf", 1, Machine())) / per) + 1))
+
+
+def _replay_cost(trace) -> tuple[float, float]:
+    """(wall, CPU) seconds of `replay_all` over every era, best of a few runs for short ones."""
+    from app.kvm import replay as rp
+
+    best = (float("inf"), float("inf"))
+    for _ in range(3 if len(trace.events) <= 20_000 else 1):
+        w, c = time.perf_counter(), time.process_time()
+        rp.replay_all(trace)
+        best = min(best, (time.perf_counter() - w, time.process_time() - c))
+    return best
+
+
+def _replay_peak(trace) -> float:
+    """tracemalloc peak (MiB) of one `replay_all` over every era (the trace is not counted)."""
+    import gc
+    import tracemalloc
+
+    from app.kvm import replay as rp
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rp.replay_all(trace)
+        return tracemalloc.get_traced_memory()[1] / (1 << 20)
+    finally:
+        tracemalloc.stop()
+
+
+def bench_replay_scaling() -> None:
+    """Issue 9 §4: cost per event of boot-like and adversarial traces at 10,000 and 100,000
+    events, every era in one `replay_all`. Targets: adversarial <= 10x boot-like per event,
+    100k <= 12x 10k, boot-like 100k <= 3 s, memory < 200 MB."""
+    import resource
+
+    from app.kvm import replay as rp
+    from app.kvm.eras import ERAS
+
+    print(f"replay    scaling, {len(ERAS)} eras per replay_all; us/event wall (CPU)")
+    per: dict[tuple[str, int], float] = {}
+    per_cpu: dict[tuple[str, int], float] = {}
+    for kind, make in (("boot-like", _boot_like_trace), ("adversarial", _adversarial_trace)):
+        for n in (10_000, 100_000):
+            trace = make(n)
+            wall, cpu = _replay_cost(trace)
+            ne = len(trace.events)
+            per[kind, n], per_cpu[kind, n] = wall / ne, cpu / ne
+            peak = _replay_peak(trace) if n == 100_000 else None
+            mem = f" peak {peak:5.1f} MiB" if peak is not None else ""
+            print(f"  {kind:<11} {ne:>7} ev {wall:6.2f} s {wall / ne * 1e6:6.1f} ({cpu / ne * 1e6:5.1f}){mem}")
+    # On a shared box wall time also counts other processes; CPU time is this one's own.
+    for kind in ("boot-like", "adversarial"):
+        w = per[kind, 100_000] / per[kind, 10_000] * 10
+        c = per_cpu[kind, 100_000] / per_cpu[kind, 10_000] * 10
+        print(f"  {kind:<11} time 100k / 10k: x{w:.1f} wall, x{c:.1f} CPU")
+    for n in (10_000, 100_000):
+        w = per["adversarial", n] / per["boot-like", n]
+        c = per_cpu["adversarial", n] / per_cpu["boot-like", n]
+        print(f"  adversarial/boot-like per event, {n:>6}: x{w:.1f} wall, x{c:.1f} CPU")
+    wide = _adversarial_trace(10_000, max_order=33)
+    start = time.perf_counter()
+    res = rp.replay_all(wide)
+    t = time.perf_counter() - start
+    calls = sum(r.zap_calls for r in res.values())
+    print(f"  wide ranges (up to 8 GiB), 10000 ev: {t / 1e4 * 1e6:.0f} us/event,"
+          f" {t / calls * 1e6:.0f} us/zap call")
+    trace = _boot_like_trace(10_000)
+    start = time.perf_counter()
+    for e in ERAS.values():
+        rp.replay(e, trace)
+    t = time.perf_counter() - start
+    print(f"  boot-like 10016 ev, replay() era by era: {t / len(trace.events) * 1e6:.1f} us/event")
+    print(f"  ru_maxrss of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
 def bench_replay() -> None:
     from app.kvm import replay as rp
     from app.kvm.eras import ERAS
@@ -103,6 +217,7 @@ def bench_replay() -> None:
         src = ", ".join(f"{k} {v}" for k, v in r.calls_by_source.items() if k != "trace")
         print(f"replay    v4.2 {gen:<8} {n:>2} vCPUs: {r.zap_calls:>3} zap calls ({src});"
               f" the review thread measured {want}")
+    bench_replay_scaling()
 
 
 def _free_port() -> int:

@@ -3,21 +3,60 @@
 A run is ([start, end), key) with key = memtype << 1 | IPAT. Runs are split only where the
 answer can change: at memslot edges and, for eras that read guest MTRRs, at the breakpoints
 of KVM's own lookup (`kvm_mtrr_get_guest_memory_type()`), so a 4 GiB guest is a few dozen
-runs, never a page table.
+runs, never a page table. Run lists are sorted, disjoint and merged (no two touching runs
+with one key), so two lists describe the same leaves exactly when they are equal.
+
+Speed (issue 9 §4): `Layouts` builds the runs of one era on one VM for any vCPU state over
+any address window `[a, b)`, at a cost that grows with what the window holds (the memslots
+and the MTRR breakpoints inside it), not with the whole layout:
+
+* the MTRR types are found once over the window (`Layouts.mtrr_types`) and then cut at the
+  memslots inside it (found by bisection), instead of once per memslot;
+* `kvm_lookup` (app/x86/mtrr.py, our restatement of `kvm_mtrr_get_guest_memory_type()`,
+  arch/x86/kvm/mtrr.c v4.15..v6.10) is still the only place that decides a type. It is
+  called once per *walk*: what it returns for a page depends only on what its `mtrr_iter`
+  walk sees, i.e. (MTRRs disabled) nothing but the guest CPUID bit, (a fixed-range page with
+  FE=1) the one type byte of its fixed MSR, or (otherwise) the types of the variable ranges
+  that overlap the page in KVM's list order, and the default type. Those keys are memoised,
+  so a new MTRR state costs a few dictionary look-ups per breakpoint;
+* the EPT memtype of a (CR0.CD, is_mmio, guest MTRR type) triple is memoised too: it is
+  `era.mt_mask()` of the `Fault` that `resolve.fault_for` builds, and nothing else varies
+  within one VM.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from typing import Iterable, Iterator, Sequence
 
 from ..x86.memtype import MemType
-from ..x86.mtrr import segments
+from ..x86.mtrr import (
+    FIXED_MSRS,
+    FIXED_RANGES,
+    ONE_MIB,
+    PAGE,
+    Lookup,
+    MtrrState,
+    VarMtrr,
+    fixed_index,
+    kvm_lookup,
+    kvm_var_order,
+)
 from .era import Era
-from .resolve import mask_at
+from .resolve import fault_for
 from .scenario import MMIO, VcpuState, VmConfig
 
 Range = tuple[int, int]
 Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
+
+_INF = float("inf")
+START = itemgetter(0)
+END = itemgetter(1)
+FIXED_SLOT_OF = tuple(r.index >> 3 for r in FIXED_RANGES)
+"""The fixed MSR (index into FIXED_MSRS) of each of the 88 fixed sub-ranges."""
+MEMO_LIMIT = 4096
+"""Entries a `Layouts` memo holds before it starts again (walk keys are few in practice)."""
 
 
 def key(memtype: MemType, ipat: bool) -> int:
@@ -41,6 +80,29 @@ def clip(runs: Iterable[Run], a: int, b: int) -> list[Run]:
     return out
 
 
+def window(runs: Sequence[Run], a: int, b: int) -> tuple[int, int]:
+    """Indices [i, j) of the runs of a sorted list that overlap [a, b), by bisection
+    (on the tuples themselves: runs are disjoint, so they sort by start)."""
+    i = bisect_right(runs, (a, _INF))
+    if i and runs[i - 1][1] > a:
+        i -= 1
+    return i, bisect_left(runs, (b,))
+
+
+def clip_sorted(runs: Sequence[Run], a: int, b: int) -> list[Run]:
+    """`clip` for an indexable run list: O(log n + runs inside) instead of O(n)."""
+    i, j = window(runs, a, b)
+    out = list(runs[i:j])
+    if out:
+        s, e, k = out[0]
+        if s < a:
+            out[0] = (a, e, k)
+        s, e, k = out[-1]
+        if e > b:
+            out[-1] = (s, b, k)
+    return out
+
+
 def pieces(x: Sequence[Run], y: Sequence[Run]) -> Iterator[tuple[int, int, int, int]]:
     """Walk two sorted run lists over the same addresses: (start, end, key in x, key in y)."""
     i = j = 0
@@ -58,6 +120,13 @@ def pieces(x: Sequence[Run], y: Sequence[Run]) -> Iterator[tuple[int, int, int, 
             j += 1
 
 
+def agree(x: Sequence[Run], y: Sequence[Run]) -> int:
+    """Bytes where two run lists over the same address set hold the same key."""
+    if x is y:
+        return sum(e - s for s, e, _ in x)
+    return sum(e - s for s, e, xk, yk in pieces(x, y) if xk == yk)
+
+
 def merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
     out: list[Run] = []
     for s, e, k in runs:
@@ -68,18 +137,209 @@ def merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
     return tuple(out)
 
 
+def splice(runs: list[Run], a: int, b: int, new: Sequence[Run]) -> None:
+    """Replace what a merged run list holds inside [a, b) by `new` (merged, inside [a, b)),
+    in place, keeping the list merged: O(log n + runs touched) plus one list move."""
+    i, j = window(runs, a, b)
+    rep: list[Run] = []
+    if i > 0:
+        rep.append(runs[i - 1])
+    if i < j and runs[i][0] < a:
+        rep.append((runs[i][0], a, runs[i][2]))
+    rep.extend(new)
+    if i < j and runs[j - 1][1] > b:
+        rep.append((b, runs[j - 1][1], runs[j - 1][2]))
+    if j < len(runs):
+        rep.append(runs[j])
+    runs[max(i - 1, 0):j + 1] = merge_runs(rep)
+
+
+class Cells:
+    """A VM's mapped pages cut at memslot edges and, for an MTRR state, where KVM's lookup
+    may change; each cell carries its `kvm_lookup` (or None when no MTRRs are asked for).
+
+    Era-independent: the memory map, MAXPHYADDR and the guest CPUID bit are the same for
+    every VM config a trace passes through (events change only nc-DMA), so one `Cells`
+    serves every era of a replay (see the module doc for why the walk memo is exact).
+    """
+
+    def __init__(self, vm: VmConfig) -> None:
+        self.maxphyaddr, self.guest_has_mtrr = vm.maxphyaddr, vm.guest_has_mtrr
+        self.slots = [(r.start, r.end, r.kind == MMIO) for r in sorted(vm.memory_map, key=lambda m: m.start)]
+        self.lo = self.slots[0][0] if self.slots else 0
+        self.hi = self.slots[-1][1] if self.slots else 0
+        self._walks: dict[tuple, object] = {}
+        # VarMtrr.kvm_range by pair object: a write changes one pair and keeps the other
+        # objects; each entry holds its pair, so the id stays that pair's
+        self._ranges: dict[int, tuple[VarMtrr, int, int]] = {}
+
+    def _remember(self, k: tuple, r: object) -> object:
+        if len(self._walks) >= MEMO_LIMIT:
+            self._walks.clear()
+        self._walks[k] = r
+        return r
+
+    def _walk(self, k: tuple, mtrr: MtrrState, gpa: int) -> Lookup:
+        r = self._walks.get(k)
+        if r is None:
+            r = self._remember(k, kvm_lookup(mtrr, gpa, self.maxphyaddr, self.guest_has_mtrr))
+        return r  # type: ignore[return-value]
+
+    def _fixed(self, slot: int, mtrr: MtrrState) -> list[tuple[int, int, Lookup]]:
+        """One fixed MSR's window as pieces of one lookup each: every sub-range's lookup
+        depends on its own type byte only, so the pieces depend on the MSR value only."""
+        k = ("fixed", slot, mtrr.fixed[slot])
+        r = self._walks.get(k)
+        if r is None:
+            f = FIXED_MSRS[slot]
+            out: list[tuple[int, int, Lookup]] = []
+            for n in range(8):
+                s = f.start + n * f.unit
+                lk = self._walk(("fixed-type", mtrr.fixed_type(slot * 8 + n)), mtrr, s)
+                if out and out[-1][2] is lk:
+                    out[-1] = (out[-1][0], s + f.unit, lk)
+                else:
+                    out.append((s, s + f.unit, lk))
+            r = self._remember(k, out)
+        return r  # type: ignore[return-value]
+
+    def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
+        """[a, b) cut where KVM's lookup may change, each piece with its `kvm_lookup`.
+
+        The cut points are those of `mtrr.segments(sdm=False)` (fixed sub-ranges and 1 MiB
+        with FE=1, every valid pair's start and, when above it, its end); each piece is
+        looked up at its first page, as `layout` always did."""
+        if not mtrr.enabled:
+            return [(a, b, self._walk(("off",), mtrr, a))]
+        out: list[tuple[int, int, Lookup]] = []
+        pos = a
+        if mtrr.fixed_enabled and a < ONE_MIB:
+            for slot in range(FIXED_SLOT_OF[fixed_index(a)], len(FIXED_MSRS)):
+                if FIXED_MSRS[slot].start >= b:
+                    break
+                for s, e, lk in self._fixed(slot, mtrr):
+                    if e <= a:
+                        continue
+                    if s >= b:
+                        break
+                    s, e = max(s, a), min(e, b)
+                    if out and out[-1][2] is lk:
+                        out[-1] = (out[-1][0], e, lk)
+                    else:
+                        out.append((s, e, lk))
+            pos = ONE_MIB
+            if pos >= b:
+                return out
+        var = mtrr.variable
+        ranges = []
+        cuts = {pos, b}
+        known = self._ranges
+        for n in kvm_var_order(mtrr):
+            p = var[n]
+            r = known.get(id(p))
+            if r is None or r[0] is not p:
+                if len(known) >= MEMO_LIMIT:
+                    known.clear()
+                r = known[id(p)] = (p, *p.kvm_range(self.maxphyaddr))
+            _, s, e = r
+            if s < b and e > pos:
+                ranges.append((s, e, p.base & 0xFF))
+            if pos < s < b:
+                cuts.add(s)
+            if e > s and pos < e < b:
+                cuts.add(e)
+        dt = mtrr.def_type & 0xFF
+        if len(cuts) == 2:
+            page = pos & ~(PAGE - 1)
+            seen = tuple(t for rs, re_, t in ranges if rs < page + PAGE and re_ > page)
+            out.append((pos, b, self._walk(("var", dt, seen), mtrr, pos)))
+            return out
+        pts = sorted(cuts)
+        for s, e in zip(pts, pts[1:]):
+            page = s & ~(PAGE - 1)
+            top = page + PAGE
+            seen = tuple(t for rs, re_, t in ranges if rs < top and re_ > page)
+            lk = self._walk(("var", dt, seen), mtrr, s)
+            if out and out[-1][2] is lk:
+                out[-1] = (out[-1][0], e, lk)
+            else:
+                out.append((s, e, lk))
+        return out
+
+    def cells(self, mtrr: MtrrState | None, a: int, b: int) -> list[tuple[int, int, bool, Lookup | None]]:
+        """The cells inside [a, b): (start, end, is_mmio, lookup); lookup None without `mtrr`."""
+        slots = self.slots
+        i, j = bisect_right(slots, a, key=END), bisect_left(slots, b, key=START)
+        if i >= j:
+            return []
+        if mtrr is None:
+            return [(max(s, a), min(e, b), mm, None) for s, e, mm in slots[i:j]]
+        types = self.mtrr_types(mtrr, max(a, slots[i][0]), min(b, slots[j - 1][1]))
+        out: list[tuple[int, int, bool, Lookup | None]] = []
+        t = 0
+        for s, e, mm in slots[i:j]:
+            if s < a:
+                s = a
+            if e > b:
+                e = b
+            while types[t][1] <= s:
+                t += 1
+            while True:
+                ts, te, lk = types[t]
+                out.append((ts if ts > s else s, te if te < e else e, mm, lk))
+                if te >= e:
+                    break
+                t += 1
+        return out
+
+
+class Layouts:
+    """The runs of one era on one VM, for any vCPU state, over any window (see module doc).
+
+    `runs(vcpu, a, b)` equals `clip(layout(era, vm, vcpu), a, b)`; its memos only save work.
+    """
+
+    def __init__(self, era: Era, vm: VmConfig, cells: Cells | None = None) -> None:
+        self.era, self.vm = era, vm
+        self.reads = era.reads_guest_mtrrs
+        self.cells = cells or Cells(vm)
+        self._keys: dict[tuple, int] = {}
+
+    def _key(self, vcpu: VcpuState, is_mmio: bool, lk: Lookup | None, gpa: int) -> int:
+        """The run key `vmx_get_mt_mask()` gives a page with this guest MTRR lookup."""
+        k = (vcpu.cr0_cd, is_mmio, None if lk is None else lk.type)
+        r = self._keys.get(k)
+        if r is None:
+            if len(self._keys) >= MEMO_LIMIT:
+                self._keys.clear()
+            r = self._keys[k] = key(*_mask(self.era, self.vm, vcpu, gpa, is_mmio, lk))
+        return r
+
+    def keyed(self, vcpu: VcpuState, cells: Sequence[tuple[int, int, bool, Lookup | None]]) -> list[Run]:
+        """`cells` (of `vcpu`'s MTRRs when the era reads them) as merged runs."""
+        out: list[Run] = []
+        keys, cd = self._keys, vcpu.cr0_cd
+        for s, e, mm, lk in cells:
+            k = keys.get((cd, mm, None if lk is None else lk.type))
+            if k is None:
+                k = self._key(vcpu, mm, lk, s)
+            if out and out[-1][1] == s and out[-1][2] == k:
+                out[-1] = (out[-1][0], e, k)
+            else:
+                out.append((s, e, k))
+        return out
+
+    def runs(self, vcpu: VcpuState, a: int, b: int) -> list[Run]:
+        """The layout of `vcpu` inside [a, b), merged."""
+        return self.keyed(vcpu, self.cells.cells(vcpu.mtrr if self.reads else None, a, b))
+
+
+def _mask(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lk: Lookup | None) -> tuple[MemType, bool]:
+    m = era.mt_mask(fault_for(era, vm, vcpu, gpa, is_mmio, lk))
+    return m.memtype, m.ipat
+
+
 def layout(era: Era, vm: VmConfig, vcpu: VcpuState) -> tuple[Run, ...]:
     """What `vmx_get_mt_mask()` gives every mapped page when `vcpu` faults it (as runs);
     each run's answer is `resolve.mask_at` at its start."""
-    runs: list[Run] = []
-    for r in sorted(vm.memory_map, key=lambda m: m.start):
-        is_mmio = r.kind == MMIO
-        if era.reads_guest_mtrrs:
-            segs = [(s, e) for s, e, _ in segments(vcpu.mtrr, r.start, r.end, vm.maxphyaddr, sdm=False,
-                                                   guest_has_mtrr=vm.guest_has_mtrr)]
-        else:
-            segs = [(r.start, r.end)]
-        for s, e in segs:
-            m = mask_at(era, vm, vcpu, s, is_mmio)
-            runs.append((s, e, key(m.memtype, m.ipat)))
-    return merge_runs(runs)
+    return tuple(Layouts(era, vm).runs(vcpu, 0, 1 << vm.maxphyaddr))

@@ -37,26 +37,76 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 * At the end: stale pages are mapped pages whose entry differs from what vCPU 0's final
   state computes (and `per_vcpu_stale` the same against every vCPU's final state).
 
-Speed: the (memtype, IPAT) layout a vCPU state produces depends only on the VM config, CR0.CD
-and, for eras that read them, the MTRRs (see `resolve.fault_for`); it is cached per such
-fingerprint (`ept_runs.layout`, shared with the zap audit), and compared run by
-run. 256 vCPUs × ~30 events on a 4 GiB guest take a fraction of a second per era.
+Speed (issue 9 §4): an event costs what it touches, not the whole layout.
+
+* `replay_all` walks the trace once for every era (`_Walk`): vCPU states are interned (equal
+  states share an id; MTRR pairs are interned one by one, so a write hashes one pair), and a
+  transition (VM config, state, event) -> (VM config, state) is worked out by
+  `scenario.apply_event` once and then looked up, as is each era's `era.zap()` decision for
+  it. A boot that drives every vCPU through the same writes pays for the first vCPU only.
+* A zap over [a, b) that is not everything needs the faulting vCPU's layout inside [a, b)
+  only: it is clipped from the whole layout when that is cached, else computed for the
+  window alone (`ept_runs.Cells`/`Layouts`: the memslots and MTRR cut points inside it), and
+  the EPT is compared and spliced in place inside the window (`ept_runs.window`/`splice`).
+* Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
+  the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
+  others (see `resolve.fault_for`).
+* Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
+  the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
+  recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
+  answer: tests/test_kvm_replay_engine.py compares every field of every result with the
+  previous, straightforward engine on random traces, also with every bound squeezed to 1.
+
+`replay(era, trace)` is `replay_all` over one era; replaying several eras of one trace with
+`replay_all` shares the walk (the vCPU states and the MTRR cells of each zap window).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from ..x86.memtype import MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, is_mtrr_msr
-from ..x86.pat import MSR_IA32_PAT
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
+from ..x86.pat import MSR_IA32_PAT, Pat
+from .boot import (
+    EDK2_DEFAULT,
+    FIRMWARE_PASSES,
+    RESET_STATE,
+    SOURCES,
+    Machine,
+    boot_steps,
+    boot_vm,
+    qemu_host_writes,
+)
+from .ept_runs import (
+    END,
+    START,
+    Cells,
+    Layouts,
+    Range,
+    Run,
+    agree,
+    clip_sorted,
+    decode_key,
+    layout,
+    pieces,
+    splice,
+    window,
+)
 from .era import Era, ZapInput
-from .ept_runs import Range, Run, clip, decode_key, layout, merge_runs, pieces
-from .boot import EDK2_DEFAULT, FIRMWARE_PASSES, RESET_STATE, SOURCES, Machine, boot_steps, boot_vm, qemu_host_writes
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
-    CR0_CD, EVENT_KINDS, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig,
+    CR0_CD,
+    EVENT_KINDS,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    Event,
+    VcpuState,
+    VmConfig,
     apply_event,
 )
 
@@ -213,7 +263,7 @@ class ReplayResult:
 
 def _agree(x: Sequence[Run], y: Sequence[Run]) -> int:
     """Bytes where two run lists over the same address set hold the same key."""
-    return sum(e - s for s, e, xk, yk in pieces(x, y) if xk == yk)
+    return agree(x, y)
 
 
 def _diff_ranges(x: Sequence[Run], y: Sequence[Run], limit: int) -> list[Range]:
@@ -232,6 +282,15 @@ def _diff_ranges(x: Sequence[Run], y: Sequence[Run], limit: int) -> list[Range]:
 
 # -- replay ----------------------------------------------------------------------------------
 
+TABLE_LIMIT = 1 << 14
+"""Distinct vCPU states (and so transitions) the replay remembers before it starts again."""
+LAYOUT_CACHE = 64
+"""Whole layouts (one per VM config and fingerprint) an era keeps, least recently used out."""
+REGION_CACHE = 256
+"""Layout windows (fingerprint, zap range) an era keeps, least recently used out."""
+WINDOW_CACHE = 64
+"""MTRR cell windows (MTRR state, range) the eras of one replay share, least recently used out."""
+
 
 def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
     sub = err.field[len("event"):] if err.field.startswith("event") else "." + err.field
@@ -239,114 +298,294 @@ def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
     return MemTypeError(f"events[{i}]{sub}", f"{err.message}{where}", err.rule)
 
 
-def replay(era: Era, trace: Trace) -> ReplayResult:
-    """Replay `trace` in order against `era`'s memtype rules and zap policy (see module doc)."""
-    vm = trace.vm
-    era.check_vm(vm)
-    reads = era.reads_guest_mtrrs
-    mapped = sorted((r.start, r.end) for r in vm.memory_map)
-    lo, hi = (mapped[0][0], mapped[-1][1]) if mapped else (0, 0)
-    total = sum(e - s for s, e in mapped) >> 12
+def _lru_get(cache: OrderedDict, k: object, make: Callable[[], object], limit: int) -> object:
+    """cache[k], made by `make()` when absent; at most `limit` entries, least recently used out."""
+    r = cache.get(k)
+    if r is None:
+        r = cache[k] = make()
+        if len(cache) > limit:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(k)
+    return r
 
-    vm_ids: dict[VmConfig, int] = {vm: 0}
-    cache: dict[tuple, tuple[Run, ...]] = {}
 
-    def lay(v: VmConfig, vid: int, st: VcpuState) -> tuple[Run, ...]:
-        k = (vid, st.cr0_cd, st.mtrr if reads else None)
-        r = cache.get(k)
-        if r is None:
-            r = cache[k] = layout(era, v, st)
-        return r
+class _Walk:
+    """The era-independent part of a replay: every vCPU's state after every event.
 
-    def pieces(a: int, b: int) -> list[Range]:
-        return [(max(a, s), min(b, e)) for s, e in mapped if max(a, s) < min(b, e)]
+    States are interned (equal states get one id), and a transition (VM config, state id,
+    event) -> (VM config, state id) is computed once by `scenario.apply_event` and then
+    looked up, so a boot that drives every vCPU through the same writes pays for the first
+    vCPU only. A transition gets a small integer id that the eras use to memoise their zap
+    decisions. Tables hold at most TABLE_LIMIT states; past that they start again from the
+    vCPUs' current states (ids change, answers do not)."""
 
-    states = [trace.initial] * trace.vcpus
-    cur_vm, vid = vm, 0
-    ept: tuple[Run, ...] = lay(cur_vm, vid, states[0])
+    def __init__(self, trace: Trace) -> None:
+        self.vms: list[VmConfig] = [trace.vm]
+        self.vm_ids: dict[VmConfig, int] = {trace.vm: 0}
+        self.cell_maker = Cells(trace.vm)
+        self.reset([trace.initial] * trace.vcpus)
 
-    zap_calls = empty_calls = zapped_pages = excess_pages = calls_cd = dups = 0
-    by_source = dict.fromkeys(SOURCES, 0)
-    records: list[ZapCallRecord] = []
-    truncated = False
-    last: dict[Range, tuple[Run, ...]] = {}
+    def reset(self, current: list[VcpuState]) -> None:
+        self.states: list[VcpuState] = []
+        self.sid_of: dict[tuple, int] = {}
+        # MTRR states by value, hashed cheaply: pairs are interned one by one, by object
+        # first (a write keeps the other seven objects), by value on a miss
+        self.mtrr_ids: dict[tuple, int] = {}
+        self.pair_ids: dict[VarMtrr, int] = {}
+        self.pair_by_obj: dict[int, tuple[VarMtrr, int]] = {}
+        self.pat_ids: dict[Pat, int] = {}
+        self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
+        # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
+        # others (CD), and its MTRRs' id
+        self.fps: list[tuple[int, int, int]] = []
+        self.windows: OrderedDict[tuple, list] = OrderedDict()
+        self.trans: dict[tuple, int] = {}
+        self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
+        self.inputs: dict[int, ZapInput] = {}  # the newest transitions' zap inputs, for the eras
+        self.generation = getattr(self, "generation", -1) + 1
+        self.cur = [self.intern(st) for st in current]
 
-    for i, te in enumerate(trace.events):
+    def intern(self, st: VcpuState) -> int:
+        """The id of a state equal to `st` (its MTRRs hashed once, then known by their id)."""
+        mtrr = st.mtrr
+        pairs = self.pair_by_obj
+        ids = []
+        for p in mtrr.variable:
+            seen_p = pairs.get(id(p))
+            if seen_p is None or seen_p[0] is not p:
+                seen_p = pairs[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
+            ids.append(seen_p[1])
+        mk = (mtrr.def_type, mtrr.fixed, tuple(ids))
+        mid = self.mtrr_ids.get(mk)
+        if mid is None:
+            mid = self.mtrr_ids[mk] = len(self.mtrr_ids)
+        pat = st.pat
+        seen = self.pat_by_obj.get(id(pat))  # (the object, its id): it stays alive, so does its id()
+        if seen is None or seen[0] is not pat:
+            seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
+        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, seen[1], mid)
+        sid = self.sid_of.get(k)
+        if sid is None:
+            sid = self.sid_of[k] = len(self.states)
+            self.states.append(st)
+            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid))
+        return sid
+
+    def cells(self, sid: int | None, a: int, b: int) -> list:
+        """The cells (`ept_runs.Cells`) of state `sid`'s MTRRs inside [a, b), or of the
+        memslots alone for `sid` None; shared by every era of the replay (LRU cached)."""
+        if sid is None:
+            return self.cell_maker.cells(None, a, b)
+        mtrr = self.states[sid].mtrr
+        return _lru_get(self.windows, (self.fps[sid][2], a, b),  # type: ignore[return-value]
+                        lambda: self.cell_maker.cells(mtrr, a, b), WINDOW_CACHE)
+
+    def step(self, i: int, te: TraceEvent, vid: int) -> int:
+        """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
-        before = states[v]
-        try:
-            vm_after, after = apply_event(cur_vm, before, ev)
-            if vm_after is not cur_vm:
-                era.check_vm(vm_after)
-        except MemTypeError as err:
-            raise _event_error(i, te, err) from None
-        decision = era.zap(ZapInput(cur_vm, before, vm_after, after, ev))
-        if vm_after is not cur_vm:
-            vid = vm_ids.setdefault(vm_after, len(vm_ids))
-            cur_vm = vm_after
-        states[v] = after
-        if not decision.calls:
-            continue
-        target: tuple[Run, ...] | None = None
-        for a, b in decision.calls:
+        k = (vid, self.cur[v], ev)
+        tid = self.trans.get(k)
+        if tid is None:
+            if len(self.states) >= TABLE_LIMIT:
+                self.reset([self.states[s] for s in self.cur])
+                k = (vid, self.cur[v], ev)
+            vm, before = self.vms[vid], self.states[self.cur[v]]
+            try:
+                vm_after, after = apply_event(vm, before, ev)
+            except MemTypeError as err:
+                raise _event_error(i, te, err) from None
+            if vm_after is vm:
+                vid_after = vid
+            else:
+                vid_after = self.vm_ids.get(vm_after)
+                if vid_after is None:
+                    vid_after = self.vm_ids[vm_after] = len(self.vms)
+                    self.vms.append(vm_after)
+            tid = self.trans[k] = len(self.edges)
+            self.edges.append((vid, self.cur[v], vid_after, self.intern(after)))
+            self.inputs[tid] = ZapInput(vm, before, vm_after, after, ev)
+        self.cur[v] = self.edges[tid][3]
+        return tid
+
+
+class _EraReplay:
+    """One era's EPT, counters and memos during a replay (see the module doc for the model)."""
+
+    def __init__(self, era: Era, trace: Trace, walk: _Walk) -> None:
+        vm = trace.vm
+        era.check_vm(vm)
+        self.era, self.trace, self.walk = era, trace, walk
+        self.reads = era.reads_guest_mtrrs
+        self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
+        self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
+        self.total = sum(e - s for s, e in self.mapped) >> 12
+        self.lays: dict[int, Layouts] = {}
+        self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
+        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
+        self.decisions: list[tuple | None] = []
+        self.generation = walk.generation
+        self.ept: Sequence[Run] = self.full(0, walk.cur[0])
+        self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
+        self.calls_cd = self.dups = 0
+        self.by_source = dict.fromkeys(SOURCES, 0)
+        self.records: list[ZapCallRecord] = []
+        self.truncated = False
+        self.last: dict[Range, tuple[Run, ...]] = {}
+
+    def _lay(self, vid: int) -> Layouts:
+        lay = self.lays.get(vid)
+        if lay is None:
+            lay = self.lays[vid] = Layouts(self.era, self.walk.vms[vid], self.walk.cell_maker)
+        return lay
+
+    def _runs(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
+        return self._lay(vid).keyed(self.walk.states[sid], self.walk.cells(sid if self.reads else None, a, b))
+
+    def _fp(self, sid: int) -> int:
+        return self.walk.fps[sid][0 if self.reads else 1]
+
+    def full(self, vid: int, sid: int) -> tuple[Run, ...]:
+        """The whole layout the vCPU state `sid` faults on VM config `vid` (cached)."""
+        return _lru_get(self.layouts, (vid, self._fp(sid)),  # type: ignore[return-value]
+                        lambda: tuple(self._runs(vid, sid, self.lo, self.hi)), LAYOUT_CACHE)
+
+    def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
+        """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
+        else computed for the window alone (cost: what the window holds)."""
+        fp = self._fp(sid)
+        whole = self.layouts.get((vid, fp))
+        if whole is not None:
+            return clip_sorted(whole, a, b)
+        return _lru_get(self.regions, (vid, fp, a, b),  # type: ignore[return-value]
+                        lambda: self._runs(vid, sid, a, b), REGION_CACHE)
+
+    def decide(self, i: int, te: TraceEvent, tid: int) -> tuple | None:
+        walk = self.walk
+        if walk.generation != self.generation:  # the walk started its tables again
+            self.generation, self.decisions = walk.generation, []
+            self.layouts.clear()
+            self.regions.clear()
+        if tid < len(self.decisions):
+            return self.decisions[tid]
+        vid, _, vid_after, sid_after = walk.edges[tid]
+        vm_after = walk.vms[vid_after]
+        if vid_after != vid or te.event.kind == NONCOHERENT_DMA:
+            try:
+                self.era.check_vm(vm_after)
+            except MemTypeError as err:
+                raise _event_error(i, te, err) from None
+        d = self.era.zap(walk.inputs[tid])
+        out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+        self.decisions.append(out)
+        return out
+
+    def _slot_pieces(self, a: int, b: int) -> list[Range]:
+        m = self.mapped
+        i, j = bisect_right(m, a, key=END), bisect_left(m, b, key=START)
+        return [(max(a, s), min(b, e)) for s, e in m[i:j]]
+
+    def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
+        calls, per_memslot, vid, sid = d
+        ev = te.event
+        cd = self.walk.states[sid].cr0_cd
+        lo, hi = self.lo, self.hi
+        for a, b in calls:
             if b <= a:
-                empty_calls += 1
-                if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, v, ev.kind, ev.msr, a, b, 0, 0, after.cr0_cd, False, True))
+                self.empty_calls += 1
+                if len(self.records) < MAX_CALL_RECORDS:
+                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
-                    truncated = True
+                    self.truncated = True
                 continue
-            for pa, pb in (pieces(a, b) if decision.per_memslot else [(a, b)]):
-                if target is None:
-                    target = lay(cur_vm, vid, after)
+            region: list[Run] | None = None
+            for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
                 if pa <= lo and pb >= hi:
                     # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
-                    zp = total
-                    same = total if ept is target else _agree(ept, target) >> 12
-                    ept = target
+                    target = self.full(vid, sid)
+                    zp = self.total
+                    same = agree(self.ept, target) >> 12
+                    self.ept = content = target
                 else:
-                    mid_new = clip(target, pa, pb)
-                    zp = sum(e - s for s, e, _ in mid_new) >> 12
-                    same = _agree(clip(ept, pa, pb), mid_new) >> 12 if zp else 0
-                    if same != zp:
-                        new = merge_runs(clip(ept, -1, pa) + mid_new + clip(ept, pb, 1 << 64))
-                        ept = target if new == target else new
+                    if region is None:
+                        region = self.region(vid, sid, a, b)
+                    new = region if (pa, pb) == (a, b) else clip_sorted(region, pa, pb)
+                    zp = sum(e - s for s, e, _ in new) >> 12
+                    if zp:
+                        ept = self.ept
+                        x, y = window(ept, pa, pb)
+                        same = agree(ept[x:y], new) >> 12  # pieces() only walks where both are
+                        if same != zp:
+                            if type(ept) is not list:
+                                ept = self.ept = list(ept)
+                            splice(ept, pa, pb, new)  # type: ignore[arg-type]
+                    else:
+                        same = 0
+                    content = tuple(new)
                 # Duplicate: this range was zapped before and nothing in it has changed since
                 # (its entries are what that call left, and this call changes none of them).
-                content = ept if (pa <= lo and pb >= hi) else tuple(clip(ept, pa, pb))
+                last = self.last
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
                     last.clear()
                 last[(pa, pb)] = content
-                zap_calls += 1
-                by_source[te.source] += 1
-                zapped_pages += zp
-                excess_pages += same
-                calls_cd += after.cr0_cd
-                dups += dup
-                if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, v, ev.kind, ev.msr, pa, pb, zp, same, after.cr0_cd, dup, False))
+                self.zap_calls += 1
+                self.by_source[te.source] += 1
+                self.zapped_pages += zp
+                self.excess_pages += same
+                self.calls_cd += cd
+                self.dups += dup
+                if len(self.records) < MAX_CALL_RECORDS:
+                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
-                    truncated = True
+                    self.truncated = True
 
-    per_vcpu: list[int] = []
-    seen: dict[int, int] = {}
-    for st in states:
-        t = lay(cur_vm, vid, st)
-        if id(t) not in seen:
-            seen[id(t)] = total - (_agree(ept, t) >> 12)
-        per_vcpu.append(seen[id(t)])
-    first = states[0]
-    agree = all((s.mtrr, s.cr0_cd, s.cr0_nw) == (first.mtrr, first.cr0_cd, first.cr0_nw) for s in states)
-    stale_ranges = _diff_ranges(ept, lay(cur_vm, vid, first), MAX_STALE_RANGES)
+    def result(self, vid: int) -> ReplayResult:
+        walk, trace, total = self.walk, self.trace, self.total
+        ept = self.ept
+        per_vcpu: list[int] = []
+        seen: dict[int, int] = {}
+        for sid in walk.cur:
+            fp = self._fp(sid)
+            if fp not in seen:
+                seen[fp] = total - (agree(ept, self.full(vid, sid)) >> 12)
+            per_vcpu.append(seen[fp])
+        states = [walk.states[sid] for sid in walk.cur]
+        first = states[0]
+        same_state = all((s.mtrr, s.cr0_cd, s.cr0_nw) == (first.mtrr, first.cr0_cd, first.cr0_nw) for s in states)
+        stale_ranges = _diff_ranges(ept, self.full(vid, walk.cur[0]), MAX_STALE_RANGES)
+        return ReplayResult(
+            era=self.era.id, name=trace.name, vcpus=trace.vcpus, events=len(trace.events), mapped_pages=total,
+            zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
+            excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
+            duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
+            stale_ranges=tuple(stale_ranges), calls=tuple(self.records), calls_truncated=self.truncated,
+            calls_by_source=self.by_source,
+        )
 
-    return ReplayResult(
-        era=era.id, name=trace.name, vcpus=trace.vcpus, events=len(trace.events), mapped_pages=total,
-        zap_calls=zap_calls, empty_calls=empty_calls, zapped_pages=zapped_pages, excess_pages=excess_pages,
-        stale_pages=per_vcpu[0], calls_while_cd=calls_cd, duplicate_calls=dups, per_vcpu_stale=tuple(per_vcpu),
-        vcpus_agree=agree, stale_ranges=tuple(stale_ranges), calls=tuple(records), calls_truncated=truncated,
-        calls_by_source=by_source,
-    )
+
+def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
+    """Replay `trace` against several eras in one pass over the events: the vCPU states are
+    worked out once (`_Walk`) and every era applies its own zap policy to each event."""
+    walk = _Walk(trace)
+    runs = [_EraReplay(era, trace, walk) for era in eras]
+    vid = 0
+    for i, te in enumerate(trace.events):
+        if walk.inputs:
+            walk.inputs.clear()
+        tid = walk.step(i, te, vid)
+        gen = walk.generation
+        for r in runs:
+            d = r.decisions[tid] if tid < len(r.decisions) and r.generation == gen else r.decide(i, te, tid)
+            if d is not None:
+                r.zap(i, te, d)
+        vid = walk.edges[tid][2]
+    return [r.result(vid) for r in runs]
+
+
+def replay(era: Era, trace: Trace) -> ReplayResult:
+    """Replay `trace` in order against `era`'s memtype rules and zap policy (see module doc)."""
+    return _replay_eras([era], trace)[0]
 
 
 def final_states(trace: Trace) -> tuple[VmConfig, tuple[VcpuState, ...]]:
@@ -361,11 +600,13 @@ def final_states(trace: Trace) -> tuple[VmConfig, tuple[VcpuState, ...]]:
 
 
 def replay_all(trace: Trace, eras: Iterable[Era] | None = None) -> dict[str, ReplayResult]:
-    """`replay` against several eras (default: the whole registry, oldest first)."""
+    """`replay` against several eras (default: the whole registry, oldest first), in one pass
+    over the trace, so the era-independent work (the vCPU states) is done once."""
     if eras is None:
         from .eras import ERAS
         eras = ERAS.values()
-    return {e.id: replay(e, trace) for e in eras}
+    eras = list(eras)
+    return {r.era: r for r in _replay_eras(eras, trace)}
 
 
 # -- event builders and boot generators ---------------------------------------------------------
