@@ -145,13 +145,13 @@ def test_compose_file_valid() -> None:
 
 def test_compose_validator_rejects_a_broken_file(tmp_path: Path) -> None:
     bad = compose()
-    bad["services"]["memtype"]["read_only"] = "sometimes"
+    bad["services"]["memtype"]["expose"] = {"port": 8000}
     bad["services"]["proxy"]["portz"] = ["8080:8080"]
     path = tmp_path / "compose.yaml"
     path.write_text(yaml.safe_dump(bad))
     done = _check_compose(path)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "sometimes" in done.stdout and "portz" in done.stdout, done.stdout
+    assert "memtype.expose" in done.stdout and "portz" in done.stdout, done.stdout
 
 
 # --------------------------------------------------------------- agreement
@@ -231,16 +231,12 @@ def test_caddyfile_authenticates_then_proxies_to_the_service_port() -> None:
     assert ":8080" in compose()["services"]["proxy"]["ports"][0]
 
 
-def test_probe_paths_answer_in_the_app() -> None:
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
+@pytest.mark.anyio
+async def test_probe_paths_answer_in_the_app(client) -> None:
     c = container()
-    with TestClient(create_app(Settings())) as client:
-        for probe in ("livenessProbe", "readinessProbe"):
-            r = client.get(c[probe]["httpGet"]["path"])
-            assert r.status_code == 200 and r.json() == {"status": "ok"}, probe
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        r = await client.get(c[probe]["httpGet"]["path"])
+        assert r.status_code == 200 and r.json() == {"status": "ok"}, probe
 
 
 # -------------------------------------------------------------------- locks
