@@ -23,9 +23,11 @@ RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requi
 COPY pyproject.toml README.md ./
 COPY app/ ./app/
 # pip compiles the venv's .pyc here, so the read-only runtime never needs to
-# write bytecode; then pip and setuptools leave the venv (pip last: it
-# uninstalls itself).
+# write bytecode; `pip check` fails the build if the lock missed a
+# dependency (--no-deps would not notice); then pip and setuptools leave the
+# venv (pip last: it uninstalls itself).
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall -y setuptools \
  && /opt/venv/bin/python -m pip uninstall -y pip \
  && rm -f /opt/venv/bin/pip*
