@@ -8,6 +8,10 @@ Sections:
             clients: POST /api/v1/resolve against GET /healthz of the same app in the same
             run; throughput, p50/p99 latency and their ratio
   page      headless Debian Chromium: toggle -> redrawn time on the live page
+  soak      50 concurrent keep-alive clients for 30 s on one uvicorn worker, a mixed load
+            (resolve, map, zap, diff, hashed static asset, page, healthz): req/s, errors,
+            p50/p99 per endpoint (--soak-clients, --soak-seconds; tests/test_soak.py runs
+            a short one and asserts 0 errors)
 
 Figures depend on the machine; compare ratios within one run, not absolutes across runs.
 """
@@ -354,13 +358,126 @@ def bench_page(toggles: int = 20) -> None:
           f" median {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
 
 
-SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay, "api": bench_api, "page": bench_page}
+def _soak_mix() -> list[tuple[str, bytes]]:
+    """(label, raw request) per endpoint of the mixed load, one list per cycle.
+
+    The bodies derive from RESOLVE_BODY (the api section's scenario); the asset URL is the
+    app's own hashed one (app/assets.py), so the soak exercises what a page load fetches."""
+    from app.assets import AssetHasher
+    from app.settings import Settings
+
+    scenario = {k: v for k, v in RESOLVE_BODY.items() if k != "gpa"}
+    posts = {
+        "POST /api/v1/resolve": RESOLVE_BODY,
+        "POST /api/v1/map": {**scenario, "pat_index": 1},
+        "POST /api/v1/zap": {**scenario, "event": {"kind": "cr0_cd", "value": True}},
+        "POST /api/v1/diff": {"a": "v4.2", "b": "v6.7", "limit": 50},
+    }
+    asset = AssetHasher(Settings().static_dir).url("app.js")
+    gets = ["/?v=1&kernel=v6.7&vs=v4.2&ncdma=1&mtrr=ovmf", asset, "/healthz"]
+
+    def raw(method: str, path: str, body: bytes = b"") -> bytes:
+        return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    mix = [(label, raw("POST", label.split()[1], json.dumps(b).encode())) for label, b in posts.items()]
+    labels = ["GET / (page)", "GET /assets/.../app.js", "GET /healthz"]
+    mix += [(label, raw("GET", path)) for label, path in zip(labels, gets)]
+    # What the page does per toggle: two resolves per map/zap/diff.
+    return [mix[0], *mix, mix[0]]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    """Status line of one HTTP/1.1 response; its body (Content-Length or chunked) is consumed."""
+    status = await reader.readline()
+    if not status:
+        raise ConnectionError("connection closed")
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+        elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while (size := int((await reader.readline()).split(b";")[0], 16)):
+            await reader.readexactly(size + 2)
+        await reader.readline()
+    else:
+        await reader.readexactly(length)
+    return status
+
+
+async def _soak_load(port: int, mix: list[tuple[str, bytes]], clients: int, seconds: float,
+                     timeout: float = 10.0) -> tuple[dict[str, list[float]], dict[str, int], float]:
+    """Closed loop: each client walks the mix from its own offset, one request at a time.
+    A non-200 answer, a timeout or a dropped connection is an error (the client reconnects)."""
+    lat: dict[str, list[float]] = {label: [] for label, _ in mix}
+    errors: dict[str, int] = {label: 0 for label, _ in mix}
+    deadline = time.perf_counter() + seconds
+
+    async def client(offset: int) -> None:
+        reader = writer = None
+        i = offset
+        while time.perf_counter() < deadline:
+            label, head = mix[i % len(mix)]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(head)
+                status = await asyncio.wait_for(_read_response(reader), timeout)
+                ok = b" 200 " in status
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+            lat[label].append(time.perf_counter() - t0)
+            errors[label] += not ok
+        if writer is not None:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return lat, errors, time.perf_counter() - start
+
+
+def bench_soak(clients: int = 50, seconds: float = 30.0) -> dict:
+    """Hold `clients` concurrent clients for `seconds` on the mixed load against one uvicorn
+    worker (`_server()`, as the api section); print req/s, errors, p50/p99 per endpoint.
+    Returns {"requests", "errors", "seconds", "endpoints": {label: (n, errors, p50, p99)}}."""
+    mix = _soak_mix()
+    with _server() as port:
+        asyncio.run(_soak_load(port, mix, min(clients, 8), 1.0))  # warm-up (caches, imports)
+        lat, errs, elapsed = asyncio.run(_soak_load(port, mix, clients, seconds))
+    everything = sorted(x for xs in lat.values() for x in xs)
+    total, total_err = len(everything), sum(errs.values())
+    print(f"soak      {clients} clients, {seconds:.0f} s, 1 uvicorn worker, mixed load")
+    print(f"  {total / elapsed:.0f} req/s, {total} requests, {total_err} errors;"
+          f" all: p50 {_pct(everything, .5):.1f} ms, p99 {_pct(everything, .99):.1f} ms")
+    endpoints = {}
+    for label, xs in lat.items():
+        xs.sort()
+        endpoints[label] = (len(xs), errs[label], _pct(xs, .5), _pct(xs, .99))
+        print(f"  {label:<22}{len(xs) / elapsed:6.0f}/s {errs[label]:>3} err"
+              f" p50 {_pct(xs, .5):6.1f} p99 {_pct(xs, .99):6.1f} ms")
+    return {"requests": total, "errors": total_err, "seconds": elapsed, "endpoints": endpoints}
+
+
+SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay, "api": bench_api, "page": bench_page,
+            "soak": lambda: bench_soak(ARGS.soak_clients, ARGS.soak_seconds)}
+
+ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    args = ap.parse_args()
+    ap.add_argument("--soak-clients", type=int, default=50, help="soak: concurrent clients")
+    ap.add_argument("--soak-seconds", type=float, default=30.0, help="soak: seconds of load")
+    args = ap.parse_args(namespace=ARGS)
     print(f"memtype-explorer benchmarks, python {sys.version.split()[0]}, {os.cpu_count()} cores")
     for name in args.only.split(","):
         SECTIONS[name.strip()]()
