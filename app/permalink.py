@@ -426,7 +426,8 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
                 name = "event"  # a missing companion: the event itself cannot be read
             if name not in q or name == "v":
                 raise
-            dropped.append(Dropped(name, q.pop(name), f"{e.field}: {e.message}", e.rule))
+            why = e.message if e.field == name else f"{e.field}: {e.message}"  # the field when not the parameter
+            dropped.append(Dropped(name, q.pop(name), why, e.rule))
     raise AssertionError("unreachable: each round drops one parameter")  # pragma: no cover
 
 

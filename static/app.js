@@ -728,7 +728,11 @@ function drawResult(r, st, hole = null) {
   $("#res-era").textContent = r.kernel;
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
-  $("#path").replaceChildren(...r.path.map(stepItem));
+  // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
+  $("#path").replaceChildren(...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
+    "No memslot here, so KVM never builds an entry; below is what vmx_get_mt_mask() would compute for a page here.")] : []),
+  ...r.path.map(stepItem));
+  $("#path").classList.toggle("is-hypothetical", !!hole);
   const lk = $("#lookups");
   lk.replaceChildren(...[
     el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
@@ -1029,10 +1033,11 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
   const taken = (r) => { const s = r.path.find((x) => x.held === true); return s ? `${s.id}: ${s.result}` : ""; };
   const add = (label, fa, fb, render = (v) => v) => {
     const va = a ? fa(a) : "(error)", vb = b ? fb(b) : bErr ? "(refuses this VM)" : "(error)";
+    const bText = bErr ? (rows.length ? "" : "refuses this VM (see above)") : "-";
     const differs = a && b && JSON.stringify(va) !== JSON.stringify(vb);
     rows.push(el("tr", {}, el("th", {}, label),
       el("td", { class: differs ? "differs" : "", "data-side": "a" }, a ? render(va) : "-"),
-      el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : bErr ? "refuses this VM" : "-")));
+      el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : bText)));
   };
   const ept = (r) => (hole ? "no EPT entry (no memslot)" : `${r.ept.notation} ${r.ept.mask}`);
   add("EPT entry", ept, ept, (v) => el("span", { class: "mono" }, v));

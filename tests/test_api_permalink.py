@@ -175,7 +175,7 @@ async def test_page_with_unicode_digits_shows_the_error(client, query, field):
     j = initial_state(r.text)
     assert j["error"] is None
     [d] = j["dropped"]
-    assert d["param"] == field and d["message"].startswith(f"{field}: ") and d["rule"]
+    assert d["param"] == field and d["message"] and d["rule"]
     assert j["initial"]["scenario"]["vm"]["maxphyaddr"] == 46  # the default for what was dropped
     if "kernel=v6.7" in query:
         assert j["initial"]["kernel"] == "v6.7"  # kept
@@ -375,7 +375,7 @@ def test_decode_report_keeps_the_readable_parameters():
     s, dropped = decode_report("v=1&kernel=v9.9&vs=v4.2&ncdma=1&cd=1&gpa=12&mtrr=ovmf")
     assert s == decode("v=1&vs=v4.2&ncdma=1&cd=1&mtrr=ovmf")
     assert [(d.param, d.value) for d in dropped] == [("kernel", "v9.9"), ("gpa", "12")]
-    assert dropped[1] == Dropped("gpa", "12", "gpa: malformed hex '12'", "expected 0x followed by 1-16 hex digits")
+    assert dropped[1] == Dropped("gpa", "12", "malformed hex '12'", "expected 0x followed by 1-16 hex digits")
     assert decode_report(RICH) == (decode(RICH), ())
 
 

@@ -166,10 +166,12 @@ def test_gap_has_no_ept_entry(watched, live_server):
     assert none.is_visible() and "No EPT entry" in none.inner_text() and "no memslot" in none.inner_text()
     assert not page.locator(".ept-head").is_visible()
     assert page.locator("#bitfield .bit").count() == 0
+    assert page.get_by_test_id("path-hypothetical").is_visible()  # the path is what would be, not what is
     assert "no EPT entry" in page.locator("#eff-table tbody").inner_text()
     # back in a memslot: the entry is shown again
     w.after(page.locator('#map .lane.main .seg[data-start="0xfd000000"]').click)
     assert not none.is_visible() and page.get_by_test_id("ept-mask").inner_text() == "0x00"
+    assert page.get_by_test_id("path-hypothetical").count() == 0
 
 
 @pytest.mark.parametrize("gpa", ["0xfd000000", "0x100000", "0x40000000", "0x100000000", "0x9f000"])
