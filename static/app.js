@@ -613,6 +613,9 @@ async function update() {
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
     zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
+    // the compare era's map and zap, side by side with the main era's in the compare panel
+    bmap: st.vs ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
+    bzap: st.vs && st.event ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
   const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
@@ -702,7 +705,38 @@ function draw(st, res) {
   if (last.map) drawMap(last.map, a || last.a, st, st.event ? zap : null);
 
   drawCompare(st, a, ok("b"), fail("a") ? null : fail("b"), ok("diff"), fail("diff"), hole);
+  drawCompareMaps(st, map, ok("bmap"), a, ok("b"), zap, ok("bzap"));
   setStale("#p-compare", !!st.vs && !a);
+}
+
+function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
+  // The compare era's memory map and zap scope beside the main era's (both from the server).
+  const box = $("#cmp-side");
+  box.hidden = !(st.vs && mapA && mapB);
+  if (box.hidden) return;
+  const scaleRuns = [...new Set([...mapA.runs, ...mapB.runs].flatMap((r) => [r.start, r.end]).map((v) => BigInt(v)))]
+    .sort((p, q) => (p < q ? -1 : p > q ? 1 : 0))
+    .reduce((acc, v, i, all) => (i ? [...acc, { start: hex(all[i - 1]), end: hex(v) }] : acc), []);
+  $("#cmp-map-a-name").textContent = st.scenario.kernel;
+  $("#cmp-map-b-name").textContent = st.vs;
+  drawMap(mapA, a, st, st.event ? zapA : null, { box: $("#cmp-map-a"), scaleRuns });
+  drawMap(mapB, b, st, st.event ? zapB : null, { box: $("#cmp-map-b"), scaleRuns });
+  const differ = mapA.runs.length !== mapB.runs.length
+    || mapA.runs.some((r, i) => JSON.stringify(r) !== JSON.stringify(mapB.runs[i]));
+  $("#cmp-map-note").textContent = differ ? "The two maps differ: compare the lanes (same address scale)."
+    : "The two eras give the same map for this state.";
+  const zt = $("#cmp-zap");
+  zt.hidden = !st.event;
+  if (!st.event) return;
+  const names = [["zap calls", "zap_calls"], ["zapped pages", "zapped_pages"], ["needed pages", "needed_pages"],
+    ["stale pages", "stale_pages"], ["excess pages", "excess_pages"]];
+  $("#cmp-zap thead").replaceChildren(el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
+  $("#cmp-zap tbody").replaceChildren(...names.map(([label, k]) => {
+    const va = zapA ? String(zapA.counts[k]) : "-", vb = zapB ? String(zapB.counts[k]) : "-";
+    const d = zapA && zapB && va !== vb;
+    return el("tr", { "data-count": label }, el("th", {}, label),
+      el("td", { class: d ? "differs" : "", "data-side": "a" }, va), el("td", { class: d ? "differs" : "", "data-side": "b" }, vb));
+  }));
 }
 function runAt(map, gpaText) {
   const g = parseHex(gpaText);
@@ -862,10 +896,18 @@ function bar(x0, x1, cls, text, title, tag = "div") {
   return el(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title }, text);
 }
 
-function drawMap(map, res, st, zap) {
-  const box = $("#map");
+function drawMap(map, res, st, zap, opt = {}) {
+  // opt.box: draw the lanes elsewhere (the compare panel), on the scale of opt.scaleRuns
+  // (both eras' run boundaries, so the two maps line up); the legend and tables are the main map's.
+  const box = opt.box || $("#map");
   box.replaceChildren();
-  const { segs, x } = mapScale(map.runs);
+  let { segs, x } = mapScale(opt.scaleRuns || map.runs);
+  if (opt.scaleRuns) {
+    segs = map.runs.map((r) => {
+      const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
+      return { s, e, x0: x(s), w: x(e) - x(s), run: r };
+    });
+  }
 
   const mt = lane("MTRR");
   for (const r of map.mtrr_ranges) {
@@ -948,6 +990,8 @@ function drawMap(map, res, st, zap) {
       el("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
     box.append(overlay);
   }
+
+  if (opt.box) return;
 
   // legend
   const lg = $("#legend");
@@ -1193,10 +1237,18 @@ async function exportText(kind) {
     } else if (kind === "diff") {
       if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
       text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
+    } else if (kind === "all") {
+      // the whole view: the server's 72-column renderings, one after the other
+      const parts = [api("/resolve", resolveBody(st), undefined, true)];
+      if (st.vs) parts.push(api("/resolve", resolveBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} result.`));
+      if (st.event) parts.push(api("/zap", { ...st.scenario, event: st.event }, undefined, true));
+      if (st.vs && st.event) parts.push(api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
+      if (st.vs) parts.push(api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true));
+      text = (await Promise.all(parts)).map((t) => t.replace(/\n+$/, "")).join("\n\n") + "\n";
     } else {
       text = await api("/resolve", resolveBody(st), undefined, true);
     }
-    await copyOut(text, `72-column text (${kind})`);
+    await copyOut(text, `72-column text (${kind === "all" ? "the whole view: result, compare era, zap, diff" : kind})`);
   } catch (e) {
     showProblem(e, "vcpu");
   }
@@ -1240,7 +1292,7 @@ function wire() {
 
   $("#copy-link").addEventListener("click", copyLink);
   $("#copy-json").addEventListener("click", () => copyOut(JSON.stringify(resolveBody(readState()), null, 2), "POST /api/v1/resolve body"));
-  $("#copy-text").addEventListener("click", () => exportText("resolve"));
+  $("#copy-text").addEventListener("click", () => exportText("all"));
   $("#copy-zap-text").addEventListener("click", () => exportText("zap"));
   $("#copy-diff-text").addEventListener("click", () => exportText("diff"));
   $("#help-btn").addEventListener("click", () => $("#help").showModal());

@@ -270,3 +270,41 @@ def test_invalid_state_stale_error_once_and_no_old_link(watched, live_server):
     assert page.url != good  # the address bar holds the last valid edit (CD=0), not an older one
     w.after(page.get_by_label("CR0.NW", exact=True).uncheck)
     assert not link.is_disabled() and page.locator(".stale-tag:not([hidden])").count() == 0
+
+
+def test_compare_era_map_and_zap_side_by_side(watched, live_server):
+    """The seed case with its CD 1->0 event: v6.7 leaves 4160 pages stale, v4.2 1052640
+    (the zap audits of both eras, from the server), and both maps on one address scale."""
+    w = watched
+    w.goto(live_server + "/")
+    page = w.page
+    side = page.get_by_test_id("cmp-side")
+    assert side.is_visible()
+    assert page.locator("#cmp-map-a-name").inner_text() == "v6.7" and page.locator("#cmp-map-b-name").inner_text() == "v4.2"
+    assert page.locator("#cmp-map-a .lane.main .seg").count() > 0 and page.locator("#cmp-map-b .lane.main .seg").count() > 0
+    stale = page.locator('#cmp-zap tr[data-count="stale pages"]')
+    assert stale.locator('td[data-side="a"]').inner_text() == page.locator('#zap-counts [data-count="stale pages"] b').inner_text() == "4160"
+    assert stale.locator('td[data-side="b"]').inner_text() == "1052640"
+    assert "differs" in stale.locator('td[data-side="b"]').get_attribute("class")
+    # one scale: the VRAM run starts at the same x in both maps
+    xa = page.locator('#cmp-map-a .lane.main .seg[data-start="0xfd000000"]').bounding_box()["x"]
+    xb = page.locator('#cmp-map-b .lane.main .seg[data-start="0xfd000000"]').bounding_box()["x"]
+    assert xa == xb
+    w.after(page.locator("#vs").select_option, "")
+    assert not side.is_visible()
+
+
+def test_copy_as_text_is_the_whole_view_in_72_columns(watched, live_server):
+    w = watched
+    w.goto(live_server + "/")
+    page = w.page
+    page.locator("#copy-text").click()
+    page.wait_for_function("document.querySelector('#export-text').textContent.length > 1000")
+    text = page.locator("#export-text").inner_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 72, max(lines, key=len)
+    assert text.count("EPT memory type for guest-physical 0xfd000000") == 2  # both eras' results
+    assert "Era v6.7:" in text and "Era v4.2:" in text
+    assert "c9f65a3f2d92" in text  # the commit the v6.7 path cites
+    assert "stale" in text and "v6.7" in text and "v4.2" in text  # the zap audits and the diff
+    assert "is dropped" not in text and "cannot run" not in text
