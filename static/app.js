@@ -614,8 +614,9 @@ async function update() {
     zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
-    bmap: st.vs ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
-    bzap: st.vs && st.event ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
+    // (asked only while that section is open: two more requests on the redraw path)
+    bmap: st.vs && sideOpen() ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
+    bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
   const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
@@ -709,8 +710,10 @@ function draw(st, res) {
   setStale("#p-compare", !!st.vs && !a);
 }
 
+const sideOpen = () => $("#cmp-side-details").open;
 function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
   // The compare era's memory map and zap scope beside the main era's (both from the server).
+  $("#cmp-side-details").hidden = !st.vs;
   const box = $("#cmp-side");
   box.hidden = !(st.vs && mapA && mapB);
   if (box.hidden) return;
@@ -1297,6 +1300,7 @@ function wire() {
   $("#copy-diff-text").addEventListener("click", () => exportText("diff"));
   $("#help-btn").addEventListener("click", () => $("#help").showModal());
   $("#notice-close").addEventListener("click", () => { $("#notice").hidden = true; });
+  $("#cmp-side-details").addEventListener("toggle", () => { if (sideOpen() && ctl.vs.value) changed(); });
   $("#swap-eras").addEventListener("click", swapEras);
   $("#cmp-swap").addEventListener("click", swapEras);
   const presetSel = $("#preset");

@@ -279,6 +279,9 @@ def test_compare_era_map_and_zap_side_by_side(watched, live_server):
     w.goto(live_server + "/")
     page = w.page
     side = page.get_by_test_id("cmp-side")
+    assert not side.is_visible()  # closed by default: its two requests stay off the redraw path
+    assert sum("/api/v1/map" in u for u in w.requests) == 1
+    w.after(page.locator("#cmp-side-details summary").click)
     assert side.is_visible()
     assert page.locator("#cmp-map-a-name").inner_text() == "v6.7" and page.locator("#cmp-map-b-name").inner_text() == "v4.2"
     assert page.locator("#cmp-map-a .lane.main .seg").count() > 0 and page.locator("#cmp-map-b .lane.main .seg").count() > 0
@@ -291,7 +294,7 @@ def test_compare_era_map_and_zap_side_by_side(watched, live_server):
     xb = page.locator('#cmp-map-b .lane.main .seg[data-start="0xfd000000"]').bounding_box()["x"]
     assert xa == xb
     w.after(page.locator("#vs").select_option, "")
-    assert not side.is_visible()
+    assert not side.is_visible() and not page.locator("#cmp-side-details").is_visible()
 
 
 def test_copy_as_text_is_the_whole_view_in_72_columns(watched, live_server):
