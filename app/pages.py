@@ -6,6 +6,14 @@ address bar from POST /api/v1/permalink (app.permalink is the only encoder). A p
 that cannot be read still serves the page (200): the defaults, and a message naming the
 parameter. Until the template exists a minimal placeholder is served.
 
+A link with bad parameters keeps every readable one (app.permalink.decode_report): the
+page draws that state and lists each dropped parameter with the reason, once. The short
+form `/l/<token>` (app.permalink.short_path, derived from the state, nothing stored) is
+redirected to the same page with the long query. Two small JSON helpers serve the script:
+GET /page/link (the long and short links of a query, from MEMTYPE_PUBLIC_URL like every
+permalink) and POST /page/mtrr-pair (a variable range's start and size as the PHYSBASE and
+PHYSMASK values, refused unless a single pair can cover it: app.x86.mtrr.range_to_pair).
+
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
 the script holds no copy of them.
@@ -16,18 +24,26 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field
 
-from .api.convert import era_out
+from .api.common import base_url
+from .api.convert import core_errors, era_out
+from .api.errors import RuleViolation
+from .api.schemas import Addr
 from .assets import AssetHasher
 from .kvm.eras import ERAS
-from .permalink import DEFAULT_KERNEL, LinkState, decode, encode, event_json, request_body, scenario_json
+from .permalink import (
+    DEFAULT_KERNEL, LinkState, decode, decode_report, encode, event_json, request_body, scenario_json, short_path,
+    short_query, url,
+)
 from .presets import PRESETS, START
-from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError
-from .x86.mtrr import FIXED_MSRS
+from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, mtrr_type
+from .x86.mtrr import FIXED_MSRS, PHYSMASK_V, range_to_pair
 from .x86.pat import PAT_PRESETS
 
 log = logging.getLogger("memtype.api")
@@ -81,6 +97,18 @@ def _preset_query(p) -> str:
     return encode(replace(p.state, vs=p.compare, view="resolve", pati=0))
 
 
+class VarPairIn(BaseModel):
+    """A variable range as the page's editor shows it: start, size, type and V."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(0, ge=0, le=255, description="the pair's index (for the error's location)")
+    start: Addr
+    size: Addr
+    type: int = Field(ge=0, le=255)
+    valid: bool = True
+    maxphyaddr: int = Field(46, ge=36, le=52)
+
+
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=str(templates_dir)) if (templates_dir / "index.html").exists() else None
@@ -88,13 +116,48 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         # {{ asset("app.css") }}: the content-hashed URL (app/assets.py), root_path not included
         templates.env.globals["asset"] = (assets.url if assets else lambda p, root="": f"{root}/static/{p}")
 
+    @router.get("/l/{token:path}")
+    async def short_link(token: str, request: Request) -> Response:
+        """The short form: the same page under its long query (relative, so no Host is echoed)."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        query = "&".join(f"{k}={v}" for k, v in _requote(short_query(token)))
+        return RedirectResponse(f"{root}/?{query}", status_code=303)
+
+    @router.get("/page/link")
+    async def page_link(request: Request) -> Response:
+        """The long and the short link of a permalink query, built from the public base URL."""
+        try:
+            state = decode(request.url.query)
+        except MemTypeError as e:
+            raise _violation(e, ["query", e.field]) from None
+        base = base_url(request)
+        return JSONResponse({"url": url(state, base), "short": f"{base}/{short_path(state)}"})
+
+    @router.post("/page/mtrr-pair")
+    def mtrr_pair(req: VarPairIn) -> Response:
+        """PHYSBASE/PHYSMASK for a naturally aligned power-of-two range (the editor's start and
+        size), or 422 naming the pair and the rule: no silent rounding of an unaligned start."""
+        with core_errors({"mtrr": ["vcpu", "mtrr"]}):
+            mtrr_type(req.type, f"mtrr.variable[{req.index}]")
+            try:
+                pair = range_to_pair(req.start, req.size, MemType(req.type), req.maxphyaddr)
+            except MemTypeError as e:
+                raise MemTypeError(f"mtrr.variable[{req.index}]", e.message, e.rule) from None
+        mask = pair.mask if req.valid else pair.mask & ~PHYSMASK_V
+        return JSONResponse({"base": f"{pair.base:#x}", "mask": f"{mask:#x}"})
+
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> Response:
         error = None
+        dropped: tuple = ()
         try:
             # no query at all: the first screen is the START preset (with its compare era);
-            # any link, even `/?v=1`, means exactly what it says
-            state = decode(request.url.query) if request.url.query else _start_state()
+            # any link, even `/?v=1`, means exactly what it says; a bad parameter is dropped
+            # (and listed) and every readable one kept
+            if request.url.query:
+                state, dropped = decode_report(request.url.query)
+            else:
+                state = _start_state()
         except MemTypeError as e:
             state, error = LinkState(), {"field": e.field, "message": e.message, "rule": e.rule}
         except ValueError:  # a decoder bug, not the reader's: still serve the page (tests fuzz for it)
@@ -120,9 +183,18 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                         "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
             "registers": REGISTERS,
             "error": error,
+            "dropped": [{"param": d.param, "value": d.value, "message": d.message, "rule": d.rule} for d in dropped],
         }
         # no-cache: the page names the current content-hashed asset URLs, so it must be
         # revalidated on every load (the assets themselves are cached for a year)
         return templates.TemplateResponse(request, "index.html", context, headers={"cache-control": "no-cache"})
 
     return router
+
+
+def _requote(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(quote(k, safe=""), quote(v, safe=":,*-.")) for k, v in pairs]
+
+
+def _violation(e: MemTypeError, loc: list) -> RuleViolation:
+    return RuleViolation(e, loc)

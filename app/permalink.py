@@ -84,8 +84,9 @@ _HEX = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
 _DEC = re.compile(r"[0-9]{1,3}")  # ASCII digits only: Unicode digits ('²', '٣') are refused
 
 __all__ = [
-    "DEFAULT_KERNEL", "LinkState", "VERSION", "VIEWS", "decode", "encode", "event_json",
-    "mtrr_layout_name", "request_body", "scenario_json", "url",
+    "DEFAULT_KERNEL", "Dropped", "LinkState", "SHORT_CODES", "VERSION", "VIEWS", "decode", "decode_report",
+    "encode", "event_json", "mtrr_layout_name", "request_body", "scenario_json", "short_path", "short_query",
+    "url",
 ]
 
 
@@ -366,11 +367,8 @@ def _parse_event(q: Mapping[str, str]) -> Event | None:
     return Event(kind, value, msr, nw)
 
 
-def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkState:
-    """Parse a permalink query (string, mapping or pairs; last value wins) into core objects.
-
-    Raises MemTypeError naming the parameter on bad syntax or an unknown era.
-    """
+def _query(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A query (string, mapping or pairs) as a dict; the last value of a repeated name wins."""
     if isinstance(query, str):
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     elif isinstance(query, Mapping):
@@ -380,6 +378,15 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     q: dict[str, str] = {}
     for k, v in pairs:
         q[k] = v
+    return q
+
+
+def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkState:
+    """Parse a permalink query (string, mapping or pairs; last value wins) into core objects.
+
+    Raises MemTypeError naming the parameter on bad syntax or an unknown era.
+    """
+    q = _query(query)
     if q.get("v", VERSION) != VERSION:
         raise MemTypeError("v", f"permalink version {q['v']!r} is not supported", f"this server reads v={VERSION}")
     view = q.get("view", "resolve")
@@ -435,6 +442,103 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     mmio = _bool(q, "mmio", False) if "mmio" in q else None
     pati = _dec(q["pati"], "pati", 0, 7, "PAT entries are PA0..PA7") if "pati" in q else 0
     return LinkState(kernel, vm, vcpu, Access(gpa, mmio, _parse_host(q)), _parse_event(q), vs, view, pati)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A permalink parameter decode_report() left out, and why (the decoder's MemTypeError)."""
+
+    param: str
+    value: str
+    message: str
+    rule: str
+
+
+_LEADING_NAME = re.compile(r"[A-Za-z_]+")
+
+
+def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[LinkState, tuple[Dropped, ...]]:
+    """decode(), keeping every readable parameter: each one decode() refuses is dropped (its
+    default is used instead) and listed with the reason, and the rest is decoded again.
+
+    A parameter refused as missing (an event without event_value or event_msr) drops the
+    `event` it belongs to. Raises MemTypeError only for what cannot be read in part: a
+    link of another encoding version (`v`).
+    """
+    q = _query(query)
+    if q.get("v", VERSION) != VERSION:
+        decode(q)  # raises, naming v
+    dropped: list[Dropped] = []
+    for _ in range(len(q) + 1):
+        try:
+            return decode(q), tuple(dropped)
+        except MemTypeError as e:
+            m = _LEADING_NAME.match(e.field)
+            name = m.group(0) if m else e.field
+            if name not in q and name.startswith("event_") and "event" in q:
+                name = "event"  # a missing companion: the event itself cannot be read
+            if name not in q or name == "v":
+                raise
+            why = e.message if e.field == name else f"{e.field}: {e.message}"  # the field when not the parameter
+            dropped.append(Dropped(name, q.pop(name), why, e.rule))
+    raise AssertionError("unreachable: each round drops one parameter")  # pragma: no cover
+
+
+# -- the short form: /l/<token>, for mail -----------------------------------------------
+
+SHORT_CODES = {
+    "view": "w", "kernel": "k", "vs": "s", "ncdma": "n", "cdnw_quirk": "q", "pat_quirk": "i",
+    "selfsnoop": "o", "guest_mtrr": "g", "maxphyaddr": "x", "map": "m", "cd": "c", "nw": "N",
+    "pg": "P", "pat": "p", "mtrr": "r", "deftype": "d", "fixed": "f", "var": "V", "gpa": "a",
+    "mmio": "M", "event": "e", "event_msr": "E", "event_value": "u", "event_nw": "W", "pati": "t",
+}
+"""One character per permalink parameter for the short form (a parameter without a code is
+written `name=value` in it)."""
+_SHORT_NAMES = {c: n for n, c in SHORT_CODES.items()}
+_SHORT_HEX = ("gpa", "deftype", "event_msr")  # always hex: the short form leaves out their 0x
+_SHORT_EVENTS = {CR0_CD: "cd", MTRR_WRITE: "mw", NONCOHERENT_DMA: "nd", PAT_WRITE: "pw"}
+_SHORT_EVENT_KINDS = {c: k for k, c in _SHORT_EVENTS.items()}
+_SHORT_SEP = "~"  # in no parameter value, and kept by mail and URL tools (RFC 3986 unreserved)
+_SHORT_SAFE = ":,*-.="
+
+
+def short_path(state: LinkState) -> str:
+    """The short form's path: `l/1~kv6.7~sv4.2~n1~c1~rovmf~afd000000`, the same parameters
+    as params() (version first, one code character each, no `0x` on the hex addresses, two
+    letters per event kind), so a
+    common state's link stays under 72 columns and survives mail wrapping. Derived from the
+    state: nothing is stored."""
+    items = [VERSION]
+    for name, value in params(state)[1:]:
+        if name in _SHORT_HEX and value[:2] == "0x":
+            value = value[2:]
+        elif name == "event":
+            value = _SHORT_EVENTS.get(value, value)
+        code = SHORT_CODES.get(name)
+        items.append(quote(code + value if code else f"{name}={value}", safe=_SHORT_SAFE))
+    return "l/" + _SHORT_SEP.join(items)
+
+
+def short_query(token: str) -> list[tuple[str, str]]:
+    """The permalink pairs of a short form's token (the part after `l/`), for decode() or
+    decode_report(); an unknown code is kept under its own name (decode ignores it)."""
+    version, _, rest = token.partition(_SHORT_SEP)
+    pairs = [("v", version)]
+    for item in rest.split(_SHORT_SEP) if rest else []:
+        if not item:
+            continue
+        name = _SHORT_NAMES.get(item[0])
+        if name is None:
+            k, _, v = item.partition("=")
+            pairs.append((k, v))
+            continue
+        value = item[1:]
+        if name in _SHORT_HEX and value[:2].lower() != "0x":
+            value = "0x" + value
+        elif name == "event":
+            value = _SHORT_EVENT_KINDS.get(value, value)
+        pairs.append((name, value))
+    return pairs
 
 
 # -- the same state as an API request body ---------------------------------------------

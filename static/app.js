@@ -9,6 +9,7 @@
 // and the drawing transform of the map bar.
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
+const PAGE = (document.body.dataset.page || "/page").replace(/\/$/, "");  // app/pages.py helpers
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
@@ -178,12 +179,14 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   rawBase.value = baseText ?? hex(base);
   rawMask.value = maskText ?? hex(mask);
   syncVarFromRaw(row);
-  start.addEventListener("change", () => syncVarToRaw(row));
-  size.addEventListener("change", () => syncVarToRaw(row));
-  type.addEventListener("change", () => syncVarToRaw(row));
-  valid.addEventListener("change", () => syncVarToRaw(row));
-  rawBase.addEventListener("change", () => syncVarFromRaw(row));
-  rawMask.addEventListener("change", () => syncVarFromRaw(row));
+  // start/size: the server writes PHYSBASE/PHYSMASK (or refuses a range no pair covers);
+  // type and V are register fields, set in the raw values directly
+  start.addEventListener("change", async () => { await syncVarToRaw(row); changed(); });
+  size.addEventListener("change", async () => { await syncVarToRaw(row); changed(); });
+  type.addEventListener("change", () => { setVarBits(row); changed(); });
+  valid.addEventListener("change", () => { setVarBits(row); changed(); });
+  rawBase.addEventListener("change", () => { delete row.dataset.refused; syncVarFromRaw(row); changed(); });
+  rawMask.addEventListener("change", () => { delete row.dataset.refused; syncVarFromRaw(row); changed(); });
   rm.addEventListener("click", () => { row.remove(); renumberVars(); changed(); });
   box.append(row);
   renumberVars();
@@ -220,22 +223,36 @@ function syncVarFromRaw(row) {
   }
   $(".v-size", row).setAttribute("aria-invalid", "false");
 }
-function syncVarToRaw(row) {
-  const start = parseHex($(".v-start", row).value);
-  const size = parseHex($(".v-size", row).value);
+function setVarBits(row) {
+  // PHYSBASE bits 7:0 = type, PHYSMASK bit 11 = V (register layout only)
+  const base = parseHex($(".v-base", row).value), mask = parseHex($(".v-mask", row).value);
   const t = BigInt($(".v-type", row).value);
-  const v = $(".v-valid", row).checked;
-  $(".v-start", row).setAttribute("aria-invalid", start == null ? "true" : "false");
-  if (start != null) $(".v-base", row).value = hex((start & ~0xfffn) | t);
-  const okSize = size != null && size >= 0x1000n && (size & (size - 1n)) === 0n;
-  $(".v-size", row).setAttribute("aria-invalid", okSize ? "false" : "true");
-  if (okSize) {
-    $(".v-mask", row).value = hex((physMask() & ~(size - 1n)) | (v ? MASK_V : 0n));
-    $(".v-note", row).textContent = fmtSize(Number(size));
-  } else {
-    const mask = parseHex($(".v-mask", row).value);
-    if (mask != null) $(".v-mask", row).value = hex(v ? mask | MASK_V : mask & ~MASK_V);
-    $(".v-note", row).textContent = size == null ? "mask has holes" : "size: a power of two >= 4K";
+  if (base != null) $(".v-base", row).value = hex((base & ~0xffn) | t);
+  if (mask != null) $(".v-mask", row).value = hex($(".v-valid", row).checked ? mask | MASK_V : mask & ~MASK_V);
+}
+async function syncVarToRaw(row) {
+  // The range as start + size -> the PHYSBASE/PHYSMASK pair, written by the server
+  // (POST /page/mtrr-pair: app.x86.mtrr.range_to_pair). A range no single pair covers (an
+  // unaligned start, a size that is no power of two) is refused with the rule; the row keeps
+  // the refusal until it is fixed, and every panel waits (stale).
+  const idx = $$("#var-rows .var-row").indexOf(row);
+  const startText = $(".v-start", row).value.trim(), sizeText = $(".v-size", row).value.trim();
+  const mp = Number.parseInt(ctl.maxphy.value, 10);
+  const body = { index: Math.max(idx, 0), start: startText, size: sizeText, type: Number($(".v-type", row).value),
+    valid: $(".v-valid", row).checked, ...(Number.isInteger(mp) ? { maxphyaddr: mp } : {}) };
+  try {
+    const pair = await api(`${PAGE}/mtrr-pair`, body, undefined, false, true);
+    delete row.dataset.refused;
+    $(".v-base", row).value = pair.base;
+    $(".v-mask", row).value = pair.mask;
+    syncVarFromRaw(row);
+    $(".v-start", row).setAttribute("aria-invalid", "false");
+  } catch (e) {
+    const items = e.problem?.errors || [];
+    if (items.length && items.every((it) => it.loc?.[1] === "maxphyaddr")) return;  // resolve names MAXPHYADDR itself
+    const msg = items.length ? items.map((it) => `${locKey(it.loc)}: ${it.msg}${it.rule ? ` (${it.rule})` : ""}`).join("; ") : e.message;
+    row.dataset.refused = msg;
+    $(".v-start", row).setAttribute("aria-invalid", "true");
   }
 }
 
@@ -420,12 +437,12 @@ class ApiError extends Error {
     this.problem = problem;
   }
 }
-async function api(path, body, signal, text = false) {
+async function api(path, body, signal, text = false, page = false) {
   const init = body === undefined ? { signal } : {
     method: "POST", signal, body: JSON.stringify(body),
     headers: { "Content-Type": "application/json", Accept: text ? "text/plain" : "application/json" },
   };
-  const r = await fetch(API + path + (text ? (path.includes("?") ? "&" : "?") + "format=text" : ""), init);
+  const r = await fetch((page ? "" : API) + path + (text ? (path.includes("?") ? "&" : "?") + "format=text" : ""), init);
   if (!r.ok) {
     let problem = null;
     try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
@@ -485,10 +502,80 @@ function setStatus(text, error = false) {
 // -- the update cycle --------------------------------------------------------------------
 
 // Every input change: mark it, recompute from the controls, redraw when the answers are in.
-// Text fields commit on change (Enter or leaving the field), so there is no debouncing.
+// Text fields commit on change (Enter or leaving the field), so there is no debouncing here;
+// the history is debounced (HISTORY_MS) so a burst of edits is one Back step.
 function changed() {
   performance.mark("toggle");
   update();
+}
+
+// -- history and links ------------------------------------------------------------------------
+// Each edit is a history entry: pushState with the page's own state (what writeState() takes),
+// so Back/Forward restore it without asking the server to decode; edits within HISTORY_MS of
+// the previous one replace the entry instead of adding one. The address bar's query and the
+// link always come from the server (POST /api/v1/permalink).
+
+const HISTORY_MS = Number(document.body.dataset.historyMs || 400);
+let historyTimer = null;
+let historyStarted = false;
+let restoring = false;
+let link = { query: null, url: null, valid: false, why: "" };
+
+function snapshot(st) {
+  return { scenario: resolveBody(st), vs: st.vs, event: st.event, view, pati: st.pati };
+}
+function commitHistory(query, st) {
+  const entry = { page: snapshot(st) };
+  const url = `${location.pathname}?${query}`;
+  const same = location.search.replace(/^\?/, "") === query;
+  if (!historyStarted || restoring || same || historyTimer) history.replaceState(entry, "", url);
+  else history.pushState(entry, "", url);
+  if (historyStarted && !restoring && !same) {
+    clearTimeout(historyTimer);
+    historyTimer = setTimeout(() => { historyTimer = null; }, HISTORY_MS);
+  }
+  historyStarted = true;
+  restoring = false;
+}
+window.addEventListener("popstate", (ev) => {
+  const s = ev.state && ev.state.page;
+  if (!s) { location.reload(); return; }  // an entry this page did not write: let the server decode it
+  clearTimeout(historyTimer);
+  historyTimer = null;
+  restoring = true;
+  writeState(s);
+  changed();
+});
+
+function setLink(answer, why = "") {
+  link = answer ? { query: answer.query, url: answer.url, valid: true, why: "" } : { ...link, valid: false, why };
+  const b = $("#copy-link");
+  b.disabled = !link.valid;
+  b.title = link.valid ? "Copy the permalink (l)" : `No link while the state is invalid: ${why || "fix the marked field"}`;
+  b.dataset.valid = link.valid ? "1" : "0";
+}
+async function copyLink() {
+  if (!link.valid) { setStatus(`no link to copy: ${link.why || "the state is invalid"}; fix the marked field first`, true); return; }
+  let short = null;
+  try { short = (await api(`${PAGE}/link?${link.query}`, undefined, undefined, false, true)).short; } catch { short = null; }
+  const text = short ? `${short}\n${link.url}` : link.url;
+  await copyOut(text, short ? "permalink: the short form (first line) survives mail wrapping; the second is the readable one"
+    : "permalink");
+}
+
+// -- stale panels --------------------------------------------------------------------------------
+const PANELS = ["#p-result", "#p-eff", "#p-map", "#p-zap", "#p-compare"];
+function setStale(sel, on, why = "waiting for a valid state") {
+  const p = $(sel);
+  if (!p) return;
+  p.classList.toggle("stale-out", on);
+  let tag = $(".stale-tag", p);
+  if (!tag) {
+    tag = el("span", { class: "stale-tag", "data-testid": "stale" });
+    $("header", p).append(tag);
+  }
+  tag.hidden = !on;
+  tag.textContent = on ? `stale: ${why}` : "";
 }
 
 async function update() {
@@ -500,9 +587,24 @@ async function update() {
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
   syncSwap();
+  // A variable range the server refused (start/size no single pair covers): the controls no
+  // longer say what the registers hold, so nothing is asked and every panel is stale.
+  const refused = $$("#var-rows .var-row[data-refused]");
+  if (refused.length) {
+    clearErrors();
+    setStatus("");
+    refused.forEach((row) => { $(".v-err", row).textContent = row.dataset.refused; });
+    PANELS.forEach((p) => setStale(p, true, "a variable range above is refused"));
+    setLink(null, "a variable range is refused");
+    finishRedraw();
+    document.body.dataset.busy = "0";
+    document.body.dataset.ready = "1";
+    if (inflight === ctrl) inflight = null;
+    return;
+  }
   // The permalink is asked for with the answers but only awaited after drawing: it is off
-  // the toggle->redraw path. An invalid state (422) keeps the last good link.
-  const link = api("/permalink", permalinkBody(st), ctrl.signal).catch(() => null);
+  // the toggle->redraw path. An invalid state (422) has no link: Copy link says so.
+  const linkReq = api("/permalink", permalinkBody(st), ctrl.signal).then((a) => ({ a }), (e) => ({ e }));
 
   const body = resolveBody(st);
   const tasks = {
@@ -511,6 +613,10 @@ async function update() {
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
     zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
+    // the compare era's map and zap, side by side with the main era's in the compare panel
+    // (asked only while that section is open: two more requests on the redraw path)
+    bmap: st.vs && sideOpen() ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
+    bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
   const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
@@ -527,6 +633,23 @@ async function update() {
     console.warn("draw failed", e);  // never crash the page; keep the last drawing
     setStatus(`could not draw: ${e.message}`, true);
   }
+  finishRedraw();
+
+  const answer = await linkReq;
+  if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
+  if (answer.a) {
+    setLink(answer.a);
+    commitHistory(answer.a.query, st);
+    showActivePreset(answer.a.query);
+  } else if (answer.e?.name !== "AbortError") {
+    const it = answer.e?.problem?.errors?.[0];
+    setLink(null, it ? `${locKey(it.loc)}: ${it.msg}` : answer.e?.message);
+  }
+  document.body.dataset.busy = "0";
+  document.body.dataset.ready = "1";
+  if (inflight === ctrl) inflight = null;
+}
+function finishRedraw() {
   performance.mark("redrawn");
   try {
     const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
@@ -535,14 +658,6 @@ async function update() {
   window.__redrawCount = (window.__redrawCount || 0) + 1;
   performance.clearMarks("toggle");
   performance.clearMeasures("toggle->redrawn");
-
-  const answer = await link;
-  if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
-  if (answer) history.replaceState(null, "", `${location.pathname}?${answer.query}`);
-  if (answer) showActivePreset(answer.query);
-  document.body.dataset.busy = "0";
-  document.body.dataset.ready = "1";
-  if (inflight === ctrl) inflight = null;
 }
 
 async function diffFor(a, b, signal) {
@@ -558,16 +673,20 @@ function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
 
-  const a = ok("a");
-  if (a) { last.a = a; drawResult(a, st); drawEffective(a, st); }
-  else if (fail("a")) showProblem(fail("a"), "vcpu");
-  $("#p-result").classList.toggle("stale-out", !a);
-  $("#p-eff").classList.toggle("stale-out", !a);
-
+  // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
+  // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
   const map = ok("map");
+  const a = ok("a");
+  const gap = map && st.mmio == null ? runAt(map, st.gpa) : null;
+  const hole = !!(gap && gap.kind === "unmapped");
+  if (a) { last.a = a; drawResult(a, st, hole ? gap : null); drawEffective(a, st, hole); }
+  else if (fail("a")) showProblem(fail("a"), "vcpu");
+  setStale("#p-result", !a);
+  setStale("#p-eff", !a);
+
   if (map) last.map = map;
   else if (fail("map") && !fail("a")) showProblem(fail("map"), "vcpu");
-  $("#p-map").classList.toggle("stale-out", !map);
+  setStale("#p-map", !map);
 
   const zap = ok("zap");
   if (st.event) {
@@ -581,12 +700,51 @@ function draw(st, res) {
       }
     }
   } else last.zap = null;
-  $("#p-zap").classList.toggle("stale-out", !!st.event && !zap);
+  setStale("#p-zap", !!st.event && !zap);
   drawZap(st.event ? (zap || null) : null);
 
   if (last.map) drawMap(last.map, a || last.a, st, st.event ? zap : null);
 
-  drawCompare(st, a, ok("b"), fail("b"), ok("diff"), fail("diff"));
+  drawCompare(st, a, ok("b"), fail("a") ? null : fail("b"), ok("diff"), fail("diff"), hole);
+  drawCompareMaps(st, map, ok("bmap"), a, ok("b"), zap, ok("bzap"));
+  setStale("#p-compare", !!st.vs && !a);
+}
+
+const sideOpen = () => $("#cmp-side-details").open;
+function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
+  // The compare era's memory map and zap scope beside the main era's (both from the server).
+  $("#cmp-side-details").hidden = !st.vs;
+  const box = $("#cmp-side");
+  box.hidden = !(st.vs && mapA && mapB);
+  if (box.hidden) return;
+  const scaleRuns = [...new Set([...mapA.runs, ...mapB.runs].flatMap((r) => [r.start, r.end]).map((v) => BigInt(v)))]
+    .sort((p, q) => (p < q ? -1 : p > q ? 1 : 0))
+    .reduce((acc, v, i, all) => (i ? [...acc, { start: hex(all[i - 1]), end: hex(v) }] : acc), []);
+  $("#cmp-map-a-name").textContent = st.scenario.kernel;
+  $("#cmp-map-b-name").textContent = st.vs;
+  drawMap(mapA, a, st, st.event ? zapA : null, { box: $("#cmp-map-a"), scaleRuns });
+  drawMap(mapB, b, st, st.event ? zapB : null, { box: $("#cmp-map-b"), scaleRuns });
+  const differ = mapA.runs.length !== mapB.runs.length
+    || mapA.runs.some((r, i) => JSON.stringify(r) !== JSON.stringify(mapB.runs[i]));
+  $("#cmp-map-note").textContent = differ ? "The two maps differ: compare the lanes (same address scale)."
+    : "The two eras give the same map for this state.";
+  const zt = $("#cmp-zap");
+  zt.hidden = !st.event;
+  if (!st.event) return;
+  const names = [["zap calls", "zap_calls"], ["zapped pages", "zapped_pages"], ["needed pages", "needed_pages"],
+    ["stale pages", "stale_pages"], ["excess pages", "excess_pages"]];
+  $("#cmp-zap thead").replaceChildren(el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
+  $("#cmp-zap tbody").replaceChildren(...names.map(([label, k]) => {
+    const va = zapA ? String(zapA.counts[k]) : "-", vb = zapB ? String(zapB.counts[k]) : "-";
+    const d = zapA && zapB && va !== vb;
+    return el("tr", { "data-count": label }, el("th", {}, label),
+      el("td", { class: d ? "differs" : "", "data-side": "a" }, va), el("td", { class: d ? "differs" : "", "data-side": "b" }, vb));
+  }));
+}
+function runAt(map, gpaText) {
+  const g = parseHex(gpaText);
+  if (g == null) return null;
+  return map.runs.find((r) => BigInt(r.start) <= g && g < BigInt(r.end)) || null;
 }
 
 // -- drawing: result -----------------------------------------------------------------------
@@ -603,11 +761,15 @@ function stepItem(s) {
   );
 }
 
-function drawResult(r, st) {
+function drawResult(r, st, hole = null) {
   $("#res-era").textContent = r.kernel;
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
-  $("#path").replaceChildren(...r.path.map(stepItem));
+  // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
+  $("#path").replaceChildren(...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
+    "No memslot here, so KVM never builds an entry; below is what vmx_get_mt_mask() would compute for a page here.")] : []),
+  ...r.path.map(stepItem));
+  $("#path").classList.toggle("is-hypothetical", !!hole);
   const lk = $("#lookups");
   lk.replaceChildren(...[
     el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
@@ -616,16 +778,35 @@ function drawResult(r, st) {
     ...(r.mtrr_finding ? [el("dt", {}, "finding"), el("dd", {}, r.mtrr_finding)] : []),
   ]);
   const e = r.ept;
+  const head = $(".ept-head");
+  head.hidden = !!hole;
+  $("#ept-none").hidden = !hole;
+  if (hole) {
+    // no memslot here: KVM maps no page, so there is no EPT leaf to show
+    $("#ept-none").textContent = `No EPT entry: ${r.gpa} lies in ${hole.start}-${hole.end}, where the memory map has `
+      + "no memslot. KVM maps no page here; choose an address in a memslot, or force is_mmio.";
+    $("#ept-type").dataset.notation = "";
+    $("#ept-mask").textContent = "";
+    $("#ept-raw").textContent = "";
+    $("#ept-page").textContent = "";
+    drawBits(null);
+    $("#page-sizes").replaceChildren();
+    $("#ept-misconfig").textContent = "";
+    return;
+  }
   $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
   $("#ept-type").dataset.notation = e.notation;
   $("#ept-mask").textContent = e.mask;
   $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
-  $("#ept-page").textContent = r.page_size;
-  $("#ept-page").title = "the largest page the MTRR consistency check allows at this address (memslot bounds aside)";
+  // One page size: the leaf's (the server builds it inside both the MTRR check's answer and
+  // the memslot); the MTRR check's own answers are listed below as what it alone allows.
+  $("#ept-page").textContent = e.leaf ? e.leaf.page_size : r.page_size;
+  $("#ept-page").title = "the page this leaf maps: the MTRR consistency check's answer, kept inside the memslot";
   drawBits(e.leaf);
   $("#page-sizes").replaceChildren(...r.page_sizes.flatMap((p) => [
-    el("dt", {}, `page size, ${p.kernels}`),
-    el("dd", {}, el("b", {}, p.page_size), p.mtrr_check ? " (MTRR consistency check applies)" : " (no MTRR check)"),
+    el("dt", {}, `MTRR check, ${p.kernels}`),
+    el("dd", {}, p.mtrr_check ? ["allows ", el("b", {}, p.page_size)] : "does not apply",
+      e.leaf && p.page_size !== e.leaf.page_size ? el("span", { class: "muted" }, ` (the memslot limits the leaf to ${e.leaf.page_size})`) : ""),
   ]));
   $("#ept-misconfig").textContent = e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "";
 }
@@ -668,8 +849,13 @@ function drawBits(leaf) {
   }
 }
 
-function drawEffective(r, st) {
+function drawEffective(r, st, hole = false) {
   const tb = $("#eff-table tbody");
+  if (hole) {
+    tb.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted" },
+      "no memslot at this address: no EPT entry, so no effective type (the guest's own lookup is in the result above)")));
+    return;
+  }
   tb.replaceChildren(...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
     el("td", { class: "mono" }, `PA${p.index}`),
     el("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
@@ -713,10 +899,18 @@ function bar(x0, x1, cls, text, title, tag = "div") {
   return el(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title }, text);
 }
 
-function drawMap(map, res, st, zap) {
-  const box = $("#map");
+function drawMap(map, res, st, zap, opt = {}) {
+  // opt.box: draw the lanes elsewhere (the compare panel), on the scale of opt.scaleRuns
+  // (both eras' run boundaries, so the two maps line up); the legend and tables are the main map's.
+  const box = opt.box || $("#map");
   box.replaceChildren();
-  const { segs, x } = mapScale(map.runs);
+  let { segs, x } = mapScale(opt.scaleRuns || map.runs);
+  if (opt.scaleRuns) {
+    segs = map.runs.map((r) => {
+      const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
+      return { s, e, x0: x(s), w: x(e) - x(s), run: r };
+    });
+  }
 
   const mt = lane("MTRR");
   for (const r of map.mtrr_ranges) {
@@ -800,6 +994,8 @@ function drawMap(map, res, st, zap) {
     box.append(overlay);
   }
 
+  if (opt.box) return;
+
   // legend
   const lg = $("#legend");
   lg.replaceChildren(
@@ -856,16 +1052,26 @@ function eraCell(era) {
     el("ul", { class: "commits" }, era.commits.map((c) => el("li", { title: c.subject }, `${c.sha} ${c.subject}`))),
   );
 }
-function drawCompare(st, a, b, bErr, diff, diffErr) {
+function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
   const out = $("#cmp-out");
   if (!st.vs) {
     out.hidden = true;
+    $("#cmp-refused").hidden = true;
     $("#cmp-hint").textContent = 'choose "Compare with" above to see two eras side by side and their diff';
     return;
   }
   out.hidden = false;
   $("#cmp-hint").textContent = `${st.scenario.kernel} vs ${st.vs} at ${st.gpa}`;
-  if (bErr) showProblem(bErr, "compare", () => "compare");
+  // bErr only when the main era accepted the same scenario: the compare era refuses this
+  // VM (an era rule, not a mistake in the inputs), so it is said plainly, not as an error.
+  const refusal = $("#cmp-refused");
+  refusal.hidden = !bErr;
+  if (bErr) {
+    const items = bErr.problem?.errors?.length ? bErr.problem.errors : [{ loc: [], msg: bErr.message }];
+    refusal.replaceChildren(el("b", {}, `${st.vs} cannot run this VM`), ": ",
+      ...items.flatMap((it, i) => [i ? "; " : "", it.msg, it.rule ? ` (${it.rule})` : ""]),
+      `. Only ${st.scenario.kernel} is shown for this address; the era diff below covers every state.`);
+  }
   const thead = $("#cmp-table thead"), tbody = $("#cmp-table tbody");
   thead.replaceChildren(el("tr", {}, el("th", {}, ""),
     el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
@@ -873,17 +1079,20 @@ function drawCompare(st, a, b, bErr, diff, diffErr) {
   const rows = [];
   const taken = (r) => { const s = r.path.find((x) => x.held === true); return s ? `${s.id}: ${s.result}` : ""; };
   const add = (label, fa, fb, render = (v) => v) => {
-    const va = a ? fa(a) : "(error)", vb = b ? fb(b) : "(error)";
+    const va = a ? fa(a) : "(error)", vb = b ? fb(b) : bErr ? "(refuses this VM)" : "(error)";
+    const bText = bErr ? (rows.length ? "" : "refuses this VM (see above)") : "-";
     const differs = a && b && JSON.stringify(va) !== JSON.stringify(vb);
     rows.push(el("tr", {}, el("th", {}, label),
       el("td", { class: differs ? "differs" : "", "data-side": "a" }, a ? render(va) : "-"),
-      el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : "-")));
+      el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : bText)));
   };
-  add("EPT entry", (r) => `${r.ept.notation} ${r.ept.mask}`, (r) => `${r.ept.notation} ${r.ept.mask}`, (v) => el("span", { class: "mono" }, v));
+  const ept = (r) => (hole ? "no EPT entry (no memslot)" : `${r.ept.notation} ${r.ept.mask}`);
+  add("EPT entry", ept, ept, (v) => el("span", { class: "mono" }, v));
   add("branch taken", taken, taken);
   add("KVM MTRR lookup", (r) => r.kvm_mtrr_type ?? "not read", (r) => r.kvm_mtrr_type ?? "not read");
-  add("page size", (r) => r.page_size, (r) => r.page_size);
-  for (let i = 0; i < 8; i++) {
+  const page = (r) => (hole ? "-" : r.ept.leaf ? r.ept.leaf.page_size : r.page_size);
+  add("page size", page, page);
+  for (let i = 0; !hole && i < 8; i++) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
     add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
   }
@@ -963,17 +1172,17 @@ function buildPresets() {
     if (!(p.name in MTRR_PRESET_LABELS)) continue;
     const m = p.request.vcpu.mtrr;
     box.append(el("button", { type: "button", class: "small", "data-mtrr-preset": p.name, title: p.description,
-      onclick: () => { setMtrr(m); fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
+      onclick: async () => { setMtrr(m); await fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
   }
   const sel = $("#preset");
   if (sel) {
     sel.append(...PRESETS.map((p) => el("option", { value: p.name, title: p.description }, `${p.name}: ${p.title}`)));
   }
 }
-function fixMasksForMaxphy() {
+async function fixMasksForMaxphy() {
   // Presets are written for MAXPHYADDR 46; re-derive contiguous masks for the current one.
   if (physMask() === ((1n << 46n) - 1n) - 0xfffn) return;
-  $$("#var-rows .var-row").forEach((row) => { if ($(".v-size", row).value) syncVarToRaw(row); });
+  await Promise.all($$("#var-rows .var-row").filter((row) => $(".v-size", row).value).map(syncVarToRaw));
 }
 // Which preset the page shows: the address bar's query (view and pati aside) equal to a
 // preset's own permalink query (both written by app.permalink on the server).
@@ -1031,10 +1240,18 @@ async function exportText(kind) {
     } else if (kind === "diff") {
       if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
       text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
+    } else if (kind === "all") {
+      // the whole view: the server's 72-column renderings, one after the other
+      const parts = [api("/resolve", resolveBody(st), undefined, true)];
+      if (st.vs) parts.push(api("/resolve", resolveBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} result.`));
+      if (st.event) parts.push(api("/zap", { ...st.scenario, event: st.event }, undefined, true));
+      if (st.vs && st.event) parts.push(api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
+      if (st.vs) parts.push(api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true));
+      text = (await Promise.all(parts)).map((t) => t.replace(/\n+$/, "")).join("\n\n") + "\n";
     } else {
       text = await api("/resolve", resolveBody(st), undefined, true);
     }
-    await copyOut(text, `72-column text (${kind})`);
+    await copyOut(text, `72-column text (${kind === "all" ? "the whole view: result, compare era, zap, diff" : kind})`);
   } catch (e) {
     showProblem(e, "vcpu");
   }
@@ -1046,19 +1263,20 @@ function wire() {
   const immediate = [ctl.kernel, ctl.vs, ctl.ncdma, ctl.cdnw, ctl.patq, ctl.snoop, ctl.gmtrr, ctl.cd, ctl.nw, ctl.pg, ctl.mmio,
     ctl.mE, ctl.mFE, ctl.mDef, ctl.pati, ctl.evBool, ctl.evNw];
   immediate.forEach((c) => c.addEventListener("change", () => changed()));
-  ctl.maxphy.addEventListener("change", () => { fixMasksForMaxphy(); changed(); });
+  ctl.maxphy.addEventListener("change", async () => { await fixMasksForMaxphy(); changed(); });
   ctl.gpa.addEventListener("change", () => changed());
   ctl.pats.forEach((s) => s.addEventListener("change", () => { setPatRaw(patFromSelects()); changed(); }));
   ctl.patRaw.addEventListener("change", () => { syncPatFromRaw(); changed(); });
   $$("[data-pat-preset]").forEach((b) => b.addEventListener("click", () => { setPatRaw(BigInt(b.dataset.patPreset)); changed(); }));
   $('[data-mtrr-preset="none"]').addEventListener("click", () => { setMtrr({ def_type: "0x0" }); changed(); });
   FIXED_MSRS.forEach((_, slot) => $(`#fixed${slot}`).addEventListener("change", () => { drawFixedChips(slot); changed(); }));
-  $("#var-rows").addEventListener("change", () => changed());
-  $("#var-add").addEventListener("click", () => {
+  // the var rows' own inputs call changed() themselves (start/size after the server's answer)
+  $("#var-add").addEventListener("click", async () => {
     const row = addVarRow(0n, 0n);
     // a fresh range: 1 GiB at 0xc0000000, UC, valid (edit to taste)
     $(".v-start", row).value = "0xc0000000"; $(".v-size", row).value = "0x40000000"; $(".v-type", row).value = "0";
-    $(".v-valid", row).checked = true; syncVarToRaw(row);
+    $(".v-valid", row).checked = true;
+    await syncVarToRaw(row);
     changed();
     $(".v-start", row).focus();
   });
@@ -1075,12 +1293,14 @@ function wire() {
     changed();
   });
 
-  $("#copy-link").addEventListener("click", () => copyOut(location.href, "permalink"));
+  $("#copy-link").addEventListener("click", copyLink);
   $("#copy-json").addEventListener("click", () => copyOut(JSON.stringify(resolveBody(readState()), null, 2), "POST /api/v1/resolve body"));
-  $("#copy-text").addEventListener("click", () => exportText("resolve"));
+  $("#copy-text").addEventListener("click", () => exportText("all"));
   $("#copy-zap-text").addEventListener("click", () => exportText("zap"));
   $("#copy-diff-text").addEventListener("click", () => exportText("diff"));
   $("#help-btn").addEventListener("click", () => $("#help").showModal());
+  $("#notice-close").addEventListener("click", () => { $("#notice").hidden = true; });
+  $("#cmp-side-details").addEventListener("toggle", () => { if (sideOpen() && ctl.vs.value) changed(); });
   $("#swap-eras").addEventListener("click", swapEras);
   $("#cmp-swap").addEventListener("click", swapEras);
   const presetSel = $("#preset");
@@ -1103,10 +1323,22 @@ function wire() {
       c: () => toggle(ctl.cd), n: () => toggle(ctl.ncdma), q: () => toggle(ctl.cdnw),
       k: () => ctl.kernel.focus(), a: () => { ctl.gpa.focus(); ctl.gpa.select(); },
       "[": () => cycle(-1), "]": () => cycle(1),
-      l: () => $("#copy-link").click(), t: () => $("#copy-text").click(), s: () => swapEras(),
+      l: () => copyLink(), t: () => $("#copy-text").click(), s: () => swapEras(),
     };
     if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
   });
+}
+
+function showDropped(list) {
+  // The link's unreadable parameters (app.permalink.decode_report), said once: everything
+  // else in the link is what the page shows.
+  const box = $("#notice");
+  if (!list.length) { box.hidden = true; return; }
+  $("#notice-text").textContent = `This link had ${list.length} parameter${list.length > 1 ? "s" : ""} the page could not read: `
+    + `${list.length > 1 ? "they were" : "it was"} dropped (the default is shown instead); every other parameter is as linked.`;
+  $("#notice-list").replaceChildren(...list.map((d) => el("li", { "data-param": d.param },
+    el("b", { class: "mono" }, `${d.param}=${d.value}`), `: ${d.message}${d.rule ? ` (${d.rule})` : ""}`)));
+  box.hidden = false;
 }
 
 function swapEras() {
@@ -1149,6 +1381,7 @@ async function init() {
   await update();
   const e = INITIAL.error;
   if (e) setStatus(`permalink parameter ${e.field}: ${e.message}${e.rule ? ` (${e.rule})` : ""}; showing the defaults`, true);
+  showDropped(INITIAL.dropped || []);
   if (view === "zap") $("#p-zap").scrollIntoView({ block: "start" });
   if (view === "diff") $("#p-compare").scrollIntoView({ block: "start" });
 }

@@ -169,11 +169,16 @@ def initial_state(html: str) -> dict:
     ("pati=9", "pati"),
 ])
 async def test_page_with_unicode_digits_shows_the_error(client, query, field):
+    """The unreadable parameter is dropped and named (with the rule); the rest is kept."""
     r = await client.get("/?" + query)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     j = initial_state(r.text)
-    assert j["error"]["field"] == field and j["error"]["message"]
-    assert j["initial"]["scenario"]["vm"]["maxphyaddr"] == 46  # the defaults are drawn
+    assert j["error"] is None
+    [d] = j["dropped"]
+    assert d["param"] == field and d["message"] and d["rule"]
+    assert j["initial"]["scenario"]["vm"]["maxphyaddr"] == 46  # the default for what was dropped
+    if "kernel=v6.7" in query:
+        assert j["initial"]["kernel"] == "v6.7"  # kept
 
 
 @pytest.mark.anyio
@@ -359,3 +364,141 @@ def test_page_script_has_no_second_encoder():
     for copy in ("permalinkQuery", "fixedRuns", "layoutFor", "canonMtrr", "PAT_PRESETS", "MTRR_LAYOUTS",
                  "0x0007040600070406", "0x0407050600070106", "MTRRfix", "0x250", "event_msr", "event_value", "event_nw"):
         assert copy not in js, copy
+
+
+# -- decode_report: every readable parameter kept, the others named ------------------------
+
+from app.permalink import Dropped, decode_report, short_path, short_query  # noqa: E402
+
+
+def test_decode_report_keeps_the_readable_parameters():
+    s, dropped = decode_report("v=1&kernel=v9.9&vs=v4.2&ncdma=1&cd=1&gpa=12&mtrr=ovmf")
+    assert s == decode("v=1&vs=v4.2&ncdma=1&cd=1&mtrr=ovmf")
+    assert [(d.param, d.value) for d in dropped] == [("kernel", "v9.9"), ("gpa", "12")]
+    assert dropped[1] == Dropped("gpa", "12", "malformed hex '12'", "expected 0x followed by 1-16 hex digits")
+    assert decode_report(RICH) == (decode(RICH), ())
+
+
+def test_decode_report_drops_an_event_it_cannot_read():
+    s, dropped = decode_report("v=1&cd=1&event=mtrr_write&event_value=0x806")
+    assert s == decode("v=1&cd=1") and [(d.param, d.message) for d in dropped] == [("event", "event_msr: missing")]
+    s, dropped = decode_report("v=1&event=cr0_cd&event_value=2")
+    assert s.event is None and [d.param for d in dropped] == ["event_value", "event"]
+
+
+def test_decode_report_a_layout_with_a_bad_maxphyaddr():
+    """mtrr=ovmf needs MAXPHYADDR 36..52: the refused maxphyaddr goes, the layout stays."""
+    s, dropped = decode_report("v=1&maxphyaddr=99&mtrr=ovmf")
+    assert s == decode("v=1&mtrr=ovmf") and [d.param for d in dropped] == ["maxphyaddr"]
+
+
+def test_decode_report_refuses_another_version():
+    with pytest.raises(MemTypeError) as e:
+        decode_report("v=2&kernel=v6.7")
+    assert e.value.field == "v"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(queries(), decimal_queries()))
+def test_decode_report_fuzz(pairs):
+    """Whatever the query: a state whose link decodes to itself, and the dropped parameters
+    are ones the query had; only another version is refused."""
+    try:
+        s, dropped = decode_report(pairs)
+    except MemTypeError as e:
+        assert e.field == "v"
+        return
+    assert decode(encode(s)) == s
+    names = {k for k, _ in pairs}
+    assert all(d.param in names and d.message for d in dropped)
+
+
+# -- the short form ---------------------------------------------------------------------------
+
+BASE = "https://memtype.example.org"
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_short_form_round_trips_presets(name):
+    p = PRESETS[name]
+    s = replace(p.state, vs=p.compare)
+    path = short_path(s)
+    assert path.startswith("l/1~") and " " not in path
+    assert decode(short_query(path[2:])) == s
+
+
+def test_short_form_is_short_for_common_states():
+    """The review's seed link, with the era pair, the event and a 27-character base, fits a
+    72-column mail line; so do the presets without an event or explicit MTRR pairs under the
+    default base (http://127.0.0.1:8000)."""
+    p = PRESETS["review-seed"]
+    seed = f"{BASE}/{short_path(replace(p.state, vs=p.compare))}"
+    assert seed == f"{BASE}/l/1~kv6.7~sv4.2~n1~c1~rovmf~afd000000~ecd~u0" and len(seed) <= 72
+    for name, p in PRESETS.items():
+        s = replace(p.state, vs=p.compare, event=None)
+        if s.vcpu.mtrr.variable and "mtrr=" not in encode(s):
+            continue  # explicit PHYSBASE/PHYSMASK pairs: long in any form
+        assert len(f"http://127.0.0.1:8000/{short_path(s)}") <= 72, name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(queries(), decimal_queries()))
+def test_short_form_fuzz(pairs):
+    try:
+        s, _ = decode_report(pairs)
+    except MemTypeError:
+        return
+    assert decode(short_query(short_path(s)[2:])) == s
+
+
+@pytest.mark.anyio
+async def test_short_link_redirects_to_the_long_query(client):
+    p = PRESETS["review-seed"]
+    s = replace(p.state, vs=p.compare)
+    r = await client.get("/" + short_path(s))
+    assert r.status_code == 303 and r.headers["location"] == "/?" + encode(s)
+    r = await client.get("/l/1~kv9.9~n1")  # the page then drops what it cannot read
+    assert r.headers["location"] == "/?v=1&kernel=v9.9&ncdma=1"
+    j = initial_state((await client.get(r.headers["location"])).text)
+    assert [d["param"] for d in j["dropped"]] == ["kernel"] and j["initial"]["scenario"]["vm"]["noncoherent_dma"]
+
+
+@pytest.mark.anyio
+async def test_page_link_uses_the_public_base_url():
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(public_url=BASE + "/"))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as c:
+        r = await c.get("/page/link?v=1&kernel=v6.7&gpa=0x1000", headers={"host": "evil.example"})
+        assert r.json() == {"url": f"{BASE}/?v=1&kernel=v6.7&gpa=0x1000", "short": f"{BASE}/l/1~kv6.7~a1000"}
+        r = await c.get("/page/link?v=1&kernel=v9")
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "kernel"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body, answer", [
+    ({"start": "0xc0000000", "size": "0x40000000", "type": 0}, {"base": "0xc0000000", "mask": "0x3fffc0000800"}),
+    ({"start": "0x80000000", "size": "0x80000000", "type": 6, "valid": False, "maxphyaddr": 39},
+     {"base": "0x80000006", "mask": "0x7f80000000"}),
+])
+async def test_mtrr_pair_writes_the_registers(client, body, answer):
+    r = await client.post("/page/mtrr-pair", json=body)
+    assert r.status_code == 200 and r.json() == answer
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("body, loc, words", [
+    ({"index": 2, "start": "0xc0100000", "size": "0x40000000", "type": 0}, ["body", "vcpu", "mtrr", "variable", 2],
+     "not a size-aligned power of two"),
+    ({"index": 0, "start": "0xc0000000", "size": "0x30000000", "type": 0}, ["body", "vcpu", "mtrr", "variable", 0],
+     "not a size-aligned power of two"),
+    ({"index": 1, "start": "0xc0000000", "size": "0x40000000", "type": 2}, ["body", "vcpu", "mtrr", "variable", 1],
+     "reserved"),
+])
+async def test_mtrr_pair_refuses_what_no_pair_covers(client, body, loc, words):
+    r = await client.post("/page/mtrr-pair", json=body)
+    assert r.status_code == 422
+    err = r.json()["errors"][0]
+    assert err["loc"] == loc and words in err["msg"] and err["rule"], err
