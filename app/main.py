@@ -23,14 +23,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
 from starlette.middleware.gzip import GZipMiddleware
 
-from .api import API_PREFIX, build_router
-from .api import errors
-from .api.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from .api import API_PREFIX, build_router, errors
 from .api.cache import ResultCacheMiddleware
+from .api.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from .api.pool import TYPE_BUSY, PoolRefused, WorkPool, refused_handler
 from .api.schemas import Health, Problem
 from .assets import ASSETS_PREFIX, AssetHasher, HashedStaticFiles, RevalidatedStaticFiles

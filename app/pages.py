@@ -38,8 +38,17 @@ from .api.schemas import Addr
 from .assets import AssetHasher
 from .kvm.eras import ERAS
 from .permalink import (
-    DEFAULT_KERNEL, LinkState, decode, decode_report, encode, event_json, request_body, scenario_json, short_path,
-    short_query, url,
+    DEFAULT_KERNEL,
+    LinkState,
+    decode,
+    decode_report,
+    encode,
+    event_json,
+    request_body,
+    scenario_json,
+    short_path,
+    short_query,
+    url,
 )
 from .presets import PRESETS, START
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, mtrr_type

@@ -60,17 +60,30 @@ scenario is resolved, with the same messages as the API.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, quote
 
 from .kvm.eras import get_era
-from .kvm.host_page import CLASSES as HOST_CLASSES, PRESETS as HOST_PRESETS, HostPage
+from .kvm.host_page import CLASSES as HOST_CLASSES
+from .kvm.host_page import PRESETS as HOST_PRESETS
+from .kvm.host_page import HostPage
 from .kvm.layouts import LAYOUTS
 from .kvm.scenario import (
-    CR0_CD, DEFAULT_MEMORY_MAP, EVENT_KINDS, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM,
-    Access, Event, MemRange, VcpuState, VmConfig,
+    CR0_CD,
+    DEFAULT_MEMORY_MAP,
+    EVENT_KINDS,
+    MMIO,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    RAM,
+    Access,
+    Event,
+    MemRange,
+    VcpuState,
+    VmConfig,
 )
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr

@@ -13,7 +13,7 @@ never API models, so the CLI can use them too.
 from __future__ import annotations
 
 import textwrap
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .kvm.era import Era, Step
 from .kvm.ranges import Range

@@ -429,7 +429,7 @@ async def _soak_load(port: int, mix: list[tuple[str, bytes]], clients: int, seco
                 writer.write(head)
                 status = await asyncio.wait_for(_read_response(reader), timeout)
                 ok = b" 200 " in status
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 ok = False
                 if writer is not None:
                     writer.close()

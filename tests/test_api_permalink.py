@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 
 import app.permalink as permalink_mod
 from app.kvm.layouts import ovmf_state
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Access, Event, MemRange, VcpuState, VmConfig
+from app.kvm.scenario import (
+    CR0_CD,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    Access,
+    Event,
+    MemRange,
+    VcpuState,
+    VmConfig,
+)
 from app.permalink import LinkState, decode, encode, event_json, request_body, scenario_json, url
 from app.presets import PRESETS
 from app.x86.memtype import MemTypeError

@@ -14,7 +14,12 @@ import pytest
 
 from app.kvm import replay as rp
 from app.kvm.boot import (
-    LINUX_PAT, RESET_STATE, Machine, blocks, boot_steps, parse_memory,
+    LINUX_PAT,
+    RESET_STATE,
+    Machine,
+    blocks,
+    boot_steps,
+    parse_memory,
 )
 from app.kvm.eras import ERAS
 from app.kvm.scenario import CR0_CD, MTRR_WRITE, Event, VmConfig

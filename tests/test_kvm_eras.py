@@ -8,10 +8,10 @@ exhaustive comparison over all 1920 states fails.
 import pytest
 
 from app.analysis import all_states
-from app.kvm.eras import ERAS, get_era
 from app.kvm.era import Fault
-from app.x86.memtype import MemType, MemTypeError
+from app.kvm.eras import ERAS, get_era
 from app.kvm.scenario import VmConfig
+from app.x86.memtype import MemType, MemTypeError
 
 UC, WB = MemType.UC, MemType.WB
 

@@ -8,8 +8,20 @@ import pytest
 
 from app.kvm.eras import ERAS
 from app.kvm.host_page import (
-    CLASSES, HOST_MEMTYPES, NO_STRUCT_PAGE, PRESETS, RAM_PAGE, RESERVED, VARIANTS, ZERO_PAGE, HostPage,
-    by_kernels, era_span, kvm_is_mmio_pfn, preset, variant_for,
+    CLASSES,
+    HOST_MEMTYPES,
+    NO_STRUCT_PAGE,
+    PRESETS,
+    RAM_PAGE,
+    RESERVED,
+    VARIANTS,
+    ZERO_PAGE,
+    HostPage,
+    by_kernels,
+    era_span,
+    kvm_is_mmio_pfn,
+    preset,
+    variant_for,
 )
 from app.kvm.resolve import resolve
 from app.kvm.scenario import DEFAULT_MEMORY_MAP, MMIO, RAM, Access, MemRange, VcpuState, VmConfig, check_memory_map

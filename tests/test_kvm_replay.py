@@ -24,14 +24,32 @@ from app.kvm.eras import ERAS
 from app.kvm.layouts import DEF_TYPE_OFF, DEF_TYPE_ON, linux_hole_writes, ovmf_state, ovmf_writes, seabios_state
 from app.kvm.ranges import pages
 from app.kvm.replay import (
-    GENERATORS, Trace, TraceEvent, decode_key, events_from_writes, final_states, layout, mtrr_update_events,
-    ovmf_boot, replay, replay_all, seabios_boot,
+    GENERATORS,
+    Trace,
+    TraceEvent,
+    decode_key,
+    events_from_writes,
+    final_states,
+    layout,
+    mtrr_update_events,
+    ovmf_boot,
+    replay,
+    replay_all,
+    seabios_boot,
 )
-from app.kvm.trace_import import parse_trace, trace_from_text
 from app.kvm.scenario import (
-    CR0_CD, DEFAULT_MEMORY_MAP, MMIO, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, RAM, Event, VcpuState,
+    CR0_CD,
+    DEFAULT_MEMORY_MAP,
+    MMIO,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    RAM,
+    Event,
+    VcpuState,
     VmConfig,
 )
+from app.kvm.trace_import import parse_trace, trace_from_text
 from app.kvm.zap import audit
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import FIXED_MSRS, MSR_MTRR_DEF_TYPE, var_msr_index

@@ -38,7 +38,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "docs" / "walkthrough.md"]
 SHELL = {"sh", "bash", "shell"}

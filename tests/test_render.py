@@ -15,7 +15,17 @@ import pytest
 from app.analysis import diff_by_id
 from app.kvm.eras import ERAS
 from app.kvm.resolve import resolve
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Access, Event, MemRange, VcpuState, VmConfig
+from app.kvm.scenario import (
+    CR0_CD,
+    MTRR_WRITE,
+    NONCOHERENT_DMA,
+    PAT_WRITE,
+    Access,
+    Event,
+    MemRange,
+    VcpuState,
+    VmConfig,
+)
 from app.kvm.zap import audit
 from app.permalink import LinkState, url
 from app.presets import PRESETS

@@ -66,9 +66,9 @@ class TestEncodings:
             MemType.from_label(bad)
 
     def test_allowed_sets(self):
-        assert PAT_TYPES == {0, 1, 4, 5, 6, 7}
-        assert MTRR_TYPES == {0, 1, 4, 5, 6}
-        assert EPT_TYPES == {0, 1, 4, 5, 6}
+        assert {0, 1, 4, 5, 6, 7} == PAT_TYPES
+        assert {0, 1, 4, 5, 6} == MTRR_TYPES
+        assert {0, 1, 4, 5, 6} == EPT_TYPES
 
     @pytest.mark.parametrize(
         ("decode", "column", "field"),

@@ -12,15 +12,16 @@ schema, and schemathesis checks them against the OpenAPI document.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 from ..kvm.era import Era, Step
-from ..kvm.host_page import HostPage, preset as host_preset
+from ..kvm.host_page import HostPage
+from ..kvm.host_page import preset as host_preset
 from ..kvm.ranges import Range
 from ..kvm.resolve import HostSide, Resolution
-from ..kvm.versions import KernelInfo
 from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
+from ..kvm.versions import KernelInfo
 from ..kvm.zap import ZapAudit
 from ..x86.ept import EptLeaf, mt_mask, notation
 from ..x86.memtype import MemType, MemTypeError

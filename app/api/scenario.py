@@ -26,7 +26,16 @@ from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
-    aliases, audit_out, core_errors, ept_type_out, leaf_out, resolution_out, to_event, to_host_page, to_vcpu, to_vm,
+    aliases,
+    audit_out,
+    core_errors,
+    ept_type_out,
+    leaf_out,
+    resolution_out,
+    to_event,
+    to_host_page,
+    to_vcpu,
+    to_vm,
 )
 from .errors import RuleViolation
 from .pool import pooled

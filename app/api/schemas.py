@@ -18,16 +18,16 @@ names: UC, WC, WT, WP, WB, UC-. `notation` is the compact form used by the text 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
-from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
+from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.versions import VERSION_PATTERN
 from ..x86.pat import PAT_POWER_ON
 
@@ -307,7 +307,7 @@ class PatWriteEvent(Strict):
     value: PatValue
 
 
-EventIn = Annotated[Union[Cr0CdEvent, MtrrWriteEvent, NoncoherentDmaEvent, PatWriteEvent], Field(discriminator="kind")]
+EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
 ZAP_EXAMPLE = {
     "kernel": "v6.7",

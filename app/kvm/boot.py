@@ -59,8 +59,15 @@ from dataclasses import dataclass, replace
 
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import (
-    DEF_TYPE_E, FIXED_MSRS, KVM_NR_VAR_MTRR, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, PHYSMASK_V, MtrrState,
-    phys_mask, range_to_pair,
+    DEF_TYPE_E,
+    FIXED_MSRS,
+    KVM_NR_VAR_MTRR,
+    MSR_MTRR_DEF_TYPE,
+    MSR_MTRR_PHYSBASE0,
+    PHYSMASK_V,
+    MtrrState,
+    phys_mask,
+    range_to_pair,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .layouts import DEF_TYPE_ON, OVMF_FIXED, SEABIOS_FIXED, WB_BYTES, MsrWrite

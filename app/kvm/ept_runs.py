@@ -27,8 +27,8 @@ and the MTRR breakpoints inside it), not with the whole layout:
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
-from typing import Iterable, Iterator, Sequence
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (

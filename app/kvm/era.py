@@ -9,12 +9,16 @@ can light up the branch taken and dim the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import (
-    FIXED_MSR_SLOT, FIXED_MSRS, MSR_MTRR_DEF_TYPE, MtrrState, var_msr_index,
+    FIXED_MSR_SLOT,
+    FIXED_MSRS,
+    MSR_MTRR_DEF_TYPE,
+    MtrrState,
+    var_msr_index,
 )
 from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
-    FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRR_PHYSBASE0, MtrrState, range_to_pair,
+    FIXED_MSRS,
+    MSR_MTRR_DEF_TYPE,
+    MSR_MTRR_PHYSBASE0,
+    MtrrState,
+    range_to_pair,
 )
 
 WB_BYTES = 0x0606060606060606

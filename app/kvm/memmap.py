@@ -14,7 +14,13 @@ from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation
 from ..x86.mtrr import (
-    FIXED_RANGES, ONE_MIB, breakpoints, contiguous_size, kvm_lookup, kvm_range_consistent, sdm_lookup,
+    FIXED_RANGES,
+    ONE_MIB,
+    breakpoints,
+    contiguous_size,
+    kvm_lookup,
+    kvm_range_consistent,
+    sdm_lookup,
 )
 from .era import Era
 from .resolve import check, mask_at

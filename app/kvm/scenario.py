@@ -10,10 +10,16 @@ from dataclasses import dataclass, field, replace
 from ..x86.guest import check_cr0
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import (
-    FIXED_MSRS, MSR_MTRR_DEF_TYPE, MSR_MTRRCAP, MtrrState, is_mtrr_msr, msr_name,
+    FIXED_MSRS,
+    MSR_MTRR_DEF_TYPE,
+    MSR_MTRRCAP,
+    MtrrState,
+    is_mtrr_msr,
+    msr_name,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
-from .host_page import NEWEST, PRESETS as HOST_PAGES, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
+from .host_page import NEWEST, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
+from .host_page import PRESETS as HOST_PAGES
 
 RAM = "ram"
 MMIO = "mmio"

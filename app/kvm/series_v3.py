@@ -9,11 +9,26 @@ on a CD toggle) and 11 (zap ranges split per memslot). Never merged past patch 0
 
 from __future__ import annotations
 
-from .era import (
-    C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_GUEST_MTRR, RULE_MMIO, UC, WB, Commit,
-    Era, Rule, ZapInput, ZapTrail, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
-)
 from ..x86.mtrr import ONE_MIB, kvm_disabled_type
+from .era import (
+    C_CD_ZAP,
+    C_DMA_ZAP,
+    C_DROP_IPAT,
+    C_HELPERS,
+    C_MTRR_ZAP,
+    RULE_GUEST_MTRR,
+    RULE_MMIO,
+    UC,
+    WB,
+    Commit,
+    Era,
+    Rule,
+    ZapInput,
+    ZapTrail,
+    mtrr_write_zap,
+    no_zap_for_pat,
+    rule_no_ncdma,
+)
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 P06 = Commit("v3-06/11", "KVM: x86: move TDP zaps from MTRR update to CR0.CD toggling")

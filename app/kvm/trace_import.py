@@ -57,7 +57,14 @@ from ..x86.mtrr import is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT
 from .boot import INITIAL_STATES
 from .replay import (
-    CR0_CD_BIT, CR0_NW_BIT, MAX_EVENTS, MAX_VCPUS, Trace, TraceEvent, _check_int, events_from_writes,
+    CR0_CD_BIT,
+    CR0_NW_BIT,
+    MAX_EVENTS,
+    MAX_VCPUS,
+    Trace,
+    TraceEvent,
+    _check_int,
+    events_from_writes,
 )
 from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
 

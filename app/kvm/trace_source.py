@@ -12,8 +12,8 @@ event list only when asked (`qemu_host_writes`), and they are counted as source 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..x86.memtype import MemTypeError
 from .boot import EDK2_DEFAULT, INITIAL_STATES

@@ -9,8 +9,21 @@ VMs with non-coherent DMA; guest CR0.CD is emulated by the EPT type. Zaps: updat
 from __future__ import annotations
 
 from .era import (
-    C_CD_FIX, C_HUGE_IFF, C_QUIRK, RULE_GUEST_MTRR, RULE_MMIO, UC, WB, Era, Rule, ZapInput, ZapTrail,
-    cd_toggle_zap_all, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
+    C_CD_FIX,
+    C_HUGE_IFF,
+    C_QUIRK,
+    RULE_GUEST_MTRR,
+    RULE_MMIO,
+    UC,
+    WB,
+    Era,
+    Rule,
+    ZapInput,
+    ZapTrail,
+    cd_toggle_zap_all,
+    mtrr_write_zap,
+    no_zap_for_pat,
+    rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 

@@ -9,8 +9,19 @@ Paolo's revert 9d70f3fec144 went into 6.11 final. v6.11 holds through 6.15.
 from __future__ import annotations
 
 from .era import (
-    C_NO_CD, C_NO_MTRR, C_REVERT, C_SELFSNOOP, RULE_MMIO, WB, Era, Rule, ZapInput, ZapTrail, always,
-    no_zap_for_pat, rule_no_ncdma,
+    C_NO_CD,
+    C_NO_MTRR,
+    C_REVERT,
+    C_SELFSNOOP,
+    RULE_MMIO,
+    WB,
+    Era,
+    Rule,
+    ZapInput,
+    ZapTrail,
+    always,
+    no_zap_for_pat,
+    rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 

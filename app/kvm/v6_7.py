@@ -9,8 +9,24 @@ quirk off (7a18c7c2b69a), and nc-DMA 0<->1 now zaps everything (362ff6dca541). H
 from __future__ import annotations
 
 from .era import (
-    C_CD_FIX, C_CD_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_HELPERS, C_MTRR_ZAP, RULE_GUEST_MTRR, RULE_MMIO, UC,
-    WB, Era, Rule, ZapInput, ZapTrail, cd_toggle_zap_all, mtrr_write_zap, no_zap_for_pat, rule_no_ncdma,
+    C_CD_FIX,
+    C_CD_ZAP,
+    C_DMA_ZAP,
+    C_DROP_IPAT,
+    C_HELPERS,
+    C_MTRR_ZAP,
+    RULE_GUEST_MTRR,
+    RULE_MMIO,
+    UC,
+    WB,
+    Era,
+    Rule,
+    ZapInput,
+    ZapTrail,
+    cd_toggle_zap_all,
+    mtrr_write_zap,
+    no_zap_for_pat,
+    rule_no_ncdma,
 )
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 

@@ -12,8 +12,8 @@ decides whether a 2 MiB or 1 GiB EPT page may be used. Where the two lookups dis
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 from .memtype import MTRR_TYPES, MemType, MemTypeError, mtrr_type
 
