@@ -153,9 +153,9 @@ def test_gzip_body_really_is_gzip(api_app):
 
     async def go():
         transport = httpx.ASGITransport(app=api_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            async with c.stream("GET", "/openapi.json", headers={"accept-encoding": "gzip"}) as r:
-                raw = b"".join([chunk async for chunk in r.aiter_raw()])
+        async with (httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+                    c.stream("GET", "/openapi.json", headers={"accept-encoding": "gzip"}) as r):
+            raw = b"".join([chunk async for chunk in r.aiter_raw()])
         return raw
     raw = asyncio.run(go())
     assert gzip.decompress(raw).startswith(b"{")
