@@ -2,7 +2,8 @@
 
 Read in the kernel mirrors (git trees fetched through the search tool; "4.2" is
 mlpzaq9998/linux-4.2, "4.4" xiaojimmychen/linux-4.4, "4.10" pengdonglin137/linux-4.10.17,
-"4.14" bm16ton/linux-4.14_16ton, "4.20" a4913994/linux-4.20, "5.2" wangliang-cs/linux-5.2.1,
+"4.13" kinmax/linux-4.13.19 (its Makefile says 4.13.9), "4.14" bm16ton/linux-4.14_16ton,
+"4.20" a4913994/linux-4.20, "5.2" wangliang-cs/linux-5.2.1,
 "6.5" sndrzt/linux-6.5, "6.8" sndrzt/linux-6.8, "6.16" KT0511/linux-6.16.1 30b97c8a1,
 "6.19" matankalina/linux-6.19.10-fork 483059de9):
 
@@ -16,8 +17,8 @@ mlpzaq9998/linux-4.2, "4.4" xiaojimmychen/linux-4.4, "4.10" pengdonglin137/linux
 - Guest PAT reaches the hardware through the VMCB `g_pat` (gPAT). `init_vmcb()` copies
   `vcpu->arch.pat` into it at vCPU creation and reset. Up to 4.10, `svm_set_msr()` has no
   MSR_IA32_CR_PAT case: guest writes land in vcpu->arch.pat only and the hardware keeps the
-  reset value (the power-on PAT for a new vCPU). From 4.14 (15038e147247 "KVM: SVM: obey
-  guest PAT") the write also goes to g_pat. 4.11-4.13 were not read: refused.
+  reset value (the power-on PAT for a new vCPU); 4.13.9 still has no case. From 4.14
+  (15038e147247 "KVM: SVM: obey guest PAT") the write also goes to g_pat.
 - Nested SVM (modelled kernels, 6.19 included): `nested_vmcb02_compute_g_pat()` (svm/nested.c,
   6.8, 6.19) copies L1's g_pat into vmcb02 ("FIXME: merge g_pat from vmcb01 and vmcb12"), so
   L2 runs on L1's PAT and vmcb12.g_pat is ignored. KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT (Jim
@@ -88,10 +89,9 @@ C_OBEY_PAT = Commit("15038e147247", "KVM: SVM: obey guest PAT")
 C_SHARED_PAT = Commit("822790ab0149", "KVM: x86: Define KVM_X86_QUIRK_NESTED_SVM_SHARED_PAT (kvm-x86 svm, 2026)")
 
 # Version boundaries, each the first series with the new behaviour (one definition each).
-GPAT_IGNORED_UNTIL: Series = (4, 10)
-"""Newest series read whose svm_set_msr() lacks MSR_IA32_CR_PAT (4.10.17)."""
 GPAT_OBEYED_FROM: Series = (4, 14)
-"""Oldest series read whose svm_set_msr() writes g_pat (4.14; 15038e147247)."""
+"""First series whose svm_set_msr() writes g_pat (15038e147247): present in 4.14, absent in
+4.2, 4.4, 4.10.17 and 4.13.9."""
 HUGE_PAGE_GATE_FROM: Series = (6, 0)
 """The guest-MTRR huge-page check stops running on NPT (gated on shadow_memtype_mask)."""
 HONORS_GATE_FROM: Series = (6, 7)
@@ -142,7 +142,7 @@ class SvmKernel:
 
 
 def svm_kernel(asked: str, field: str = "kernel") -> SvmKernel:
-    """An era id (taken as its first release) or a kernel version; refuses unread versions."""
+    """An era id (taken as its first release, series-v3 refused) or a kernel version."""
     if asked == "series-v3":
         raise MemTypeError(field, "series-v3 is an unmerged VMX patch series",
                            "AMD results need a merged kernel: an era id other than series-v3, or a version")
@@ -153,12 +153,6 @@ def svm_kernel(asked: str, field: str = "kernel") -> SvmKernel:
         info = resolve_kernel(asked, field)
         assert info.series is not None and info.version is not None
         series, era, label, notes = info.series, info.era, info.version, ()
-    if GPAT_IGNORED_UNTIL < series < GPAT_OBEYED_FROM:
-        raise MemTypeError(
-            field, f"kernel {label}: whether guest PAT writes reach the VMCB g_pat is not verified",
-            "svm_set_msr() lacks MSR_IA32_CR_PAT in 4.10.17 and has it in 4.14 (15038e147247); "
-            "4.11-4.13 were not read: name 4.10 or older, or 4.14 or newer",
-        )
     return SvmKernel(asked, series, era, label, notes)
 
 
