@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .ept import LEVEL_OF, EptField
 from .memtype import MemTypeError
-from .pat import PAT_BIT_4K, PAT_BIT_LARGE, PCD_BIT, PWT_BIT, Pat, pte_bits_to_index
+from .pat import PAT_BIT_4K, PAT_BIT_LARGE, PCD_BIT, PWT_BIT, Pat, index_to_pte_bits, pte_bits_to_index
 
 PRESENT = 1 << 0
 WRITABLE = 1 << 1
@@ -49,6 +49,29 @@ class NptEntry:
 
     raw: int
     level: int = 1
+
+    @classmethod
+    def build(
+        cls, hpa: int, level: int = 1, *, pat_index: int = 0, writable: bool = True, user: bool = True,
+        accessed: bool = True, dirty: bool = False, nx: bool = False,
+    ) -> NptEntry:
+        """A present leaf mapping `hpa` at `level` (1 = 4K, 2 = 2M, 3 = 1G), selecting host PAT
+        entry `pat_index` (app.x86.pat.index_to_pte_bits places the PAT bit for the size).
+
+        KVM's own NPT leaves select entry 0 (spte.c comment at `shadow_memtype_mask = 0` in
+        kvm_mmu_reset_all_pte_masks(), sndrzt/linux-6.8: "KVM uses PAT entry '0' to encode WB").
+        """
+        if level not in (1, 2, 3):
+            raise MemTypeError("level", f"level {level} is not a leaf level",
+                               "NPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
+        size = 1 << (12 + 9 * (level - 1))
+        raw = (hpa & ((1 << ADDR_BITS) - 1) & ~(size - 1)) | PRESENT | index_to_pte_bits(pat_index, level > 1)
+        for flag, bit in ((writable, WRITABLE), (user, USER), (accessed, ACCESSED), (dirty, DIRTY), (nx, NX)):
+            if flag:
+                raw |= bit
+        if level > 1:
+            raw |= PAGE_SIZE
+        return cls(raw, level)
 
     @classmethod
     def decode(cls, raw: int, level: int, field: str = "spte") -> NptEntry:

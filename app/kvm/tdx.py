@@ -1,0 +1,169 @@
+"""TDX VMs (`vm.type` "tdx", KVM_X86_TDX_VM): fixed settings, refusals, the memory type.
+
+Read in KT0511/linux-6.16.1 (30b97c8a1) and matankalina/linux-6.19.10-fork (483059de9):
+
+- `tdx_vm_init()` (arch/x86/kvm/vmx/tdx.c) ORs KVM_X86_QUIRK_IGNORE_GUEST_PAT into the VM's
+  `disabled_quirks`, whatever `supported_quirks` says, and quirks can only be disabled
+  (KVM_CAP_DISABLE_QUIRKS2 ORs bits in, x86.c): a TD never ignores guest PAT.
+- Shared GPAs go through the normal EPT and `vmx_get_mt_mask()` (vmx.c; main.c wires
+  `.get_mt_mask = vmx_get_mt_mask` for VMX and TDX alike): host MMIO is UC, everything else
+  WB *without* IPAT because vmx_ignore_guest_pat() needs the quirk, so guest PAT decides. That
+  is the v6.16 era's rule list with the quirk off (app.kvm.v6_16; reused, not restated).
+- Private GPAs live in the Secure EPT, built by the TDX module: `tdx_sept_set_private_spte()`
+  hands only the pfn and level to TDH.MEM.PAGE.AUG, so KVM sets no memtype there. The module's
+  choice (modelled as WB without IPAT, like the shared side) is NOT in the sources read.
+- CR0.CD and the MTRRs are fixed by the TDX module: edk2 OvmfPkg/IntelTdx/Sec/SecMain.c
+  (`SecMtrrSetup`, tianocore/edk2) says the TDX spec enforces the default MTRR type WB and
+  CR0.CD=0, CR0.CD=1 giving an unexpected #VE; Linux guests agree (`kvm_init_platform()`,
+  arch/x86/kernel/kvm.c 6.16: guest_force_mtrr_state(NULL, 0, WB) "for SEV-SNP and TDX").
+  KVM cannot see a TD's CR0 (guest_state_protected). It still emulates the MTRR MSRs for a TD
+  (`tdx_has_emulated_msr()` lists them, kvm_set_msr_common() stores them), and nothing reads
+  them for a memory type (VMX ignores guest MTRRs since 6.11).
+- Zaps: non-coherent DMA start/stop zaps only while the VM has IGNORE_GUEST_PAT on (6.16
+  x86.c `kvm_noncoherent_dma_assignment_start_or_stop`), so never for a TD; MTRR writes are
+  stored; no CR0.CD path exists.
+- KVM_X86_TDX_VM (5) is offered only by kvm_intel (`vt_hardware_setup()`, main.c) from 6.16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..x86.ept import effective_type
+from ..x86.guest import expectation, guest_pat_type
+from ..x86.memtype import MemType, MemTypeError, relation
+from ..x86.mtrr import DEF_TYPE_E, MSR_MTRR_DEF_TYPE, sdm_lookup
+from .era import C_IGNORE_PAT, Fault, MaskResult
+from .scenario import CR0_CD, MTRR_WRITE, Event, VcpuState, VmConfig
+from .v6_16 import ERA as ERA_616
+from .versions import resolve_kernel
+from .vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS, VM_TYPE_TDX, VM_TYPES
+
+TDX_FROM = (6, 16)
+"""First release with KVM_X86_TDX_VM (the 6.16 merge window, TDX host support)."""
+TDX_MTRR_DEF_TYPE = DEF_TYPE_E | int(MemType.WB)
+"""MTRRdefType as the TDX module fixes it: enabled, default type WB (edk2 SecMain.c)."""
+RULE_CR0_CD = "the TDX module fixes CR0.CD to 0; setting it raises #VE (edk2 SecMain.c, citing the TDX spec)"
+RULE_MTRR = f"the TDX module enforces MTRRs enabled, default WB ({TDX_MTRR_DEF_TYPE:#x}; edk2 SecMain.c)"
+PRIVATE_UNVERIFIED = ("private page: the Secure EPT memtype is the TDX module's; modelled as WB without "
+                      "IPAT, not verified (KVM passes none: tdx_sept_set_private_spte)")
+
+
+def _fixed_def_type(def_type: int) -> bool:
+    """E=1 and default type WB (FE and the fixed/variable ranges are left to the guest)."""
+    return def_type & (DEF_TYPE_E | 0xFF) == TDX_MTRR_DEF_TYPE
+
+
+def check_vm_kind(vendor: str, vm_type: str, kernel: str, field: str = "kernel") -> None:
+    """Refuse a vendor/type/kernel combination KVM_CREATE_VM would not accept."""
+    if vendor not in VENDORS:
+        raise MemTypeError("vm.vendor", f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
+    if vm_type not in VM_TYPES:
+        raise MemTypeError("vm.type", f"unknown VM type {vm_type!r}", f"one of {', '.join(VM_TYPES)}")
+    if vm_type != VM_TYPE_TDX:
+        return
+    if vendor == VENDOR_AMD:
+        raise MemTypeError("vm.type", "a TDX VM needs an Intel CPU (vm.vendor is amd)",
+                           "KVM_X86_TDX_VM is offered by kvm_intel only (vt_hardware_setup); "
+                           "kvm_amd's KVM_CREATE_VM refuses it with EINVAL")
+    info = resolve_kernel(kernel, field)
+    ok = info.series >= TDX_FROM if info.series is not None else info.era == "v6.16"
+    if not ok:
+        raise MemTypeError("vm.type", f"no TDX VMs under {kernel!r}",
+                           "KVM_X86_TDX_VM first in 6.16 (era v6.16); older kernels refuse the type (EINVAL); "
+                           "a 6.12 stable backport of the quirk does not bring TDX")
+    assert vendor == VENDOR_INTEL
+
+
+def check_tdx_vm(vm: VmConfig) -> tuple[str, ...]:
+    """Refuse VM settings a TD cannot have; return notes on knobs without effect."""
+    if vm.quirk_ignore_guest_pat:
+        raise MemTypeError("vm.quirk_ignore_guest_pat",
+                           "KVM_X86_QUIRK_IGNORE_GUEST_PAT is always disabled for a TDX VM: set it to false",
+                           f"tdx_vm_init() ORs the quirk into disabled_quirks ({C_IGNORE_PAT.sha}); "
+                           "quirks cannot be re-enabled")
+    return (
+        "KVM_X86_QUIRK_CD_NW_CLEARED has no effect on Intel (inapplicable since 6.16); CR0 is the TDX module's",
+        "vm.self_snoop does not matter: tdx_vm_init() disables IGNORE_GUEST_PAT without the self-snoop check",
+    )
+
+
+def check_tdx_vcpu(vcpu: VcpuState, field: str = "vcpu") -> None:
+    """Refuse vCPU state the TDX module does not allow."""
+    if vcpu.cr0_cd:
+        raise MemTypeError(f"{field}.cr0_cd", "CR0.CD=1 in a TD", RULE_CR0_CD)
+    if not _fixed_def_type(vcpu.mtrr.def_type):
+        raise MemTypeError(f"{field}.mtrr.def_type",
+                           f"MTRRdefType {vcpu.mtrr.def_type:#x} is not enabled with default type WB", RULE_MTRR)
+
+
+def check_tdx_event(ev: Event) -> None:
+    """Refuse an event a TD cannot perform (or that would leave the fixed state)."""
+    if ev.kind == CR0_CD and ev.value:
+        raise MemTypeError("event.value", "CR0.CD := 1 in a TD", RULE_CR0_CD)
+    if ev.kind == MTRR_WRITE and ev.msr == MSR_MTRR_DEF_TYPE and not _fixed_def_type(int(ev.value)):
+        raise MemTypeError("event.value", f"MTRRdefType := {int(ev.value):#x} leaves enabled/WB", RULE_MTRR)
+
+
+def tdx_defaults(vm: VmConfig, vcpu: VcpuState) -> tuple[VmConfig, VcpuState]:
+    """The VM and vCPU with every field the TDX module or tdx_vm_init() fixes set to its value.
+
+    For the API layer to apply to fields the request did not give (never over given ones:
+    those go through the checks above and are refused when they differ).
+    """
+    mtrr = replace(vcpu.mtrr, def_type=(vcpu.mtrr.def_type & ~(DEF_TYPE_E | 0xFF)) | TDX_MTRR_DEF_TYPE)
+    return replace(vm, quirk_ignore_guest_pat=False), replace(vcpu, cr0_cd=False, cr0_nw=False, mtrr=mtrr)
+
+
+def tdx_mt_mask(vm: VmConfig, is_mmio: bool, private: bool) -> tuple[MemType, bool, str, MaskResult | None]:
+    """(EPT memtype, IPAT, why, the v6.16 decision path or None for a private page)."""
+    if private:
+        if is_mmio:
+            raise MemTypeError("access.mmio", "a private GPA backed by host MMIO",
+                               "private memory is guest_memfd RAM (kvm_gmem); MMIO is only ever shared")
+        return MemType.WB, False, PRIVATE_UNVERIFIED, None
+    m = ERA_616.mt_mask(Fault(is_mmio=is_mmio, noncoherent_dma=vm.noncoherent_dma, cr0_cd=False,
+                              quirk_cd_nw_cleared=False, quirk_ignore_guest_pat=False, self_snoop=vm.self_snoop))
+    why = next(s.result for s in m.path if s.held)
+    return m.memtype, m.ipat, why, m
+
+
+@dataclass(frozen=True, slots=True)
+class TdxRow:
+    index: int
+    pat_type: MemType
+    effective: MemType
+    guest_expected: MemType | None
+    relation: str
+
+
+@dataclass(frozen=True, slots=True)
+class TdxResult:
+    memtype: MemType
+    ipat: bool
+    why: str
+    rows: tuple[TdxRow, ...]
+    notes: tuple[str, ...]
+
+
+def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, private: bool) -> TdxResult:
+    """All eight guest PAT entries' effective types for one page of a TD (checks first)."""
+    notes = check_tdx_vm(vm)
+    vcpu.validate(vm)
+    check_tdx_vcpu(vcpu)
+    mt, ipat, why, _ = tdx_mt_mask(vm, is_mmio, private)
+    look = sdm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr)
+    rows = []
+    for i in range(8):
+        pat = guest_pat_type(vcpu.pat[i], vcpu.cr0_pg)
+        eff = effective_type(mt, ipat, pat)
+        exp = expectation(look, vcpu.pat[i], cd=False, paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr)
+        rel = relation(eff, exp.type) if exp.type is not None else "unknown"
+        rows.append(TdxRow(i, vcpu.pat[i], eff, exp.type, rel))
+    return TdxResult(mt, ipat, why, tuple(rows), notes)
+
+
+__all__ = [
+    "PRIVATE_UNVERIFIED", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow", "check_tdx_event",
+    "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "tdx_defaults", "tdx_mt_mask", "tdx_resolve",
+]
