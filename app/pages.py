@@ -214,7 +214,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         # no-cache: the page names the current content-hashed asset URLs, so it must be
         # revalidated on every load (the assets themselves are cached for a year)
         resp = templates.TemplateResponse(request, "index.html", context, headers={"cache-control": "no-cache"})
-        rendered.put(key, resp.body)
+        rendered.put(key, bytes(resp.body))
         return resp
 
     return router

@@ -13,6 +13,7 @@ connections are open but does not close the idle ones. This deadline does.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -21,7 +22,7 @@ from .settings import get_settings
 
 
 class GuardedH11Protocol(H11Protocol):
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = get_settings().header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
