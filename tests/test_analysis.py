@@ -61,10 +61,8 @@ def test_v4_2_to_v6_11_is_weaker_exactly_where_guest_mtrrs_or_cd_were_honoured()
         if f.is_mmio or not f.noncoherent_dma or not f.quirk_ignore_guest_pat:
             continue
         new = combine(MemType.WB, s.pat)
-        if f.cr0_cd:
-            old = MemType.WB if f.quirk_cd_nw_cleared else MemType.UC
-        else:
-            old = combine(f.guest_mtrr, s.pat)
+        cd_type = MemType.WB if f.quirk_cd_nw_cleared else MemType.UC
+        old = cd_type if f.cr0_cd else combine(f.guest_mtrr, s.pat)
         if relation(new, old) == "weaker":
             expected.add((f, s.pat))
     assert weaker == expected and len(weaker) == 68

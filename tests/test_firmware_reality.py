@@ -39,7 +39,7 @@ def test_generator_final_state_is_what_the_firmware_left(boot):
                        machine=boot["machine"], memory=parse_memory(boot["memory"]), maxphyaddr=pb)
     _, finals = final_states(trace)
     assert len(finals) == len(boot["vcpu_msrs"])
-    for v, (st, real) in enumerate(zip(finals, boot["vcpu_msrs"])):
+    for v, (st, real) in enumerate(zip(finals, boot["vcpu_msrs"], strict=True)):
         pairs = list(st.mtrr.variable) + [None] * (8 - len(st.mtrr.variable))
         model = {
             "def_type": hex(st.mtrr.def_type), "fixed": [hex(x) for x in st.mtrr.fixed],

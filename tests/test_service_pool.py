@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 
+from app.api.pool import TYPE_TIMEOUT, PoolRefused
 from app.main import create_app
 from app.settings import Settings
 
@@ -113,8 +114,9 @@ async def test_timeout_while_waiting_frees_the_slot():
         gate = threading.Event()
         async with anyio.create_task_group() as tg:
             async def blocker():
-                with pytest.raises(Exception):
+                with pytest.raises(PoolRefused) as ex:
                     await app.state.pool.run(lambda: gate.wait(2))
+                assert ex.value.type == TYPE_TIMEOUT
             tg.start_soon(blocker)
             await anyio.sleep(0.02)
             r = await c.post("/api/v1/resolve", json=RESOLVE)  # waits behind the blocker, times out

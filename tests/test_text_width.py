@@ -130,7 +130,7 @@ def test_every_text_output_fits_72_columns(api_app, capsys, tmp_path, monkeypatc
             main(argv)
         assert ex.value.code == 0
         texts.append((" ".join(argv), capsys.readouterr().out))
-    for name, argvs in runs.items():
+    for argvs in runs.values():
         for argv in argvs:
             rc = main(argv)
             got = capsys.readouterr()

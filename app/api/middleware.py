@@ -45,7 +45,8 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    resp = problem(413, TYPE_TOO_LARGE, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                    resp = problem(413, TYPE_TOO_LARGE,
+                                   f"request body of {declared} bytes exceeds the limit of {limit} bytes",
                                    scope["path"])
                     await resp(scope, receive, send)
                     return

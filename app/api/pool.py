@@ -126,7 +126,8 @@ async def refused_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
-    503: {"model": Problem, "description": "The worker pool is full (MEMTYPE_POOL_SIZE + MEMTYPE_POOL_QUEUE) or the request "
-          "ran past MEMTYPE_MAX_REQUEST_SECONDS; Retry-After says when to try again. "
+    503: {"model": Problem,
+          "description": "The worker pool is full (MEMTYPE_POOL_SIZE + MEMTYPE_POOL_QUEUE) or the request ran past "
+          "MEMTYPE_MAX_REQUEST_SECONDS; Retry-After says when to try again. "
           "application/problem+json (RFC 9457)"},
 }
