@@ -132,14 +132,16 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
             aperture=req.aperture, edk2=req.edk2, qemu_host_writes=req.qemu_host_writes, initial=initial, pid=req.pid,
             max_events=max_events)
         trace = made.trace
-        out = []
+        refused: dict[str, str] = {}
         for era in eras:
             try:
                 era.check_vm(vm)
             except MemTypeError as e:
-                out.append(s.ReplayEraOut(kernel=era.id, error=str(e)))
-                continue
-            out.append(_era_out(rp.replay(era, trace), req.include_calls))
+                refused[era.id] = str(e)
+        # one pass over the trace for every era that takes the VM (the vCPU states are shared)
+        results = rp.replay_all(trace, [e for e in eras if e.id not in refused])
+        out = [s.ReplayEraOut(kernel=e.id, error=refused[e.id]) if e.id in refused
+               else _era_out(results[e.id], req.include_calls) for e in eras]
         final_vm, finals = rp.final_states(trace)
     by_source = events_by_source(te.source for te in trace.events)
     final = s.FinalStateOut(noncoherent_dma=final_vm.noncoherent_dma, vcpus=[_vcpu_out(v) for v in finals])
