@@ -52,7 +52,7 @@ def all_states() -> list[State]:
     out = []
     for bools in product((False, True), repeat=len(BOOLS)):
         for mtrr in MTRR_VALUES:
-            f = Fault(*bools, guest_mtrr=mtrr)
+            f = Fault(**dict(zip(BOOLS, bools, strict=True)), guest_mtrr=mtrr)
             out.extend(State(f, p) for p in PAT_VALUES)
     return out
 

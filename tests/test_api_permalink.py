@@ -122,14 +122,16 @@ types = st.sampled_from([0, 1, 4, 5, 6])
 @st.composite
 def states(draw):
     maxphy = draw(st.integers(36, 52))
-    vm = VmConfig(draw(bools), draw(bools), draw(bools), draw(bools), draw(bools), maxphy,
-                  draw(st.sampled_from([VmConfig().memory_map, (MemRange(0, 0x1000, "ram"), MemRange(0x2000, 0x5000, "mmio"))])))
+    vm = VmConfig(noncoherent_dma=draw(bools), quirk_cd_nw_cleared=draw(bools), quirk_ignore_guest_pat=draw(bools),
+                  self_snoop=draw(bools), guest_has_mtrr=draw(bools), maxphyaddr=maxphy,
+                  memory_map=draw(st.sampled_from([VmConfig().memory_map,
+                                                   (MemRange(0, 0x1000, "ram"), MemRange(0x2000, 0x5000, "mmio"))])))
     pat = Pat.from_msr(sum(draw(st.sampled_from([0, 1, 4, 5, 6, 7])) << (8 * i) for i in range(8)))
     fixed = tuple(sum(draw(types) << (8 * b) for b in range(8)) for _ in range(11))
     var = tuple(VarMtrr(draw(st.integers(0, (1 << maxphy) - 1)) & ~0xFFF | draw(types),
                         draw(st.integers(0, (1 << maxphy) - 1)) & ~0x7FF) for _ in range(draw(st.integers(0, 8))))
     mtrr = MtrrState(draw(st.sampled_from([0, 0x806, 0xC06, 0x400])), fixed, var)
-    vcpu = VcpuState(draw(bools), draw(bools), draw(bools), pat, mtrr)
+    vcpu = VcpuState(cr0_cd=draw(bools), cr0_nw=draw(bools), cr0_pg=draw(bools), pat=pat, mtrr=mtrr)
     ev = draw(st.one_of(st.none(), st.builds(Event, st.just(CR0_CD), bools, st.none(), st.one_of(st.none(), bools)),
                         st.builds(Event, st.just(NONCOHERENT_DMA), bools),
                         st.builds(Event, st.just(PAT_WRITE), st.integers(0, (1 << 64) - 1)),

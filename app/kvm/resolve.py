@@ -7,7 +7,7 @@ the guest expects on bare metal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
@@ -118,6 +118,13 @@ def check(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access | None = None)
         access.validate(vm)
 
 
+_FAULT_VM = tuple(f.name for f in fields(Fault) if f.name in {g.name for g in fields(VmConfig)})
+_FAULT_VCPU = tuple(f.name for f in fields(Fault) if f.name in {g.name for g in fields(VcpuState)})
+"""The Fault fields copied by name from the VM and the vCPU: a knob vmx_get_mt_mask() reads
+is a Fault field named like its VmConfig/VcpuState field (is_mmio and guest_mtrr are
+computed here)."""
+
+
 def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lookup: Lookup | None = None) -> Fault:
     """What vmx_get_mt_mask() sees for the page; `lookup` saves a second KVM MTRR lookup."""
     if not era.reads_guest_mtrrs:
@@ -125,7 +132,8 @@ def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, 
     else:
         guest = (lookup or kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)).type
     assert guest is not None
-    return Fault(is_mmio, vm.noncoherent_dma, vcpu.cr0_cd, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop, guest)
+    return Fault(is_mmio=is_mmio, guest_mtrr=guest, **{n: getattr(vm, n) for n in _FAULT_VM},
+                 **{n: getattr(vcpu, n) for n in _FAULT_VCPU})
 
 
 def mask_at(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool) -> MaskResult:

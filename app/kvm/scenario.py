@@ -90,9 +90,17 @@ def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: s
         prev_end = r.end
 
 
-@dataclass(frozen=True, slots=True)
+MAXPHYADDR_MIN, MAXPHYADDR_MAX = 36, 52
+"""CPUID.80000008H:EAX[7:0], the guest's physical-address width, on Intel 64."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VmConfig:
-    """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has."""
+    """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has.
+
+    Each field is a row of app/knobs.py (API field, permalink parameter, CLI flag, page
+    control); a new field needs its row there (tests/test_knobs.py says so).
+    """
 
     noncoherent_dma: bool = False
     quirk_cd_nw_cleared: bool = True
@@ -103,15 +111,16 @@ class VmConfig:
     memory_map: tuple[MemRange, ...] = DEFAULT_MEMORY_MAP
 
     def validate(self) -> VmConfig:
-        if not 36 <= self.maxphyaddr <= 52:
-            raise MemTypeError("vm.maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52", "CPUID.80000008H:EAX[7:0] is 36..52 on Intel 64")
+        if not MAXPHYADDR_MIN <= self.maxphyaddr <= MAXPHYADDR_MAX:
+            raise MemTypeError("vm.maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
+                               f"CPUID.80000008H:EAX[7:0] is {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX} on Intel 64")
         check_memory_map(self.memory_map, self.maxphyaddr)
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VcpuState:
-    """One vCPU's guest-visible state that memory typing depends on."""
+    """One vCPU's guest-visible state that memory typing depends on (rows of app/knobs.py)."""
 
     cr0_cd: bool = False
     cr0_nw: bool = False
@@ -130,7 +139,7 @@ class Access:
     """The address under study; `mmio` None means: follow `host_page`, else the memory map
     (RAM if unmapped). `mmio` is the overriding shorthand for is_mmio itself."""
 
-    gpa: int
+    gpa: int = 0
     mmio: bool | None = None
     host_page: HostPage | None = None
 
@@ -222,7 +231,8 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
 
 
 __all__ = [
-    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MMIO",
+    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MAXPHYADDR_MAX",
+    "MAXPHYADDR_MIN", "MMIO",
     "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "NONCOHERENT_DMA", "PAT_WRITE", "RAM",
     "VcpuState", "VmConfig", "apply_event", "lookup_range",
 ]
