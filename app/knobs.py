@@ -85,6 +85,9 @@ class Knob:
     """`dec` rows: the rule named when a link's number is out of `bounds`."""
     page_range: tuple[int, int] | None = None
     """`dec` rows: the number input's min and max."""
+    part_of: str | None = None
+    """A parameter written and read by another row's codec (the MTRR layout's registers,
+    the host page's fields, the event's members): the `param` of that row."""
 
     @cached_property
     def default(self) -> Any:
@@ -100,7 +103,8 @@ class Knob:
 
     @property
     def generic(self) -> bool:
-        return self.kind in GENERIC_KINDS
+        """Encoded and decoded by app/permalink.py's loop (not by a named codec)."""
+        return self.kind in GENERIC_KINDS and self.part_of is None
 
     @property
     def api_leaf(self) -> str | None:
@@ -176,11 +180,11 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="mtrr", owner="vcpu", attr="mtrr", api="vcpu.mtrr", short="r", cli="--mtrr",
          label="MTRR layout", help="a named firmware MTRR layout for the VM's MAXPHYADDR (app.kvm.layouts)",
          values="ovmf, ovmf-linux, seabios, seabios-linux"),
-    Knob(param="deftype", owner="vcpu", attr="mtrr.def_type", api="vcpu.mtrr.def_type", short="d", cli="--deftype",
+    Knob(param="deftype", part_of="mtrr", owner="vcpu", attr="mtrr.def_type", api="vcpu.mtrr.def_type", short="d", cli="--deftype",
          kind="hex", control="mtrr-deftype", label="default type", help="MTRRdefType (0x2ff)", values="hex"),
-    Knob(param="fixed", owner="vcpu", attr="mtrr.fixed", api="vcpu.mtrr.fixed", short="f", cli="--fixed",
+    Knob(param="fixed", part_of="mtrr", owner="vcpu", attr="mtrr.fixed", api="vcpu.mtrr.fixed", short="f", cli="--fixed",
          label="fixed ranges", help="88 fixed-range types, run-length encoded", values="e.g. WB*16,UC*72"),
-    Knob(param="var", owner="vcpu", attr="mtrr.variable", api="vcpu.mtrr.variable", short="V", cli="--var",
+    Knob(param="var", part_of="mtrr", owner="vcpu", attr="mtrr.variable", api="vcpu.mtrr.variable", short="V", cli="--var",
          label="variable ranges", help="variable pairs in index order", values="base:mask,..."),
     # -- the access (app.kvm.scenario.Access) ------------------------------------------
     Knob(param="gpa", owner="access", attr="gpa", api="gpa", short="a", cli="--gpa", kind="hex", control="gpa",
@@ -191,22 +195,22 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="host", owner="host_page", attr="cls", api="host_page.class", cli="--host",
          label="host page", help="the host page behind gpa: a preset or a class (app.kvm.host_page)",
          values="vga_dev_mem, vfio_bar, ... or ram, zero_page, reserved, no_struct_page"),
-    Knob(param="host_mt", owner="host_page", attr="host_memtype", api="host_page.host_memtype", cli="--host-mt",
+    Knob(param="host_mt", part_of="host", owner="host_page", attr="host_memtype", api="host_page.host_memtype", cli="--host-mt",
          label="host memtype", help="with a class: the memtype host PAT tracks", values="WB, WC, UC-, ..."),
-    Knob(param="host_hpa", owner="host_page", attr="hpa", api="host_page.hpa", cli="--host-hpa", kind="hex",
+    Knob(param="host_hpa", part_of="host", owner="host_page", attr="hpa", api="host_page.hpa", cli="--host-hpa", kind="hex",
          label="host physical address", help="with a class: the host physical address", values="hex"),
-    Knob(param="host_e820", owner="host_page", attr="e820_ram", api="host_page.e820_ram", cli="--host-e820",
+    Knob(param="host_e820", part_of="host", owner="host_page", attr="e820_ram", api="host_page.e820_ram", cli="--host-e820",
          kind="bool", label="raw e820 RAM", help="with a class: the raw e820 table maps the pfn as RAM"),
-    Knob(param="host_pat", owner="host_page", attr="pat_enabled", api="host_page.pat_enabled", cli="--host-pat",
-         kind="bool", label="host PAT", help="with a class: 0 = host booted with nopat"),
+    Knob(param="host_pat", part_of="host", owner="host_page", attr="pat_enabled", api="host_page.pat_enabled", cli="--host-pat",
+         kind="bool", label="host PAT", help="with a class: pat_enabled() on the host (0: booted with nopat)"),
     # -- the zap event (app.kvm.scenario.Event) ------------------------------------------
     Knob(param="event", owner="event", attr="kind", api="event.kind", short="e", cli="--event", control="event-kind",
          label="event", help="zap event kind", values="cr0_cd, mtrr_write, noncoherent_dma or pat_write"),
-    Knob(param="event_msr", owner="event", attr="msr", api="event.msr", short="E", cli="--event-msr", kind="hex",
+    Knob(param="event_msr", part_of="event", owner="event", attr="msr", api="event.msr", short="E", cli="--event-msr", kind="hex",
          control="event-msr", label="MSR", help="MSR of an mtrr_write", values="hex"),
-    Knob(param="event_value", owner="event", attr="value", api="event.value", short="u", cli="--event-value",
+    Knob(param="event_value", part_of="event", owner="event", attr="value", api="event.value", short="u", cli="--event-value",
          control="event-value", label="new value", help="new value", values="0/1, or hex for MSR writes"),
-    Knob(param="event_nw", owner="event", attr="cr0_nw", api="event.cr0_nw", short="W", cli="--event-nw",
+    Knob(param="event_nw", part_of="event", owner="event", attr="cr0_nw", api="event.cr0_nw", short="W", cli="--event-nw",
          kind="bool", control="event-nw", label="CR0.NW written", help="CR0.NW written with CD"),
     # -- page only -------------------------------------------------------------------------
     Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
