@@ -38,6 +38,7 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
 def _add_params(p: argparse.ArgumentParser, params: tuple[Knob, ...]) -> None:
     for k in params:
+        assert k.cli is not None
         p.add_argument(k.cli, dest=k.param, metavar="V", help=k.cli_help)
 
 
@@ -138,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="memtype-explorer", description=__doc__, formatter_class=_Help)
-    sub = ap.add_subparsers(dest="command", required=True,
+    sub = ap.add_subparsers(dest="command", required=True,  # type: ignore[call-overload]  # a partial is a class here
                             parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     p = sub.add_parser("serve", help="run the web service (settings from MEMTYPE_* env)")

@@ -15,7 +15,9 @@ permalink) and POST /page/mtrr-pair (a variable range's start and size as the PH
 PHYSMASK values, refused unless a single pair can cover it: app.x86.mtrr.range_to_pair).
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
-in the template's loop and the script's initial data). The register encodings the page's editors need (type names, which codes PAT and MTRRs
+in the template's loop and the script's initial data).
+
+The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
 the script holds no copy of them.
 """

@@ -210,7 +210,8 @@ def _parse_host(q: Mapping[str, str]) -> HostPage | None:
         try:
             mt = MemType.from_label(q["host_mt"])
         except ValueError:
-            raise MemTypeError("host_mt", f"unknown memory type {q['host_mt']!r}", "UC, WC, WT, WP, WB or UC-") from None
+            raise MemTypeError("host_mt", f"unknown memory type {q['host_mt']!r}",
+                               "UC, WC, WT, WP, WB or UC-") from None
     hpa = _hex(q["host_hpa"], "host_hpa") if "host_hpa" in q else None
     return HostPage(name, mt, hpa, _bool(q, "host_e820", False), _bool(q, "host_pat", True))
 
@@ -244,7 +245,7 @@ def _mtrr_params(state: LinkState) -> list[tuple[str, str]]:
 
 
 _ENCODERS = {
-    "map": lambda s: [] if _same_map(s.vm.memory_map, _DEFAULT_VM.memory_map) else [("map", _map_text(s.vm.memory_map))],
+    "map": lambda s: [] if _same_map(s.vm.memory_map, DEFAULT_MEMORY_MAP) else [("map", _map_text(s.vm.memory_map))],
     "pat": lambda s: [] if s.vcpu.pat == _DEFAULT_VCPU.pat else [("pat", _pat_text(s.vcpu.pat))],
     "mtrr": _mtrr_params,
     "host": lambda s: [] if s.access.host_page is None else _host_params(s.access.host_page),
@@ -443,7 +444,8 @@ def _read_map(q: Mapping[str, str], values: Values) -> None:
 def _read_pat(q: Mapping[str, str], values: Values) -> None:
     text = q.get("pat")
     if text is not None:
-        values["vcpu"]["pat"] = Pat.from_msr(PAT_PRESETS[text]) if text in PAT_PRESETS else Pat.from_msr(_hex(text, "pat"), "pat")
+        preset = PAT_PRESETS.get(text)
+        values["vcpu"]["pat"] = Pat.from_msr(preset) if preset is not None else Pat.from_msr(_hex(text, "pat"), "pat")
 
 
 def _read_mtrr(q: Mapping[str, str], values: Values) -> None:
@@ -540,7 +542,8 @@ SHORT_CODES = {k.param: k.short for k in KNOBS if k.short}
 parameter without a code is written `name=value` in it)."""
 assert len(set(SHORT_CODES.values())) == len(SHORT_CODES), "short codes are distinct"
 _SHORT_NAMES = {c: n for n, c in SHORT_CODES.items()}
-_SHORT_HEX = tuple(k.param for k in KNOBS if k.short and k.kind == "hex")  # always hex: the short form leaves out their 0x
+_SHORT_HEX = tuple(k.param for k in KNOBS if k.short and k.kind == "hex")
+"""Always hex: the short form leaves out their 0x."""
 _SHORT_EVENTS = {CR0_CD: "cd", MTRR_WRITE: "mw", NONCOHERENT_DMA: "nd", PAT_WRITE: "pw"}
 _SHORT_EVENT_KINDS = {c: k for k, c in _SHORT_EVENTS.items()}
 _SHORT_SEP = "~"  # in no parameter value, and kept by mail and URL tools (RFC 3986 unreserved)

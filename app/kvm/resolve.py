@@ -60,6 +60,8 @@ class HostSide:
 def host_side(era: Era, page: HostPage, source: str, kernel: KernelInfo | None) -> HostSide:
     """The version's answer, or for an era id the newest kernels' answer in the era."""
     span = era_span(era.kernels)
+    v: tuple[int, int] | None
+    rows: tuple[tuple[str, bool], ...]
     if kernel is not None and kernel.series is not None:
         v = kernel.series
         label = kernel.version or f"{v[0]}.{v[1]}"
@@ -127,6 +129,7 @@ computed here)."""
 
 def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lookup: Lookup | None = None) -> Fault:
     """What vmx_get_mt_mask() sees for the page; `lookup` saves a second KVM MTRR lookup."""
+    guest: MemType | None
     if not era.reads_guest_mtrrs:
         guest = MemType.WB  # never read by eras from 6.11 on
     else:
@@ -191,11 +194,13 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access, kernel: Ker
     for i, pat in enumerate(vcpu.pat.entries):
         used = guest_pat_type(pat, vcpu.cr0_pg)
         eff = effective_type(m.memtype, m.ipat, used)
-        exp = expectation(sdm, pat, cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr)
+        exp = expectation(sdm, pat, cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg,
+                          guest_has_mtrr=vm.guest_has_mtrr)
         if exp.type is None:
             rel, why = "incomparable", "the guest's own MTRR type is undefined, so it expects nothing definite"
         else:
             rel, why = relation(eff, exp.type), relation_reason(eff, exp.type)
         rows.append(PatRow(i, index_to_pte_bits(i), pte_flags_text(i), pat, used, eff, exp.type, exp.reason, rel, why))
-    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes, slot,
+    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes,
+                      slot,
                       kernel, host)

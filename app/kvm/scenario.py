@@ -75,16 +75,20 @@ def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: s
     for i, r in sorted(enumerate(memory_map), key=lambda ir: ir[1].start):
         f = f"{field}[{i}]"
         if r.kind not in (RAM, MMIO):
-            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'", "memory map ranges are RAM or MMIO memslots")
+            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'",
+                               "memory map ranges are RAM or MMIO memslots")
         if r.start % 0x1000 or r.end % 0x1000 or r.start >= r.end:
-            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range", "memslots are page granular")
+            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range",
+                               "memslots are page granular")
         if r.end > 1 << maxphyaddr:
             raise MemTypeError(f"{f}.end", f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
         if r.host_page is not None:
             newest = MMIO if kvm_is_mmio_pfn(r.host_page.validate(f"{f}.host_page"), NEWEST).is_mmio else RAM
             if r.kind != newest:
-                raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
-                                   "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer as its kind")
+                raise MemTypeError(f"{f}.kind",
+                                   f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
+                                   "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer "
+                                   "as its kind")
         if r.start < prev_end:
             raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) overlaps another range", "memslots do not overlap")
         prev_end = r.end
@@ -112,7 +116,8 @@ class VmConfig:
 
     def validate(self) -> VmConfig:
         if not MAXPHYADDR_MIN <= self.maxphyaddr <= MAXPHYADDR_MAX:
-            raise MemTypeError("vm.maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
+            raise MemTypeError("vm.maxphyaddr",
+                               f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
                                f"CPUID.80000008H:EAX[7:0] is {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX} on Intel 64")
         check_memory_map(self.memory_map, self.maxphyaddr)
         return self
@@ -145,7 +150,8 @@ class Access:
 
     def validate(self, vm: VmConfig) -> Access:
         if not 0 <= self.gpa < 1 << vm.maxphyaddr:
-            raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})", "guest-physical addresses are below 2^MAXPHYADDR")
+            raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})",
+                               "guest-physical addresses are below 2^MAXPHYADDR")
         if self.host_page is not None:
             if self.mmio is not None:
                 raise MemTypeError("host_page", "given together with mmio",
@@ -158,7 +164,8 @@ class Access:
         if self.mmio is not None:
             return None, "given (mmio)"
         if self.host_page is not None:
-            return self.host_page, "given (host_page" + (f" {self.host_page.preset}" if self.host_page.preset else "") + ")"
+            preset = f" {self.host_page.preset}" if self.host_page.preset else ""
+            return self.host_page, f"given (host_page{preset})"
         r = lookup_range(vm.memory_map, self.gpa)
         if r is None:
             return HOST_PAGES["guest_ram"].page, "not in the memory map: treated as RAM"
