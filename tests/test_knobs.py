@@ -63,10 +63,11 @@ OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page":
 
 
 def test_the_names_other_tools_use_are_kept():
-    assert {k.param: (k.short, k.cli) for k in KNOBS} == FROZEN
-    assert {p: k.api for p, k in ((k.param, k) for k in KNOBS) if p in FROZEN_API} == FROZEN_API
-    assert {k.param: k.control for k in KNOBS if k.param in FROZEN_CONTROLS} == FROZEN_CONTROLS
-    assert {p: c for p, (c, _) in FROZEN.items() if c} == permalink.SHORT_CODES
+    """A new row adds names; none of these may change or go."""
+    assert FROZEN.items() <= {k.param: (k.short, k.cli) for k in KNOBS}.items()
+    assert FROZEN_API.items() <= {k.param: k.api for k in KNOBS}.items()
+    assert FROZEN_CONTROLS.items() <= {k.param: k.control for k in KNOBS}.items()
+    assert {p: c for p, (c, _) in FROZEN.items() if c}.items() <= permalink.SHORT_CODES.items()
 
 
 def test_rows_are_well_formed():
@@ -299,5 +300,5 @@ async def test_page_initial_data_carries_the_table(client):
     rows = json.loads(m.group(1))["knobs"]
     assert [(k["param"], k["api"], k["control"], k["kind"]) for k in rows] == [
         (k.param, k.api, k.control, k.kind) for k in KNOBS]
-    assert {k["param"]: k["default"] for k in rows if k["owner"] == "vm" and k["control"]} == {
-        "ncdma": False, "cdnw_quirk": True, "pat_quirk": True, "selfsnoop": True, "guest_mtrr": True, "maxphyaddr": 46}
+    assert {"ncdma": False, "cdnw_quirk": True, "pat_quirk": True, "selfsnoop": True, "guest_mtrr": True,
+            "maxphyaddr": 46}.items() <= {k["param"]: k["default"] for k in rows if k["owner"] == "vm"}.items()
