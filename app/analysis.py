@@ -43,16 +43,17 @@ class State:
     def expected(self) -> MemType:
         """The guest's bare-metal expectation (x86.guest.expectation), taking the abstract MTRR
         type as the guest's own SDM answer (the states have no overlaps, so KVM's agrees)."""
-        exp = expectation(Lookup(self.fault.guest_mtrr, "state", "the state's MTRR type"), self.pat, cd=self.fault.cr0_cd)
+        exp = expectation(Lookup(self.fault.guest_mtrr, "state", "the state's MTRR type"), self.pat,
+                          cd=self.fault.cr0_cd)
         assert exp.type is not None
         return exp.type
 
 
 def all_states() -> list[State]:
-    out = []
+    out: list[State] = []
     for bools in product((False, True), repeat=len(BOOLS)):
         for mtrr in MTRR_VALUES:
-            f = Fault(*bools, guest_mtrr=mtrr)
+            f = Fault(**dict(zip(BOOLS, bools, strict=True)), guest_mtrr=mtrr)
             out.extend(State(f, p) for p in PAT_VALUES)
     return out
 
@@ -173,7 +174,7 @@ def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
                     changed = True
     result = []
     for key, (out, count) in sorted(groups.items(), key=lambda kv: (-kv[1][1], str(kv[0]))):
-        result.append(DiffGroup(dict(zip(names, key)), count, *out))
+        result.append(DiffGroup(dict(zip(names, key, strict=True)), count, *out))
     return result
 
 
@@ -197,4 +198,5 @@ def state_scenario(s: State, gpa: int = 0x100000) -> tuple[VmConfig, VcpuState, 
     return vm, vcpu, Access(gpa, mmio=s.fault.is_mmio)
 
 
-__all__ = ["DiffGroup", "DiffRow", "EraDiff", "group_rows", "INCOMPARABLE", "State", "all_states", "diff_by_id", "diff_eras", "state_scenario", "ERAS"]
+__all__ = ["DiffGroup", "DiffRow", "EraDiff", "group_rows", "INCOMPARABLE", "State", "all_states", "diff_by_id",
+           "diff_eras", "state_scenario", "ERAS"]

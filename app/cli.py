@@ -1,7 +1,7 @@
 """`memtype-explorer`: the API's resolver and text renderings, in a shell.
 
-The scenario options are exactly the permalink parameters
-(app/permalink.py), parsed by the same `permalink.decode`, so
+The scenario options are exactly the permalink parameters (the rows
+of app/knobs.py), parsed by the same `permalink.decode`, so
 `--kernel v6.7 --ncdma 1 --cd 1` and the page URL
 `/?v=1&kernel=v6.7&ncdma=1&cd=1` describe the same state; `--link`
 takes a whole URL. From a checkout: scripts/cli <subcommand> ...
@@ -16,35 +16,16 @@ import sys
 from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
+from .knobs import KNOBS, Knob
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 
-SCENARIO_PARAMS = (
-    ("kernel", "era id (memtype-explorer eras)"),
-    ("ncdma", "VM has non-coherent DMA: 0/1"),
-    ("cdnw_quirk", "KVM_X86_QUIRK_CD_NW_CLEARED on: 0/1"),
-    ("pat_quirk", "KVM_X86_QUIRK_IGNORE_GUEST_PAT on: 0/1"),
-    ("selfsnoop", "host CPU has self-snoop: 0/1"),
-    ("guest_mtrr", "guest CPUID has MTRR: 0/1"),
-    ("maxphyaddr", "guest MAXPHYADDR, 36..52"),
-    ("map", "memory map, e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
-    ("cd", "guest CR0.CD: 0/1"),
-    ("nw", "guest CR0.NW: 0/1"),
-    ("pg", "guest CR0.PG: 0/1"),
-    ("pat", "IA32_PAT: power-on, linux, linux-legacy or hex"),
-    ("mtrr", "MTRR layout: ovmf, ovmf-linux, seabios, seabios-linux"),
-    ("deftype", "MTRRdefType (0x2ff), hex"),
-    ("fixed", "88 fixed-range types, e.g. WB*16,UC*72"),
-    ("var", "variable pairs base:mask,..."),
-    ("gpa", "guest-physical address, hex"),
-    ("mmio", "force is_mmio: 0/1 (default: from the memory map)"),
-)
-EVENT_PARAMS = (
-    ("event", "cr0_cd, mtrr_write, noncoherent_dma or pat_write"),
-    ("event_msr", "MSR of an mtrr_write, hex"),
-    ("event_value", "new value: 0/1, or hex for MSR writes"),
-    ("event_nw", "CR0.NW written with CD: 0/1"),
-)
+SCENARIO_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner not in ("event", "host_page"))
+"""The scenario options of resolve and zap: the rows of app/knobs.py with a CLI flag."""
+HOST_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner == "host_page")
+"""resolve's host page options (the page behind the address)."""
+EVENT_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner == "event")
+"""zap's event options."""
 DEFAULT_BASE = "http://127.0.0.1:8000"
 
 
@@ -55,19 +36,20 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, width=WIDTH)
 
 
-def _add_params(p: argparse.ArgumentParser, params) -> None:
-    for name, help_ in params:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_)
+def _add_params(p: argparse.ArgumentParser, params: tuple[Knob, ...]) -> None:
+    for k in params:
+        assert k.cli is not None
+        p.add_argument(k.cli, dest=k.param, metavar="V", help=k.cli_help)
 
 
 def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
     query: dict[str, str] = {}
     if args.link:
         query.update(parse_qsl(urlsplit(args.link).query, keep_blank_values=True))
-    for name, _ in SCENARIO_PARAMS + (EVENT_PARAMS if view == "zap" else ()):
-        value = getattr(args, name, None)
+    for k in SCENARIO_PARAMS + (EVENT_PARAMS if view == "zap" else HOST_PARAMS):
+        value = getattr(args, k.param, None)
         if value is not None:
-            query[name] = value
+            query[k.param] = value
     query["view"] = view
     return permalink.decode(query)
 
@@ -129,13 +111,13 @@ def cmd_replay(args: argparse.Namespace) -> str:
     made = make_trace(vm, generator=None if text is not None else args.preset, text=text, vcpus=args.vcpus,
                       linux=not args.no_linux, machine=args.machine,
                       memory=parse_memory(args.memory) if args.memory else None, maxphyaddr=args.maxphyaddr,
-                      aperture=args.aperture, edk2=args.edk2, qemu_host_writes=args.qemu_host_writes, initial=args.initial,
-                      pid=args.pid, name=args.trace or "")
+                      aperture=args.aperture, edk2=args.edk2, qemu_host_writes=args.qemu_host_writes,
+                      initial=args.initial, pid=args.pid, name=args.trace or "")
     eras = [get_era(k) for k in args.kernel] if args.kernel else list(ERAS.values())
     return render_replay(made.trace, [rp.replay(e, made.trace) for e in eras], made)
 
 
-def cmd_eras(args: argparse.Namespace) -> str:
+def cmd_eras(_args: argparse.Namespace) -> str:
     from .kvm.eras import ERAS
 
     # Wrapped, not cut: the titles and commit subjects are the point of this listing, and
@@ -157,7 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="memtype-explorer", description=__doc__, formatter_class=_Help)
-    sub = ap.add_subparsers(dest="command", required=True,
+    sub = ap.add_subparsers(dest="command", required=True,  # type: ignore[call-overload]  # a partial is a class here
                             parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
 
     p = sub.add_parser("serve", help="run the web service (settings from MEMTYPE_* env)")
@@ -167,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     for name, func, extra, help_ in (
-        ("resolve", cmd_resolve, (), "EPT entry, decision path and effective types of one address"),
+        ("resolve", cmd_resolve, HOST_PARAMS, "EPT entry, decision path and effective types of one address"),
         ("zap", cmd_zap, EVENT_PARAMS, "zap audit of one event: zapped, needed, stale, excess"),
     ):
         p = sub.add_parser(name, help=help_)

@@ -14,6 +14,9 @@ GET /page/link (the long and short links of a query, from MEMTYPE_PUBLIC_URL lik
 permalink) and POST /page/mtrr-pair (a variable range's start and size as the PHYSBASE and
 PHYSMASK values, refused unless a single pair can cover it: app.x86.mtrr.range_to_pair).
 
+The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
+in the template's loop and the script's initial data).
+
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
 the script holds no copy of them.
@@ -36,6 +39,7 @@ from .api.convert import core_errors, era_out
 from .api.errors import RuleViolation
 from .api.schemas import Addr
 from .assets import AssetHasher
+from .knobs import page_knobs
 from .kvm.eras import ERAS
 from .lru import Lru
 from .permalink import (
@@ -94,6 +98,10 @@ GLOSSARY = {
 }
 """Expansions for the page's <abbr title> (prose, not rules)."""
 REGISTERS["glossary"] = GLOSSARY
+
+KNOB_ROWS = page_knobs()
+"""The scenario knob table (app/knobs.py) as the template's controls and the script's
+readState/writeState read it; passed in the page's initial data."""
 
 
 PAGE_ASSETS = ("app.css", "app.js")  # the hashed URLs index.html names (asset(...))
@@ -208,6 +216,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                         "event": event_json(state.event) if state.event is not None else None,
                         "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
             "registers": REGISTERS,
+            "knobs": KNOB_ROWS,
             "error": error,
             "dropped": [{"param": d.param, "value": d.value, "message": d.message, "rule": d.rule} for d in dropped],
         }

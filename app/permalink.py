@@ -6,48 +6,29 @@ encoder: the API responses (`permalink`), the plain-text renderings and the page
 bar (POST /api/v1/permalink, which the page's script calls) all use `url()`/`encode()`
 below, and the page at `/` parses incoming links with `decode()`.
 
-Parameters (defaults in brackets; booleans are `0`/`1`; addresses and registers are hex
-with `0x`; maxphyaddr, pati and run lengths are decimal):
+The parameters are the rows of app/knobs.py (KNOBS, in the order a link writes them): each
+row names the parameter, its short-form code, the core field it sets (whose default a link
+leaves out) and the syntax of its value; `scripts/cli resolve --help` lists them. Booleans
+are `0`/`1`; addresses and registers are hex with `0x`; maxphyaddr, pati and run lengths are
+decimal. The rows of a plain kind (bool, decimal, hex) are written and read by one loop
+below; the others by the codec named after their parameter (_ENCODERS, _DECODERS):
 
-  v           encoding version [1]; any other value is refused
-  view        which page view: resolve, zap or diff [resolve]
-  kernel      era id (see GET /api/v1/kernels) or kernel version (6.12.78) [v6.16]
-  vs          the second era of a diff view [none]
-  ncdma       VM has non-coherent DMA (kvm_arch_has_noncoherent_dma) [0]
-  cdnw_quirk  KVM_X86_QUIRK_CD_NW_CLEARED on [1]
-  pat_quirk   KVM_X86_QUIRK_IGNORE_GUEST_PAT on [1]
-  selfsnoop   host CPU has X86_FEATURE_SELFSNOOP [1]
-  guest_mtrr  guest CPUID reports MTRRs [1]
-  maxphyaddr  guest MAXPHYADDR, 36..52 [46]
-  map         memory map, comma-separated `start-end:kind` (kind ram or mmio), e.g.
+  map         comma-separated `start-end:kind` (kind ram or mmio), e.g.
               `0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio` [the default q35-like map,
               app.kvm.scenario.DEFAULT_MEMORY_MAP]
-  cd, nw, pg  guest CR0.CD, CR0.NW, CR0.PG [0, 0, 1]
-  pat         guest IA32_PAT: a preset name (power-on, linux, linux-legacy) or hex
-              [power-on]
-  mtrr        a named firmware MTRR layout for the VM's MAXPHYADDR: ovmf, ovmf-linux,
-              seabios, seabios-linux (app.kvm.layouts; `-linux` adds the guest's 64-bit
-              PCI hole pair). When the state is not a named layout these three are used:
-  deftype     MTRRdefType (MSR 0x2ff), hex [0x0: MTRRs disabled]
-  fixed       the 88 fixed-range types in order (0x0-0xfffff), run-length encoded as
-              comma-separated `TYPE*count`, e.g. `WB*16,UC*72` [all UC]
-  var         variable pairs in index order, comma-separated `base:mask` raw MSR
-              values, e.g. `0x80000000:0x3fff80000800` [none]
-  gpa         guest-physical address, hex [0x0]
-  mmio        1/0 forces the leaf's is_mmio; absent = follow the memory map [absent]
-  host        the host page behind gpa (app.kvm.host_page): a preset name (vga_dev_mem,
-              vfio_bar, dax_pmem, ...) or a class (ram, zero_page, reserved,
-              no_struct_page); kvm_is_mmio_pfn() then decides is_mmio [absent]
-  host_mt     with a class: the host memtype PAT tracks (WB, WC, UC-, ...) [untracked]
-  host_hpa    with a class: the host physical address, hex [absent]
-  host_e820   with a class: 1 = the raw e820 table maps the pfn as RAM [0]
-  host_pat    with a class: 0 = host booted with nopat [1]
-  event       zap event kind: cr0_cd, mtrr_write, noncoherent_dma, pat_write [none]
-  event_msr   MSR written by an mtrr_write event, hex
-  event_value new value: 0/1 for cr0_cd and noncoherent_dma, hex for the MSR writes
-  event_nw    CR0.NW written together with CD by a cr0_cd event [absent: unchanged]
-  pati        page only: the PAT entry (0..7) whose effective types the memory map shows
-              [0]; resolve, zap and diff ignore it (POST /api/v1/map takes it as pat_index)
+  pat         a preset name (power-on, linux, linux-legacy) or hex [power-on]
+  mtrr        a named firmware layout for the VM's MAXPHYADDR: ovmf, ovmf-linux, seabios,
+              seabios-linux (app.kvm.layouts; `-linux` adds the guest's 64-bit PCI hole
+              pair); when the state is not a named layout, deftype (hex [0x0]), fixed (the
+              88 fixed-range types run-length encoded, `WB*16,UC*72` [all UC]) and var
+              (`base:mask` pairs in index order [none]) are written instead
+  host        a host page preset (vga_dev_mem, vfio_bar, ...) or a class (ram,
+              zero_page, reserved, no_struct_page) with host_mt, host_hpa, host_e820
+              and host_pat; kvm_is_mmio_pfn() then decides is_mmio [absent]
+  event       zap event kind with event_msr (mtrr_write), event_value (0/1 for cr0_cd
+              and noncoherent_dma, hex for the MSR writes) and event_nw (cr0_cd) [none]
+  kernel, vs  an era id (GET /api/v1/kernels) or a kernel version (6.12.78)
+  pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
 (digits to str.isdigit()) are refused, naming the parameter, like any other bad value.
@@ -60,11 +41,12 @@ scenario is resolved, with the same messages as the API.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
+from .knobs import KNOBS, Knob, rows
 from .kvm.eras import get_era
 from .kvm.host_page import CLASSES as HOST_CLASSES
 from .kvm.host_page import PRESETS as HOST_PRESETS
@@ -74,6 +56,8 @@ from .kvm.scenario import (
     CR0_CD,
     DEFAULT_MEMORY_MAP,
     EVENT_KINDS,
+    MAXPHYADDR_MAX,
+    MAXPHYADDR_MIN,
     MMIO,
     MTRR_WRITE,
     NONCOHERENT_DMA,
@@ -87,7 +71,7 @@ from .kvm.scenario import (
 )
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
-from .x86.pat import PAT_POWER_ON, PAT_PRESETS, Pat
+from .x86.pat import PAT_PRESETS, Pat
 
 VERSION = "1"
 DEFAULT_KERNEL = "v6.16"
@@ -226,57 +210,63 @@ def _parse_host(q: Mapping[str, str]) -> HostPage | None:
         try:
             mt = MemType.from_label(q["host_mt"])
         except ValueError:
-            raise MemTypeError("host_mt", f"unknown memory type {q['host_mt']!r}", "UC, WC, WT, WP, WB or UC-") from None
+            raise MemTypeError("host_mt", f"unknown memory type {q['host_mt']!r}",
+                               "UC, WC, WT, WP, WB or UC-") from None
     hpa = _hex(q["host_hpa"], "host_hpa") if "host_hpa" in q else None
     return HostPage(name, mt, hpa, _bool(q, "host_e820", False), _bool(q, "host_pat", True))
 
 
-def params(state: LinkState) -> list[tuple[str, str]]:
-    """The (name, value) pairs of a permalink, in a fixed order, defaults left out."""
-    d_vm, d_vcpu = _DEFAULT_VM, _DEFAULT_VCPU
-    vm, vcpu = state.vm, state.vcpu
-    out: list[tuple[str, str]] = [("v", VERSION)]
-    if state.view != "resolve":
-        out.append(("view", state.view))
-    if state.kernel != DEFAULT_KERNEL:
-        out.append(("kernel", state.kernel))
-    if state.vs is not None:
-        out.append(("vs", state.vs))
-    for name, attr in (("ncdma", "noncoherent_dma"), ("cdnw_quirk", "quirk_cd_nw_cleared"),
-                       ("pat_quirk", "quirk_ignore_guest_pat"), ("selfsnoop", "self_snoop"),
-                       ("guest_mtrr", "guest_has_mtrr")):
-        if getattr(vm, attr) != getattr(d_vm, attr):
-            out.append((name, _b(getattr(vm, attr))))
-    if vm.maxphyaddr != d_vm.maxphyaddr:
-        out.append(("maxphyaddr", str(vm.maxphyaddr)))
-    if not _same_map(vm.memory_map, d_vm.memory_map):
-        out.append(("map", _map_text(vm.memory_map)))
-    for name, attr in (("cd", "cr0_cd"), ("nw", "cr0_nw"), ("pg", "cr0_pg")):
-        if getattr(vcpu, attr) != getattr(d_vcpu, attr):
-            out.append((name, _b(getattr(vcpu, attr))))
-    if vcpu.pat != d_vcpu.pat:
-        out.append(("pat", _pat_text(vcpu.pat)))
-    layout = mtrr_layout_name(vcpu.mtrr, vm.maxphyaddr)
+def _owner(state: LinkState, owner: str) -> object:
+    """The core object a knob row of this owner reads (app/knobs.py `owner`)."""
+    return state if owner == "link" else getattr(state, owner)
+
+
+def _text(k: Knob, value: object) -> str:
+    """A plain row's value as a link writes it."""
+    if k.kind in ("bool", "opt_bool"):
+        return _b(bool(value))
+    if k.kind == "hex":
+        return f"{value:#x}"
+    return str(value)
+
+
+def _mtrr_params(state: LinkState) -> list[tuple[str, str]]:
+    layout = mtrr_layout_name(state.vcpu.mtrr, state.vm.maxphyaddr)
     if layout is not None:
-        out.append(("mtrr", layout))
-    else:
-        m = vcpu.mtrr
-        if m.def_type:
-            out.append(("deftype", f"{m.def_type:#x}"))
-        if any(m.fixed):
-            out.append(("fixed", _fixed_runs(m)))
-        if m.variable:
-            out.append(("var", ",".join(f"{p.base:#x}:{p.mask:#x}" for p in m.variable)))
-    if state.access.gpa:
-        out.append(("gpa", f"{state.access.gpa:#x}"))
-    if state.access.mmio is not None:
-        out.append(("mmio", _b(state.access.mmio)))
-    if state.access.host_page is not None:
-        out.extend(_host_params(state.access.host_page))
-    if state.event is not None:
-        out.extend(_event_params(state.event))
-    if state.pati:
-        out.append(("pati", str(state.pati)))
+        return [("mtrr", layout)]
+    m, out = state.vcpu.mtrr, []
+    if m.def_type:
+        out.append(("deftype", f"{m.def_type:#x}"))
+    if any(m.fixed):
+        out.append(("fixed", _fixed_runs(m)))
+    if m.variable:
+        out.append(("var", ",".join(f"{p.base:#x}:{p.mask:#x}" for p in m.variable)))
+    return out
+
+
+_ENCODERS = {
+    "map": lambda s: [] if _same_map(s.vm.memory_map, DEFAULT_MEMORY_MAP) else [("map", _map_text(s.vm.memory_map))],
+    "pat": lambda s: [] if s.vcpu.pat == _DEFAULT_VCPU.pat else [("pat", _pat_text(s.vcpu.pat))],
+    "mtrr": _mtrr_params,
+    "host": lambda s: [] if s.access.host_page is None else _host_params(s.access.host_page),
+    "event": lambda s: [] if s.event is None else _event_params(s.event),
+}
+"""The rows whose value is not one plain number or flag: their parameters from the state."""
+
+
+def params(state: LinkState) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a permalink, in the table's order, defaults left out."""
+    out: list[tuple[str, str]] = [("v", VERSION)]
+    for k in KNOBS:
+        if k.part_of is not None:
+            continue  # written by its row's codec
+        encoder = _ENCODERS.get(k.param)
+        if encoder is not None:
+            out.extend(encoder(state))
+            continue
+        value = k.get(_owner(state, k.owner))
+        if value is not None and value != k.default:
+            out.append((k.param, _text(k, value)))
     return out
 
 
@@ -402,59 +392,107 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     q = _query(query)
     if q.get("v", VERSION) != VERSION:
         raise MemTypeError("v", f"permalink version {q['v']!r} is not supported", f"this server reads v={VERSION}")
-    view = q.get("view", "resolve")
-    if view not in VIEWS:
-        raise MemTypeError("view", f"unknown view {view!r}", f"one of {', '.join(VIEWS)}")
-    kernel = q.get("kernel", DEFAULT_KERNEL)
-    get_era(kernel, "kernel")
-    vs = q.get("vs")
-    if vs is not None:
-        get_era(vs, "vs")
-    d = VmConfig()
-    maxphyaddr = d.maxphyaddr
-    if "maxphyaddr" in q:
-        # any 1-3 digit number: the range 36..52 is a rule, checked when the scenario is resolved
-        maxphyaddr = _dec(q["maxphyaddr"], "maxphyaddr", 0, 999, "MAXPHYADDR is 36..52")
-    vm = VmConfig(
-        noncoherent_dma=_bool(q, "ncdma", d.noncoherent_dma),
-        quirk_cd_nw_cleared=_bool(q, "cdnw_quirk", d.quirk_cd_nw_cleared),
-        quirk_ignore_guest_pat=_bool(q, "pat_quirk", d.quirk_ignore_guest_pat),
-        self_snoop=_bool(q, "selfsnoop", d.self_snoop),
-        guest_has_mtrr=_bool(q, "guest_mtrr", d.guest_has_mtrr),
-        maxphyaddr=maxphyaddr,
-        memory_map=_parse_map(q["map"]) if "map" in q else d.memory_map,
-    )
-    pat_text = q.get("pat")
-    if pat_text is None:
-        pat = Pat.from_msr(PAT_POWER_ON)
-    elif pat_text in PAT_PRESETS:
-        pat = Pat.from_msr(PAT_PRESETS[pat_text])
-    else:
-        pat = Pat.from_msr(_hex(pat_text, "pat"), "pat")
+    values: dict[str, dict[str, object]] = {"link": {}, "vm": {}, "vcpu": {}, "access": {}}
+    for k in KNOBS:
+        if k.part_of is not None:
+            continue  # read by its row's codec
+        decoder = _DECODERS.get(k.param)
+        if decoder is not None:
+            decoder(q, values)
+        elif k.param in q:
+            assert k.attr is not None
+            values[k.owner][k.attr] = _value(k, q[k.param])
+    link = values["link"]
+    return LinkState(vm=VmConfig(**values["vm"]), vcpu=VcpuState(**values["vcpu"]),  # type: ignore[arg-type]
+                     access=Access(**values["access"]), **link)  # type: ignore[arg-type]
+
+
+
+def _value(k: Knob, text: str) -> object:
+    """A plain row's value from its link text (MemTypeError names the parameter)."""
+    if k.kind in ("bool", "opt_bool"):
+        return _bool({k.param: text}, k.param, False)
+    if k.kind == "hex":
+        return _hex(text, k.param)
+    assert k.kind == "dec" and k.bounds is not None, k
+    return _dec(text, k.param, k.bounds[0], k.bounds[1], k.rule)
+
+
+Values = dict[str, dict[str, object]]
+
+
+def _view(q: Mapping[str, str], values: Values) -> None:
+    if "view" in q:
+        if q["view"] not in VIEWS:
+            raise MemTypeError("view", f"unknown view {q['view']!r}", f"one of {', '.join(VIEWS)}")
+        values["link"]["view"] = q["view"]
+
+
+def _era(name: str) -> Callable[[Mapping[str, str], Values], None]:
+    def read(q: Mapping[str, str], values: Values) -> None:
+        if name in q:
+            get_era(q[name], name)
+            values["link"][name] = q[name]
+    return read
+
+
+def _read_map(q: Mapping[str, str], values: Values) -> None:
+    if "map" in q:
+        values["vm"]["memory_map"] = _parse_map(q["map"])
+
+
+def _read_pat(q: Mapping[str, str], values: Values) -> None:
+    text = q.get("pat")
+    if text is not None:
+        preset = PAT_PRESETS.get(text)
+        values["vcpu"]["pat"] = Pat.from_msr(preset) if preset is not None else Pat.from_msr(_hex(text, "pat"), "pat")
+
+
+def _read_mtrr(q: Mapping[str, str], values: Values) -> None:
     if "mtrr" in q:
         name = q["mtrr"]
         base, _, suffix = name.partition("-")
         if base not in LAYOUTS or suffix not in ("", "linux"):
             names = [n for b in LAYOUTS for n in (b, f"{b}-linux")]
             raise MemTypeError("mtrr", f"unknown MTRR layout {name!r}", f"one of {', '.join(names)}")
-        if not 36 <= maxphyaddr <= 52:
-            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {maxphyaddr} is outside 36..52",
-                               "CPUID.80000008H:EAX[7:0] is 36..52 on Intel 64")
-        mtrr = LAYOUTS[base](maxphyaddr, linux=bool(suffix))
-    else:
-        mtrr = MtrrState(
-            def_type=_hex(q["deftype"], "deftype") if "deftype" in q else 0,
-            fixed=_parse_fixed(q["fixed"]) if "fixed" in q else (0,) * len(FIXED_MSRS),
-            variable=_parse_var(q["var"]) if q.get("var") else (),
-        )
-    vcpu = VcpuState(
-        cr0_cd=_bool(q, "cd", False), cr0_nw=_bool(q, "nw", False), cr0_pg=_bool(q, "pg", True),
-        pat=pat, mtrr=mtrr,
-    )
-    gpa = _hex(q["gpa"], "gpa") if "gpa" in q else 0
-    mmio = _bool(q, "mmio", False) if "mmio" in q else None
-    pati = _dec(q["pati"], "pati", 0, 7, "PAT entries are PA0..PA7") if "pati" in q else 0
-    return LinkState(kernel, vm, vcpu, Access(gpa, mmio, _parse_host(q)), _parse_event(q), vs, view, pati)
+        maxphyaddr = values["vm"].get("maxphyaddr", _DEFAULT_VM.maxphyaddr)
+        assert isinstance(maxphyaddr, int)
+        if not MAXPHYADDR_MIN <= maxphyaddr <= MAXPHYADDR_MAX:
+            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
+                               f"CPUID.80000008H:EAX[7:0] is {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX} on Intel 64")
+        values["vcpu"]["mtrr"] = LAYOUTS[base](maxphyaddr, linux=bool(suffix))
+        return
+    regs: dict[str, object] = {}
+    if "deftype" in q:
+        regs["def_type"] = _hex(q["deftype"], "deftype")
+    if "fixed" in q:
+        regs["fixed"] = _parse_fixed(q["fixed"])
+    if q.get("var"):
+        regs["variable"] = _parse_var(q["var"])
+    if regs:
+        values["vcpu"]["mtrr"] = MtrrState(**regs)  # type: ignore[arg-type]
+
+
+def _read_host(q: Mapping[str, str], values: Values) -> None:
+    hp = _parse_host(q)
+    if hp is not None:
+        values["access"]["host_page"] = hp
+
+
+def _read_event(q: Mapping[str, str], values: Values) -> None:
+    ev = _parse_event(q)
+    if ev is not None:
+        values["link"]["event"] = ev
+
+
+_DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
+    "view": _view, "kernel": _era("kernel"), "vs": _era("vs"), "map": _read_map, "pat": _read_pat,
+    "mtrr": _read_mtrr, "host": _read_host, "event": _read_event,
+}
+"""The rows that are not one plain number or flag: each reads its parameters into the
+(owner -> field -> value) dict decode() builds the core objects from."""
+assert {k.param for k in KNOBS if not k.generic and k.part_of is None} == set(_DECODERS) == set(_ENCODERS) | {
+    "view", "kernel", "vs"}, "every row of a named codec has a decoder (and an encoder unless its value is text)"
 
 
 @dataclass(frozen=True)
@@ -499,16 +537,13 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
 
 # -- the short form: /l/<token>, for mail -----------------------------------------------
 
-SHORT_CODES = {
-    "view": "w", "kernel": "k", "vs": "s", "ncdma": "n", "cdnw_quirk": "q", "pat_quirk": "i",
-    "selfsnoop": "o", "guest_mtrr": "g", "maxphyaddr": "x", "map": "m", "cd": "c", "nw": "N",
-    "pg": "P", "pat": "p", "mtrr": "r", "deftype": "d", "fixed": "f", "var": "V", "gpa": "a",
-    "mmio": "M", "event": "e", "event_msr": "E", "event_value": "u", "event_nw": "W", "pati": "t",
-}
-"""One character per permalink parameter for the short form (a parameter without a code is
-written `name=value` in it)."""
+SHORT_CODES = {k.param: k.short for k in KNOBS if k.short}
+"""One character per permalink parameter for the short form, from app/knobs.py (a
+parameter without a code is written `name=value` in it)."""
+assert len(set(SHORT_CODES.values())) == len(SHORT_CODES), "short codes are distinct"
 _SHORT_NAMES = {c: n for n, c in SHORT_CODES.items()}
-_SHORT_HEX = ("gpa", "deftype", "event_msr")  # always hex: the short form leaves out their 0x
+_SHORT_HEX = tuple(k.param for k in KNOBS if k.short and k.kind == "hex")
+"""Always hex: the short form leaves out their 0x."""
 _SHORT_EVENTS = {CR0_CD: "cd", MTRR_WRITE: "mw", NONCOHERENT_DMA: "nd", PAT_WRITE: "pw"}
 _SHORT_EVENT_KINDS = {c: k for k, c in _SHORT_EVENTS.items()}
 _SHORT_SEP = "~"  # in no parameter value, and kept by mail and URL tools (RFC 3986 unreserved)
@@ -557,23 +592,22 @@ def short_query(token: str) -> list[tuple[str, str]]:
 # -- the same state as an API request body ---------------------------------------------
 
 
+_PLAIN = {owner: tuple(k for k in rows(owner) if k.generic) for owner in ("vm", "vcpu", "access")}
+
+
+def _json(k: Knob, value: object) -> object:
+    """A plain row's value in an API body: hex as a string, the rest as JSON has it."""
+    return f"{value:#x}" if k.kind == "hex" else value
+
+
 def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | None = None) -> dict:
     """A POST /api/v1/resolve body (JSON-ready dict) for core objects; hex as strings."""
     m = vcpu.mtrr
     body: dict = {
         "kernel": kernel,
-        "vm": {
-            "noncoherent_dma": vm.noncoherent_dma,
-            "quirk_cd_nw_cleared": vm.quirk_cd_nw_cleared,
-            "quirk_ignore_guest_pat": vm.quirk_ignore_guest_pat,
-            "self_snoop": vm.self_snoop,
-            "guest_has_mtrr": vm.guest_has_mtrr,
-            "maxphyaddr": vm.maxphyaddr,
-        },
+        "vm": {k.api_leaf: _json(k, k.get(vm)) for k in _PLAIN["vm"]},
         "vcpu": {
-            "cr0_cd": vcpu.cr0_cd,
-            "cr0_nw": vcpu.cr0_nw,
-            "cr0_pg": vcpu.cr0_pg,
+            **{k.api_leaf: _json(k, k.get(vcpu)) for k in _PLAIN["vcpu"]},
             "pat": vcpu.pat.hex(),
             "mtrr": {
                 "def_type": f"{m.def_type:#x}",
@@ -588,9 +622,10 @@ def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | N
             for r in vm.memory_map
         ]
     if access is not None:
-        body["gpa"] = f"{access.gpa:#x}"
-        if access.mmio is not None:
-            body["mmio"] = access.mmio
+        for k in _PLAIN["access"]:
+            value = k.get(access)
+            if value is not None:
+                body[k.api] = _json(k, value)
         if access.host_page is not None:
             body["host_page"] = host_page_json(access.host_page)
     return body

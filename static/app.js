@@ -309,18 +309,28 @@ function readMtrr() {
   };
 }
 
+// The VM's and vCPU's checkboxes and number inputs: the rows of app/knobs.py the template
+// drew (INITIAL.knobs); `name` is the API field, `control` the element id.
+const KNOB_CONTROLS = (INITIAL.knobs || []).filter((k) => ["vm", "vcpu"].includes(k.owner) && k.control
+  && ["bool", "dec"].includes(k.kind));
+const knobInputs = (kind) => KNOB_CONTROLS.filter((k) => k.kind === kind).map((k) => $(`#${k.control}`));
+
+function readKnobs(owner) {
+  const out = {};
+  for (const k of KNOB_CONTROLS.filter((r) => r.owner === owner)) {
+    const c = $(`#${k.control}`);
+    const t = c.value.trim();
+    out[k.name] = k.kind === "bool" ? c.checked : /^\d+$/.test(t) ? Number(t) : t;  // the server names a bad number
+  }
+  return out;
+}
 function readState() {
-  const mp = ctl.maxphy.value.trim();
-  const maxphy = /^\d+$/.test(mp) ? Number(mp) : mp;
-  const vm = {
-    noncoherent_dma: ctl.ncdma.checked, quirk_cd_nw_cleared: ctl.cdnw.checked, quirk_ignore_guest_pat: ctl.patq.checked,
-    self_snoop: ctl.snoop.checked, guest_has_mtrr: ctl.gmtrr.checked, maxphyaddr: maxphy,
-  };
+  const vm = readKnobs("vm");
   if (memoryMap) vm.memory_map = memoryMap;
   const scenario = {
     kernel: ctl.kernel.value,
     vm,
-    vcpu: { cr0_cd: ctl.cd.checked, cr0_nw: ctl.nw.checked, cr0_pg: ctl.pg.checked, pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
+    vcpu: { ...readKnobs("vcpu"), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
   };
   const gpa = ctl.gpa.value.trim() || "0x0";
   const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
@@ -341,16 +351,11 @@ function writeState(s) {
   const vcpu = sc.vcpu;
   ctl.kernel.value = sc.kernel || DEFAULT_KERNEL;
   ctl.vs.value = s.vs || "";
-  ctl.ncdma.checked = vm.noncoherent_dma;
-  ctl.cdnw.checked = vm.quirk_cd_nw_cleared;
-  ctl.patq.checked = vm.quirk_ignore_guest_pat;
-  ctl.snoop.checked = vm.self_snoop;
-  ctl.gmtrr.checked = vm.guest_has_mtrr;
-  ctl.maxphy.value = String(vm.maxphyaddr);
+  for (const k of KNOB_CONTROLS) {
+    const v = (k.owner === "vm" ? vm : vcpu)[k.name] ?? k.default;
+    if (k.kind === "bool") $(`#${k.control}`).checked = Boolean(v); else $(`#${k.control}`).value = String(v);
+  }
   memoryMap = vm.memory_map || sc.memory_map || null;
-  ctl.cd.checked = vcpu.cr0_cd;
-  ctl.nw.checked = vcpu.cr0_nw;
-  ctl.pg.checked = vcpu.cr0_pg;
   const pat = parseHex(String(vcpu.pat));
   if (pat != null) setPatRaw(pat); else { ctl.patRaw.value = String(vcpu.pat); syncPatFromRaw(); }
   setMtrr(vcpu.mtrr || { def_type: "0x0" });
@@ -1260,7 +1265,7 @@ async function exportText(kind) {
 // -- wiring --------------------------------------------------------------------------------
 
 function wire() {
-  const immediate = [ctl.kernel, ctl.vs, ctl.ncdma, ctl.cdnw, ctl.patq, ctl.snoop, ctl.gmtrr, ctl.cd, ctl.nw, ctl.pg, ctl.mmio,
+  const immediate = [ctl.kernel, ctl.vs, ...knobInputs("bool"), ...knobInputs("dec").filter((c) => c !== ctl.maxphy), ctl.mmio,
     ctl.mE, ctl.mFE, ctl.mDef, ctl.pati, ctl.evBool, ctl.evNw];
   immediate.forEach((c) => c.addEventListener("change", () => changed()));
   ctl.maxphy.addEventListener("change", async () => { await fixMasksForMaxphy(); changed(); });

@@ -71,7 +71,8 @@ def test_presets_round_trip(name):
     ("event=cr4", "event"), ("event=mtrr_write&event_value=0x1", "event_msr"), ("event=cr0_cd", "event_value"),
     ("maxphyaddr=abc", "maxphyaddr"), ("mtrr=ovmf&maxphyaddr=99", "maxphyaddr"),
     # str.isdigit() is true for these, int() refuses '²' and accepts '٣' (Arabic-Indic 3): ASCII only
-    ("maxphyaddr=%C2%B2", "maxphyaddr"), ("maxphyaddr=%D9%A3%D9%A6", "maxphyaddr"), ("maxphyaddr=4%EF%BC%96", "maxphyaddr"),
+    ("maxphyaddr=%C2%B2", "maxphyaddr"), ("maxphyaddr=%D9%A3%D9%A6", "maxphyaddr"),
+    ("maxphyaddr=4%EF%BC%96", "maxphyaddr"),
     ("maxphyaddr=1000", "maxphyaddr"), ("maxphyaddr=", "maxphyaddr"), ("maxphyaddr=46%0A", "maxphyaddr"),
     ("fixed=UC*%C2%B2", "fixed"), ("fixed=UC*%D9%A8%D9%A8", "fixed"), ("fixed=WB*16,UC*72%0A", "fixed"),
     ("fixed=WB*089", "fixed"), ("fixed=WB*0,UC*88", "fixed"),
@@ -96,7 +97,8 @@ def test_decimal_parameters_are_ascii_only():
     # no int()/isdigit() left in the decoder: every decimal goes through one ASCII-only check
     import ast
 
-    tree = ast.parse(open(permalink_mod.__file__, encoding="utf-8").read())
+    with open(permalink_mod.__file__, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
     calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert not calls & {"isdigit", "isnumeric", "isdecimal"}
     assert decode("maxphyaddr=040").vm.maxphyaddr == 40
@@ -122,14 +124,16 @@ types = st.sampled_from([0, 1, 4, 5, 6])
 @st.composite
 def states(draw):
     maxphy = draw(st.integers(36, 52))
-    vm = VmConfig(draw(bools), draw(bools), draw(bools), draw(bools), draw(bools), maxphy,
-                  draw(st.sampled_from([VmConfig().memory_map, (MemRange(0, 0x1000, "ram"), MemRange(0x2000, 0x5000, "mmio"))])))
+    vm = VmConfig(noncoherent_dma=draw(bools), quirk_cd_nw_cleared=draw(bools), quirk_ignore_guest_pat=draw(bools),
+                  self_snoop=draw(bools), guest_has_mtrr=draw(bools), maxphyaddr=maxphy,
+                  memory_map=draw(st.sampled_from([VmConfig().memory_map,
+                                                   (MemRange(0, 0x1000, "ram"), MemRange(0x2000, 0x5000, "mmio"))])))
     pat = Pat.from_msr(sum(draw(st.sampled_from([0, 1, 4, 5, 6, 7])) << (8 * i) for i in range(8)))
     fixed = tuple(sum(draw(types) << (8 * b) for b in range(8)) for _ in range(11))
     var = tuple(VarMtrr(draw(st.integers(0, (1 << maxphy) - 1)) & ~0xFFF | draw(types),
                         draw(st.integers(0, (1 << maxphy) - 1)) & ~0x7FF) for _ in range(draw(st.integers(0, 8))))
     mtrr = MtrrState(draw(st.sampled_from([0, 0x806, 0xC06, 0x400])), fixed, var)
-    vcpu = VcpuState(draw(bools), draw(bools), draw(bools), pat, mtrr)
+    vcpu = VcpuState(cr0_cd=draw(bools), cr0_nw=draw(bools), cr0_pg=draw(bools), pat=pat, mtrr=mtrr)
     ev = draw(st.one_of(st.none(), st.builds(Event, st.just(CR0_CD), bools, st.none(), st.one_of(st.none(), bools)),
                         st.builds(Event, st.just(NONCOHERENT_DMA), bools),
                         st.builds(Event, st.just(PAT_WRITE), st.integers(0, (1 << 64) - 1)),
@@ -306,7 +310,8 @@ def page_body(s: LinkState) -> dict:
     return body
 
 
-RICH = "v=1&view=zap&kernel=v6.7&vs=v4.2&ncdma=1&cd=1&pat=linux&mtrr=ovmf&gpa=0xfd000000&event=cr0_cd&event_value=0&pati=1"
+RICH = ("v=1&view=zap&kernel=v6.7&vs=v4.2&ncdma=1&cd=1&pat=linux&mtrr=ovmf&gpa=0xfd000000&event=cr0_cd&event_value=0"
+        "&pati=1")
 
 
 @pytest.mark.anyio
@@ -353,7 +358,8 @@ def test_permalink_endpoint_is_encode(api_app, s):
     ({"kernel": "v6.7", "pati": 1.0}, ["body", "pati"]),
     ({"kernel": "v6.7", "view": "list"}, ["body", "view"]),
     ({"kernel": "v6.7", "vcpu": {"pat": "0x02"}}, ["body", "vcpu", "pat"]),
-    ({"kernel": "v6.7", "vcpu": {"mtrr": {"fixed": ["0x0"] * 5 + ["0x02"] + ["0x0"] * 5}}}, ["body", "vcpu", "mtrr", "fixed", 5]),
+    ({"kernel": "v6.7", "vcpu": {"mtrr": {"fixed": ["0x0"] * 5 + ["0x02"] + ["0x0"] * 5}}},
+     ["body", "vcpu", "mtrr", "fixed", 5]),
     ({"kernel": "v6.7", "vcpu": {"cr0_nw": True}}, ["body", "vcpu", "cr0_nw"]),
     ({"kernel": "v6.7", "gpa": "0x400000000000"}, ["body", "gpa"]),
     ({"kernel": "v6.7", "vm": {"maxphyaddr": 60}}, ["body", "vm", "maxphyaddr"]),
@@ -372,7 +378,8 @@ def test_page_script_has_no_second_encoder():
     js = (Path(__file__).resolve().parents[1] / "static" / "app.js").read_text(encoding="utf-8")
     assert '"/permalink"' in js and "history.replaceState" in js
     for copy in ("permalinkQuery", "fixedRuns", "layoutFor", "canonMtrr", "PAT_PRESETS", "MTRR_LAYOUTS",
-                 "0x0007040600070406", "0x0407050600070106", "MTRRfix", "0x250", "event_msr", "event_value", "event_nw"):
+                 "0x0007040600070406", "0x0407050600070106", "MTRRfix", "0x250", "event_msr", "event_value",
+                 "event_nw"):
         assert copy not in js, copy
 
 

@@ -74,8 +74,9 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConf
         mm, loc = to_memory_map(vm.memory_map), ["vm", "memory_map"]
     else:
         mm, loc = DEFAULT_MEMORY_MAP, ["vm", "memory_map"]
-    return VmConfig(vm.noncoherent_dma, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop,
-                    vm.guest_has_mtrr, vm.maxphyaddr, mm), loc
+    return VmConfig(noncoherent_dma=vm.noncoherent_dma, quirk_cd_nw_cleared=vm.quirk_cd_nw_cleared,
+                    quirk_ignore_guest_pat=vm.quirk_ignore_guest_pat, self_snoop=vm.self_snoop,
+                    guest_has_mtrr=vm.guest_has_mtrr, maxphyaddr=vm.maxphyaddr, memory_map=mm), loc
 
 
 def to_host_page(hp: s.HostPageIn | None) -> HostPage | None:
@@ -102,7 +103,8 @@ def to_mtrr(m: s.MtrrIn) -> MtrrState:
 
 
 def to_vcpu(v: s.VcpuIn, field: str = "vcpu") -> VcpuState:
-    return VcpuState(v.cr0_cd, v.cr0_nw, v.cr0_pg, Pat.from_msr(v.pat, f"{field}.pat"), to_mtrr(v.mtrr))
+    return VcpuState(cr0_cd=v.cr0_cd, cr0_nw=v.cr0_nw, cr0_pg=v.cr0_pg, pat=Pat.from_msr(v.pat, f"{field}.pat"),
+                     mtrr=to_mtrr(v.mtrr))
 
 
 def to_event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent) -> Event:

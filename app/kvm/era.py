@@ -31,7 +31,7 @@ class Commit:
     subject: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Fault:
     """What vmx_get_mt_mask() can see when KVM builds a leaf SPTE for one page.
 

@@ -7,7 +7,7 @@ the guest expects on bare metal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
@@ -60,6 +60,8 @@ class HostSide:
 def host_side(era: Era, page: HostPage, source: str, kernel: KernelInfo | None) -> HostSide:
     """The version's answer, or for an era id the newest kernels' answer in the era."""
     span = era_span(era.kernels)
+    v: tuple[int, int] | None
+    rows: tuple[tuple[str, bool], ...]
     if kernel is not None and kernel.series is not None:
         v = kernel.series
         label = kernel.version or f"{v[0]}.{v[1]}"
@@ -118,14 +120,23 @@ def check(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access | None = None)
         access.validate(vm)
 
 
+_FAULT_VM = tuple(f.name for f in fields(Fault) if f.name in {g.name for g in fields(VmConfig)})
+_FAULT_VCPU = tuple(f.name for f in fields(Fault) if f.name in {g.name for g in fields(VcpuState)})
+"""The Fault fields copied by name from the VM and the vCPU: a knob vmx_get_mt_mask() reads
+is a Fault field named like its VmConfig/VcpuState field (is_mmio and guest_mtrr are
+computed here)."""
+
+
 def fault_for(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool, lookup: Lookup | None = None) -> Fault:
     """What vmx_get_mt_mask() sees for the page; `lookup` saves a second KVM MTRR lookup."""
+    guest: MemType | None
     if not era.reads_guest_mtrrs:
         guest = MemType.WB  # never read by eras from 6.11 on
     else:
         guest = (lookup or kvm_lookup(vcpu.mtrr, gpa, vm.maxphyaddr, vm.guest_has_mtrr)).type
     assert guest is not None
-    return Fault(is_mmio, vm.noncoherent_dma, vcpu.cr0_cd, vm.quirk_cd_nw_cleared, vm.quirk_ignore_guest_pat, vm.self_snoop, guest)
+    return Fault(is_mmio=is_mmio, guest_mtrr=guest, **{n: getattr(vm, n) for n in _FAULT_VM},
+                 **{n: getattr(vcpu, n) for n in _FAULT_VCPU})
 
 
 def mask_at(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool) -> MaskResult:
@@ -183,11 +194,13 @@ def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access, kernel: Ker
     for i, pat in enumerate(vcpu.pat.entries):
         used = guest_pat_type(pat, vcpu.cr0_pg)
         eff = effective_type(m.memtype, m.ipat, used)
-        exp = expectation(sdm, pat, cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr)
+        exp = expectation(sdm, pat, cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg,
+                          guest_has_mtrr=vm.guest_has_mtrr)
         if exp.type is None:
             rel, why = "incomparable", "the guest's own MTRR type is undefined, so it expects nothing definite"
         else:
             rel, why = relation(eff, exp.type), relation_reason(eff, exp.type)
         rows.append(PatRow(i, index_to_pte_bits(i), pte_flags_text(i), pat, used, eff, exp.type, exp.reason, rel, why))
-    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes, slot,
+    return Resolution(era, gpa, is_mmio, src, m.memtype, m.ipat, m.path, leaf, sdm, kvm, finding, tuple(rows), sizes,
+                      slot,
                       kernel, host)

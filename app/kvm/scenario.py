@@ -75,24 +75,36 @@ def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: s
     for i, r in sorted(enumerate(memory_map), key=lambda ir: ir[1].start):
         f = f"{field}[{i}]"
         if r.kind not in (RAM, MMIO):
-            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'", "memory map ranges are RAM or MMIO memslots")
+            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'",
+                               "memory map ranges are RAM or MMIO memslots")
         if r.start % 0x1000 or r.end % 0x1000 or r.start >= r.end:
-            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range", "memslots are page granular")
+            raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range",
+                               "memslots are page granular")
         if r.end > 1 << maxphyaddr:
             raise MemTypeError(f"{f}.end", f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
         if r.host_page is not None:
             newest = MMIO if kvm_is_mmio_pfn(r.host_page.validate(f"{f}.host_page"), NEWEST).is_mmio else RAM
             if r.kind != newest:
-                raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
-                                   "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer as its kind")
+                raise MemTypeError(f"{f}.kind",
+                                   f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
+                                   "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer "
+                                   "as its kind")
         if r.start < prev_end:
             raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) overlaps another range", "memslots do not overlap")
         prev_end = r.end
 
 
-@dataclass(frozen=True, slots=True)
+MAXPHYADDR_MIN, MAXPHYADDR_MAX = 36, 52
+"""CPUID.80000008H:EAX[7:0], the guest's physical-address width, on Intel 64."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VmConfig:
-    """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has."""
+    """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has.
+
+    Each field is a row of app/knobs.py (API field, permalink parameter, CLI flag, page
+    control); a new field needs its row there (tests/test_knobs.py says so).
+    """
 
     noncoherent_dma: bool = False
     quirk_cd_nw_cleared: bool = True
@@ -103,15 +115,17 @@ class VmConfig:
     memory_map: tuple[MemRange, ...] = DEFAULT_MEMORY_MAP
 
     def validate(self) -> VmConfig:
-        if not 36 <= self.maxphyaddr <= 52:
-            raise MemTypeError("vm.maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52", "CPUID.80000008H:EAX[7:0] is 36..52 on Intel 64")
+        if not MAXPHYADDR_MIN <= self.maxphyaddr <= MAXPHYADDR_MAX:
+            raise MemTypeError("vm.maxphyaddr",
+                               f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
+                               f"CPUID.80000008H:EAX[7:0] is {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX} on Intel 64")
         check_memory_map(self.memory_map, self.maxphyaddr)
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VcpuState:
-    """One vCPU's guest-visible state that memory typing depends on."""
+    """One vCPU's guest-visible state that memory typing depends on (rows of app/knobs.py)."""
 
     cr0_cd: bool = False
     cr0_nw: bool = False
@@ -130,13 +144,14 @@ class Access:
     """The address under study; `mmio` None means: follow `host_page`, else the memory map
     (RAM if unmapped). `mmio` is the overriding shorthand for is_mmio itself."""
 
-    gpa: int
+    gpa: int = 0
     mmio: bool | None = None
     host_page: HostPage | None = None
 
     def validate(self, vm: VmConfig) -> Access:
         if not 0 <= self.gpa < 1 << vm.maxphyaddr:
-            raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})", "guest-physical addresses are below 2^MAXPHYADDR")
+            raise MemTypeError("gpa", f"address {self.gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})",
+                               "guest-physical addresses are below 2^MAXPHYADDR")
         if self.host_page is not None:
             if self.mmio is not None:
                 raise MemTypeError("host_page", "given together with mmio",
@@ -149,7 +164,8 @@ class Access:
         if self.mmio is not None:
             return None, "given (mmio)"
         if self.host_page is not None:
-            return self.host_page, "given (host_page" + (f" {self.host_page.preset}" if self.host_page.preset else "") + ")"
+            preset = f" {self.host_page.preset}" if self.host_page.preset else ""
+            return self.host_page, f"given (host_page{preset})"
         r = lookup_range(vm.memory_map, self.gpa)
         if r is None:
             return HOST_PAGES["guest_ram"].page, "not in the memory map: treated as RAM"
@@ -222,7 +238,8 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
 
 
 __all__ = [
-    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MMIO",
+    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MAXPHYADDR_MAX",
+    "MAXPHYADDR_MIN", "MMIO",
     "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "NONCOHERENT_DMA", "PAT_WRITE", "RAM",
     "VcpuState", "VmConfig", "apply_event", "lookup_range",
 ]

@@ -1,0 +1,241 @@
+"""The scenario inputs, one row each: the single definition the other layers derive from.
+
+Every input a question can set (the VM, the vCPU, the address, the kernel, the host page
+behind the address) and every other permalink parameter (view, compare era, zap event, the
+page's PAT entry) is one `Knob` below, giving in one place:
+
+- where it lives in the core (`owner` + `attr`: a VmConfig, VcpuState, Access, HostPage,
+  Event or LinkState field) and its default, read from that dataclass (never retyped);
+- its API request-body field (`api`, a dotted path in POST /api/v1/permalink's body, which
+  is a resolve body plus the page's state: app/api/schemas.py PermalinkRequest);
+- its permalink parameter, long (`param`) and short-form code (`short`);
+- its CLI flag (`cli`), its page control (`control`, the element id), page label and help.
+
+Derived from the table: app/permalink.py (encode, decode, SHORT_CODES and the short form's
+hex parameters), app/cli.py (the scenario and event options), templates/index.html (the
+checkboxes and number inputs of the VM and vCPU, through app/pages.py) and static/app.js
+(readState/writeState read and write those controls from the rows in the page's initial
+data). tests/test_knobs.py checks the table against each of them.
+
+Pure data: no web imports. `kind` says how the value is written in a link and on the
+command line; the rows of kind `bool`, `opt_bool`, `dec` and `hex` are encoded and decoded
+by one generic loop (app/permalink.py), the others (`text`) by a named codec there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, fields
+from functools import cached_property
+from typing import Any
+
+from .kvm.host_page import HostPage
+from .kvm.scenario import MAXPHYADDR_MAX, MAXPHYADDR_MIN, Access, VcpuState, VmConfig
+
+OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event")
+KINDS = ("bool", "opt_bool", "dec", "hex", "text")
+GENERIC_KINDS = ("bool", "opt_bool", "dec", "hex")
+"""Kinds app/permalink.py encodes and decodes itself; `text` rows have a named codec."""
+
+
+def _owner_class(owner: str) -> type | None:
+    if owner == "link":
+        from .permalink import LinkState  # permalink imports this module
+
+        return LinkState
+    return {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage}.get(owner)
+
+
+def _field_default(cls: type, name: str) -> Any:
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            return None  # required (HostPage.cls): no default
+    raise AttributeError(f"{cls.__name__} has no field {name!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Knob:
+    """One scenario input or permalink parameter (see the module docstring)."""
+
+    param: str
+    owner: str
+    attr: str | None
+    api: str | None
+    short: str | None = None
+    cli: str | None = None
+    kind: str = "text"
+    label: str = ""
+    help: str = ""
+    values: str = ""
+    """How a value is written (CLI help, docs); `bool` rows: 0/1."""
+    control: str | None = None
+    """The page element that edits it (id); None: the page has no editor for it."""
+    abbr: str | None = None
+    """A glossary key (app/pages.py GLOSSARY) the page label shows as <abbr>."""
+    wide: bool = False
+    """Page layout: the checkbox takes a whole row."""
+    key: str | None = None
+    """The page's keyboard shortcut for it, named in the control's tooltip."""
+    bounds: tuple[int, int] | None = None
+    """`dec` rows: the numbers a link may carry (a rule outside them is the resolver's)."""
+    rule: str = ""
+    """`dec` rows: the rule named when a link's number is out of `bounds`."""
+    page_range: tuple[int, int] | None = None
+    """`dec` rows: the number input's min and max."""
+    part_of: str | None = None
+    """A parameter written and read by another row's codec (the MTRR layout's registers,
+    the host page's fields, the event's members): the `param` of that row."""
+
+    @cached_property
+    def default(self) -> Any:
+        """The core default, read from the owner dataclass (None: no default)."""
+        cls = _owner_class(self.owner)
+        if cls is None or self.attr is None:
+            return None
+        head, *rest = self.attr.split(".")
+        value = _field_default(cls, head)
+        for part in rest:
+            value = getattr(value, part)
+        return value
+
+    @property
+    def generic(self) -> bool:
+        """Encoded and decoded by app/permalink.py's loop (not by a named codec)."""
+        return self.kind in GENERIC_KINDS and self.part_of is None
+
+    @property
+    def api_leaf(self) -> str | None:
+        return self.api.rsplit(".", 1)[-1] if self.api else None
+
+    @property
+    def cli_help(self) -> str:
+        values = "0/1" if self.kind == "bool" and not self.values else self.values
+        return f"{self.help}: {values}" if values else self.help
+
+    @property
+    def title(self) -> str:
+        """The page control's tooltip."""
+        return f"{self.help} ({self.key})" if self.key else self.help
+
+    def get(self, obj: Any) -> Any:
+        """The value on a core object of the owner's type (dotted attr followed)."""
+        assert self.attr is not None
+        for part in self.attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def page(self) -> dict[str, Any]:
+        """What the page needs of the row (template controls and app.js state code)."""
+        return {"param": self.param, "owner": self.owner, "attr": self.attr, "api": self.api, "name": self.api_leaf,
+                "kind": self.kind, "control": self.control, "label": self.label, "abbr": self.abbr,
+                "wide": self.wide, "title": self.title, "default": self.default if self.generic else None,
+                "min": self.page_range[0] if self.page_range else None,
+                "max": self.page_range[1] if self.page_range else None}
+
+
+_MAXPHY = f"{MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}"
+
+KNOBS: tuple[Knob, ...] = (
+    # -- the page's view and the eras --------------------------------------------------
+    Knob(param="view", owner="link", attr="view", api="view", short="w",
+         help="which page view: resolve, zap or diff", values="resolve, zap or diff"),
+    Knob(param="kernel", owner="link", attr="kernel", api="kernel", short="k", cli="--kernel", control="kernel",
+         label="Era", help="era id (memtype-explorer eras) or kernel version (6.12.78)"),
+    Knob(param="vs", owner="link", attr="vs", api="vs", short="s", control="vs", label="Compare",
+         help="the second era of a diff view"),
+    # -- the VM (app.kvm.scenario.VmConfig) ----------------------------------------------
+    Knob(param="ncdma", owner="vm", attr="noncoherent_dma", api="vm.noncoherent_dma", short="n", cli="--ncdma",
+         kind="bool", control="ncdma", label="non-coherent DMA (nc-DMA)", abbr="nc-DMA", key="n",
+         help="VM has non-coherent DMA (kvm_arch_has_noncoherent_dma)"),
+    Knob(param="cdnw_quirk", owner="vm", attr="quirk_cd_nw_cleared", api="vm.quirk_cd_nw_cleared", short="q",
+         cli="--cdnw-quirk", kind="bool", control="cdnw_quirk", label="quirk CD_NW_CLEARED", wide=True, key="q",
+         help="KVM_X86_QUIRK_CD_NW_CLEARED on"),
+    Knob(param="pat_quirk", owner="vm", attr="quirk_ignore_guest_pat", api="vm.quirk_ignore_guest_pat", short="i",
+         cli="--pat-quirk", kind="bool", control="pat_quirk", label="quirk IGNORE_GUEST_PAT", wide=True,
+         help="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the quirk exists from 6.16)"),
+    Knob(param="selfsnoop", owner="vm", attr="self_snoop", api="vm.self_snoop", short="o", cli="--selfsnoop",
+         kind="bool", control="selfsnoop", label="self-snoop", help="host CPU has X86_FEATURE_SELFSNOOP"),
+    Knob(param="guest_mtrr", owner="vm", attr="guest_has_mtrr", api="vm.guest_has_mtrr", short="g",
+         cli="--guest-mtrr", kind="bool", control="guest_mtrr", label="guest has MTRRs (CPUID)", wide=True,
+         help="guest CPUID reports MTRRs"),
+    Knob(param="maxphyaddr", owner="vm", attr="maxphyaddr", api="vm.maxphyaddr", short="x", cli="--maxphyaddr",
+         kind="dec", control="maxphyaddr", label="MAXPHYADDR", help="guest MAXPHYADDR", values=_MAXPHY,
+         # any 1-3 digit number reads: the range is a rule, checked when the scenario is resolved
+         bounds=(0, 999), rule=f"MAXPHYADDR is {_MAXPHY}", page_range=(MAXPHYADDR_MIN, MAXPHYADDR_MAX)),
+    Knob(param="map", owner="vm", attr="memory_map", api="vm.memory_map", short="m", cli="--map",
+         label="memory map", help="memory map, comma-separated start-end:kind (kind ram or mmio)",
+         values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
+    # -- the vCPU (app.kvm.scenario.VcpuState) -------------------------------------------
+    Knob(param="cd", owner="vcpu", attr="cr0_cd", api="vcpu.cr0_cd", short="c", cli="--cd", kind="bool",
+         control="cr0_cd", label="CR0.CD", abbr="CD", key="c", help="guest CR0.CD (cache disable)"),
+    Knob(param="nw", owner="vcpu", attr="cr0_nw", api="vcpu.cr0_nw", short="N", cli="--nw", kind="bool",
+         control="cr0_nw", label="CR0.NW", abbr="NW", help="guest CR0.NW (not write-through; needs CD=1)"),
+    Knob(param="pg", owner="vcpu", attr="cr0_pg", api="vcpu.cr0_pg", short="P", cli="--pg", kind="bool",
+         control="cr0_pg", label="CR0.PG", abbr="PG", help="guest CR0.PG (paging; PAT applies only with paging)"),
+    Knob(param="pat", owner="vcpu", attr="pat", api="vcpu.pat", short="p", cli="--pat", control="pat-raw",
+         label="raw value", help="guest IA32_PAT", values="power-on, linux, linux-legacy or hex"),
+    Knob(param="mtrr", owner="vcpu", attr="mtrr", api="vcpu.mtrr", short="r", cli="--mtrr",
+         label="MTRR layout", help="a named firmware MTRR layout for the VM's MAXPHYADDR (app.kvm.layouts)",
+         values="ovmf, ovmf-linux, seabios, seabios-linux"),
+    Knob(param="deftype", part_of="mtrr", owner="vcpu", attr="mtrr.def_type", api="vcpu.mtrr.def_type",
+         short="d", cli="--deftype",
+         kind="hex", control="mtrr-deftype", label="default type", help="MTRRdefType (0x2ff)", values="hex"),
+    Knob(param="fixed", part_of="mtrr", owner="vcpu", attr="mtrr.fixed", api="vcpu.mtrr.fixed", short="f",
+         cli="--fixed",
+         label="fixed ranges", help="88 fixed-range types, run-length encoded", values="e.g. WB*16,UC*72"),
+    Knob(param="var", part_of="mtrr", owner="vcpu", attr="mtrr.variable", api="vcpu.mtrr.variable", short="V",
+         cli="--var", label="variable ranges", help="variable pairs in index order", values="base:mask,..."),
+    # -- the access (app.kvm.scenario.Access) ------------------------------------------
+    Knob(param="gpa", owner="access", attr="gpa", api="gpa", short="a", cli="--gpa", kind="hex", control="gpa",
+         label="guest-physical", help="guest-physical address", values="hex"),
+    Knob(param="mmio", owner="access", attr="mmio", api="mmio", short="M", cli="--mmio", kind="opt_bool",
+         control="mmio", label="is_mmio", help="force is_mmio", values="0/1 (default: from the memory map)"),
+    # -- the host page behind the address (app.kvm.host_page.HostPage) ---------------------
+    Knob(param="host", owner="host_page", attr="cls", api="host_page.class", cli="--host",
+         label="host page", help="the host page behind gpa: a preset or a class (app.kvm.host_page)",
+         values="vga_dev_mem, vfio_bar, ... or ram, zero_page, reserved, no_struct_page"),
+    Knob(param="host_mt", part_of="host", owner="host_page", attr="host_memtype", api="host_page.host_memtype",
+         cli="--host-mt",
+         label="host memtype", help="with a class: the memtype host PAT tracks", values="WB, WC, UC-, ..."),
+    Knob(param="host_hpa", part_of="host", owner="host_page", attr="hpa", api="host_page.hpa",
+         cli="--host-hpa", kind="hex",
+         label="host physical address", help="with a class: the host physical address", values="hex"),
+    Knob(param="host_e820", part_of="host", owner="host_page", attr="e820_ram", api="host_page.e820_ram",
+         cli="--host-e820",
+         kind="bool", label="raw e820 RAM", help="with a class: the raw e820 table maps the pfn as RAM"),
+    Knob(param="host_pat", part_of="host", owner="host_page", attr="pat_enabled", api="host_page.pat_enabled",
+         cli="--host-pat",
+         kind="bool", label="host PAT", help="with a class: pat_enabled() on the host (0: booted with nopat)"),
+    # -- the zap event (app.kvm.scenario.Event) ------------------------------------------
+    Knob(param="event", owner="event", attr="kind", api="event.kind", short="e", cli="--event", control="event-kind",
+         label="event", help="zap event kind", values="cr0_cd, mtrr_write, noncoherent_dma or pat_write"),
+    Knob(param="event_msr", part_of="event", owner="event", attr="msr", api="event.msr", short="E",
+         cli="--event-msr", kind="hex", control="event-msr", label="MSR", help="MSR of an mtrr_write", values="hex"),
+    Knob(param="event_value", part_of="event", owner="event", attr="value", api="event.value", short="u",
+         cli="--event-value",
+         control="event-value", label="new value", help="new value", values="0/1, or hex for MSR writes"),
+    Knob(param="event_nw", part_of="event", owner="event", attr="cr0_nw", api="event.cr0_nw", short="W",
+         cli="--event-nw", kind="bool", control="event-nw", label="CR0.NW written", help="CR0.NW written with CD"),
+    # -- page only -------------------------------------------------------------------------
+    Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
+         label="types for PAT entry", help="page only: the PAT entry whose effective types the map shows",
+         bounds=(0, 7), rule="PAT entries are PA0..PA7"),
+)
+"""Every permalink parameter but `v`, in the order a link writes them."""
+
+BY_PARAM: dict[str, Knob] = {k.param: k for k in KNOBS}
+
+
+def rows(owner: str) -> tuple[Knob, ...]:
+    return tuple(k for k in KNOBS if k.owner == owner)
+
+
+def page_knobs() -> list[dict[str, Any]]:
+    """The rows as the page's initial data and template see them."""
+    return [k.page() for k in KNOBS]
+
+
+__all__ = ["BY_PARAM", "GENERIC_KINDS", "KINDS", "KNOBS", "Knob", "OWNERS", "page_knobs", "rows"]
