@@ -17,6 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.kvm.mtrr import (
+    breakpoints,
+    kvm_disabled_type,
+    kvm_lookup,
+    kvm_range_consistent,
+    kvm_var_order,
+    largest_page,
+    lookup_difference,
+    segments,
+    var_mtrr_range,
+)
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import (
     DEFAULT,
@@ -28,21 +39,13 @@ from app.x86.mtrr import (
     VARIABLE,
     MtrrState,
     VarMtrr,
-    breakpoints,
     contiguous_size,
     fixed_index,
     is_mtrr_msr,
-    kvm_disabled_type,
-    kvm_lookup,
-    kvm_range_consistent,
-    kvm_var_order,
-    largest_page,
-    lookup_difference,
     msr_name,
     phys_mask,
     range_to_pair,
     sdm_lookup,
-    segments,
 )
 
 UC, WC, WT, WP, WB = MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemType.WB
@@ -426,18 +429,18 @@ class TestKvmLookup:
 
     def test_kvm_range_formula(self):
         p = pair(3 * GIB, GIB, UC)
-        assert p.kvm_range(36) == (3 * GIB, 4 * GIB)
-        assert p.kvm_range(36) == ref_kvm_range(p, 36)
+        assert var_mtrr_range(p, 36) == (3 * GIB, 4 * GIB)
+        assert var_mtrr_range(p, 36) == ref_kvm_range(p, 36)
         # mask written with high bits of a larger MAXPHYADDR
         p = pair(3 * GIB, GIB, UC, maxphy=46)
-        assert p.kvm_range(46) == (3 * GIB, 4 * GIB)
+        assert var_mtrr_range(p, 46) == (3 * GIB, 4 * GIB)
         # unaligned base: KVM keeps the low bits of the base as the start
         p = VarMtrr(0x1000 | WB, (((1 << MP) - 1) & ~0x1FFF) | V_BIT)
-        assert p.kvm_range(MP) == (0x1000, 0x2000)
-        assert p.kvm_range(MP) == ref_kvm_range(p, MP)
+        assert var_mtrr_range(p, MP) == (0x1000, 0x2000)
+        assert var_mtrr_range(p, MP) == ref_kvm_range(p, MP)
         assert p.sdm_blocks(MP) == [(0, 0x2000)]
         # never-written mask: 0, so the end wraps to 0
-        assert VarMtrr(0x5000 | WB, 0, mask_written=False).kvm_range(MP) == (0x5000, 0)
+        assert var_mtrr_range(VarMtrr(0x5000 | WB, 0, mask_written=False), MP) == (0x5000, 0)
 
     def test_unaligned_base_differs_from_sdm(self):
         p = VarMtrr(0x1000 | UC, (((1 << MP) - 1) & ~0x1FFF) | V_BIT)

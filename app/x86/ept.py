@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .memtype import EPT_TYPES, MemType, MemTypeError
+from .paging import PageSize
 
 T = MemType
 
@@ -68,8 +69,6 @@ IPAT_BIT = 1 << 6
 PAGE_SIZE_BIT = 1 << 7
 ACCESSED_BIT = 1 << 8
 DIRTY_BIT = 1 << 9
-PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
-LEVEL_OF = {"4K": 1, "2M": 2, "1G": 3}
 
 
 def mt_mask(memtype: MemType, ipat: bool) -> int:
@@ -102,11 +101,12 @@ class EptLeaf:
 
     @classmethod
     def build(
-        cls, hpa: int, memtype: MemType, ipat: bool, page_size: str = "4K", *,
+        cls, hpa: int, memtype: MemType, ipat: bool, page_size: str = PageSize.SIZE_4K, *,
         rwx: int = 7, accessed: bool = True, dirty: bool = False,
     ) -> EptLeaf:
-        level = LEVEL_OF[page_size]
-        raw = (hpa & ~(PAGE_SIZES[page_size] - 1) & ((1 << 52) - 1)) | rwx | mt_mask(memtype, ipat)
+        size = PageSize(page_size)
+        level = size.level
+        raw = (hpa & ~(size.bytes - 1) & ((1 << 52) - 1)) | rwx | mt_mask(memtype, ipat)
         if level > 1:
             raw |= PAGE_SIZE_BIT
         if accessed:
@@ -151,8 +151,8 @@ class EptLeaf:
         return bool(self.raw & IPAT_BIT)
 
     @property
-    def page_size(self) -> str:
-        return {1: "4K", 2: "2M", 3: "1G"}[self.level]
+    def page_size(self) -> PageSize:
+        return PageSize.of_level(self.level)
 
     def misconfig(self, exec_only_ok: bool = True) -> list[str]:
         """Why this leaf would cause an EPT misconfiguration (empty when fine).
@@ -175,7 +175,7 @@ class EptLeaf:
 
     def fields(self) -> list[EptField]:
         r = self.raw
-        size = PAGE_SIZES[self.page_size]
+        size = self.page_size.bytes
         addr_lo = size.bit_length() - 1
         mt = self.memtype_bits
         mt_name = MemType(mt).label if mt in EPT_TYPES else "reserved"
