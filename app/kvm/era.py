@@ -185,7 +185,7 @@ class Era:
         """Refuse quirk settings this era (or this CPU under it) cannot have."""
         if not vm.quirk_ignore_guest_pat:
             raise MemTypeError(
-                "vm.quirk_ignore_guest_pat",
+                ("vm", "quirk_ignore_guest_pat"),
                 f"KVM_X86_QUIRK_IGNORE_GUEST_PAT cannot be turned off in era {self.id}: the quirk only exists from 6.16 (c9c1e20b4c7d)",
                 "KVM_CAP_DISABLE_QUIRKS2 refuses unknown quirk bits (EINVAL)",
             )

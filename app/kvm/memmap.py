@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
-from ..x86.memtype import MemType, relation
+from ..x86.memtype import MemType, located, relation
 from ..x86.mtrr import FIXED_RANGES, ONE_MIB, contiguous_size, sdm_lookup
 from ..x86.paging import PageSize
 from .era import Era
@@ -62,7 +62,7 @@ def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
                 out.append(MtrrRange(r.start, r.end, t, "fixed"))
     for n, pair in enumerate(m.variable):
         if pair.valid:
-            for s, e in pair.sdm_blocks(vm.maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
+            for s, e in pair.sdm_blocks(vm.maxphyaddr, field=("vcpu", "mtrr", "variable", n, "mask")):
                 note = "" if contiguous_size(pair, vm.maxphyaddr) else " (mask with holes)"
                 out.append(MtrrRange(s, e, MemType(pair.type), f"variable {n}{note}"))
     return out
@@ -113,7 +113,8 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
     for r in sorted(vm.memory_map, key=lambda r: r.start):
         if r.start > cursor:
             runs.append(MapRun(cursor, r.start, UNMAPPED, "no memslot"))
-        pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
+        with located("vcpu", "mtrr"):
+            pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
         for s, e in zip(pts, pts[1:]):
             sdm = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
             kvm = kvm_lookup(vcpu.mtrr, s, vm.maxphyaddr, vm.guest_has_mtrr)

@@ -242,8 +242,10 @@ def segments(state: MtrrState, start: int, end: int, maxphyaddr: int, *, sdm: bo
 
 
 def breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
-    """Every address in [start, end] where either lookup may change (both kinds merged)."""
-    return sorted(set(sdm_breakpoints(state, start, end, maxphyaddr)) | set(kvm_breakpoints(state, start, end, maxphyaddr)))
+    """Every address in [start, end] where either lookup may change (both kinds merged);
+    errors are located relative to the state, as in sdm_breakpoints."""
+    sdm = sdm_breakpoints(state, start, end, maxphyaddr)
+    return sorted(set(sdm) | set(kvm_breakpoints(state, start, end, maxphyaddr)))
 
 
 # -- what a write zaps -------------------------------------------------------------------
@@ -254,7 +256,8 @@ def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: R
 
     MTRRdefType: everything. A fixed MSR: its own window (fixed_msr_to_range()), or nothing
     when FE=0. A variable base or mask: var_mtrr_range() of the pair's *new* value (valid or
-    not); the old range is never zapped. Returns (range or None, why).
+    not); the old range is never zapped. Returns (range or None, why). A non-MTRR `msr` is
+    refused at "msr".
     """
     if msr == MSR_MTRR_DEF_TYPE:
         return everything, "MTRRdefType: zap everything"
@@ -265,7 +268,7 @@ def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: R
         return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})"
     v = var_msr_index(msr)
     if v is None:
-        raise MemTypeError("event.msr", f"{msr:#x} is not an MTRR MSR", "update_mtrr() handles MTRR MSRs only")
+        raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "update_mtrr() handles MTRR MSRs only")
     s, e = var_mtrr_range(after.pair(v[0]), maxphyaddr)
     if e <= s:
         return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped"

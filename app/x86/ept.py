@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .memtype import EPT_TYPES, MemType, MemTypeError
+from .memtype import EPT_TYPES, LocLike, MemType, MemTypeError
 from .paging import PageSize
 
 T = MemType
@@ -116,7 +116,7 @@ class EptLeaf:
         return cls(raw, level)
 
     @classmethod
-    def decode(cls, raw: int, level: int | None = None, field: str = "spte") -> EptLeaf:
+    def decode(cls, raw: int, level: int | None = None, field: LocLike = "spte") -> EptLeaf:
         """A raw leaf as a tracepoint prints it; refuses what cannot be a leaf.
 
         Bit 7 (PS) marks a 2M/1G leaf in a PDE/PDPTE, so level 1 ignores it, and level 2 or 3
@@ -132,7 +132,8 @@ class EptLeaf:
                                    "a large leaf's level is not encoded in the entry")
             level = 1
         if level not in (1, 2, 3):
-            raise MemTypeError("level", f"level {level} is not a leaf level", "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
+            raise MemTypeError("level", f"level {level} is not a leaf level",
+                               "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
         if level > 1 and not ps:
             raise MemTypeError("level", f"a level-{level} entry with bit 7 (PS) clear points to a table, not a page",
                                "only PDEs/PDPTEs with PS=1 are leaves")
@@ -189,7 +190,8 @@ class EptLeaf:
             EptField("A", 8, 8, r >> 8 & 1, "accessed (EPTP A/D enabled)"),
             EptField("D", 9, 9, r >> 9 & 1, "dirty (EPTP A/D enabled)"),
             EptField("XU", 10, 10, r >> 10 & 1, "user-mode execute (MBEC)"),
-            EptField("ADDR", addr_lo, 51, (r & ((1 << 52) - 1)) >> addr_lo, f"host-physical frame ({self.page_size} aligned)"),
+            EptField("ADDR", addr_lo, 51, (r & ((1 << 52) - 1)) >> addr_lo,
+                     f"host-physical frame ({self.page_size} aligned)"),
             EptField("SVE", 63, 63, r >> 63 & 1, "suppress #VE"),
         ]
         return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from .memtype import MTRR_TYPES, MemType, MemTypeError, mtrr_type
+from .memtype import MTRR_TYPES, LocLike, MemType, MemTypeError, as_loc, located, mtrr_type
 
 MSR_MTRRCAP = 0xFE
 MSR_MTRR_DEF_TYPE = 0x2FF
@@ -24,6 +24,7 @@ MSR_MTRR_PHYSBASE0 = 0x200
 KVM_NR_VAR_MTRR = 8
 KVM_MTRRCAP = 0x500 | KVM_NR_VAR_MTRR
 """What KVM returns for IA32_MTRRCAP: VCNT=8, FIX (bit 8) and WC (bit 10), no SMRR."""
+MTRR_MSRS_RULE = "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff"
 
 DEF_TYPE_FE = 1 << 10
 DEF_TYPE_E = 1 << 11
@@ -144,8 +145,10 @@ class VarMtrr:
         m = self.mask & phys_mask(maxphyaddr)
         return self.valid and (addr & m) == (self.base & m)
 
-    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096, field: str = "mtrr.variable") -> list[tuple[int, int]]:
-        """The address blocks this pair matches per the SDM (several if the mask has holes)."""
+    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096,
+                   field: LocLike = ("mtrr", "variable")) -> list[tuple[int, int]]:
+        """The address blocks this pair matches per the SDM (several if the mask has holes);
+        more than `limit` is refused at `field`."""
         m = self.mask & phys_mask(maxphyaddr)
         top = 1 << maxphyaddr
         if m == 0:
@@ -197,22 +200,27 @@ class MtrrState:
         return self.variable[n] if n < len(self.variable) else VarMtrr(0, 0, mask_written=False)
 
     # -- validation: what WRMSR would #GP on (SDM 11.11.2; kvm_mtrr_valid()) ----------
-    def validate(self, maxphyaddr: int, field: str = "mtrr", vcnt: int = KVM_NR_VAR_MTRR) -> MtrrState:
-        check_def_type(self.def_type, f"{field}.def_type")
+    def validate(self, maxphyaddr: int, field: LocLike = "mtrr", vcnt: int = KVM_NR_VAR_MTRR) -> MtrrState:
+        """Refuse what WRMSR would #GP on; locations are relative to this state, under `field`."""
+        with located(*as_loc(field)):
+            self._check(maxphyaddr, vcnt)
+        return self
+
+    def _check(self, maxphyaddr: int, vcnt: int) -> None:
+        check_def_type(self.def_type, "def_type")
         if len(self.fixed) != len(FIXED_MSRS):
-            raise MemTypeError(f"{field}.fixed", f"{len(self.fixed)} values given", "there are 11 fixed-range MSRs")
+            raise MemTypeError("fixed", f"{len(self.fixed)} values given", "there are 11 fixed-range MSRs")
         for slot, value in enumerate(self.fixed):
-            check_fixed(value, f"{field}.fixed[{slot}]")
+            check_fixed(value, ("fixed", slot))
         if len(self.variable) > vcnt:
             raise MemTypeError(
-                f"{field}.variable",
+                "variable",
                 f"{len(self.variable)} variable ranges given, more than VCNT={vcnt}",
                 "KVM reports IA32_MTRRCAP.VCNT = 8",
             )
         for n, pair in enumerate(self.variable):
-            check_physbase(pair.base, maxphyaddr, f"{field}.variable[{n}].base")
-            check_physmask(pair.mask, maxphyaddr, f"{field}.variable[{n}].mask")
-        return self
+            check_physbase(pair.base, maxphyaddr, ("variable", n, "base"))
+            check_physmask(pair.mask, maxphyaddr, ("variable", n, "mask"))
 
     # -- writes, as KVM stores them -----------------------------------------------------
     def read_msr(self, msr: int) -> int:
@@ -226,10 +234,11 @@ class MtrrState:
         if v is not None:
             pair = self.pair(v[0])
             return pair.mask if v[1] else pair.base
-        raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+        raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
 
-    def write_msr(self, msr: int, value: int, maxphyaddr: int, field: str = "value") -> MtrrState:
-        """The state after WRMSR(msr, value); invalid values raise (the guest gets #GP)."""
+    def write_msr(self, msr: int, value: int, maxphyaddr: int, field: LocLike = "value") -> MtrrState:
+        """The state after WRMSR(msr, value); invalid values raise (the guest gets #GP) at
+        `field`, a bad MSR number at "msr" (locations relative to the write)."""
         if msr == MSR_MTRRCAP:
             raise MemTypeError("msr", "IA32_MTRRCAP is read-only", "WRMSR to MSR 0xfe raises #GP")
         if not 0 <= value <= _U64:
@@ -243,7 +252,7 @@ class MtrrState:
             return replace(self, fixed=tuple(fixed))
         v = var_msr_index(msr)
         if v is None:
-            raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+            raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
         n, is_mask = v
         pairs = [self.pair(i) for i in range(max(len(self.variable), n + 1))]
         if is_mask:
@@ -257,44 +266,50 @@ def _reserved_above(value: int, maxphyaddr: int) -> bool:
     return value >> maxphyaddr != 0
 
 
-def check_def_type(value: int, field: str) -> int:
+def check_def_type(value: int, field: LocLike) -> int:
     if value & ~DEF_TYPE_VALID_BITS:
-        raise MemTypeError(field, f"{value:#x} sets reserved bits", "MTRRdefType bits 9:8 and 63:12 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets reserved bits",
+                           "MTRRdefType bits 9:8 and 63:12 are reserved (#GP)")
     mtrr_type(value & 0xFF, field)
     return value
 
 
-def check_fixed(value: int, field: str) -> int:
+def check_fixed(value: int, field: LocLike) -> int:
     if not 0 <= value <= _U64:
         raise MemTypeError(field, f"{value:#x} does not fit in 64 bits", "MSRs are 64 bits wide")
     for b in range(8):
         t = value >> (8 * b) & 0xFF
         if t not in MTRR_TYPES:
-            raise MemTypeError(field, f"byte {b} has reserved MTRR type {t}", "fixed-range types must be 0, 1, 4, 5 or 6 (#GP)")
+            raise MemTypeError(field, f"byte {b} has reserved MTRR type {t}",
+                               "fixed-range types must be 0, 1, 4, 5 or 6 (#GP)")
     return value
 
 
-def check_physbase(value: int, maxphyaddr: int, field: str) -> int:
+def check_physbase(value: int, maxphyaddr: int, field: LocLike) -> int:
     mtrr_type(value & 0xFF, field)
     if value & 0xF00:
         raise MemTypeError(field, f"{value:#x} sets reserved bits 11:8", "PHYSBASE bits 11:8 are reserved (#GP)")
     if _reserved_above(value, maxphyaddr):
-        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}", "PHYSBASE bits above MAXPHYADDR-1 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}",
+                           "PHYSBASE bits above MAXPHYADDR-1 are reserved (#GP)")
     return value
 
 
-def check_physmask(value: int, maxphyaddr: int, field: str) -> int:
+def check_physmask(value: int, maxphyaddr: int, field: LocLike) -> int:
     if value & 0x7FF:
         raise MemTypeError(field, f"{value:#x} sets reserved bits 10:0", "PHYSMASK bits 10:0 are reserved (#GP)")
     if _reserved_above(value, maxphyaddr):
-        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}", "PHYSMASK bits above MAXPHYADDR-1 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}",
+                           "PHYSMASK bits above MAXPHYADDR-1 are reserved (#GP)")
     return value
 
 
 def range_to_pair(start: int, size: int, type_: MemType, maxphyaddr: int) -> VarMtrr:
     """The conventional PHYSBASE/PHYSMASK for a power-of-two, size-aligned range."""
     if size < PAGE or size & (size - 1) or start % size:
-        raise MemTypeError("mtrr.variable", f"range {start:#x}+{size:#x} is not a size-aligned power of two >= 4 KiB", "a single MTRR pair covers a naturally aligned power-of-two block")
+        raise MemTypeError(("mtrr", "variable"),
+                           f"range {start:#x}+{size:#x} is not a size-aligned power of two >= 4 KiB",
+                           "a single MTRR pair covers a naturally aligned power-of-two block")
     mask = phys_mask(maxphyaddr) & ~(size - 1)
     return VarMtrr(start | int(type_), mask | PHYSMASK_V)
 
@@ -357,7 +372,8 @@ def _matched_text(matched: Iterable[int]) -> str:
 
 
 def sdm_breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
-    """Every address in [start, end] where the SDM's answer may change."""
+    """Every address in [start, end] where the SDM's answer may change (a mask with too many
+    holes is refused at ("variable", n, "mask"), relative to the state)."""
     pts = {start, end}
     if state.enabled:
         if state.fixed_enabled:
@@ -366,7 +382,7 @@ def sdm_breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> 
             pts.add(ONE_MIB)
         for n, p in enumerate(state.variable):
             if p.valid:
-                for s, e in p.sdm_blocks(maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
+                for s, e in p.sdm_blocks(maxphyaddr, field=("variable", n, "mask")):
                     pts.update((s, e))
     return sorted(x for x in pts if start <= x <= end)
 
@@ -377,7 +393,7 @@ Segment = tuple[int, int, Lookup]
 def runs_of(pts: list[int], look: Callable[[int], Lookup]) -> list[Segment]:
     """Cut at sorted breakpoints, look each piece up at its start, merge equal neighbours."""
     out: list[Segment] = []
-    for s, e in zip(pts, pts[1:]):
+    for s, e in zip(pts, pts[1:], strict=False):
         lk = look(s)
         if out and out[-1][1] == s and out[-1][2].type == lk.type and out[-1][2].source == lk.source:
             out[-1] = (out[-1][0], e, out[-1][2])

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ept import EptField
-from .memtype import MemTypeError
+from .memtype import LocLike, MemTypeError
 from .paging import PageSize
 from .pat import PAT_BIT_4K, PAT_BIT_LARGE, PCD_BIT, PWT_BIT, Pat, pte_bits_to_index
 
@@ -51,7 +51,7 @@ class NptEntry:
     level: int = 1
 
     @classmethod
-    def decode(cls, raw: int, level: int, field: str = "spte") -> NptEntry:
+    def decode(cls, raw: int, level: int, field: LocLike = "spte") -> NptEntry:
         if not 0 <= raw < 1 << 64:
             raise MemTypeError(field, f"{raw:#x} does not fit in 64 bits", "NPT entries are 64 bits wide")
         if level not in (1, 2, 3, 4, 5):
