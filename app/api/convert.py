@@ -68,6 +68,7 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConf
     if vm.memory_map is not None and top_map is not None:
         raise RuleViolation(MemTypeError("memory_map", "given both at the top level and in vm",
                                          "give memory_map in one place"), ["body", "memory_map"])
+    loc: Loc
     if top_map is not None:
         mm, loc = to_memory_map(top_map), ["memory_map"]
     elif vm.memory_map is not None:

@@ -227,7 +227,8 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     with core_errors(map_loc, at=["line"] if req.gpa is None and gfn is not None else None):
         access = Access(gpa, req.mmio).validate(vm)  # the address is the line's gfn unless given
     with core_errors(map_loc):
-        kernels = [get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        kernels = ([get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels
+                   else list(ERAS.values()))
     is_mmio = access.is_mmio(vm)
     eras = []
     for era in kernels:

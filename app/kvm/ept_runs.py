@@ -26,6 +26,7 @@ and the MTRR breakpoints inside it), not with the whole layout:
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -254,7 +255,7 @@ class Cells:
             out.append((pos, b, self._walk(("var", dt, seen), mtrr, pos)))
             return out
         pts = sorted(cuts)
-        for s, e in zip(pts, pts[1:]):
+        for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)
             top = page + PAGE
             seen = tuple(t for rs, re_, t in ranges if rs < top and re_ > page)

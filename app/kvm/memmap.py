@@ -8,6 +8,7 @@ Holes between memslots are listed too (no EPT leaf exists there).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 from ..x86.ept import effective_type
@@ -115,7 +116,7 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
             runs.append(MapRun(cursor, r.start, UNMAPPED, "no memslot"))
         with located("vcpu", "mtrr"):
             pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
-        for s, e in zip(pts, pts[1:]):
+        for s, e in itertools.pairwise(pts):
             sdm = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
             kvm = kvm_lookup(vcpu.mtrr, s, vm.maxphyaddr, vm.guest_has_mtrr)
             m = mask_at(era, vm, vcpu, s, r.kind == MMIO)
