@@ -167,12 +167,13 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
     def mtrr_pair(req: VarPairIn) -> Response:
         """PHYSBASE/PHYSMASK for a naturally aligned power-of-two range (the editor's start and
         size), or 422 naming the pair and the rule: no silent rounding of an unaligned start."""
-        with core_errors({"mtrr": ["vcpu", "mtrr"]}):
-            mtrr_type(req.type, f"mtrr.variable[{req.index}]")
+        loc = ("vcpu", "mtrr", "variable", req.index)
+        with core_errors():
+            mtrr_type(req.type, loc)
             try:
                 pair = range_to_pair(req.start, req.size, MemType(req.type), req.maxphyaddr)
             except MemTypeError as e:
-                raise MemTypeError(f"mtrr.variable[{req.index}]", e.message, e.rule) from None
+                raise MemTypeError(loc, e.message, e.rule) from None
         mask = pair.mask if req.valid else pair.mask & ~PHYSMASK_V
         return JSONResponse({"base": f"{pair.base:#x}", "mask": f"{mask:#x}"})
 

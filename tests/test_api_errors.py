@@ -359,3 +359,24 @@ async def test_omitted_kernels_mean_all_eras(client):
     assert [e["kernel"] for e in j["eras"]] == list(ERAS)
     j = (await client.post("/api/v1/decode", json={"spte": 7, "kernels": ["v6.7"]})).json()
     assert [e["kernel"] for e in j["eras"]] == ["v6.7"]
+
+
+def test_core_errors_places_core_locations_in_the_request():
+    """The core's tuple location goes under "body" as is; only the memory map (top level or
+    in vm) and a text field's lines are re-rooted (no alias table, no parsing of names)."""
+    from app.api.convert import core_errors
+    from app.api.errors import RuleViolation
+    from app.x86.memtype import MemTypeError
+
+    def loc(err, **kw):
+        with pytest.raises(RuleViolation) as e, core_errors(**kw):
+            raise err
+        return e.value.loc
+
+    deep = ("vcpu", "mtrr", "variable", 0, "base")
+    assert loc(MemTypeError(deep, "m")) == ["body", *deep]
+    assert loc(MemTypeError(("memory_map", 1), "m")) == ["body", "vm", "memory_map", 1]
+    assert loc(MemTypeError(("memory_map", 1), "m"), map_loc=["memory_map"]) == ["body", "memory_map", 1]
+    assert loc(MemTypeError("line 7", "m"), at=["trace"], members={"vcpus"}) == ["body", "trace"]
+    assert loc(MemTypeError("vcpus", "m"), at=["trace"], members={"vcpus"}) == ["body", "vcpus"]
+    assert loc(MemTypeError("gpa", "m"), at=["line"]) == ["body", "line"]

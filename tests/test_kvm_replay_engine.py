@@ -24,6 +24,7 @@ from app.kvm.boot import SOURCES
 from app.kvm.era import ZapInput
 from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state, seabios_state
+from app.kvm.mtrr import segments
 from app.kvm.resolve import mask_at
 from app.kvm.scenario import (
     CR0_CD,
@@ -39,7 +40,7 @@ from app.kvm.scenario import (
     apply_event,
 )
 from app.x86.memtype import MemTypeError
-from app.x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr, segments
+from app.x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 
 # -- the reference: the engine before issue 9 §4 ------------------------------------------
 

@@ -179,3 +179,46 @@ class TestRelation:
         assert text.startswith("UC lacks ") and "read_cache" in text
         text = relation_reason(MemType.WC, MemType.WT)
         assert "WC adds write_combine" in text and "WC lacks" in text
+
+
+class TestLocations:
+    """MemTypeError locations are tuples relative to what was validated (issue 11); each
+    container puts its name in front, and `field`/str() are the dotted form."""
+
+    def test_tuple_and_dotted(self):
+        err = MemTypeError(("vcpu", "mtrr", "variable", 3, "mask"), "msg", "rule")
+        assert err.loc == ("vcpu", "mtrr", "variable", 3, "mask")
+        assert err.field == "vcpu.mtrr.variable[3].mask"
+        assert str(err) == "vcpu.mtrr.variable[3].mask: msg (rule)"
+        assert MemTypeError("line 7", "msg").loc == ("line 7",)  # a lone string is one segment
+        assert str(MemTypeError("gpa", "msg")) == "gpa: msg"
+
+    def test_within_and_located(self):
+        from app.x86.memtype import located
+
+        inner = MemTypeError(("variable", 0, "base"), "msg", "rule")
+        assert inner.within("vcpu", "mtrr").loc == ("vcpu", "mtrr", "variable", 0, "base")
+        assert inner.loc == ("variable", 0, "base")  # unchanged
+        with pytest.raises(MemTypeError) as exc, located("events", 2):
+            raise MemTypeError("value", "bad", "rule")
+        assert exc.value.loc == ("events", 2, "value") and exc.value.message == "bad"
+
+    def test_pickles(self):
+        import pickle
+
+        err = pickle.loads(pickle.dumps(MemTypeError(("a", 1), "msg", "rule")))
+        assert (err.loc, err.message, err.rule, str(err)) == (("a", 1), "msg", "rule", "a[1]: msg (rule)")
+
+    def test_core_locations_are_structured(self):
+        from app.kvm.scenario import Event, MemRange, VcpuState, VmConfig, apply_event, check_memory_map
+        from app.x86.mtrr import MtrrState, VarMtrr
+
+        with pytest.raises(MemTypeError) as exc:
+            MtrrState(def_type=0xC06, variable=(VarMtrr(0, 0x801),)).validate(46, ("vcpu", "mtrr"))
+        assert exc.value.loc == ("vcpu", "mtrr", "variable", 0, "mask")
+        with pytest.raises(MemTypeError) as exc:
+            check_memory_map((MemRange(0, 0x2000), MemRange(0x1000, 0x3000, "rom")), 46)
+        assert exc.value.loc == ("memory_map", 1, "kind")
+        with pytest.raises(MemTypeError) as exc:  # relative to the event: the caller names it
+            apply_event(VmConfig(), VcpuState(), Event("mtrr_write", 0x3, 0x2FF))
+        assert exc.value.loc == ("value",)

@@ -17,6 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.kvm.mtrr import (
+    breakpoints,
+    kvm_lookup,
+    kvm_range_consistent,
+    largest_page,
+    lookup_difference,
+    segments,
+)
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import (
     DEFAULT,
@@ -28,21 +36,13 @@ from app.x86.mtrr import (
     VARIABLE,
     MtrrState,
     VarMtrr,
-    breakpoints,
     contiguous_size,
     fixed_index,
     is_mtrr_msr,
-    kvm_disabled_type,
-    kvm_lookup,
-    kvm_range_consistent,
-    kvm_var_order,
-    largest_page,
-    lookup_difference,
     msr_name,
     phys_mask,
     range_to_pair,
     sdm_lookup,
-    segments,
 )
 
 UC, WC, WT, WP, WB = MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemType.WB
@@ -104,7 +104,8 @@ def ref_sdm(st_: MtrrState, addr: int, maxphy: int) -> MemType | None:
     if not st_.def_type & E_BIT:
         return UC
     if st_.def_type & FE_BIT and addr < MIB:
-        i = addr >> 16 if addr < 0x80000 else 8 + ((addr - 0x80000) >> 14) if addr < 0xC0000 else 24 + ((addr - 0xC0000) >> 12)
+        seg = (0, 16, 0) if addr < 0x80000 else (0x80000, 14, 8) if addr < 0xC0000 else (0xC0000, 12, 24)
+        i = seg[2] + ((addr - seg[0]) >> seg[1])
         return MemType(st_.fixed[i // 8] >> (8 * (i % 8)) & 0xFF)
     bits = ((1 << maxphy) - 1) & ~0xFFF
     types = {
@@ -171,7 +172,7 @@ class TestFixedRanges:
     def test_count_and_cover(self):
         assert len(SUBRANGES) == 88 == len(FIXED_RANGES)
         assert SUBRANGES[0][1] == 0 and SUBRANGES[-1][2] == 0xFFFFF
-        for a, b in zip(SUBRANGES, SUBRANGES[1:]):
+        for a, b in itertools.pairwise(SUBRANGES):
             assert b[1] == a[2] + 1
 
     @pytest.mark.parametrize("sub", SUBRANGES, ids=lambda s: f"i{s[0]}")
@@ -322,222 +323,6 @@ class TestSdmLookup:
         whole = VarMtrr(WB, V_BIT)  # mask 0: matches everything
         assert whole.sdm_blocks(MP) == [(0, 1 << MP)]
         assert contiguous_size(whole, MP) == 1 << MP
-
-
-# --- KVM lookup ------------------------------------------------------------------------
-
-
-class TestKvmLookup:
-    def test_disabled_type_depends_on_cpuid(self):
-        st_ = state(WB, pair(0, 4 * GIB, WB), e=False, fe=True, fixed=ALL_WB_FIXED)
-        for addr in (0, 0xFFFFF, 3 * GIB):
-            lk = kvm_lookup(st_, addr, MP)
-            assert (lk.type, lk.source) == (UC, DISABLED)
-            lk = kvm_lookup(st_, addr, MP, guest_has_mtrr=False)
-            assert (lk.type, lk.source) == (WB, DISABLED)
-        assert kvm_disabled_type(True) is UC and kvm_disabled_type(False) is WB
-
-    def test_guest_has_mtrr_only_matters_when_disabled(self):
-        st_ = state(WT, pair(0, GIB, WC))
-        for has in (True, False):
-            assert kvm_lookup(st_, 0x5000, MP, has).type is WC
-            assert kvm_lookup(st_, 2 * GIB, MP, has).type is WT
-
-    @pytest.mark.parametrize("default", TYPES)
-    def test_no_match_gives_default(self, default):
-        st_ = state(default, pair(GIB, GIB, WC))
-        lk = kvm_lookup(st_, 0x3000, MP)
-        assert (lk.type, lk.source) == (default, DEFAULT)
-
-    @pytest.mark.parametrize(("outer", "inner"), list(itertools.product(TYPES, TYPES)))
-    def test_two_overlapping_ranges_inner_first(self, outer, inner):
-        # KVM's list is sorted by descending raw PHYSBASE: the 3G range is walked first.
-        for order in ((0, 1), (1, 0)):  # the index order of the pairs must not matter
-            ranges = [pair(0, 4 * GIB, outer), pair(3 * GIB, GIB, inner)]
-            st_ = state(WB, *(ranges[i] for i in order))
-            lk = kvm_lookup(st_, 3 * GIB + 0x800, MP)
-            assert lk.type == ref_kvm_fold([inner, outer])
-            if ref_sdm_overlap({inner, outer}) is None:
-                assert lk.type is WB and lk.source == UNDEFINED
-            assert kvm_lookup(st_, 0, MP).type is outer
-            assert kvm_lookup(st_, 4 * GIB, MP).type is WB
-
-    @pytest.mark.parametrize(("a", "b"), list(itertools.combinations(TYPES, 2)))
-    def test_same_block_ordered_by_type_byte(self, a, b):
-        # Same address: the raw base differs only in the type byte, larger byte first.
-        st_ = state(WB, pair(0, GIB, a), pair(0, GIB, b))
-        first, second = max(a, b), min(a, b)
-        assert kvm_lookup(st_, 0x10000000, MP).type == ref_kvm_fold([first, second])
-
-    def test_fold_table(self):
-        # kernel-history.md §2 step 3 for (first walked, second walked), typed out.
-        table = {
-            (UC, UC): UC, (UC, WC): WB, (UC, WT): WB, (UC, WP): WB, (UC, WB): WB,
-            (WC, UC): UC, (WC, WC): WC, (WC, WT): WB, (WC, WP): WB, (WC, WB): WB,
-            (WT, UC): UC, (WT, WC): WB, (WT, WT): WT, (WT, WP): WB, (WT, WB): WT,
-            (WP, UC): UC, (WP, WC): WB, (WP, WT): WB, (WP, WP): WP, (WP, WB): WB,
-            (WB, UC): UC, (WB, WC): WB, (WB, WT): WT, (WB, WP): WB, (WB, WB): WB,
-        }
-        for (first, second), want in table.items():
-            assert ref_kvm_fold([first, second]) == want  # the reference agrees with the table
-            st_ = state(UC, pair(0, 4 * GIB, second), pair(3 * GIB, GIB, first))
-            assert kvm_lookup(st_, 3 * GIB, MP).type == want, (first, second)
-
-    def test_list_order_caveat(self):
-        # kernel-history.md §2: "WB 0-4G plus UC 3G-4G gives WB for 3G-4G, where the SDM says UC".
-        st_ = state(UC, pair(0, 4 * GIB, WB), pair(3 * GIB, GIB, UC))
-        s, k = sdm_lookup(st_, 3 * GIB, MP), kvm_lookup(st_, 3 * GIB, MP)
-        assert s.type is UC
-        assert k.type is WB and k.source == UNDEFINED
-        diff = lookup_difference(s, k)
-        assert diff is not None and "SDM says UC" in diff and "KVM uses WB" in diff
-        # below 3G only the WB range matches: no difference
-        s, k = sdm_lookup(st_, 2 * GIB, MP), kvm_lookup(st_, 2 * GIB, MP)
-        assert s.type is k.type is WB
-        assert lookup_difference(s, k) is None
-
-    def test_uc_walked_second_wins(self):
-        st_ = state(WB, pair(0, 4 * GIB, UC), pair(3 * GIB, GIB, WB))
-        assert kvm_lookup(st_, 3 * GIB, MP).type is UC
-        assert sdm_lookup(st_, 3 * GIB, MP).type is UC
-
-    def test_three_ranges(self):
-        # walk order 3G(WT), 2G(WB), 0(UC): WT, WT+WB -> WT, then incoming UC -> UC
-        st_ = state(WB, pair(0, 4 * GIB, UC), pair(2 * GIB, 2 * GIB, WB), pair(3 * GIB, GIB, WT))
-        assert kvm_lookup(st_, 3 * GIB, MP).type is UC
-        # walk order 3G(UC), 2G(WB): UC then WB -> WB at once, the WT range is never reached
-        st_ = state(WB, pair(0, 4 * GIB, WT), pair(2 * GIB, 2 * GIB, WB), pair(3 * GIB, GIB, UC))
-        assert kvm_lookup(st_, 3 * GIB, MP).type is WB
-        assert sdm_lookup(st_, 3 * GIB, MP).type is UC
-
-    def test_undefined_difference_text(self):
-        st_ = state(UC, pair(0, 4 * GIB, WC), pair(3 * GIB, GIB, WB))
-        s, k = sdm_lookup(st_, 3 * GIB, MP), kvm_lookup(st_, 3 * GIB, MP)
-        assert s.type is None and k.type is WB
-        assert "SDM says undefined" in lookup_difference(s, k)
-
-    def test_var_order(self):
-        st_ = state(
-            WB, pair(0, 4 * GIB, WB), pair(3 * GIB, GIB, UC), pair(0, GIB, UC),
-            pair(GIB, GIB, WT, valid=False), pair(0, 4 * GIB, WB),
-        )
-        # raw bases: 0x6, 0xC0000000, 0x0, (invalid), 0x6 -> descending, ties: higher index first
-        assert kvm_var_order(st_) == [1, 4, 0, 2]
-
-    def test_kvm_range_formula(self):
-        p = pair(3 * GIB, GIB, UC)
-        assert p.kvm_range(36) == (3 * GIB, 4 * GIB)
-        assert p.kvm_range(36) == ref_kvm_range(p, 36)
-        # mask written with high bits of a larger MAXPHYADDR
-        p = pair(3 * GIB, GIB, UC, maxphy=46)
-        assert p.kvm_range(46) == (3 * GIB, 4 * GIB)
-        # unaligned base: KVM keeps the low bits of the base as the start
-        p = VarMtrr(0x1000 | WB, (((1 << MP) - 1) & ~0x1FFF) | V_BIT)
-        assert p.kvm_range(MP) == (0x1000, 0x2000)
-        assert p.kvm_range(MP) == ref_kvm_range(p, MP)
-        assert p.sdm_blocks(MP) == [(0, 0x2000)]
-        # never-written mask: 0, so the end wraps to 0
-        assert VarMtrr(0x5000 | WB, 0, mask_written=False).kvm_range(MP) == (0x5000, 0)
-
-    def test_unaligned_base_differs_from_sdm(self):
-        p = VarMtrr(0x1000 | UC, (((1 << MP) - 1) & ~0x1FFF) | V_BIT)
-        st_ = state(WB, p)
-        assert sdm_lookup(st_, 0, MP).type is UC
-        assert kvm_lookup(st_, 0, MP).type is WB
-        assert sdm_lookup(st_, 0x1000, MP).type is kvm_lookup(st_, 0x1000, MP).type is UC
-
-    def test_kvm_lookup_uses_the_whole_page(self):
-        st_ = state(WB, pair(0x200000, 0x1000, UC))
-        assert kvm_lookup(st_, 0x200FFF, MP).type is UC
-        assert kvm_lookup(st_, 0x201000, MP).type is WB
-
-
-# --- huge pages -----------------------------------------------------------------------
-
-
-class TestRangeConsistency:
-    def test_uniform_allows_1g(self):
-        st_ = state(WB)
-        assert kvm_range_consistent(st_, GIB, 2 * GIB, MP)
-        assert largest_page(st_, GIB + 12345, MP) == "1G"
-        st_ = state(WB, pair(0, 4 * GIB, WB))
-        assert largest_page(st_, 3 * GIB, MP) == "1G"
-
-    def test_uc_hole_inside_1g(self):
-        st_ = state(WB, pair(3 * GIB, 2 * MIB, UC))
-        assert not kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        assert kvm_range_consistent(st_, 3 * GIB, 3 * GIB + 2 * MIB, MP)
-        assert largest_page(st_, 3 * GIB, MP) == "2M"
-        assert largest_page(st_, 3 * GIB + 2 * MIB, MP) == "2M"
-        assert largest_page(st_, 2 * GIB, MP) == "1G"
-
-    def test_uc_4k_forces_4k(self):
-        st_ = state(WB, pair(3 * GIB + 0x1000, 0x1000, UC))
-        assert largest_page(st_, 3 * GIB, MP) == "4K"
-        assert largest_page(st_, 3 * GIB + 0x1000, MP) == "4K"
-        assert largest_page(st_, 3 * GIB + 0x1FFFFF, MP) == "4K"
-        assert largest_page(st_, 3 * GIB + 2 * MIB, MP) == "2M"
-
-    def test_disabled_is_always_consistent(self):
-        st_ = state(WB, pair(3 * GIB, 0x1000, UC), pair(3 * GIB, GIB, WC), e=False, fe=True)
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        assert largest_page(st_, 3 * GIB, MP) == "1G"
-
-    def test_partial_map_rule(self):
-        # A gap exists: true iff the single matched type equals the default.
-        st_ = state(WB, pair(3 * GIB, 2 * MIB, WB))
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        st_ = state(WB, pair(3 * GIB, 2 * MIB, WT))
-        assert not kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        st_ = state(WT, pair(3 * GIB + 512 * MIB, 2 * MIB, WT))
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        # No gap: the covering type need not be the default.
-        st_ = state(WB, pair(2 * GIB, 2 * GIB, WT))
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        assert largest_page(st_, 3 * GIB, MP) == "1G"
-        # Nothing matched: consistent.
-        st_ = state(UC, pair(0, GIB, WT))
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-
-    def test_false_gap_from_descending_order(self):
-        # Two WT halves cover [3G,4G) fully, but walked high-first the first one seems to leave
-        # a gap below it (kernel-history.md §2: conservative, only forbids a huge page).
-        st_ = state(WB, pair(3 * GIB, GIB // 2, WT), pair(3 * GIB + GIB // 2, GIB // 2, WT))
-        assert not kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-        assert largest_page(st_, 3 * GIB, MP) == "2M"
-        st_ = state(WT, pair(3 * GIB, GIB // 2, WT), pair(3 * GIB + GIB // 2, GIB // 2, WT))
-        assert kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-
-    def test_mixed_types_fail(self):
-        st_ = state(WB, pair(2 * GIB, 2 * GIB, WT), pair(3 * GIB, GIB, WB))
-        assert not kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
-
-    def test_fixed_ranges_below_1mib(self):
-        st_ = state(WB, fe=True, fixed=ALL_WB_FIXED)
-        assert largest_page(st_, 0, MP) == "1G"
-        # one fixed byte differs: no huge page over the first 2M
-        fixed = list(ALL_WB_FIXED)
-        fixed[10] = fixed_word(*[WB] * 7, UC)  # 0xFF000-0xFFFFF
-        st_ = state(WB, fe=True, fixed=fixed)
-        assert not kvm_range_consistent(st_, 0, 2 * MIB, MP)
-        assert largest_page(st_, 0x1000, MP) == "4K"
-        assert largest_page(st_, 2 * MIB, MP) == "2M"
-        # FE=0: the fixed bytes are ignored
-        st_ = state(WB, fe=False, fixed=fixed)
-        assert largest_page(st_, 0x1000, MP) == "1G"
-        # all fixed WB but the default is UC: WB over a gap != default
-        st_ = state(UC, fe=True, fixed=ALL_WB_FIXED)
-        assert not kvm_range_consistent(st_, 0, 2 * MIB, MP)
-        # a range entirely inside the fixed area stays within one entry
-        assert kvm_range_consistent(st_, 0, 0x10000, MP)
-        assert not kvm_range_consistent(state(UC, fe=True, fixed=fixed), 0xFE000, MIB, MP)
-
-    def test_largest_page_stays_below_maxphyaddr(self):
-        st_ = state(WB)
-        assert largest_page(st_, (1 << 36) - 0x1000, 36) == "1G"
-        st_ = state(WB, pair((1 << 36) - 0x1000, 0x1000, UC))
-        assert largest_page(st_, (1 << 36) - 0x1000, 36) == "4K"
-        assert largest_page(st_, (1 << 36) - 4 * MIB, 36) == "2M"
 
 
 # --- validation and MSR access -----------------------------------------------------------
@@ -805,7 +590,7 @@ class TestProperties:
         end = min(top, start + (length << 12))
         segs = segments(st_, start, end, maxphy, sdm=sdm)
         assert segs and segs[0][0] == start and segs[-1][1] == end
-        for (s1, e1, l1), (s2, _, l2) in zip(segs, segs[1:]):
+        for (_, e1, l1), (s2, _, l2) in itertools.pairwise(segs):
             assert e1 == s2
             assert (l1.type, l1.source) != (l2.type, l2.source)  # maximal runs
         look = (lambda a: sdm_lookup(st_, a, maxphy)) if sdm else (lambda a: kvm_lookup(st_, a, maxphy))

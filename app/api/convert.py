@@ -2,7 +2,7 @@
 
 Nothing here decides anything about memory types: it only moves values between the JSON
 shapes and app.x86 / app.kvm, and tells the error handler where in the request a core
-field name (e.g. 'mtrr.variable[0].base') lives.
+location (e.g. ('vcpu', 'mtrr', 'variable', 0, 'base')) lives.
 
 The many small rows of a resolution (path steps, leaf fields, PAT rows) are built with
 `model_construct` (no re-validation: the values come straight from the core's typed
@@ -12,7 +12,7 @@ schema, and schemathesis checks them against the OpenAPI document.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..kvm.era import Era, Step
@@ -28,32 +28,32 @@ from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import FIXED_MSRS, Lookup, MtrrState, VarMtrr
 from ..x86.pat import Pat
 from . import schemas as s
-from .errors import RuleViolation, field_loc
+from .errors import RuleViolation
 
 Loc = list[str | int]
 
 
-def aliases(map_loc: Sequence[str | int] = ("vm", "memory_map"), event: Sequence[str | int] = ("event",)) -> dict:
-    """How the core's short field names map onto a scenario request."""
-    return {
-        "mtrr": ["vcpu", "mtrr"],
-        "pat": ["vcpu", "pat"],
-        "msr": [*event, "msr"],
-        "value": [*event, "value"],
-        "event": list(event),
-        "memory_map": list(map_loc),
-        "era_a": ["a"],
-        "era_b": ["b"],
-    }
-
-
 @contextmanager
-def core_errors(alias: dict | None = None, prefix: Sequence[str | int] = ("body",)) -> Iterator[None]:
-    """Re-raise the core's MemTypeError with its JSON location resolved."""
+def core_errors(map_loc: Sequence[str | int] = ("vm", "memory_map"), at: Sequence[str | int] | None = None,
+                members: Container[str] | None = None) -> Iterator[None]:
+    """Re-raise the core's MemTypeError at its place in the request (a RuleViolation).
+
+    The core's locations name the parts of a scenario (vm, vcpu, event, gpa, kernels[i],
+    ...), which are the request's members, so the JSON location is the core's under
+    "body". Two requests differ from the core's shape, and say so here: the memory map sits
+    wherever `to_vm` found it (`map_loc`); and a block that reads a text field (`at`, e.g.
+    the trace) puts there every error whose location is not one of the request's
+    `members` (a line of the text; all of them when `members` is None).
+    """
     try:
         yield
     except MemTypeError as e:
-        raise RuleViolation(e, field_loc(e.field, alias or aliases(), prefix)) from None
+        loc = e.loc
+        if loc[:1] == ("memory_map",):
+            loc = (*map_loc, *loc[1:])
+        if at is not None and (members is None or not loc or loc[0] not in members):
+            loc = tuple(at)
+        raise RuleViolation(e, ["body", *loc]) from None
 
 
 # -- requests -> core ----------------------------------------------------------------------
@@ -68,6 +68,7 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConf
     if vm.memory_map is not None and top_map is not None:
         raise RuleViolation(MemTypeError("memory_map", "given both at the top level and in vm",
                                          "give memory_map in one place"), ["body", "memory_map"])
+    loc: Loc
     if top_map is not None:
         mm, loc = to_memory_map(top_map), ["memory_map"]
     elif vm.memory_map is not None:
@@ -88,11 +89,11 @@ def to_host_page(hp: s.HostPageIn | None) -> HostPage | None:
         extra = sorted(given - {"preset"})
         if extra:
             f = "class" if "page_class" in extra else extra[0]
-            raise MemTypeError(f"host_page.{f}", "given together with preset",
+            raise MemTypeError(("host_page", f), "given together with preset",
                                "a preset names the whole page: give preset alone, or class with its fields")
         return host_preset(hp.preset)
     if hp.page_class is None:
-        raise MemTypeError("host_page.class", "neither preset nor class given", "give one of them")
+        raise MemTypeError(("host_page", "class"), "neither preset nor class given", "give one of them")
     mt = MemType.from_label(hp.host_memtype) if hp.host_memtype is not None else None
     return HostPage(hp.page_class, mt, hp.hpa, hp.e820_ram, hp.pat_enabled).validate()
 
@@ -103,7 +104,7 @@ def to_mtrr(m: s.MtrrIn) -> MtrrState:
 
 
 def to_vcpu(v: s.VcpuIn, field: str = "vcpu") -> VcpuState:
-    return VcpuState(cr0_cd=v.cr0_cd, cr0_nw=v.cr0_nw, cr0_pg=v.cr0_pg, pat=Pat.from_msr(v.pat, f"{field}.pat"),
+    return VcpuState(cr0_cd=v.cr0_cd, cr0_nw=v.cr0_nw, cr0_pg=v.cr0_pg, pat=Pat.from_msr(v.pat, (field, "pat")),
                      mtrr=to_mtrr(v.mtrr))
 
 

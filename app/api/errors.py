@@ -15,7 +15,6 @@ and becomes a 500 problem (a last resort: the tests assert it never happens).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -26,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..x86.memtype import MemTypeError
+from ..x86.memtype import dotted as core_dotted
 
 log = logging.getLogger("memtype.api")
 
@@ -36,7 +36,6 @@ TYPE_TOO_LARGE = "urn:memtype-explorer:problem:body-too-large"
 TYPE_INTERNAL = "urn:memtype-explorer:problem:internal-error"
 
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}  # RFC 9110 names
-_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]")
 
 
 class RuleViolation(Exception):
@@ -48,33 +47,13 @@ class RuleViolation(Exception):
         self.loc = list(loc)
 
 
-def field_loc(field: str, aliases: dict[str, Sequence[str | int]] | None = None,
-              prefix: Sequence[str | int] = ("body",)) -> list[str | int]:
-    """'vcpu.mtrr.variable[0].base' -> ['body', 'vcpu', 'mtrr', 'variable', 0, 'base'].
-
-    `aliases` maps a leading segment to the JSON path it stands for in this request
-    (e.g. the core's 'mtrr' is 'vcpu.mtrr', 'msr' is 'event.msr').
-    """
-    parts: list[str | int] = []
-    for name, index in _TOKEN.findall(field):
-        parts.append(int(index) if index else name)
-    if parts and aliases and isinstance(parts[0], str) and parts[0] in aliases:
-        parts = [*aliases[parts[0]], *parts[1:]]
-    return [*prefix, *parts]
-
-
 def dotted(loc: Iterable[str | int]) -> str:
     """['body', 'vcpu', 'mtrr', 'fixed', 0] -> 'vcpu.mtrr.fixed[0]' (the body prefix dropped)."""
-    out = ""
-    for i, p in enumerate(loc):
-        if i == 0 and p == "body":
-            continue
-        if isinstance(p, int):
-            out = out or "body"
-            out += f"[{p}]"
-        else:
-            out += ("." if out else "") + str(p)
-    return out or "body"
+    parts = list(loc)
+    if parts[:1] == ["body"]:
+        parts = parts[1:]
+    out = core_dotted(p if isinstance(p, int) else str(p) for p in parts)
+    return ("body" + out if out.startswith("[") else out) or "body"
 
 
 def problem(status: int, type_: str, detail: str, instance: str, errors: list[dict] | None = None,
@@ -117,7 +96,7 @@ async def memtype_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RuleViolation):
         return rule_problem(exc.err, exc.loc, request.url.path)
     assert isinstance(exc, MemTypeError)
-    return rule_problem(exc, field_loc(exc.field), request.url.path)
+    return rule_problem(exc, ["body", *exc.loc], request.url.path)
 
 
 async def http_handler(request: Request, exc: Exception) -> JSONResponse:

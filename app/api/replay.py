@@ -23,7 +23,7 @@ from ..x86.memtype import MemTypeError
 from ..x86.mtrr import KVM_NR_VAR_MTRR
 from . import schemas as s
 from .common import BUSY, ERRORS, json_response
-from .convert import aliases, core_errors, range_out, to_event, to_vcpu, to_vm
+from .convert import core_errors, range_out, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
 
@@ -116,15 +116,13 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
         raise RuleViolation(MemTypeError("generator", f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
                                          "give exactly one of generator, events and trace"), ["body"])
     vm, map_loc = to_vm(req.vm)
-    al = aliases(map_loc)
-    al.update({"line": ["trace"], "initial": ["initial"], "events": ["events"], "vcpus": ["vcpus"], "pid": ["pid"],
-               "memory": ["memory"], "machine": ["machine"], "maxphyaddr": ["maxphyaddr"],
-               "mtrr": ["initial", "mtrr"], "pat": ["initial", "pat"]})
-    with core_errors(al):
+    # the core names the request's members (initial, events[i], vcpus, ...); anything else
+    # is a line of the trace text
+    with core_errors(map_loc, at=["trace"], members=s.ReplayRequest.model_fields):
         vm.validate()  # refuses an empty memory map too
         initial = req.initial if req.initial is None or isinstance(req.initial, str) else \
             to_vcpu(req.initial, "initial").validate(vm, "initial")
-        eras = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        eras = [get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
         made = make_trace(
             vm, generator=req.generator, text=req.trace, vcpus=req.vcpus, linux=req.linux, machine=req.machine,
             events=None if req.events is None else [rp.TraceEvent(e.vcpu, to_event(e.event)) for e in req.events],

@@ -26,7 +26,6 @@ from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
-    aliases,
     audit_out,
     core_errors,
     ept_type_out,
@@ -59,7 +58,7 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     (`host_page` in the response lists its checks). `Accept: text/plain` or `?format=text`
     returns the 72-column plain-text rendering."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
-    with core_errors(aliases(map_loc)):
+    with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
@@ -84,7 +83,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     whose EPT entry changes), stale (needed, not zapped) and excess (zapped, not needed),
     with page counts, the zap path and the per-range entry changes."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
-    with core_errors(aliases(map_loc)):
+    with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
@@ -117,9 +116,9 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
         if not pair.valid:
             continue
         try:  # the core refuses a pair whose blocks exceed `limit` without listing them
-            left -= len(pair.sdm_blocks(vm.maxphyaddr, limit=left, field=f"vcpu.mtrr.variable[{n}].mask"))
+            left -= len(pair.sdm_blocks(vm.maxphyaddr, limit=left))
         except MemTypeError:
-            raise MemTypeError("vcpu.mtrr.variable",
+            raise MemTypeError(("vcpu", "mtrr", "variable"),
                                f"the valid pairs' masks split their ranges into more than {MAX_MAP_BLOCKS} "
                                f"blocks (pair {n} reaches the limit)", MAP_RULE) from None
 
@@ -135,7 +134,7 @@ def map_endpoint(req: s.MapRequest, request: Request) -> Response:
     MAX_MAP_BLOCKS (1024) blocks, or an answer above MAX_MAP_RUNS (2000) runs,
     are refused (422 at vcpu.mtrr.variable)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
-    with core_errors(aliases(map_loc)):
+    with core_errors(map_loc):
         era = get_era(req.kernel)
         vcpu = to_vcpu(req.vcpu)
         check(era, vm, vcpu)  # before counting blocks: MAXPHYADDR and the masks' reserved bits
@@ -143,7 +142,7 @@ def map_endpoint(req: s.MapRequest, request: Request) -> Response:
         runs = address_map(era, vm, vcpu, req.pat_index)
         ranges = mtrr_ranges(vcpu, vm)
         if len(runs) > MAX_MAP_RUNS:
-            raise MemTypeError("vcpu.mtrr.variable", f"the map splits into {len(runs)} runs", MAP_RULE)
+            raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {len(runs)} runs", MAP_RULE)
 
     def label(t: MemType | None) -> str | None:
         return t.label if t is not None else None
@@ -170,7 +169,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     copy). The scenario must be one resolve accepts (422 otherwise, naming the field); the
     event is written as given (zap checks it)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
-    with core_errors(aliases(map_loc)):
+    with core_errors(map_loc):
         era = get_era(req.kernel)
         if req.vs is not None:
             get_era(req.vs, "vs")
@@ -216,18 +215,20 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     else:
         assert req.spte is not None
         raw, raw_loc = req.spte, ["spte"]
-    with core_errors({"level": level_loc, "spte": raw_loc}):
+    try:
         leaf = EptLeaf.decode(raw, level, "spte")
+    except MemTypeError as e:  # the level and the entry are where they were read from
+        raise RuleViolation(e, ["body", *(level_loc if e.loc == ("level",) else raw_loc)]) from None
     level = leaf.level
     gpa = req.gpa if req.gpa is not None else (gfn << 12 if gfn is not None else 0)
     vm, map_loc = to_vm(req.vm)
-    al = aliases(map_loc)
-    if req.gpa is None and gfn is not None:
-        al["gpa"] = ["line"]
-    with core_errors(al):
+    with core_errors(map_loc):
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
-        access = Access(gpa, req.mmio).validate(vm)
-        kernels = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+    with core_errors(map_loc, at=["line"] if req.gpa is None and gfn is not None else None):
+        access = Access(gpa, req.mmio).validate(vm)  # the address is the line's gfn unless given
+    with core_errors(map_loc):
+        kernels = ([get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels
+                   else list(ERAS.values()))
     is_mmio = access.is_mmio(vm)
     eras = []
     for era in kernels:
@@ -301,16 +302,15 @@ def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Respon
     carry no memory type, so there is no era comparison. A trace above MAX_TRACE_CHARS or
     MAX_TRACE_LINES is refused before any line is read; an SPTE line that does not have
     its tracepoint's format is refused naming the line (422 at trace)."""
-    al = {**aliases(["vm", "memory_map"]), "line": ["trace"], "trace": ["trace"], "vendor": ["vendor"],
-          "level": ["trace"], "spte": ["trace"]}
-    with core_errors(al):
+    members = s.DecodeTraceRequest.model_fields  # any other location is inside the trace text
+    with core_errors(at=["trace"], members=members):
         check_size(req.trace)  # before the scenario is even built: refused early, naming the limit
     vm, map_loc = to_vm(req.vm)
-    with core_errors({**al, **aliases(map_loc)}):
+    with core_errors(map_loc, at=["trace"], members=members):
         scenario = None
         if req.vendor == "intel":
             vcpu = to_vcpu(req.vcpu).validate(vm.validate())
-            kernels = ([get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels
+            kernels = ([get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels
                        else list(ERAS.values()))
             scenario = SpteScenario(vm, vcpu, tuple(kernels), req.mmio)
         host_pat = Pat.from_msr(req.host_pat, "host_pat") if req.host_pat is not None else None

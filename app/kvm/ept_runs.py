@@ -12,7 +12,7 @@ and the MTRR breakpoints inside it), not with the whole layout:
 
 * the MTRR types are found once over the window (`Layouts.mtrr_types`) and then cut at the
   memslots inside it (found by bisection), instead of once per memslot;
-* `kvm_lookup` (app/x86/mtrr.py, our restatement of `kvm_mtrr_get_guest_memory_type()`,
+* `kvm_lookup` (app/kvm/mtrr.py, our restatement of `kvm_mtrr_get_guest_memory_type()`,
   arch/x86/kvm/mtrr.c v4.15..v6.10) is still the only place that decides a type. It is
   called once per *walk*: what it returns for a page depends only on what its `mtrr_iter`
   walk sees, i.e. (MTRRs disabled) nothing but the guest CPUID bit, (a fixed-range page with
@@ -26,6 +26,7 @@ and the MTRR breakpoints inside it), not with the whole layout:
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -40,10 +41,9 @@ from ..x86.mtrr import (
     MtrrState,
     VarMtrr,
     fixed_index,
-    kvm_lookup,
-    kvm_var_order,
 )
 from .era import Era
+from .mtrr import kvm_lookup, kvm_var_order, var_mtrr_range
 from .resolve import fault_for
 from .scenario import MMIO, VcpuState, VmConfig
 
@@ -169,7 +169,7 @@ class Cells:
         self.lo = self.slots[0][0] if self.slots else 0
         self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
-        # VarMtrr.kvm_range by pair object: a write changes one pair and keeps the other
+        # var_mtrr_range() by pair object: a write changes one pair and keeps the other
         # objects; each entry holds its pair, so the id stays that pair's
         self._ranges: dict[int, tuple[VarMtrr, int, int]] = {}
 
@@ -206,7 +206,7 @@ class Cells:
     def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
         """[a, b) cut where KVM's lookup may change, each piece with its `kvm_lookup`.
 
-        The cut points are those of `mtrr.segments(sdm=False)` (fixed sub-ranges and 1 MiB
+        The cut points are those of `mtrr.kvm_breakpoints` (fixed sub-ranges and 1 MiB
         with FE=1, every valid pair's start and, when above it, its end); each piece is
         looked up at its first page, as `layout` always did."""
         if not mtrr.enabled:
@@ -240,7 +240,7 @@ class Cells:
             if r is None or r[0] is not p:
                 if len(known) >= MEMO_LIMIT:
                     known.clear()
-                r = known[id(p)] = (p, *p.kvm_range(self.maxphyaddr))
+                r = known[id(p)] = (p, *var_mtrr_range(p, self.maxphyaddr))
             _, s, e = r
             if s < b and e > pos:
                 ranges.append((s, e, p.base & 0xFF))
@@ -255,7 +255,7 @@ class Cells:
             out.append((pos, b, self._walk(("var", dt, seen), mtrr, pos)))
             return out
         pts = sorted(cuts)
-        for s, e in zip(pts, pts[1:]):
+        for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)
             top = page + PAGE
             seen = tuple(t for rs, re_, t in ranges if rs < top and re_ > page)

@@ -13,13 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..x86.memtype import MemType, MemTypeError
-from ..x86.mtrr import (
-    FIXED_MSR_SLOT,
-    FIXED_MSRS,
-    MSR_MTRR_DEF_TYPE,
-    MtrrState,
-    var_msr_index,
-)
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE
+from .mtrr import update_mtrr_range
 from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
 
 Range = tuple[int, int]
@@ -152,29 +147,6 @@ class ZapTrail:
         return ZapDecision(tuple(self.calls), tuple(self.steps), per_memslot)
 
 
-def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: Range) -> tuple[Range | None, str]:
-    """The range update_mtrr() zaps for a write to `msr` (state read after the store).
-
-    MTRRdefType: everything. A fixed MSR: its own window, or nothing when FE=0. A variable
-    base or mask: the pair's range from its *new* value (valid or not); the old range is
-    never zapped. Returns (range or None, why).
-    """
-    if msr == MSR_MTRR_DEF_TYPE:
-        return everything, "MTRRdefType: zap everything"
-    if msr in FIXED_MSR_SLOT:
-        f = FIXED_MSRS[FIXED_MSR_SLOT[msr]]
-        if not after.fixed_enabled:
-            return None, "fixed MSR written while FE=0: nothing"
-        return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})"
-    v = var_msr_index(msr)
-    if v is None:
-        raise MemTypeError("event.msr", f"{msr:#x} is not an MTRR MSR", "update_mtrr() handles MTRR MSRs only")
-    s, e = after.pair(v[0]).kvm_range(maxphyaddr)
-    if e <= s:
-        return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped"
-    return (s, e), f"variable pair {v[0]}: the new range [{s:#x}, {e:#x}) only"
-
-
 def mtrr_write_zap(z: ZapInput, t: ZapTrail, gate: bool, gate_text: str, gate_commit: str, function: str = "update_mtrr") -> None:
     """update_mtrr() as in v4.2..v6.10 after a gate (nc-DMA; 'honors guest MTRRs' from 6.7)."""
     ev = z.event
@@ -213,7 +185,7 @@ class Era:
         """Refuse quirk settings this era (or this CPU under it) cannot have."""
         if not vm.quirk_ignore_guest_pat:
             raise MemTypeError(
-                "vm.quirk_ignore_guest_pat",
+                ("vm", "quirk_ignore_guest_pat"),
                 f"KVM_X86_QUIRK_IGNORE_GUEST_PAT cannot be turned off in era {self.id}: the quirk only exists from 6.16 (c9c1e20b4c7d)",
                 "KVM_CAP_DISABLE_QUIRKS2 refuses unknown quirk bits (EINVAL)",
             )

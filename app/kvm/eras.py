@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import series_v3, v4_2, v6_7, v6_11, v6_16
+from ..x86.memtype import LocLike
 from .era import Era
 
 ERAS: dict[str, Era] = {
@@ -10,7 +11,7 @@ ERAS: dict[str, Era] = {
 }
 
 
-def get_era(era_id: str, field: str = "kernel") -> Era:
+def get_era(era_id: str, field: LocLike = "kernel") -> Era:
     """An era id, or a kernel version string resolved by app/kvm/versions.py (422 names `field`)."""
     if era_id in ERAS:
         return ERAS[era_id]

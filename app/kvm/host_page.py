@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..x86.memtype import MemType, MemTypeError
+from ..x86.memtype import LocLike, MemType, MemTypeError, as_loc
 
 RAM_PAGE = "ram"
 ZERO_PAGE = "zero_page"
@@ -116,20 +116,20 @@ class HostPage:
     pat_enabled: bool = True
     preset: str = ""
 
-    def validate(self, field: str = "host_page") -> HostPage:
+    def validate(self, field: LocLike = "host_page") -> HostPage:
         if self.cls not in CLASSES:
-            raise MemTypeError(f"{field}.class", f"unknown host page class {self.cls!r}", f"one of {', '.join(CLASSES)}")
+            raise MemTypeError((*as_loc(field), "class"), f"unknown host page class {self.cls!r}", f"one of {', '.join(CLASSES)}")
         if self.host_memtype is not None and self.cls != RESERVED:
-            raise MemTypeError(f"{field}.host_memtype", f"a host memtype is given for class {self.cls!r}",
+            raise MemTypeError((*as_loc(field), "host_memtype"), f"a host memtype is given for class {self.cls!r}",
                                "only a reserved page with a struct page reaches pat_pfn_immune_to_uc_mtrr()")
         if self.host_memtype is not None and self.host_memtype not in HOST_MEMTYPES:
-            raise MemTypeError(f"{field}.host_memtype", f"{self.host_memtype.label} is not a host page cache mode",
+            raise MemTypeError((*as_loc(field), "host_memtype"), f"{self.host_memtype.label} is not a host page cache mode",
                                "lookup_memtype() gives WB, WT, WP, WC, UC- or UC")
         if self.e820_ram and self.cls != NO_STRUCT_PAGE:
-            raise MemTypeError(f"{field}.e820_ram", f"e820_ram is set for class {self.cls!r}",
+            raise MemTypeError((*as_loc(field), "e820_ram"), f"e820_ram is set for class {self.cls!r}",
                                "only a pfn without a struct page is looked up in e820")
         if self.hpa is not None and not 0 <= self.hpa < 1 << 52:
-            raise MemTypeError(f"{field}.hpa", f"{self.hpa:#x} is not a host physical address", "below 2^52")
+            raise MemTypeError((*as_loc(field), "hpa"), f"{self.hpa:#x} is not a host physical address", "below 2^52")
         return self
 
     @property
@@ -297,7 +297,7 @@ RANGE_KIND_PAGE = {"ram": "guest_ram", "mmio": "vfio_bar"}
 """What a memory-map range's kind means when it carries no host page of its own."""
 
 
-def preset(name: str, field: str = "host_page.preset") -> HostPage:
+def preset(name: str, field: LocLike = ("host_page", "preset")) -> HostPage:
     if name not in PRESETS:
         raise MemTypeError(field, f"unknown host page preset {name!r}", f"one of {', '.join(PRESETS)}")
     return PRESETS[name].page

@@ -38,11 +38,13 @@ def _var_writes(n: int, start: int, size: int, t: MemType, maxphyaddr: int) -> l
 
 def ovmf_writes(maxphyaddr: int = 46) -> list[MsrWrite]:
     """Fixed then variable MSRs, without the MTRRdefType disable/enable around them."""
-    return [(f.msr, v) for f, v in zip(FIXED_MSRS, OVMF_FIXED)] + _var_writes(0, 0x80000000, 0x80000000, MemType.UC, maxphyaddr)
+    fixed = [(f.msr, v) for f, v in zip(FIXED_MSRS, OVMF_FIXED, strict=True)]
+    return fixed + _var_writes(0, 0x80000000, 0x80000000, MemType.UC, maxphyaddr)
 
 
 def seabios_writes(maxphyaddr: int = 46) -> list[MsrWrite]:
-    return [(f.msr, v) for f, v in zip(FIXED_MSRS, SEABIOS_FIXED)] + _var_writes(0, 0xC0000000, 0x40000000, MemType.UC, maxphyaddr)
+    fixed = [(f.msr, v) for f, v in zip(FIXED_MSRS, SEABIOS_FIXED, strict=True)]
+    return fixed + _var_writes(0, 0xC0000000, 0x40000000, MemType.UC, maxphyaddr)
 
 
 def linux_hole_writes(maxphyaddr: int = 46, pair: int = 1) -> list[MsrWrite]:

@@ -8,21 +8,16 @@ Holes between memslots are listed too (no EPT leaf exists there).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
-from ..x86.memtype import MemType, relation
-from ..x86.mtrr import (
-    FIXED_RANGES,
-    ONE_MIB,
-    breakpoints,
-    contiguous_size,
-    kvm_lookup,
-    kvm_range_consistent,
-    sdm_lookup,
-)
+from ..x86.memtype import MemType, located, relation
+from ..x86.mtrr import FIXED_RANGES, ONE_MIB, contiguous_size, sdm_lookup
+from ..x86.paging import PageSize
 from .era import Era
+from .mtrr import breakpoints, kvm_lookup, kvm_range_consistent
 from .resolve import check, mask_at
 from .scenario import MMIO, VcpuState, VmConfig
 
@@ -42,7 +37,7 @@ class MapRun:
     effective: MemType | None = None
     expected: MemType | None = None
     relation: str = ""
-    page_size: str = ""
+    page_size: str = ""  # a PageSize; "" for a hole (no memslot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +63,13 @@ def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
                 out.append(MtrrRange(r.start, r.end, t, "fixed"))
     for n, pair in enumerate(m.variable):
         if pair.valid:
-            for s, e in pair.sdm_blocks(vm.maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
+            for s, e in pair.sdm_blocks(vm.maxphyaddr, field=("vcpu", "mtrr", "variable", n, "mask")):
                 note = "" if contiguous_size(pair, vm.maxphyaddr) else " (mask with holes)"
                 out.append(MtrrRange(s, e, MemType(pair.type), f"variable {n}{note}"))
     return out
 
 
-def page_runs(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> list[tuple[int, int, str]]:
+def page_runs(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> list[tuple[int, int, PageSize]]:
     """Split [start, end), a run with one MTRR answer throughout, by the largest page usable.
 
     Only blocks lying inside the run are considered (its ends are memslot or type
@@ -89,15 +84,16 @@ def page_runs(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: b
         a, b = fits(size)
         return a < b and (not mtrr_check or kvm_range_consistent(vcpu.mtrr, a, a + size, vm.maxphyaddr))
 
-    (a2, b2), (a1, b1) = fits(1 << 21), fits(1 << 30)
-    mid = "2M" if allowed(1 << 21) else "4K"
-    if allowed(1 << 30):
-        cuts = [(start, a2, "4K"), (a2, a1, mid), (a1, b1, "1G"), (b1, b2, mid), (b2, end, "4K")]
+    small, m2, g1 = PageSize.SIZE_4K, PageSize.SIZE_2M, PageSize.SIZE_1G
+    (a2, b2), (a1, b1) = fits(m2.bytes), fits(g1.bytes)
+    mid = m2 if allowed(m2.bytes) else small
+    if allowed(g1.bytes):
+        cuts = [(start, a2, small), (a2, a1, mid), (a1, b1, g1), (b1, b2, mid), (b2, end, small)]
     elif a2 < b2:
-        cuts = [(start, a2, "4K"), (a2, b2, mid), (b2, end, "4K")]
+        cuts = [(start, a2, small), (a2, b2, mid), (b2, end, small)]
     else:
-        cuts = [(start, end, "4K")]
-    out: list[tuple[int, int, str]] = []
+        cuts = [(start, end, small)]
+    out: list[tuple[int, int, PageSize]] = []
     for s, e, size in cuts:
         if s >= e:
             continue
@@ -118,8 +114,9 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
     for r in sorted(vm.memory_map, key=lambda r: r.start):
         if r.start > cursor:
             runs.append(MapRun(cursor, r.start, UNMAPPED, "no memslot"))
-        pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
-        for s, e in zip(pts, pts[1:]):
+        with located("vcpu", "mtrr"):
+            pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
+        for s, e in itertools.pairwise(pts):
             sdm = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
             kvm = kvm_lookup(vcpu.mtrr, s, vm.maxphyaddr, vm.guest_has_mtrr)
             m = mask_at(era, vm, vcpu, s, r.kind == MMIO)

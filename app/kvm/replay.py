@@ -68,7 +68,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..x86.memtype import MemTypeError
+from ..x86.memtype import LocLike, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .boot import (
@@ -146,7 +146,7 @@ class TraceEvent:
     source: str = "trace"
 
 
-def _check_int(value: object, field_name: str, lo: int, hi: int, what: str) -> int:
+def _check_int(value: object, field_name: LocLike, lo: int, hi: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise MemTypeError(field_name, f"{value!r} is not an integer", what)
     if not lo <= value <= hi:
@@ -184,22 +184,22 @@ class Trace:
         if len(events) > MAX_EVENTS:
             raise MemTypeError("events", f"{len(events)} events, more than {MAX_EVENTS}", f"a trace holds at most {MAX_EVENTS} events")
         for i, te in enumerate(events):
-            f = f"events[{i}]"
+            f = ("events", i)
             if not isinstance(te, TraceEvent):
                 raise MemTypeError(f, f"{te!r} is not a TraceEvent", "events are TraceEvent(vcpu, event)")
-            _check_int(te.vcpu, f"{f}.vcpu", 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
+            _check_int(te.vcpu, (*f, "vcpu"), 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
             if te.source not in SOURCES:
-                raise MemTypeError(f"{f}.source", f"unknown source {te.source!r}", f"one of {', '.join(SOURCES)}")
+                raise MemTypeError((*f, "source"), f"unknown source {te.source!r}", f"one of {', '.join(SOURCES)}")
             ev = te.event
             if not isinstance(ev, Event):
-                raise MemTypeError(f"{f}.event", f"{ev!r} is not an Event", "events are scenario.Event")
+                raise MemTypeError((*f, "event"), f"{ev!r} is not an Event", "events are scenario.Event")
             if ev.kind not in EVENT_KINDS:
-                raise MemTypeError(f"{f}.event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+                raise MemTypeError((*f, "event", "kind"), f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
             if ev.kind == MTRR_WRITE and (not isinstance(ev.msr, int) or not is_mtrr_msr(ev.msr)):
-                raise MemTypeError(f"{f}.event.msr", f"{ev.msr!r} is not an MTRR MSR",
+                raise MemTypeError((*f, "event", "msr"), f"{ev.msr!r} is not an MTRR MSR",
                                    "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
             if ev.kind in (MTRR_WRITE, PAT_WRITE):
-                _check_int(ev.value, f"{f}.event.value", 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+                _check_int(ev.value, (*f, "event", "value"), 0, (1 << 64) - 1, "MSRs are 64 bits wide")
         object.__setattr__(self, "events", events)
 
 
@@ -293,9 +293,10 @@ WINDOW_CACHE = 64
 
 
 def _event_error(i: int, te: TraceEvent, err: MemTypeError) -> MemTypeError:
-    sub = err.field[len("event"):] if err.field.startswith("event") else "." + err.field
+    """An error of event `i` (located relative to the event) as the trace's: under
+    ("events", i), with the trace line it came from."""
     where = f" (line {te.line})" if te.line else ""
-    return MemTypeError(f"events[{i}]{sub}", f"{err.message}{where}", err.rule)
+    return MemTypeError(("events", i, *err.loc), f"{err.message}{where}", err.rule)
 
 
 def _lru_get(cache: OrderedDict, k: object, make: Callable[[], object], limit: int) -> object:

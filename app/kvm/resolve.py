@@ -12,10 +12,12 @@ from dataclasses import dataclass, fields
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation, relation_reason
-from ..x86.mtrr import DISABLED, HUGE_PAGES, Lookup, kvm_lookup, largest_page, lookup_difference, sdm_lookup, smallest
+from ..x86.mtrr import DISABLED, Lookup, sdm_lookup
+from ..x86.paging import HUGE_PAGES, PageSize, smallest
 from ..x86.pat import index_to_pte_bits, pte_flags_text
 from .era import Era, Fault, MaskResult, Step
 from .host_page import BOUNDARY_NOTES, HostMmio, HostPage, by_kernels, era_span, kvm_is_mmio_pfn
+from .mtrr import kvm_lookup, largest_page, lookup_difference
 from .scenario import Access, VcpuState, VmConfig, lookup_range
 from .versions import MTRR_CPUID_TEST, KernelInfo
 
@@ -38,10 +40,12 @@ class PatRow:
 
 
 @dataclass(frozen=True, slots=True)
-class PageSize:
+class PageSizeRow:
+    """The page size the MTRR check allows, for one range of kernels of the era."""
+
     kernels: str
     mtrr_check: bool
-    page_size: str
+    page_size: PageSize
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +100,13 @@ class Resolution:
     kvm_mtrr: Lookup | None
     mtrr_finding: str | None
     pat_rows: tuple[PatRow, ...]
-    page_sizes: tuple[PageSize, ...]
-    slot_page_size: str
+    page_sizes: tuple[PageSizeRow, ...]
+    slot_page_size: PageSize
     kernel: KernelInfo | None = None
     host: HostSide | None = None
 
     @property
-    def page_size(self) -> str:
+    def page_size(self) -> PageSize:
         """The MTRR check's answer for the era, most conservative over its kernel ranges."""
         return smallest(*(p.page_size for p in self.page_sizes))
 
@@ -143,21 +147,22 @@ def mask_at(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int, is_mmio: bool) ->
     return era.mt_mask(fault_for(era, vm, vcpu, gpa, is_mmio))
 
 
-def page_sizes(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int) -> tuple[PageSize, ...]:
+def page_sizes(era: Era, vm: VmConfig, vcpu: VcpuState, gpa: int) -> tuple[PageSizeRow, ...]:
     mtrr_limit = largest_page(vcpu.mtrr, gpa, vm.maxphyaddr)
-    return tuple(PageSize(k, applies, mtrr_limit if applies else "1G") for k, applies in era.huge_page_check(vm))
+    return tuple(PageSizeRow(k, applies, mtrr_limit if applies else PageSize.SIZE_1G)
+                 for k, applies in era.huge_page_check(vm))
 
 
-def slot_page_size(vm: VmConfig, gpa: int) -> str:
+def slot_page_size(vm: VmConfig, gpa: int) -> PageSize:
     """Largest aligned block around `gpa` inside its memslot (KVM never maps past a slot)."""
     r = lookup_range(vm.memory_map, gpa)
     if r is None:
-        return "4K"
-    for size, name in HUGE_PAGES:
-        base = gpa & ~(size - 1)
-        if r.start <= base and base + size <= r.end:
-            return name
-    return "4K"
+        return PageSize.SIZE_4K
+    for size in HUGE_PAGES:
+        base = gpa & ~(size.bytes - 1)
+        if r.start <= base and base + size.bytes <= r.end:
+            return size
+    return PageSize.SIZE_4K
 
 
 def resolve(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access, kernel: KernelInfo | None = None) -> Resolution:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..x86.guest import check_cr0
-from ..x86.memtype import MemTypeError
+from ..x86.memtype import LocLike, MemTypeError, as_loc
 from ..x86.mtrr import (
     FIXED_MSRS,
     MSR_MTRR_DEF_TYPE,
@@ -68,24 +68,24 @@ def lookup_range(memory_map: tuple[MemRange, ...], gpa: int) -> MemRange | None:
     return None
 
 
-def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: str = "memory_map") -> None:
+def check_memory_map(memory_map: tuple[MemRange, ...], maxphyaddr: int, field: LocLike = "memory_map") -> None:
     if not memory_map:
         raise MemTypeError(field, "the memory map is empty", "a VM needs at least one memslot")
     prev_end = -1
     for i, r in sorted(enumerate(memory_map), key=lambda ir: ir[1].start):
-        f = f"{field}[{i}]"
+        f = (*as_loc(field), i)
         if r.kind not in (RAM, MMIO):
-            raise MemTypeError(f"{f}.kind", f"kind {r.kind!r} is neither 'ram' nor 'mmio'",
+            raise MemTypeError((*f, "kind"), f"kind {r.kind!r} is neither 'ram' nor 'mmio'",
                                "memory map ranges are RAM or MMIO memslots")
         if r.start % 0x1000 or r.end % 0x1000 or r.start >= r.end:
             raise MemTypeError(f, f"[{r.start:#x}, {r.end:#x}) is not a non-empty 4 KiB aligned range",
                                "memslots are page granular")
         if r.end > 1 << maxphyaddr:
-            raise MemTypeError(f"{f}.end", f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
+            raise MemTypeError((*f, "end"), f"{r.end:#x} is above 2^MAXPHYADDR", f"MAXPHYADDR={maxphyaddr}")
         if r.host_page is not None:
-            newest = MMIO if kvm_is_mmio_pfn(r.host_page.validate(f"{f}.host_page"), NEWEST).is_mmio else RAM
+            newest = MMIO if kvm_is_mmio_pfn(r.host_page.validate((*f, "host_page")), NEWEST).is_mmio else RAM
             if r.kind != newest:
-                raise MemTypeError(f"{f}.kind",
+                raise MemTypeError((*f, "kind"),
                                    f"kind {r.kind!r} disagrees with its host page ({newest} in the newest kernels)",
                                    "a range with a host page has the newest kernels' kvm_is_mmio_pfn() answer "
                                    "as its kind")
@@ -116,7 +116,7 @@ class VmConfig:
 
     def validate(self) -> VmConfig:
         if not MAXPHYADDR_MIN <= self.maxphyaddr <= MAXPHYADDR_MAX:
-            raise MemTypeError("vm.maxphyaddr",
+            raise MemTypeError(("vm", "maxphyaddr"),
                                f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",
                                f"CPUID.80000008H:EAX[7:0] is {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX} on Intel 64")
         check_memory_map(self.memory_map, self.maxphyaddr)
@@ -133,9 +133,9 @@ class VcpuState:
     pat: Pat = field(default_factory=lambda: Pat.from_msr(PAT_POWER_ON))
     mtrr: MtrrState = field(default_factory=MtrrState)
 
-    def validate(self, vm: VmConfig, field: str = "vcpu") -> VcpuState:
+    def validate(self, vm: VmConfig, field: LocLike = "vcpu") -> VcpuState:
         check_cr0(self.cr0_cd, self.cr0_nw, field)
-        self.mtrr.validate(vm.maxphyaddr, f"{field}.mtrr")
+        self.mtrr.validate(vm.maxphyaddr, (*as_loc(field), "mtrr"))
         return self
 
 
@@ -215,26 +215,27 @@ class Event:
 
 
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
-    """The state after the event; an event the guest cannot perform raises MemTypeError."""
+    """The state after the event; an event the guest cannot perform raises MemTypeError
+    located relative to the event ("value", "msr", ...): the caller names the event."""
     if ev.kind == CR0_CD:
         nw = vcpu.cr0_nw if ev.cr0_nw is None else ev.cr0_nw
-        check_cr0(bool(ev.value), nw, "event")
+        check_cr0(bool(ev.value), nw, ())
         return vm, replace(vcpu, cr0_cd=bool(ev.value), cr0_nw=nw)
     if ev.kind == NONCOHERENT_DMA:
         return replace(vm, noncoherent_dma=bool(ev.value)), vcpu
     if ev.kind == PAT_WRITE:
-        return vm, replace(vcpu, pat=Pat.from_msr(int(ev.value), "event.value"))
+        return vm, replace(vcpu, pat=Pat.from_msr(int(ev.value), "value"))
     if ev.kind == MTRR_WRITE:
         if ev.msr is None or not (is_mtrr_msr(ev.msr) or ev.msr == MSR_MTRRCAP):
             raise MemTypeError(
-                "event.msr",
+                "msr",
                 ("no MSR given for an mtrr_write event" if ev.msr is None else f"{ev.msr:#x} is not a writable MTRR MSR")
                 + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),
                 "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
             )
-        mtrr = vcpu.mtrr.write_msr(ev.msr, int(ev.value), vm.maxphyaddr, "event.value")
+        mtrr = vcpu.mtrr.write_msr(ev.msr, int(ev.value), vm.maxphyaddr, "value")
         return vm, replace(vcpu, mtrr=mtrr)
-    raise MemTypeError("event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+    raise MemTypeError("kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
 
 
 __all__ = [

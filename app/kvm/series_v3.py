@@ -9,7 +9,7 @@ on a CD toggle) and 11 (zap ranges split per memslot). Never merged past patch 0
 
 from __future__ import annotations
 
-from ..x86.mtrr import ONE_MIB, kvm_disabled_type
+from ..x86.mtrr import ONE_MIB
 from .era import (
     C_CD_ZAP,
     C_DMA_ZAP,
@@ -29,6 +29,7 @@ from .era import (
     no_zap_for_pat,
     rule_no_ncdma,
 )
+from .mtrr import kvm_disabled_type, var_mtrr_range
 from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 P06 = Commit("v3-06/11", "KVM: x86: move TDP zaps from MTRR update to CR0.CD toggling")
@@ -73,7 +74,7 @@ def _fine_grained(z: ZapInput, t: ZapTrail) -> None:
         t.zap((0, ONE_MIB))
     for n, pair in enumerate(mtrr.variable):
         if pair.valid and pair.type != default:
-            s, e = pair.kvm_range(z.vm.maxphyaddr)
+            s, e = var_mtrr_range(pair, z.vm.maxphyaddr)
             t.check(f"var{n}", fn, f"valid variable range {n} has type {pair.type} != default", True,
                     f"queue [{s:#x}, {e:#x})", P10.sha)
             t.zap((s, e))

@@ -52,12 +52,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..x86.ept import LEVEL_OF, PAGE_SIZES, EptField, EptLeaf
+from ..x86.ept import EptField, EptLeaf
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
-from ..x86.mtrr import kvm_lookup
 from ..x86.npt import NptEntry
+from ..x86.paging import PageSize
 from ..x86.pat import Pat
 from .era import Era
+from .mtrr import kvm_lookup
 from .resolve import fault_for
 from .scenario import Access, VcpuState, VmConfig
 from .trace_import import parse_header
@@ -90,8 +91,8 @@ FROZEN_VALUES = {
 EPT_MMIO_XWR = 0b110  # VMX_EPT_MISCONFIG_WX_VALUE
 NPT_MMIO_BITS = (1 << 51) | 1
 GFN_LIMIT = 1 << 40  # 52-bit physical addresses
-PAGE_SIZE_OF = {level: name for name, level in LEVEL_OF.items()}  # 1 -> "4K", 2 -> "2M", 3 -> "1G"
-LEVEL_PAGES = {level: PAGE_SIZES[name] >> 12 for name, level in LEVEL_OF.items()}  # 4K pages per leaf
+PAGE_SIZE_OF = {p.level: p for p in PageSize}  # 1 -> 4K, 2 -> 2M, 3 -> 1G
+LEVEL_PAGES = {p.level: p.pages for p in PageSize}  # 4K pages per leaf
 
 _HEX = r"[0-9a-fA-F]{1,16}"
 _BODY = {
@@ -135,7 +136,7 @@ class SpteValue:
     meaning: str
     present: bool
     hpa: int | None
-    page_size: str | None
+    page_size: PageSize | None
     permissions: str
     fields: tuple[EptField, ...]
     memtype_bits: int | None = None  # EPT leaves only
@@ -170,7 +171,7 @@ class SpteLine:
     gfn: int
     level: int
     gpa: int
-    page_size: str | None
+    page_size: PageSize | None
     as_id: int | None = None
     pfn: int | None = None
     flags: str | None = None
@@ -263,7 +264,7 @@ def _decode_ept(raw: int, level: int, leaf_only: bool, field_name: str) -> SpteV
                          "bits 6:3 are reserved in a non-leaf entry, so no memory type",
                          bool(xwr), hpa, None, perm, ())
     leaf = EptLeaf.decode(raw, level, field_name)
-    hpa = raw & ((1 << 52) - 1) & ~(PAGE_SIZES[leaf.page_size] - 1)
+    hpa = raw & ((1 << 52) - 1) & ~(leaf.page_size.bytes - 1)
     mt = leaf.memtype_bits
     name = MemType(mt).label if mt in EPT_TYPES else f"reserved type {mt}"
     if xwr == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..x86.memtype import MemTypeError
+from ..x86.memtype import LocLike, MemTypeError
 from .eras import ERAS
 
 
@@ -79,7 +79,7 @@ def _era_for(mm: tuple[int, int], rc: int | None) -> str:
     return "v6.16"
 
 
-def resolve_kernel(asked: str, field: str = "kernel") -> KernelInfo:
+def resolve_kernel(asked: str, field: LocLike = "kernel") -> KernelInfo:
     """An era id passes through unchanged; otherwise parse a version string (422 via MemTypeError)."""
     if asked in ERAS:
         return KernelInfo(asked=asked, era=asked, version=None, why=f"era id {asked}", notes=(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..x86.memtype import located
 from .ept_runs import clip, decode_key, layout, pieces
 from .era import Era, Step, ZapInput
 from .ranges import Range, intersect, merge, pages, subtract
@@ -75,9 +76,11 @@ def entry_changes(era: Era, vm_a: VmConfig, vcpu_a: VcpuState, vm_b: VmConfig, v
 
 def audit(era: Era, vm: VmConfig, vcpu: VcpuState, event: Event) -> ZapAudit:
     check(era, vm, vcpu)
-    vm_after, vcpu_after = apply_event(vm, vcpu, event)
+    with located("event"):
+        vm_after, vcpu_after = apply_event(vm, vcpu, event)
     era.check_vm(vm_after)
-    decision = era.zap(ZapInput(vm, vcpu, vm_after, vcpu_after, event))
+    with located("event"):
+        decision = era.zap(ZapInput(vm, vcpu, vm_after, vcpu_after, event))
     mapped = [(r.start, r.end) for r in vm.memory_map]
     zapped = merge(decision.calls)
     if decision.per_memslot:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .memtype import EPT_TYPES, MemType, MemTypeError
+from .memtype import EPT_TYPES, LocLike, MemType, MemTypeError
+from .paging import PageSize
 
 T = MemType
 
@@ -68,8 +69,6 @@ IPAT_BIT = 1 << 6
 PAGE_SIZE_BIT = 1 << 7
 ACCESSED_BIT = 1 << 8
 DIRTY_BIT = 1 << 9
-PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
-LEVEL_OF = {"4K": 1, "2M": 2, "1G": 3}
 
 
 def mt_mask(memtype: MemType, ipat: bool) -> int:
@@ -102,11 +101,12 @@ class EptLeaf:
 
     @classmethod
     def build(
-        cls, hpa: int, memtype: MemType, ipat: bool, page_size: str = "4K", *,
+        cls, hpa: int, memtype: MemType, ipat: bool, page_size: str = PageSize.SIZE_4K, *,
         rwx: int = 7, accessed: bool = True, dirty: bool = False,
     ) -> EptLeaf:
-        level = LEVEL_OF[page_size]
-        raw = (hpa & ~(PAGE_SIZES[page_size] - 1) & ((1 << 52) - 1)) | rwx | mt_mask(memtype, ipat)
+        size = PageSize(page_size)
+        level = size.level
+        raw = (hpa & ~(size.bytes - 1) & ((1 << 52) - 1)) | rwx | mt_mask(memtype, ipat)
         if level > 1:
             raw |= PAGE_SIZE_BIT
         if accessed:
@@ -116,7 +116,7 @@ class EptLeaf:
         return cls(raw, level)
 
     @classmethod
-    def decode(cls, raw: int, level: int | None = None, field: str = "spte") -> EptLeaf:
+    def decode(cls, raw: int, level: int | None = None, field: LocLike = "spte") -> EptLeaf:
         """A raw leaf as a tracepoint prints it; refuses what cannot be a leaf.
 
         Bit 7 (PS) marks a 2M/1G leaf in a PDE/PDPTE, so level 1 ignores it, and level 2 or 3
@@ -132,7 +132,8 @@ class EptLeaf:
                                    "a large leaf's level is not encoded in the entry")
             level = 1
         if level not in (1, 2, 3):
-            raise MemTypeError("level", f"level {level} is not a leaf level", "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
+            raise MemTypeError("level", f"level {level} is not a leaf level",
+                               "EPT leaves are level 1 (4K), 2 (2M) or 3 (1G)")
         if level > 1 and not ps:
             raise MemTypeError("level", f"a level-{level} entry with bit 7 (PS) clear points to a table, not a page",
                                "only PDEs/PDPTEs with PS=1 are leaves")
@@ -151,8 +152,8 @@ class EptLeaf:
         return bool(self.raw & IPAT_BIT)
 
     @property
-    def page_size(self) -> str:
-        return {1: "4K", 2: "2M", 3: "1G"}[self.level]
+    def page_size(self) -> PageSize:
+        return PageSize.of_level(self.level)
 
     def misconfig(self, exec_only_ok: bool = True) -> list[str]:
         """Why this leaf would cause an EPT misconfiguration (empty when fine).
@@ -175,7 +176,7 @@ class EptLeaf:
 
     def fields(self) -> list[EptField]:
         r = self.raw
-        size = PAGE_SIZES[self.page_size]
+        size = self.page_size.bytes
         addr_lo = size.bit_length() - 1
         mt = self.memtype_bits
         mt_name = MemType(mt).label if mt in EPT_TYPES else "reserved"
@@ -189,7 +190,8 @@ class EptLeaf:
             EptField("A", 8, 8, r >> 8 & 1, "accessed (EPTP A/D enabled)"),
             EptField("D", 9, 9, r >> 9 & 1, "dirty (EPTP A/D enabled)"),
             EptField("XU", 10, 10, r >> 10 & 1, "user-mode execute (MBEC)"),
-            EptField("ADDR", addr_lo, 51, (r & ((1 << 52) - 1)) >> addr_lo, f"host-physical frame ({self.page_size} aligned)"),
+            EptField("ADDR", addr_lo, 51, (r & ((1 << 52) - 1)) >> addr_lo,
+                     f"host-physical frame ({self.page_size} aligned)"),
             EptField("SVE", 63, 63, r >> 63 & 1, "suppress #VE"),
         ]
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ept import combine
-from .memtype import MemType, MemTypeError
+from .memtype import LocLike, MemType, MemTypeError, as_loc
 from .mtrr import Lookup
 
 
@@ -23,10 +23,11 @@ class Expectation:
     reason: str
 
 
-def check_cr0(cd: bool, nw: bool, field: str = "vcpu") -> None:
+def check_cr0(cd: bool, nw: bool, field: LocLike = "vcpu") -> None:
     """CR0.NW=1 with CD=0 is an invalid combination: MOV to CR0 raises #GP(0)."""
     if nw and not cd:
-        raise MemTypeError(f"{field}.cr0_nw", "CR0.NW=1 with CR0.CD=0 is invalid", "MOV to CR0 raises #GP(0) (SDM Table 11-5)")
+        raise MemTypeError((*as_loc(field), "cr0_nw"), "CR0.NW=1 with CR0.CD=0 is invalid",
+                           "MOV to CR0 raises #GP(0) (SDM Table 11-5)")
 
 
 def guest_pat_type(pat_entry: MemType, paging: bool) -> MemType:

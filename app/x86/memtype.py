@@ -8,6 +8,8 @@ everywhere; 7 is reserved for MTRRs and in EPT leaf entries (bits 5:3).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import IntEnum
 
 
@@ -47,37 +49,79 @@ EPT_TYPES: frozenset[int] = MTRR_TYPES
 """Encodings legal in EPT leaf bits 5:3; 2, 3 and 7 cause an EPT misconfiguration."""
 
 
-class MemTypeError(ValueError):
-    """Bad input for a rule, carrying the field it came from and the rule it broke.
+Loc = tuple[str | int, ...]
+"""Where a bad value sits, relative to the object being validated: names and list indices,
+like pydantic's `loc` (("variable", 3, "mask") inside an MtrrState)."""
+LocLike = str | int | Sequence[str | int]
+"""A Loc, or one segment on its own (a name such as "gpa", or "line 7")."""
 
-    The web layer turns it into a 422 problem detail; the CLI prints it. Keeping `field`
-    separate lets the API point at the exact JSON location.
+
+def as_loc(loc: LocLike) -> Loc:
+    return (loc,) if isinstance(loc, (str, int)) else tuple(loc)
+
+
+def dotted(loc: Iterable[str | int]) -> str:
+    """("vcpu", "mtrr", "variable", 0, "base") -> "vcpu.mtrr.variable[0].base"."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + p
+    return out
+
+
+class MemTypeError(ValueError):
+    """Bad input for a rule, carrying where it was (`loc`) and the rule it broke.
+
+    The core raises with a location relative to the object it validates; each container
+    that passes the error on puts its own name in front (`within`, `located`), so the web
+    layer only prefixes "body" (or re-roots a request field that can sit in two places).
+    The API turns it into a 422 problem detail; the CLI prints it. `field` is the dotted
+    form of `loc`, which `str()` starts with.
     """
 
-    def __init__(self, field: str, message: str, rule: str = "") -> None:
-        self.field = field
+    def __init__(self, loc: LocLike, message: str, rule: str = "") -> None:
+        self.loc: Loc = as_loc(loc)
         self.rule = rule
         self.message = message
-        super().__init__(f"{field}: {message}" + (f" ({rule})" if rule else ""))
+        super().__init__(self.loc, message, rule)
+
+    @property
+    def field(self) -> str:
+        return dotted(self.loc)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" + (f" ({self.rule})" if self.rule else "")
+
+    def within(self, *prefix: str | int) -> MemTypeError:
+        """The same error seen from a container: `prefix` put in front of its location."""
+        return MemTypeError((*prefix, *self.loc), self.message, self.rule)
 
 
-def _check(value: int, allowed: frozenset[int], field: str, what: str, rule: str) -> MemType:
+@contextmanager
+def located(*prefix: str | int) -> Iterator[None]:
+    """Re-raise a MemTypeError from the block with `prefix` in front of its location."""
+    try:
+        yield
+    except MemTypeError as e:
+        raise e.within(*prefix) from None
+
+
+def _check(value: int, allowed: frozenset[int], field: LocLike, what: str, rule: str) -> MemType:
     if value not in allowed:
         raise MemTypeError(field, f"{what} has reserved type {value}", rule)
     return MemType(value)
 
 
-def pat_type(value: int, field: str = "pat") -> MemType:
+def pat_type(value: int, field: LocLike = "pat") -> MemType:
     """Decode a PAT entry; a reserved value is a #GP on WRMSR to IA32_PAT (SDM 11.12.2)."""
     return _check(value, PAT_TYPES, field, "PAT entry", "reserved PAT type: WRMSR raises #GP")
 
 
-def mtrr_type(value: int, field: str = "mtrr") -> MemType:
+def mtrr_type(value: int, field: LocLike = "mtrr") -> MemType:
     """Decode an MTRR type field; reserved values (2, 3, 7, >7) make WRMSR raise #GP."""
     return _check(value, MTRR_TYPES, field, "MTRR", "reserved MTRR type: WRMSR raises #GP")
 
 
-def ept_type(value: int, field: str = "ept.memtype") -> MemType:
+def ept_type(value: int, field: LocLike = ("ept", "memtype")) -> MemType:
     """Decode EPT bits 5:3; 2, 3 and 7 are reserved (an EPT misconfiguration exit)."""
     return _check(value, EPT_TYPES, field, "EPT memtype", "reserved EPT memtype: EPT misconfiguration")
 

@@ -1,21 +1,22 @@
-"""Guest MTRRs: state, validation, and the two lookups reviewers need side by side.
+"""Guest MTRRs as the SDM defines them: register layouts, WRMSR checks, the type lookup.
 
-`sdm_lookup` answers what the architecture says (SDM "MTRR Precedences", 11.11.4.1 in the
-~2016 edition): that is what the guest expects on bare metal. `kvm_lookup` re-implements,
-in our own code, what `kvm_mtrr_get_guest_memory_type()` in arch/x86/kvm/mtrr.c did from
-v4.15 to v6.10 (the guest type KVM put into EPT entries), including its walk order over a
-list sorted by descending raw PHYSBASE and its WB answer for overlaps the SDM leaves
-undefined. `kvm_range_consistent` models `kvm_mtrr_check_gfn_range_consistency()`, which
-decides whether a 2 MiB or 1 GiB EPT page may be used. Where the two lookups disagree,
-`lookup_difference` says why.
+The MSRs (IA32_MTRRCAP, MTRRdefType, the 11 fixed-range MSRs, PHYSBASEn/PHYSMASKn), the
+bits WRMSR refuses with #GP (SDM "MTRR Considerations", 11.11.2 in the ~2016 edition),
+and `sdm_lookup`, the architecture's precedence rules (11.11.4.1 "MTRR Precedences"):
+what the guest expects on bare metal. The state holds raw MSR values as the guest wrote
+them; VCNT and MTRRcap are the values KVM reports, since this register file is a vCPU's.
+
+What KVM itself does with these registers (its sorted list of variable ranges, its
+var_mtrr_range(), its lookup and huge-page check, the range update_mtrr() zaps) is in
+app/kvm/mtrr.py, after arch/x86/kvm/mtrr.c.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from .memtype import MTRR_TYPES, MemType, MemTypeError, mtrr_type
+from .memtype import MTRR_TYPES, LocLike, MemType, MemTypeError, as_loc, located, mtrr_type
 
 MSR_MTRRCAP = 0xFE
 MSR_MTRR_DEF_TYPE = 0x2FF
@@ -23,6 +24,7 @@ MSR_MTRR_PHYSBASE0 = 0x200
 KVM_NR_VAR_MTRR = 8
 KVM_MTRRCAP = 0x500 | KVM_NR_VAR_MTRR
 """What KVM returns for IA32_MTRRCAP: VCNT=8, FIX (bit 8) and WC (bit 10), no SMRR."""
+MTRR_MSRS_RULE = "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff"
 
 DEF_TYPE_FE = 1 << 10
 DEF_TYPE_E = 1 << 11
@@ -143,23 +145,10 @@ class VarMtrr:
         m = self.mask & phys_mask(maxphyaddr)
         return self.valid and (addr & m) == (self.base & m)
 
-    def kvm_range(self, maxphyaddr: int) -> tuple[int, int]:
-        """[start, end) as KVM's var_mtrr_range() computes it (may wrap: end <= start).
-
-        KVM takes start from PHYSBASE without masking and treats the pair as one contiguous
-        range up to the next boundary of the mask; a written mask has the bits above
-        MAXPHYADDR filled in (set_var_mtrr_msr), a never-written one is 0 so `end` wraps.
-        """
-        start = self.base & ~(PAGE - 1) & _U64
-        mask = self.mask
-        if self.mask_written:
-            mask |= _U64 & ~((1 << maxphyaddr) - 1)
-        mask &= ~(PAGE - 1)
-        end = ((start | (~mask & _U64)) + 1) & _U64
-        return start, end
-
-    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096, field: str = "mtrr.variable") -> list[tuple[int, int]]:
-        """The address blocks this pair matches per the SDM (several if the mask has holes)."""
+    def sdm_blocks(self, maxphyaddr: int, limit: int = 4096,
+                   field: LocLike = ("mtrr", "variable")) -> list[tuple[int, int]]:
+        """The address blocks this pair matches per the SDM (several if the mask has holes);
+        more than `limit` is refused at `field`."""
         m = self.mask & phys_mask(maxphyaddr)
         top = 1 << maxphyaddr
         if m == 0:
@@ -211,22 +200,27 @@ class MtrrState:
         return self.variable[n] if n < len(self.variable) else VarMtrr(0, 0, mask_written=False)
 
     # -- validation: what WRMSR would #GP on (SDM 11.11.2; kvm_mtrr_valid()) ----------
-    def validate(self, maxphyaddr: int, field: str = "mtrr", vcnt: int = KVM_NR_VAR_MTRR) -> MtrrState:
-        check_def_type(self.def_type, f"{field}.def_type")
+    def validate(self, maxphyaddr: int, field: LocLike = "mtrr", vcnt: int = KVM_NR_VAR_MTRR) -> MtrrState:
+        """Refuse what WRMSR would #GP on; locations are relative to this state, under `field`."""
+        with located(*as_loc(field)):
+            self._check(maxphyaddr, vcnt)
+        return self
+
+    def _check(self, maxphyaddr: int, vcnt: int) -> None:
+        check_def_type(self.def_type, "def_type")
         if len(self.fixed) != len(FIXED_MSRS):
-            raise MemTypeError(f"{field}.fixed", f"{len(self.fixed)} values given", "there are 11 fixed-range MSRs")
+            raise MemTypeError("fixed", f"{len(self.fixed)} values given", "there are 11 fixed-range MSRs")
         for slot, value in enumerate(self.fixed):
-            check_fixed(value, f"{field}.fixed[{slot}]")
+            check_fixed(value, ("fixed", slot))
         if len(self.variable) > vcnt:
             raise MemTypeError(
-                f"{field}.variable",
+                "variable",
                 f"{len(self.variable)} variable ranges given, more than VCNT={vcnt}",
                 "KVM reports IA32_MTRRCAP.VCNT = 8",
             )
         for n, pair in enumerate(self.variable):
-            check_physbase(pair.base, maxphyaddr, f"{field}.variable[{n}].base")
-            check_physmask(pair.mask, maxphyaddr, f"{field}.variable[{n}].mask")
-        return self
+            check_physbase(pair.base, maxphyaddr, ("variable", n, "base"))
+            check_physmask(pair.mask, maxphyaddr, ("variable", n, "mask"))
 
     # -- writes, as KVM stores them -----------------------------------------------------
     def read_msr(self, msr: int) -> int:
@@ -240,10 +234,11 @@ class MtrrState:
         if v is not None:
             pair = self.pair(v[0])
             return pair.mask if v[1] else pair.base
-        raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+        raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
 
-    def write_msr(self, msr: int, value: int, maxphyaddr: int, field: str = "value") -> MtrrState:
-        """The state after WRMSR(msr, value); invalid values raise (the guest gets #GP)."""
+    def write_msr(self, msr: int, value: int, maxphyaddr: int, field: LocLike = "value") -> MtrrState:
+        """The state after WRMSR(msr, value); invalid values raise (the guest gets #GP) at
+        `field`, a bad MSR number at "msr" (locations relative to the write)."""
         if msr == MSR_MTRRCAP:
             raise MemTypeError("msr", "IA32_MTRRCAP is read-only", "WRMSR to MSR 0xfe raises #GP")
         if not 0 <= value <= _U64:
@@ -257,7 +252,7 @@ class MtrrState:
             return replace(self, fixed=tuple(fixed))
         v = var_msr_index(msr)
         if v is None:
-            raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+            raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
         n, is_mask = v
         pairs = [self.pair(i) for i in range(max(len(self.variable), n + 1))]
         if is_mask:
@@ -271,44 +266,50 @@ def _reserved_above(value: int, maxphyaddr: int) -> bool:
     return value >> maxphyaddr != 0
 
 
-def check_def_type(value: int, field: str) -> int:
+def check_def_type(value: int, field: LocLike) -> int:
     if value & ~DEF_TYPE_VALID_BITS:
-        raise MemTypeError(field, f"{value:#x} sets reserved bits", "MTRRdefType bits 9:8 and 63:12 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets reserved bits",
+                           "MTRRdefType bits 9:8 and 63:12 are reserved (#GP)")
     mtrr_type(value & 0xFF, field)
     return value
 
 
-def check_fixed(value: int, field: str) -> int:
+def check_fixed(value: int, field: LocLike) -> int:
     if not 0 <= value <= _U64:
         raise MemTypeError(field, f"{value:#x} does not fit in 64 bits", "MSRs are 64 bits wide")
     for b in range(8):
         t = value >> (8 * b) & 0xFF
         if t not in MTRR_TYPES:
-            raise MemTypeError(field, f"byte {b} has reserved MTRR type {t}", "fixed-range types must be 0, 1, 4, 5 or 6 (#GP)")
+            raise MemTypeError(field, f"byte {b} has reserved MTRR type {t}",
+                               "fixed-range types must be 0, 1, 4, 5 or 6 (#GP)")
     return value
 
 
-def check_physbase(value: int, maxphyaddr: int, field: str) -> int:
+def check_physbase(value: int, maxphyaddr: int, field: LocLike) -> int:
     mtrr_type(value & 0xFF, field)
     if value & 0xF00:
         raise MemTypeError(field, f"{value:#x} sets reserved bits 11:8", "PHYSBASE bits 11:8 are reserved (#GP)")
     if _reserved_above(value, maxphyaddr):
-        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}", "PHYSBASE bits above MAXPHYADDR-1 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}",
+                           "PHYSBASE bits above MAXPHYADDR-1 are reserved (#GP)")
     return value
 
 
-def check_physmask(value: int, maxphyaddr: int, field: str) -> int:
+def check_physmask(value: int, maxphyaddr: int, field: LocLike) -> int:
     if value & 0x7FF:
         raise MemTypeError(field, f"{value:#x} sets reserved bits 10:0", "PHYSMASK bits 10:0 are reserved (#GP)")
     if _reserved_above(value, maxphyaddr):
-        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}", "PHYSMASK bits above MAXPHYADDR-1 are reserved (#GP)")
+        raise MemTypeError(field, f"{value:#x} sets bits at or above MAXPHYADDR={maxphyaddr}",
+                           "PHYSMASK bits above MAXPHYADDR-1 are reserved (#GP)")
     return value
 
 
 def range_to_pair(start: int, size: int, type_: MemType, maxphyaddr: int) -> VarMtrr:
     """The conventional PHYSBASE/PHYSMASK for a power-of-two, size-aligned range."""
     if size < PAGE or size & (size - 1) or start % size:
-        raise MemTypeError("mtrr.variable", f"range {start:#x}+{size:#x} is not a size-aligned power of two >= 4 KiB", "a single MTRR pair covers a naturally aligned power-of-two block")
+        raise MemTypeError(("mtrr", "variable"),
+                           f"range {start:#x}+{size:#x} is not a size-aligned power of two >= 4 KiB",
+                           "a single MTRR pair covers a naturally aligned power-of-two block")
     mask = phys_mask(maxphyaddr) & ~(size - 1)
     return VarMtrr(start | int(type_), mask | PHYSMASK_V)
 
@@ -367,118 +368,12 @@ def _matched_text(matched: Iterable[int]) -> str:
     return "variable range " + ", ".join(str(n) for n in matched) + " matches"
 
 
-def kvm_var_order(state: MtrrState) -> list[int]:
-    """Valid pairs in KVM's list order: descending raw PHYSBASE (type byte included).
-
-    set_var_mtrr_msr() inserts a range before the first listed one whose raw base is not
-    larger; with pairs written in index order, equal bases end up higher index first.
-    """
-    valid = [n for n, p in enumerate(state.variable) if p.valid]
-    return sorted(valid, key=lambda n: (state.variable[n].base, n), reverse=True)
-
-
-def kvm_disabled_type(guest_has_mtrr: bool) -> MemType:
-    """mtrr_disabled_type(): UC if the guest CPUID has MTRR, else WB (v4.15+)."""
-    return MemType.UC if guest_has_mtrr else MemType.WB
-
-
-@dataclass(slots=True)
-class _KvmWalk:
-    """What KVM's mtrr_iter yields over [start, end): types in walk order + partial_map."""
-
-    types: list[tuple[MemType, str]]
-    partial_map: bool
-    disabled: bool
-
-
-def _kvm_walk(state: MtrrState, start: int, end: int, maxphyaddr: int) -> _KvmWalk:
-    if not state.enabled:
-        return _KvmWalk([], False, True)
-    out: list[tuple[MemType, str]] = []
-    if state.fixed_enabled and start < ONE_MIB:
-        i = fixed_index(start)
-        while True:
-            out.append((state.fixed_type(i), f"fixed {i}"))
-            if FIXED_RANGES[i].end >= end:
-                return _KvmWalk(out, False, False)
-            i += 1
-            if i == len(FIXED_RANGES):
-                break
-    start_max = start
-    partial = False
-    for n in kvm_var_order(state):
-        s, e = state.variable[n].kvm_range(maxphyaddr)
-        if s >= end or e <= start:
-            continue
-        partial |= start_max < s
-        start_max = max(start_max, e)
-        out.append((MemType(state.variable[n].type), f"variable {n}"))
-    partial |= start_max < end
-    return _KvmWalk(out, partial, False)
-
-
-def kvm_lookup(state: MtrrState, addr: int, maxphyaddr: int, guest_has_mtrr: bool = True) -> Lookup:
-    """kvm_mtrr_get_guest_memory_type() (v4.15..v6.10) for the 4 KiB page holding `addr`."""
-    page = addr & ~(PAGE - 1)
-    walk = _kvm_walk(state, page, page + PAGE, maxphyaddr)
-    if walk.disabled:
-        t = kvm_disabled_type(guest_has_mtrr)
-        why = "guest CPUID has MTRR" if guest_has_mtrr else "guest CPUID lacks MTRR"
-        return Lookup(t, DISABLED, f"MTRRs disabled and {why}: mtrr_disabled_type() gives {t.label}")
-    cur: MemType | None = None
-    seen: list[str] = []
-    for t, where in walk.types:
-        seen.append(where)
-        if cur is None:
-            cur = t
-            continue
-        if t == cur:
-            continue
-        if t == MemType.UC:
-            return Lookup(MemType.UC, VARIABLE, f"walk {', '.join(seen)}: next type UC returns UC")
-        if {t, cur} == {MemType.WT, MemType.WB}:
-            cur = MemType.WT
-            continue
-        return Lookup(
-            MemType.WB,
-            UNDEFINED,
-            f"walk {', '.join(seen)}: {cur.label} then {t.label} is not a defined overlap; KVM returns WB",
-        )
-    if cur is None:
-        return Lookup(state.default_type, DEFAULT, "no MTRR covers the page: default type")
-    src = FIXED if walk.types[0][1].startswith("fixed") else VARIABLE
-    return Lookup(cur, src, f"walk {', '.join(seen)}")
-
-
-def kvm_range_consistent(state: MtrrState, start: int, end: int, maxphyaddr: int) -> bool:
-    """kvm_mtrr_check_gfn_range_consistency(): may [start, end) share one huge EPT page?
-
-    False as soon as two walked types differ; true when MTRRs are off, when the walk saw no
-    gap (partial_map is computed assuming ascending order, so several ranges can report a
-    false gap: conservative) or nothing matched; else true iff the type equals the default.
-    """
-    walk = _kvm_walk(state, start, end, maxphyaddr)
-    types = {t for t, _ in walk.types}
-    if len(types) > 1:
-        return False
-    if walk.disabled or not walk.partial_map or not types:
-        return True
-    return types.pop() == state.default_type
-
-
-def lookup_difference(sdm: Lookup, kvm: Lookup) -> str | None:
-    """Why the SDM's answer and KVM's differ for one address, or None when they agree."""
-    if sdm.type == kvm.type:
-        return None
-    s = sdm.type.label if sdm.type is not None else "undefined"  # UC is 0, so test for None
-    assert kvm.type is not None
-    return f"SDM says {s} ({sdm.reason}); KVM uses {kvm.type.label} ({kvm.reason})"
-
-
 # -- whole ranges ----------------------------------------------------------------------
 
 
-def _breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int, sdm: bool) -> list[int]:
+def sdm_breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
+    """Every address in [start, end] where the SDM's answer may change (a mask with too many
+    holes is refused at ("variable", n, "mask"), relative to the state)."""
     pts = {start, end}
     if state.enabled:
         if state.fixed_enabled:
@@ -486,27 +381,20 @@ def _breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int, sdm: b
                 pts.update((r.start, r.end))
             pts.add(ONE_MIB)
         for n, p in enumerate(state.variable):
-            if not p.valid:
-                continue
-            if sdm:
-                for s, e in p.sdm_blocks(maxphyaddr, field=f"vcpu.mtrr.variable[{n}].mask"):
+            if p.valid:
+                for s, e in p.sdm_blocks(maxphyaddr, field=("variable", n, "mask")):
                     pts.update((s, e))
-            else:
-                s, e = p.kvm_range(maxphyaddr)
-                pts.add(s)
-                if e > s:
-                    pts.add(e)
     return sorted(x for x in pts if start <= x <= end)
 
 
-def segments(
-    state: MtrrState, start: int, end: int, maxphyaddr: int, *, sdm: bool, guest_has_mtrr: bool = True
-) -> list[tuple[int, int, Lookup]]:
-    """Split [start, end) into maximal runs of one MTRR answer (SDM's or KVM's)."""
-    out: list[tuple[int, int, Lookup]] = []
-    pts = _breakpoints(state, start, end, maxphyaddr, sdm)
-    for s, e in zip(pts, pts[1:]):
-        lk = sdm_lookup(state, s, maxphyaddr) if sdm else kvm_lookup(state, s, maxphyaddr, guest_has_mtrr)
+Segment = tuple[int, int, Lookup]
+
+
+def runs_of(pts: list[int], look: Callable[[int], Lookup]) -> list[Segment]:
+    """Cut at sorted breakpoints, look each piece up at its start, merge equal neighbours."""
+    out: list[Segment] = []
+    for s, e in zip(pts, pts[1:], strict=False):
+        lk = look(s)
         if out and out[-1][1] == s and out[-1][2].type == lk.type and out[-1][2].source == lk.source:
             out[-1] = (out[-1][0], e, out[-1][2])
         else:
@@ -514,25 +402,6 @@ def segments(
     return out
 
 
-def breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
-    """Every address in [start, end] where either lookup may change (both kinds merged)."""
-    return sorted(set(_breakpoints(state, start, end, maxphyaddr, True)) | set(_breakpoints(state, start, end, maxphyaddr, False)))
-
-
-PAGE_ORDER = ("4K", "2M", "1G")
-HUGE_PAGES = ((1 << 30, "1G"), (1 << 21, "2M"))
-"""EPT huge-page sizes, largest first, as kvm_tdp_page_fault() tries them."""
-
-
-def smallest(*sizes: str) -> str:
-    """The most conservative of several page-size answers."""
-    return min(sizes, key=PAGE_ORDER.index)
-
-
-def largest_page(state: MtrrState, addr: int, maxphyaddr: int) -> str:
-    """Largest EPT page the MTRR check allows at `addr`: tries 1G, then 2M (kvm_tdp_page_fault)."""
-    for size, name in HUGE_PAGES:
-        base = addr & ~(size - 1)
-        if base + size <= 1 << maxphyaddr and kvm_range_consistent(state, base, base + size, maxphyaddr):
-            return name
-    return "4K"
+def sdm_segments(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[Segment]:
+    """Split [start, end) into maximal runs of one SDM answer."""
+    return runs_of(sdm_breakpoints(state, start, end, maxphyaddr), lambda a: sdm_lookup(state, a, maxphyaddr))

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ept import LEVEL_OF, EptField
-from .memtype import MemTypeError
+from .ept import EptField
+from .memtype import LocLike, MemTypeError
+from .paging import PageSize
 from .pat import PAT_BIT_4K, PAT_BIT_LARGE, PCD_BIT, PWT_BIT, Pat, index_to_pte_bits, pte_bits_to_index
 
 PRESENT = 1 << 0
@@ -40,7 +41,6 @@ PAGE_SIZE = 1 << 7
 GLOBAL = 1 << 8
 NX = 1 << 63
 ADDR_BITS = 52  # long-mode physical addresses are at most 52 bits
-PAGE_SIZE_OF = {level: name for name, level in LEVEL_OF.items()}  # the leaf levels, as for EPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ class NptEntry:
         return cls(raw, level)
 
     @classmethod
-    def decode(cls, raw: int, level: int, field: str = "spte") -> NptEntry:
+    def decode(cls, raw: int, level: int, field: LocLike = "spte") -> NptEntry:
         if not 0 <= raw < 1 << 64:
             raise MemTypeError(field, f"{raw:#x} does not fit in 64 bits", "NPT entries are 64 bits wide")
         if level not in (1, 2, 3, 4, 5):
@@ -108,8 +108,8 @@ class NptEntry:
         return pte_bits_to_index(self.raw, self.large)
 
     @property
-    def page_size(self) -> str | None:
-        return PAGE_SIZE_OF[self.level] if self.leaf else None
+    def page_size(self) -> PageSize | None:
+        return PageSize.of_level(self.level) if self.leaf else None
 
     @property
     def hpa(self) -> int:

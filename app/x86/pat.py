@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .memtype import MemType, MemTypeError, pat_type
+from .memtype import LocLike, MemType, MemTypeError, as_loc, pat_type
 
 MSR_IA32_PAT = 0x277
 
@@ -39,7 +39,7 @@ class Pat:
     entries: tuple[MemType, ...]
 
     @classmethod
-    def from_msr(cls, value: int, field: str = "pat") -> Pat:
+    def from_msr(cls, value: int, field: LocLike = "pat") -> Pat:
         """Parse the 64-bit MSR; any reserved bit or encoding is refused (WRMSR #GP)."""
         if not 0 <= value < 1 << 64:
             raise MemTypeError(field, f"value {value:#x} does not fit in 64 bits", "IA32_PAT is a 64-bit MSR")
@@ -52,7 +52,7 @@ class Pat:
                     f"PAT entry {n} has reserved type {byte}",
                     "each PAT byte must be 0, 1, 4, 5, 6 or 7 (SDM 11.12.2); WRMSR raises #GP",
                 )
-            entries.append(pat_type(byte, f"{field}[{n}]"))
+            entries.append(pat_type(byte, (*as_loc(field), n)))
         return cls(tuple(entries))
 
     def to_msr(self) -> int:
