@@ -174,8 +174,7 @@ def host_page_out(h: HostSide) -> s.HostPageOut:
         host_memtype=p.host_memtype.label if p.host_memtype is not None else None,  # type: ignore[arg-type]
         hpa=f"{p.hpa:#x}" if p.hpa is not None else None, e820_ram=p.e820_ram, pat_enabled=p.pat_enabled,
         source=h.source, answered_for=h.answered_for, is_mmio=h.mmio.is_mmio, why=h.mmio.why,
-        path=[s.StepOut.model_construct(id=c.id, function=c.function, condition=c.condition, held=c.held,
-                                        result=c.result, commit=c.where) for c in h.mmio.checks],
+        path=[step_out(c) for c in h.mmio.path],
         by_kernels=[s.MmioByKernelsOut.model_construct(kernels=k, is_mmio=m) for k, m in h.by_kernels],
         notes=list(h.notes),
     )

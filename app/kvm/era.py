@@ -21,6 +21,7 @@ from ..x86.mtrr import (
     var_msr_index,
 )
 from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
+from .step import Step
 
 Range = tuple[int, int]
 
@@ -57,18 +58,6 @@ class Rule:
     condition: str
     holds: Callable[[Fault], bool]
     result: Callable[[Fault], tuple[MemType, bool, str]]
-    commit: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A rule as evaluated: held (True), did not hold (False), or was never reached (None)."""
-
-    id: str
-    function: str
-    condition: str
-    held: bool | None
-    result: str
     commit: str = ""
 
 
