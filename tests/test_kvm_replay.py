@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,12 @@ from app.kvm.scenario import (
     DEFAULT_MEMORY_MAP,
     MMIO,
     MTRR_WRITE,
-    NONCOHERENT_DMA,
     PAT_WRITE,
     RAM,
-    Event,
+    Cr0Write,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
 )
@@ -118,20 +120,20 @@ def test_trace_cmd_report_lines():
     assert [(e.vcpu, e.event.kind, e.line) for e in evs] == [
         (0, MTRR_WRITE, 4), (0, MTRR_WRITE, 7), (3, CR0_CD, 10), (3, PAT_WRITE, 14), (3, CR0_CD, 15),
     ]
-    assert evs[0].event == Event(MTRR_WRITE, 0x6, 0x2FF)
-    assert evs[1].event == Event(MTRR_WRITE, 0x80000000, 0x200)
-    assert evs[2].event == Event(CR0_CD, True, cr0_nw=True)
-    assert evs[3].event == Event(PAT_WRITE, 0x7010600070106)
-    assert evs[4].event == Event(CR0_CD, True, cr0_nw=False)
+    assert evs[0].event == MtrrWrite(msr=0x2FF, value=0x6)
+    assert evs[1].event == MtrrWrite(msr=0x200, value=0x80000000)
+    assert evs[2].event == Cr0Write(value=True, cr0_nw=True)
+    assert evs[3].event == PatWrite(value=0x7010600070106)
+    assert evs[4].event == Cr0Write(value=True, cr0_nw=False)
 
 
 def test_perf_script_lines():
     evs = parse_trace(PERF)
     assert [(e.vcpu, e.event) for e in evs] == [
-        (1, Event(CR0_CD, True, cr0_nw=True)),
-        (1, Event(MTRR_WRITE, 0xC06, 0x2FF)),
-        (1, Event(MTRR_WRITE, 0x606060606060606, 0x250)),
-        (1, Event(CR0_CD, False, cr0_nw=False)),
+        (1, Cr0Write(value=True, cr0_nw=True)),
+        (1, MtrrWrite(msr=0x2FF, value=0xC06)),
+        (1, MtrrWrite(msr=0x250, value=0x606060606060606)),
+        (1, Cr0Write(value=False, cr0_nw=False)),
     ]
     assert [e.line for e in evs] == [4, 5, 6, 8]
 
@@ -150,13 +152,13 @@ def test_plain_format_and_comments():
     """
     evs = parse_trace(text)
     assert [(e.vcpu, e.event) for e in evs] == [
-        (0, Event(CR0_CD, True)),
-        (0, Event(CR0_CD, False, cr0_nw=False)),
-        (2, Event(MTRR_WRITE, 0xC06, 0x2FF)),
-        (2, Event(PAT_WRITE, 0x0007040600070406)),
-        (0, Event(NONCOHERENT_DMA, True)),
-        (5, Event(NONCOHERENT_DMA, False)),
-        (1, Event(CR0_CD, True, cr0_nw=False)),
+        (0, Cr0Write(value=True)),
+        (0, Cr0Write(value=False, cr0_nw=False)),
+        (2, MtrrWrite(msr=0x2FF, value=0xC06)),
+        (2, PatWrite(value=0x0007040600070406)),
+        (0, NoncoherentDma(value=True)),
+        (5, NoncoherentDma(value=False)),
+        (1, Cr0Write(value=True, cr0_nw=False)),
     ]
     assert [e.line for e in evs] == [3, 4, 5, 6, 7, 8, 10]
 
@@ -165,7 +167,7 @@ def test_cr0_changes_tracked_from_initial_state():
     # From a RESET-like state (CD=1, NW=1) the same value is no change; clearing NW is one.
     init = VcpuState(cr0_cd=True, cr0_nw=True)
     evs = parse_trace("vcpu 0 cr0 0x60000010\nvcpu 0 cr0 0x40000010\nvcpu 0 cr0 0x40000011", initial=init)
-    assert [e.event for e in evs] == [Event(CR0_CD, True, cr0_nw=False)]
+    assert [e.event for e in evs] == [Cr0Write(value=True, cr0_nw=False)]
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -214,7 +216,7 @@ def test_trace_format_doc_examples_parse():
     assert [e.event.kind for e in yan] == [CR0_CD, MTRR_WRITE, MTRR_WRITE, MTRR_WRITE, CR0_CD]
     boot = parse_trace(blocks[1])
     assert [e.event for e in boot[:3]] == [
-        Event(NONCOHERENT_DMA, True), Event(CR0_CD, True, cr0_nw=True), Event(CR0_CD, True, cr0_nw=False)]
+        NoncoherentDma(value=True), Cr0Write(value=True, cr0_nw=True), Cr0Write(value=True, cr0_nw=False)]
     # The tracepoint block: one CR0 change on each vCPU; the (#GP) write is skipped.
     tp = parse_trace(blocks[2])
     assert [(e.vcpu, e.event.kind) for e in tp] == [(0, MTRR_WRITE), (0, CR0_CD), (1, CR0_CD)]
@@ -238,19 +240,26 @@ def test_trace_vcpu_count_bounded(vcpus):
     assert e.value.field == "vcpus"
 
 
+@dataclass(frozen=True)
+class Reboot:
+    """An event of a kind the model does not have (the scenario types cannot spell one)."""
+
+    kind: str = "reboot"
+
+
 def test_trace_validates_events_by_index():
-    ok = TraceEvent(0, Event(CR0_CD, True))
+    ok = TraceEvent(0, Cr0Write(value=True))
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (ok,) * 12 + (TraceEvent(2, Event(CR0_CD, True)),))
+        Trace(NC, 2, (ok,) * 12 + (TraceEvent(2, Cr0Write(value=True)),))
     assert e.value.field == "events[12].vcpu"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (ok, TraceEvent(0, Event("reboot", 1))))
+        Trace(NC, 2, (ok, TraceEvent(0, Reboot())))  # type: ignore[arg-type]
     assert e.value.field == "events[1].event.kind"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (TraceEvent(0, Event(MTRR_WRITE, 0, 0x277)),))
+        Trace(NC, 2, (TraceEvent(0, MtrrWrite(msr=0x277, value=0)),))
     assert e.value.field == "events[0].event.msr"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (TraceEvent(0, Event(MTRR_WRITE, -1, 0x2FF)),))
+        Trace(NC, 2, (TraceEvent(0, MtrrWrite(msr=0x2FF, value=-1)),))
     assert e.value.field == "events[0].event.value"
     with pytest.raises(MemTypeError) as e:
         Trace(NC, 2, ("vcpu 0 cr0 cd=1",))
@@ -265,7 +274,7 @@ def test_trace_validates_events_by_index():
 
 def test_trace_event_count_bounded(monkeypatch):
     monkeypatch.setattr(rp, "MAX_EVENTS", 3)
-    ev = TraceEvent(0, Event(CR0_CD, True))
+    ev = TraceEvent(0, Cr0Write(value=True))
     Trace(NC, 1, (ev,) * 3)
     with pytest.raises(MemTypeError) as e:
         Trace(NC, 1, [ev] * 4)
@@ -273,7 +282,7 @@ def test_trace_event_count_bounded(monkeypatch):
 
 
 def test_trace_coerces_lists_and_is_hashable():
-    t = Trace(NC, 1, [TraceEvent(0, Event(CR0_CD, True))])
+    t = Trace(NC, 1, [TraceEvent(0, Cr0Write(value=True))])
     assert isinstance(t.events, tuple)
     hash(t)
 
@@ -308,12 +317,12 @@ def test_update_pass_shape():
     evs = mtrr_update_events(3, ovmf_writes())
     assert [e.event.kind for e in evs] == pass_kinds(13)
     assert {e.vcpu for e in evs} == {3}
-    assert evs[0].event == Event(CR0_CD, True, cr0_nw=False)
-    assert evs[1].event == Event(MTRR_WRITE, DEF_TYPE_OFF, 0x2FF)
-    assert evs[-2].event == Event(MTRR_WRITE, DEF_TYPE_ON, 0x2FF)
-    assert evs[-1].event == Event(CR0_CD, False, cr0_nw=False)
+    assert evs[0].event == Cr0Write(value=True, cr0_nw=False)
+    assert evs[1].event == MtrrWrite(msr=0x2FF, value=DEF_TYPE_OFF)
+    assert evs[-2].event == MtrrWrite(msr=0x2FF, value=DEF_TYPE_ON)
+    assert evs[-1].event == Cr0Write(value=False, cr0_nw=False)
     assert [e.event.kind for e in mtrr_update_events(0, [], cache_disable=False)] == [MTRR_WRITE, MTRR_WRITE]
-    assert events_from_writes(1, [(0x277, 6)]) == [TraceEvent(1, Event(PAT_WRITE, 6))]
+    assert events_from_writes(1, [(0x277, 6)]) == [TraceEvent(1, PatWrite(value=6))]
     with pytest.raises(MemTypeError):
         events_from_writes(1, [(0x10, 6)])
 
@@ -396,14 +405,14 @@ def ops_to_events(ops) -> list[TraceEvent]:
     out = []
     for vcpu, op in ops:
         if op[0] == "cd":
-            out.append(TraceEvent(vcpu, Event(CR0_CD, op[1], cr0_nw=False)))
+            out.append(TraceEvent(vcpu, Cr0Write(value=op[1], cr0_nw=False)))
         elif op[0] == "def":
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[1], 0x2FF)))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=0x2FF, value=op[1])))
         elif op[0] == "fixed":
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[2], op[1])))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=op[1], value=op[2])))
         else:
             msr = 0x200 + 2 * op[1] + (op[0] == "mask")
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[2], msr)))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=msr, value=op[2])))
     return out
 
 
@@ -451,10 +460,10 @@ STATES = {
     "seabios": VcpuState(mtrr=seabios_state()),
 }
 EVENTS = {
-    "cd1": Event(CR0_CD, True), "cd0": Event(CR0_CD, False), "off": Event(MTRR_WRITE, DEF_TYPE_OFF, 0x2FF),
-    "on": Event(MTRR_WRITE, DEF_TYPE_ON, 0x2FF), "fix": Event(MTRR_WRITE, 0, 0x250),
-    "base": Event(MTRR_WRITE, 0x80000006, 0x200), "hole": Event(MTRR_WRITE, linux_hole_writes()[1][1], 0x203),
-    "dma1": Event(NONCOHERENT_DMA, True), "dma0": Event(NONCOHERENT_DMA, False), "pat": Event(PAT_WRITE, 0x0007010600070106),
+    "cd1": Cr0Write(value=True), "cd0": Cr0Write(value=False), "off": MtrrWrite(msr=0x2FF, value=DEF_TYPE_OFF),
+    "on": MtrrWrite(msr=0x2FF, value=DEF_TYPE_ON), "fix": MtrrWrite(msr=0x250, value=0),
+    "base": MtrrWrite(msr=0x200, value=0x80000006), "hole": MtrrWrite(msr=0x203, value=linux_hole_writes()[1][1]),
+    "dma1": NoncoherentDma(value=True), "dma0": NoncoherentDma(value=False), "pat": PatWrite(value=0x0007010600070106),
 }
 
 

@@ -26,14 +26,13 @@ from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state, seabios_state
 from app.kvm.resolve import mask_at
 from app.kvm.scenario import (
-    CR0_CD,
     MMIO,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
     RAM,
-    Event,
+    Cr0Write,
     MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
     apply_event,
@@ -180,18 +179,18 @@ def events(draw):
     kind = draw(st.sampled_from(["cd", "def", "fixed", "base", "mask", "mask", "pat", "dma"]))
     if kind == "cd":
         cd = draw(st.booleans())
-        return Event(CR0_CD, cd, cr0_nw=draw(st.booleans()) if cd else False)
+        return Cr0Write(value=cd, cr0_nw=draw(st.booleans()) if cd else False)
     if kind == "def":
-        return Event(MTRR_WRITE, draw(DEF_TYPES), 0x2FF)
+        return MtrrWrite(msr=0x2FF, value=draw(DEF_TYPES))
     if kind == "fixed":
-        return Event(MTRR_WRITE, draw(FIXED_VALUES), draw(st.sampled_from([f.msr for f in FIXED_MSRS])))
+        return MtrrWrite(msr=draw(st.sampled_from([f.msr for f in FIXED_MSRS])), value=draw(FIXED_VALUES))
     if kind == "base":
-        return Event(MTRR_WRITE, draw(ADDR) | draw(TYPES), 0x200 + 2 * draw(st.integers(0, 7)))
+        return MtrrWrite(msr=0x200 + 2 * draw(st.integers(0, 7)), value=draw(ADDR) | draw(TYPES))
     if kind == "mask":
-        return Event(MTRR_WRITE, draw(st.sampled_from([0, _mask(draw(SIZES))])), 0x201 + 2 * draw(st.integers(0, 7)))
+        return MtrrWrite(msr=0x201 + 2 * draw(st.integers(0, 7)), value=draw(st.sampled_from([0, _mask(draw(SIZES))])))
     if kind == "pat":
-        return Event(PAT_WRITE, draw(st.sampled_from([0x0007040600070406, 0x0407050600070106])))
-    return Event(NONCOHERENT_DMA, draw(st.booleans()))
+        return PatWrite(value=draw(st.sampled_from([0x0007040600070406, 0x0407050600070106])))
+    return NoncoherentDma(value=draw(st.booleans()))
 
 
 @st.composite
@@ -331,10 +330,9 @@ def test_adversarial_64_memslots_equals_reference():
     for i in range(48):
         n = (i * 5) % 8
         if i % 2:
-            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, ((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5],
-                                                  0x200 + 2 * n)))
+            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x200 + 2 * n, value=((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5])))
         else:
-            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, _mask(1 << (21 + i % 13)), 0x201 + 2 * n)))
+            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x201 + 2 * n, value=_mask(1 << (21 + i % 13)))))
     trace = rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), 2, tuple(evs), initial)
     got = rp.replay_all(trace)
     for era in ERAS.values():

@@ -20,7 +20,17 @@ from ..kvm.host_page import HostPage
 from ..kvm.host_page import preset as host_preset
 from ..kvm.ranges import Range
 from ..kvm.resolve import HostSide, Resolution
-from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
+from ..kvm.scenario import (
+    DEFAULT_MEMORY_MAP,
+    Cr0Write,
+    Event,
+    MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
+    VcpuState,
+    VmConfig,
+)
 from ..kvm.versions import KernelInfo
 from ..kvm.zap import ZapAudit
 from ..x86.ept import EptLeaf, mt_mask, notation
@@ -106,11 +116,14 @@ def to_vcpu(v: s.VcpuIn, field: str = "vcpu") -> VcpuState:
 
 
 def to_event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent) -> Event:
-    if isinstance(e, s.Cr0CdEvent):
-        return Event(e.kind, e.value, None, e.cr0_nw)
-    if isinstance(e, s.MtrrWriteEvent):
-        return Event(e.kind, e.value, e.msr)
-    return Event(e.kind, e.value)
+    match e:
+        case s.Cr0CdEvent():
+            return Cr0Write(value=e.value, cr0_nw=e.cr0_nw)
+        case s.MtrrWriteEvent():
+            return MtrrWrite(msr=e.msr, value=e.value)
+        case s.NoncoherentDmaEvent():
+            return NoncoherentDma(value=e.value)
+    return PatWrite(value=e.value)
 
 
 # -- core -> responses ---------------------------------------------------------------------

@@ -99,12 +99,12 @@ from .ept_runs import (
 from .era import Era, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
-    CR0_CD,
     EVENT_KINDS,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
+    Cr0Write,
     Event,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
     apply_event,
@@ -190,16 +190,23 @@ class Trace:
             _check_int(te.vcpu, f"{f}.vcpu", 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
             if te.source not in SOURCES:
                 raise MemTypeError(f"{f}.source", f"unknown source {te.source!r}", f"one of {', '.join(SOURCES)}")
-            ev = te.event
-            if not isinstance(ev, Event):
-                raise MemTypeError(f"{f}.event", f"{ev!r} is not an Event", "events are scenario.Event")
-            if ev.kind not in EVENT_KINDS:
-                raise MemTypeError(f"{f}.event.kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
-            if ev.kind == MTRR_WRITE and (not isinstance(ev.msr, int) or not is_mtrr_msr(ev.msr)):
-                raise MemTypeError(f"{f}.event.msr", f"{ev.msr!r} is not an MTRR MSR",
-                                   "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
-            if ev.kind in (MTRR_WRITE, PAT_WRITE):
-                _check_int(ev.value, f"{f}.event.value", 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+            match te.event:
+                case MtrrWrite(msr=msr, value=value):
+                    if not isinstance(msr, int) or not is_mtrr_msr(msr):
+                        raise MemTypeError(f"{f}.event.msr", f"{msr!r} is not an MTRR MSR",
+                                           "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+                    _check_int(value, f"{f}.event.value", 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+                case PatWrite(value=value):
+                    _check_int(value, f"{f}.event.value", 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+                case Cr0Write() | NoncoherentDma():
+                    pass
+                case other:
+                    kind = getattr(other, "kind", None)
+                    if isinstance(kind, str):
+                        raise MemTypeError(f"{f}.event.kind", f"unknown event kind {kind!r}",
+                                           f"one of {', '.join(EVENT_KINDS)}")
+                    raise MemTypeError(f"{f}.event", f"{other!r} is not an Event",
+                                       "events are scenario.Event: Cr0Write, MtrrWrite, NoncoherentDma or PatWrite")
         object.__setattr__(self, "events", events)
 
 
@@ -470,7 +477,7 @@ class _EraReplay:
             return self.decisions[tid]
         vid, _, vid_after, sid_after = walk.edges[tid]
         vm_after = walk.vms[vid_after]
-        if vid_after != vid or te.event.kind == NONCOHERENT_DMA:
+        if vid_after != vid or type(te.event) is NoncoherentDma:
             try:
                 self.era.check_vm(vm_after)
             except MemTypeError as err:
@@ -617,9 +624,9 @@ def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> 
     out = []
     for msr, value in writes:
         if msr == MSR_IA32_PAT:
-            out.append(TraceEvent(vcpu, Event(PAT_WRITE, value), line))
+            out.append(TraceEvent(vcpu, PatWrite(value=value), line))
         elif is_mtrr_msr(msr):
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, value, msr), line))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=msr, value=value), line))
         else:
             raise MemTypeError("msr", f"{msr:#x} is neither an MTRR MSR nor IA32_PAT", "only these MSRs change memory typing")
     return out
@@ -628,7 +635,7 @@ def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> 
 def cr0_cd_event(vcpu: int, cd: bool) -> TraceEvent:
     """MOV to CR0 setting CD and clearing NW, as `AsmDisableCache()`/`AsmEnableCache()` (edk2)
     and Linux's `cache_disable()`/`cache_enable()` do."""
-    return TraceEvent(vcpu, Event(CR0_CD, cd, cr0_nw=False))
+    return TraceEvent(vcpu, Cr0Write(value=cd, cr0_nw=False))
 
 
 def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: bool = True,
@@ -644,9 +651,9 @@ def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: 
     the choice changes no count.
     """
     out = [cr0_cd_event(vcpu, True)] if cache_disable else []
-    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, disable, MSR_MTRR_DEF_TYPE)))
+    out.append(TraceEvent(vcpu, MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=disable)))
     out += events_from_writes(vcpu, writes)
-    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, enable, MSR_MTRR_DEF_TYPE)))
+    out.append(TraceEvent(vcpu, MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=enable)))
     if cache_disable:
         out.append(cr0_cd_event(vcpu, False))
     return out
