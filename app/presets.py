@@ -51,7 +51,8 @@ _seed = LinkState("v4.2", NCDMA, _seed_vcpu, Access(0x100000), Cr0Write(value=Fa
 # Two overlapping variable ranges, WC over WB: the SDM leaves WC+WB undefined; KVM says WB.
 _overlap = MtrrState(
     def_type=DEF_TYPE_E | int(MemType.WB),
-    variable=(range_to_pair(0xE0000000, 0x10000000, MemType.WC, 46), range_to_pair(0xE0000000, 0x20000000, MemType.WB, 46)),
+    variable=(range_to_pair(0xE0000000, 0x10000000, MemType.WC, 46),
+              range_to_pair(0xE0000000, 0x20000000, MemType.WB, 46)),
 )
 
 _LIST = [
@@ -160,7 +161,8 @@ _LIST = [
         "bochs-drm maps its VRAM BAR (0xfd000000, host RAM) with ioremap(): PAT entry 2, UC-. 377b2f359d1f "
         "honoured guest PAT on every self-snoop CPU, so WB|IPAT became WB x UC- = UC: a very slow "
         "framebuffer on Sapphire Rapids, and the revert 9d70f3fec144 for 6.11. Compare v6.11.",
-        LinkState("v6.11-rc1", VmConfig(self_snoop=True), VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX), Access(0xFD000000)),
+        LinkState("v6.11-rc1", VmConfig(self_snoop=True), VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX),
+                  Access(0xFD000000)),
         compare="v6.11",
     ),
     Preset(

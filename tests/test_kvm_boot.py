@@ -35,7 +35,8 @@ def expected(firmware: str, n: int) -> dict[str, int]:
     return {"qemu": 2 * n, "firmware": fw, "linux": 2 * n + 2, "trace": 0}
 
 
-@pytest.mark.parametrize("firmware, n, total", [("ovmf", 8, 84), ("ovmf", 16, 164), ("seabios", 8, 50), ("seabios", 16, 98)])
+@pytest.mark.parametrize("firmware, n, total", [
+    ("ovmf", 8, 84), ("ovmf", 16, 164), ("seabios", 8, 50), ("seabios", 16, 98)])
 def test_cover_letter_counts_per_source(firmware, n, total):
     r = rp.replay(ERAS["v4.2"], rp.GENERATORS[firmware](n))
     assert r.zap_calls == total

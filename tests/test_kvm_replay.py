@@ -346,7 +346,7 @@ def test_post_611_eras_never_zap_a_boot(ovmf8, seabios8):
     # 6.11+: MTRR writes and CD toggles never zap; nc-DMA is present from the start, so its
     # 0->1 transition never happens inside the trace. Every page is WB without IPAT (guest
     # PAT decides) or UC for MMIO, before and after: nothing stale.
-    for t, results in (ovmf8, seabios8):
+    for _, results in (ovmf8, seabios8):
         for era in ("v6.11-rc1", "v6.11", "v6.16"):
             r = results[era]
             assert (r.zap_calls, r.empty_calls, r.zapped_pages, r.stale_pages) == (0, 0, 0, 0)
@@ -397,7 +397,8 @@ MTRR_OPS = st.one_of(
     st.tuples(st.just("def"), st.sampled_from([0x0, 0x6, 0x806, 0xC06, 0x400, 0xC00])),
     st.tuples(st.just("fixed"), st.sampled_from([f.msr for f in FIXED_MSRS]), st.sampled_from([0, 0x0606060606060606])),
     st.tuples(st.just("base"), st.integers(0, 3), st.sampled_from([0x80000000, 0xC0000006, 0x800000000])),
-    st.tuples(st.just("mask"), st.integers(0, 3), st.sampled_from([0x3FFF80000800, 0x3FFFC0000800, 0x3FF800000800, 0x0])),
+    st.tuples(st.just("mask"), st.integers(0, 3),
+              st.sampled_from([0x3FFF80000800, 0x3FFFC0000800, 0x3FF800000800, 0x0])),
 )
 
 
@@ -590,7 +591,8 @@ def test_per_memslot_pieces_outside_memory_are_not_calls():
 def test_duplicates_need_an_unchanged_range():
     # Two identical zap-alls while nothing changes in between: the second is a duplicate.
     # A zap-all that changes entries (CD=0 -> MTRR types after WB|IPAT) is not.
-    text = "vcpu 0 cr0 cd=1\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 cr0 cd=0\nvcpu 0 wrmsr 0x2ff 0xc06"
+    text = ("vcpu 0 cr0 cd=1\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 cr0 cd=0\n"
+            "vcpu 0 wrmsr 0x2ff 0xc06")
     r = replay(ERAS["v4.2"], trace_from_text(text, NC, initial=OVMF_ON))
     assert [c.duplicate for c in r.calls] == [False, True, False]
     assert [c.excess for c in r.calls] == [MMIO_PAGES, ALL_PAGES, MMIO_PAGES]
@@ -627,7 +629,7 @@ def test_layout_runs_are_few_and_cover_the_map():
         runs = layout(era, NC, VcpuState(mtrr=ovmf_state(linux=True)))
         assert sum(e - s for s, e, _ in runs) >> 12 == ALL_PAGES
         assert len(runs) < 20
-        assert all(a[1] <= b[0] for a, b in zip(runs, runs[1:]))
+        assert all(a[1] <= b[0] for a, b in zip(runs, runs[1:], strict=False))
     runs = layout(ERAS["v6.7"], NC, VcpuState(mtrr=ovmf_state()))
     assert [decode_key(k) for s, e, k in runs if s == 0xFD000000] == [(MemType.UC, False)]
 

@@ -168,7 +168,7 @@ def _mask(size: int) -> int:
 def memory_maps(draw):
     pts = sorted(draw(st.sets(ADDR, min_size=2, max_size=10)))
     out = []
-    for s, e in zip(pts, pts[1:]):
+    for s, e in zip(pts, pts[1:], strict=False):
         if draw(st.booleans()) or not out:
             out.append(MemRange(s, e, draw(st.sampled_from([RAM, RAM, MMIO]))))
     return tuple(out)
@@ -235,9 +235,11 @@ def test_layout_equals_the_per_memslot_segments_layout(mm, mtrr, cd, ncdma, has_
         whole = ept_runs.layout(era, vm, vcpu)
         assert whole == ref_layout(era, vm, vcpu)
         lay = ept_runs.Layouts(era, vm)
-        for a, b in ((0, 0x100000), (0xA0000, 0xC1000), (GiB, 8 * GiB), (0x80000000, 0x100000000), (3 * GiB, 3 * GiB + 0x1000)):
+        for a, b in ((0, 0x100000), (0xA0000, 0xC1000), (GiB, 8 * GiB), (0x80000000, 0x100000000),
+                     (3 * GiB, 3 * GiB + 0x1000)):
             assert lay.runs(vcpu, a, b) == ept_runs.clip(whole, a, b)
-            assert lay.keyed(vcpu, lay.cells.cells(mtrr if era.reads_guest_mtrrs else None, a, b)) == ept_runs.clip(whole, a, b)
+            cells = lay.cells.cells(mtrr if era.reads_guest_mtrrs else None, a, b)
+            assert lay.keyed(vcpu, cells) == ept_runs.clip(whole, a, b)
             assert ept_runs.clip_sorted(whole, a, b) == ept_runs.clip(whole, a, b)
 
 
@@ -330,7 +332,8 @@ def test_adversarial_64_memslots_equals_reference():
     for i in range(48):
         n = (i * 5) % 8
         if i % 2:
-            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x200 + 2 * n, value=((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5])))
+            base = ((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5]
+            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x200 + 2 * n, value=base)))
         else:
             evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x201 + 2 * n, value=_mask(1 << (21 + i % 13)))))
     trace = rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), 2, tuple(evs), initial)

@@ -82,11 +82,13 @@ def test_resolve_text_notation():
     assert "WB! = WB with IPAT" in text.replace("\n    ", " ")
 
 
-EVENTS = [Cr0Write(value=False), Cr0Write(value=True), MtrrWrite(msr=0x2FF, value=0x806), MtrrWrite(msr=0x201, value=0x3FFF80000800),
-          NoncoherentDma(value=False), NoncoherentDma(value=True), PatWrite(value=PAT_LINUX)]
+EVENTS = [Cr0Write(value=False), Cr0Write(value=True), MtrrWrite(msr=0x2FF, value=0x806),
+          MtrrWrite(msr=0x201, value=0x3FFF80000800), NoncoherentDma(value=False), NoncoherentDma(value=True),
+          PatWrite(value=PAT_LINUX)]
 
 
-@pytest.mark.parametrize("era, ev", list(product(ERAS.values(), EVENTS)), ids=lambda x: getattr(x, "id", None) or x.kind)
+@pytest.mark.parametrize("era, ev", list(product(ERAS.values(), EVENTS)),
+                         ids=lambda x: getattr(x, "id", None) or x.kind)
 def test_zap_text(era, ev):
     st = PRESETS["seed-v4.2"].state
     a = audit(era, st.vm, st.vcpu, ev)

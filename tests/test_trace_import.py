@@ -48,7 +48,8 @@ cpus=4
 def test_qemu_default_comm_mapped_from_kvm_entry():
     imp = import_text(QEMU_DEFAULT)
     assert imp.kind == "capture" and imp.layouts == ("ftrace",) and imp.initial == "reset"
-    assert [(t.tid, t.vcpu, t.by, t.line) for t in imp.threads] == [(8397, 0, "kvm_entry", 2), (8398, 1, "kvm_entry", 3)]
+    assert [(t.tid, t.vcpu, t.by, t.line) for t in imp.threads] == [
+        (8397, 0, "kvm_entry", 2), (8398, 1, "kvm_entry", 3)]
     # RESET start: 0x60000011 (CD=1, NW=1) is no change; 0x11 clears both: one event.
     assert [(e.vcpu, e.event, e.line) for e in imp.events] == [
         (0, Cr0Write(value=False, cr0_nw=False), 5),

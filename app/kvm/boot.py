@@ -365,7 +365,8 @@ def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
 
 
 __all__ = [
-    "APERTURES", "EDK2_DEFAULT", "EDK2_RELEASES", "Edk2", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
+    "APERTURES", "EDK2_DEFAULT", "EDK2_RELEASES", "Edk2", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT",
+    "MACHINES", "Machine", "QEMU",
     "OVMF_FIXED", "RESET_STATE", "SEABIOS_FIXED", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm",
     "events_by_source", "linux_events", "qemu_host_writes",
 ]

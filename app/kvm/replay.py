@@ -672,7 +672,11 @@ def boot_event_count(firmware: str, vcpus: int, m: Machine, *, linux: bool = Tru
     return c1 + (vcpus - 1) * (c2 - c1)
 
 
-def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, *,
+NCDMA_VM = VmConfig(noncoherent_dma=True)
+"""The generators' default VM: one with non-coherent DMA, where KVM honours guest MTRRs."""
+
+
+def boot_trace(firmware: str, vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, *,
                machine: str = "q35", memory: int | None = None, maxphyaddr: int | None = None,
                aperture: str = "dynamic", edk2: str = EDK2_DEFAULT, qemu_host_writes: bool = True,
                initial: VcpuState = RESET_STATE, max_events: int = MAX_EVENTS) -> Trace:
@@ -696,12 +700,12 @@ def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dm
     return Trace(boot_vm(vm, m, memory is None), vcpus, _steps_to_events(steps), initial, "-".join(parts))
 
 
-def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+def ovmf_boot(vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, **kw) -> Trace:
     """An OVMF boot then a Linux guest: QEMU's host writes, edk2's MtrrLib passes, Linux's re-sync."""
     return boot_trace("ovmf", vcpus, vm, linux, **kw)
 
 
-def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+def seabios_boot(vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, **kw) -> Trace:
     """A SeaBIOS boot then a Linux guest: QEMU's host writes, mtrr_setup() replayed per CPU, Linux's re-sync."""
     return boot_trace("seabios", vcpus, vm, linux, **kw)
 

@@ -419,7 +419,11 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
                            "'vcpu N ncdma on|off'")
 
 
-def parse_trace(text: str, max_events: int = DEFAULT_MAX_EVENTS, initial: VcpuState = VcpuState()) -> list[TraceEvent]:
+RUNNING = VcpuState()
+"""The default start of parse_trace/trace_from_text: a vCPU already running (caching on)."""
+
+
+def parse_trace(text: str, max_events: int = DEFAULT_MAX_EVENTS, initial: VcpuState = RUNNING) -> list[TraceEvent]:
     """The events of `text` from `initial` (default: running, the plain format's start)."""
     return list(import_text(text, max_events=max_events, initial=initial).events)
 
@@ -437,7 +441,7 @@ def import_trace(text: str, vm: VmConfig, *, vcpus: int | None = None, name: str
 
 
 def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str = "",
-                    initial: VcpuState = VcpuState(), max_events: int = DEFAULT_MAX_EVENTS) -> Trace:
+                    initial: VcpuState = RUNNING, max_events: int = DEFAULT_MAX_EVENTS) -> Trace:
     """`import_trace` from an explicit `initial` (default: running)."""
     return import_trace(text, vm, vcpus=vcpus, name=name, initial=initial, max_events=max_events)[0]
 

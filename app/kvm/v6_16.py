@@ -44,7 +44,8 @@ ERA = Era(
     zap_policy=ZapPolicy(
         mtrr_write=MTRR_NOT_VIRTUALISED,
         cr0_cd=CD_NOT_VIRTUALISED,
-        noncoherent_dma=dma_zap_all("kvm_mmu_may_ignore_guest_pat(): quirk(IGNORE_GUEST_PAT) on",
+        # 6.16.1 x86.c kvm_noncoherent_dma_assignment_start_or_stop() tests the quirk itself.
+        noncoherent_dma=dma_zap_all("kvm_check_has_quirk(kvm, KVM_X86_QUIRK_IGNORE_GUEST_PAT)",
                                     Gate.QUIRK_IGNORE_GUEST_PAT, C_IGNORE_PAT.sha),
     ),
     huge_pages=NO_HUGE_PAGE_CHECK,
