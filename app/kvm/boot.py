@@ -361,7 +361,9 @@ def events_by_source(sources) -> dict[str, int]:
 def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
     """The VM a boot runs on: `vm`'s knobs, the machine's MAXPHYADDR and (unless the caller
     gave a memory map) the machine's RAM memslots."""
-    return replace(vm, maxphyaddr=m.maxphyaddr, **({} if own_map else {"memory_map": m.memory_map()}))
+    if own_map:
+        return replace(vm, maxphyaddr=m.maxphyaddr)
+    return replace(vm, maxphyaddr=m.maxphyaddr, memory_map=m.memory_map())
 
 
 __all__ = [

@@ -405,10 +405,11 @@ class _Walk:
             if vm_after is vm:
                 vid_after = vid
             else:
-                vid_after = self.vm_ids.get(vm_after)
-                if vid_after is None:
-                    vid_after = self.vm_ids[vm_after] = len(self.vms)
+                known = self.vm_ids.get(vm_after)
+                if known is None:
+                    known = self.vm_ids[vm_after] = len(self.vms)
                     self.vms.append(vm_after)
+                vid_after = known
             tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, self.cur[v], vid_after, self.intern(after)))
             self.inputs[tid] = ZapInput(vm, before, vm_after, after, ev)
@@ -525,7 +526,7 @@ class _EraReplay:
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, new)  # type: ignore[arg-type]
+                            splice(ept, pa, pb, new)
                     else:
                         same = 0
                     content = tuple(new)
