@@ -29,6 +29,10 @@ for the merged code; the series-v3 patches in their posting):
   X86_FEATURE_SELFSNOOP (so KVM_CAP_DISABLE_QUIRKS2 cannot turn it off there).
 - Huge pages: kvm_tdp_page_fault() (mmu/mmu.c) limits the level to an MTRR-consistent
   range while guest MTRRs may be used (6.8: `kvm_mmu_honors_guest_mtrrs(vcpu->kvm)`).
+
+A new era is a module with its `Rule`s (each naming what it reads), a `ZapPolicy` and its
+`HugePages`, registered in app/kvm/eras.py; tests/test_kvm_era_traits.py then checks it by
+trait and refuses it until the zap oracle there has its rows.
 """
 
 from __future__ import annotations
