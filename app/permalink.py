@@ -64,8 +64,12 @@ from .kvm.scenario import (
     PAT_WRITE,
     RAM,
     Access,
+    Cr0Write,
     Event,
     MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
 )
@@ -159,16 +163,17 @@ def _same_map(a: tuple[MemRange, ...], b: tuple[MemRange, ...]) -> bool:
 
 def _event_params(ev: Event) -> list[tuple[str, str]]:
     out = [("event", ev.kind)]
-    if ev.kind == MTRR_WRITE and ev.msr is not None:
-        out.append(("event_msr", f"{ev.msr:#x}"))
-    if ev.kind in (CR0_CD, NONCOHERENT_DMA):
-        out.append(("event_value", _b(bool(ev.value))))
-    elif ev.kind == PAT_WRITE:
-        out.append(("event_value", f"{int(ev.value):#018x}"))
-    else:
-        out.append(("event_value", f"{int(ev.value):#x}"))
-    if ev.kind == CR0_CD and ev.cr0_nw is not None:
-        out.append(("event_nw", _b(ev.cr0_nw)))
+    match ev:
+        case MtrrWrite(msr=msr, value=value):
+            out += [("event_msr", f"{msr:#x}"), ("event_value", f"{int(value):#x}")]
+        case Cr0Write(value=cd, cr0_nw=nw):
+            out.append(("event_value", _b(bool(cd))))
+            if nw is not None:
+                out.append(("event_nw", _b(nw)))
+        case NoncoherentDma(value=on):
+            out.append(("event_value", _b(bool(on))))
+        case PatWrite(value=value):
+            out.append(("event_value", f"{int(value):#018x}"))
     return out
 
 
@@ -366,8 +371,15 @@ def _parse_event(q: Mapping[str, str]) -> Event | None:
         if "event_msr" not in q:
             raise MemTypeError("event_msr", "missing", "an mtrr_write event needs event_msr")
         msr = _hex(q["event_msr"], "event_msr")
-    nw = _bool(q, "event_nw", False) if kind == CR0_CD and "event_nw" in q else None
-    return Event(kind, value, msr, nw)
+    match kind:
+        case Cr0Write.kind:
+            return Cr0Write(value=bool(value), cr0_nw=_bool(q, "event_nw", False) if "event_nw" in q else None)
+        case MtrrWrite.kind:
+            assert msr is not None
+            return MtrrWrite(msr=msr, value=int(value))
+        case NoncoherentDma.kind:
+            return NoncoherentDma(value=bool(value))
+    return PatWrite(value=int(value))
 
 
 def _query(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -649,13 +661,16 @@ def host_page_json(hp: HostPage) -> dict:
 
 def event_json(ev: Event) -> dict:
     """The `event` member of a POST /api/v1/zap body."""
-    if ev.kind in (CR0_CD, NONCOHERENT_DMA):
-        out: dict = {"kind": ev.kind, "value": bool(ev.value)}
-        if ev.kind == CR0_CD and ev.cr0_nw is not None:
-            out["cr0_nw"] = ev.cr0_nw
-        return out
-    if ev.kind == MTRR_WRITE:
-        return {"kind": ev.kind, "msr": f"{ev.msr:#x}", "value": f"{int(ev.value):#x}"}
+    match ev:
+        case Cr0Write(value=cd, cr0_nw=nw):
+            out: dict = {"kind": ev.kind, "value": bool(cd)}
+            if nw is not None:
+                out["cr0_nw"] = nw
+            return out
+        case NoncoherentDma(value=on):
+            return {"kind": ev.kind, "value": bool(on)}
+        case MtrrWrite(msr=msr, value=value):
+            return {"kind": ev.kind, "msr": f"{msr:#x}", "value": f"{int(value):#x}"}
     return {"kind": ev.kind, "value": f"{int(ev.value):#018x}"}
 
 

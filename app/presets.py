@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .kvm.layouts import ovmf_state, seabios_state
-from .kvm.scenario import CR0_CD, MSR_MTRR_DEF_TYPE, MTRR_WRITE, NONCOHERENT_DMA, Access, Event, VcpuState, VmConfig
+from .kvm.scenario import MSR_MTRR_DEF_TYPE, Access, Cr0Write, MtrrWrite, NoncoherentDma, VcpuState, VmConfig
 from .permalink import LinkState, event_json, scenario_json
 from .permalink import url as permalink_url
 from .x86.memtype import MemType
@@ -46,12 +46,13 @@ SEABIOS = seabios_state(46)
 NCDMA = VmConfig(noncoherent_dma=True)
 
 _seed_vcpu = VcpuState(cr0_cd=True, pat=POWER_ON_PAT, mtrr=OVMF)
-_seed = LinkState("v4.2", NCDMA, _seed_vcpu, Access(0x100000), Event(CR0_CD, False))
+_seed = LinkState("v4.2", NCDMA, _seed_vcpu, Access(0x100000), Cr0Write(value=False))
 
 # Two overlapping variable ranges, WC over WB: the SDM leaves WC+WB undefined; KVM says WB.
 _overlap = MtrrState(
     def_type=DEF_TYPE_E | int(MemType.WB),
-    variable=(range_to_pair(0xE0000000, 0x10000000, MemType.WC, 46), range_to_pair(0xE0000000, 0x20000000, MemType.WB, 46)),
+    variable=(range_to_pair(0xE0000000, 0x10000000, MemType.WC, 46),
+              range_to_pair(0xE0000000, 0x20000000, MemType.WB, 46)),
 )
 
 _LIST = [
@@ -65,7 +66,7 @@ _LIST = [
         "without IPAT (mask 0x30), v4.2 WB with IPAT (0x70); "
         "(2) across every state, where does v6.7 differ from v4.2, and which way? "
         "(3) when the guest clears CR0.CD again, which EPT entries stay stale?",
-        LinkState("v6.7", NCDMA, _seed_vcpu, Access(0xFD000000), Event(CR0_CD, False)),
+        LinkState("v6.7", NCDMA, _seed_vcpu, Access(0xFD000000), Cr0Write(value=False)),
         compare="v4.2",
     ),
     Preset(
@@ -100,7 +101,7 @@ _LIST = [
         "PAT still combines: a WC mapping (Linux PAT entry 1, what a framebuffer driver uses) is WC, "
         "as UC x WC = WC in the MTRR x PAT table; every other PAT type gives UC.",
         LinkState("v6.7", NCDMA, VcpuState(pat=LINUX_PAT, mtrr=OVMF), Access(0xFD000000),
-                  Event(MTRR_WRITE, 0x806, MSR_MTRR_DEF_TYPE)),
+                  MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=0x806)),
         compare="v6.11",
     ),
     Preset(
@@ -142,7 +143,7 @@ _LIST = [
         "An assigned GPU doing non-coherent DMA: its BAR (host MMIO) is UC in EPT with IPAT clear, so "
         "the guest's WC mapping (PAT entry 1) stays WC; RAM follows the guest MTRRs.",
         LinkState("v6.7", NCDMA, VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX), Access(0x800000000),
-                  Event(NONCOHERENT_DMA, False)),
+                  NoncoherentDma(value=False)),
         compare="v6.11",
     ),
     Preset(
@@ -151,7 +152,7 @@ _LIST = [
         "From 6.11 guest MTRRs are ignored: RAM of a VM with non-coherent DMA is WB without IPAT and "
         "guest PAT alone decides, so a WC or UC mapping really is WC or UC.",
         LinkState("v6.11", NCDMA, VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX), Access(0x100000000),
-                  Event(NONCOHERENT_DMA, False)),
+                  NoncoherentDma(value=False)),
         compare="v6.7",
     ),
     Preset(
@@ -160,7 +161,8 @@ _LIST = [
         "bochs-drm maps its VRAM BAR (0xfd000000, host RAM) with ioremap(): PAT entry 2, UC-. 377b2f359d1f "
         "honoured guest PAT on every self-snoop CPU, so WB|IPAT became WB x UC- = UC: a very slow "
         "framebuffer on Sapphire Rapids, and the revert 9d70f3fec144 for 6.11. Compare v6.11.",
-        LinkState("v6.11-rc1", VmConfig(self_snoop=True), VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX), Access(0xFD000000)),
+        LinkState("v6.11-rc1", VmConfig(self_snoop=True), VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX),
+                  Access(0xFD000000)),
         compare="v6.11",
     ),
     Preset(
@@ -169,7 +171,7 @@ _LIST = [
         "Userspace may disable the quirk on a self-snoop CPU: guest PAT is then honoured for every "
         "VM (WB without IPAT), as 6.11-rc1 did unconditionally.",
         LinkState("v6.16", VmConfig(quirk_ignore_guest_pat=False), VcpuState(pat=LINUX_PAT, mtrr=OVMF_LINUX),
-                  Access(0xFD000000), Event(NONCOHERENT_DMA, True)),
+                  Access(0xFD000000), NoncoherentDma(value=True)),
         compare="v6.11-rc1",
     ),
     Preset(

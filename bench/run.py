@@ -93,7 +93,7 @@ def _adversarial_trace(events: int, *, slots: int = 64, vcpus: int = 8, max_orde
     import random
 
     from app.kvm import replay as rp
-    from app.kvm.scenario import MMIO, MTRR_WRITE, RAM, Event, MemRange, VcpuState, VmConfig
+    from app.kvm.scenario import MMIO, RAM, MemRange, MtrrWrite, VcpuState, VmConfig
     from app.x86.mtrr import MSR_MTRR_PHYSBASE0, MtrrState, VarMtrr
 
     def mask(size: int) -> int:
@@ -110,7 +110,7 @@ def _adversarial_trace(events: int, *, slots: int = 64, vcpus: int = 8, max_orde
             value = rnd.randrange((slots << 28) >> 20) << 20 | rnd.choice((0, 1, 4, 5, 6))
         else:
             msr, value = msr + 1, mask(1 << rnd.randrange(21, max_order + 1))
-        out.append(rp.TraceEvent(i % vcpus, Event(MTRR_WRITE, value, msr)))
+        out.append(rp.TraceEvent(i % vcpus, MtrrWrite(msr=msr, value=value)))
     return rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), vcpus, tuple(out), initial, "adversarial")
 
 

@@ -18,13 +18,12 @@ from hypothesis import strategies as st
 import app.permalink as permalink_mod
 from app.kvm.layouts import ovmf_state
 from app.kvm.scenario import (
-    CR0_CD,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
     Access,
-    Event,
+    Cr0Write,
     MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
 )
@@ -50,7 +49,7 @@ def test_readable_names():
 def test_explicit_mtrrs_and_event():
     m = MtrrState(0xC06, (0x0606060606060606,) * 2 + (0,) * 9, (VarMtrr(0x80000000, 0x3FFF80000800),))
     s = LinkState("v6.7", VmConfig(noncoherent_dma=True, maxphyaddr=39), VcpuState(mtrr=m),
-                  event=Event(MTRR_WRITE, 0x806, 0x2FF), view="zap")
+                  event=MtrrWrite(msr=0x2FF, value=0x806), view="zap")
     q = encode(s)
     assert "deftype=0xc06&fixed=WB*16,UC*72&var=0x80000000:0x3fff80000800" in q
     assert "event=mtrr_write&event_msr=0x2ff&event_value=0x806" in q
@@ -134,11 +133,11 @@ def states(draw):
                         draw(st.integers(0, (1 << maxphy) - 1)) & ~0x7FF) for _ in range(draw(st.integers(0, 8))))
     mtrr = MtrrState(draw(st.sampled_from([0, 0x806, 0xC06, 0x400])), fixed, var)
     vcpu = VcpuState(cr0_cd=draw(bools), cr0_nw=draw(bools), cr0_pg=draw(bools), pat=pat, mtrr=mtrr)
-    ev = draw(st.one_of(st.none(), st.builds(Event, st.just(CR0_CD), bools, st.none(), st.one_of(st.none(), bools)),
-                        st.builds(Event, st.just(NONCOHERENT_DMA), bools),
-                        st.builds(Event, st.just(PAT_WRITE), st.integers(0, (1 << 64) - 1)),
-                        st.builds(Event, st.just(MTRR_WRITE), st.integers(0, (1 << 64) - 1),
-                                  st.sampled_from([0x2FF, 0x200, 0x250]))))
+    ev = draw(st.one_of(st.none(), st.builds(Cr0Write, value=bools, cr0_nw=st.one_of(st.none(), bools)),
+                        st.builds(NoncoherentDma, value=bools),
+                        st.builds(PatWrite, value=st.integers(0, (1 << 64) - 1)),
+                        st.builds(MtrrWrite, msr=st.sampled_from([0x2FF, 0x200, 0x250]),
+                                  value=st.integers(0, (1 << 64) - 1))))
     access = Access(draw(st.integers(0, (1 << maxphy) - 1)), draw(st.one_of(st.none(), bools)))
     return LinkState(draw(st.sampled_from(["v4.2", "v6.7", "v6.16"])), vm, vcpu, access, ev,
                      draw(st.one_of(st.none(), st.just("v6.11"))), draw(st.sampled_from(["resolve", "zap", "diff"])),

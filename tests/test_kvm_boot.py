@@ -22,7 +22,7 @@ from app.kvm.boot import (
     parse_memory,
 )
 from app.kvm.eras import ERAS
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, Event, VmConfig
+from app.kvm.scenario import CR0_CD, MTRR_WRITE, Cr0Write, Event, VmConfig
 from app.x86.memtype import MemTypeError
 from app.x86.mtrr import MSR_MTRR_DEF_TYPE
 from app.x86.pat import PAT_POWER_ON
@@ -162,9 +162,9 @@ def _bsp_first_cr0(edk2: str) -> Event:
 
 def test_reset_vector_cr0_by_edk2_release():
     # SEC_DEFAULT_CR0 0x40000023 before e8aa4c6546ad (CD kept, NW cleared), 0x23 after.
-    assert _bsp_first_cr0("2023-05") == Event(CR0_CD, True, cr0_nw=False)
-    assert _bsp_first_cr0("2023-11") == Event(CR0_CD, False, cr0_nw=False)
-    assert _bsp_first_cr0("2024-02") == Event(CR0_CD, False, cr0_nw=False)
+    assert _bsp_first_cr0("2023-05") == Cr0Write(value=True, cr0_nw=False)
+    assert _bsp_first_cr0("2023-11") == Cr0Write(value=False, cr0_nw=False)
+    assert _bsp_first_cr0("2024-02") == Cr0Write(value=False, cr0_nw=False)
 
 
 def test_sec_mtrr_setup_adds_one_deftype_write_on_the_bsp():

@@ -67,7 +67,8 @@ def test_every_class_every_form(v):
 def test_forms_cover_4_2_to_6_19_without_gaps():
     assert [(f.first, f.last, f.pat_check, f.e820_check) for f in VARIANTS] == [
         ((4, 2), (4, 15), False, False), ((4, 16), (5, 1), True, False), ((5, 2), (6, 19), True, True)]
-    assert [(a.last, b.first) for a, b in zip(VARIANTS, VARIANTS[1:])] == [((4, 15), (4, 16)), ((5, 1), (5, 2))]
+    assert [(a.last, b.first) for a, b in zip(VARIANTS, VARIANTS[1:], strict=False)] == [
+        ((4, 15), (4, 16)), ((5, 1), (5, 2))]
     with pytest.raises(MemTypeError):
         variant_for((4, 1))
     with pytest.raises(MemTypeError):
@@ -77,16 +78,16 @@ def test_forms_cover_4_2_to_6_19_without_gaps():
 def test_boundary_checks_as_listed():
     vga = PRESETS["vga_dev_mem"].page
     old, new = kvm_is_mmio_pfn(vga, (4, 15)), kvm_is_mmio_pfn(vga, (4, 16))
-    assert [(c.id, c.held) for c in old.checks] == [
+    assert [(c.id, c.held) for c in old.path] == [
         ("pfn_valid", True), ("zero", True), ("reserved", True), ("no-pat-test", True)]
-    assert [(c.id, c.held) for c in new.checks] == [
+    assert [(c.id, c.held) for c in new.path] == [
         ("pfn_valid", True), ("zero", True), ("reserved", True), ("nopat", False), ("pat", False)]
-    assert new.checks[-1].function == "pat_pfn_immune_to_uc_mtrr"
-    assert "ISA range 0xa0000-0xfffff is PAT-untracked" in new.checks[-1].result
+    assert new.path[-1].function == "pat_pfn_immune_to_uc_mtrr"
+    assert "ISA range 0xa0000-0xfffff is PAT-untracked" in new.path[-1].result
     assert new.why == "reserved page, lookup_memtype WB (ISA range, PAT-untracked): not MMIO"
     mem = PRESETS["dev_mem_above_mem"].page
-    assert [(c.id, c.held) for c in kvm_is_mmio_pfn(mem, (5, 1)).checks] == [("pfn_valid", False), ("no-page", True)]
-    assert [(c.id, c.held) for c in kvm_is_mmio_pfn(mem, (5, 2)).checks] == [("pfn_valid", False), ("e820", False)]
+    assert [(c.id, c.held) for c in kvm_is_mmio_pfn(mem, (5, 1)).path] == [("pfn_valid", False), ("no-page", True)]
+    assert [(c.id, c.held) for c in kvm_is_mmio_pfn(mem, (5, 2)).path] == [("pfn_valid", False), ("e820", False)]
     assert kvm_is_mmio_pfn(HostPage(ZERO_PAGE), (4, 2)).why == "the zero page is never MMIO"
 
 
@@ -233,7 +234,8 @@ def test_dosemu2_vga_case():
 # -- version-exact behaviour inside an era ---------------------------------------------------
 
 
-@pytest.mark.parametrize("version,kernels", [("5.19", ("4.2-5.19",)), ("6.0", ("6.0-6.6",)), ("v4.2", ("4.2-5.19", "6.0-6.6"))])
+@pytest.mark.parametrize("version,kernels", [
+    ("5.19", ("4.2-5.19",)), ("6.0", ("6.0-6.6",)), ("v4.2", ("4.2-5.19", "6.0-6.6"))])
 def test_huge_page_check_follows_the_version(version, kernels):
     k = resolve_kernel(version)
     r = resolve(ERAS[k.era], VmConfig(noncoherent_dma=False), VcpuState(), Access(0x100000), k)

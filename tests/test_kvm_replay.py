@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,12 @@ from app.kvm.scenario import (
     DEFAULT_MEMORY_MAP,
     MMIO,
     MTRR_WRITE,
-    NONCOHERENT_DMA,
     PAT_WRITE,
     RAM,
-    Event,
+    Cr0Write,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
 )
@@ -118,20 +120,20 @@ def test_trace_cmd_report_lines():
     assert [(e.vcpu, e.event.kind, e.line) for e in evs] == [
         (0, MTRR_WRITE, 4), (0, MTRR_WRITE, 7), (3, CR0_CD, 10), (3, PAT_WRITE, 14), (3, CR0_CD, 15),
     ]
-    assert evs[0].event == Event(MTRR_WRITE, 0x6, 0x2FF)
-    assert evs[1].event == Event(MTRR_WRITE, 0x80000000, 0x200)
-    assert evs[2].event == Event(CR0_CD, True, cr0_nw=True)
-    assert evs[3].event == Event(PAT_WRITE, 0x7010600070106)
-    assert evs[4].event == Event(CR0_CD, True, cr0_nw=False)
+    assert evs[0].event == MtrrWrite(msr=0x2FF, value=0x6)
+    assert evs[1].event == MtrrWrite(msr=0x200, value=0x80000000)
+    assert evs[2].event == Cr0Write(value=True, cr0_nw=True)
+    assert evs[3].event == PatWrite(value=0x7010600070106)
+    assert evs[4].event == Cr0Write(value=True, cr0_nw=False)
 
 
 def test_perf_script_lines():
     evs = parse_trace(PERF)
     assert [(e.vcpu, e.event) for e in evs] == [
-        (1, Event(CR0_CD, True, cr0_nw=True)),
-        (1, Event(MTRR_WRITE, 0xC06, 0x2FF)),
-        (1, Event(MTRR_WRITE, 0x606060606060606, 0x250)),
-        (1, Event(CR0_CD, False, cr0_nw=False)),
+        (1, Cr0Write(value=True, cr0_nw=True)),
+        (1, MtrrWrite(msr=0x2FF, value=0xC06)),
+        (1, MtrrWrite(msr=0x250, value=0x606060606060606)),
+        (1, Cr0Write(value=False, cr0_nw=False)),
     ]
     assert [e.line for e in evs] == [4, 5, 6, 8]
 
@@ -150,13 +152,13 @@ def test_plain_format_and_comments():
     """
     evs = parse_trace(text)
     assert [(e.vcpu, e.event) for e in evs] == [
-        (0, Event(CR0_CD, True)),
-        (0, Event(CR0_CD, False, cr0_nw=False)),
-        (2, Event(MTRR_WRITE, 0xC06, 0x2FF)),
-        (2, Event(PAT_WRITE, 0x0007040600070406)),
-        (0, Event(NONCOHERENT_DMA, True)),
-        (5, Event(NONCOHERENT_DMA, False)),
-        (1, Event(CR0_CD, True, cr0_nw=False)),
+        (0, Cr0Write(value=True)),
+        (0, Cr0Write(value=False, cr0_nw=False)),
+        (2, MtrrWrite(msr=0x2FF, value=0xC06)),
+        (2, PatWrite(value=0x0007040600070406)),
+        (0, NoncoherentDma(value=True)),
+        (5, NoncoherentDma(value=False)),
+        (1, Cr0Write(value=True, cr0_nw=False)),
     ]
     assert [e.line for e in evs] == [3, 4, 5, 6, 7, 8, 10]
 
@@ -165,7 +167,7 @@ def test_cr0_changes_tracked_from_initial_state():
     # From a RESET-like state (CD=1, NW=1) the same value is no change; clearing NW is one.
     init = VcpuState(cr0_cd=True, cr0_nw=True)
     evs = parse_trace("vcpu 0 cr0 0x60000010\nvcpu 0 cr0 0x40000010\nvcpu 0 cr0 0x40000011", initial=init)
-    assert [e.event for e in evs] == [Event(CR0_CD, True, cr0_nw=False)]
+    assert [e.event for e in evs] == [Cr0Write(value=True, cr0_nw=False)]
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -214,7 +216,7 @@ def test_trace_format_doc_examples_parse():
     assert [e.event.kind for e in yan] == [CR0_CD, MTRR_WRITE, MTRR_WRITE, MTRR_WRITE, CR0_CD]
     boot = parse_trace(blocks[1])
     assert [e.event for e in boot[:3]] == [
-        Event(NONCOHERENT_DMA, True), Event(CR0_CD, True, cr0_nw=True), Event(CR0_CD, True, cr0_nw=False)]
+        NoncoherentDma(value=True), Cr0Write(value=True, cr0_nw=True), Cr0Write(value=True, cr0_nw=False)]
     # The tracepoint block: one CR0 change on each vCPU; the (#GP) write is skipped.
     tp = parse_trace(blocks[2])
     assert [(e.vcpu, e.event.kind) for e in tp] == [(0, MTRR_WRITE), (0, CR0_CD), (1, CR0_CD)]
@@ -238,19 +240,26 @@ def test_trace_vcpu_count_bounded(vcpus):
     assert e.value.field == "vcpus"
 
 
+@dataclass(frozen=True)
+class Reboot:
+    """An event of a kind the model does not have (the scenario types cannot spell one)."""
+
+    kind: str = "reboot"
+
+
 def test_trace_validates_events_by_index():
-    ok = TraceEvent(0, Event(CR0_CD, True))
+    ok = TraceEvent(0, Cr0Write(value=True))
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (ok,) * 12 + (TraceEvent(2, Event(CR0_CD, True)),))
+        Trace(NC, 2, (ok,) * 12 + (TraceEvent(2, Cr0Write(value=True)),))
     assert e.value.field == "events[12].vcpu"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (ok, TraceEvent(0, Event("reboot", 1))))
+        Trace(NC, 2, (ok, TraceEvent(0, Reboot())))  # type: ignore[arg-type]
     assert e.value.field == "events[1].event.kind"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (TraceEvent(0, Event(MTRR_WRITE, 0, 0x277)),))
+        Trace(NC, 2, (TraceEvent(0, MtrrWrite(msr=0x277, value=0)),))
     assert e.value.field == "events[0].event.msr"
     with pytest.raises(MemTypeError) as e:
-        Trace(NC, 2, (TraceEvent(0, Event(MTRR_WRITE, -1, 0x2FF)),))
+        Trace(NC, 2, (TraceEvent(0, MtrrWrite(msr=0x2FF, value=-1)),))
     assert e.value.field == "events[0].event.value"
     with pytest.raises(MemTypeError) as e:
         Trace(NC, 2, ("vcpu 0 cr0 cd=1",))
@@ -265,7 +274,7 @@ def test_trace_validates_events_by_index():
 
 def test_trace_event_count_bounded(monkeypatch):
     monkeypatch.setattr(rp, "MAX_EVENTS", 3)
-    ev = TraceEvent(0, Event(CR0_CD, True))
+    ev = TraceEvent(0, Cr0Write(value=True))
     Trace(NC, 1, (ev,) * 3)
     with pytest.raises(MemTypeError) as e:
         Trace(NC, 1, [ev] * 4)
@@ -273,7 +282,7 @@ def test_trace_event_count_bounded(monkeypatch):
 
 
 def test_trace_coerces_lists_and_is_hashable():
-    t = Trace(NC, 1, [TraceEvent(0, Event(CR0_CD, True))])
+    t = Trace(NC, 1, [TraceEvent(0, Cr0Write(value=True))])
     assert isinstance(t.events, tuple)
     hash(t)
 
@@ -308,12 +317,12 @@ def test_update_pass_shape():
     evs = mtrr_update_events(3, ovmf_writes())
     assert [e.event.kind for e in evs] == pass_kinds(13)
     assert {e.vcpu for e in evs} == {3}
-    assert evs[0].event == Event(CR0_CD, True, cr0_nw=False)
-    assert evs[1].event == Event(MTRR_WRITE, DEF_TYPE_OFF, 0x2FF)
-    assert evs[-2].event == Event(MTRR_WRITE, DEF_TYPE_ON, 0x2FF)
-    assert evs[-1].event == Event(CR0_CD, False, cr0_nw=False)
+    assert evs[0].event == Cr0Write(value=True, cr0_nw=False)
+    assert evs[1].event == MtrrWrite(msr=0x2FF, value=DEF_TYPE_OFF)
+    assert evs[-2].event == MtrrWrite(msr=0x2FF, value=DEF_TYPE_ON)
+    assert evs[-1].event == Cr0Write(value=False, cr0_nw=False)
     assert [e.event.kind for e in mtrr_update_events(0, [], cache_disable=False)] == [MTRR_WRITE, MTRR_WRITE]
-    assert events_from_writes(1, [(0x277, 6)]) == [TraceEvent(1, Event(PAT_WRITE, 6))]
+    assert events_from_writes(1, [(0x277, 6)]) == [TraceEvent(1, PatWrite(value=6))]
     with pytest.raises(MemTypeError):
         events_from_writes(1, [(0x10, 6)])
 
@@ -337,7 +346,7 @@ def test_post_611_eras_never_zap_a_boot(ovmf8, seabios8):
     # 6.11+: MTRR writes and CD toggles never zap; nc-DMA is present from the start, so its
     # 0->1 transition never happens inside the trace. Every page is WB without IPAT (guest
     # PAT decides) or UC for MMIO, before and after: nothing stale.
-    for t, results in (ovmf8, seabios8):
+    for _, results in (ovmf8, seabios8):
         for era in ("v6.11-rc1", "v6.11", "v6.16"):
             r = results[era]
             assert (r.zap_calls, r.empty_calls, r.zapped_pages, r.stale_pages) == (0, 0, 0, 0)
@@ -388,7 +397,8 @@ MTRR_OPS = st.one_of(
     st.tuples(st.just("def"), st.sampled_from([0x0, 0x6, 0x806, 0xC06, 0x400, 0xC00])),
     st.tuples(st.just("fixed"), st.sampled_from([f.msr for f in FIXED_MSRS]), st.sampled_from([0, 0x0606060606060606])),
     st.tuples(st.just("base"), st.integers(0, 3), st.sampled_from([0x80000000, 0xC0000006, 0x800000000])),
-    st.tuples(st.just("mask"), st.integers(0, 3), st.sampled_from([0x3FFF80000800, 0x3FFFC0000800, 0x3FF800000800, 0x0])),
+    st.tuples(st.just("mask"), st.integers(0, 3),
+              st.sampled_from([0x3FFF80000800, 0x3FFFC0000800, 0x3FF800000800, 0x0])),
 )
 
 
@@ -396,14 +406,14 @@ def ops_to_events(ops) -> list[TraceEvent]:
     out = []
     for vcpu, op in ops:
         if op[0] == "cd":
-            out.append(TraceEvent(vcpu, Event(CR0_CD, op[1], cr0_nw=False)))
+            out.append(TraceEvent(vcpu, Cr0Write(value=op[1], cr0_nw=False)))
         elif op[0] == "def":
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[1], 0x2FF)))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=0x2FF, value=op[1])))
         elif op[0] == "fixed":
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[2], op[1])))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=op[1], value=op[2])))
         else:
             msr = 0x200 + 2 * op[1] + (op[0] == "mask")
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, op[2], msr)))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=msr, value=op[2])))
     return out
 
 
@@ -451,10 +461,10 @@ STATES = {
     "seabios": VcpuState(mtrr=seabios_state()),
 }
 EVENTS = {
-    "cd1": Event(CR0_CD, True), "cd0": Event(CR0_CD, False), "off": Event(MTRR_WRITE, DEF_TYPE_OFF, 0x2FF),
-    "on": Event(MTRR_WRITE, DEF_TYPE_ON, 0x2FF), "fix": Event(MTRR_WRITE, 0, 0x250),
-    "base": Event(MTRR_WRITE, 0x80000006, 0x200), "hole": Event(MTRR_WRITE, linux_hole_writes()[1][1], 0x203),
-    "dma1": Event(NONCOHERENT_DMA, True), "dma0": Event(NONCOHERENT_DMA, False), "pat": Event(PAT_WRITE, 0x0007010600070106),
+    "cd1": Cr0Write(value=True), "cd0": Cr0Write(value=False), "off": MtrrWrite(msr=0x2FF, value=DEF_TYPE_OFF),
+    "on": MtrrWrite(msr=0x2FF, value=DEF_TYPE_ON), "fix": MtrrWrite(msr=0x250, value=0),
+    "base": MtrrWrite(msr=0x200, value=0x80000006), "hole": MtrrWrite(msr=0x203, value=linux_hole_writes()[1][1]),
+    "dma1": NoncoherentDma(value=True), "dma0": NoncoherentDma(value=False), "pat": PatWrite(value=0x0007010600070106),
 }
 
 
@@ -581,7 +591,8 @@ def test_per_memslot_pieces_outside_memory_are_not_calls():
 def test_duplicates_need_an_unchanged_range():
     # Two identical zap-alls while nothing changes in between: the second is a duplicate.
     # A zap-all that changes entries (CD=0 -> MTRR types after WB|IPAT) is not.
-    text = "vcpu 0 cr0 cd=1\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 cr0 cd=0\nvcpu 0 wrmsr 0x2ff 0xc06"
+    text = ("vcpu 0 cr0 cd=1\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 wrmsr 0x2ff 0xc06\nvcpu 0 cr0 cd=0\n"
+            "vcpu 0 wrmsr 0x2ff 0xc06")
     r = replay(ERAS["v4.2"], trace_from_text(text, NC, initial=OVMF_ON))
     assert [c.duplicate for c in r.calls] == [False, True, False]
     assert [c.excess for c in r.calls] == [MMIO_PAGES, ALL_PAGES, MMIO_PAGES]
@@ -618,7 +629,7 @@ def test_layout_runs_are_few_and_cover_the_map():
         runs = layout(era, NC, VcpuState(mtrr=ovmf_state(linux=True)))
         assert sum(e - s for s, e, _ in runs) >> 12 == ALL_PAGES
         assert len(runs) < 20
-        assert all(a[1] <= b[0] for a, b in zip(runs, runs[1:]))
+        assert all(a[1] <= b[0] for a, b in zip(runs, runs[1:], strict=False))
     runs = layout(ERAS["v6.7"], NC, VcpuState(mtrr=ovmf_state()))
     assert [decode_key(k) for s, e, k in runs if s == 0xFD000000] == [(MemType.UC, False)]
 

@@ -27,14 +27,13 @@ from app.kvm.layouts import ovmf_state, seabios_state
 from app.kvm.mtrr import segments
 from app.kvm.resolve import mask_at
 from app.kvm.scenario import (
-    CR0_CD,
     MMIO,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
     RAM,
-    Event,
+    Cr0Write,
     MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
     apply_event,
@@ -170,7 +169,7 @@ def _mask(size: int) -> int:
 def memory_maps(draw):
     pts = sorted(draw(st.sets(ADDR, min_size=2, max_size=10)))
     out = []
-    for s, e in zip(pts, pts[1:]):
+    for s, e in zip(pts, pts[1:], strict=False):
         if draw(st.booleans()) or not out:
             out.append(MemRange(s, e, draw(st.sampled_from([RAM, RAM, MMIO]))))
     return tuple(out)
@@ -181,18 +180,18 @@ def events(draw):
     kind = draw(st.sampled_from(["cd", "def", "fixed", "base", "mask", "mask", "pat", "dma"]))
     if kind == "cd":
         cd = draw(st.booleans())
-        return Event(CR0_CD, cd, cr0_nw=draw(st.booleans()) if cd else False)
+        return Cr0Write(value=cd, cr0_nw=draw(st.booleans()) if cd else False)
     if kind == "def":
-        return Event(MTRR_WRITE, draw(DEF_TYPES), 0x2FF)
+        return MtrrWrite(msr=0x2FF, value=draw(DEF_TYPES))
     if kind == "fixed":
-        return Event(MTRR_WRITE, draw(FIXED_VALUES), draw(st.sampled_from([f.msr for f in FIXED_MSRS])))
+        return MtrrWrite(msr=draw(st.sampled_from([f.msr for f in FIXED_MSRS])), value=draw(FIXED_VALUES))
     if kind == "base":
-        return Event(MTRR_WRITE, draw(ADDR) | draw(TYPES), 0x200 + 2 * draw(st.integers(0, 7)))
+        return MtrrWrite(msr=0x200 + 2 * draw(st.integers(0, 7)), value=draw(ADDR) | draw(TYPES))
     if kind == "mask":
-        return Event(MTRR_WRITE, draw(st.sampled_from([0, _mask(draw(SIZES))])), 0x201 + 2 * draw(st.integers(0, 7)))
+        return MtrrWrite(msr=0x201 + 2 * draw(st.integers(0, 7)), value=draw(st.sampled_from([0, _mask(draw(SIZES))])))
     if kind == "pat":
-        return Event(PAT_WRITE, draw(st.sampled_from([0x0007040600070406, 0x0407050600070106])))
-    return Event(NONCOHERENT_DMA, draw(st.booleans()))
+        return PatWrite(value=draw(st.sampled_from([0x0007040600070406, 0x0407050600070106])))
+    return NoncoherentDma(value=draw(st.booleans()))
 
 
 @st.composite
@@ -237,9 +236,11 @@ def test_layout_equals_the_per_memslot_segments_layout(mm, mtrr, cd, ncdma, has_
         whole = ept_runs.layout(era, vm, vcpu)
         assert whole == ref_layout(era, vm, vcpu)
         lay = ept_runs.Layouts(era, vm)
-        for a, b in ((0, 0x100000), (0xA0000, 0xC1000), (GiB, 8 * GiB), (0x80000000, 0x100000000), (3 * GiB, 3 * GiB + 0x1000)):
+        for a, b in ((0, 0x100000), (0xA0000, 0xC1000), (GiB, 8 * GiB), (0x80000000, 0x100000000),
+                     (3 * GiB, 3 * GiB + 0x1000)):
             assert lay.runs(vcpu, a, b) == ept_runs.clip(whole, a, b)
-            assert lay.keyed(vcpu, lay.cells.cells(mtrr if era.reads_guest_mtrrs else None, a, b)) == ept_runs.clip(whole, a, b)
+            cells = lay.cells.cells(mtrr if era.reads_guest_mtrrs else None, a, b)
+            assert lay.keyed(vcpu, cells) == ept_runs.clip(whole, a, b)
             assert ept_runs.clip_sorted(whole, a, b) == ept_runs.clip(whole, a, b)
 
 
@@ -332,10 +333,10 @@ def test_adversarial_64_memslots_equals_reference():
     for i in range(48):
         n = (i * 5) % 8
         if i % 2:
-            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, ((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5],
-                                                  0x200 + 2 * n)))
+            base = ((i * 2654435761) % (16 << 10)) << 20 | (0, 1, 4, 5, 6)[i % 5]
+            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x200 + 2 * n, value=base)))
         else:
-            evs.append(rp.TraceEvent(i % 2, Event(MTRR_WRITE, _mask(1 << (21 + i % 13)), 0x201 + 2 * n)))
+            evs.append(rp.TraceEvent(i % 2, MtrrWrite(msr=0x201 + 2 * n, value=_mask(1 << (21 + i % 13)))))
     trace = rp.Trace(VmConfig(noncoherent_dma=True, memory_map=mm), 2, tuple(evs), initial)
     got = rp.replay_all(trace)
     for era in ERAS.values():

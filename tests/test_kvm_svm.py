@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from app.kvm.era import ZapInput
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig, apply_event
+from app.kvm.scenario import Cr0Write, MtrrWrite, NoncoherentDma, PatWrite, VcpuState, VmConfig, apply_event
 from app.kvm.svm import (
     UNVERIFIED,
     check_svm_vm,
@@ -224,10 +224,10 @@ def test_huge_pages_follow_guest_mtrrs(asked, limited):
 
 VERSIONS = ("4.2", "5.2", "6.6", "6.7", "6.10", "6.11", "6.15", "6.16", "6.19")
 EVENTS = {
-    "mtrr": Event(MTRR_WRITE, 0xC06, msr=MSR_MTRR_DEF_TYPE),
-    "cd": Event(CR0_CD, True),
-    "ncdma": Event(NONCOHERENT_DMA, True),
-    "pat": Event(PAT_WRITE, PAT_LINUX),
+    "mtrr": MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=0xC06),
+    "cd": Cr0Write(value=True),
+    "ncdma": NoncoherentDma(value=True),
+    "pat": PatWrite(value=PAT_LINUX),
 }
 # Where AMD zaps at all (everything, one call), restated from update_mtrr() / kvm_post_set_cr0():
 ZAPS = {(v, "mtrr", True, q) for v in ("4.2", "5.2", "6.6") for q in (True, False)} | \

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE, Event, VcpuState, VmConfig
+from app.kvm.scenario import Cr0Write, MtrrWrite, NoncoherentDma, PatWrite, VcpuState, VmConfig
 from app.kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TDX_MTRR_DEF_TYPE,
@@ -94,14 +94,14 @@ def test_vcpu_cd_refused():
 
 
 EVENTS = {
-    Event(CR0_CD, True): "event.value",
-    Event(CR0_CD, False): None,
-    Event(MTRR_WRITE, 0x800, msr=MSR_MTRR_DEF_TYPE): "event.value",
-    Event(MTRR_WRITE, 0x006, msr=MSR_MTRR_DEF_TYPE): "event.value",
-    Event(MTRR_WRITE, 0xC06, msr=MSR_MTRR_DEF_TYPE): None,
-    Event(MTRR_WRITE, 0x80000006, msr=0x200): None,  # a variable base: stored, never read
-    Event(PAT_WRITE, PAT_LINUX): None,
-    Event(NONCOHERENT_DMA, True): None,
+    Cr0Write(value=True): "event.value",
+    Cr0Write(value=False): None,
+    MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=0x800): "event.value",
+    MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=0x006): "event.value",
+    MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=0xC06): None,
+    MtrrWrite(msr=0x200, value=0x80000006): None,  # a variable base: stored, never read
+    PatWrite(value=PAT_LINUX): None,
+    NoncoherentDma(value=True): None,
 }
 
 

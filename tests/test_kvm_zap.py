@@ -5,7 +5,17 @@ import pytest
 from app.kvm.eras import ERAS
 from app.kvm.ranges import intersect, merge, subtract
 from app.kvm.resolve import resolve
-from app.kvm.scenario import DEFAULT_MEMORY_MAP, RAM, Access, Event, VcpuState, VmConfig
+from app.kvm.scenario import (
+    DEFAULT_MEMORY_MAP,
+    RAM,
+    Access,
+    Cr0Write,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
+    VcpuState,
+    VmConfig,
+)
 from app.kvm.zap import audit
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import MtrrState, range_to_pair
@@ -24,7 +34,7 @@ def mtrr_wb_with_uc_hole() -> MtrrState:
 def cd_clear(era_id, **vm):
     vm = VmConfig(noncoherent_dma=True, quirk_cd_nw_cleared=True, **vm)
     vcpu = VcpuState(cr0_cd=True, mtrr=mtrr_wb_with_uc_hole())
-    return audit(ERAS[era_id], vm, vcpu, Event("cr0_cd", False))
+    return audit(ERAS[era_id], vm, vcpu, Cr0Write(value=False))
 
 
 def test_v4_2_leaves_every_ram_range_stale():
@@ -59,7 +69,7 @@ def test_late_eras_need_no_zap(era):
 def test_quirk_off_zaps_everything_from_v4_2_to_v6_7():
     for era in ("v4.2", "v6.7"):
         a = audit(ERAS[era], VmConfig(noncoherent_dma=True, quirk_cd_nw_cleared=False),
-                  VcpuState(cr0_cd=True, mtrr=mtrr_wb_with_uc_hole()), Event("cr0_cd", False))
+                  VcpuState(cr0_cd=True, mtrr=mtrr_wb_with_uc_hole()), Cr0Write(value=False))
         assert a.calls == (EVERYTHING,) and a.stale == ()
 
 
@@ -68,13 +78,13 @@ def test_mtrr_write_zaps_the_new_variable_range_only():
     old = mtrr_wb_with_uc_hole()
     vcpu = VcpuState(mtrr=old)
     new_base = 0xC0000000 | int(MemType.UC)  # a base not aligned to the 2 GiB mask
-    a = audit(ERAS["v4.2"], vm, vcpu, Event("mtrr_write", new_base, msr=0x200))
+    a = audit(ERAS["v4.2"], vm, vcpu, MtrrWrite(msr=0x200, value=new_base))
     # var_mtrr_range(): start is the raw base, end the next mask boundary: [3G, 4G),
     # while the SDM match (addr & mask == base & mask) still covers [2G, 4G).
     assert a.calls == ((0xC0000000, 0x100000000),)
     # Moving the UC range to [0, 2G): the new range is zapped, the old one is not, so the
     # VRAM BAR in the old UC hole keeps its UC entry although it is WB now: stale.
-    a2 = audit(ERAS["v4.2"], vm, vcpu, Event("mtrr_write", 0x0 | int(MemType.UC), msr=0x200))
+    a2 = audit(ERAS["v4.2"], vm, vcpu, MtrrWrite(msr=0x200, value=0x0 | int(MemType.UC)))
     assert a2.calls == ((0x0, 0x80000000),)
     assert list(a2.needed) == merge(intersect(RAM_RANGES, [(0, 0x80000000)]) + [(0xFD000000, 0xFE000000)])
     assert list(a2.stale) == [(0xFD000000, 0xFE000000)]
@@ -83,45 +93,45 @@ def test_mtrr_write_zaps_the_new_variable_range_only():
 def test_mtrr_write_without_ncdma_never_zaps_before_6_11():
     vcpu = VcpuState(mtrr=mtrr_wb_with_uc_hole())
     for era in ("v4.2", "v6.7", "series-v3"):
-        a = audit(ERAS[era], VmConfig(noncoherent_dma=False), vcpu, Event("mtrr_write", 0x806, msr=0x2FF))
+        a = audit(ERAS[era], VmConfig(noncoherent_dma=False), vcpu, MtrrWrite(msr=0x2FF, value=0x806))
         assert a.calls == () and a.needed == ()
 
 
 def test_def_type_write_zaps_everything_and_fixed_msr_its_window():
     vm = VmConfig(noncoherent_dma=True)
     vcpu = VcpuState(mtrr=MtrrState(def_type=0xC06))
-    a = audit(ERAS["v6.7"], vm, vcpu, Event("mtrr_write", 0x806, msr=0x2FF))
+    a = audit(ERAS["v6.7"], vm, vcpu, MtrrWrite(msr=0x2FF, value=0x806))
     assert a.calls == (EVERYTHING,)
-    b = audit(ERAS["v6.7"], vm, vcpu, Event("mtrr_write", 0x0606060606060606, msr=0x26F))
+    b = audit(ERAS["v6.7"], vm, vcpu, MtrrWrite(msr=0x26F, value=0x0606060606060606))
     assert b.calls == ((0xF8000, 0x100000),)
-    c = audit(ERAS["v6.7"], vm, VcpuState(mtrr=MtrrState(def_type=0x806)), Event("mtrr_write", 0, msr=0x250))
+    c = audit(ERAS["v6.7"], vm, VcpuState(mtrr=MtrrState(def_type=0x806)), MtrrWrite(msr=0x250, value=0))
     assert c.calls == ()  # FE=0: fixed MSR writes zap nothing
 
 
 def test_ncdma_start_zaps_from_v6_7_only():
     vcpu = VcpuState(mtrr=mtrr_wb_with_uc_hole())
-    a = audit(ERAS["v4.2"], VmConfig(), vcpu, Event("noncoherent_dma", True))
+    a = audit(ERAS["v4.2"], VmConfig(), vcpu, NoncoherentDma(value=True))
     assert a.calls == () and a.stale  # WB|IPAT entries survive: the hot-plug case of patch 05
     for era in ("v6.7", "series-v3", "v6.11", "v6.16"):
-        b = audit(ERAS[era], VmConfig(), vcpu, Event("noncoherent_dma", True))
+        b = audit(ERAS[era], VmConfig(), vcpu, NoncoherentDma(value=True))
         assert b.calls == (EVERYTHING,) and b.stale == ()
-    c = audit(ERAS["v6.11-rc1"], VmConfig(self_snoop=True), vcpu, Event("noncoherent_dma", True))
+    c = audit(ERAS["v6.11-rc1"], VmConfig(self_snoop=True), vcpu, NoncoherentDma(value=True))
     assert c.calls == () and c.needed == ()  # self-snoop: PAT was already honoured
 
 
 def test_pat_write_never_zaps_and_needs_none():
     for era in ERAS.values():
-        a = audit(era, VmConfig(noncoherent_dma=True), VcpuState(), Event("pat_write", 0x0007010600070106))
+        a = audit(era, VmConfig(noncoherent_dma=True), VcpuState(), PatWrite(value=0x0007010600070106))
         assert a.calls == () and a.needed == ()
 
 
 def test_bad_events_are_refused():
     with pytest.raises(MemTypeError, match="reserved"):
-        audit(ERAS["v6.7"], VmConfig(), VcpuState(), Event("mtrr_write", 0x2, msr=0x2FF))
+        audit(ERAS["v6.7"], VmConfig(), VcpuState(), MtrrWrite(msr=0x2FF, value=0x2))
     with pytest.raises(MemTypeError, match="read-only"):
-        audit(ERAS["v6.7"], VmConfig(), VcpuState(), Event("mtrr_write", 0, msr=0xFE))
+        audit(ERAS["v6.7"], VmConfig(), VcpuState(), MtrrWrite(msr=0xFE, value=0))
     with pytest.raises(MemTypeError, match="NW"):
-        audit(ERAS["v6.7"], VmConfig(), VcpuState(cr0_cd=True, cr0_nw=True), Event("cr0_cd", False))
+        audit(ERAS["v6.7"], VmConfig(), VcpuState(cr0_cd=True, cr0_nw=True), Cr0Write(value=False))
 
 
 def test_resolve_seed_case():

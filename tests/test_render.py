@@ -16,13 +16,12 @@ from app.analysis import diff_by_id
 from app.kvm.eras import ERAS
 from app.kvm.resolve import resolve
 from app.kvm.scenario import (
-    CR0_CD,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
     Access,
-    Event,
+    Cr0Write,
     MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
 )
@@ -83,11 +82,13 @@ def test_resolve_text_notation():
     assert "WB! = WB with IPAT" in text.replace("\n    ", " ")
 
 
-EVENTS = [Event(CR0_CD, False), Event(CR0_CD, True), Event(MTRR_WRITE, 0x806, 0x2FF), Event(MTRR_WRITE, 0x3FFF80000800, 0x201),
-          Event(NONCOHERENT_DMA, False), Event(NONCOHERENT_DMA, True), Event(PAT_WRITE, PAT_LINUX)]
+EVENTS = [Cr0Write(value=False), Cr0Write(value=True), MtrrWrite(msr=0x2FF, value=0x806),
+          MtrrWrite(msr=0x201, value=0x3FFF80000800), NoncoherentDma(value=False), NoncoherentDma(value=True),
+          PatWrite(value=PAT_LINUX)]
 
 
-@pytest.mark.parametrize("era, ev", list(product(ERAS.values(), EVENTS)), ids=lambda x: getattr(x, "id", None) or x.kind)
+@pytest.mark.parametrize("era, ev", list(product(ERAS.values(), EVENTS)),
+                         ids=lambda x: getattr(x, "id", None) or x.kind)
 def test_zap_text(era, ev):
     st = PRESETS["seed-v4.2"].state
     a = audit(era, st.vm, st.vcpu, ev)

@@ -15,7 +15,7 @@ import pytest
 from app.kvm.boot import INITIAL_STATES, RESET_STATE
 from app.kvm.eras import ERAS
 from app.kvm.replay import replay
-from app.kvm.scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, Event, VcpuState, VmConfig
+from app.kvm.scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, Cr0Write, MtrrWrite, PatWrite, VcpuState, VmConfig
 from app.kvm.trace_import import import_text, import_trace, parse_header
 from app.kvm.trace_source import make_trace
 from app.x86.memtype import MemTypeError
@@ -52,9 +52,9 @@ def test_qemu_default_comm_mapped_from_kvm_entry():
                                                                       (8398, 1, "kvm_entry", 3)]
     # RESET start: 0x60000011 (CD=1, NW=1) is no change; 0x11 clears both: one event.
     assert [(e.vcpu, e.event, e.line) for e in imp.events] == [
-        (0, Event(CR0_CD, False, cr0_nw=False), 5),
-        (1, Event(MTRR_WRITE, 0x806, 0x2FF), 7),
-        (0, Event(PAT_WRITE, 0x407050600070106), 8),
+        (0, Cr0Write(value=False, cr0_nw=False), 5),
+        (1, MtrrWrite(msr=0x2FF, value=0x806), 7),
+        (0, PatWrite(value=0x407050600070106), 8),
     ]
     assert imp.skipped == {"CR0 writes leaving CD and NW as they were": 1, "kvm_entry lines": 2, "kvm_exit lines": 1,
                            "MSR reads": 1, "writes to other MSRs": 1, "MSR writes that faulted (#GP)": 1}
@@ -68,7 +68,7 @@ def test_every_vcpu_thread_name_maps_by_its_kvm_lines(comm):
     text = (f"{comm}-43752 [001]  3615.602290: kvm_exit: {exit_(0)}\n"
             f"{comm}-43752 [001]  3615.602299: kvm_msr:              msr_write 2ff = 0xc06\n")
     imp = import_text(text, initial=VcpuState())
-    assert [(e.vcpu, e.event) for e in imp.events] == [(0, Event(MTRR_WRITE, 0xC06, 0x2FF))]
+    assert [(e.vcpu, e.event) for e in imp.events] == [(0, MtrrWrite(msr=0x2FF, value=0xC06))]
     assert imp.threads[0].comm == comm and imp.threads[0].by == "kvm_exit"
 
 
@@ -91,7 +91,7 @@ def test_unknown_thread_is_refused_naming_the_line():
 def test_qemu_thread_name_when_no_kvm_line():
     text = "CPU 2/KVM-16856   [007] .......   380.398696: kvm_msr: msr_write 2ff = 0x6\n"
     imp = import_text(text)
-    assert [(e.vcpu, e.event) for e in imp.events] == [(2, Event(MTRR_WRITE, 0x6, 0x2FF))]
+    assert [(e.vcpu, e.event) for e in imp.events] == [(2, MtrrWrite(msr=0x2FF, value=0x6))]
     assert imp.threads[0].by == "name"
 
 
@@ -154,7 +154,7 @@ def test_several_vms_are_never_merged():
 def test_pid_chooses_one_vm():
     a = import_text(TWO_VMS, pid=100)
     assert a.pid == 100 and a.pids == (100, 200)
-    assert [(e.vcpu, e.event) for e in a.events] == [(0, Event(MTRR_WRITE, 0xC06, 0x2FF))]
+    assert [(e.vcpu, e.event) for e in a.events] == [(0, MtrrWrite(msr=0x2FF, value=0xC06))]
     assert a.skipped["lines of other VMs (PIDs 200)"] == 4
     b = import_text(TWO_VMS, pid=200)
     assert [(e.vcpu, e.event.kind) for e in b.events] == [(0, MTRR_WRITE), (1, PAT_WRITE)]
@@ -222,7 +222,7 @@ def test_reset_start_makes_the_firmware_cr0_write_an_event():
     # nothing else; from RESET it is no change and the 0x11 write is the CD 1->0 toggle.
     running = import_text(QEMU_DEFAULT, initial=INITIAL_STATES["running"])
     assert [e.event for e in running.events if e.event.kind == CR0_CD] == [
-        Event(CR0_CD, True, cr0_nw=True), Event(CR0_CD, False, cr0_nw=False)]
+        Cr0Write(value=True, cr0_nw=True), Cr0Write(value=False, cr0_nw=False)]
 
 
 def test_qemu_host_writes_are_a_separate_source():

@@ -20,7 +20,17 @@ from ..kvm.host_page import HostPage
 from ..kvm.host_page import preset as host_preset
 from ..kvm.ranges import Range
 from ..kvm.resolve import HostSide, Resolution
-from ..kvm.scenario import DEFAULT_MEMORY_MAP, Event, MemRange, VcpuState, VmConfig
+from ..kvm.scenario import (
+    DEFAULT_MEMORY_MAP,
+    Cr0Write,
+    Event,
+    MemRange,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
+    VcpuState,
+    VmConfig,
+)
 from ..kvm.versions import KernelInfo
 from ..kvm.zap import ZapAudit
 from ..x86.ept import EptLeaf, mt_mask, notation
@@ -109,11 +119,14 @@ def to_vcpu(v: s.VcpuIn, field: str = "vcpu") -> VcpuState:
 
 
 def to_event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent) -> Event:
-    if isinstance(e, s.Cr0CdEvent):
-        return Event(e.kind, e.value, None, e.cr0_nw)
-    if isinstance(e, s.MtrrWriteEvent):
-        return Event(e.kind, e.value, e.msr)
-    return Event(e.kind, e.value)
+    match e:
+        case s.Cr0CdEvent():
+            return Cr0Write(value=e.value, cr0_nw=e.cr0_nw)
+        case s.MtrrWriteEvent():
+            return MtrrWrite(msr=e.msr, value=e.value)
+        case s.NoncoherentDmaEvent():
+            return NoncoherentDma(value=e.value)
+    return PatWrite(value=e.value)
 
 
 # -- core -> responses ---------------------------------------------------------------------
@@ -177,8 +190,7 @@ def host_page_out(h: HostSide) -> s.HostPageOut:
         host_memtype=p.host_memtype.label if p.host_memtype is not None else None,  # type: ignore[arg-type]
         hpa=f"{p.hpa:#x}" if p.hpa is not None else None, e820_ram=p.e820_ram, pat_enabled=p.pat_enabled,
         source=h.source, answered_for=h.answered_for, is_mmio=h.mmio.is_mmio, why=h.mmio.why,
-        path=[s.StepOut.model_construct(id=c.id, function=c.function, condition=c.condition, held=c.held,
-                                        result=c.result, commit=c.where) for c in h.mmio.checks],
+        path=[step_out(c) for c in h.mmio.path],
         by_kernels=[s.MmioByKernelsOut.model_construct(kernels=k, is_mmio=m) for k, m in h.by_kernels],
         notes=list(h.notes),
     )

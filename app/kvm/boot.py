@@ -71,7 +71,7 @@ from ..x86.mtrr import (
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .layouts import DEF_TYPE_ON, OVMF_FIXED, SEABIOS_FIXED, WB_BYTES, MsrWrite
-from .scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, RAM, Event, MemRange, VcpuState, VmConfig
+from .scenario import RAM, Cr0Write, Event, MemRange, MtrrWrite, PatWrite, VcpuState, VmConfig
 
 GiB = 1 << 30
 
@@ -257,13 +257,13 @@ class Step:
 
 
 def _cr0(v: int, cd: bool, source: str) -> Step:
-    return Step(v, Event(CR0_CD, cd, cr0_nw=False), source)
+    return Step(v, Cr0Write(value=cd, cr0_nw=False), source)
 
 
 def _wr(v: int, msr: int, value: int, source: str) -> Step:
     if msr == MSR_IA32_PAT:
-        return Step(v, Event(PAT_WRITE, value), source)
-    return Step(v, Event(MTRR_WRITE, value, msr), source)
+        return Step(v, PatWrite(value=value), source)
+    return Step(v, MtrrWrite(msr=msr, value=value), source)
 
 
 def mtrrlib_pass(v: int, deftype_before: int, writes: list[MsrWrite], deftype_after: int) -> list[Step]:
@@ -286,7 +286,7 @@ def ovmf_firmware(vcpus: int, m: Machine) -> list[Step]:
     rel = EDK2_RELEASES[m.edk2]
     # The reset vector's CR0 on the BSP (CD kept or cleared, NW cleared); each AP's CR0 from
     # RestoreVolatileRegisters() (the BSP's, caching on) comes before its first pass.
-    out: list[Step] = [Step(0, Event(CR0_CD, rel.reset_vector_cd, cr0_nw=False), FIRMWARE)]
+    out: list[Step] = [Step(0, Cr0Write(value=rel.reset_vector_cd, cr0_nw=False), FIRMWARE)]
     out += [_cr0(v, False, FIRMWARE) for v in range(1, vcpus)]
     start = 0
     if rel.sec_mtrr_setup:                                          # SecMtrrSetup(): E=1, WB
@@ -361,11 +361,14 @@ def events_by_source(sources) -> dict[str, int]:
 def boot_vm(vm: VmConfig, m: Machine, own_map: bool) -> VmConfig:
     """The VM a boot runs on: `vm`'s knobs, the machine's MAXPHYADDR and (unless the caller
     gave a memory map) the machine's RAM memslots."""
-    return replace(vm, maxphyaddr=m.maxphyaddr, **({} if own_map else {"memory_map": m.memory_map()}))
+    if own_map:
+        return replace(vm, maxphyaddr=m.maxphyaddr)
+    return replace(vm, maxphyaddr=m.maxphyaddr, memory_map=m.memory_map())
 
 
 __all__ = [
-    "APERTURES", "EDK2_DEFAULT", "EDK2_RELEASES", "Edk2", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT", "MACHINES", "Machine", "QEMU",
+    "APERTURES", "EDK2_DEFAULT", "EDK2_RELEASES", "Edk2", "FIRMWARE", "INITIAL_STATES", "LINUX", "LINUX_PAT",
+    "MACHINES", "Machine", "QEMU",
     "OVMF_FIXED", "RESET_STATE", "SEABIOS_FIXED", "SOURCES", "Step", "TRACE", "blocks", "boot_steps", "boot_vm",
     "events_by_source", "linux_events", "qemu_host_writes",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import series_v3, v4_2, v6_7, v6_11, v6_16
 from ..x86.memtype import LocLike
+from . import series_v3, v4_2, v6_7, v6_11, v6_16
 from .era import Era
 
 ERAS: dict[str, Era] = {

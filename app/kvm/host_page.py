@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..x86.memtype import LocLike, MemType, MemTypeError, as_loc
+from .step import Step
 
 RAM_PAGE = "ram"
 ZERO_PAGE = "zero_page"
@@ -118,7 +119,8 @@ class HostPage:
 
     def validate(self, field: LocLike = "host_page") -> HostPage:
         if self.cls not in CLASSES:
-            raise MemTypeError((*as_loc(field), "class"), f"unknown host page class {self.cls!r}", f"one of {', '.join(CLASSES)}")
+            raise MemTypeError((*as_loc(field), "class"), f"unknown host page class {self.cls!r}",
+                               f"one of {', '.join(CLASSES)}")
         if self.host_memtype is not None and self.cls != RESERVED:
             raise MemTypeError((*as_loc(field), "host_memtype"), f"a host memtype is given for class {self.cls!r}",
                                "only a reserved page with a struct page reaches pat_pfn_immune_to_uc_mtrr()")
@@ -148,22 +150,10 @@ class HostPage:
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
-    """One test of kvm_is_mmio_pfn() as evaluated (held None: never reached)."""
-
-    id: str
-    function: str
-    condition: str
-    held: bool | None
-    result: str
-    where: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class HostMmio:
     is_mmio: bool
     why: str
-    checks: tuple[Check, ...]
+    path: tuple[Step, ...]
     variant: Variant
 
 
@@ -186,45 +176,46 @@ def _evaluate(page: HostPage, var: Variant) -> HostMmio:
     """Pure in (page, form), so cached: resolve asks it once per form an era spans."""
     page.validate()
     fn = "kvm_is_mmio_pfn"
-    checks: list[Check] = []
+    checks: list[Step] = []
 
     def done(mmio: bool, why: str) -> HostMmio:
         return HostMmio(mmio, why, tuple(checks), var)
 
     has_page = page.cls != NO_STRUCT_PAGE
-    checks.append(Check("pfn_valid", fn, "pfn_valid(pfn): the pfn has a struct page", has_page, "", var.where))
+    checks.append(Step("pfn_valid", fn, "pfn_valid(pfn): the pfn has a struct page", has_page, "", var.where))
     if not has_page:
         if not var.e820_check:
-            checks.append(Check("no-page", fn, "no struct page: MMIO (no e820 test before 5.2)", True,
-                                "MMIO", var.where))
+            checks.append(Step("no-page", fn, "no struct page: MMIO (no e820 test before 5.2)", True,
+                               "MMIO", var.where))
             return done(True, "no struct page: always MMIO before 5.2")
         held = not page.e820_ram
-        checks.append(Check("e820", fn, "!e820__mapped_raw_any(pfn, E820_TYPE_RAM)", held,
-                            "MMIO: not RAM in the raw e820 table" if held
-                            else "not MMIO: e820 RAM without a struct page (mem=)", "0c55671f84ff (5.2)"))
+        checks.append(Step("e820", fn, "!e820__mapped_raw_any(pfn, E820_TYPE_RAM)", held,
+                           "MMIO: not RAM in the raw e820 table" if held
+                           else "not MMIO: e820 RAM without a struct page (mem=)", "0c55671f84ff (5.2)"))
         return done(held, "no struct page, not RAM in e820: MMIO" if held
                     else "no struct page but e820 RAM: not MMIO")
     not_zero = page.cls != ZERO_PAGE
-    checks.append(Check("zero", fn, "!is_zero_pfn(pfn)", not_zero, "" if not_zero else "not MMIO: the zero page", var.where))
+    checks.append(Step("zero", fn, "!is_zero_pfn(pfn)", not_zero, "" if not_zero else "not MMIO: the zero page",
+                       var.where))
     if not not_zero:
         return done(False, "the zero page is never MMIO")
     reserved = page.cls == RESERVED
-    checks.append(Check("reserved", fn, "PageReserved(pfn_to_page(pfn))", reserved,
-                        "" if reserved else "not MMIO: ordinary RAM", var.where))
+    checks.append(Step("reserved", fn, "PageReserved(pfn_to_page(pfn))", reserved,
+                       "" if reserved else "not MMIO: ordinary RAM", var.where))
     if not reserved:
         return done(False, "ordinary RAM (not PageReserved): not MMIO")
     if not var.pat_check:
-        checks.append(Check("no-pat-test", fn, "reserved: MMIO (no PAT test before 4.16)", True, "MMIO", var.where))
+        checks.append(Step("no-pat-test", fn, "reserved: MMIO (no PAT test before 4.16)", True, "MMIO", var.where))
         return done(True, "reserved page: MMIO before 4.16 (no host memtype test)")
     nopat = not page.pat_enabled
-    checks.append(Check("nopat", fn, "!pat_enabled()", nopat, "MMIO: host PAT disabled" if nopat else "", var.where))
+    checks.append(Step("nopat", fn, "!pat_enabled()", nopat, "MMIO: host PAT disabled" if nopat else "", var.where))
     if nopat:
         return done(True, "reserved page and host PAT disabled: MMIO")
     mt, why = lookup_memtype(page)
     immune = mt in IMMUNE
-    checks.append(Check("pat", "pat_pfn_immune_to_uc_mtrr",
-                        "lookup_memtype(pfn) is UC, UC- or WC", immune,
-                        f"{why}: " + ("MMIO" if immune else "not MMIO"), "arch/x86/mm/pat/memtype.c (4.16+)"))
+    checks.append(Step("pat", "pat_pfn_immune_to_uc_mtrr",
+                       "lookup_memtype(pfn) is UC, UC- or WC", immune,
+                       f"{why}: " + ("MMIO" if immune else "not MMIO"), "arch/x86/mm/pat/memtype.c (4.16+)"))
     where = " (ISA range, PAT-untracked)" if page.isa else ""
     return done(immune, f"reserved page, lookup_memtype {mt.label}{where}: " + ("MMIO" if immune else "not MMIO"))
 

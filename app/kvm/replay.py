@@ -99,12 +99,12 @@ from .ept_runs import (
 from .era import Era, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
-    CR0_CD,
     EVENT_KINDS,
-    MTRR_WRITE,
-    NONCOHERENT_DMA,
-    PAT_WRITE,
+    Cr0Write,
     Event,
+    MtrrWrite,
+    NoncoherentDma,
+    PatWrite,
     VcpuState,
     VmConfig,
     apply_event,
@@ -190,16 +190,23 @@ class Trace:
             _check_int(te.vcpu, (*f, "vcpu"), 0, self.vcpus - 1, f"vCPU indices are 0..vcpus-1 (vcpus={self.vcpus})")
             if te.source not in SOURCES:
                 raise MemTypeError((*f, "source"), f"unknown source {te.source!r}", f"one of {', '.join(SOURCES)}")
-            ev = te.event
-            if not isinstance(ev, Event):
-                raise MemTypeError((*f, "event"), f"{ev!r} is not an Event", "events are scenario.Event")
-            if ev.kind not in EVENT_KINDS:
-                raise MemTypeError((*f, "event", "kind"), f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
-            if ev.kind == MTRR_WRITE and (not isinstance(ev.msr, int) or not is_mtrr_msr(ev.msr)):
-                raise MemTypeError((*f, "event", "msr"), f"{ev.msr!r} is not an MTRR MSR",
-                                   "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
-            if ev.kind in (MTRR_WRITE, PAT_WRITE):
-                _check_int(ev.value, (*f, "event", "value"), 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+            match te.event:
+                case MtrrWrite(msr=msr, value=value):
+                    if not isinstance(msr, int) or not is_mtrr_msr(msr):
+                        raise MemTypeError((*f, "event", "msr"), f"{msr!r} is not an MTRR MSR",
+                                           "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff")
+                    _check_int(value, (*f, "event", "value"), 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+                case PatWrite(value=value):
+                    _check_int(value, (*f, "event", "value"), 0, (1 << 64) - 1, "MSRs are 64 bits wide")
+                case Cr0Write() | NoncoherentDma():
+                    pass
+                case other:
+                    kind = getattr(other, "kind", None)
+                    if isinstance(kind, str):
+                        raise MemTypeError((*f, "event", "kind"), f"unknown event kind {kind!r}",
+                                           f"one of {', '.join(EVENT_KINDS)}")
+                    raise MemTypeError((*f, "event"), f"{other!r} is not an Event",
+                                       "events are scenario.Event: Cr0Write, MtrrWrite, NoncoherentDma or PatWrite")
         object.__setattr__(self, "events", events)
 
 
@@ -399,10 +406,11 @@ class _Walk:
             if vm_after is vm:
                 vid_after = vid
             else:
-                vid_after = self.vm_ids.get(vm_after)
-                if vid_after is None:
-                    vid_after = self.vm_ids[vm_after] = len(self.vms)
+                known = self.vm_ids.get(vm_after)
+                if known is None:
+                    known = self.vm_ids[vm_after] = len(self.vms)
                     self.vms.append(vm_after)
+                vid_after = known
             tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, self.cur[v], vid_after, self.intern(after)))
             self.inputs[tid] = ZapInput(vm, before, vm_after, after, ev)
@@ -471,7 +479,7 @@ class _EraReplay:
             return self.decisions[tid]
         vid, _, vid_after, sid_after = walk.edges[tid]
         vm_after = walk.vms[vid_after]
-        if vid_after != vid or te.event.kind == NONCOHERENT_DMA:
+        if vid_after != vid or type(te.event) is NoncoherentDma:
             try:
                 self.era.check_vm(vm_after)
             except MemTypeError as err:
@@ -519,7 +527,7 @@ class _EraReplay:
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, new)  # type: ignore[arg-type]
+                            splice(ept, pa, pb, new)
                     else:
                         same = 0
                     content = tuple(new)
@@ -618,9 +626,9 @@ def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> 
     out = []
     for msr, value in writes:
         if msr == MSR_IA32_PAT:
-            out.append(TraceEvent(vcpu, Event(PAT_WRITE, value), line))
+            out.append(TraceEvent(vcpu, PatWrite(value=value), line))
         elif is_mtrr_msr(msr):
-            out.append(TraceEvent(vcpu, Event(MTRR_WRITE, value, msr), line))
+            out.append(TraceEvent(vcpu, MtrrWrite(msr=msr, value=value), line))
         else:
             raise MemTypeError("msr", f"{msr:#x} is neither an MTRR MSR nor IA32_PAT", "only these MSRs change memory typing")
     return out
@@ -629,7 +637,7 @@ def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> 
 def cr0_cd_event(vcpu: int, cd: bool) -> TraceEvent:
     """MOV to CR0 setting CD and clearing NW, as `AsmDisableCache()`/`AsmEnableCache()` (edk2)
     and Linux's `cache_disable()`/`cache_enable()` do."""
-    return TraceEvent(vcpu, Event(CR0_CD, cd, cr0_nw=False))
+    return TraceEvent(vcpu, Cr0Write(value=cd, cr0_nw=False))
 
 
 def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: bool = True,
@@ -645,9 +653,9 @@ def mtrr_update_events(vcpu: int, writes: Iterable[MsrWrite], *, cache_disable: 
     the choice changes no count.
     """
     out = [cr0_cd_event(vcpu, True)] if cache_disable else []
-    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, disable, MSR_MTRR_DEF_TYPE)))
+    out.append(TraceEvent(vcpu, MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=disable)))
     out += events_from_writes(vcpu, writes)
-    out.append(TraceEvent(vcpu, Event(MTRR_WRITE, enable, MSR_MTRR_DEF_TYPE)))
+    out.append(TraceEvent(vcpu, MtrrWrite(msr=MSR_MTRR_DEF_TYPE, value=enable)))
     if cache_disable:
         out.append(cr0_cd_event(vcpu, False))
     return out
@@ -666,7 +674,11 @@ def boot_event_count(firmware: str, vcpus: int, m: Machine, *, linux: bool = Tru
     return c1 + (vcpus - 1) * (c2 - c1)
 
 
-def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, *,
+NCDMA_VM = VmConfig(noncoherent_dma=True)
+"""The generators' default VM: one with non-coherent DMA, where KVM honours guest MTRRs."""
+
+
+def boot_trace(firmware: str, vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, *,
                machine: str = "q35", memory: int | None = None, maxphyaddr: int | None = None,
                aperture: str = "dynamic", edk2: str = EDK2_DEFAULT, qemu_host_writes: bool = True,
                initial: VcpuState = RESET_STATE, max_events: int = MAX_EVENTS) -> Trace:
@@ -690,12 +702,12 @@ def boot_trace(firmware: str, vcpus: int, vm: VmConfig = VmConfig(noncoherent_dm
     return Trace(boot_vm(vm, m, memory is None), vcpus, _steps_to_events(steps), initial, "-".join(parts))
 
 
-def ovmf_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+def ovmf_boot(vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, **kw) -> Trace:
     """An OVMF boot then a Linux guest: QEMU's host writes, edk2's MtrrLib passes, Linux's re-sync."""
     return boot_trace("ovmf", vcpus, vm, linux, **kw)
 
 
-def seabios_boot(vcpus: int, vm: VmConfig = VmConfig(noncoherent_dma=True), linux: bool = True, **kw) -> Trace:
+def seabios_boot(vcpus: int, vm: VmConfig = NCDMA_VM, linux: bool = True, **kw) -> Trace:
     """A SeaBIOS boot then a Linux guest: QEMU's host writes, mtrr_setup() replayed per CPU, Linux's re-sync."""
     return boot_trace("seabios", vcpus, vm, linux, **kw)
 

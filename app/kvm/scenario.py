@@ -6,6 +6,7 @@ Plain frozen dataclasses; the API layer converts JSON into these and nothing els
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar, TypeAlias
 
 from ..x86.guest import check_cr0
 from ..x86.memtype import LocLike, MemTypeError, as_loc
@@ -186,61 +187,107 @@ class Access:
 
 
 # -- events ------------------------------------------------------------------------------
+#
+# One small frozen dataclass per kind, mirroring the API's discriminated union
+# (app/api/schemas.py EventIn: the same field names, `kind` the discriminator). `Event` is
+# their union; code dispatches on it with `match`. Every class answers `kind`, `value`,
+# `msr` and `cr0_nw` (None where the kind has no such field), as the API's EventOut reads.
 
 CR0_CD = "cr0_cd"
 MTRR_WRITE = "mtrr_write"
 NONCOHERENT_DMA = "noncoherent_dma"
 PAT_WRITE = "pat_write"
-EVENT_KINDS = (CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, PAT_WRITE)
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """A guest or VMM action on one vCPU (or, for non-coherent DMA, on the VM)."""
+class Cr0Write:
+    """MOV to CR0 setting CD to `value`; `cr0_nw` the NW written with it (None: unchanged)."""
 
-    kind: str
-    value: int | bool
-    msr: int | None = None
-    cr0_nw: bool | None = None  # optional NW written with CD (MOV to CR0 writes both)
+    value: bool
+    cr0_nw: bool | None = None
+    kind: ClassVar[str] = CR0_CD
+    msr: ClassVar[None] = None
 
     def describe(self) -> str:
-        if self.kind == CR0_CD:
-            return f"CR0.CD := {int(bool(self.value))}"
-        if self.kind == MTRR_WRITE:
-            assert self.msr is not None
-            return f"WRMSR {msr_name(self.msr)} ({self.msr:#x}) := {int(self.value):#x}"
-        if self.kind == NONCOHERENT_DMA:
-            return "non-coherent DMA " + ("starts (counter 0->1)" if self.value else "stops (counter 1->0)")
+        return f"CR0.CD := {int(bool(self.value))}"
+
+
+@dataclass(frozen=True, slots=True)
+class MtrrWrite:
+    """WRMSR to an MTRR MSR (or the read-only MTRRcap, which apply_event refuses)."""
+
+    msr: int
+    value: int
+    kind: ClassVar[str] = MTRR_WRITE
+    cr0_nw: ClassVar[None] = None
+
+    def describe(self) -> str:
+        return f"WRMSR {msr_name(self.msr)} ({self.msr:#x}) := {int(self.value):#x}"
+
+
+@dataclass(frozen=True, slots=True)
+class NoncoherentDma:
+    """The VM's non-coherent DMA counter leaves 0 (`value` True: 0->1) or returns to it."""
+
+    value: bool
+    kind: ClassVar[str] = NONCOHERENT_DMA
+    msr: ClassVar[None] = None
+    cr0_nw: ClassVar[None] = None
+
+    def describe(self) -> str:
+        return "non-coherent DMA " + ("starts (counter 0->1)" if self.value else "stops (counter 1->0)")
+
+
+@dataclass(frozen=True, slots=True)
+class PatWrite:
+    """WRMSR IA32_PAT := `value`."""
+
+    value: int
+    kind: ClassVar[str] = PAT_WRITE
+    msr: ClassVar[None] = None
+    cr0_nw: ClassVar[None] = None
+
+    def describe(self) -> str:
         return f"WRMSR IA32_PAT := {int(self.value):#018x}"
+
+
+Event: TypeAlias = Cr0Write | MtrrWrite | NoncoherentDma | PatWrite
+"""A guest or VMM action on one vCPU (or, for non-coherent DMA, on the VM)."""
+
+EVENT_TYPES: dict[str, type[Cr0Write] | type[MtrrWrite] | type[NoncoherentDma] | type[PatWrite]] = {
+    c.kind: c for c in (Cr0Write, MtrrWrite, NoncoherentDma, PatWrite)
+}
+EVENT_KINDS = tuple(EVENT_TYPES)
 
 
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
     """The state after the event; an event the guest cannot perform raises MemTypeError
     located relative to the event ("value", "msr", ...): the caller names the event."""
-    if ev.kind == CR0_CD:
-        nw = vcpu.cr0_nw if ev.cr0_nw is None else ev.cr0_nw
-        check_cr0(bool(ev.value), nw, ())
-        return vm, replace(vcpu, cr0_cd=bool(ev.value), cr0_nw=nw)
-    if ev.kind == NONCOHERENT_DMA:
-        return replace(vm, noncoherent_dma=bool(ev.value)), vcpu
-    if ev.kind == PAT_WRITE:
-        return vm, replace(vcpu, pat=Pat.from_msr(int(ev.value), "value"))
-    if ev.kind == MTRR_WRITE:
-        if ev.msr is None or not (is_mtrr_msr(ev.msr) or ev.msr == MSR_MTRRCAP):
-            raise MemTypeError(
-                "msr",
-                ("no MSR given for an mtrr_write event" if ev.msr is None else f"{ev.msr:#x} is not a writable MTRR MSR")
-                + (" (IA32_PAT is 0x277: use a pat_write event)" if ev.msr == MSR_IA32_PAT else ""),
-                "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
-            )
-        mtrr = vcpu.mtrr.write_msr(ev.msr, int(ev.value), vm.maxphyaddr, "value")
-        return vm, replace(vcpu, mtrr=mtrr)
-    raise MemTypeError("kind", f"unknown event kind {ev.kind!r}", f"one of {', '.join(EVENT_KINDS)}")
+    match ev:
+        case Cr0Write(value=cd, cr0_nw=nw_given):
+            nw = vcpu.cr0_nw if nw_given is None else nw_given
+            check_cr0(bool(cd), nw, ())
+            return vm, replace(vcpu, cr0_cd=bool(cd), cr0_nw=nw)
+        case NoncoherentDma(value=on):
+            return replace(vm, noncoherent_dma=bool(on)), vcpu
+        case PatWrite(value=value):
+            return vm, replace(vcpu, pat=Pat.from_msr(int(value), "value"))
+        case MtrrWrite(msr=msr, value=value):
+            if msr is None or not (is_mtrr_msr(msr) or msr == MSR_MTRRCAP):
+                raise MemTypeError(
+                    "msr",
+                    ("no MSR given for an mtrr_write event" if msr is None else f"{msr:#x} is not a writable MTRR MSR")
+                    + (" (IA32_PAT is 0x277: use a pat_write event)" if msr == MSR_IA32_PAT else ""),
+                    "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
+                )
+            mtrr = vcpu.mtrr.write_msr(msr, int(value), vm.maxphyaddr, "value")
+            return vm, replace(vcpu, mtrr=mtrr)
+    raise MemTypeError("kind", f"unknown event kind {getattr(ev, 'kind', ev)!r}",
+                       f"one of {', '.join(EVENT_KINDS)}")
 
 
 __all__ = [
-    "Access", "CR0_CD", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "Event", "FIXED_MSRS", "MAXPHYADDR_MAX",
-    "MAXPHYADDR_MIN", "MMIO",
-    "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "NONCOHERENT_DMA", "PAT_WRITE", "RAM",
-    "VcpuState", "VmConfig", "apply_event", "lookup_range",
+    "Access", "CR0_CD", "Cr0Write", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "EVENT_TYPES", "Event", "FIXED_MSRS",
+    "MAXPHYADDR_MAX", "MAXPHYADDR_MIN", "MMIO", "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "MtrrWrite", "NONCOHERENT_DMA", "NoncoherentDma",
+    "PAT_WRITE", "PatWrite", "RAM", "VcpuState", "VmConfig", "apply_event", "lookup_range",
 ]

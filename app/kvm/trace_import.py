@@ -66,7 +66,7 @@ from .replay import (
     _check_int,
     events_from_writes,
 )
-from .scenario import CR0_CD, NONCOHERENT_DMA, Event, VcpuState, VmConfig
+from .scenario import Cr0Write, NoncoherentDma, VcpuState, VmConfig
 
 MAX_LINE_LENGTH = 4096
 DEFAULT_MAX_EVENTS = 100_000
@@ -289,7 +289,7 @@ def import_text(text: str, *, max_events: int = DEFAULT_MAX_EVENTS, initial: Vcp
                                "an invalid combination: MOV to CR0 raises #GP(0) (SDM cache control)")
         if cr0.get(v, (start.cr0_cd, start.cr0_nw)) != (cd, nw):
             cr0[v] = (cd, nw)
-            add(TraceEvent(v, Event(CR0_CD, cd, cr0_nw=nw), line))
+            add(TraceEvent(v, Cr0Write(value=cd, cr0_nw=nw), line))
         else:
             skip("CR0 writes leaving CD and NW as they were")
 
@@ -381,7 +381,7 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
         v = 0 if low[0] == "vm" else vcpu_index(toks[1])
         if low[-1] not in ("on", "off"):
             raise MemTypeError(f"line {n}", f"ncdma takes 'on' or 'off', not {toks[-1]!r}", "see app/kvm/trace_format.md")
-        add(TraceEvent(v, Event(NONCOHERENT_DMA, low[-1] == "on"), n))
+        add(TraceEvent(v, NoncoherentDma(value=low[-1] == "on"), n))
         return
     if len(low) < 3 or low[0] != "vcpu":
         raise MemTypeError(f"line {n}", f"unrecognised line {stripped[:80]!r}",
@@ -403,7 +403,7 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
         if nw and not kv["cd"]:
             raise MemTypeError(f"line {n}", "CR0.NW=1 with CD=0", "an invalid combination: MOV to CR0 raises #GP(0)")
         cr0[v] = (kv["cd"], nw)
-        add(TraceEvent(v, Event(CR0_CD, kv["cd"], cr0_nw=kv.get("nw")), n))
+        add(TraceEvent(v, Cr0Write(value=kv["cd"], cr0_nw=kv.get("nw")), n))
     elif op == "cr0" and len(low) == 4:
         cr0_value(v, _num(toks[3], n, "CR0 value"), n)
     elif op == "wrmsr" and len(low) == 5:
@@ -419,7 +419,11 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
                            "'vcpu N ncdma on|off'")
 
 
-def parse_trace(text: str, max_events: int = DEFAULT_MAX_EVENTS, initial: VcpuState = VcpuState()) -> list[TraceEvent]:
+RUNNING = VcpuState()
+"""The default start of parse_trace/trace_from_text: a vCPU already running (caching on)."""
+
+
+def parse_trace(text: str, max_events: int = DEFAULT_MAX_EVENTS, initial: VcpuState = RUNNING) -> list[TraceEvent]:
     """The events of `text` from `initial` (default: running, the plain format's start)."""
     return list(import_text(text, max_events=max_events, initial=initial).events)
 
@@ -437,7 +441,7 @@ def import_trace(text: str, vm: VmConfig, *, vcpus: int | None = None, name: str
 
 
 def trace_from_text(text: str, vm: VmConfig, vcpus: int | None = None, name: str = "",
-                    initial: VcpuState = VcpuState(), max_events: int = DEFAULT_MAX_EVENTS) -> Trace:
+                    initial: VcpuState = RUNNING, max_events: int = DEFAULT_MAX_EVENTS) -> Trace:
     """`import_trace` from an explicit `initial` (default: running)."""
     return import_trace(text, vm, vcpus=vcpus, name=name, initial=initial, max_events=max_events)[0]
 

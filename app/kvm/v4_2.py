@@ -17,15 +17,15 @@ from .era import (
     UC,
     WB,
     Era,
+    EventZap,
+    Gate,
     Rule,
-    ZapInput,
-    ZapTrail,
-    cd_toggle_zap_all,
-    mtrr_write_zap,
-    no_zap_for_pat,
+    ZapPolicy,
+    Zaps,
+    cd_zap_all,
+    mtrr_range_zap,
     rule_no_ncdma,
 )
-from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 RULES = (
     RULE_MMIO,
@@ -34,29 +34,19 @@ RULES = (
          lambda f: f.cr0_cd,
          lambda f: (WB, True, "WB|IPAT: KVM_X86_QUIRK_CD_NW_CLEARED is on") if f.quirk_cd_nw_cleared
          else (UC, True, "UC|IPAT: quirk off, emulate no-fill mode as UC"),
-         C_CD_FIX.sha),
+         C_CD_FIX.sha, reads=frozenset({"cr0_cd", "quirk_cd_nw_cleared"})),
     RULE_GUEST_MTRR,
 )
 
+ZAP_POLICY = ZapPolicy(
+    mtrr_write=mtrr_range_zap("!tdp_enabled || !kvm_arch_has_noncoherent_dma(kvm)"),
+    cr0_cd=cd_zap_all("kvm_arch_has_noncoherent_dma && !quirk(CD_NW_CLEARED)"),
+    noncoherent_dma=EventZap(Zaps.NOTHING, "count", "kvm_arch_register_noncoherent_dma",
+                             "counter inc/dec only, no zap in this era"),
+)
 
-def zap(z: ZapInput):
-    t = ZapTrail()
-    kind = z.event.kind
-    if kind == MTRR_WRITE:
-        mtrr_write_zap(z, t, z.vm.noncoherent_dma, "!tdp_enabled || !kvm_arch_has_noncoherent_dma(kvm)", "")
-    elif kind == CR0_CD:
-        cd_toggle_zap_all(z, t, z.vm.noncoherent_dma and not z.vm.quirk_cd_nw_cleared,
-                          "kvm_arch_has_noncoherent_dma && !quirk(CD_NW_CLEARED)")
-    elif kind == NONCOHERENT_DMA:
-        t.check("count", "kvm_arch_register_noncoherent_dma", "counter inc/dec only, no zap in this era", True, "no zap")
-    else:
-        no_zap_for_pat(t)
-    return t.done()
-
-
-def huge_pages(vm: VmConfig) -> tuple[tuple[str, bool], ...]:
-    """kvm_tdp_page_fault(): MTRR consistency check on every fault up to 5.19, only with nc-DMA from 6.0."""
-    return (("4.2-5.19", True), ("6.0-6.6", vm.noncoherent_dma))
+HUGE_PAGES = (("4.2-5.19", Gate.ALWAYS), ("6.0-6.6", Gate.NONCOHERENT_DMA))
+"""kvm_tdp_page_fault(): MTRR consistency check on every fault up to 5.19, only with nc-DMA from 6.0."""
 
 
 ERA = Era(
@@ -72,7 +62,7 @@ ERA = Era(
     ),
     commits=(C_CD_FIX, C_QUIRK, C_HUGE_IFF),
     rules=RULES,
-    zap_policy=zap,
-    huge_page_check=huge_pages,
+    zap_policy=ZAP_POLICY,
+    huge_pages=HUGE_PAGES,
     notes=("Models the 4.15+ MTRR lookup; 4.2.8's fixed-segment lookup bug is not modelled.",),
 )

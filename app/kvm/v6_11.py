@@ -13,45 +13,19 @@ from .era import (
     C_NO_MTRR,
     C_REVERT,
     C_SELFSNOOP,
+    CD_NOT_VIRTUALISED,
+    MTRR_NOT_VIRTUALISED,
+    NO_HUGE_PAGE_CHECK,
+    RULE_HONOR_PAT,
     RULE_MMIO,
     WB,
     Era,
+    Gate,
     Rule,
-    ZapInput,
-    ZapTrail,
-    always,
-    no_zap_for_pat,
+    ZapPolicy,
+    dma_zap_all,
     rule_no_ncdma,
 )
-from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
-
-HONOR = Rule("honor-pat", "vmx_get_mt_mask", "otherwise: WB, IPAT clear",
-             always, lambda f: (WB, False, "WB without IPAT: guest PAT decides"))
-
-
-def _zap(may_ignore_pat, condition: str, commit: str):
-    def zap(z: ZapInput):
-        t = ZapTrail()
-        kind = z.event.kind
-        if kind == NONCOHERENT_DMA:
-            if t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
-                       z.dma_transition):
-                if t.check("zap", "kvm_noncoherent_dma_assignment_start_or_stop", condition,
-                           may_ignore_pat(z.vm), "zap everything", commit):
-                    t.zap(z.everything)
-        elif kind == MTRR_WRITE:
-            t.check("mtrr", "kvm_mtrr_set_msr", "MTRRs are only stored and returned", True, "no zap", C_NO_MTRR.sha)
-        elif kind == CR0_CD:
-            t.check("cd", "kvm_post_set_cr0", "CR0.CD is not virtualised on VMX", True, "no zap", C_NO_CD.sha)
-        else:
-            no_zap_for_pat(t)
-        return t.done()
-    return zap
-
-
-def no_huge_page_check(vm: VmConfig) -> tuple[tuple[str, bool], ...]:
-    return (("6.11+", False),)
-
 
 ERA_RC1 = Era(
     id="v6.11-rc1",
@@ -66,13 +40,20 @@ ERA_RC1 = Era(
     commits=(C_NO_MTRR, C_NO_CD, C_SELFSNOOP),
     rules=(
         RULE_MMIO,
-        Rule("no-selfsnoop", "vmx_get_mt_mask", "!static_cpu_has(X86_FEATURE_SELFSNOOP) && !kvm_arch_has_noncoherent_dma(kvm)",
+        Rule("no-selfsnoop", "vmx_get_mt_mask",
+             "!static_cpu_has(X86_FEATURE_SELFSNOOP) && !kvm_arch_has_noncoherent_dma(kvm)",
              lambda f: not f.self_snoop and not f.noncoherent_dma,
-             lambda f: (WB, True, "WB|IPAT: no self-snoop and no non-coherent DMA"), C_SELFSNOOP.sha),
-        HONOR,
+             lambda _: (WB, True, "WB|IPAT: no self-snoop and no non-coherent DMA"), C_SELFSNOOP.sha,
+             reads=frozenset({"self_snoop", "noncoherent_dma"})),
+        RULE_HONOR_PAT,
     ),
-    zap_policy=_zap(lambda vm: not vm.self_snoop, "kvm_mmu_may_ignore_guest_pat(): EPT on && !SELFSNOOP", C_SELFSNOOP.sha),
-    huge_page_check=no_huge_page_check,
+    zap_policy=ZapPolicy(
+        mtrr_write=MTRR_NOT_VIRTUALISED,
+        cr0_cd=CD_NOT_VIRTUALISED,
+        noncoherent_dma=dma_zap_all("kvm_mmu_may_ignore_guest_pat(): EPT on && !SELFSNOOP", Gate.NO_SELF_SNOOP,
+                                    C_SELFSNOOP.sha),
+    ),
+    huge_pages=NO_HUGE_PAGE_CHECK,
 )
 
 ERA_611 = Era(
@@ -88,8 +69,12 @@ ERA_611 = Era(
     rules=(
         RULE_MMIO,
         rule_no_ncdma(commit=C_REVERT.sha),
-        HONOR,
+        RULE_HONOR_PAT,
     ),
-    zap_policy=_zap(lambda vm: True, "kvm_mmu_may_ignore_guest_pat(): EPT on", C_REVERT.sha),
-    huge_page_check=no_huge_page_check,
+    zap_policy=ZapPolicy(
+        mtrr_write=MTRR_NOT_VIRTUALISED,
+        cr0_cd=CD_NOT_VIRTUALISED,
+        noncoherent_dma=dma_zap_all("kvm_mmu_may_ignore_guest_pat(): EPT on", Gate.ALWAYS, C_REVERT.sha),
+    ),
+    huge_pages=NO_HUGE_PAGE_CHECK,
 )

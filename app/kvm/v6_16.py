@@ -7,26 +7,22 @@ on a CPU with self-snoop; then guest PAT is always honoured. CD_NW_CLEARED is AM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .era import (
+    C_IGNORE_PAT,
+    CD_NOT_VIRTUALISED,
+    MTRR_NOT_VIRTUALISED,
+    NO_HUGE_PAGE_CHECK,
+    RULE_HONOR_PAT,
+    RULE_MMIO,
+    WB,
+    Era,
+    Gate,
+    Rule,
+    ZapPolicy,
+    dma_zap_all,
+)
 
-from ..x86.memtype import MemTypeError
-from .era import C_IGNORE_PAT, RULE_MMIO, WB, Era, Rule
-from .scenario import VmConfig
-from .v6_11 import HONOR, _zap, no_huge_page_check
-
-
-@dataclass(frozen=True)
-class Era616(Era):
-    def check_vm(self, vm: VmConfig) -> None:
-        if not vm.quirk_ignore_guest_pat and not vm.self_snoop:
-            raise MemTypeError(
-                ("vm", "quirk_ignore_guest_pat"),
-                "KVM_X86_QUIRK_IGNORE_GUEST_PAT cannot be turned off on a CPU without self-snoop",
-                "VMX drops the quirk from supported_quirks without X86_FEATURE_SELFSNOOP (c9c1e20b4c7d)",
-            )
-
-
-ERA = Era616(
+ERA = Era(
     id="v6.16",
     title="Linux 6.16 onward (KVM_X86_QUIRK_IGNORE_GUEST_PAT)",
     kernels="6.16-6.19",
@@ -41,10 +37,17 @@ ERA = Era616(
         RULE_MMIO,
         Rule("ignore-pat", "vmx_ignore_guest_pat", "quirk(IGNORE_GUEST_PAT) && !kvm_arch_has_noncoherent_dma(kvm)",
              lambda f: f.quirk_ignore_guest_pat and not f.noncoherent_dma,
-             lambda f: (WB, True, "WB|IPAT: guest PAT ignored"), C_IGNORE_PAT.sha),
-        HONOR,
+             lambda _: (WB, True, "WB|IPAT: guest PAT ignored"), C_IGNORE_PAT.sha,
+             reads=frozenset({"quirk_ignore_guest_pat", "noncoherent_dma"})),
+        RULE_HONOR_PAT,
     ),
-    zap_policy=_zap(lambda vm: vm.quirk_ignore_guest_pat, "kvm_mmu_may_ignore_guest_pat(): quirk(IGNORE_GUEST_PAT) on", C_IGNORE_PAT.sha),
-    huge_page_check=no_huge_page_check,
+    zap_policy=ZapPolicy(
+        mtrr_write=MTRR_NOT_VIRTUALISED,
+        cr0_cd=CD_NOT_VIRTUALISED,
+        # 6.16.1 x86.c kvm_noncoherent_dma_assignment_start_or_stop() tests the quirk itself.
+        noncoherent_dma=dma_zap_all("kvm_check_has_quirk(kvm, KVM_X86_QUIRK_IGNORE_GUEST_PAT)",
+                                    Gate.QUIRK_IGNORE_GUEST_PAT, C_IGNORE_PAT.sha),
+    ),
+    huge_pages=NO_HUGE_PAGE_CHECK,
     notes=("KVM_X86_QUIRK_CD_NW_CLEARED is auto-disabled on Intel and has no effect on VMX.",),
 )

@@ -20,15 +20,14 @@ from .era import (
     UC,
     WB,
     Era,
+    Gate,
     Rule,
-    ZapInput,
-    ZapTrail,
-    cd_toggle_zap_all,
-    mtrr_write_zap,
-    no_zap_for_pat,
+    ZapPolicy,
+    cd_zap_all,
+    dma_zap_all,
+    mtrr_range_zap,
     rule_no_ncdma,
 )
-from .scenario import CR0_CD, MTRR_WRITE, NONCOHERENT_DMA, VmConfig
 
 RULES = (
     RULE_MMIO,
@@ -37,34 +36,20 @@ RULES = (
          lambda f: f.cr0_cd,
          lambda f: (WB, False, "WB without IPAT: quirk on, guest PAT now applies") if f.quirk_cd_nw_cleared
          else (UC, True, "UC|IPAT: quirk off, emulate no-fill mode as UC"),
-         C_DROP_IPAT.sha),
+         C_DROP_IPAT.sha, reads=frozenset({"cr0_cd", "quirk_cd_nw_cleared"})),
     RULE_GUEST_MTRR,
 )
 
+# kvm_mmu_honors_guest_mtrrs(): nc-DMA && shadow_memtype_mask (EPT on).
+ZAP_POLICY = ZapPolicy(
+    mtrr_write=mtrr_range_zap("!kvm_mmu_honors_guest_mtrrs(kvm)", C_MTRR_ZAP.sha),
+    cr0_cd=cd_zap_all("kvm_mmu_honors_guest_mtrrs(kvm) && !quirk(CD_NW_CLEARED)", C_CD_ZAP.sha),
+    noncoherent_dma=dma_zap_all("__kvm_mmu_honors_guest_mtrrs(true): EPT on", Gate.ALWAYS, C_DMA_ZAP.sha,
+                                C_DMA_ZAP.sha),
+)
 
-def zap(z: ZapInput):
-    t = ZapTrail()
-    honors = z.vm.noncoherent_dma  # kvm_mmu_honors_guest_mtrrs(): nc-DMA && shadow_memtype_mask (EPT on)
-    kind = z.event.kind
-    if kind == MTRR_WRITE:
-        mtrr_write_zap(z, t, honors, "!kvm_mmu_honors_guest_mtrrs(kvm)", C_MTRR_ZAP.sha)
-    elif kind == CR0_CD:
-        cd_toggle_zap_all(z, t, honors and not z.vm.quirk_cd_nw_cleared,
-                          "kvm_mmu_honors_guest_mtrrs(kvm) && !quirk(CD_NW_CLEARED)", C_CD_ZAP.sha)
-    elif kind == NONCOHERENT_DMA:
-        if t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
-                   z.dma_transition, "", C_DMA_ZAP.sha):
-            t.check("zap", "kvm_noncoherent_dma_assignment_start_or_stop", "__kvm_mmu_honors_guest_mtrrs(true): EPT on",
-                    True, "zap everything", C_DMA_ZAP.sha)
-            t.zap(z.everything)
-    else:
-        no_zap_for_pat(t)
-    return t.done()
-
-
-def huge_pages(vm: VmConfig) -> tuple[tuple[str, bool], ...]:
-    """kvm_tdp_page_fault(): MTRR check only when kvm_mmu_honors_guest_mtrrs() (1affe455d66d)."""
-    return (("6.7-6.10", vm.noncoherent_dma),)
+HUGE_PAGES = (("6.7-6.10", Gate.NONCOHERENT_DMA),)
+"""kvm_tdp_page_fault(): MTRR check only when kvm_mmu_honors_guest_mtrrs() (1affe455d66d)."""
 
 
 ERA = Era(
@@ -79,6 +64,6 @@ ERA = Era(
     ),
     commits=(C_HELPERS, C_CD_ZAP, C_MTRR_ZAP, C_DMA_ZAP, C_DROP_IPAT, C_CD_FIX),
     rules=RULES,
-    zap_policy=zap,
-    huge_page_check=huge_pages,
+    zap_policy=ZAP_POLICY,
+    huge_pages=HUGE_PAGES,
 )
