@@ -73,14 +73,19 @@ from .era import (
     C_NO_CD,
     C_NO_MTRR,
     Commit,
+    EventZap,
+    Gate,
     Step,
     ZapDecision,
     ZapInput,
-    ZapTrail,
-    cd_toggle_zap_all,
-    mtrr_write_zap,
+    ZapPolicy,
+    Zaps,
+    cd_zap_all,
+    decide,
+    dma_zap_all,
+    mtrr_range_zap,
 )
-from .scenario import CR0_CD, MMIO, MTRR_WRITE, NONCOHERENT_DMA, RAM, VcpuState, VmConfig
+from .scenario import MMIO, RAM, VcpuState, VmConfig
 from .versions import resolve_kernel
 
 Series = tuple[int, int]
@@ -333,6 +338,33 @@ def svm_resolve(
 _NPT_GATE = "shadow_memtype_mask is 0 on NPT"
 
 
+def svm_policy(kernel: SvmKernel) -> ZapPolicy:
+    """The era engine's zap policy (app/kvm/era.py) for SVM at `kernel`: the same update_mtrr(),
+    kvm_post_set_cr0() and nc-DMA hooks as on Intel, with the gates NPT gives them."""
+    s = kernel.series
+    if s < HONORS_GATE_FROM:
+        mtrr = mtrr_range_zap("!tdp_enabled || !kvm_arch_has_noncoherent_dma(kvm)")
+        cd = cd_zap_all("kvm_arch_has_noncoherent_dma(kvm) && !quirk(CD_NW_CLEARED)")
+        dma = EventZap(Zaps.NOTHING, "hook", "kvm_arch_register_noncoherent_dma",
+                       "no start/stop zap before 362ff6dca541", commit=C_DMA_ZAP.sha)
+    else:
+        cond = (f"__kvm_mmu_honors_guest_mtrrs(true) / kvm_mmu_may_ignore_guest_pat(): {_NPT_GATE}"
+                if kernel.era != "v6.16" else "quirk(IGNORE_GUEST_PAT): disabled on AMD at VM creation")
+        dma = dma_zap_all(cond, Gate.NEVER, C_IGNORE_PAT.sha if kernel.era == "v6.16" else C_DMA_ZAP.sha)
+        if s < NO_CD_ZAP_FROM:
+            mtrr = EventZap(Zaps.NOTHING, "gate", "update_mtrr", f"!kvm_mmu_honors_guest_mtrrs(kvm): {_NPT_GATE}",
+                            commit=C_MTRR_ZAP.sha)
+            cd = EventZap(Zaps.EVERYTHING, "zap", "kvm_post_set_cr0", f"kvm_mmu_honors_guest_mtrrs(kvm): {_NPT_GATE}",
+                          Gate.NEVER, C_CD_ZAP.sha)
+        else:
+            mtrr = EventZap(Zaps.NOTHING, "mtrr", "kvm_mtrr_set_msr", "MTRRs are only stored and returned",
+                            commit=C_NO_MTRR.sha)
+            cd = EventZap(Zaps.NOTHING, "cd", "kvm_post_set_cr0", "no CR0.CD zap since e1548088ff54",
+                          commit=C_NO_CD.sha)
+    pat = EventZap(Zaps.NOTHING, "pat", "svm_set_msr", "guest PAT lives in the VMCB g_pat, not in NPT")
+    return ZapPolicy(cr0_cd=cd, mtrr_write=mtrr, noncoherent_dma=dma, pat_write=pat)
+
+
 def svm_zap(kernel: SvmKernel, z: ZapInput) -> ZapDecision:
     """The kvm_zap_gfn_range() calls KVM makes on AMD for one event, by kernel version.
 
@@ -340,41 +372,11 @@ def svm_zap(kernel: SvmKernel, z: ZapInput) -> ZapDecision:
     with the quirk off, or a PAT write from 4.14, takes effect at the next VMRUN through the
     VMCB). Every zapped page is excess.
     """
-    t = ZapTrail()
-    kind, s = z.event.kind, kernel.series
-    if kind == MTRR_WRITE:
-        if s < HONORS_GATE_FROM:
-            mtrr_write_zap(z, t, z.vm.noncoherent_dma, "!tdp_enabled || !kvm_arch_has_noncoherent_dma(kvm)", "")
-        elif s < NO_CD_ZAP_FROM:
-            t.check("gate", "update_mtrr", f"!kvm_mmu_honors_guest_mtrrs(kvm): {_NPT_GATE}", True,
-                    "return: no zap", C_MTRR_ZAP.sha)
-        else:
-            t.check("mtrr", "kvm_mtrr_set_msr", "MTRRs are only stored and returned", True, "no zap", C_NO_MTRR.sha)
-    elif kind == CR0_CD:
-        if s < HONORS_GATE_FROM:
-            cd_toggle_zap_all(z, t, z.vm.noncoherent_dma and not z.vm.quirk_cd_nw_cleared,
-                              "kvm_arch_has_noncoherent_dma(kvm) && !quirk(CD_NW_CLEARED)")
-        elif s < NO_CD_ZAP_FROM:
-            cd_toggle_zap_all(z, t, False, f"kvm_mmu_honors_guest_mtrrs(kvm): {_NPT_GATE}", C_CD_ZAP.sha)
-        else:
-            t.check("cd", "kvm_post_set_cr0", "no CR0.CD zap since e1548088ff54", True, "no zap", C_NO_CD.sha)
-    elif kind == NONCOHERENT_DMA:
-        if s < HONORS_GATE_FROM:
-            t.check("hook", "kvm_arch_register_noncoherent_dma", "no start/stop zap before 362ff6dca541", True,
-                    "no zap", C_DMA_ZAP.sha)
-        elif t.check("transition", "kvm_noncoherent_dma_assignment_start_or_stop", "counter went 0->1 or 1->0",
-                     z.dma_transition):
-            cond = (f"__kvm_mmu_honors_guest_mtrrs(true) / kvm_mmu_may_ignore_guest_pat(): {_NPT_GATE}"
-                    if kernel.era != "v6.16" else "quirk(IGNORE_GUEST_PAT): disabled on AMD at VM creation")
-            t.check("zap", "kvm_noncoherent_dma_assignment_start_or_stop", cond, False, "zap everything",
-                    C_IGNORE_PAT.sha if kernel.era == "v6.16" else C_DMA_ZAP.sha)
-    else:
-        t.check("pat", "svm_set_msr", "guest PAT lives in the VMCB g_pat, not in NPT", True, "no zap")
-    return t.done()
+    return decide(svm_policy(kernel), z)
 
 
 __all__ = [
     "C_OBEY_PAT", "C_SHARED_PAT", "HOST_MTRR_DEFAULT", "HOST_PAT_DEFAULT", "HardwareCr0", "HardwareGpat",
     "SvmKernel", "SvmResult", "SvmRow", "UNVERIFIED", "check_svm_vm", "combine_guest_host", "hardware_cr0",
-    "hardware_gpat", "host_type", "svm_kernel", "svm_resolve", "svm_zap",
+    "hardware_gpat", "host_type", "svm_kernel", "svm_policy", "svm_resolve", "svm_zap",
 ]
