@@ -32,9 +32,9 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api.common import base_url
-from .api.convert import core_errors, era_out
+from .api.convert import core_errors
 from .api.errors import RuleViolation
-from .api.schemas import Addr
+from .api.schemas import Addr, EraOut
 from .assets import AssetHasher
 from .kvm.eras import ERAS
 from .permalink import (
@@ -179,7 +179,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                 "and <a href=/api/v1/kernels>/api/v1/kernels</a>.</p></html>"
             )
         context = {
-            "eras": [era_out(e).model_dump() for e in ERAS.values()],
+            "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],
             "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                          "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                         for p in PRESETS.values()],

@@ -18,17 +18,22 @@ names: UC, WC, WT, WP, WB, UC-. `notation` is the compact form used by the text 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
+from ..kvm.replay import modelled_cr0
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.versions import VERSION_PATTERN
+from ..x86.ept import mt_mask, notation
+from ..x86.memtype import EPT_TYPES, RELATIONS, MemType
+from ..x86.mtrr import KVM_NR_VAR_MTRR, VarMtrr
 from ..x86.pat import PAT_POWER_ON
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -41,7 +46,9 @@ BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
 ERA_IDS = list(ERAS)
 
 MemTypeName = Literal["UC", "WC", "WT", "WP", "WB", "UC-"]
+assert get_args(MemTypeName) == tuple(t.label for t in MemType), "MemTypeName lists app.x86.memtype.MemType's names"
 Relation = Literal["weaker", "stronger", "same", "incomparable"]
+assert get_args(Relation) == RELATIONS, "Relation lists app.x86.memtype.RELATIONS"
 
 # -- hex-or-integer fields ----------------------------------------------------------------
 
@@ -186,13 +193,15 @@ MemoryMap = Annotated[
 class VmIn(Strict):
     """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
 
-    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned (kvm_arch_has_noncoherent_dma)")
+    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned "
+                                  "(kvm_arch_has_noncoherent_dma)")
     quirk_cd_nw_cleared: bool = Field(True, description="KVM_X86_QUIRK_CD_NW_CLEARED on (the default)")
-    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists from 6.16, "
-                                         "turning it off elsewhere is refused)")
+    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists "
+                                         "from 6.16, turning it off elsewhere is refused)")
     self_snoop: bool = Field(True, description="host CPU has X86_FEATURE_SELFSNOOP")
     guest_has_mtrr: bool = Field(True, description="guest CPUID reports MTRRs")
-    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52", json_schema_extra={"minimum": 36, "maximum": 52})
+    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
+                            json_schema_extra={"minimum": 36, "maximum": 52})
     memory_map: MemoryMap | None = None
 
 
@@ -357,7 +366,8 @@ class ReplayRequest(Strict):
             {"vcpu": 0, "event": {"kind": "cr0_cd", "value": False}}]},
     ]})
 
-    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator (GET /api/v1/replay/generators)")
+    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator "
+                                                         "(GET /api/v1/replay/generators)")
     vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
                               "highest vCPU index in the events plus one")
     linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
@@ -366,19 +376,22 @@ class ReplayRequest(Strict):
     memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
         "(default: 4G layout on the VM's own memory map)", examples=["4G"])
-    maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
+    maxphyaddr: Int | None = Field(None, ge=36, le=52,
+                                   description="generator: guest phys-bits (default: vm.maxphyaddr)")
     aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
-                                                     "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
+                                         "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
     edk2: Literal[EDK2] = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
-                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; the "
-                                "reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, edk2 "
-                                "e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 ce4c76e46d)")
+                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; "
+                                "the reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, "
+                                "edk2 e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 "
+                                "ce4c76e46d)")
     qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
                                           "per vCPU) as source 'qemu'; default on for a generator, off otherwise")
     events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "
                                                "(at most MEMTYPE_MAX_TRACE_EVENTS)")
     trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
-                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by MEMTYPE_MAX_TRACE_EVENTS")
+                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by "
+                              "MEMTYPE_MAX_TRACE_EVENTS")
     vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
@@ -416,10 +429,62 @@ class DecodeRequest(Strict):
 
 
 # -- responses ---------------------------------------------------------------------------
+#
+# Built straight from the core's dataclasses (`from_attributes`): a member the core has
+# under the same name needs no code, and its type says how it is written (HexOut: "0x...",
+# MemTypeOut: the SDM name). Where the core names or computes a member differently, the
+# model's `core_members` validator says so, once. The same models read the JSON back (the
+# tests validate answers with them), so each type also accepts what it writes.
+
+
+def _from_hex(value: Any) -> Any:
+    return int(value, 16) if isinstance(value, str) else value
+
+
+def _label(value: Any) -> Any:
+    return value.label if isinstance(value, MemType) else value
+
+
+HexOut = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#x}", return_type=str)]
+"""An address or register, written "0x..." with no leading zeros."""
+Hex2Out = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#04x}", return_type=str)]
+"""A byte-wide value (an EPT mask, PTE bits), written with two hex digits."""
+Hex16Out = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#018x}", return_type=str)]
+"""A 64-bit entry, written with all 16 hex digits."""
+MemTypeOut = Annotated[MemTypeName, BeforeValidator(_label)]
+"""A MemType, written by its SDM name (app.x86.memtype.MemType.label)."""
+
+
+class View:
+    """A core object seen with some members added or replaced, for `from_attributes`:
+    `ResolveResponse.model_validate(View(resolution, permalink=link))`."""
+
+    __slots__ = ("_obj", "_members")
+
+    def __init__(self, obj: Any, **members: Any) -> None:
+        self._obj = obj
+        self._members = members
+
+    def __getattr__(self, name: str) -> Any:
+        members = self._members
+        return members[name] if name in members else getattr(self._obj, name)
+
+
+def core(value: Any, members: Callable[[Any], dict[str, Any]]) -> Any:
+    """`value` as is when it is JSON (a dict) or a model, else the core object with the
+    members `members(value)` derives from it."""
+    if isinstance(value, dict | BaseModel):
+        return value
+    return View(value, **members(value))
+
+
+def _ept_members(mt: MemType, ipat: bool) -> dict[str, Any]:
+    """An EPT entry's type: vmx_get_mt_mask()'s mask and the compact notation, both the core's."""
+    return {"memtype": mt, "ipat": ipat, "mask": mt_mask(mt, ipat), "notation": notation(mt, ipat)}
 
 
 class Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
 
 class CommitOut(Out):
@@ -446,35 +511,47 @@ class EptFieldOut(Out):
 
 
 class LeafOut(Out):
-    raw: str
+    raw: Hex16Out
     page_size: Literal["4K", "2M", "1G"]
     level: int
     fields: list[EptFieldOut]
     misconfig: list[str] = Field(description="why the leaf would cause an EPT misconfiguration (empty when fine)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EptLeaf: its fields and misconfig are methods."""
+        return core(v, lambda leaf: {"fields": leaf.fields(), "misconfig": leaf.misconfig()})
+
 
 class EptOut(Out):
-    memtype: MemTypeName
+    memtype: MemTypeOut
     ipat: bool
-    mask: str = Field(description="vmx_get_mt_mask(): memtype << 3 | IPAT << 6")
+    mask: Hex2Out = Field(description="vmx_get_mt_mask(): memtype << 3 | IPAT << 6")
     notation: str = Field(description="compact form: WB! = WB with IPAT")
     leaf: LeafOut | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """Anything with memtype and ipat (a Resolution: also its leaf)."""
+        return core(v, lambda r: _ept_members(r.memtype, r.ipat))
+
 
 class LookupOut(Out):
-    type: MemTypeName | None
+    type: MemTypeOut | None
     source: str
     reason: str
 
 
 class PatRowOut(Out):
     index: int
-    pte_bits: str = Field(description="PWT (bit 3), PCD (bit 4), PAT (bit 7) of a 4K PTE selecting this entry")
+    pte_bits: Hex2Out = Field(description="PWT (bit 3), PCD (bit 4), PAT (bit 7) of a 4K PTE selecting this entry")
     pte_flags: str
-    pat_type: MemTypeName
-    pat_type_used: MemTypeName = Field(description="the PAT type the access uses (WB with CR0.PG=0)")
-    effective: MemTypeName
-    guest_expected: MemTypeName | None
+    pat_type: MemTypeOut
+    pat_type_used: MemTypeOut = Field(description="the PAT type the access uses (WB with CR0.PG=0)")
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
     expected_reason: str
     relation: Relation = Field(description="effective vs guest_expected: weaker = the CPU may cache or buffer more")
     relation_reason: str
@@ -507,16 +584,22 @@ class MmioByKernelsOut(Out):
     kernels: str
     is_mmio: bool
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """HostSide.by_kernels holds (kernels, is_mmio) pairs."""
+        return {"kernels": v[0], "is_mmio": v[1]} if isinstance(v, tuple) else v
+
 
 class HostPageOut(Out):
     """kvm_is_mmio_pfn() for the page: the page, the kernel answered for, its checks."""
 
-    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", from_attributes=True, serialize_by_alias=True)
 
     page_class: str = Field(alias="class")
     preset: str | None
-    host_memtype: MemTypeName | None
-    hpa: str | None
+    host_memtype: MemTypeOut | None
+    hpa: HexOut | None
     e820_ram: bool
     pat_enabled: bool
     source: str = Field(description="where the page came from: given, or the memory map's range")
@@ -527,19 +610,29 @@ class HostPageOut(Out):
     by_kernels: list[MmioByKernelsOut] = Field(description="the answer per kvm_is_mmio_pfn() form inside the era")
     notes: list[str]
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A HostSide: the page's members and kvm_is_mmio_pfn()'s answer, flattened."""
+        return core(v, lambda h: {
+            "class": h.page.cls, "preset": h.page.preset or None, "host_memtype": h.page.host_memtype,
+            "hpa": h.page.hpa, "e820_ram": h.page.e820_ram, "pat_enabled": h.page.pat_enabled,
+            "is_mmio": h.mmio.is_mmio, "why": h.mmio.why, "path": [View(c, commit=c.where) for c in h.mmio.checks]})
+
 
 class ResolveResponse(Out):
     kernel: str = Field(description="the era id (kept for clients of era ids); kernel_info says more")
     kernel_info: KernelOut
     host_page: HostPageOut | None = Field(description="null when mmio was forced")
     era: EraOut
-    gpa: str
+    gpa: HexOut
     is_mmio: bool
     mmio_source: str
     ept: EptOut
-    guest_mtrr_type: MemTypeName | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
+    guest_mtrr_type: MemTypeOut | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
     guest_mtrr: LookupOut
-    kvm_mtrr_type: MemTypeName | None = Field(description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
+    kvm_mtrr_type: MemTypeOut | None = Field(
+        description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
     kvm_mtrr: LookupOut | None
     mtrr_finding: str | None = Field(description="why the SDM lookup and KVM's differ, or null")
     pat: list[PatRowOut]
@@ -548,35 +641,70 @@ class ResolveResponse(Out):
     page_sizes: list[PageSizeOut]
     permalink: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A Resolution (with `permalink` added): its EPT members are `ept`, its PAT rows `pat`."""
+        return core(v, lambda r: {
+            "kernel": r.era.id, "kernel_info": r.kernel, "host_page": r.host, "ept": r,
+            "guest_mtrr_type": r.guest_mtrr.type, "kvm_mtrr_type": r.kvm_mtrr.type if r.kvm_mtrr else None,
+            "pat": r.pat_rows})
+
 
 class RangeOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     pages: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A half-open (start, end) range; an empty one has 0 pages."""
+        return {"start": v[0], "end": v[1], "pages": max(0, v[1] - v[0]) >> 12} if isinstance(v, tuple) else v
 
 
 class EptTypeOut(Out):
-    memtype: MemTypeName
+    memtype: MemTypeOut
     ipat: bool
-    mask: str
+    mask: Hex2Out
     notation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A (memtype, ipat) pair, or anything with those two members."""
+        if isinstance(v, tuple):
+            return _ept_members(*v)
+        return core(v, lambda o: _ept_members(o.memtype, o.ipat))
 
 
 class ChangeOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     pages: int
     kind: Literal["ram", "mmio"]
     before: EptTypeOut
     after: EptTypeOut
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(v, lambda c: {"pages": (c.end - c.start) >> 12})
+
 
 class EventOut(Out):
     kind: str
     description: str
-    msr: str | None = None
+    msr: HexOut | None = None
     value: bool | str
     cr0_nw: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An Event: a register value is written in hex, a flag as a boolean."""
+        return core(v, lambda e: {"description": e.describe(),
+                                  "value": e.value if isinstance(e.value, bool) else f"{e.value:#x}"})
 
 
 class ZapCounts(Out):
@@ -603,6 +731,12 @@ class ZapResponse(Out):
     changes: list[ChangeOut]
     permalink: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A ZapAudit (with `kernel_info` and `permalink` added)."""
+        return core(v, lambda a: {"kernel": a.era.id})
+
 
 class DiffRowOut(Out):
     state: dict[str, Any] = Field(description="what vmx_get_mt_mask() sees: is_mmio, noncoherent_dma, cr0_cd, "
@@ -610,11 +744,16 @@ class DiffRowOut(Out):
                                   "pat (the access's PAT type)")
     ept_a: EptTypeOut
     ept_b: EptTypeOut
-    effective_a: MemTypeName
-    effective_b: MemTypeName
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
     classification: Relation = Field(description="effective_b relative to effective_a")
     relation_a: Relation = Field(description="effective_a relative to the guest's expectation")
     relation_b: Relation
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(v, lambda r: {"state": r.state.as_dict()})
 
 
 class DiffGroupOut(Out):
@@ -622,8 +761,8 @@ class DiffGroupOut(Out):
     count: int
     ept_a: EptTypeOut
     ept_b: EptTypeOut
-    effective_a: MemTypeName
-    effective_b: MemTypeName
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
     classification: Relation
 
 
@@ -646,9 +785,9 @@ class ZapCallOut(Out):
     event: int = Field(description="index into the trace's events")
     vcpu: int
     kind: str
-    msr: str | None
-    start: str
-    end: str
+    msr: HexOut | None
+    start: HexOut
+    end: HexOut
     pages: int = Field(description="mapped pages zapped")
     excess: int = Field(description="of those, pages whose entry did not change")
     cd: bool = Field(description="the calling vCPU had CR0.CD=1")
@@ -664,8 +803,9 @@ class ReplayEraOut(Out):
     empty_calls: int | None = None
     zapped_pages: int | None = None
     excess_pages: int | None = None
-    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what vCPU 0's "
-                                    "final state computes, if every zapped page was refaulted at once by the zapping vCPU")
+    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what "
+                                    "vCPU 0's final state computes, if every zapped page was refaulted at once by the "
+                                    "zapping vCPU")
     calls_while_cd: int | None = None
     duplicate_calls: int | None = None
     per_vcpu_stale: list[int] | None = None
@@ -676,22 +816,40 @@ class ReplayEraOut(Out):
     calls_by_source: dict[str, int] | None = Field(
         None, description="zap_calls split by who made the write: qemu (host KVM_SET_MSRS), firmware, linux, trace")
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A ReplayResult (`calls` replaced by None unless asked for)."""
+        return core(v, lambda r: {"kernel": r.era})
+
 
 class VarPairOut(Out):
-    base: str
-    mask: str
+    base: HexOut
+    mask: HexOut
 
 
 class MtrrStateOut(Out):
-    def_type: str
-    fixed: list[str] = Field(description="11 values in MSR order 0x250, 0x258, 0x259, 0x268..0x26f")
+    def_type: HexOut
+    fixed: list[HexOut] = Field(description="11 values in MSR order 0x250, 0x258, 0x259, 0x268..0x26f")
     variable: list[VarPairOut] = Field(description="8 PHYSBASE/PHYSMASK pairs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An MtrrState: pairs never written read as 0 (KVM has VCNT of them)."""
+        return core(v, lambda m: {"variable": [*m.variable, *[VarMtrr()] * (KVM_NR_VAR_MTRR - len(m.variable))]})
 
 
 class VcpuFinalOut(Out):
-    cr0: str = Field(description="CR0 as modelled: CD, NW and PG (other bits 0 but ET, which is always 1)")
-    pat: str
+    cr0: HexOut = Field(description="CR0 as modelled: CD, NW and PG (other bits 0 but ET, which is always 1)")
+    pat: HexOut
     mtrr: MtrrStateOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A VcpuState."""
+        return core(v, lambda s: {"cr0": modelled_cr0(s), "pat": s.pat.to_msr()})
 
 
 class FinalStateOut(Out):
@@ -743,17 +901,18 @@ class GeneratorOut(Out):
 class DecodeEraOut(Out):
     kernel: str
     ept: EptTypeOut | None
-    matches: bool | None = Field(description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
+    matches: bool | None = Field(
+        description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
     error: str | None = None
 
 
 class DecodeResponse(Out):
-    raw: str
+    raw: Hex16Out
     level: int
     page_size: Literal["4K", "2M", "1G"]
-    gfn: str | None
-    gpa: str
-    memtype: MemTypeName | None = Field(description="bits 5:3; null when reserved")
+    gfn: HexOut | None
+    gpa: HexOut
+    memtype: MemTypeOut | None = Field(description="bits 5:3; null when reserved")
     memtype_bits: int
     ipat: bool
     notation: str
@@ -761,6 +920,17 @@ class DecodeResponse(Out):
     misconfig: list[str]
     misconfigured: bool
     eras: list[DecodeEraOut]
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EptLeaf (with gfn, gpa, notation and eras added): a reserved memtype has no name."""
+        def members(leaf: Any) -> dict[str, Any]:
+            bad = leaf.misconfig()
+            mt = leaf.memtype_bits
+            return {"memtype": MemType(mt) if mt in EPT_TYPES else None, "fields": leaf.fields(),
+                    "misconfig": bad, "misconfigured": bool(bad)}
+        return core(v, members)
 
 
 class MapRequest(Scenario):
@@ -794,23 +964,29 @@ class PermalinkResponse(Out):
 
 
 class MapRunOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     kind: Literal["ram", "mmio", "unmapped"]
     label: str
-    guest_mtrr: MemTypeName | None
-    kvm_mtrr: MemTypeName | None
+    guest_mtrr: MemTypeOut | None
+    kvm_mtrr: MemTypeOut | None
     ept: EptTypeOut | None
-    effective: MemTypeName | None
-    expected: MemTypeName | None
+    effective: MemTypeOut | None
+    expected: MemTypeOut | None
     relation: str
     page_size: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A MapRun: an unmapped run has no EPT entry."""
+        return core(v, lambda r: {"ept": r if r.memtype is not None else None})
+
 
 class MtrrRangeOut(Out):
-    start: str
-    end: str
-    type: MemTypeName
+    start: HexOut
+    end: HexOut
+    type: MemTypeOut
     source: str
 
 
@@ -826,8 +1002,10 @@ class PresetOut(Out):
     title: str
     description: str
     request: ResolveRequest
-    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second resolve)")
-    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as event)")
+    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second "
+                                "resolve)")
+    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as "
+                                         "event)")
     permalink: str
 
 
