@@ -31,15 +31,28 @@ from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
 from ..kvm.replay import modelled_cr0
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.versions import VERSION_PATTERN
+from ..presets import OVMF, PRESETS, START
 from ..x86.ept import mt_mask, notation
-from ..x86.memtype import EPT_TYPES, RELATIONS, MemType
-from ..x86.mtrr import KVM_NR_VAR_MTRR, VarMtrr
+from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
+from ..x86.mtrr import (
+    DEF_TYPE_E,
+    DEF_TYPE_FE,
+    DEF_TYPE_VALID_BITS,
+    FIXED_MSRS,
+    KVM_NR_VAR_MTRR,
+    MSR_MTRR_DEF_TYPE,
+    MSR_MTRR_PHYSBASE0,
+    PHYSMASK_V,
+    VarMtrr,
+    phys_mask,
+)
+from ..x86.npt import ADDR_BITS
 from ..x86.pat import PAT_POWER_ON
+from .hexpattern import byte_fields, masked, one_of
 
 EDK2 = tuple(EDK2_RELEASES)
 
 U64_MAX = (1 << 64) - 1
-U52_MAX = (1 << 52) - 1
 HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
 HEX_RE = re.compile(HEX_PATTERN)
 BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
@@ -51,23 +64,29 @@ Relation = Literal["weaker", "stronger", "same", "incomparable"]
 assert get_args(Relation) == RELATIONS, "Relation lists app.x86.memtype.RELATIONS"
 
 # -- hex-or-integer fields ----------------------------------------------------------------
+#
+# Each pattern is built from the rule's own sets and masks in app.x86 (app/api/hexpattern.py);
+# tests/test_api_hexpattern.py checks regex-accepts <=> core-accepts. The JSON schema cannot
+# know the VM's MAXPHYADDR, so it states the architectural limit (52); the core checks the VM's.
 
-# A byte string whose every byte is one of the listed types: odd digit counts start with a
-# single-digit byte. Equivalent to "1-16 hex digits and every byte in the set".
-PAT_PATTERN = r"^0[xX]0?[014567](0[014567]){0,7}$"
-FIXED_PATTERN = r"^0[xX]0?[01456](0[01456]){0,7}$"
-# MTRRdefType: type byte, E (bit 11) / FE (bit 10), bits 9:8 and 63:12 reserved.
-DEF_TYPE_PATTERN = r"^0[xX]0{0,13}([048cC]0[01456]|0?[01456])$"
-# PHYSBASE: type byte, bits 11:8 reserved, address bits below 52.
-PHYSBASE_PATTERN = r"^0[xX](0?[01456]|0{0,3}[0-9a-fA-F]{0,10}00[01456])$"
-# PHYSMASK: bits 10:0 reserved, V = bit 11, mask bits below 52.
-PHYSMASK_PATTERN = r"^0[xX](0{1,2}|0{0,3}[0-9a-fA-F]{0,10}[08]00)$"
-# Guest-physical address: below 2^52 (the architectural MAXPHYADDR limit).
-ADDR_PATTERN = r"^0[xX]0{0,3}[0-9a-fA-F]{1,13}$"
-# The MTRR MSRs: PHYSBASE/PHYSMASK 0x200-0x20f, fixed 0x250, 0x258, 0x259, 0x268-0x26f,
-# MTRRdefType 0x2ff.
-MTRR_MSRS = [*range(0x200, 0x210), 0x250, 0x258, 0x259, *range(0x268, 0x270), 0x2FF]
-MSR_PATTERN = r"^0[xX]0{0,13}2(0[0-9a-fA-F]|5[089]|6[89a-fA-F]|[fF][fF])$"
+MAX_PHYS_BITS = ADDR_BITS
+"""The architectural MAXPHYADDR limit (CPUID.80000008H:EAX[7:0] is at most 52)."""
+U52_MAX = (1 << MAX_PHYS_BITS) - 1
+PAT_PATTERN = byte_fields(PAT_TYPES)
+FIXED_PATTERN = byte_fields(MTRR_TYPES)
+DEF_TYPE_PATTERN = masked(DEF_TYPE_VALID_BITS, low_byte=MTRR_TYPES)
+PHYSBASE_PATTERN = masked(phys_mask(MAX_PHYS_BITS), low_byte=MTRR_TYPES)
+PHYSMASK_PATTERN = masked(phys_mask(MAX_PHYS_BITS) | PHYSMASK_V)
+ADDR_PATTERN = masked((1 << MAX_PHYS_BITS) - 1)
+MTRR_MSRS = sorted([*range(MSR_MTRR_PHYSBASE0, MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR),
+                    *(f.msr for f in FIXED_MSRS), MSR_MTRR_DEF_TYPE])
+MSR_PATTERN = one_of(MTRR_MSRS)
+
+
+def _types(types: frozenset[int], names: bool = False) -> str:
+    """`0, 1, 4, 5 or 6`, or with names `0 (UC), 1 (WC), ...`."""
+    words = [f"{t} ({MemType(t).label})" if names else str(t) for t in sorted(types)]
+    return ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _parse_hex(value: Any, bare: bool = False) -> int:
@@ -96,48 +115,52 @@ Int = Annotated[int, Field(strict=True)]
 """A JSON integer written as one: `3`, never `3.0` or `true` (the models are strict)."""
 
 
-def _hex_schema(pattern: str, int_max: int, description: str, example: str) -> dict:
+def _hex_schema(pattern: str, int_max: int, description: str, example: int, width: int = 0) -> dict[str, Any]:
     return {
         "anyOf": [
             {"type": "integer", "minimum": 0, "maximum": int_max},
             {"type": "string", "pattern": pattern},
         ],
         "description": description,
-        "examples": [example],
+        "examples": [format(example, f"#0{width + 2}x" if width else "#x")],
     }
 
 
-def _hex_type(pattern: str, int_max: int, description: str, example: str, width: int = 0) -> Any:
-    fmt = f"#0{width + 2}x" if width else "#x"
-    return Annotated[
-        int,
-        BeforeValidator(_parse_hex),
-        PlainSerializer(lambda v: format(v, fmt), return_type=str, when_used="json"),
-        WithJsonSchema(_hex_schema(pattern, int_max, description, example)),
-    ]
+def _hex_json(fmt: str) -> PlainSerializer:
+    return PlainSerializer(lambda v: format(v, fmt), return_type=str, when_used="json")
 
 
-Hex64 = _hex_type(HEX_PATTERN, U64_MAX, "64-bit value: integer or '0x' + 1-16 hex digits", "0x806")
-Addr = _hex_type(ADDR_PATTERN, U52_MAX, "guest-physical address below 2^MAXPHYADDR: integer or '0x...'", "0xfee00000")
-PatValue = _hex_type(PAT_PATTERN, U64_MAX, "IA32_PAT: 8 bytes, each 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB) or 7 (UC-)",
-                     "0x0007040600070406", 16)
-FixedValue = _hex_type(FIXED_PATTERN, U64_MAX, "fixed-range MTRR MSR: 8 type bytes, each 0, 1, 4, 5 or 6",
-                       "0x0606060606060606", 16)
-DefType = _hex_type(DEF_TYPE_PATTERN, 0xC06, "IA32_MTRR_DEF_TYPE: type in bits 7:0 (0, 1, 4, 5, 6), FE = bit 10, "
-                    "E = bit 11; other bits reserved", "0xc06")
-PhysBase = _hex_type(PHYSBASE_PATTERN, U52_MAX, "IA32_MTRR_PHYSBASEn: type in bits 7:0, bits 11:8 reserved, base "
-                     "address bits below MAXPHYADDR", "0x80000000")
-PhysMask = _hex_type(PHYSMASK_PATTERN, U52_MAX, "IA32_MTRR_PHYSMASKn: V = bit 11, bits 10:0 reserved, mask bits "
-                     "below MAXPHYADDR", "0x3fff80000800")
+HexIn = BeforeValidator(_parse_hex)
+_OVMF_PAIR = OVMF.variable[0]
+_SEED_GPA = PRESETS[START].state.access.gpa
+
+Hex64 = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    HEX_PATTERN, U64_MAX, "64-bit value: integer or '0x' + 1-16 hex digits", DEF_TYPE_E | int(MemType.WB)))]
+Addr = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    ADDR_PATTERN, U52_MAX, "guest-physical address below 2^MAXPHYADDR: integer or '0x...'", _SEED_GPA))]
+PatValue = Annotated[int, HexIn, _hex_json("#018x"), WithJsonSchema(_hex_schema(
+    PAT_PATTERN, U64_MAX, f"IA32_PAT: 8 bytes, each {_types(PAT_TYPES, names=True)}", PAT_POWER_ON, 16))]
+FixedValue = Annotated[int, HexIn, _hex_json("#018x"), WithJsonSchema(_hex_schema(
+    FIXED_PATTERN, U64_MAX, f"fixed-range MTRR MSR: 8 type bytes, each {_types(MTRR_TYPES)}", OVMF.fixed[0], 16))]
+DefType = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    DEF_TYPE_PATTERN, DEF_TYPE_E | DEF_TYPE_FE | max(MTRR_TYPES),
+    f"IA32_MTRR_DEF_TYPE: type in bits 7:0 ({_types(MTRR_TYPES).replace(' or', ',')}), FE = bit 10, "
+    "E = bit 11; other bits reserved", OVMF.def_type))]
+PhysBase = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    PHYSBASE_PATTERN, U52_MAX, "IA32_MTRR_PHYSBASEn: type in bits 7:0, bits 11:8 reserved, base address bits "
+    "below MAXPHYADDR", _OVMF_PAIR.base))]
+PhysMask = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    PHYSMASK_PATTERN, U52_MAX, "IA32_MTRR_PHYSMASKn: V = bit 11, bits 10:0 reserved, mask bits below MAXPHYADDR",
+    _OVMF_PAIR.mask))]
 MtrrMsr = Annotated[
     int,
-    BeforeValidator(_parse_hex),
-    PlainSerializer(lambda v: f"{v:#x}", return_type=str, when_used="json"),
+    HexIn,
+    _hex_json("#x"),
     WithJsonSchema({
         "anyOf": [{"type": "integer", "enum": MTRR_MSRS}, {"type": "string", "pattern": MSR_PATTERN}],
         "description": "an MTRR MSR: 0x200-0x20f (PHYSBASE/PHYSMASK pairs), 0x250, 0x258, 0x259, "
                        "0x268-0x26f (fixed ranges), 0x2ff (MTRRdefType)",
-        "examples": ["0x2ff"],
+        "examples": [f"{MSR_MTRR_DEF_TYPE:#x}"],
     }),
 ]
 SpteValue = Annotated[
@@ -217,7 +240,7 @@ class MtrrIn(Strict):
     fixed: list[FixedValue] | None = Field(
         None, description="the 11 fixed-range MSRs in order (0x250, 0x258, 0x259, 0x268-0x26f); omitted = all 0 (UC)",
         json_schema_extra={"anyOf": [{"type": "array", "minItems": 11, "maxItems": 11,
-                                      "items": _hex_schema(FIXED_PATTERN, U64_MAX, "fixed-range MSR", "0x0")},
+                                      "items": _hex_schema(FIXED_PATTERN, U64_MAX, "fixed-range MSR", 0)},
                                      {"type": "null"}]},
     )
     variable: list[VarMtrrIn] = Field(default_factory=list, description="PHYSBASEn/PHYSMASKn pairs; KVM reports VCNT=8",
