@@ -28,8 +28,9 @@ from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_
 from ..kvm.eras import ERAS
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
-from ..kvm.replay import modelled_cr0
+from ..kvm.replay import GENERATORS, modelled_cr0
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
+from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
 from ..presets import OVMF, PRESETS, START
 from ..x86.ept import mt_mask, notation
@@ -253,21 +254,20 @@ class VcpuIn(Strict):
     cr0_cd: bool = False
     cr0_nw: bool = Field(False, description="CR0.NW=1 needs CR0.CD=1 (else MOV to CR0 #GPs)")
     cr0_pg: bool = Field(True, description="paging on; with CR0.PG=0 the PAT type is WB")
-    pat: PatValue = Field(PAT_POWER_ON, json_schema_extra={"default": "0x0007040600070406"})
+    pat: PatValue = Field(PAT_POWER_ON, json_schema_extra={"default": f"{PAT_POWER_ON:#018x}"})
     mtrr: MtrrIn = Field(default_factory=MtrrIn)
 
 
-SEED_VM = {"noncoherent_dma": True, "quirk_cd_nw_cleared": True, "quirk_ignore_guest_pat": True,
-           "self_snoop": True, "guest_has_mtrr": True, "maxphyaddr": 46}
-OVMF_MTRR = {"def_type": "0xc06", "fixed": ["0x0606060606060606", "0x0606060606060606"] + ["0x0"] * 9,
-             "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}
-RESOLVE_EXAMPLE = {
-    "kernel": "v6.7",
-    "vm": SEED_VM,
-    "vcpu": {"cr0_cd": False, "cr0_nw": False, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
-    "gpa": "0xfee00000",
-    "mmio": False,
-}
+# Request examples are the presets' own bodies (app/presets.py), so they cannot drift from
+# what the API accepts; tests/test_api_endpoints.py posts every one of them.
+_START = PRESETS[START]
+RESOLVE_EXAMPLE: dict[str, Any] = _START.request()
+"""The page's first scenario (app.presets.START) as a POST /api/v1/resolve body."""
+SCENARIO_EXAMPLE = {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio", "host_page")}
+"""The same without the address: what map and zap take."""
+SEED_VM: dict[str, Any] = RESOLVE_EXAMPLE["vm"]
+OVMF_MTRR: dict[str, Any] = PRESETS["ovmf"].request()["vcpu"]["mtrr"]
+"""OVMF's guest MTRRs (app.kvm.layouts.ovmf_state) as a request's vcpu.mtrr."""
 
 
 class Scenario(Strict):
@@ -341,21 +341,27 @@ class PatWriteEvent(Strict):
 
 EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
-ZAP_EXAMPLE = {
-    "kernel": "v6.7",
-    "vm": SEED_VM,
-    "vcpu": {"cr0_cd": True, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
-    "event": {"kind": "cr0_cd", "value": False},
-}
+def _zap_examples() -> list[dict[str, Any]]:
+    """One zap body per event kind the presets try: the first preset with that kind."""
+    first: dict[str, dict[str, Any]] = {}
+    for p in PRESETS.values():
+        ev = p.event()
+        if ev is not None and ev["kind"] not in first:
+            first[ev["kind"]] = {**{k: v for k, v in p.request().items() if k not in ("gpa", "mmio", "host_page")},
+                                 "event": ev}
+    return list(first.values())
+
+
+ZAP_EXAMPLES = _zap_examples()
+PRESET_EVENTS: list[dict[str, Any]] = list({str(p.event()): p.event() for p in PRESETS.values()
+                                             if p.event() is not None}.values())
+"""Every distinct event the presets try, in preset order."""
 
 
 class ZapRequest(Scenario):
     """The state before an event, and the event; the era's zaps are audited."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        ZAP_EXAMPLE,
-        {**ZAP_EXAMPLE, "vcpu": {"mtrr": OVMF_MTRR}, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"}},
-    ]})
+    model_config = ConfigDict(json_schema_extra={"examples": ZAP_EXAMPLES})
 
     event: EventIn
 
@@ -363,7 +369,7 @@ class ZapRequest(Scenario):
 class DiffRequest(Strict):
     """Two eras; every state of the finite state space where their EPT entries differ."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"a": "v4.2", "b": "v6.7"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
     a: KernelId
     b: KernelId
@@ -382,11 +388,8 @@ class ReplayRequest(Strict):
     """A trace: a generator preset with a vCPU count, explicit events, or trace text."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"generator": "ovmf", "vcpus": 8},
-        {"vcpus": 2, "vm": {"noncoherent_dma": True}, "events": [
-            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": True}},
-            {"vcpu": 0, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0xc06"}},
-            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": False}}]},
+        {"generator": next(iter(GENERATORS)), "vcpus": DEFAULT_VCPUS},
+        {"vcpus": 2, "vm": SEED_VM, "events": [{"vcpu": n % 2, "event": ev} for n, ev in enumerate(PRESET_EVENTS)]},
     ]})
 
     generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator "
@@ -959,8 +962,7 @@ class DecodeResponse(Out):
 class MapRequest(Scenario):
     """A scenario without an address: the whole guest-physical space as runs of one answer."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio")} | {"pat_index": 1}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SCENARIO_EXAMPLE, "pat_index": 1}]})
 
     pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
 
@@ -970,7 +972,7 @@ class PermalinkRequest(Scenario):
     the view and the PAT entry the map shows. Everything is optional but `kernel`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {**RESOLVE_EXAMPLE, "vs": "v4.2", "view": "zap", "pati": 1, "event": {"kind": "cr0_cd", "value": False}}]})
+        {**RESOLVE_EXAMPLE, "vs": _START.compare, "view": "zap", "pati": 1, "event": _START.event()}]})
 
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
