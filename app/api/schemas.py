@@ -19,9 +19,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
@@ -277,8 +286,20 @@ class Scenario(Strict):
     memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
 
 
-HostPageClass = Literal[tuple(CLASSES)]  # type: ignore[valid-type]
-HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]  # type: ignore[valid-type]
+# Names the core lists, as Literal types (mypy sees plain strings: it cannot read a Literal
+# built at run time).
+if TYPE_CHECKING:
+    HostPageClass: TypeAlias = str
+    HostPagePreset: TypeAlias = str
+    MachineName: TypeAlias = str
+    ApertureName: TypeAlias = str
+    Edk2Release: TypeAlias = str
+else:
+    HostPageClass = Literal[tuple(CLASSES)]
+    HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]
+    MachineName = Literal[MACHINES]
+    ApertureName = Literal[APERTURES]
+    Edk2Release = Literal[EDK2]
 
 
 class HostPageIn(Strict):
@@ -341,9 +362,9 @@ class PatWriteEvent(Strict):
 
 EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
-def _zap_examples() -> list[dict[str, Any]]:
+def _zap_examples() -> list[JsonValue]:
     """One zap body per event kind the presets try: the first preset with that kind."""
-    first: dict[str, dict[str, Any]] = {}
+    first: dict[str, JsonValue] = {}
     for p in PRESETS.values():
         ev = p.event()
         if ev is not None and ev["kind"] not in first:
@@ -353,8 +374,8 @@ def _zap_examples() -> list[dict[str, Any]]:
 
 
 ZAP_EXAMPLES = _zap_examples()
-PRESET_EVENTS: list[dict[str, Any]] = list({str(p.event()): p.event() for p in PRESETS.values()
-                                             if p.event() is not None}.values())
+PRESET_EVENTS: list[JsonValue] = list({str(ev): ev for ev in (p.event() for p in PRESETS.values())
+                                        if ev is not None}.values())
 """Every distinct event the presets try, in preset order."""
 
 
@@ -398,15 +419,15 @@ class ReplayRequest(Strict):
                               "highest vCPU index in the events plus one")
     linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
                         "re-sync: cache_bp_init/cache_aps_init)")
-    machine: Literal[MACHINES] = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
+    machine: MachineName = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
     memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
         "(default: 4G layout on the VM's own memory map)", examples=["4G"])
     maxphyaddr: Int | None = Field(None, ge=36, le=52,
                                    description="generator: guest phys-bits (default: vm.maxphyaddr)")
-    aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
+    aperture: ApertureName = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
                                          "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
-    edk2: Literal[EDK2] = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
+    edk2: Edk2Release = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
                                 "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; "
                                 "the reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, "
                                 "edk2 e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 "
