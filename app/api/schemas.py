@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import (
@@ -517,12 +518,27 @@ class View:
         return members[name] if name in members else getattr(self._obj, name)
 
 
-def core(value: Any, members: Callable[[Any], dict[str, Any]]) -> Any:
-    """`value` as is when it is JSON (a dict) or a model, else the core object with the
-    members `members(value)` derives from it."""
+_MISSING = object()
+
+
+def core(model: type[BaseModel], value: Any, members: Callable[[Any], dict[str, Any]]) -> Any:
+    """`value` as is when it is JSON (a dict) or a model; else the core object's members for
+    `model`'s fields: those `members(value)` derives, the others read by name (a field the
+    object lacks keeps its default). A dict, not a proxy: pydantic reads it fastest."""
     if isinstance(value, dict | BaseModel):
         return value
-    return View(value, **members(value))
+    derived = members(value)
+    out = {}
+    for key in _field_keys(model):
+        v = derived[key] if key in derived else getattr(value, key, _MISSING)
+        if v is not _MISSING:
+            out[key] = v
+    return out
+
+
+@cache
+def _field_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(f.alias or name for name, f in model.model_fields.items())
 
 
 def _ept_members(mt: MemType, ipat: bool) -> dict[str, Any]:
@@ -568,7 +584,7 @@ class LeafOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """An EptLeaf: its fields and misconfig are methods."""
-        return core(v, lambda leaf: {"fields": leaf.fields(), "misconfig": leaf.misconfig()})
+        return core(cls, v, lambda leaf: {"fields": leaf.fields(), "misconfig": leaf.misconfig()})
 
 
 class EptOut(Out):
@@ -582,7 +598,7 @@ class EptOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """Anything with memtype and ipat (a Resolution: also its leaf)."""
-        return core(v, lambda r: _ept_members(r.memtype, r.ipat))
+        return core(cls, v, lambda r: _ept_members(r.memtype, r.ipat))
 
 
 class LookupOut(Out):
@@ -661,7 +677,7 @@ class HostPageOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A HostSide: the page's members and kvm_is_mmio_pfn()'s answer, flattened."""
-        return core(v, lambda h: {
+        return core(cls, v, lambda h: {
             "class": h.page.cls, "preset": h.page.preset or None, "host_memtype": h.page.host_memtype,
             "hpa": h.page.hpa, "e820_ram": h.page.e820_ram, "pat_enabled": h.page.pat_enabled,
             "is_mmio": h.mmio.is_mmio, "why": h.mmio.why, "path": [View(c, commit=c.where) for c in h.mmio.checks]})
@@ -692,7 +708,7 @@ class ResolveResponse(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A Resolution (with `permalink` added): its EPT members are `ept`, its PAT rows `pat`."""
-        return core(v, lambda r: {
+        return core(cls, v, lambda r: {
             "kernel": r.era.id, "kernel_info": r.kernel, "host_page": r.host, "ept": r,
             "guest_mtrr_type": r.guest_mtrr.type, "kvm_mtrr_type": r.kvm_mtrr.type if r.kvm_mtrr else None,
             "pat": r.pat_rows})
@@ -722,7 +738,7 @@ class EptTypeOut(Out):
         """A (memtype, ipat) pair, or anything with those two members."""
         if isinstance(v, tuple):
             return _ept_members(*v)
-        return core(v, lambda o: _ept_members(o.memtype, o.ipat))
+        return core(cls, v, lambda o: _ept_members(o.memtype, o.ipat))
 
 
 class ChangeOut(Out):
@@ -736,7 +752,7 @@ class ChangeOut(Out):
     @model_validator(mode="before")
     @classmethod
     def core_members(cls, v: Any) -> Any:
-        return core(v, lambda c: {"pages": (c.end - c.start) >> 12})
+        return core(cls, v, lambda c: {"pages": (c.end - c.start) >> 12})
 
 
 class EventOut(Out):
@@ -750,7 +766,7 @@ class EventOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """An Event: a register value is written in hex, a flag as a boolean."""
-        return core(v, lambda e: {"description": e.describe(),
+        return core(cls, v, lambda e: {"description": e.describe(),
                                   "value": e.value if isinstance(e.value, bool) else f"{e.value:#x}"})
 
 
@@ -782,7 +798,7 @@ class ZapResponse(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A ZapAudit (with `kernel_info` and `permalink` added)."""
-        return core(v, lambda a: {"kernel": a.era.id})
+        return core(cls, v, lambda a: {"kernel": a.era.id})
 
 
 class DiffRowOut(Out):
@@ -800,7 +816,7 @@ class DiffRowOut(Out):
     @model_validator(mode="before")
     @classmethod
     def core_members(cls, v: Any) -> Any:
-        return core(v, lambda r: {"state": r.state.as_dict()})
+        return core(cls, v, lambda r: {"state": r.state.as_dict()})
 
 
 class DiffGroupOut(Out):
@@ -867,7 +883,7 @@ class ReplayEraOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A ReplayResult (`calls` replaced by None unless asked for)."""
-        return core(v, lambda r: {"kernel": r.era})
+        return core(cls, v, lambda r: {"kernel": r.era})
 
 
 class VarPairOut(Out):
@@ -884,7 +900,7 @@ class MtrrStateOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """An MtrrState: pairs never written read as 0 (KVM has VCNT of them)."""
-        return core(v, lambda m: {"variable": [*m.variable, *[VarMtrr()] * (KVM_NR_VAR_MTRR - len(m.variable))]})
+        return core(cls, v, lambda m: {"variable": [*m.variable, *[VarMtrr()] * (KVM_NR_VAR_MTRR - len(m.variable))]})
 
 
 class VcpuFinalOut(Out):
@@ -896,7 +912,7 @@ class VcpuFinalOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A VcpuState."""
-        return core(v, lambda s: {"cr0": modelled_cr0(s), "pat": s.pat.to_msr()})
+        return core(cls, v, lambda s: {"cr0": modelled_cr0(s), "pat": s.pat.to_msr()})
 
 
 class FinalStateOut(Out):
@@ -977,7 +993,7 @@ class DecodeResponse(Out):
             mt = leaf.memtype_bits
             return {"memtype": MemType(mt) if mt in EPT_TYPES else None, "fields": leaf.fields(),
                     "misconfig": bad, "misconfigured": bool(bad)}
-        return core(v, members)
+        return core(cls, v, members)
 
 
 class MapRequest(Scenario):
@@ -1026,7 +1042,7 @@ class MapRunOut(Out):
     @classmethod
     def core_members(cls, v: Any) -> Any:
         """A MapRun: an unmapped run has no EPT entry."""
-        return core(v, lambda r: {"ept": r if r.memtype is not None else None})
+        return core(cls, v, lambda r: {"ept": r if r.memtype is not None else None})
 
 
 class MtrrRangeOut(Out):
