@@ -295,12 +295,14 @@ if TYPE_CHECKING:
     MachineName: TypeAlias = str
     ApertureName: TypeAlias = str
     Edk2Release: TypeAlias = str
+    GeneratorName: TypeAlias = str
 else:
     HostPageClass = Literal[tuple(CLASSES)]
     HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]
     MachineName = Literal[MACHINES]
     ApertureName = Literal[APERTURES]
     Edk2Release = Literal[EDK2]
+    GeneratorName = Literal[tuple(GENERATORS)]
 
 
 class HostPageIn(Strict):
@@ -414,7 +416,7 @@ class ReplayRequest(Strict):
         {"vcpus": 2, "vm": SEED_VM, "events": [{"vcpu": n % 2, "event": ev} for n, ev in enumerate(PRESET_EVENTS)]},
     ]})
 
-    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator "
+    generator: GeneratorName | None = Field(None, description="a boot generator "
                                                          "(GET /api/v1/replay/generators)")
     vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
                               "highest vCPU index in the events plus one")
