@@ -35,9 +35,9 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from .api.common import base_url
-from .api.convert import core_errors, era_out
+from .api.convert import core_errors
 from .api.errors import RuleViolation
-from .api.schemas import Addr
+from .api.schemas import Addr, EraOut
 from .assets import AssetHasher
 from .knobs import page_knobs
 from .kvm.eras import ERAS
@@ -135,7 +135,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
     router = APIRouter(include_in_schema=False)
     # what every page shows whatever its state: computed once
     fixed = {
-        "eras": [era_out(e).model_dump() for e in ERAS.values()],
+        "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],
         "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                      "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                     for p in PRESETS.values()],

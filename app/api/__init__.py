@@ -4,8 +4,10 @@
     scenario.py  POST /resolve, /zap, /map, /decode, /permalink (the page's address bar)
     diff.py      POST /diff
     replay.py    POST /replay, GET /replay/generators
-    schemas.py   pydantic models;  convert.py  JSON <-> core;  errors.py  RFC 9457
-    common.py    declared error responses, text negotiation;  middleware.py  body cap, access log
+    schemas.py   pydantic models (responses read the core's dataclasses: from_attributes)
+    convert.py   request -> core;  hexpattern.py  schema regexes from app.x86's sets
+    errors.py    RFC 9457;  common.py  declared error responses, text negotiation
+    pool.py      CPU-bound routes off the event loop;  middleware.py  body cap, access log
 """
 
 from __future__ import annotations

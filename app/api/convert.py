@@ -1,13 +1,9 @@
-"""Pydantic request models -> core dataclasses, core results -> response models.
+"""Pydantic request models -> core dataclasses.
 
-Nothing here decides anything about memory types: it only moves values between the JSON
-shapes and app.x86 / app.kvm, and tells the error handler where in the request a core
-location (e.g. ('vcpu', 'mtrr', 'variable', 0, 'base')) lives.
-
-The many small rows of a resolution (path steps, leaf fields, PAT rows) are built with
-`model_construct` (no re-validation: the values come straight from the core's typed
-dataclasses); resolve is the hot endpoint. The tests validate every response against its
-schema, and schemathesis checks them against the OpenAPI document.
+Nothing here decides anything about memory types: it only moves values from the JSON
+shapes into app.x86 / app.kvm, and tells the error handler where in the request a core
+location (e.g. ('vcpu', 'mtrr', 'variable', 0, 'base')) lives. Responses need no converter: their
+models are validated from the core's dataclasses (app/api/schemas.py, from_attributes).
 """
 
 from __future__ import annotations
@@ -15,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 
-from ..kvm.era import Era, Step
 from ..kvm.host_page import HostPage
 from ..kvm.host_page import preset as host_preset
-from ..kvm.ranges import Range
-from ..kvm.resolve import HostSide, Resolution
 from ..kvm.scenario import (
     DEFAULT_MEMORY_MAP,
     Cr0Write,
@@ -31,11 +24,9 @@ from ..kvm.scenario import (
     VcpuState,
     VmConfig,
 )
-from ..kvm.versions import KernelInfo
-from ..kvm.zap import ZapAudit
-from ..x86.ept import EptLeaf, mt_mask, notation
-from ..x86.memtype import MemType, MemTypeError
-from ..x86.mtrr import FIXED_MSRS, Lookup, MtrrState, VarMtrr
+from ..x86.ept import notation
+from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from ..x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from ..x86.pat import Pat
 from . import schemas as s
 from .errors import RuleViolation
@@ -130,131 +121,14 @@ def to_event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatW
 
 
 # -- core -> responses ---------------------------------------------------------------------
+#
+# The response models read the core's dataclasses themselves (app/api/schemas.py,
+# from_attributes); what is left here is the one member the routes spell out.
 
 
-_ERA_OUT: dict[str, s.EraOut] = {}
-
-
-def era_out(era: Era) -> s.EraOut:
-    """Cached per era id (eras are fixed; the model is never mutated)."""
-    out = _ERA_OUT.get(era.id)
-    if out is None:
-        out = _ERA_OUT[era.id] = _era_out(era)
-    return out
-
-
-def _era_out(era: Era) -> s.EraOut:
-    return s.EraOut(
-        id=era.id, title=era.title, kernels=era.kernels, summary=era.summary,
-        commits=[s.CommitOut(sha=c.sha, subject=c.subject) for c in era.commits],
-        notes=list(era.notes), reads_guest_mtrrs=era.reads_guest_mtrrs,
-    )
-
-
-def step_out(st: Step) -> s.StepOut:
-    return s.StepOut.model_construct(id=st.id, function=st.function, condition=st.condition, held=st.held, result=st.result,
-                     commit=st.commit)
-
-
-def lookup_out(lk: Lookup) -> s.LookupOut:
-    return s.LookupOut.model_construct(type=lk.type.label if lk.type is not None else None, source=lk.source, reason=lk.reason)
-
-
-def leaf_out(leaf: EptLeaf) -> s.LeafOut:
-    return s.LeafOut.model_construct(
-        raw=f"{leaf.raw:#018x}", page_size=leaf.page_size, level=leaf.level,  # type: ignore[arg-type]
-        fields=[s.EptFieldOut.model_construct(name=f.name, lo=f.lo, hi=f.hi, value=f.value, meaning=f.meaning)
-                for f in leaf.fields()],
-        misconfig=leaf.misconfig(),
-    )
-
-
-def ept_type_out(mt: MemType, ipat: bool) -> s.EptTypeOut:
-    return s.EptTypeOut.model_construct(memtype=mt.label, ipat=ipat, mask=f"{mt_mask(mt, ipat):#04x}",  # type: ignore[arg-type]
-                        notation=notation(mt, ipat))
-
-
-def range_out(r: Range) -> s.RangeOut:
-    start, end = r
-    return s.RangeOut.model_construct(start=f"{start:#x}", end=f"{end:#x}", pages=max(0, end - start) >> 12)
-
-
-def kernel_out(k: KernelInfo) -> s.KernelOut:
-    return s.KernelOut.model_construct(asked=k.asked, era=k.era, version=k.version, why=k.why, notes=list(k.notes))
-
-
-def host_page_out(h: HostSide) -> s.HostPageOut:
-    p = h.page
-    return s.HostPageOut.model_construct(
-        page_class=p.cls, preset=p.preset or None,
-        host_memtype=p.host_memtype.label if p.host_memtype is not None else None,  # type: ignore[arg-type]
-        hpa=f"{p.hpa:#x}" if p.hpa is not None else None, e820_ram=p.e820_ram, pat_enabled=p.pat_enabled,
-        source=h.source, answered_for=h.answered_for, is_mmio=h.mmio.is_mmio, why=h.mmio.why,
-        path=[step_out(c) for c in h.mmio.path],
-        by_kernels=[s.MmioByKernelsOut.model_construct(kernels=k, is_mmio=m) for k, m in h.by_kernels],
-        notes=list(h.notes),
-    )
-
-
-def resolution_out(r: Resolution, permalink: str) -> s.ResolveResponse:
-    """Built with model_construct: every value comes typed from the core, so validating it
-    again would only cost time (the response schema is still checked by the fuzz tests)."""
-    assert r.kernel is not None, "the API always resolves with the kernel it was asked"
-    return s.ResolveResponse.model_construct(
-        kernel=r.era.id,
-        kernel_info=kernel_out(r.kernel),
-        host_page=host_page_out(r.host) if r.host is not None else None,
-        era=era_out(r.era),
-        gpa=f"{r.gpa:#x}",
-        is_mmio=r.is_mmio,
-        mmio_source=r.mmio_source,
-        ept=s.EptOut.model_construct(memtype=r.memtype.label, ipat=r.ipat, mask=f"{r.mask:#04x}",  # type: ignore[arg-type]
-                     notation=notation(r.memtype, r.ipat), leaf=leaf_out(r.leaf)),
-        guest_mtrr_type=r.guest_mtrr.type.label if r.guest_mtrr.type is not None else None,  # type: ignore[arg-type]
-        guest_mtrr=lookup_out(r.guest_mtrr),
-        kvm_mtrr_type=r.kvm_mtrr.type.label if r.kvm_mtrr and r.kvm_mtrr.type is not None else None,  # type: ignore[arg-type]
-        kvm_mtrr=lookup_out(r.kvm_mtrr) if r.kvm_mtrr else None,
-        mtrr_finding=r.mtrr_finding,
-        pat=[s.PatRowOut.model_construct(
-            index=p.index, pte_bits=f"{p.pte_bits:#04x}", pte_flags=p.pte_flags,
-            pat_type=p.pat_type.label,  # type: ignore[arg-type]
-            pat_type_used=p.pat_type_used.label, effective=p.effective.label,  # type: ignore[arg-type]
-            guest_expected=p.guest_expected.label if p.guest_expected is not None else None,  # type: ignore[arg-type]
-            expected_reason=p.expected_reason, relation=p.relation, relation_reason=p.relation_reason,  # type: ignore[arg-type]
-        ) for p in r.pat_rows],
-        path=[step_out(st) for st in r.path],
-        page_size=r.page_size,  # type: ignore[arg-type]
-        page_sizes=[s.PageSizeOut.model_construct(kernels=p.kernels, mtrr_check=p.mtrr_check, page_size=p.page_size)  # type: ignore[arg-type]
-                    for p in r.page_sizes],
-        permalink=permalink,
-    )
-
-
-def event_out(ev: Event) -> s.EventOut:
-    if isinstance(ev.value, bool):
-        value: bool | str = ev.value
-    else:
-        value = f"{ev.value:#x}"
-    return s.EventOut(kind=ev.kind, description=ev.describe(), msr=f"{ev.msr:#x}" if ev.msr is not None else None,
-                      value=value, cr0_nw=ev.cr0_nw)
-
-
-def audit_out(a: ZapAudit, permalink: str, kernel: KernelInfo) -> s.ZapResponse:
-    return s.ZapResponse(
-        kernel=a.era.id,
-        kernel_info=kernel_out(kernel),
-        era=era_out(a.era),
-        event=event_out(a.event),
-        calls=[range_out(r) for r in a.calls],
-        zapped=[range_out(r) for r in a.zapped],
-        zapped_mapped=[range_out(r) for r in a.zapped_mapped],
-        needed=[range_out(r) for r in a.needed],
-        stale=[range_out(r) for r in a.stale],
-        excess=[range_out(r) for r in a.excess],
-        counts=s.ZapCounts(**a.counts),
-        path=[step_out(st) for st in a.path],
-        changes=[s.ChangeOut(start=f"{c.start:#x}", end=f"{c.end:#x}", pages=(c.end - c.start) >> 12,
-                             kind=c.kind, before=ept_type_out(*c.before), after=ept_type_out(*c.after))  # type: ignore[arg-type]
-                 for c in a.changes],
-        permalink=permalink,
-    )
+def leaf_notation(memtype_bits: int, ipat: bool) -> str:
+    """The core's compact form of an EPT leaf's type; a reserved type has no name, so it
+    is spelled out: `reserved(7)!`."""
+    if memtype_bits in EPT_TYPES:
+        return notation(MemType(memtype_bits), ipat)
+    return f"reserved({memtype_bits})" + ("!" if ipat else "")

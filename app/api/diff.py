@@ -13,7 +13,7 @@ from ..permalink import LinkState, url
 from ..render import render_diff
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
-from .convert import core_errors, ept_type_out, era_out, kernel_out
+from .convert import core_errors
 from .pool import pooled
 
 router = APIRouter(tags=["analysis"])
@@ -23,24 +23,9 @@ router = APIRouter(tags=["analysis"])
 def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
     """The response without its permalink; the diff itself is cached in app.analysis."""
     d = diff_by_id(a, b)
-    rows = d.rows[:limit]
-    return s.DiffResponse(
-        a=era_out(d.a), b=era_out(d.b), kernel_a=kernel_out(resolve_kernel(a)), kernel_b=kernel_out(resolve_kernel(b)),
-        total_states=d.total_states, compared=d.compared,
-        counts=d.counts, skipped=dict(d.skipped),
-        groups=[s.DiffGroupOut(
-            pattern=g.pattern, count=g.count, ept_a=ept_type_out(*g.ept_a), ept_b=ept_type_out(*g.ept_b),
-            effective_a=g.effective_a.label, effective_b=g.effective_b.label,  # type: ignore[arg-type]
-            classification=g.classification,  # type: ignore[arg-type]
-        ) for g in group_rows(d.rows)],
-        rows=[s.DiffRowOut(
-            state=r.state.as_dict(), ept_a=ept_type_out(*r.ept_a), ept_b=ept_type_out(*r.ept_b),
-            effective_a=r.effective_a.label, effective_b=r.effective_b.label,  # type: ignore[arg-type]
-            classification=r.classification, relation_a=r.relation_a, relation_b=r.relation_b,  # type: ignore[arg-type]
-        ) for r in rows],
-        truncated=len(d.rows) > limit,
-        permalink="",
-    )
+    return s.DiffResponse.model_validate(s.View(
+        d, kernel_a=resolve_kernel(a), kernel_b=resolve_kernel(b), groups=group_rows(d.rows), rows=d.rows[:limit],
+        truncated=len(d.rows) > limit, permalink=""))
 
 
 @router.post(
@@ -62,4 +47,5 @@ def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None)
     if wants_text(request, fmt):
         return text(render_diff(diff_by_id(ka.era, kb.era), link, kernels=(ka, kb)))
     return json_response(_diff_body(ka.era, kb.era, req.limit).model_copy(
-        update={"permalink": link, "kernel_a": kernel_out(ka), "kernel_b": kernel_out(kb)}))
+        update={"permalink": link, "kernel_a": s.KernelOut.model_validate(ka),
+                "kernel_b": s.KernelOut.model_validate(kb)}))

@@ -8,7 +8,6 @@ from starlette.exceptions import HTTPException
 from ..kvm.eras import ERAS
 from ..presets import PRESETS, Preset
 from .common import NOT_FOUND, base_url
-from .convert import era_out
 from .schemas import EraOut, PresetOut, ResolveRequest
 
 router = APIRouter(tags=["reference"])
@@ -18,7 +17,7 @@ router = APIRouter(tags=["reference"])
 async def kernels() -> list[EraOut]:
     """Each era: id (stable; other tools depend on it), title, kernel range, the commits it
     cites, a one-paragraph summary and notes on what is not modelled."""
-    return [era_out(e) for e in ERAS.values()]
+    return [EraOut.model_validate(e) for e in ERAS.values()]
 
 
 @router.get("/kernels/{kernel_id}", response_model=EraOut, responses=NOT_FOUND, summary="One kernel era")
@@ -26,7 +25,7 @@ async def kernel(kernel_id: str) -> EraOut:
     era = ERAS.get(kernel_id)
     if era is None:
         raise HTTPException(404, f"unknown kernel era {kernel_id!r}; one of {', '.join(ERAS)}")
-    return era_out(era)
+    return EraOut.model_validate(era)
 
 
 def preset_out(p: Preset, base: str) -> PresetOut:

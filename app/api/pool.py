@@ -1,6 +1,7 @@
 """CPU-bound endpoints run in a bounded thread pool, never on the event loop.
 
-Why: resolve, zap, map, diff and replay are pure-Python computation. Run as ``async def``
+Why: resolve, zap, map, diff, decode (one leaf against every era, or a pasted trace) and
+replay are pure-Python computation. Run as ``async def``
 they hold the event loop for their whole duration, so ``/healthz`` and every other request
 of that worker wait behind them (a container health check with a 3 s timeout then kills a
 busy but healthy worker). ``@pooled`` turns such an endpoint (written as a plain ``def``)
@@ -35,7 +36,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from .errors import problem
-from .schemas import Problem
 
 T = TypeVar("T")
 
@@ -108,13 +108,14 @@ class WorkPool:
 
 
 def pooled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run the (plain ``def``) endpoint `fn` in the app's WorkPool; `fn` must take
-    ``request: Request``. FastAPI reads the signature and annotations through
-    ``__wrapped__``, so parameters and the OpenAPI schema are `fn`'s own."""
+    """Run the (plain ``def``) endpoint `fn` in the app's WorkPool; `fn` must take a
+    parameter annotated ``Request`` (named ``_request`` when `fn` itself does not read it).
+    FastAPI reads the signature and annotations through ``__wrapped__``, so parameters and
+    the OpenAPI schema are `fn`'s own."""
 
     @functools.wraps(fn)
     async def endpoint(*args: Any, **kwargs: Any) -> Any:
-        request: Request = kwargs["request"]
+        request = next(v for v in kwargs.values() if isinstance(v, Request))
         return await request.app.state.pool.run(functools.partial(fn, *args, **kwargs))
 
     return endpoint
@@ -124,10 +125,3 @@ async def refused_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PoolRefused)
     return problem(503, exc.type, exc.detail, request.url.path, headers={"retry-after": str(exc.retry_after)})
 
-
-BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
-    503: {"model": Problem,
-          "description": "The worker pool is full (MEMTYPE_POOL_SIZE + MEMTYPE_POOL_QUEUE) or the request ran past "
-          "MEMTYPE_MAX_REQUEST_SECONDS; Retry-After says when to try again. "
-          "application/problem+json (RFC 9457)"},
-}

@@ -3,7 +3,7 @@
 A trace is one of: a boot generator (`ovmf`, `seabios`) with a vCPU count, explicit events,
 or trace text. Limits: the body is capped by MEMTYPE_MAX_TRACE_BYTES (413 beyond), the
 number of events by MEMTYPE_MAX_TRACE_EVENTS (422 beyond). Replaying is CPU work, so the
-endpoint is a plain `def` (FastAPI runs it in the thread pool).
+endpoint is a plain `def` run in the app's bounded pool (app/api/pool.py: @pooled).
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from fastapi.responses import Response
 from ..kvm import replay as rp
 from ..kvm.boot import Machine, events_by_source, parse_memory
 from ..kvm.eras import ERAS, get_era
-from ..kvm.scenario import VcpuState
-from ..kvm.trace_import import Imported
 from ..kvm.trace_source import DEFAULT_VCPUS, make_trace
 from ..x86.memtype import MemTypeError
-from ..x86.mtrr import KVM_NR_VAR_MTRR
 from . import schemas as s
 from .common import BUSY, ERRORS, json_response
-from .convert import core_errors, range_out, to_event, to_vcpu, to_vm
+from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
 
@@ -38,28 +35,6 @@ def _first_line(doc: str | None) -> str:
 @router.get("/replay/generators", response_model=list[s.GeneratorOut], summary="Trace generators for replay")
 async def generators() -> list[s.GeneratorOut]:
     return [s.GeneratorOut(name=n, description=_first_line(f.__doc__)) for n, f in rp.GENERATORS.items()]
-
-
-def _era_out(r: rp.ReplayResult, include_calls: bool) -> s.ReplayEraOut:
-    return s.ReplayEraOut(
-        kernel=r.era, mapped_pages=r.mapped_pages, zap_calls=r.zap_calls, empty_calls=r.empty_calls,
-        zapped_pages=r.zapped_pages, excess_pages=r.excess_pages, stale_pages=r.stale_pages,
-        calls_while_cd=r.calls_while_cd, duplicate_calls=r.duplicate_calls, per_vcpu_stale=list(r.per_vcpu_stale),
-        vcpus_agree=r.vcpus_agree, stale_ranges=[range_out(x) for x in r.stale_ranges],
-        calls=[s.ZapCallOut(event=c.event, vcpu=c.vcpu, kind=c.kind, msr=f"{c.msr:#x}" if c.msr is not None else None,
-                            start=f"{c.start:#x}", end=f"{c.end:#x}", pages=c.pages, excess=c.excess, cd=c.cd,
-                            duplicate=c.duplicate, empty=c.empty) for c in r.calls] if include_calls else None,
-        calls_truncated=r.calls_truncated, calls_by_source=dict(r.calls_by_source),
-    )
-
-
-def _vcpu_out(v: VcpuState) -> s.VcpuFinalOut:
-    cr0 = rp.modelled_cr0(v)
-    m = v.mtrr
-    pairs = list(m.variable) + [None] * (KVM_NR_VAR_MTRR - len(m.variable))
-    return s.VcpuFinalOut(cr0=f"{cr0:#x}", pat=f"{v.pat.to_msr():#x}", mtrr=s.MtrrStateOut(
-        def_type=f"{m.def_type:#x}", fixed=[f"{x:#x}" for x in m.fixed],
-        variable=[s.VarPairOut(base=f"{p.base:#x}" if p else "0x0", mask=f"{p.mask:#x}" if p else "0x0") for p in pairs]))
 
 
 _VCPU_IN_TEXT = re.compile(r"\bvcpu[\s_=:-]*(\d{1,4})|\bCPU (\d{1,4})/KVM", re.I)
@@ -113,7 +88,8 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     max_events = settings.max_trace_events
     given = [n for n in ("generator", "events", "trace") if getattr(req, n) is not None]
     if len(given) != 1:
-        raise RuleViolation(MemTypeError("generator", f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
+        raise RuleViolation(MemTypeError("generator",
+                                         f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
                                          "give exactly one of generator, events and trace"), ["body"])
     vm, map_loc = to_vm(req.vm)
     # the core names the request's members (initial, events[i], vcpus, ...); anything else
@@ -139,20 +115,12 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
         # one pass over the trace for every era that takes the VM (the vCPU states are shared)
         results = rp.replay_all(trace, [e for e in eras if e.id not in refused])
         out = [s.ReplayEraOut(kernel=e.id, error=refused[e.id]) if e.id in refused
-               else _era_out(results[e.id], req.include_calls) for e in eras]
+               else s.ReplayEraOut.model_validate(results[e.id] if req.include_calls
+                                                  else s.View(results[e.id], calls=None))
+               for e in eras]
         final_vm, finals = rp.final_states(trace)
     by_source = events_by_source(te.source for te in trace.events)
-    final = s.FinalStateOut(noncoherent_dma=final_vm.noncoherent_dma, vcpus=[_vcpu_out(v) for v in finals])
-    return json_response(s.ReplayResponse(name=trace.name, vcpus=trace.vcpus, events=len(trace.events),
-                                          events_by_source=by_source, initial=made.initial,
-                                          qemu_host_writes=made.qemu_host_writes, capture=_capture_out(made.imported),
-                                          final_state=final, eras=out))
-
-
-def _capture_out(imp: Imported | None) -> s.CaptureOut | None:
-    if imp is None:
-        return None
-    return s.CaptureOut(kind=imp.kind, layouts=list(imp.layouts), pid=imp.pid, pids=list(imp.pids),
-                        threads=[s.CaptureThreadOut(tid=t.tid, pid=t.pid, comm=t.comm, vcpu=t.vcpu, by=t.by,
-                                                    line=t.line) for t in imp.threads],
-                        skipped=dict(imp.skipped))
+    return json_response(s.ReplayResponse.model_validate({
+        "name": trace.name, "vcpus": trace.vcpus, "events": len(trace.events), "events_by_source": by_source,
+        "initial": made.initial, "qemu_host_writes": made.qemu_host_writes, "capture": made.imported,
+        "final_state": {"noncoherent_dma": final_vm.noncoherent_dma, "vcpus": finals}, "eras": out}))

@@ -21,21 +21,11 @@ from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
-from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
+from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
-from .convert import (
-    audit_out,
-    core_errors,
-    ept_type_out,
-    leaf_out,
-    resolution_out,
-    to_event,
-    to_host_page,
-    to_vcpu,
-    to_vm,
-)
+from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
 
@@ -67,7 +57,7 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     link = url(LinkState(req.kernel if kernel.version else era.id, vm, vcpu, access), base_url(request))
     if wants_text(request, fmt):
         return text(render_resolve(res, vm, vcpu, link))
-    return json_response(resolution_out(res, link))
+    return json_response(s.ResolveResponse.model_validate(s.View(res, permalink=link)))
 
 
 @router.post(
@@ -93,7 +83,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
                base_url(request))
     if wants_text(request, fmt):
         return text(render_zap(a, vm, vcpu, link, kernel))
-    return json_response(audit_out(a, link, kernel))
+    return json_response(s.ZapResponse.model_validate(s.View(a, kernel_info=kernel, permalink=link)))
 
 
 MAX_MAP_BLOCKS = 1024
@@ -126,7 +116,7 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
 @router.post("/map", response_model=s.MapResponse, responses={**ERRORS, **BUSY},
              summary="The guest-physical space as runs of one answer")
 @pooled
-def map_endpoint(req: s.MapRequest, request: Request) -> Response:
+def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
@@ -143,22 +133,8 @@ def map_endpoint(req: s.MapRequest, request: Request) -> Response:
         ranges = mtrr_ranges(vcpu, vm)
         if len(runs) > MAX_MAP_RUNS:
             raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {len(runs)} runs", MAP_RULE)
-
-    def label(t: MemType | None) -> str | None:
-        return t.label if t is not None else None
-
-    return json_response(s.MapResponse(
-        kernel=era.id, pat_index=req.pat_index,
-        runs=[s.MapRunOut(
-            start=f"{r.start:#x}", end=f"{r.end:#x}", kind=r.kind, label=r.label,  # type: ignore[arg-type]
-            guest_mtrr=label(r.guest_mtrr), kvm_mtrr=label(r.kvm_mtrr),  # type: ignore[arg-type]
-            ept=ept_type_out(r.memtype, r.ipat) if r.memtype is not None else None,
-            effective=label(r.effective), expected=label(r.expected), relation=r.relation,  # type: ignore[arg-type]
-            page_size=r.page_size,
-        ) for r in runs],
-        mtrr_ranges=[s.MtrrRangeOut(start=f"{m.start:#x}", end=f"{m.end:#x}", type=m.type.label,  # type: ignore[arg-type]
-                                    source=m.source) for m in ranges],
-    ))
+    return json_response(s.MapResponse.model_validate(
+        {"kernel": era.id, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges}))
 
 
 @router.post("/permalink", response_model=s.PermalinkResponse, responses=ERRORS,
@@ -176,7 +152,8 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
         event = to_event(req.event) if req.event is not None else None
-    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
+                      req.view, req.pati)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 
@@ -186,8 +163,10 @@ TRACE_LINE = re.compile(
 )
 
 
-@router.post("/decode", response_model=s.DecodeResponse, responses=ERRORS, summary="Decode a raw EPT leaf entry")
-async def decode_endpoint(req: s.DecodeRequest) -> Response:
+@router.post("/decode", response_model=s.DecodeResponse, responses={**ERRORS, **BUSY},
+             summary="Decode a raw EPT leaf entry")
+@pooled
+def decode_endpoint(req: s.DecodeRequest, _request: Request) -> Response:
     """`spte` as `kvm_mmu_set_spte` prints it (hex, `0x` optional) or the whole trace `line`
     ("gfn %llx spte %llx (...) level %d at %llx"). Returns its fields, flags a reserved
     memtype (or XWR) of a present entry as an EPT misconfiguration, and says what each era
@@ -230,28 +209,18 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
         kernels = ([get_era(k, ("kernels", i)) for i, k in enumerate(req.kernels)] if req.kernels
                    else list(ERAS.values()))
     is_mmio = access.is_mmio(vm)
-    eras = []
+    eras: list[dict[str, object]] = []
     for era in kernels:
         try:
             era.check_vm(vm)
         except MemTypeError as e:
-            eras.append(s.DecodeEraOut(kernel=era.id, ept=None, matches=None, error=str(e)))
+            eras.append({"kernel": era.id, "ept": None, "matches": None, "error": str(e)})
             continue
         mr = mask_at(era, vm, vcpu, gpa, is_mmio)
-        eras.append(s.DecodeEraOut(kernel=era.id, ept=ept_type_out(mr.memtype, mr.ipat),
-                                   matches=(int(mr.memtype), mr.ipat) == (leaf.memtype_bits, leaf.ipat)))
-    lo = leaf_out(leaf)
-    mt = leaf.memtype_bits
-    memtype = MemType(mt) if mt in EPT_TYPES else None
-    return json_response(s.DecodeResponse(
-        raw=lo.raw, level=level, page_size=lo.page_size, gfn=f"{gfn:#x}" if gfn is not None else None,
-        gpa=f"{gpa:#x}", memtype=memtype.label if memtype is not None else None,  # type: ignore[arg-type]
-        memtype_bits=mt, ipat=leaf.ipat,
-        # the core's compact form; a reserved type has no name, so it is spelled out
-        notation=notation(memtype, leaf.ipat) if memtype is not None
-        else f"reserved({mt})" + ("!" if leaf.ipat else ""),
-        fields=lo.fields, misconfig=lo.misconfig, misconfigured=bool(lo.misconfig), eras=eras,
-    ))
+        eras.append({"kernel": era.id, "ept": mr,
+                     "matches": (int(mr.memtype), mr.ipat) == (leaf.memtype_bits, leaf.ipat)})
+    return json_response(s.DecodeResponse.model_validate(s.View(
+        leaf, gfn=gfn, gpa=gpa, notation=leaf_notation(leaf.memtype_bits, leaf.ipat), eras=eras)))
 
 
 def _spte_value_json(v: SpteValue, fields: bool) -> dict:
@@ -292,7 +261,7 @@ def _spte_line_json(e: SpteLine, fields: bool, ept: Callable[[MemType, bool], di
 @router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
              summary="Decode every SPTE line of a pasted trace")
 @pooled
-def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:
+def decode_trace_endpoint(req: s.DecodeTraceRequest, _request: Request) -> Response:
     """Every `kvm_mmu_set_spte`, `kvm_tdp_mmu_spte_changed` (old and new) and
     `kvm_mmu_spte_requested` line of `trace`, in trace-cmd report, perf script or ftrace
     layout (app.kvm.spte_trace). On `vendor: intel` each SPTE is an EPT entry: memtype,
@@ -320,7 +289,7 @@ def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Respon
     def ept(mt: MemType, ipat: bool) -> dict:
         out = ept_cache.get((mt, ipat))
         if out is None:
-            out = ept_cache[(mt, ipat)] = ept_type_out(mt, ipat).model_dump()
+            out = ept_cache[(mt, ipat)] = s.EptTypeOut.model_validate((mt, ipat)).model_dump()
         return out
 
     # Plain dicts in the shape of DecodeTraceResponse, not models: a full-size trace is

@@ -18,49 +18,86 @@ names: UC, WC, WT, WP, WB, UC-. `notation` is the compact form used by the text 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
+from ..kvm.replay import GENERATORS, modelled_cr0
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
+from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
+from ..presets import OVMF, PRESETS, START
+from ..x86.ept import mt_mask, notation
+from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
+from ..x86.mtrr import (
+    DEF_TYPE_E,
+    DEF_TYPE_FE,
+    DEF_TYPE_VALID_BITS,
+    FIXED_MSRS,
+    KVM_NR_VAR_MTRR,
+    MSR_MTRR_DEF_TYPE,
+    MSR_MTRR_PHYSBASE0,
+    PHYSMASK_V,
+    VarMtrr,
+    phys_mask,
+)
+from ..x86.npt import ADDR_BITS
 from ..x86.pat import PAT_POWER_ON
+from .hexpattern import byte_fields, masked, one_of
 
 EDK2 = tuple(EDK2_RELEASES)
 
 U64_MAX = (1 << 64) - 1
-U52_MAX = (1 << 52) - 1
 HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
 HEX_RE = re.compile(HEX_PATTERN)
 BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
 ERA_IDS = list(ERAS)
 
 MemTypeName = Literal["UC", "WC", "WT", "WP", "WB", "UC-"]
+assert get_args(MemTypeName) == tuple(t.label for t in MemType), "MemTypeName lists app.x86.memtype.MemType's names"
 Relation = Literal["weaker", "stronger", "same", "incomparable"]
+assert get_args(Relation) == RELATIONS, "Relation lists app.x86.memtype.RELATIONS"
 
 # -- hex-or-integer fields ----------------------------------------------------------------
+#
+# Each pattern is built from the rule's own sets and masks in app.x86 (app/api/hexpattern.py);
+# tests/test_api_hexpattern.py checks regex-accepts <=> core-accepts. The JSON schema cannot
+# know the VM's MAXPHYADDR, so it states the architectural limit (52); the core checks the VM's.
 
-# A byte string whose every byte is one of the listed types: odd digit counts start with a
-# single-digit byte. Equivalent to "1-16 hex digits and every byte in the set".
-PAT_PATTERN = r"^0[xX]0?[014567](0[014567]){0,7}$"
-FIXED_PATTERN = r"^0[xX]0?[01456](0[01456]){0,7}$"
-# MTRRdefType: type byte, E (bit 11) / FE (bit 10), bits 9:8 and 63:12 reserved.
-DEF_TYPE_PATTERN = r"^0[xX]0{0,13}([048cC]0[01456]|0?[01456])$"
-# PHYSBASE: type byte, bits 11:8 reserved, address bits below 52.
-PHYSBASE_PATTERN = r"^0[xX](0?[01456]|0{0,3}[0-9a-fA-F]{0,10}00[01456])$"
-# PHYSMASK: bits 10:0 reserved, V = bit 11, mask bits below 52.
-PHYSMASK_PATTERN = r"^0[xX](0{1,2}|0{0,3}[0-9a-fA-F]{0,10}[08]00)$"
-# Guest-physical address: below 2^52 (the architectural MAXPHYADDR limit).
-ADDR_PATTERN = r"^0[xX]0{0,3}[0-9a-fA-F]{1,13}$"
-# The MTRR MSRs: PHYSBASE/PHYSMASK 0x200-0x20f, fixed 0x250, 0x258, 0x259, 0x268-0x26f,
-# MTRRdefType 0x2ff.
-MTRR_MSRS = [*range(0x200, 0x210), 0x250, 0x258, 0x259, *range(0x268, 0x270), 0x2FF]
-MSR_PATTERN = r"^0[xX]0{0,13}2(0[0-9a-fA-F]|5[089]|6[89a-fA-F]|[fF][fF])$"
+MAX_PHYS_BITS = ADDR_BITS
+"""The architectural MAXPHYADDR limit (CPUID.80000008H:EAX[7:0] is at most 52)."""
+U52_MAX = (1 << MAX_PHYS_BITS) - 1
+PAT_PATTERN = byte_fields(PAT_TYPES)
+FIXED_PATTERN = byte_fields(MTRR_TYPES)
+DEF_TYPE_PATTERN = masked(DEF_TYPE_VALID_BITS, low_byte=MTRR_TYPES)
+PHYSBASE_PATTERN = masked(phys_mask(MAX_PHYS_BITS), low_byte=MTRR_TYPES)
+PHYSMASK_PATTERN = masked(phys_mask(MAX_PHYS_BITS) | PHYSMASK_V)
+ADDR_PATTERN = masked((1 << MAX_PHYS_BITS) - 1)
+MTRR_MSRS = sorted([*range(MSR_MTRR_PHYSBASE0, MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR),
+                    *(f.msr for f in FIXED_MSRS), MSR_MTRR_DEF_TYPE])
+MSR_PATTERN = one_of(MTRR_MSRS)
+
+
+def _types(types: frozenset[int], names: bool = False) -> str:
+    """`0, 1, 4, 5 or 6`, or with names `0 (UC), 1 (WC), ...`."""
+    words = [f"{t} ({MemType(t).label})" if names else str(t) for t in sorted(types)]
+    return ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _parse_hex(value: Any, bare: bool = False) -> int:
@@ -89,48 +126,52 @@ Int = Annotated[int, Field(strict=True)]
 """A JSON integer written as one: `3`, never `3.0` or `true` (the models are strict)."""
 
 
-def _hex_schema(pattern: str, int_max: int, description: str, example: str) -> dict:
+def _hex_schema(pattern: str, int_max: int, description: str, example: int, width: int = 0) -> dict[str, Any]:
     return {
         "anyOf": [
             {"type": "integer", "minimum": 0, "maximum": int_max},
             {"type": "string", "pattern": pattern},
         ],
         "description": description,
-        "examples": [example],
+        "examples": [format(example, f"#0{width + 2}x" if width else "#x")],
     }
 
 
-def _hex_type(pattern: str, int_max: int, description: str, example: str, width: int = 0) -> Any:
-    fmt = f"#0{width + 2}x" if width else "#x"
-    return Annotated[
-        int,
-        BeforeValidator(_parse_hex),
-        PlainSerializer(lambda v: format(v, fmt), return_type=str, when_used="json"),
-        WithJsonSchema(_hex_schema(pattern, int_max, description, example)),
-    ]
+def _hex_json(fmt: str) -> PlainSerializer:
+    return PlainSerializer(lambda v: format(v, fmt), return_type=str, when_used="json")
 
 
-Hex64 = _hex_type(HEX_PATTERN, U64_MAX, "64-bit value: integer or '0x' + 1-16 hex digits", "0x806")
-Addr = _hex_type(ADDR_PATTERN, U52_MAX, "guest-physical address below 2^MAXPHYADDR: integer or '0x...'", "0xfee00000")
-PatValue = _hex_type(PAT_PATTERN, U64_MAX, "IA32_PAT: 8 bytes, each 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB) or 7 (UC-)",
-                     "0x0007040600070406", 16)
-FixedValue = _hex_type(FIXED_PATTERN, U64_MAX, "fixed-range MTRR MSR: 8 type bytes, each 0, 1, 4, 5 or 6",
-                       "0x0606060606060606", 16)
-DefType = _hex_type(DEF_TYPE_PATTERN, 0xC06, "IA32_MTRR_DEF_TYPE: type in bits 7:0 (0, 1, 4, 5, 6), FE = bit 10, "
-                    "E = bit 11; other bits reserved", "0xc06")
-PhysBase = _hex_type(PHYSBASE_PATTERN, U52_MAX, "IA32_MTRR_PHYSBASEn: type in bits 7:0, bits 11:8 reserved, base "
-                     "address bits below MAXPHYADDR", "0x80000000")
-PhysMask = _hex_type(PHYSMASK_PATTERN, U52_MAX, "IA32_MTRR_PHYSMASKn: V = bit 11, bits 10:0 reserved, mask bits "
-                     "below MAXPHYADDR", "0x3fff80000800")
+HexIn = BeforeValidator(_parse_hex)
+_OVMF_PAIR = OVMF.variable[0]
+_SEED_GPA = PRESETS[START].state.access.gpa
+
+Hex64 = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    HEX_PATTERN, U64_MAX, "64-bit value: integer or '0x' + 1-16 hex digits", DEF_TYPE_E | int(MemType.WB)))]
+Addr = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    ADDR_PATTERN, U52_MAX, "guest-physical address below 2^MAXPHYADDR: integer or '0x...'", _SEED_GPA))]
+PatValue = Annotated[int, HexIn, _hex_json("#018x"), WithJsonSchema(_hex_schema(
+    PAT_PATTERN, U64_MAX, f"IA32_PAT: 8 bytes, each {_types(PAT_TYPES, names=True)}", PAT_POWER_ON, 16))]
+FixedValue = Annotated[int, HexIn, _hex_json("#018x"), WithJsonSchema(_hex_schema(
+    FIXED_PATTERN, U64_MAX, f"fixed-range MTRR MSR: 8 type bytes, each {_types(MTRR_TYPES)}", OVMF.fixed[0], 16))]
+DefType = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    DEF_TYPE_PATTERN, DEF_TYPE_E | DEF_TYPE_FE | max(MTRR_TYPES),
+    f"IA32_MTRR_DEF_TYPE: type in bits 7:0 ({_types(MTRR_TYPES).replace(' or', ',')}), FE = bit 10, "
+    "E = bit 11; other bits reserved", OVMF.def_type))]
+PhysBase = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    PHYSBASE_PATTERN, U52_MAX, "IA32_MTRR_PHYSBASEn: type in bits 7:0, bits 11:8 reserved, base address bits "
+    "below MAXPHYADDR", _OVMF_PAIR.base))]
+PhysMask = Annotated[int, HexIn, _hex_json("#x"), WithJsonSchema(_hex_schema(
+    PHYSMASK_PATTERN, U52_MAX, "IA32_MTRR_PHYSMASKn: V = bit 11, bits 10:0 reserved, mask bits below MAXPHYADDR",
+    _OVMF_PAIR.mask))]
 MtrrMsr = Annotated[
     int,
-    BeforeValidator(_parse_hex),
-    PlainSerializer(lambda v: f"{v:#x}", return_type=str, when_used="json"),
+    HexIn,
+    _hex_json("#x"),
     WithJsonSchema({
         "anyOf": [{"type": "integer", "enum": MTRR_MSRS}, {"type": "string", "pattern": MSR_PATTERN}],
         "description": "an MTRR MSR: 0x200-0x20f (PHYSBASE/PHYSMASK pairs), 0x250, 0x258, 0x259, "
                        "0x268-0x26f (fixed ranges), 0x2ff (MTRRdefType)",
-        "examples": ["0x2ff"],
+        "examples": [f"{MSR_MTRR_DEF_TYPE:#x}"],
     }),
 ]
 SpteValue = Annotated[
@@ -186,13 +227,15 @@ MemoryMap = Annotated[
 class VmIn(Strict):
     """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
 
-    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned (kvm_arch_has_noncoherent_dma)")
+    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned "
+                                  "(kvm_arch_has_noncoherent_dma)")
     quirk_cd_nw_cleared: bool = Field(True, description="KVM_X86_QUIRK_CD_NW_CLEARED on (the default)")
-    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists from 6.16, "
-                                         "turning it off elsewhere is refused)")
+    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists "
+                                         "from 6.16, turning it off elsewhere is refused)")
     self_snoop: bool = Field(True, description="host CPU has X86_FEATURE_SELFSNOOP")
     guest_has_mtrr: bool = Field(True, description="guest CPUID reports MTRRs")
-    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52", json_schema_extra={"minimum": 36, "maximum": 52})
+    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
+                            json_schema_extra={"minimum": 36, "maximum": 52})
     memory_map: MemoryMap | None = None
 
 
@@ -208,7 +251,7 @@ class MtrrIn(Strict):
     fixed: list[FixedValue] | None = Field(
         None, description="the 11 fixed-range MSRs in order (0x250, 0x258, 0x259, 0x268-0x26f); omitted = all 0 (UC)",
         json_schema_extra={"anyOf": [{"type": "array", "minItems": 11, "maxItems": 11,
-                                      "items": _hex_schema(FIXED_PATTERN, U64_MAX, "fixed-range MSR", "0x0")},
+                                      "items": _hex_schema(FIXED_PATTERN, U64_MAX, "fixed-range MSR", 0)},
                                      {"type": "null"}]},
     )
     variable: list[VarMtrrIn] = Field(default_factory=list, description="PHYSBASEn/PHYSMASKn pairs; KVM reports VCNT=8",
@@ -221,21 +264,20 @@ class VcpuIn(Strict):
     cr0_cd: bool = False
     cr0_nw: bool = Field(False, description="CR0.NW=1 needs CR0.CD=1 (else MOV to CR0 #GPs)")
     cr0_pg: bool = Field(True, description="paging on; with CR0.PG=0 the PAT type is WB")
-    pat: PatValue = Field(PAT_POWER_ON, json_schema_extra={"default": "0x0007040600070406"})
+    pat: PatValue = Field(PAT_POWER_ON, json_schema_extra={"default": f"{PAT_POWER_ON:#018x}"})
     mtrr: MtrrIn = Field(default_factory=MtrrIn)
 
 
-SEED_VM = {"noncoherent_dma": True, "quirk_cd_nw_cleared": True, "quirk_ignore_guest_pat": True,
-           "self_snoop": True, "guest_has_mtrr": True, "maxphyaddr": 46}
-OVMF_MTRR = {"def_type": "0xc06", "fixed": ["0x0606060606060606", "0x0606060606060606"] + ["0x0"] * 9,
-             "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}
-RESOLVE_EXAMPLE = {
-    "kernel": "v6.7",
-    "vm": SEED_VM,
-    "vcpu": {"cr0_cd": False, "cr0_nw": False, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
-    "gpa": "0xfee00000",
-    "mmio": False,
-}
+# Request examples are the presets' own bodies (app/presets.py), so they cannot drift from
+# what the API accepts; tests/test_api_endpoints.py posts every one of them.
+_START = PRESETS[START]
+RESOLVE_EXAMPLE: dict[str, Any] = _START.request()
+"""The page's first scenario (app.presets.START) as a POST /api/v1/resolve body."""
+SCENARIO_EXAMPLE = {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio", "host_page")}
+"""The same without the address: what map and zap take."""
+SEED_VM: dict[str, Any] = RESOLVE_EXAMPLE["vm"]
+OVMF_MTRR: dict[str, Any] = PRESETS["ovmf"].request()["vcpu"]["mtrr"]
+"""OVMF's guest MTRRs (app.kvm.layouts.ovmf_state) as a request's vcpu.mtrr."""
 
 
 class Scenario(Strict):
@@ -245,8 +287,22 @@ class Scenario(Strict):
     memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
 
 
-HostPageClass = Literal[tuple(CLASSES)]  # type: ignore[valid-type]
-HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]  # type: ignore[valid-type]
+# Names the core lists, as Literal types (mypy sees plain strings: it cannot read a Literal
+# built at run time).
+if TYPE_CHECKING:
+    HostPageClass: TypeAlias = str
+    HostPagePreset: TypeAlias = str
+    MachineName: TypeAlias = str
+    ApertureName: TypeAlias = str
+    Edk2Release: TypeAlias = str
+    GeneratorName: TypeAlias = str
+else:
+    HostPageClass = Literal[tuple(CLASSES)]
+    HostPagePreset = Literal[tuple(HOST_PAGE_PRESETS)]
+    MachineName = Literal[MACHINES]
+    ApertureName = Literal[APERTURES]
+    Edk2Release = Literal[EDK2]
+    GeneratorName = Literal[tuple(GENERATORS)]
 
 
 class HostPageIn(Strict):
@@ -309,21 +365,27 @@ class PatWriteEvent(Strict):
 
 EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
-ZAP_EXAMPLE = {
-    "kernel": "v6.7",
-    "vm": SEED_VM,
-    "vcpu": {"cr0_cd": True, "pat": "0x0007040600070406", "mtrr": OVMF_MTRR},
-    "event": {"kind": "cr0_cd", "value": False},
-}
+def _zap_examples() -> list[JsonValue]:
+    """One zap body per event kind the presets try: the first preset with that kind."""
+    first: dict[str, JsonValue] = {}
+    for p in PRESETS.values():
+        ev = p.event()
+        if ev is not None and ev["kind"] not in first:
+            first[ev["kind"]] = {**{k: v for k, v in p.request().items() if k not in ("gpa", "mmio", "host_page")},
+                                 "event": ev}
+    return list(first.values())
+
+
+ZAP_EXAMPLES = _zap_examples()
+PRESET_EVENTS: list[JsonValue] = list({str(ev): ev for ev in (p.event() for p in PRESETS.values())
+                                        if ev is not None}.values())
+"""Every distinct event the presets try, in preset order."""
 
 
 class ZapRequest(Scenario):
     """The state before an event, and the event; the era's zaps are audited."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        ZAP_EXAMPLE,
-        {**ZAP_EXAMPLE, "vcpu": {"mtrr": OVMF_MTRR}, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"}},
-    ]})
+    model_config = ConfigDict(json_schema_extra={"examples": ZAP_EXAMPLES})
 
     event: EventIn
 
@@ -331,7 +393,7 @@ class ZapRequest(Scenario):
 class DiffRequest(Strict):
     """Two eras; every state of the finite state space where their EPT entries differ."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"a": "v4.2", "b": "v6.7"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
     a: KernelId
     b: KernelId
@@ -350,35 +412,36 @@ class ReplayRequest(Strict):
     """A trace: a generator preset with a vCPU count, explicit events, or trace text."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"generator": "ovmf", "vcpus": 8},
-        {"vcpus": 2, "vm": {"noncoherent_dma": True}, "events": [
-            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": True}},
-            {"vcpu": 0, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0xc06"}},
-            {"vcpu": 0, "event": {"kind": "cr0_cd", "value": False}}]},
+        {"generator": next(iter(GENERATORS)), "vcpus": DEFAULT_VCPUS},
+        {"vcpus": 2, "vm": SEED_VM, "events": [{"vcpu": n % 2, "event": ev} for n, ev in enumerate(PRESET_EVENTS)]},
     ]})
 
-    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator (GET /api/v1/replay/generators)")
+    generator: GeneratorName | None = Field(None, description="a boot generator "
+                                                         "(GET /api/v1/replay/generators)")
     vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
                               "highest vCPU index in the events plus one")
     linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
                         "re-sync: cache_bp_init/cache_aps_init)")
-    machine: Literal[MACHINES] = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
+    machine: MachineName = Field("q35", description="generator: the QEMU machine (sets the low-RAM split)")
     memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
         "(default: 4G layout on the VM's own memory map)", examples=["4G"])
-    maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
-    aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
-                                                     "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
-    edk2: Literal[EDK2] = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
-                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; the "
-                                "reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, edk2 "
-                                "e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 ce4c76e46d)")
+    maxphyaddr: Int | None = Field(None, ge=36, le=52,
+                                   description="generator: guest phys-bits (default: vm.maxphyaddr)")
+    aperture: ApertureName = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
+                                         "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
+    edk2: Edk2Release = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
+                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; "
+                                "the reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, "
+                                "edk2 e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 "
+                                "ce4c76e46d)")
     qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
                                           "per vCPU) as source 'qemu'; default on for a generator, off otherwise")
     events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "
                                                "(at most MEMTYPE_MAX_TRACE_EVENTS)")
     trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
-                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by MEMTYPE_MAX_TRACE_EVENTS")
+                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by "
+                              "MEMTYPE_MAX_TRACE_EVENTS")
     vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
@@ -416,10 +479,77 @@ class DecodeRequest(Strict):
 
 
 # -- responses ---------------------------------------------------------------------------
+#
+# Built straight from the core's dataclasses (`from_attributes`): a member the core has
+# under the same name needs no code, and its type says how it is written (HexOut: "0x...",
+# MemTypeOut: the SDM name). Where the core names or computes a member differently, the
+# model's `core_members` validator says so, once. The same models read the JSON back (the
+# tests validate answers with them), so each type also accepts what it writes.
+
+
+def _from_hex(value: Any) -> Any:
+    return int(value, 16) if isinstance(value, str) else value
+
+
+def _label(value: Any) -> Any:
+    return value.label if isinstance(value, MemType) else value
+
+
+HexOut = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#x}", return_type=str)]
+"""An address or register, written "0x..." with no leading zeros."""
+Hex2Out = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#04x}", return_type=str)]
+"""A byte-wide value (an EPT mask, PTE bits), written with two hex digits."""
+Hex16Out = Annotated[int, BeforeValidator(_from_hex), PlainSerializer(lambda v: f"{v:#018x}", return_type=str)]
+"""A 64-bit entry, written with all 16 hex digits."""
+MemTypeOut = Annotated[MemTypeName, BeforeValidator(_label)]
+"""A MemType, written by its SDM name (app.x86.memtype.MemType.label)."""
+
+
+class View:
+    """A core object seen with some members added or replaced, for `from_attributes`:
+    `ResolveResponse.model_validate(View(resolution, permalink=link))`."""
+
+    __slots__ = ("_obj", "_members")
+
+    def __init__(self, obj: Any, **members: Any) -> None:
+        self._obj = obj
+        self._members = members
+
+    def __getattr__(self, name: str) -> Any:
+        members = self._members
+        return members[name] if name in members else getattr(self._obj, name)
+
+
+_MISSING = object()
+
+
+def core(model: type[BaseModel], value: Any, members: Callable[[Any], dict[str, Any]]) -> Any:
+    """`value` as is when it is JSON (a dict) or a model; else the core object's members for
+    `model`'s fields: those `members(value)` derives, the others read by name (a field the
+    object lacks keeps its default). A dict, not a proxy: pydantic reads it fastest."""
+    if isinstance(value, dict | BaseModel):
+        return value
+    derived = members(value)
+    out = {}
+    for key in _field_keys(model):
+        v = derived[key] if key in derived else getattr(value, key, _MISSING)
+        if v is not _MISSING:
+            out[key] = v
+    return out
+
+
+@cache
+def _field_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(f.alias or name for name, f in model.model_fields.items())
+
+
+def _ept_members(mt: MemType, ipat: bool) -> dict[str, Any]:
+    """An EPT entry's type: vmx_get_mt_mask()'s mask and the compact notation, both the core's."""
+    return {"memtype": mt, "ipat": ipat, "mask": mt_mask(mt, ipat), "notation": notation(mt, ipat)}
 
 
 class Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
 
 class CommitOut(Out):
@@ -446,35 +576,47 @@ class EptFieldOut(Out):
 
 
 class LeafOut(Out):
-    raw: str
+    raw: Hex16Out
     page_size: Literal["4K", "2M", "1G"]
     level: int
     fields: list[EptFieldOut]
     misconfig: list[str] = Field(description="why the leaf would cause an EPT misconfiguration (empty when fine)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EptLeaf: its fields and misconfig are methods."""
+        return core(cls, v, lambda leaf: {"fields": leaf.fields(), "misconfig": leaf.misconfig()})
+
 
 class EptOut(Out):
-    memtype: MemTypeName
+    memtype: MemTypeOut
     ipat: bool
-    mask: str = Field(description="vmx_get_mt_mask(): memtype << 3 | IPAT << 6")
+    mask: Hex2Out = Field(description="vmx_get_mt_mask(): memtype << 3 | IPAT << 6")
     notation: str = Field(description="compact form: WB! = WB with IPAT")
     leaf: LeafOut | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """Anything with memtype and ipat (a Resolution: also its leaf)."""
+        return core(cls, v, lambda r: _ept_members(r.memtype, r.ipat))
+
 
 class LookupOut(Out):
-    type: MemTypeName | None
+    type: MemTypeOut | None
     source: str
     reason: str
 
 
 class PatRowOut(Out):
     index: int
-    pte_bits: str = Field(description="PWT (bit 3), PCD (bit 4), PAT (bit 7) of a 4K PTE selecting this entry")
+    pte_bits: Hex2Out = Field(description="PWT (bit 3), PCD (bit 4), PAT (bit 7) of a 4K PTE selecting this entry")
     pte_flags: str
-    pat_type: MemTypeName
-    pat_type_used: MemTypeName = Field(description="the PAT type the access uses (WB with CR0.PG=0)")
-    effective: MemTypeName
-    guest_expected: MemTypeName | None
+    pat_type: MemTypeOut
+    pat_type_used: MemTypeOut = Field(description="the PAT type the access uses (WB with CR0.PG=0)")
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
     expected_reason: str
     relation: Relation = Field(description="effective vs guest_expected: weaker = the CPU may cache or buffer more")
     relation_reason: str
@@ -507,16 +649,22 @@ class MmioByKernelsOut(Out):
     kernels: str
     is_mmio: bool
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """HostSide.by_kernels holds (kernels, is_mmio) pairs."""
+        return {"kernels": v[0], "is_mmio": v[1]} if isinstance(v, tuple) else v
+
 
 class HostPageOut(Out):
     """kvm_is_mmio_pfn() for the page: the page, the kernel answered for, its checks."""
 
-    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", from_attributes=True, serialize_by_alias=True)
 
     page_class: str = Field(alias="class")
     preset: str | None
-    host_memtype: MemTypeName | None
-    hpa: str | None
+    host_memtype: MemTypeOut | None
+    hpa: HexOut | None
     e820_ram: bool
     pat_enabled: bool
     source: str = Field(description="where the page came from: given, or the memory map's range")
@@ -527,19 +675,29 @@ class HostPageOut(Out):
     by_kernels: list[MmioByKernelsOut] = Field(description="the answer per kvm_is_mmio_pfn() form inside the era")
     notes: list[str]
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A HostSide: the page's members and kvm_is_mmio_pfn()'s answer, flattened."""
+        return core(cls, v, lambda h: {
+            "class": h.page.cls, "preset": h.page.preset or None, "host_memtype": h.page.host_memtype,
+            "hpa": h.page.hpa, "e820_ram": h.page.e820_ram, "pat_enabled": h.page.pat_enabled,
+            "is_mmio": h.mmio.is_mmio, "why": h.mmio.why, "path": list(h.mmio.path)})
+
 
 class ResolveResponse(Out):
     kernel: str = Field(description="the era id (kept for clients of era ids); kernel_info says more")
     kernel_info: KernelOut
     host_page: HostPageOut | None = Field(description="null when mmio was forced")
     era: EraOut
-    gpa: str
+    gpa: HexOut
     is_mmio: bool
     mmio_source: str
     ept: EptOut
-    guest_mtrr_type: MemTypeName | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
+    guest_mtrr_type: MemTypeOut | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
     guest_mtrr: LookupOut
-    kvm_mtrr_type: MemTypeName | None = Field(description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
+    kvm_mtrr_type: MemTypeOut | None = Field(
+        description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
     kvm_mtrr: LookupOut | None
     mtrr_finding: str | None = Field(description="why the SDM lookup and KVM's differ, or null")
     pat: list[PatRowOut]
@@ -548,35 +706,70 @@ class ResolveResponse(Out):
     page_sizes: list[PageSizeOut]
     permalink: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A Resolution (with `permalink` added): its EPT members are `ept`, its PAT rows `pat`."""
+        return core(cls, v, lambda r: {
+            "kernel": r.era.id, "kernel_info": r.kernel, "host_page": r.host, "ept": r,
+            "guest_mtrr_type": r.guest_mtrr.type, "kvm_mtrr_type": r.kvm_mtrr.type if r.kvm_mtrr else None,
+            "pat": r.pat_rows})
+
 
 class RangeOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     pages: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A half-open (start, end) range; an empty one has 0 pages."""
+        return {"start": v[0], "end": v[1], "pages": max(0, v[1] - v[0]) >> 12} if isinstance(v, tuple) else v
 
 
 class EptTypeOut(Out):
-    memtype: MemTypeName
+    memtype: MemTypeOut
     ipat: bool
-    mask: str
+    mask: Hex2Out
     notation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A (memtype, ipat) pair, or anything with those two members."""
+        if isinstance(v, tuple):
+            return _ept_members(*v)
+        return core(cls, v, lambda o: _ept_members(o.memtype, o.ipat))
 
 
 class ChangeOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     pages: int
     kind: Literal["ram", "mmio"]
     before: EptTypeOut
     after: EptTypeOut
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda c: {"pages": (c.end - c.start) >> 12})
+
 
 class EventOut(Out):
     kind: str
     description: str
-    msr: str | None = None
+    msr: HexOut | None = None
     value: bool | str
     cr0_nw: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An Event: a register value is written in hex, a flag as a boolean."""
+        return core(cls, v, lambda e: {"description": e.describe(),
+                                  "value": e.value if isinstance(e.value, bool) else f"{e.value:#x}"})
 
 
 class ZapCounts(Out):
@@ -603,6 +796,12 @@ class ZapResponse(Out):
     changes: list[ChangeOut]
     permalink: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A ZapAudit (with `kernel_info` and `permalink` added)."""
+        return core(cls, v, lambda a: {"kernel": a.era.id})
+
 
 class DiffRowOut(Out):
     state: dict[str, Any] = Field(description="what vmx_get_mt_mask() sees: is_mmio, noncoherent_dma, cr0_cd, "
@@ -610,11 +809,16 @@ class DiffRowOut(Out):
                                   "pat (the access's PAT type)")
     ept_a: EptTypeOut
     ept_b: EptTypeOut
-    effective_a: MemTypeName
-    effective_b: MemTypeName
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
     classification: Relation = Field(description="effective_b relative to effective_a")
     relation_a: Relation = Field(description="effective_a relative to the guest's expectation")
     relation_b: Relation
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda r: {"state": r.state.as_dict()})
 
 
 class DiffGroupOut(Out):
@@ -622,8 +826,8 @@ class DiffGroupOut(Out):
     count: int
     ept_a: EptTypeOut
     ept_b: EptTypeOut
-    effective_a: MemTypeName
-    effective_b: MemTypeName
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
     classification: Relation
 
 
@@ -646,9 +850,9 @@ class ZapCallOut(Out):
     event: int = Field(description="index into the trace's events")
     vcpu: int
     kind: str
-    msr: str | None
-    start: str
-    end: str
+    msr: HexOut | None
+    start: HexOut
+    end: HexOut
     pages: int = Field(description="mapped pages zapped")
     excess: int = Field(description="of those, pages whose entry did not change")
     cd: bool = Field(description="the calling vCPU had CR0.CD=1")
@@ -664,8 +868,9 @@ class ReplayEraOut(Out):
     empty_calls: int | None = None
     zapped_pages: int | None = None
     excess_pages: int | None = None
-    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what vCPU 0's "
-                                    "final state computes, if every zapped page was refaulted at once by the zapping vCPU")
+    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what "
+                                    "vCPU 0's final state computes, if every zapped page was refaulted at once by the "
+                                    "zapping vCPU")
     calls_while_cd: int | None = None
     duplicate_calls: int | None = None
     per_vcpu_stale: list[int] | None = None
@@ -676,22 +881,40 @@ class ReplayEraOut(Out):
     calls_by_source: dict[str, int] | None = Field(
         None, description="zap_calls split by who made the write: qemu (host KVM_SET_MSRS), firmware, linux, trace")
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A ReplayResult (`calls` replaced by None unless asked for)."""
+        return core(cls, v, lambda r: {"kernel": r.era})
+
 
 class VarPairOut(Out):
-    base: str
-    mask: str
+    base: HexOut
+    mask: HexOut
 
 
 class MtrrStateOut(Out):
-    def_type: str
-    fixed: list[str] = Field(description="11 values in MSR order 0x250, 0x258, 0x259, 0x268..0x26f")
+    def_type: HexOut
+    fixed: list[HexOut] = Field(description="11 values in MSR order 0x250, 0x258, 0x259, 0x268..0x26f")
     variable: list[VarPairOut] = Field(description="8 PHYSBASE/PHYSMASK pairs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An MtrrState: pairs never written read as 0 (KVM has VCNT of them)."""
+        return core(cls, v, lambda m: {"variable": [*m.variable, *[VarMtrr()] * (KVM_NR_VAR_MTRR - len(m.variable))]})
 
 
 class VcpuFinalOut(Out):
-    cr0: str = Field(description="CR0 as modelled: CD, NW and PG (other bits 0 but ET, which is always 1)")
-    pat: str
+    cr0: HexOut = Field(description="CR0 as modelled: CD, NW and PG (other bits 0 but ET, which is always 1)")
+    pat: HexOut
     mtrr: MtrrStateOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A VcpuState."""
+        return core(cls, v, lambda s: {"cr0": modelled_cr0(s), "pat": s.pat.to_msr()})
 
 
 class FinalStateOut(Out):
@@ -743,17 +966,18 @@ class GeneratorOut(Out):
 class DecodeEraOut(Out):
     kernel: str
     ept: EptTypeOut | None
-    matches: bool | None = Field(description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
+    matches: bool | None = Field(
+        description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
     error: str | None = None
 
 
 class DecodeResponse(Out):
-    raw: str
+    raw: Hex16Out
     level: int
     page_size: Literal["4K", "2M", "1G"]
-    gfn: str | None
-    gpa: str
-    memtype: MemTypeName | None = Field(description="bits 5:3; null when reserved")
+    gfn: HexOut | None
+    gpa: HexOut
+    memtype: MemTypeOut | None = Field(description="bits 5:3; null when reserved")
     memtype_bits: int
     ipat: bool
     notation: str
@@ -762,12 +986,22 @@ class DecodeResponse(Out):
     misconfigured: bool
     eras: list[DecodeEraOut]
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EptLeaf (with gfn, gpa, notation and eras added): a reserved memtype has no name."""
+        def members(leaf: Any) -> dict[str, Any]:
+            bad = leaf.misconfig()
+            mt = leaf.memtype_bits
+            return {"memtype": MemType(mt) if mt in EPT_TYPES else None, "fields": leaf.fields(),
+                    "misconfig": bad, "misconfigured": bool(bad)}
+        return core(cls, v, members)
+
 
 class MapRequest(Scenario):
     """A scenario without an address: the whole guest-physical space as runs of one answer."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {k: v for k, v in RESOLVE_EXAMPLE.items() if k not in ("gpa", "mmio")} | {"pat_index": 1}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SCENARIO_EXAMPLE, "pat_index": 1}]})
 
     pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
 
@@ -777,7 +1011,7 @@ class PermalinkRequest(Scenario):
     the view and the PAT entry the map shows. Everything is optional but `kernel`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {**RESOLVE_EXAMPLE, "vs": "v4.2", "view": "zap", "pati": 1, "event": {"kind": "cr0_cd", "value": False}}]})
+        {**RESOLVE_EXAMPLE, "vs": _START.compare, "view": "zap", "pati": 1, "event": _START.event()}]})
 
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
@@ -794,23 +1028,29 @@ class PermalinkResponse(Out):
 
 
 class MapRunOut(Out):
-    start: str
-    end: str
+    start: HexOut
+    end: HexOut
     kind: Literal["ram", "mmio", "unmapped"]
     label: str
-    guest_mtrr: MemTypeName | None
-    kvm_mtrr: MemTypeName | None
+    guest_mtrr: MemTypeOut | None
+    kvm_mtrr: MemTypeOut | None
     ept: EptTypeOut | None
-    effective: MemTypeName | None
-    expected: MemTypeName | None
+    effective: MemTypeOut | None
+    expected: MemTypeOut | None
     relation: str
     page_size: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A MapRun: an unmapped run has no EPT entry."""
+        return core(cls, v, lambda r: {"ept": r if r.memtype is not None else None})
+
 
 class MtrrRangeOut(Out):
-    start: str
-    end: str
-    type: MemTypeName
+    start: HexOut
+    end: HexOut
+    type: MemTypeOut
     source: str
 
 
@@ -826,8 +1066,10 @@ class PresetOut(Out):
     title: str
     description: str
     request: ResolveRequest
-    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second resolve)")
-    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as event)")
+    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second "
+                                "resolve)")
+    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as "
+                                         "event)")
     permalink: str
 
 

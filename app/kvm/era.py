@@ -403,7 +403,7 @@ class Era:
             )
         if not vm.self_snoop:
             raise MemTypeError(
-                "vm.quirk_ignore_guest_pat",
+                ("vm", "quirk_ignore_guest_pat"),
                 "KVM_X86_QUIRK_IGNORE_GUEST_PAT cannot be turned off on a CPU without self-snoop",
                 "VMX drops the quirk from supported_quirks without X86_FEATURE_SELFSNOOP (c9c1e20b4c7d)",
             )

@@ -167,7 +167,7 @@ def check_svm_vm(kernel: SvmKernel, vm: VmConfig) -> tuple[str, ...]:
     if not vm.quirk_ignore_guest_pat:
         if not kernel.ignore_guest_pat_quirk_exists:
             raise MemTypeError(
-                "vm.quirk_ignore_guest_pat",
+                ("vm", "quirk_ignore_guest_pat"),
                 f"KVM_X86_QUIRK_IGNORE_GUEST_PAT cannot be turned off under {kernel.label}: the quirk only exists "
                 f"from 6.16 ({C_IGNORE_PAT.sha})",
                 "KVM_CAP_DISABLE_QUIRKS2 refuses unknown quirk bits (EINVAL)",

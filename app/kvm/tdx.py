@@ -57,19 +57,19 @@ def _fixed_def_type(def_type: int) -> bool:
 def check_vm_kind(vendor: str, vm_type: str, kernel: str, field: str = "kernel") -> None:
     """Refuse a vendor/type/kernel combination KVM_CREATE_VM would not accept."""
     if vendor not in VENDORS:
-        raise MemTypeError("vm.vendor", f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
+        raise MemTypeError(("vm", "vendor"), f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
     if vm_type not in VM_TYPES:
-        raise MemTypeError("vm.type", f"unknown VM type {vm_type!r}", f"one of {', '.join(VM_TYPES)}")
+        raise MemTypeError(("vm", "type"), f"unknown VM type {vm_type!r}", f"one of {', '.join(VM_TYPES)}")
     if vm_type != VM_TYPE_TDX:
         return
     if vendor == VENDOR_AMD:
-        raise MemTypeError("vm.type", "a TDX VM needs an Intel CPU (vm.vendor is amd)",
+        raise MemTypeError(("vm", "type"), "a TDX VM needs an Intel CPU (vm.vendor is amd)",
                            "KVM_X86_TDX_VM is offered by kvm_intel only (vt_hardware_setup); "
                            "kvm_amd's KVM_CREATE_VM refuses it with EINVAL")
     info = resolve_kernel(kernel, field)
     ok = info.series >= TDX_FROM if info.series is not None else info.era == "v6.16"
     if not ok:
-        raise MemTypeError("vm.type", f"no TDX VMs under {kernel!r}",
+        raise MemTypeError(("vm", "type"), f"no TDX VMs under {kernel!r}",
                            "KVM_X86_TDX_VM first in 6.16 (era v6.16); older kernels refuse the type (EINVAL); "
                            "a 6.12 stable backport of the quirk does not bring TDX")
     assert vendor == VENDOR_INTEL
@@ -78,7 +78,7 @@ def check_vm_kind(vendor: str, vm_type: str, kernel: str, field: str = "kernel")
 def check_tdx_vm(vm: VmConfig) -> tuple[str, ...]:
     """Refuse VM settings a TD cannot have; return notes on knobs without effect."""
     if vm.quirk_ignore_guest_pat:
-        raise MemTypeError("vm.quirk_ignore_guest_pat",
+        raise MemTypeError(("vm", "quirk_ignore_guest_pat"),
                            "KVM_X86_QUIRK_IGNORE_GUEST_PAT is always disabled for a TDX VM: set it to false",
                            f"tdx_vm_init() ORs the quirk into disabled_quirks ({C_IGNORE_PAT.sha}); "
                            "quirks cannot be re-enabled")
