@@ -87,24 +87,30 @@ class EmtResult:
         return self.emt_field, self.ipat
 
 
+def _step(rid: str, held: bool | None, why: str = "") -> Step:
+    line, cond = _RULE_TEXT[rid]
+    return Step(rid, f"{FN} ({line})", cond, held, why, RULE_COMMITS.get(rid, ""))
+
+
+_RULE_TEXT = {r: (line, cond) for r, line, cond in RULES}
+_MISSED = {r: _step(r, False) for r in _RULE_TEXT}
+_SKIPPED = {r: _step(r, None) for r in _RULE_TEXT}
+_ORDER = tuple(_RULE_TEXT)
+
+
 class _Path:
+    """The steps so far; `hit` closes the path with the rest marked not reached."""
+
     def __init__(self) -> None:
         self.steps: list[Step] = []
 
-    def miss(self, rid: str) -> None:
-        self._add(rid, False, "")
+    def miss(self, rid: str, why: str = "") -> None:
+        self.steps.append(_step(rid, False, why) if why else _MISSED[rid])
 
     def hit(self, rid: str, emt: MemType | None, ipat: bool, why: str) -> EmtResult:
-        self._add(rid, True, why)
-        done = {s.id for s in self.steps}
-        for r, line, cond in RULES:
-            if r not in done:
-                self.steps.append(Step(r, f"{FN} ({line})", cond, None, "", RULE_COMMITS.get(r, "")))
-        return EmtResult(emt, ipat, tuple(self.steps))
-
-    def _add(self, rid: str, held: bool, why: str) -> None:
-        line, cond = next((ln, c) for r, ln, c in RULES if r == rid)
-        self.steps.append(Step(rid, f"{FN} ({line})", cond, held, why, RULE_COMMITS.get(rid, "")))
+        self.steps.append(_step(rid, True, why))
+        rest = tuple(_SKIPPED[r] for r in _ORDER[len(self.steps):])
+        return EmtResult(emt, ipat, (*self.steps, *rest))
 
 
 def pinned_lookup(ranges: tuple[PinnedRange, ...], gfn: int, order: int) -> MemType | str | None:
@@ -168,6 +174,6 @@ def entry_emt(
         who = "guest" if g.type is None else "host"
         why = g.reason if g.type is None else "host MTRR types differ inside the superpage"
         return p.hit("mtrr", None, False, f"-1: {who} mtrr_get_type() -1 ({why}), split")
-    p._add("mtrr", False, f"guest {g.type.label} ({g.reason}), host {h.label}")
+    p.miss("mtrr", f"guest {g.type.label} ({g.reason}), host {h.label}")
     t, why = xmtrr.combine(g.type, h)
     return p.hit("combine", t, False, f"{t.label}, IPAT clear: {why}")

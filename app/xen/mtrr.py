@@ -43,7 +43,7 @@ class XenLookup:
 def var_overlapped(state: MtrrState, vcnt: int = XEN_MTRR_VCNT) -> bool:
     """is_var_mtrr_overlapped() (xen/arch/x86/cpu/mtrr/generic.c): two valid pairs agree on
     the mask bits they share, i.e. some address matches both."""
-    pairs = [state.pair(n) for n in range(vcnt)]
+    pairs = state.variable[:vcnt]  # pairs never written are invalid (all zero)
     for i, a in enumerate(pairs):
         if not a.valid:
             continue
@@ -73,8 +73,7 @@ def xen_mtrr_type(state: MtrrState, pa: int, order: int = 0, vcnt: int = XEN_MTR
     seen = 0
     last: MemType | None = None
     matched: list[int] = []
-    for n in range(vcnt):
-        p = state.pair(n)
+    for n, p in enumerate(state.variable[:vcnt]):
         if not p.mask & PHYSMASK_V:
             continue
         pm = p.mask & mask
