@@ -12,7 +12,8 @@ import pytest
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import MtrrState
 from app.x86.pat import PAT_LINUX, Pat
-from app.xen import XEN_VERSIONS, Domain, Page, Vcpu, XenEvent, event_answer
+from app.kvm.scenario import Event, VcpuState
+from app.xen import XEN_VERSIONS, Domain, Page, Passthrough, event_answer
 from app.xen.events import EXCESS, INVALIDATED, NO_CHANGE, OK, STALE, memory_type_changed
 
 V419, V421 = XEN_VERSIONS["xen-4.19"], XEN_VERSIONS["xen-4.21"]
@@ -64,7 +65,7 @@ MTRR_WRITES = [
 def test_mtrr_write(version, kind, write):
     msr, value, before, calls = MTRR_WRITES[write]
     v = XEN_VERSIONS[version]
-    a = event_answer(v, domain(kind), PAGE, Vcpu(mtrr=before), XenEvent("mtrr_write", msr, value))
+    a = event_answer(v, domain(kind), PAGE, VcpuState(mtrr=before), Event("mtrr_write", value, msr))
     assert a.path[0].held is calls
     assert a.invalidated is (calls and GATE[version][kind])
     assert a.text == (INVALIDATED if a.invalidated else NO_CHANGE)
@@ -83,8 +84,8 @@ DEF_TYPE_TO_UC = {
 
 def test_default_type_change_stale_only_for_iommu_without_io_from_4_21():
     for (version, kind), want in DEF_TYPE_TO_UC.items():
-        a = event_answer(XEN_VERSIONS[version], domain(kind), PAGE, Vcpu(mtrr=WB_DEFAULT),
-                         XenEvent("mtrr_write", 0x2FF, 0x800))
+        a = event_answer(XEN_VERSIONS[version], domain(kind), PAGE, VcpuState(mtrr=WB_DEFAULT),
+                         Event("mtrr_write", 0x800, 0x2FF))
         assert (a.invalidated, a.verdict) == want, (version, kind)
         if kind != "plain":
             assert (a.before.label, a.after.label) == ("WB", "UC")
@@ -94,7 +95,7 @@ def test_default_type_change_stale_only_for_iommu_without_io_from_4_21():
 
 def test_invalidation_of_an_unchanged_page_is_excess():
     # PHYSBASE0 written with E set, but the pair's mask is still 0 (V clear): no type changes
-    a = event_answer(V421, domain("io"), PAGE, Vcpu(mtrr=WB_DEFAULT), XenEvent("mtrr_write", 0x200, 0x40000000))
+    a = event_answer(V421, domain("io"), PAGE, VcpuState(mtrr=WB_DEFAULT), Event("mtrr_write", 0x40000000, 0x200))
     assert (a.invalidated, a.verdict) == (True, EXCESS)
     assert "root-level entries marked EMT 7" in a.scope
 
@@ -133,29 +134,29 @@ PASSTHROUGH = {
 @pytest.mark.parametrize(("version", "case"), list(itertools.product(XEN_VERSIONS, PASSTHROUGH)))
 def test_passthrough_events(version, case):
     kind, kind_ev, resource = case
-    a = event_answer(XEN_VERSIONS[version], domain(kind), PAGE, Vcpu(mtrr=WB_DEFAULT),
-                     XenEvent(kind_ev, resource=resource))
+    a = event_answer(XEN_VERSIONS[version], domain(kind), PAGE, VcpuState(mtrr=WB_DEFAULT),
+                     Passthrough(kind_ev == "passthrough_attach", resource))
     assert (a.invalidated, a.verdict) == PASSTHROUGH[case]
 
 
 def test_detach_calls_memory_type_changed_which_does_nothing():
-    a = event_answer(V421, domain("io"), PAGE, Vcpu(mtrr=WB_DEFAULT), XenEvent("passthrough_detach"))
+    a = event_answer(V421, domain("io"), PAGE, VcpuState(mtrr=WB_DEFAULT), Passthrough(False))
     assert [(s.id, s.held) for s in a.path] == [("iocap", True), ("mtc_gate", False)]
     assert (a.before.label, a.after.label) == ("WB", "WB!")
 
 
 def test_pci_needs_an_iommu():
     with pytest.raises(MemTypeError) as e:
-        event_answer(V421, domain("io"), PAGE, Vcpu(), XenEvent("passthrough_attach", resource="pci"))
+        event_answer(V421, domain("io"), PAGE, VcpuState(), Passthrough(True, "pci"))
     assert e.value.field == "event.resource" and "XEN_DOMCTL_CDF_iommu" in e.value.rule
 
 
 @pytest.mark.parametrize(("version", "kind", "cd"), list(itertools.product(XEN_VERSIONS, KINDS, (False, True))))
 def test_pat_and_cd_never_touch_ept(version, kind, cd):
     v = XEN_VERSIONS[version]
-    vcpu = Vcpu(mtrr=WB_DEFAULT, pat=Pat.from_msr(PAT_LINUX), cr0_cd=cd)
-    pat = event_answer(v, domain(kind), PAGE, vcpu, XenEvent("pat_write", value=0x0007040600070406))
-    cd_ev = event_answer(v, domain(kind), PAGE, vcpu, XenEvent("cr0_cd", value=int(not cd)))
+    vcpu = VcpuState(mtrr=WB_DEFAULT, pat=Pat.from_msr(PAT_LINUX), cr0_cd=cd)
+    pat = event_answer(v, domain(kind), PAGE, vcpu, Event("pat_write", 0x0007040600070406))
+    cd_ev = event_answer(v, domain(kind), PAGE, vcpu, Event("cr0_cd", not cd))
     for a in (pat, cd_ev):
         assert (a.invalidated, a.verdict, a.text, a.before, a.after) == (False, OK, NO_CHANGE, a.before, a.before)
     handle_cd = kind in ("iommu+io", "iommu+pci")
@@ -166,24 +167,25 @@ def test_pat_and_cd_never_touch_ept(version, kind, cd):
 @pytest.mark.parametrize(
     ("event", "field"),
     [
-        (XenEvent("zap"), "event.kind"),
-        (XenEvent("mtrr_write", 0x2FF), "event"),
-        (XenEvent("mtrr_write", 0x2FF, 0x100), "event.value"),   # reserved bits
-        (XenEvent("pat_write", value=0x02), "event.value"),
-        (XenEvent("cr0_cd"), "event.value"),
-        (XenEvent("passthrough_detach"), "event.resource"),      # nothing to revoke
-        (XenEvent("passthrough_attach", resource="irq"), "event.resource"),
+        (Event("zap", 0), "event.kind"),
+        (Event("noncoherent_dma", True), "event.kind"),       # KVM's, not Xen's
+        (Event("mtrr_write", 0x806), "event.msr"),
+        (Event("mtrr_write", 0x100, 0x2FF), "event.value"),   # reserved bits
+        (Event("pat_write", 0x02), "event.value"),
+        (Event("cr0_cd", False, cr0_nw=True), "event.cr0_nw"),
+        (Passthrough(False), "event.resource"),               # nothing to revoke
+        (Passthrough(True, "irq"), "event.resource"),
     ],
 )
 def test_event_refusals(event, field):
     with pytest.raises(MemTypeError) as e:
-        event_answer(V421, domain("plain"), PAGE, Vcpu(), event)
+        event_answer(V421, domain("plain"), PAGE, VcpuState(), event)
     assert e.value.field == field
 
 
 def test_mtrr_write_needs_a_vcpu():
     with pytest.raises(MemTypeError) as e:
-        event_answer(V421, Domain(has_vcpu=False), PAGE, Vcpu(), XenEvent("mtrr_write", 0x2FF, 0x806))
+        event_answer(V421, Domain(has_vcpu=False), PAGE, VcpuState(), Event("mtrr_write", 0x806, 0x2FF))
     assert e.value.field == "domain.has_vcpu"
 
 
@@ -191,5 +193,5 @@ def test_initial_vcpu_mtrrs_are_disabled_so_passthrough_ram_starts_uc():
     """hvm_vcpu_cacheattr_init() zeroes the MTRRs: before the firmware enables them, RAM of
     a passthrough domain gets UC (guest UC x host WB); the firmware's MTRRdefType write
     recomputes it (in 4.21 only with cache-flush permission)."""
-    a = event_answer(V421, domain("iommu+pci"), PAGE, Vcpu(), XenEvent("mtrr_write", 0x2FF, 0xC06))
+    a = event_answer(V421, domain("iommu+pci"), PAGE, VcpuState(), Event("mtrr_write", 0xC06, 0x2FF))
     assert (a.before.emt, a.after.emt, a.invalidated) == (MemType.UC, MemType.WB, True)

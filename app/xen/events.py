@@ -31,10 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..kvm.era import Step
-from ..kvm.scenario import CR0_CD, MTRR_WRITE, PAT_WRITE
+from ..kvm.scenario import CR0_CD, MTRR_WRITE, PAT_WRITE, Event, VcpuState, VmConfig, apply_event
 from ..x86.memtype import MemTypeError
 from ..x86.mtrr import FIXED_MSR_SLOT, MSR_MTRR_DEF_TYPE, MtrrState, var_msr_index
-from ..x86.pat import PAT_POWER_ON, Pat
 from .cd import handle_cd_applies
 from .emt import EmtResult, entry_emt
 from .facts import Domain, Page
@@ -42,7 +41,9 @@ from .versions import XenVersion
 
 PASSTHROUGH_ATTACH = "passthrough_attach"
 PASSTHROUGH_DETACH = "passthrough_detach"
-EVENT_KINDS = (MTRR_WRITE, PAT_WRITE, CR0_CD, PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH)
+GUEST_EVENTS = (MTRR_WRITE, PAT_WRITE, CR0_CD)
+"""Guest events, as app.kvm.scenario.Event (the same kinds and fields as for KVM)."""
+EVENT_KINDS = (*GUEST_EVENTS, PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH)
 IO = "io"
 """The domain's first iomem/ioport range granted, or its last one revoked."""
 PCI = "pci"
@@ -59,21 +60,15 @@ was invalidated although it does not change (excess: one misconfiguration exit w
 
 
 @dataclass(frozen=True, slots=True)
-class XenEvent:
-    kind: str
-    msr: int | None = None
-    value: int | None = None
+class Passthrough:
+    """A toolstack event: an I/O resource or PCI device given to or taken from the domain."""
+
+    attach: bool
     resource: str = IO
 
-
-@dataclass(frozen=True, slots=True)
-class Vcpu:
-    """The vCPU whose MTRRs Xen reads; the defaults are hvm_vcpu_cacheattr_init()'s
-    (MTRRs all zero, so disabled; PAT at its power-on value)."""
-
-    mtrr: MtrrState = MtrrState()
-    pat: Pat = Pat.from_msr(PAT_POWER_ON)
-    cr0_cd: bool = False
+    @property
+    def kind(self) -> str:
+        return PASSTHROUGH_ATTACH if self.attach else PASSTHROUGH_DETACH
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,32 +111,32 @@ def memory_type_changed(v: XenVersion, d: Domain) -> tuple[bool, bool, list[Step
     return True, flush, steps
 
 
-def _mtrr_write(before: MtrrState, ev: XenEvent, maxphyaddr: int) -> tuple[MtrrState, bool, list[Step]]:
-    if ev.msr is None or ev.value is None:
-        raise MemTypeError("event", "an MTRR write needs msr and value",
-                           "mtrr_write carries the MSR and the value written")
-    after = before.write_msr(ev.msr, ev.value, maxphyaddr, "event.value")
+def _mtrr_write(before: VcpuState, ev: Event, maxphyaddr: int) -> tuple[VcpuState, bool, list[Step]]:
+    vcpu_after = apply_event(VmConfig(maxphyaddr=maxphyaddr), before, ev)[1]
+    after: MtrrState = vcpu_after.mtrr
+    assert ev.msr is not None  # apply_event refused it otherwise
+    before_m = before.mtrr
     if ev.msr == MSR_MTRR_DEF_TYPE:
         fn, line = "mtrr_def_type_msr_set", "hvm/mtrr.c:380"
-        old = (before.enabled, before.fixed_enabled, before.default_type)
+        old = (before_m.enabled, before_m.fixed_enabled, before_m.default_type)
         calls = old != (after.enabled, after.fixed_enabled, after.default_type)
         cond = "E, FE or the default type changed"
     elif ev.msr in FIXED_MSR_SLOT:
         fn, line = "mtrr_fix_range_msr_set", "hvm/mtrr.c:412"
         slot = FIXED_MSR_SLOT[ev.msr]
-        calls = before.fixed[slot] != ev.value and after.enabled and after.fixed_enabled
+        calls = before_m.fixed[slot] != ev.value and after.enabled and after.fixed_enabled
         cond = "value changed && E && FE"
     else:
         assert var_msr_index(ev.msr) is not None  # write_msr refused anything else
         fn, line = "mtrr_var_range_msr_set", "hvm/mtrr.c:435"
-        calls = before.read_msr(ev.msr) != ev.value and after.enabled
+        calls = before_m.read_msr(ev.msr) != ev.value and after.enabled
         cond = "value changed && E"
     step = Step("mtrr_msr", f"{fn} ({line})", cond, calls, "memory_type_changed(d)" if calls else "")
-    return after, calls, [step]
+    return vcpu_after, calls, [step]
 
 
-def _io_change(v: XenVersion, d: Domain, ev: XenEvent) -> tuple[Domain, bool, list[Step]]:
-    attach = ev.kind == PASSTHROUGH_ATTACH
+def _io_change(v: XenVersion, d: Domain, ev: Passthrough) -> tuple[Domain, bool, list[Step]]:
+    attach = ev.attach
     if ev.resource == PCI:
         if not d.iommu_enabled:
             raise MemTypeError("event.resource", "PCI device assignment to a domain without an IOMMU",
@@ -170,42 +165,45 @@ def _io_change(v: XenVersion, d: Domain, ev: XenEvent) -> tuple[Domain, bool, li
 
 
 def event_answer(
-    v: XenVersion, d: Domain, page: Page, vcpu: Vcpu, ev: XenEvent, maxphyaddr: int = 46
+    v: XenVersion, d: Domain, page: Page, vcpu: VcpuState, ev: Event | Passthrough, maxphyaddr: int = 46
 ) -> EventAnswer:
-    """What `ev` does to EPT, and whether the page's entry is left stale."""
+    """What `ev` does to EPT, and whether the page's entry is left stale.
+
+    `vcpu` is the vCPU that performs a guest event (its MTRRs are the ones Xen reads);
+    VcpuState's defaults are hvm_vcpu_cacheattr_init()'s: MTRRs zero (disabled), PAT at
+    its power-on value.
+    """
     if ev.kind not in EVENT_KINDS:
         raise MemTypeError("event.kind", f"{ev.kind!r}", f"Xen events: {', '.join(EVENT_KINDS)}")
     d.validate(v)
     page.validate()
+    vcpu.validate(VmConfig(maxphyaddr=maxphyaddr))
     guest = vcpu.mtrr if d.has_vcpu else None
     before = entry_emt(d, page, guest, v)
     d_after, mtrr_after = d, guest
     calls = False
     steps: list[Step] = []
-    if ev.kind == MTRR_WRITE:
+    if isinstance(ev, Passthrough):
+        d_after, calls, steps = _io_change(v, d, ev)
+        d_after.validate(v, "domain (after the event)")
+    elif ev.kind == MTRR_WRITE:
         if guest is None:
             raise MemTypeError("domain.has_vcpu", "an MTRR write without a vCPU", "a vCPU writes its own MTRRs")
-        mtrr_after, calls, steps = _mtrr_write(guest, ev, maxphyaddr)
+        vcpu_after, calls, steps = _mtrr_write(vcpu, ev, maxphyaddr)
+        mtrr_after = vcpu_after.mtrr
     elif ev.kind == PAT_WRITE:
-        if ev.value is None:
-            raise MemTypeError("event.value", "a PAT write needs the value", "pat_write carries the value written")
-        Pat.from_msr(ev.value, "event.value")
+        apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)
         no_fill = vcpu.cr0_cd and handle_cd_applies(d)
         steps = [Step("pat", "hvm_set_guest_pat (hvm.c:333)", "guest PAT lives in GUEST_PAT (VMCS), not in EPT", True,
                       "saved in pat_cr, loaded at CR0.CD=0 (no-fill)" if no_fill else "vmx_set_guest_pat(): GUEST_PAT")]
-    elif ev.kind == CR0_CD:
-        if ev.value is None:
-            raise MemTypeError("event.value", "a CR0.CD event needs the new CD value (0 or 1)",
-                               "cr0_cd carries the new bit")
+    else:
+        apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)
         applies = handle_cd_applies(d)
         steps = [Step("handle_cd", "hvm_set_cr0 (hvm.c:2388)",
                       "CD toggled && IOMMU && (iomem || ioports || PCI devices)",
                       applies and bool(ev.value) != vcpu.cr0_cd,
                       "vmx_handle_cd(): PAT swap, no EPT change" if applies else ""),
                  Step("emt", "epte_get_entry_emt", "reads CR0.CD", False, "")]
-    else:
-        d_after, calls, steps = _io_change(v, d, ev)
-        d_after.validate(v, "domain (after the event)")
     invalidated, flush = False, False
     if calls:
         invalidated, flush, more = memory_type_changed(v, d_after)
