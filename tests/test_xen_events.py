@@ -9,10 +9,10 @@ import itertools
 
 import pytest
 
+from app.kvm.scenario import Event, VcpuState
 from app.x86.memtype import MemType, MemTypeError
 from app.x86.mtrr import MtrrState
 from app.x86.pat import PAT_LINUX, Pat
-from app.kvm.scenario import Event, VcpuState
 from app.xen import XEN_VERSIONS, Domain, Page, Passthrough, event_answer
 from app.xen.events import EXCESS, INVALIDATED, NO_CHANGE, OK, STALE, memory_type_changed
 
