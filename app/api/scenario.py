@@ -23,6 +23,7 @@ from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
 from ..x86.pat import Pat
+from ..xen.versions import is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import (
@@ -39,6 +40,7 @@ from .convert import (
 )
 from .errors import RuleViolation
 from .pool import pooled
+from .xen import xen_resolve
 
 router = APIRouter(tags=["scenario"])
 
@@ -57,7 +59,13 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     and what the version changes inside it). is_mmio comes from `mmio` if given, else from
     kvm_is_mmio_pfn() on `host_page` or on the memory map's range, for that kernel
     (`host_page` in the response lists its checks). `Accept: text/plain` or `?format=text`
-    returns the 72-column plain-text rendering."""
+    returns the 72-column plain-text rendering. `kernel` "xen" answers with Xen's
+    epte_get_entry_emt() instead, from the facts in `xen` (app/api/xen.py)."""
+    if is_xen(req.kernel):
+        return xen_resolve(req, request, fmt)
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
         kernel = resolve_kernel(req.kernel)
@@ -127,7 +135,7 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
 @router.post("/map", response_model=s.MapResponse, responses={**ERRORS, **BUSY},
              summary="The guest-physical space as runs of one answer")
 @pooled
-def map_endpoint(req: s.MapRequest, request: Request) -> Response:
+def map_endpoint(req: s.MapRequest, request: Request) -> Response:  # noqa: ARG001 (@pooled reads it)
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
@@ -177,7 +185,8 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
         event = to_event(req.event) if req.event is not None else None
-    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
+                      req.view, req.pati)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 
@@ -227,7 +236,8 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     with core_errors(al):
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(gpa, req.mmio).validate(vm)
-        kernels = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        kernels = ([get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels
+                   else list(ERAS.values()))
     is_mmio = access.is_mmio(vm)
     eras = []
     for era in kernels:
@@ -291,7 +301,7 @@ def _spte_line_json(e: SpteLine, fields: bool, ept: Callable[[MemType, bool], di
 @router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
              summary="Decode every SPTE line of a pasted trace")
 @pooled
-def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:
+def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:  # noqa: ARG001 (@pooled)
     """Every `kvm_mmu_set_spte`, `kvm_tdp_mmu_spte_changed` (old and new) and
     `kvm_mmu_spte_requested` line of `trace`, in trace-cmd report, perf script or ftrace
     layout (app.kvm.spte_trace). On `vendor: intel` each SPTE is an EPT entry: memtype,

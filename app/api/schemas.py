@@ -186,13 +186,15 @@ MemoryMap = Annotated[
 class VmIn(Strict):
     """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
 
-    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned (kvm_arch_has_noncoherent_dma)")
+    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned "
+                                  "(kvm_arch_has_noncoherent_dma)")
     quirk_cd_nw_cleared: bool = Field(True, description="KVM_X86_QUIRK_CD_NW_CLEARED on (the default)")
-    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists from 6.16, "
-                                         "turning it off elsewhere is refused)")
+    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it "
+                                         "exists from 6.16, turning it off elsewhere is refused)")
     self_snoop: bool = Field(True, description="host CPU has X86_FEATURE_SELFSNOOP")
     guest_has_mtrr: bool = Field(True, description="guest CPUID reports MTRRs")
-    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52", json_schema_extra={"minimum": 36, "maximum": 52})
+    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
+                            json_schema_extra={"minimum": 36, "maximum": 52})
     memory_map: MemoryMap | None = None
 
 
@@ -272,6 +274,32 @@ class HostPageIn(Strict):
                               "reserved page is then always MMIO")
 
 
+class PinnedRangeIn(Strict):
+    start: Int = Field(description="first gfn", json_schema_extra={"minimum": 0})
+    end: Int = Field(description="last gfn (inclusive)", json_schema_extra={"minimum": 0})
+    type: MemTypeName
+
+
+class XenIn(Strict):
+    """With `kernel` "xen" (or "xen-4.19", "xen-4.21"): the domain and p2m-entry facts Xen's
+    epte_get_entry_emt() reads (app.xen; docs/systems/xen.md). The entry is the one holding
+    gpa (gfn = gpa >> 12, aligned down to `order`); vcpu gives the guest MTRRs, PAT, CR0."""
+
+    iommu: bool = Field(False, description="is_iommu_enabled(d)")
+    io_resources: bool = Field(False, description="the domain holds iomem or ioport ranges")
+    pci_devices: bool = Field(False, description="PCI devices assigned (needs iommu)")
+    pinned: list[PinnedRangeIn] = Field(default_factory=list, max_length=64,
+                                        description="pinned cache attribute ranges (XEN_DOMCTL_pin_mem_cacheattr)")
+    has_vcpu: bool = Field(True, description="false: no vCPU yet, the guest MTRR side is WB")
+    p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] = "ram"
+    order: Literal[0, 9, 18] = Field(0, description="the entry's page order: 4K, 2M, 1G")
+    mfn: Int | None = Field(None, description="the host frame (default: the gfn)", json_schema_extra={"minimum": 0})
+    mmio_ro: Literal["none", "partial", "all"] = Field("none", description="the frames in mmio_ro_ranges")
+    special: Literal["none", "partial", "all"] = Field("none", description="the frames that are Xen special pages")
+    host_mtrr: Literal["UC", "WC", "WT", "WP", "WB", "mixed"] = Field(
+        "WB", description="host MTRR type of the frames (mixed: mtrr_get_type() -1, superpages only)")
+
+
 class ResolveRequest(Scenario):
     """One scenario: a VM, a vCPU's state and a guest-physical address, under one era."""
 
@@ -283,6 +311,8 @@ class ResolveRequest(Scenario):
                               "the default map's VGA window is a reserved host ISA page), RAM if unmapped")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa; kvm_is_mmio_pfn() then "
                                          "decides is_mmio for the kernel version (not with mmio)")
+    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None,  # echoed bodies (presets) are reused for zap
+                              description='Xen facts, with kernel "xen" only (a system id, not a KVM era)')
 
 
 class Cr0CdEvent(Strict):
@@ -357,7 +387,8 @@ class ReplayRequest(Strict):
             {"vcpu": 0, "event": {"kind": "cr0_cd", "value": False}}]},
     ]})
 
-    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator (GET /api/v1/replay/generators)")
+    generator: Literal["ovmf", "seabios"] | None = Field(None, description="a boot generator "
+                                                         "(GET /api/v1/replay/generators)")
     vcpus: Int | None = Field(None, ge=1, le=1024, description="vCPU count; default 8 for a generator, else the "
                               "highest vCPU index in the events plus one")
     linux: bool = Field(True, description="generator: a Linux guest boots after the firmware (its boot-time MTRR "
@@ -366,19 +397,22 @@ class ReplayRequest(Strict):
     memory: Int | Annotated[str, Field(pattern=MEMORY_PATTERN)] | None = Field(
         None, description="generator: guest RAM in bytes or as '4G', '512M'; also sets the memslots to that RAM "
         "(default: 4G layout on the VM's own memory map)", examples=["4G"])
-    maxphyaddr: Int | None = Field(None, ge=36, le=52, description="generator: guest phys-bits (default: vm.maxphyaddr)")
+    maxphyaddr: Int | None = Field(None, ge=36, le=52,
+                                   description="generator: guest phys-bits (default: vm.maxphyaddr)")
     aperture: Literal[APERTURES] = Field("dynamic", description="generator: OVMF's 64-bit PCI aperture: "
-                                                     "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
+                                         "dynamic (edk2 2022-11+, 2^(pb-3) below 2^pb) or classic (32G at 32G)")
     edk2: Literal[EDK2] = Field(EDK2_DEFAULT, description="generator: the OVMF build, by the first edk2-stable "
-                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; the "
-                                "reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, edk2 "
-                                "e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 ce4c76e46d)")
+                                "release (YYYY-MM) with its behaviour: 2023-05 (and before: the 2023 review's build; "
+                                "the reset vector leaves CR0.CD=1 on the BSP), 2023-11 (reset vector with caching on, "
+                                "edk2 e8aa4c6546ad), 2024-02 (SecMtrrSetup: MTRRdefType E=1 WB in SEC, edk2 "
+                                "ce4c76e46d)")
     qemu_host_writes: bool | None = Field(None, description="add QEMU's KVM_SET_MSRS writes (machine init and reset, "
                                           "per vCPU) as source 'qemu'; default on for a generator, off otherwise")
     events: list[ReplayEventIn] | None = Field(None, description="explicit events, replayed in order "
                                                "(at most MEMTYPE_MAX_TRACE_EVENTS)")
     trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
-                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by MEMTYPE_MAX_TRACE_EVENTS")
+                              "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by "
+                              "MEMTYPE_MAX_TRACE_EVENTS")
     vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
@@ -539,7 +573,8 @@ class ResolveResponse(Out):
     ept: EptOut
     guest_mtrr_type: MemTypeName | None = Field(description="the guest's own SDM MTRR lookup (null: undefined overlap)")
     guest_mtrr: LookupOut
-    kvm_mtrr_type: MemTypeName | None = Field(description="what KVM's MTRR lookup gives (null: the era never reads guest MTRRs)")
+    kvm_mtrr_type: MemTypeName | None = Field(description="what KVM's MTRR lookup gives (null: the era never reads "
+                                              "guest MTRRs)")
     kvm_mtrr: LookupOut | None
     mtrr_finding: str | None = Field(description="why the SDM lookup and KVM's differ, or null")
     pat: list[PatRowOut]
@@ -664,8 +699,9 @@ class ReplayEraOut(Out):
     empty_calls: int | None = None
     zapped_pages: int | None = None
     excess_pages: int | None = None
-    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what vCPU 0's "
-                                    "final state computes, if every zapped page was refaulted at once by the zapping vCPU")
+    stale_pages: int | None = Field(None, description="an upper bound: mapped pages whose entry differs from what "
+                                    "vCPU 0's final state computes, if every zapped page was refaulted at once by the "
+                                    "zapping vCPU")
     calls_while_cd: int | None = None
     duplicate_calls: int | None = None
     per_vcpu_stale: list[int] | None = None
@@ -743,7 +779,8 @@ class GeneratorOut(Out):
 class DecodeEraOut(Out):
     kernel: str
     ept: EptTypeOut | None
-    matches: bool | None = Field(description="the decoded leaf has this era's memtype and IPAT (null: era refused the scenario)")
+    matches: bool | None = Field(description="the decoded leaf has this era's memtype and IPAT (null: era refused "
+                                 "the scenario)")
     error: str | None = None
 
 
@@ -826,8 +863,10 @@ class PresetOut(Out):
     title: str
     description: str
     request: ResolveRequest
-    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second resolve)")
-    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as event)")
+    compare: str | None = Field(None, description="an era worth comparing with (POST /api/v1/diff or a second "
+                                "resolve)")
+    event: dict[str, Any] | None = Field(None, description="a zap event worth trying (POST /api/v1/zap with this as "
+                                         "event)")
     permalink: str
 
 

@@ -67,6 +67,11 @@ XEN_VERSIONS: dict[str, XenVersion] = {v.id: v for v in (XEN_4_19, XEN_4_21)}
 NEWEST = XEN_4_21
 
 
+def is_xen(system_id: str) -> bool:
+    """Whether a `kernel` value names Xen (the system id or a modelled release id)."""
+    return system_id == SYSTEM_ID or system_id in XEN_VERSIONS
+
+
 def get_version(version_id: str, field: str = "kernel") -> XenVersion:
     """A modelled release by id; `xen` names the newest."""
     if version_id == SYSTEM_ID:
