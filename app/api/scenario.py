@@ -23,11 +23,13 @@ from ..render import render_resolve, render_zap
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
+from ..xen.versions import is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
+from .xen import xen_resolve
 
 router = APIRouter(tags=["scenario"])
 
@@ -46,7 +48,13 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     and what the version changes inside it). is_mmio comes from `mmio` if given, else from
     kvm_is_mmio_pfn() on `host_page` or on the memory map's range, for that kernel
     (`host_page` in the response lists its checks). `Accept: text/plain` or `?format=text`
-    returns the 72-column plain-text rendering."""
+    returns the 72-column plain-text rendering. `kernel` "xen" answers with Xen's
+    epte_get_entry_emt() instead, from the facts in `xen` (app/api/xen.py)."""
+    if is_xen(req.kernel):
+        return xen_resolve(req, request, fmt)
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)

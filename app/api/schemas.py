@@ -328,6 +328,32 @@ class HostPageIn(Strict):
                               "reserved page is then always MMIO")
 
 
+class PinnedRangeIn(Strict):
+    start: Int = Field(description="first gfn", json_schema_extra={"minimum": 0})
+    end: Int = Field(description="last gfn (inclusive)", json_schema_extra={"minimum": 0})
+    type: MemTypeName
+
+
+class XenIn(Strict):
+    """With `kernel` "xen" (or "xen-4.19", "xen-4.21"): the domain and p2m-entry facts Xen's
+    epte_get_entry_emt() reads (app.xen; docs/systems/xen.md). The entry is the one holding
+    gpa (gfn = gpa >> 12, aligned down to `order`); vcpu gives the guest MTRRs, PAT, CR0."""
+
+    iommu: bool = Field(False, description="is_iommu_enabled(d)")
+    io_resources: bool = Field(False, description="the domain holds iomem or ioport ranges")
+    pci_devices: bool = Field(False, description="PCI devices assigned (needs iommu)")
+    pinned: list[PinnedRangeIn] = Field(default_factory=list, max_length=64,
+                                        description="pinned cache attribute ranges (XEN_DOMCTL_pin_mem_cacheattr)")
+    has_vcpu: bool = Field(True, description="false: no vCPU yet, the guest MTRR side is WB")
+    p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] = "ram"
+    order: Literal[0, 9, 18] = Field(0, description="the entry's page order: 4K, 2M, 1G")
+    mfn: Int | None = Field(None, description="the host frame (default: the gfn)", json_schema_extra={"minimum": 0})
+    mmio_ro: Literal["none", "partial", "all"] = Field("none", description="the frames in mmio_ro_ranges")
+    special: Literal["none", "partial", "all"] = Field("none", description="the frames that are Xen special pages")
+    host_mtrr: Literal["UC", "WC", "WT", "WP", "WB", "mixed"] = Field(
+        "WB", description="host MTRR type of the frames (mixed: mtrr_get_type() -1, superpages only)")
+
+
 class ResolveRequest(Scenario):
     """One scenario: a VM, a vCPU's state and a guest-physical address, under one era."""
 
@@ -339,6 +365,8 @@ class ResolveRequest(Scenario):
                               "the default map's VGA window is a reserved host ISA page), RAM if unmapped")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa; kvm_is_mmio_pfn() then "
                                          "decides is_mmio for the kernel version (not with mmio)")
+    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None,  # echoed bodies (presets) are reused for zap
+                              description='Xen facts, with kernel "xen" only (a system id, not a KVM era)')
 
 
 class Cr0CdEvent(Strict):
