@@ -8,6 +8,8 @@ both, host MMIO 0x00.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.api import schemas as s
@@ -103,7 +105,8 @@ async def test_integer_and_hex_inputs_agree(client):
 
 
 async def test_uc_minus_and_type_names(client):
-    body = {"kernel": "v6.11", "vm": {"noncoherent_dma": True}, "vcpu": {"pat": "0x0407050600070106"}, "gpa": "0x100000"}
+    body = {"kernel": "v6.11", "vm": {"noncoherent_dma": True}, "vcpu": {"pat": "0x0407050600070106"},
+            "gpa": "0x100000"}
     j = await resolve(client, body)
     assert [r["pat_type"] for r in j["pat"]] == ["WB", "WC", "UC-", "UC", "WB", "WP", "UC-", "WT"]
     assert j["kvm_mtrr_type"] is None and j["kvm_mtrr"] is None  # 6.11 never reads guest MTRRs
@@ -134,7 +137,8 @@ async def test_presets_are_valid_resolve_bodies(client):
     assert r.status_code == 200
     presets = {p["name"]: p for p in r.json()}
     assert set(presets) == set(PRESETS)
-    for name in ("seed-v4.2", "seed-v6.7", "ovmf", "seabios", "linux-pat", "power-on", "gpu-passthrough", "bochs-6.11-rc1"):
+    for name in ("seed-v4.2", "seed-v6.7", "ovmf", "seabios", "linux-pat", "power-on", "gpu-passthrough",
+                 "bochs-6.11-rc1"):
         assert name in presets
     for p in presets.values():
         assert p["description"] and p["permalink"].startswith("http://testserver/?v=1")
@@ -203,7 +207,8 @@ async def test_zap_contract(client):
     {"kind": "pat_write", "value": "0x0407050600070106"},
 ])
 async def test_zap_event_kinds(client, event):
-    body = {"kernel": "v6.7", "vm": {"noncoherent_dma": True}, "vcpu": PRESETS["ovmf"].request()["vcpu"], "event": event}
+    body = {"kernel": "v6.7", "vm": {"noncoherent_dma": True}, "vcpu": PRESETS["ovmf"].request()["vcpu"],
+            "event": event}
     r = await client.post("/api/v1/zap", json=body)
     assert r.status_code == 200, r.text
     s.ZapResponse.model_validate(r.json())
@@ -251,7 +256,8 @@ async def test_diff_same_era_is_empty(client):
 
 
 async def test_decode_trace_line(client):
-    line = "CPU 0/KVM-1234 [003] 1234.5678: kvm_mmu_set_spte: gfn fee00 spte 60000002fee00e77 (rwxu) level 1 at 10a5b1008"
+    line = ("CPU 0/KVM-1234 [003] 1234.5678: kvm_mmu_set_spte: gfn fee00 spte 60000002fee00e77 (rwxu)"
+            " level 1 at 10a5b1008")
     r = await client.post("/api/v1/decode", json={"line": line})
     assert r.status_code == 200, r.text
     j = s.DecodeResponse.model_validate(r.json()).model_dump()
@@ -298,7 +304,7 @@ async def test_notation_has_one_source():
     from app.x86 import ept
 
     assert convert.notation is ept.notation and scenario.notation is ept.notation
-    assert "def notation" not in open(convert.__file__, encoding="utf-8").read()
+    assert "def notation" not in Path(convert.__file__).read_text(encoding="utf-8")
 
 
 async def test_decode_reserved_memtype_is_a_misconfiguration(client):
@@ -420,7 +426,8 @@ async def test_replay_capture_reports_how_it_was_read(client):
     j = r.json()
     assert j["initial"] == "reset" and j["qemu_host_writes"] is False
     cap = j["capture"]
-    assert cap["kind"] == "capture" and cap["layouts"] == ["perf"] and cap["pid"] == 8390 and cap["pids"] == [8390, 9000]
+    assert cap["kind"] == "capture" and cap["layouts"] == ["perf"] and cap["pid"] == 8390 and cap["pids"] == [8390,
+                                                                                                              9000]
     assert cap["threads"] == [{"tid": 8397, "pid": 8390, "comm": "qemu-system-x86", "vcpu": 0, "by": "kvm_entry",
                                "line": 1}]
     assert cap["skipped"]["lines of other VMs (PIDs 9000)"] == 1
@@ -434,7 +441,8 @@ async def test_replay_capture_reports_how_it_was_read(client):
     ({"trace": CAPTURE}, ["body", "pid"], "2 VMs"),
     ({"trace": CAPTURE, "pid": 1}, ["body", "pid"], "no KVM lines of PID 1"),
     ({"generator": "ovmf", "pid": 1}, ["body", "pid"], "trace text only"),
-    ({"trace": CAPTURE.replace("1404.389380", "1404.389000"), "pid": 8390}, ["body", "trace"], "(line 3): timestamp goes back"),
+    ({"trace": CAPTURE.replace("1404.389380", "1404.389000"), "pid": 8390}, ["body", "trace"],
+     "(line 3): timestamp goes back"),
     ({"trace": "qemu-system-x86-77 [001] 9.5: kvm_msr: msr_write 2ff = 0x0"}, ["body", "trace"], "(line 1): thread"),
 ])
 async def test_replay_capture_errors_name_the_field(client, body, loc, words):
@@ -445,7 +453,8 @@ async def test_replay_capture_errors_name_the_field(client, body, loc, words):
 
 
 async def test_replay_generator_edk2_release(client):
-    r = await client.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 8, "edk2": "2024-02", "kernels": ["v4.2"]})
+    r = await client.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 8, "edk2": "2024-02",
+                                                  "kernels": ["v4.2"]})
     assert r.status_code == 200 and r.json()["eras"][0]["zap_calls"] == 85
     r = await client.post("/api/v1/replay", json={"generator": "ovmf", "edk2": "2022-11"})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "edk2"]

@@ -1,5 +1,7 @@
 """The address map the page draws: runs cover the space, agree with point resolution."""
 
+import itertools
+
 from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state
 from app.kvm.memmap import UNMAPPED, address_map, mtrr_ranges
@@ -13,7 +15,7 @@ def test_runs_tile_the_address_space_and_match_resolve():
     for era in ERAS.values():
         runs = address_map(era, vm, vcpu, pat_index=3)
         assert runs[0].start == 0 and runs[-1].end == 1 << vm.maxphyaddr
-        assert all(a.end == b.start for a, b in zip(runs, runs[1:]))
+        assert all(a.end == b.start for a, b in itertools.pairwise(runs))
         for r in runs:
             if r.kind == UNMAPPED:
                 continue

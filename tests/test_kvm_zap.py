@@ -163,7 +163,8 @@ def test_page_size_follows_the_mtrr_check_only_where_it_applies():
     # 0x7fe00000 is in the 1 GiB block [1G, 2G): uniform WB -> 1G; a block straddling
     # the UC hole (none here at 1G alignment) would drop to 2M.
     r = resolve(ERAS["v4.2"], VmConfig(noncoherent_dma=False), vcpu, Access(0x7FE00000))
-    assert [(p.kernels, p.mtrr_check, p.page_size) for p in r.page_sizes] == [("4.2-5.19", True, "1G"), ("6.0-6.6", False, "1G")]
+    assert [(p.kernels, p.mtrr_check, p.page_size) for p in r.page_sizes] == [("4.2-5.19", True, "1G"), ("6.0-6.6",
+                                                                                                         False, "1G")]
     fixed = VcpuState(mtrr=MtrrState(def_type=0xC06))  # fixed ranges all UC below 1 MiB
     r2 = resolve(ERAS["v6.7"], VmConfig(noncoherent_dma=True), fixed, Access(0x1000))
     assert r2.page_size == "4K"

@@ -107,7 +107,7 @@ async def http_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem(status, type_, detail, request.url.path, headers=getattr(exc, "headers", None))
 
 
-async def internal_handler(request: Request, exc: Exception) -> JSONResponse:
+async def internal_handler(request: Request, _exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, TYPE_INTERNAL, "internal error; it has been logged", request.url.path)
 

@@ -44,7 +44,8 @@ def resolution_json(kernel: str, gpa: int, r: XenResolution) -> dict:
                 "leaf": s.LeafOut.model_validate(r.leaf).model_dump(mode="json")},
         "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in e.path],
         "cr0_cd": {"hw_cr0_cd": r.cd.hw_cr0_cd, "handle_cd": r.cd.handle_cd, "cache_mode": r.cd.cache_mode,
-                   "vmcs_pat": r.cd.vmcs_pat.hex(), "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in r.cd.path]},
+                   "vmcs_pat": r.cd.vmcs_pat.hex(),
+                   "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in r.cd.path]},
         "guest_mtrr": s.LookupOut.model_validate(r.guest_mtrr).model_dump(mode="json"),
         "xen_mtrr": (None if r.xen_mtrr is None else
                      {"type": r.xen_mtrr.type.label if r.xen_mtrr.type is not None else None,

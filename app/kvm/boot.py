@@ -164,11 +164,13 @@ class Machine:
         if self.memory % (1 << 20):
             raise MemTypeError("memory", f"{self.memory:#x} is not a whole number of MiB", "QEMU sizes RAM in MiB")
         if not 36 <= self.maxphyaddr <= 52:
-            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52", "CPUID.80000008H:EAX[7:0] is 36..52")
+            raise MemTypeError("maxphyaddr", f"MAXPHYADDR {self.maxphyaddr} is outside 36..52",
+                               "CPUID.80000008H:EAX[7:0] is 36..52")
         if self.aperture not in APERTURES:
             raise MemTypeError("aperture", f"unknown aperture {self.aperture!r}", f"one of {', '.join(APERTURES)}")
         if self.high_ram_end() > 1 << self.maxphyaddr:
-            raise MemTypeError("memory", f"RAM ends at {self.high_ram_end():#x}, above 2^MAXPHYADDR", "RAM must be addressable")
+            raise MemTypeError("memory", f"RAM ends at {self.high_ram_end():#x}, above 2^MAXPHYADDR",
+                               "RAM must be addressable")
         return self
 
     def low_ram(self) -> int:

@@ -125,7 +125,8 @@ class HostPage:
             raise MemTypeError((*as_loc(field), "host_memtype"), f"a host memtype is given for class {self.cls!r}",
                                "only a reserved page with a struct page reaches pat_pfn_immune_to_uc_mtrr()")
         if self.host_memtype is not None and self.host_memtype not in HOST_MEMTYPES:
-            raise MemTypeError((*as_loc(field), "host_memtype"), f"{self.host_memtype.label} is not a host page cache mode",
+            raise MemTypeError((*as_loc(field), "host_memtype"),
+                               f"{self.host_memtype.label} is not a host page cache mode",
                                "lookup_memtype() gives WB, WT, WP, WC, UC- or UC")
         if self.e820_ram and self.cls != NO_STRUCT_PAGE:
             raise MemTypeError((*as_loc(field), "e820_ram"), f"e820_ram is set for class {self.cls!r}",

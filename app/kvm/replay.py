@@ -179,10 +179,12 @@ class Trace:
             raise MemTypeError("initial", "not a VcpuState", "every vCPU starts from one VcpuState")
         self.initial.validate(self.vm, "initial")
         if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
-            raise MemTypeError("name", f"the name must be a string of at most {MAX_NAME} characters", "names are labels")
+            raise MemTypeError("name", f"the name must be a string of at most {MAX_NAME} characters",
+                               "names are labels")
         events = tuple(self.events)
         if len(events) > MAX_EVENTS:
-            raise MemTypeError("events", f"{len(events)} events, more than {MAX_EVENTS}", f"a trace holds at most {MAX_EVENTS} events")
+            raise MemTypeError("events", f"{len(events)} events, more than {MAX_EVENTS}",
+                               f"a trace holds at most {MAX_EVENTS} events")
         for i, te in enumerate(events):
             f = ("events", i)
             if not isinstance(te, TraceEvent):
@@ -630,7 +632,8 @@ def events_from_writes(vcpu: int, writes: Iterable[MsrWrite], line: int = 0) -> 
         elif is_mtrr_msr(msr):
             out.append(TraceEvent(vcpu, MtrrWrite(msr=msr, value=value), line))
         else:
-            raise MemTypeError("msr", f"{msr:#x} is neither an MTRR MSR nor IA32_PAT", "only these MSRs change memory typing")
+            raise MemTypeError("msr", f"{msr:#x} is neither an MTRR MSR nor IA32_PAT",
+                               "only these MSRs change memory typing")
     return out
 
 

@@ -288,6 +288,7 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
 
 __all__ = [
     "Access", "CR0_CD", "Cr0Write", "DEFAULT_MEMORY_MAP", "EVENT_KINDS", "EVENT_TYPES", "Event", "FIXED_MSRS",
-    "MAXPHYADDR_MAX", "MAXPHYADDR_MIN", "MMIO", "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "MtrrWrite", "NONCOHERENT_DMA", "NoncoherentDma",
+    "MAXPHYADDR_MAX", "MAXPHYADDR_MIN", "MMIO", "MSR_MTRR_DEF_TYPE", "MTRR_WRITE", "MemRange", "MtrrWrite",
+    "NONCOHERENT_DMA", "NoncoherentDma",
     "PAT_WRITE", "PatWrite", "RAM", "VcpuState", "VmConfig", "apply_event", "lookup_range",
 ]

@@ -325,7 +325,7 @@ def _flags_agree(printed: str, raw: int, vendor: str) -> bool:
     want = expected_flags(raw, vendor)
     if len(printed) == 3:
         want = want[:3]
-    return all(p == w or (i == 0 and p == "r") for i, (p, w) in enumerate(zip(printed, want)))
+    return all(p == w or (i == 0 and p == "r") for i, (p, w) in enumerate(zip(printed, want, strict=False)))
 
 
 def flags_note(printed: str, raw: int, vendor: str) -> str | None:

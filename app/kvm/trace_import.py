@@ -148,7 +148,8 @@ def _num(tok: str, line: int, what: str) -> int:
 
 def _vcpu_index(v: int, line: int) -> int:
     if v >= MAX_VCPUS:
-        raise MemTypeError(f"line {line}", f"vCPU {v} is not below {MAX_VCPUS}", f"a trace has at most {MAX_VCPUS} vCPUs")
+        raise MemTypeError(f"line {line}", f"vCPU {v} is not below {MAX_VCPUS}",
+                           f"a trace has at most {MAX_VCPUS} vCPUs")
     return v
 
 
@@ -380,7 +381,8 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
     if (len(low) == 3 and low[:2] == ["vm", "ncdma"]) or (len(low) == 4 and low[0] == "vcpu" and low[2] == "ncdma"):
         v = 0 if low[0] == "vm" else vcpu_index(toks[1])
         if low[-1] not in ("on", "off"):
-            raise MemTypeError(f"line {n}", f"ncdma takes 'on' or 'off', not {toks[-1]!r}", "see app/kvm/trace_format.md")
+            raise MemTypeError(f"line {n}", f"ncdma takes 'on' or 'off', not {toks[-1]!r}",
+                               "see app/kvm/trace_format.md")
         add(TraceEvent(v, NoncoherentDma(value=low[-1] == "on"), n))
         return
     if len(low) < 3 or low[0] != "vcpu":
@@ -394,7 +396,8 @@ def _plain_line(stripped: str, n: int, start: VcpuState, cr0: dict[int, tuple[bo
         for tok in low[3:]:
             k, _, val = tok.partition("=")
             if k not in ("cd", "nw") or val not in ("0", "1") or k in kv:
-                raise MemTypeError(f"line {n}", f"bad CR0 field {tok!r}", "write 'cr0 cd=0|1 [nw=0|1]' or 'cr0 <value>'")
+                raise MemTypeError(f"line {n}", f"bad CR0 field {tok!r}",
+                                   "write 'cr0 cd=0|1 [nw=0|1]' or 'cr0 <value>'")
             kv[k] = val == "1"
         if "cd" not in kv:
             raise MemTypeError(f"line {n}", "cr0 needs cd=0 or cd=1", "write 'cr0 cd=0|1 [nw=0|1]'")
