@@ -214,7 +214,7 @@ def bench_replay() -> None:
                 for e, r in results.items():
                     print(f"            {e:<10} zap calls {r.zap_calls:>4}  zapped pages {r.zapped_pages:>9}"
                           f"  excess {r.excess_pages:>9}  stale {r.stale_pages:>8}  while CD=1 {r.calls_while_cd:>3}")
-    # The review thread's table (review-thread.md §5, v4 cover letter, "Base1"): 84 calls for
+    # The review thread's table (docs/notes/review-thread.md §5, v4 cover letter, "Base1"): 84 calls for
     # OVMF and 50 for SeaBIOS at 8 vCPUs, 164 and 98 at 16, before the series.
     docs = {("ovmf", 8): 84, ("ovmf", 16): 164, ("seabios", 8): 50, ("seabios", 16): 98}
     for (gen, n), want in docs.items():

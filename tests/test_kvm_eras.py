@@ -1,6 +1,6 @@
 """Each era's vmx_get_mt_mask() against the rule as the docs state it, over every state.
 
-The expected functions below are written from kernel-history.md §1 and the issue's era
+The expected functions below are written from docs/notes/kernel-history.md §1 and the issue's era
 table, independently of the era modules (which are rule lists): if either drifts, the
 exhaustive comparison over all 1920 states fails.
 """

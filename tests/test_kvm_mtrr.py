@@ -91,7 +91,7 @@ class TestKvmLookup:
         assert kvm_lookup(st_, 0x10000000, MP).type == ref_kvm_fold([first, second])
 
     def test_fold_table(self):
-        # kernel-history.md §2 step 3 for (first walked, second walked), typed out.
+        # docs/notes/kernel-history.md §2 step 3 for (first walked, second walked), typed out.
         table = {
             (UC, UC): UC, (UC, WC): WB, (UC, WT): WB, (UC, WP): WB, (UC, WB): WB,
             (WC, UC): UC, (WC, WC): WC, (WC, WT): WB, (WC, WP): WB, (WC, WB): WB,
@@ -105,7 +105,7 @@ class TestKvmLookup:
             assert kvm_lookup(st_, 3 * GIB, MP).type == want, (first, second)
 
     def test_list_order_caveat(self):
-        # kernel-history.md §2: "WB 0-4G plus UC 3G-4G gives WB for 3G-4G, where the SDM says UC".
+        # docs/notes/kernel-history.md §2: "WB 0-4G plus UC 3G-4G gives WB for 3G-4G, where the SDM says UC".
         st_ = state(UC, pair(0, 4 * GIB, WB), pair(3 * GIB, GIB, UC))
         s, k = sdm_lookup(st_, 3 * GIB, MP), kvm_lookup(st_, 3 * GIB, MP)
         assert s.type is UC
@@ -222,7 +222,7 @@ class TestRangeConsistency:
 
     def test_false_gap_from_descending_order(self):
         # Two WT halves cover [3G,4G) fully, but walked high-first the first one seems to leave
-        # a gap below it (kernel-history.md §2: conservative, only forbids a huge page).
+        # a gap below it (docs/notes/kernel-history.md §2: conservative, only forbids a huge page).
         st_ = state(WB, pair(3 * GIB, GIB // 2, WT), pair(3 * GIB + GIB // 2, GIB // 2, WT))
         assert not kvm_range_consistent(st_, 3 * GIB, 4 * GIB, MP)
         assert largest_page(st_, 3 * GIB, MP) == "2M"

@@ -1,9 +1,9 @@
 """Multi-vCPU trace replay against kernel eras (app/kvm/replay.py).
 
-Why: the review (review-thread.md §3 q4, q7, q8) asks how many kvm_zap_gfn_range() calls a
+Why: the review (docs/notes/review-thread.md §3 q4, q7, q8) asks how many kvm_zap_gfn_range() calls a
 firmware boot makes, how many are made while CR0.CD=1 or duplicate each other, and whether
 stale SPTEs survive. Every expected figure below is derived in a comment from the rules in
-kernel-history.md §1-§3, not read back from the code under test; where the docs give a
+docs/notes/kernel-history.md §1-§3, not read back from the code under test; where the docs give a
 number (84 / 50 zap calls) the test says how the model's number relates to it.
 """
 
@@ -357,7 +357,7 @@ def test_post_611_eras_never_zap_a_boot(ovmf8, seabios8):
 
 
 def formula_v42(trace: Trace) -> tuple[int, int]:
-    """(zap calls, empty calls) per kernel-history §3 for v4.2..v6.6, nc-DMA on, quirk on.
+    """(zap calls, empty calls) per docs/notes/kernel-history.md §3 for v4.2..v6.6, nc-DMA on, quirk on.
 
     Each vCPU tracks its own E/FE and which PHYSMASKs were ever written. MTRRdefType: one
     call. A fixed MSR: a call iff E=1 and FE=1 after the write. A PHYSBASE/PHYSMASK: only if
@@ -489,7 +489,7 @@ def test_single_event_matches_zap_audit(era, state, ev, ncdma, quirk):
             assert r.zapped_pages == pages(a.zapped_mapped)
 
 
-# -- hand-made two-vCPU scenarios (review-thread §2 themes) -------------------------------------------
+# -- hand-made two-vCPU scenarios (docs/notes/review-thread.md §2 themes) -------------------------------------------
 
 YAN = """
 # Yan's 5 steps (L(ZHBloxxmY/EUyswL@yzhao56-desk.sh.intel.com)) on vCPU 0: a UC range
@@ -526,7 +526,7 @@ def test_yan_five_steps():
     # steps 2 and 4 refault everything as vCPU 0 sees it under CD=1: WB without IPAT. The
     # rewritten range ends WB, so it is *not* stale; what stays stale is every range whose
     # final type is not WB: the UC VGA and option-ROM window. "stale entries remain only where the
-    # MTRR type != WB" (kernel-history §3). vCPU 1 still has the hole UC, so for it the VRAM
+    # MTRR type != WB" (docs/notes/kernel-history.md §3). vCPU 1 still has the hole UC, so for it the VRAM
     # BAR is stale as well.
     v67 = r["v6.7"]
     assert v67.stale_pages == ROM and v67.stale_ranges == ((0xA0000, 0x100000),)

@@ -36,7 +36,7 @@ SC = Scenario(VmConfig(), VcpuState(), tuple(ERAS.values()))
 # 0x...e77 = R W X (7) | MT 6 (WB) << 3 | IPAT (0x40) | D (0x200) | bit 10 | bit 11 (MMU-present)
 SET = "gfn fee00 spte 60000002fee00e77 (rwxu) level 1 at 10a5b1008"
 
-# The header layouts of /work/shared/docs/real-world.md §1, each with a real-format payload.
+# The header layouts of docs/notes/real-world.md §1, each with a real-format payload.
 LAYOUTS = {
     "trace-cmd report, padded event": f"CPU 0/KVM-995362 [016] 55709.716256: kvm_mmu_set_spte:     {SET}",
     "trace-cmd report, unknown comm": f"<...>-43752 [001]  3615.602299: kvm_mmu_set_spte: {SET}",

@@ -5,7 +5,7 @@ Lines are in the exact formats of arch/x86/kvm/trace.h (kvm_msr `msr_%s %x = 0x%
 kvm_cr `cr_%s %x = 0x%lx`, kvm_entry `vcpu %u, rip 0x%lx%s`, kvm_exit `vcpu %u reason %s%s%s
 rip 0x%lx info1 0x%016llx info2 0x%016llx intr_info 0x%08x error_code 0x%08x`) behind the
 headers of trace-cmd report, perf script and the ftrace trace file (real examples in
-/work/shared/docs/real-world.md §1).
+docs/notes/real-world.md §1).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The MTRR x PAT table, EPT memtype/IPAT encodings and leaf entries (app/x86/ept.py).
 
 Why: the effective type of every guest access under EPT comes from this table with the EPT
-type in the MTRR's place (sdm-rules.md §4, §6). The table below is typed out cell by cell
-from sdm-rules.md §4, independently of `COMBINE`, so a transposed or mistyped cell fails.
+type in the MTRR's place (docs/notes/sdm-rules.md §4, §6). The table below is typed out cell by cell
+from docs/notes/sdm-rules.md §4, independently of `COMBINE`, so a transposed or mistyped cell fails.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from app.x86.memtype import MemType, MemTypeError
 
 M = MemType.from_label
 
-# sdm-rules.md §4. Rows: MTRR (or EPT) type; columns in this order:
+# docs/notes/sdm-rules.md §4. Rows: MTRR (or EPT) type; columns in this order:
 PAT_COLS = ["UC", "UC-", "WC", "WT", "WB", "WP"]
 SDM_TABLE = {
     "UC": ["UC", "UC", "WC", "UC", "UC", "UC"],
@@ -71,7 +71,7 @@ class TestCombineTable:
         assert combine(M("WP"), M("WT")) is MemType.WT
 
     def test_reading_aids(self):
-        # sdm-rules.md §4 "Reading aids", checked over the whole table.
+        # docs/notes/sdm-rules.md §4 "Reading aids", checked over the whole table.
         for row in SDM_TABLE:
             r = M(row)
             assert combine(r, MemType.UC) is MemType.UC
@@ -102,7 +102,7 @@ class TestCombineTable:
             effective_type(MemType.UC_MINUS, False, pat)
 
     def test_bochs_and_linux_deviations_are_not_copied(self):
-        # sdm-rules.md §4: Bochs gives WT for WT x WP and UC for WP x UC-; pat.rst gives UC for
+        # docs/notes/sdm-rules.md §4: Bochs gives WT for WT x WP and UC for WP x UC-; pat.rst gives UC for
         # WC x UC-. The SDM values are WP, WC, WC.
         assert combine(MemType.WT, MemType.WP) is MemType.WP
         assert combine(MemType.WP, MemType.UC_MINUS) is MemType.WC
@@ -160,7 +160,7 @@ class TestEffectiveType:
         assert effective_type(M(row), False, M(col)).label == expected_cell(row, col)
 
     def test_thread_examples(self):
-        # review-thread.md §5: EPT UC for MMIO + PAT WC -> WC; IPAT ignores PAT.
+        # docs/notes/review-thread.md §5: EPT UC for MMIO + PAT WC -> WC; IPAT ignores PAT.
         assert effective_type(MemType.UC, False, MemType.WC) is MemType.WC
         assert effective_type(MemType.WB, True, MemType.UC) is MemType.WB
         # bochs case: EPT WB without IPAT + PAT UC- is uncached (the table says UC).
@@ -219,7 +219,7 @@ class TestEptLeaf:
         lo = {"4K": 12, "2M": 21, "1G": 30}[size]
         assert (f["ADDR"].lo, f["ADDR"].hi) == (lo, 51)
         assert f["ADDR"].value == hpa >> lo
-        # bit positions as in sdm-rules.md §6
+        # bit positions as in docs/notes/sdm-rules.md §6
         spans = {x.name: (x.lo, x.hi) for x in leaf.fields()}
         assert spans["MT"] == (3, 5) and spans["IPAT"] == (6, 6) and spans["PS"] == (7, 7)
         assert spans["A"] == (8, 8) and spans["D"] == (9, 9) and spans["SVE"] == (63, 63)

@@ -1,7 +1,7 @@
 """What the guest expects on bare metal (app/x86/guest.py).
 
 Why: "KVM made this weaker" is only meaningful against the bare-metal expectation: its own
-MTRR type (SDM lookup) combined with its PAT entry, under its CR0 (sdm-rules.md §4, §5, §6).
+MTRR type (SDM lookup) combined with its PAT entry, under its CR0 (docs/notes/sdm-rules.md §4, §5, §6).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ UC, WC, WT, WP, WB, UCM = (MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemTy
 MTRR_ROWS = [UC, WC, WT, WP, WB]
 PATS = [UC, UCM, WC, WT, WB, WP]
 
-# sdm-rules.md §4, typed out again here (row MTRR, column PAT in PATS order).
+# docs/notes/sdm-rules.md §4, typed out again here (row MTRR, column PAT in PATS order).
 TABLE = {
     UC: [UC, UC, WC, UC, UC, UC],
     WC: [UC, WC, WC, UC, WC, UC],

@@ -2,7 +2,7 @@
 
 Why: every other rule decodes raw MSR/EPT bytes through these helpers, and reviewers use
 `relation` to call a KVM change "weaker" (dangerous) or "stronger" (slow but safe). The
-expected values below are typed out from sdm-rules.md §1 (encodings) and §7 / Table 11-2
+expected values below are typed out from docs/notes/sdm-rules.md §1 (encodings) and §7 / Table 11-2
 (properties), not computed with the code under test.
 """
 
@@ -29,7 +29,7 @@ from app.x86.memtype import (
     relation_reason,
 )
 
-# sdm-rules.md §1: value -> (PAT name, MTRR name, EPT name); None = reserved.
+# docs/notes/sdm-rules.md §1: value -> (PAT name, MTRR name, EPT name); None = reserved.
 ENCODINGS = {
     0: ("UC", "UC", "UC"),
     1: ("WC", "WC", "WC"),
@@ -101,7 +101,7 @@ class TestEncodings:
 
 # --- the strength relation ---------------------------------------------------------
 #
-# The partial order (sdm-rules.md §7 and the KVM reviewers' usage, "WB is the weakest"):
+# The partial order (docs/notes/sdm-rules.md §7 and the KVM reviewers' usage, "WB is the weakest"):
 #   UC (== UC-) is strongest; WP, WT, WB are successively weaker; WC is weaker than UC
 #   but incomparable with WP/WT/WB (uncached, yet weakly ordered).
 # Row = actual, column = expected. "weaker" = actual lets the CPU do more.

@@ -1,8 +1,8 @@
 """Guest MTRRs: validation, the SDM lookup, KVM's pre-6.11 lookup and huge-page check.
 
 Why: the tool's whole comparison rests on two lookups that must each be right on their own
-terms. `sdm_lookup` is what a guest expects on bare metal (sdm-rules.md §3); `kvm_lookup`
-and `kvm_range_consistent` are what KVM v4.15..v6.10 actually did (kernel-history.md §2),
+terms. `sdm_lookup` is what a guest expects on bare metal (docs/notes/sdm-rules.md §3); `kvm_lookup`
+and `kvm_range_consistent` are what KVM v4.15..v6.10 actually did (docs/notes/kernel-history.md §2),
 including its descending list order and WB-for-undefined quirks. Expected values here are
 re-stated from those two docs (small reference models and typed-out tables), never taken
 from the code under test.
@@ -73,7 +73,7 @@ ALL_WB_FIXED = (fixed_word(*[WB] * 8),) * 11
 
 
 def ref_sdm_overlap(types: set[MemType]) -> MemType | None:
-    """sdm-rules.md §3 step 3 for a non-empty set of matching types."""
+    """docs/notes/sdm-rules.md §3 step 3 for a non-empty set of matching types."""
     if len(types) == 1:
         return next(iter(types))
     if UC in types:
@@ -84,7 +84,7 @@ def ref_sdm_overlap(types: set[MemType]) -> MemType | None:
 
 
 def ref_kvm_fold(walk: list[MemType]) -> MemType | None:
-    """kernel-history.md §2 step 3, the fold in list order (None = nothing matched)."""
+    """docs/notes/kernel-history.md §2 step 3, the fold in list order (None = nothing matched)."""
     cur = None
     for t in walk:
         if cur is None:
@@ -118,7 +118,7 @@ def ref_sdm(st_: MtrrState, addr: int, maxphy: int) -> MemType | None:
 
 
 def ref_kvm_range(p: VarMtrr, maxphy: int) -> tuple[int, int]:
-    """kernel-history.md §2: start = base & ~0xFFF, end = (start | ~(mask & ~0xFFF)) + 1,
+    """docs/notes/kernel-history.md §2: start = base & ~0xFFF, end = (start | ~(mask & ~0xFFF)) + 1,
     with the mask's bits above MAXPHYADDR set as KVM stores a written mask."""
     u64 = (1 << 64) - 1
     mask = (p.mask | (u64 ^ ((1 << maxphy) - 1))) & ~0xFFF & u64
@@ -146,7 +146,7 @@ def ref_kvm(st_: MtrrState, addr: int, maxphy: int, has_mtrr: bool = True) -> Me
 
 # --- fixed ranges ---------------------------------------------------------------------
 
-# sdm-rules.md §3 fixed-range table, one row per MSR: (msr, first address, sub-range size).
+# docs/notes/sdm-rules.md §3 fixed-range table, one row per MSR: (msr, first address, sub-range size).
 FIXED_MSR_TABLE = [
     (0x250, 0x00000, 64 * KIB),
     (0x258, 0x80000, 16 * KIB),
@@ -276,7 +276,7 @@ class TestSdmLookup:
         assert sdm_lookup(st_, 4 * GIB, MP).type is WB  # default
 
     def test_overlap_table_spot_checks(self):
-        # sdm-rules.md §3, literally.
+        # docs/notes/sdm-rules.md §3, literally.
         cases = {
             (UC, WB): UC, (WC, UC): UC, (WT, WB): WT, (WB, WT): WT, (WP, WP): WP,
             (WC, WB): None, (WP, WT): None, (WC, WT): None, (WP, WB): None, (WC, WP): None,

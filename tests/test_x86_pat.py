@@ -1,7 +1,7 @@
 """IA32_PAT parsing, presets, and PTE bits -> PAT index (app/x86/pat.py).
 
 Why: a wrong byte order or a misplaced PAT bit silently picks another entry and so another
-memory type; a reserved byte accepted here would be a #GP on real hardware (sdm-rules.md §2).
+memory type; a reserved byte accepted here would be a #GP on real hardware (docs/notes/sdm-rules.md §2).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ UC, WC, WT, WP, WB, UCM = (MemType.UC, MemType.WC, MemType.WT, MemType.WP, MemTy
 
 class TestParse:
     def test_power_on_value(self):
-        # sdm-rules.md §2: 0x0007040600070406 = WB, WT, UC-, UC, WB, WT, UC-, UC.
+        # docs/notes/sdm-rules.md §2: 0x0007040600070406 = WB, WT, UC-, UC, WB, WT, UC-, UC.
         assert PAT_POWER_ON == 0x0007040600070406
         assert Pat.from_msr(PAT_POWER_ON).entries == (WB, WT, UCM, UC, WB, WT, UCM, UC)
 
     def test_linux_legacy_value(self):
-        # sdm-rules.md §2 / review-thread.md §5: PA1 = PA5 = WC, rest as at power-on.
+        # docs/notes/sdm-rules.md §2 / docs/notes/review-thread.md §5: PA1 = PA5 = WC, rest as at power-on.
         assert PAT_LINUX_LEGACY == 0x0007010600070106
         assert Pat.from_msr(PAT_LINUX_LEGACY).entries == (WB, WC, UCM, UC, WB, WC, UCM, UC)
 

@@ -1,6 +1,6 @@
 """Replay a multi-vCPU trace of CR0/MTRR/PAT/nc-DMA events against one kernel era's EPT.
 
-Why this exists: the 2023 review (review-thread.md §3 q4, q7, q8) asked how many
+Why this exists: the 2023 review (docs/notes/review-thread.md §3 q4, q7, q8) asked how many
 `kvm_zap_gfn_range()` calls a firmware boot makes with N vCPUs, how many duplicate each
 other, how many happen while CR0.CD=1, and whether stale SPTEs survive. `zap.audit` answers
 that for one event on one vCPU; a boot is thousands of events on many vCPUs sharing one EPT,
@@ -14,7 +14,7 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 * The EPT holds, for every mapped page (the ranges of `VmConfig.memory_map`, i.e. memslots),
   the (memtype, IPAT) that `vmx_get_mt_mask()` returned when the page was last faulted: KVM
   computes it only in `make_spte()` (`set_spte()` in 4.x), so a leaf keeps it until zapped
-  (kernel-history.md §1). Pages are stored as runs, never one by one, so a 4 GiB guest costs
+  (docs/notes/kernel-history.md §1). Pages are stored as runs, never one by one, so a 4 GiB guest costs
   a few dozen runs.
 * At the start every mapped page is faulted by vCPU 0 with its initial state.
 * For each event: the state after comes from `scenario.apply_event`; the era's zap policy

@@ -27,7 +27,7 @@ What the kernel prints (arch/x86/kvm/trace.h, read in kvm-x86/linux at aebed32e4
   thread has no such line does the name ``CPU N/KVM`` stand in (QEMU's cpu_index, equal to
   the vCPU id on a flat topology).
 
-Header layouts (real examples in /work/shared/docs/real-world.md §1):
+Header layouts (real examples in docs/notes/real-world.md §1):
 
 * ftrace `trace` file and `trace-cmd report`: ``COMM-TID [CPU] FLAGS TIMESTAMP: EVENT: BODY``,
   where FLAGS (irqs-off, need-resched, hardirq/softirq, preempt depth, migrate-disable) is

@@ -1,7 +1,7 @@
 """Kernel version strings -> era id, version-exact traits, why and notes (pure, no I/O).
 
 Why: users name kernels ("6.12.78", "6.8.0-45-generic"), not eras. The era boundaries follow
-/work/shared/docs/kernel-history.md §1 and the `kernels` ranges in app/kvm/v*.py. Distribution
+docs/notes/kernel-history.md §1 and the `kernels` ranges in app/kvm/v*.py. Distribution
 kernels map by their upstream base version; vendors may carry more backports than BACKPORTS lists.
 """
 
