@@ -2,7 +2,7 @@
 
 The page draws one segment per run and interpolates addresses inside a run, so the runs
 must be sorted, contiguous and cover [0, 2^MAXPHYADDR); it colours them by `effective`,
-labels them with `page_size`, and draws `mtrr_ranges` in their own lane.
+labels them with `page_size`, and draws `mtrr_ranges` over `mtrr.default` in their own lane.
 """
 
 from __future__ import annotations
@@ -95,6 +95,30 @@ async def test_mtrrs_disabled_give_no_ranges(client):
     j = await post_map(client, {"kernel": "v6.16"})
     assert j["mtrr_ranges"] == []
     assert run_at(j, 0x1000)["guest_mtrr"] == "UC"  # E=0: the guest expects UC everywhere
+    top = hex(1 << 46)
+    assert j["mtrr"] == {"enabled": False, "default": {"start": "0x0", "end": top, "type": "UC", "source": "disabled"}}
+
+
+async def test_enabled_without_ranges_is_the_default_type_not_disabled(client):
+    """E=1, FE=0, no variable pair (`/?v=1&kernel=v6.7&ncdma=1&deftype=0x806`): no range,
+    yet the MTRRs are on and every address has the default type WB, as resolve says."""
+    body = {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": {"def_type": "0x806"}}}
+    j = await post_map(client, body)
+    assert j["mtrr_ranges"] == []
+    assert j["mtrr"] == {"enabled": True, "default": {"start": "0x0", "end": hex(1 << 46), "type": "WB", "source": "default"}}
+    r = await client.post("/api/v1/resolve", json={**body, "gpa": "0x1000"})
+    assert r.json()["guest_mtrr"]["type"] == "WB" == run_at(j, 0x1000)["guest_mtrr"]
+
+
+@pytest.mark.parametrize("def_type, enabled, type_, source", [
+    ("0x0", False, "UC", "disabled"), ("0x6", False, "UC", "disabled"), ("0x406", False, "UC", "disabled"),
+    ("0x800", True, "UC", "default"), ("0x801", True, "WC", "default"), ("0x804", True, "WT", "default"),
+    ("0x805", True, "WP", "default"), ("0x806", True, "WB", "default"), ("0xc06", True, "WB", "default"),
+])
+async def test_mtrr_default_for_each_def_type(client, def_type, enabled, type_, source):
+    j = await post_map(client, {"kernel": "v6.16", "vm": {"maxphyaddr": 40}, "vcpu": {"mtrr": {"def_type": def_type}}})
+    assert j["mtrr"] == {"enabled": enabled, "default": {"start": "0x0", "end": "0x10000000000", "type": type_,
+                                                         "source": source}}
 
 
 async def test_custom_memory_map(client):
