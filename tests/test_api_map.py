@@ -31,11 +31,12 @@ async def test_runs_cover_the_address_space_in_order(client):
     for maxphyaddr in (36, 46, 52):
         mask = ((1 << maxphyaddr) - 1) & ~(0x80000000 - 1) | 0x800  # 2 GiB at 2 GiB, for this MAXPHYADDR
         mtrr = {**OVMF_MTRR, "variable": [{"base": "0x80000000", "mask": hex(mask)}]}
-        j = await post_map(client, {"kernel": "v6.7", "vm": {**NCDMA, "maxphyaddr": maxphyaddr}, "vcpu": {"mtrr": mtrr}})
+        vm = {**NCDMA, "maxphyaddr": maxphyaddr}
+        j = await post_map(client, {"kernel": "v6.7", "vm": vm, "vcpu": {"mtrr": mtrr}})
         runs = j["runs"]
         assert runs[0]["start"] == "0x0"
         assert int(runs[-1]["end"], 16) == 1 << maxphyaddr
-        for a, b in zip(runs, runs[1:]):
+        for a, b in zip(runs, runs[1:], strict=False):
             assert a["end"] == b["start"]
             assert int(a["start"], 16) < int(a["end"], 16)
 
@@ -105,7 +106,8 @@ async def test_enabled_without_ranges_is_the_default_type_not_disabled(client):
     body = {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": {"def_type": "0x806"}}}
     j = await post_map(client, body)
     assert j["mtrr_ranges"] == []
-    assert j["mtrr"] == {"enabled": True, "default": {"start": "0x0", "end": hex(1 << 46), "type": "WB", "source": "default"}}
+    wb = {"start": "0x0", "end": hex(1 << 46), "type": "WB", "source": "default"}
+    assert j["mtrr"] == {"enabled": True, "default": wb}
     r = await client.post("/api/v1/resolve", json={**body, "gpa": "0x1000"})
     assert r.json()["guest_mtrr"]["type"] == "WB" == run_at(j, 0x1000)["guest_mtrr"]
 
@@ -122,7 +124,8 @@ async def test_mtrr_default_for_each_def_type(client, def_type, enabled, type_, 
 
 
 async def test_custom_memory_map(client):
-    mm = [{"start": "0x0", "end": "0x40000000", "kind": "ram"}, {"start": "0xc0000000", "end": "0xc1000000", "kind": "mmio"}]
+    mm = [{"start": "0x0", "end": "0x40000000", "kind": "ram"},
+          {"start": "0xc0000000", "end": "0xc1000000", "kind": "mmio"}]
     j = await post_map(client, {"kernel": "v6.7", "vm": {"memory_map": mm}})
     kinds = [(r["start"], r["kind"]) for r in j["runs"]]
     assert kinds == [("0x0", "ram"), ("0x40000000", "unmapped"), ("0xc0000000", "mmio"), ("0xc1000000", "unmapped")]
@@ -137,7 +140,8 @@ async def test_custom_memory_map(client):
     ({"kernel": "v6.7", "vm": {"maxphyaddr": 60}}, ["body", "vm", "maxphyaddr"]),
     ({"kernel": "v6.7", "vcpu": {"pat": "0x0007040600070402"}}, ["body", "vcpu", "pat"]),
     ({"kernel": "v6.7", "vcpu": {"cr0_nw": True}}, ["body", "vcpu", "cr0_nw"]),
-    ({"kernel": "v6.7", "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x80000002", "mask": "0x3fff80000800"}]}}},
+    ({"kernel": "v6.7",
+      "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x80000002", "mask": "0x3fff80000800"}]}}},
      ["body", "vcpu", "mtrr", "variable", 0, "base"]),
     ({"kernel": "v6.7", "gpa": "0x0"}, ["body", "gpa"]),
 ])
@@ -189,7 +193,8 @@ async def test_block_limit_is_inclusive_and_bounds_the_answer(client):
     off = {**body, "vcpu": {"mtrr": {**body["vcpu"]["mtrr"], "def_type": "0x6"}}}
     assert (await client.post("/api/v1/map", json=off)).status_code == 200
     cleared = [{"base": p["base"], "mask": hex(int(p["mask"], 16) & ~0x800)} for p in body["vcpu"]["mtrr"]["variable"]]
-    assert (await client.post("/api/v1/map", json={**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": cleared}}})).status_code == 200
+    on = {**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": cleared}}}
+    assert (await client.post("/api/v1/map", json=on)).status_code == 200
 
 
 async def test_run_limit_on_the_answer(client, monkeypatch):

@@ -14,7 +14,7 @@ def test_runs_tile_the_address_space_and_match_resolve():
     for era in ERAS.values():
         runs = address_map(era, vm, vcpu, pat_index=3)
         assert runs[0].start == 0 and runs[-1].end == 1 << vm.maxphyaddr
-        assert all(a.end == b.start for a, b in zip(runs, runs[1:]))
+        assert all(a.end == b.start for a, b in zip(runs, runs[1:], strict=False))
         for r in runs:
             if r.kind == UNMAPPED:
                 continue
@@ -63,4 +63,5 @@ def test_mtrr_default_follows_e_and_the_sdm_lookup():
             seen.add((d.type.label, d.source))
     assert seen == {("UC", "disabled"), ("UC", "default"), ("WC", "default"), ("WT", "default"),
                     ("WP", "default"), ("WB", "default")}
-    assert mtrr_default(VcpuState(mtrr=MtrrState(def_type=0x806)), VmConfig()) == MtrrRange(0, 1 << 46, MemType.WB, "default")
+    wb = mtrr_default(VcpuState(mtrr=MtrrState(def_type=0x806)), VmConfig())
+    assert wb == MtrrRange(0, 1 << 46, MemType.WB, "default")

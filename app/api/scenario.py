@@ -127,14 +127,14 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
 @router.post("/map", response_model=s.MapResponse, responses={**ERRORS, **BUSY},
              summary="The guest-physical space as runs of one answer")
 @pooled
-def map_endpoint(req: s.MapRequest, request: Request) -> Response:
+def map_endpoint(req: s.MapRequest, request: Request) -> Response:  # noqa: ARG001 (pooled reads it)
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
     programmed MTRR ranges and `mtrr`: MTRRdefType.E and the range that holds where none of
-    them does (the default type, or UC everywhere with E clear). Bounded: variable ranges whose masks split into more than
-    MAX_MAP_BLOCKS (1024) blocks, or an answer above MAX_MAP_RUNS (2000) runs,
-    are refused (422 at vcpu.mtrr.variable)."""
+    them does (the default type, or UC everywhere with E clear). Bounded: variable ranges
+    whose masks split into more than MAX_MAP_BLOCKS (1024) blocks, or an answer above
+    MAX_MAP_RUNS (2000) runs, are refused (422 at vcpu.mtrr.variable)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(aliases(map_loc)):
         era = get_era(req.kernel)
@@ -183,7 +183,8 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
         event = to_event(req.event) if req.event is not None else None
-    state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs, req.view, req.pati)
+    kernel = req.kernel.strip() if req.kernel not in ERAS else era.id
+    state = LinkState(kernel, vm, vcpu, access, event, req.vs, req.view, req.pati)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 
@@ -233,7 +234,8 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     with core_errors(al):
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(gpa, req.mmio).validate(vm)
-        kernels = [get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels else list(ERAS.values())
+        kernels = ([get_era(k, f"kernels[{i}]") for i, k in enumerate(req.kernels)] if req.kernels
+                   else list(ERAS.values()))
     is_mmio = access.is_mmio(vm)
     eras = []
     for era in kernels:
@@ -297,7 +299,7 @@ def _spte_line_json(e: SpteLine, fields: bool, ept: Callable[[MemType, bool], di
 @router.post("/decode/trace", response_model=s.DecodeTraceResponse, responses={**ERRORS, **BUSY},
              summary="Decode every SPTE line of a pasted trace")
 @pooled
-def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:
+def decode_trace_endpoint(req: s.DecodeTraceRequest, request: Request) -> Response:  # noqa: ARG001 (pooled)
     """Every `kvm_mmu_set_spte`, `kvm_tdp_mmu_spte_changed` (old and new) and
     `kvm_mmu_spte_requested` line of `trace`, in trace-cmd report, perf script or ftrace
     layout (app.kvm.spte_trace). On `vendor: intel` each SPTE is an EPT entry: memtype,

@@ -14,9 +14,9 @@ from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, relation
 from ..x86.mtrr import (
+    DEFAULT,
     FIXED_RANGES,
     ONE_MIB,
-    DEFAULT,
     breakpoints,
     contiguous_size,
     kvm_lookup,
@@ -138,7 +138,7 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
         if r.start > cursor:
             runs.append(MapRun(cursor, r.start, UNMAPPED, "no memslot"))
         pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
-        for s, e in zip(pts, pts[1:]):
+        for s, e in zip(pts, pts[1:], strict=False):
             sdm = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
             kvm = kvm_lookup(vcpu.mtrr, s, vm.maxphyaddr, vm.guest_has_mtrr)
             m = mask_at(era, vm, vcpu, s, r.kind == MMIO)
