@@ -33,9 +33,13 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
  && rm -f /opt/venv/bin/pip*
 
 FROM python:3.11.17-slim-bookworm
+# The version label comes from pyproject.toml, the one version string:
+# scripts/image passes it (`--build-arg VERSION=...`); a plain `docker build`
+# labels the image "unknown" rather than a number that may be stale.
+ARG VERSION=unknown
 LABEL org.opencontainers.image.title="memtype-explorer" \
       org.opencontainers.image.description="Which EPT memory type KVM on Intel VT-x gives guest memory, why, and what it must zap" \
-      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11.17-slim-bookworm"
 # Fixed numeric uid so orchestrators (runAsNonRoot) can verify it is not root.

@@ -39,6 +39,7 @@ from .api.schemas import Addr, Hex64, ResolveRequest
 from .assets import AssetHasher
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VmConfig
+from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
     LinkState,
@@ -109,6 +110,10 @@ GLOSSARY = {
 }
 """Expansions for the page's <abbr title> (prose, not rules)."""
 REGISTERS["glossary"] = GLOSSARY
+
+
+PAGE_ASSETS = ("app.css", "app.js")  # the hashed URLs index.html names (asset(...))
+PAGE_CACHE_SIZE = 256  # rendered pages kept (~30 KiB each)
 
 
 def _start_state() -> LinkState:
@@ -265,6 +270,14 @@ def register_views(req: RegistersIn) -> dict:
 
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    # what every page shows whatever its state: computed once
+    fixed = {
+        "eras": [era_out(e).model_dump() for e in ERAS.values()],
+        "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
+                     "request": p.request(), "event": p.event(), "query": _preset_query(p)}
+                    for p in PRESETS.values()],
+    }
+    rendered: Lru[bytes] = Lru(PAGE_CACHE_SIZE)
     templates = Jinja2Templates(directory=str(templates_dir)) if (templates_dir / "index.html").exists() else None
     if templates is not None:
         # {{ asset("app.css") }}: the content-hashed URL (app/assets.py), root_path not included
@@ -365,6 +378,13 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
 
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> Response:
+        # The page is a pure function of its query, the root path and the assets it names:
+        # a repeat is served from the cache (bench/run.py soak: rendering was the costliest
+        # GET under load).
+        key = (request.url.query, request.scope.get("root_path", ""),
+               *(assets.digest(p) if assets else None for p in PAGE_ASSETS))
+        if (body := rendered.get(key)) is not None:
+            return HTMLResponse(body, headers={"cache-control": "no-cache"})
         error = None
         dropped: tuple = ()
         try:
@@ -387,10 +407,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                 "and <a href=/api/v1/kernels>/api/v1/kernels</a>.</p></html>"
             )
         context = {
-            "eras": [era_out(e).model_dump() for e in ERAS.values()],
-            "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
-                         "request": p.request(), "event": p.event(), "query": _preset_query(p)}
-                        for p in PRESETS.values()],
+            **fixed,
             "state": state,
             "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the
@@ -404,7 +421,9 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         }
         # no-cache: the page names the current content-hashed asset URLs, so it must be
         # revalidated on every load (the assets themselves are cached for a year)
-        return templates.TemplateResponse(request, "index.html", context, headers={"cache-control": "no-cache"})
+        resp = templates.TemplateResponse(request, "index.html", context, headers={"cache-control": "no-cache"})
+        rendered.put(key, resp.body)
+        return resp
 
     return router
 

@@ -29,12 +29,20 @@ MAX_RANGES = 16
 
 
 def version() -> str:
-    try:
-        from importlib.metadata import version as v
+    """The version in pyproject.toml (the one version string): from the installed
+    distribution's metadata, or read from the checkout's pyproject.toml when the package is
+    not installed (running from a source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
-        return v("memtype-explorer")
-    except Exception:  # not installed: running from a checkout
-        return "0.1.0"
+    try:
+        return installed("memtype-explorer")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
 
 
 def _ascii(text: str) -> str:

@@ -197,8 +197,14 @@ def test_image_versions_agree_with_pyproject() -> None:
     version = PYPROJECT["project"]["version"]
     assert container()["image"].endswith(f":{version}")
     assert compose()["services"]["memtype"]["image"].endswith(f":{version}")
+    # the label takes the version as a build argument (scripts/image reads pyproject):
+    # no second copy of the number in the Dockerfile
     label = next(v for v in dockerfile_facts()["stage"].values("LABEL") if "image.version" in v)
-    assert f'org.opencontainers.image.version="{version}"' in label
+    assert 'org.opencontainers.image.version="${VERSION}"' in label
+    assert version not in (ROOT / "Dockerfile").read_text()
+    assert "VERSION=$version" in (ROOT / "scripts" / "image").read_text()
+    from app.render import version as app_version
+    assert app_version() == version
 
 
 def test_compose_only_the_authenticating_proxy_is_published() -> None:

@@ -45,6 +45,7 @@ SKIP = {
     "scripts/serve": "the server under test: started by this test with MEMTYPE_PORT=<free port>",
     "scripts/test": "the test suite, which this test is part of",
     "scripts/screenshot": "needs Debian chromium and rewrites docs/img/; run by hand",
+    "scripts/image": "runs docker build: no Docker engine on our machines",
     "docker ": "no Docker engine on our machines; tests/test_container.py checks the Dockerfile",
     ".venv/bin/python bench/run.py": "the benchmarks take minutes and print figures, not checks",
     "trace-cmd ": "a host tool that needs root and a running VM",

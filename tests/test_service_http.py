@@ -153,9 +153,73 @@ def test_gzip_body_really_is_gzip(api_app):
 
     async def go():
         transport = httpx.ASGITransport(app=api_app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            async with c.stream("GET", "/openapi.json", headers={"accept-encoding": "gzip"}) as r:
-                raw = b"".join([chunk async for chunk in r.aiter_raw()])
+        async with (httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+                    c.stream("GET", "/openapi.json", headers={"accept-encoding": "gzip"}) as r):
+            raw = b"".join([chunk async for chunk in r.aiter_raw()])
         return raw
     raw = asyncio.run(go())
     assert gzip.decompress(raw).startswith(b"{")
+
+
+async def test_hashed_assets_from_memory_gzip_etag(client):
+    """Hashed assets come from memory (app/assets.py): the same bytes and type as /static,
+    gzip once when accepted, and a 304 for the ETag the client holds."""
+    page = await client.get("/")
+    for u in re.findall(r'(?:href|src)="(/assets/[0-9a-f]{16}/app\.(?:css|js))"', page.text):
+        plain = await client.get("/static/" + u.rsplit("/", 1)[1], headers={"accept-encoding": "identity"})
+        raw = await client.get(u, headers={"accept-encoding": "identity"})
+        assert raw.content == plain.content and "content-encoding" not in raw.headers
+        assert raw.headers["content-type"] == plain.headers["content-type"]
+        gz = await client.get(u, headers={"accept-encoding": "gzip, br"})
+        assert gz.headers["content-encoding"] == "gzip" and gz.content == plain.content  # httpx decoded it
+        assert int(gz.headers["content-length"]) < len(plain.content)
+        assert "accept-encoding" in gz.headers["vary"].lower()
+        etag = raw.headers["etag"]
+        assert etag == f'"{u.split("/")[2]}"'
+        again = await client.get(u, headers={"if-none-match": f'W/{etag}, "other"'})
+        assert again.status_code == 304 and again.content == b""
+        assert (await client.get(u, headers={"if-none-match": '"0000000000000000"'})).status_code == 200
+        assert (await client.post(u)).status_code == 405
+
+
+def test_asset_change_on_disk_gets_a_new_url(tmp_path):
+    """A file edited while the server runs (development) is re-read: new hash, old URL 404."""
+    import os
+
+    from app.assets import AssetHasher
+    f = tmp_path / "x.css"
+    f.write_text("a{}")
+    h = AssetHasher(tmp_path)
+    first = h.digest("x.css")
+    assert h.asset("x.css").body == b"a{}"
+    f.write_text("b{color:red}")
+    os.utime(f, ns=(1, 1))
+    assert h.digest("x.css") not in (None, first)
+    assert h.asset("../x.css") is None and h.asset("missing.css") is None
+
+
+async def test_rendered_page_cache_follows_query_and_assets(tmp_path):
+    """GET / is served from the rendered-page cache (app/pages.py) on a repeat, and a changed
+    asset on disk gives a page naming its new hashed URL (the cache key holds the digests)."""
+    import os
+    import shutil
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    root = tmp_path / "root"
+    shutil.copytree(Settings().templates_dir, root / "templates")
+    shutil.copytree(Settings().static_dir, root / "static")
+    app = create_app(Settings(root=root))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        a, b = await c.get("/?v=1&kernel=v6.7"), await c.get("/?v=1&kernel=v6.7")
+        assert a.text == b.text and b.headers["cache-control"] == "no-cache"
+        other = await c.get("/?v=1&kernel=v4.2")
+        assert other.text != a.text
+        css = root / "static" / "app.css"
+        css.write_text(css.read_text() + "\n/* changed */\n")
+        os.utime(css, ns=(1, 1))
+        c2 = await c.get("/?v=1&kernel=v6.7")
+        old = re.search(r'href="(/assets/[0-9a-f]{16}/app\.css)"', a.text).group(1)
+        new = re.search(r'href="(/assets/[0-9a-f]{16}/app\.css)"', c2.text).group(1)
+        assert old != new and (await c.get(new)).status_code == 200 and (await c.get(old)).status_code == 404

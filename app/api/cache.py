@@ -17,10 +17,10 @@ leak through the cache. Runs inside the body cap, so an oversized body never rea
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..lru import Lru
 
 MAX_ENTRY_BYTES = 64 * 1024
 CACHED_SUFFIXES = ("/api/v1/resolve", "/api/v1/zap", "/api/v1/map", "/api/v1/diff")
@@ -30,26 +30,15 @@ class ResultCacheMiddleware:
     def __init__(self, app: ASGIApp, size: int) -> None:
         self.app = app
         self.size = size
-        self._lru: OrderedDict[tuple, tuple[int, list[tuple[bytes, bytes]], bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self._lru: Lru[tuple[int, list[tuple[bytes, bytes]], bytes]] = Lru(size)
 
-    def _get(self, key: tuple):
-        with self._lock:
-            hit = self._lru.get(key)
-            if hit is not None:
-                self._lru.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
-            return hit
+    @property
+    def hits(self) -> int:
+        return self._lru.hits
 
-    def _put(self, key: tuple, value) -> None:
-        with self._lock:
-            self._lru[key] = value
-            self._lru.move_to_end(key)
-            while len(self._lru) > self.size:
-                self._lru.popitem(last=False)
+    @property
+    def misses(self) -> int:
+        return self._lru.misses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.size <= 0 or scope["type"] != "http" or scope.get("method") != "POST"
@@ -83,7 +72,7 @@ class ResultCacheMiddleware:
             return
         accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
         key = (scope["path"], scope.get("query_string", b""), accept, canonical)
-        hit = self._get(key)
+        hit = self._lru.get(key)
         if hit is not None:
             status, headers, content = hit
             # a fresh list each time: outer middlewares (gzip's Vary) edit headers in place
@@ -102,7 +91,7 @@ class ResultCacheMiddleware:
                 parts.append(msg.get("body", b""))
                 size += len(parts[-1])
                 if not msg.get("more_body") and size <= MAX_ENTRY_BYTES:
-                    self._put(key, (200, list(start.get("headers", ())), b"".join(parts)))
+                    self._lru.put(key, (200, list(start.get("headers", ())), b"".join(parts)))
             await send(msg)
 
         await self.app(scope, replay, capture)
