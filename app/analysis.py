@@ -44,7 +44,8 @@ class State:
     def expected(self) -> MemType:
         """The guest's bare-metal expectation (x86.guest.expectation), taking the abstract MTRR
         type as the guest's own SDM answer (the states have no overlaps, so KVM's agrees)."""
-        exp = expectation(Lookup(self.fault.guest_mtrr, "state", "the state's MTRR type"), self.pat, cd=self.fault.cr0_cd)
+        own = Lookup(self.fault.guest_mtrr, "state", "the state's MTRR type")
+        exp = expectation(own, self.pat, cd=self.fault.cr0_cd)
         assert exp.type is not None
         return exp.type
 
@@ -174,7 +175,7 @@ def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
                     changed = True
     result = []
     for key, (out, count) in sorted(groups.items(), key=lambda kv: (-kv[1][1], str(kv[0]))):
-        result.append(DiffGroup(dict(zip(names, key)), count, *out))
+        result.append(DiffGroup(dict(zip(names, key, strict=True)), count, *out))
     return result
 
 
@@ -218,11 +219,12 @@ def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
             raise MemTypeError(f"pattern.{k}", f"{v!r} is no value of this dimension",
                                f"one of {', '.join(map(str, values[k]))} or '*'")
     fixed = {k: v for k, v in pattern.items() if v != ANY}
-    vm = replace(vm, **{k: v for k, v in fixed.items() if k in BOOLS and hasattr(vm, k)})
-    if "is_mmio" in fixed:
-        access = replace(access, mmio=fixed["is_mmio"], host_page=None)
-    if "cr0_cd" in fixed:
-        vcpu = replace(vcpu, cr0_cd=fixed["cr0_cd"], cr0_nw=vcpu.cr0_nw and bool(fixed["cr0_cd"]))
+    flags = {k: bool(v) for k, v in fixed.items() if k in BOOLS}
+    vm = replace(vm, **{k: v for k, v in flags.items() if hasattr(vm, k)})  # type: ignore[arg-type]
+    if "is_mmio" in flags:
+        access = replace(access, mmio=flags["is_mmio"], host_page=None)
+    if "cr0_cd" in flags:
+        vcpu = replace(vcpu, cr0_cd=flags["cr0_cd"], cr0_nw=vcpu.cr0_nw and flags["cr0_cd"])
     if "guest_mtrr" in fixed:
         vcpu = replace(vcpu, mtrr=_state_mtrr(MemType.from_label(str(fixed["guest_mtrr"]))))
     if "pat" in fixed:
@@ -230,4 +232,5 @@ def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
     return vm, vcpu, access
 
 
-__all__ = ["ANY", "DiffGroup", "apply_pattern", "DiffRow", "EraDiff", "group_rows", "INCOMPARABLE", "State", "all_states", "diff_by_id", "diff_eras", "state_scenario", "ERAS"]
+__all__ = ["ANY", "DiffGroup", "DiffRow", "ERAS", "EraDiff", "INCOMPARABLE", "State", "all_states", "apply_pattern",
+           "diff_by_id", "diff_eras", "group_rows", "state_scenario"]

@@ -151,16 +151,16 @@ def map_endpoint(req: s.MapRequest, request: Request) -> Response:  # noqa: ARG0
         return t.label if t is not None else None
 
     def range_out(m: MtrrRange) -> s.MtrrRangeOut:
-        return s.MtrrRangeOut(start=f"{m.start:#x}", end=f"{m.end:#x}", type=m.type.label,  # type: ignore[arg-type]
+        return s.MtrrRangeOut(start=f"{m.start:#x}", end=f"{m.end:#x}", type=m.type.label,
                               source=m.source)
 
     return json_response(s.MapResponse(
         kernel=era.id, pat_index=req.pat_index,
         runs=[s.MapRunOut(
-            start=f"{r.start:#x}", end=f"{r.end:#x}", kind=r.kind, label=r.label,  # type: ignore[arg-type]
-            guest_mtrr=label(r.guest_mtrr), kvm_mtrr=label(r.kvm_mtrr),  # type: ignore[arg-type]
+            start=f"{r.start:#x}", end=f"{r.end:#x}", kind=r.kind, label=r.label,
+            guest_mtrr=label(r.guest_mtrr), kvm_mtrr=label(r.kvm_mtrr),
             ept=ept_type_out(r.memtype, r.ipat) if r.memtype is not None else None,
-            effective=label(r.effective), expected=label(r.expected), relation=r.relation,  # type: ignore[arg-type]
+            effective=label(r.effective), expected=label(r.expected), relation=r.relation,
             page_size=r.page_size,
         ) for r in runs],
         mtrr_ranges=[range_out(m) for m in ranges],
@@ -252,7 +252,7 @@ async def decode_endpoint(req: s.DecodeRequest) -> Response:
     memtype = MemType(mt) if mt in EPT_TYPES else None
     return json_response(s.DecodeResponse(
         raw=lo.raw, level=level, page_size=lo.page_size, gfn=f"{gfn:#x}" if gfn is not None else None,
-        gpa=f"{gpa:#x}", memtype=memtype.label if memtype is not None else None,  # type: ignore[arg-type]
+        gpa=f"{gpa:#x}", memtype=memtype.label if memtype is not None else None,
         memtype_bits=mt, ipat=leaf.ipat,
         # the core's compact form; a reserved type has no name, so it is spelled out
         notation=notation(memtype, leaf.ipat) if memtype is not None
