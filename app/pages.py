@@ -69,7 +69,7 @@ from .x86.mtrr import (
     range_to_pair,
     with_fields,
 )
-from .x86.pat import PAT_PRESETS, Pat
+from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
 
 log = logging.getLogger("memtype.api")
 
@@ -80,6 +80,10 @@ REGISTERS = {
     "fixed_msrs": [{"msr": f.msr, "name": f.name, "start": f.start, "unit": f.unit} for f in FIXED_MSRS],
     "pat_presets": [{"name": n, "value": f"{v:#018x}"} for n, v in PAT_PRESETS.items()],
     "mtrr_msrs": [{"msr": f"{m:#x}", "name": msr_name(m)} for m in mtrr_msrs()],
+    # the PTE bits selecting each PAT entry, as app.x86.pat writes them ("PAT=1 PCD=0 PWT=1"
+    # and its three digits "101")
+    "pat_entries": [{"index": i, "flags": pte_flags_text(i), "bits": "".join(f[-1] for f in pte_flags_text(i).split())}
+                    for i in range(8)],
 }
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
 

@@ -841,7 +841,9 @@ function drawBits(leaf) {
     for (let b = hi; b > hi - 32; b--) {
       const one = (raw >> BigInt(b)) & 1n;
       nums.append(el("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
-      const cls = ["bit", one ? "one" : "", b >= 3 && b <= 5 ? "mt" : "", b === 6 ? "ipat" : ""].join(" ");
+      // MT and IPAT highlighted where the server's field list puts them
+      const f = leaf.fields.find((x) => x.lo <= b && b <= x.hi);
+      const cls = ["bit", one ? "one" : "", f?.name === "MT" ? "mt" : "", f?.name === "IPAT" ? "ipat" : ""].join(" ");
       bits.append(el("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
     }
     for (const f of leaf.fields) {
@@ -862,8 +864,9 @@ function drawBits(leaf) {
   const ip = leaf.fields.find((f) => f.name === "IPAT");
   if (mt && ip) {
     box.append(el("p", { class: "note bit-legend" },
-      el("b", {}, `MT (bits 5:3) = ${mt.value.toString(2).padStart(3, "0")}b = ${mt.value}`), `: ${mt.meaning}; `,
-      el("b", {}, `IPAT (bit 6) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
+      el("b", {}, `MT (bits ${mt.hi}:${mt.lo}) = ${mt.value.toString(2).padStart(mt.hi - mt.lo + 1, "0")}b = ${mt.value}`),
+      `: ${mt.meaning}; `,
+      el("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
   }
 }
 
