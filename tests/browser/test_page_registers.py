@@ -190,3 +190,16 @@ def test_the_address_bar_is_the_servers_permalink(w, live_server):
     assert answers
     assert page.url.split("?", 1)[1] == answers[-1].json()["query"]
     assert "cd=1" in page.url
+
+
+def test_pat_grid_and_ept_bits_follow_the_servers_layouts(w, live_server):
+    """The PTE bits under each PAT entry (app.x86.pat.pte_flags_text) and the MT/IPAT
+    highlight of the EPT leaf (the leaf's field list) come from the server."""
+    w.goto(live_server + "/?v=1&kernel=v4.2&ncdma=1&mtrr=ovmf&gpa=0x100000")
+    page = w.page
+    label = page.locator("#pat-grid label").nth(5)
+    assert label.get_attribute("title") == "PAT=1 PCD=0 PWT=1" and "(101)" in label.inner_text()
+    assert page.locator("#bitfield .bit.mt").count() == 3 and page.locator("#bitfield .bit.ipat").count() == 1
+    legend = page.locator("#bitfield .bit-legend").inner_text()
+    assert page.locator("#ept-mask").inner_text() == "0x30"  # nc-DMA: the guest's WB, IPAT clear
+    assert "MT (bits 5:3) = 110b = 6" in legend and "IPAT (bit 6) = 0" in legend
