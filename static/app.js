@@ -304,8 +304,18 @@ function drawRegisters(v) {
   v.fixed.forEach((f, slot) => drawFixedChips(slot, f));
   $$("#var-rows .var-row").forEach((row, n) => { if (v.variable[n] && !row.dataset.refused) drawVarRow(row, v.variable[n]); });
 }
+let regsLast = { key: null, answer: null };
+async function registersFor(body, signal) {
+  // the server's reading of these raw values; the same values as last time are not asked
+  // again (a CR0.CD toggle redraws the editors from the answer it already has)
+  const key = JSON.stringify(body);
+  if (regsLast.key === key) return regsLast.answer;
+  const answer = await api(`${PAGE}/registers`, body, signal, false, true);
+  regsLast = { key, answer };
+  return answer;
+}
 async function refreshRegisters() {
-  try { drawRegisters(await api(`${PAGE}/registers`, registersBody(), undefined, false, true)); } catch { /* update() shows it */ }
+  try { drawRegisters(await registersFor(registersBody())); } catch { /* update() shows it */ }
 }
 function setMtrr(m) {
   defTypeRaw = String(m.def_type ?? "0x0");
@@ -624,7 +634,7 @@ async function update() {
 
   const body = resolveBody(st);
   const tasks = {
-    regs: api(`${PAGE}/registers`, registersBody(), ctrl.signal, false, true),
+    regs: registersFor(registersBody(), ctrl.signal),
     a: api("/resolve", body, ctrl.signal),
     map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
