@@ -9,14 +9,25 @@ parameter. Until the template exists a minimal placeholder is served.
 A link with bad parameters keeps every readable one (app.permalink.decode_report): the
 page draws that state and lists each dropped parameter with the reason, once. The short
 form `/l/<token>` (app.permalink.short_path, derived from the state, nothing stored) is
-redirected to the same page with the long query. Two small JSON helpers serve the script:
-GET /page/link (the long and short links of a query, from MEMTYPE_PUBLIC_URL like every
-permalink) and POST /page/mtrr-pair (a variable range's start and size as the PHYSBASE and
-PHYSMASK values, refused unless a single pair can cover it: app.x86.mtrr.range_to_pair).
+redirected to the same page with the long query. Small JSON helpers serve the script, so
+it computes no register or typing rule of its own (issue 11, "no rule in JavaScript"):
+
+  GET  /page/link              the long and short links of a query (MEMTYPE_PUBLIC_URL)
+  POST /page/registers         raw PAT/MTRR values -> what the editors show (PAT entries,
+                               E/FE/default type, fixed sub-ranges, each pair's start,
+                               size, type and V), malformed fields marked, none fixed up
+  POST /page/pat-value         8 PAT entries -> IA32_PAT (app.x86.pat.Pat)
+  POST /page/mtrr-deftype      E, FE, type -> MTRRdefType (app.x86.mtrr.def_type_value)
+  POST /page/mtrr-pair         start + size -> PHYSBASE/PHYSMASK, refused unless a single
+                               pair covers it (app.x86.mtrr.range_to_pair)
+  POST /page/mtrr-pair-fields  a raw pair with type and V set (app.x86.mtrr.with_fields)
+  POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
+  POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern)
 
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
-accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
-the script holds no copy of them.
+accept, the fixed-range MSRs, every MTRR MSR and its name, the PTE bits selecting each
+PAT entry, the PAT presets) come from app.x86 through the template, so the script holds
+no copy of them.
 """
 
 from __future__ import annotations
