@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -185,7 +186,7 @@ class RegistersIn(BaseModel):
     """The register editors' raw values: IA32_PAT, the MTRR MSRs, and MAXPHYADDR as typed."""
 
     model_config = ConfigDict(extra="forbid")
-    maxphyaddr: int | str | None = None
+    maxphyaddr: int | Annotated[str, Field(max_length=8)] | None = None
     pat: str = Field("", max_length=64)
     mtrr: RawMtrr = Field(default_factory=RawMtrr)
 

@@ -167,3 +167,17 @@ async def test_diff_state_refuses_what_is_no_state(client):
                          ({"guest_mtrr": "UC-"}, "guest_mtrr")):
         err = await post(client, "/page/diff-state", {"scenario": base, "pattern": pattern}, 422)
         assert err["errors"][0]["loc"] == ["body", "pattern", key], err
+
+
+@pytest.mark.parametrize("body, loc", [
+    ({"pat": "0x" + "0" * 100}, ["body", "pat"]),
+    ({"maxphyaddr": "x" * 20}, ["body", "maxphyaddr", "int"]),  # then constrained-str
+    ({"mtrr": {"fixed": ["0x0"] * 12}}, ["body", "mtrr", "fixed"]),
+    ({"mtrr": {"variable": [{"base": "0x0", "mask": "0x0"}] * 9}}, ["body", "mtrr", "variable"]),
+    ({"mtrr": {"variable": [{"base": "0x0", "mask": "0x0", "type": 6}]}}, ["body", "mtrr", "variable", 0, "type"]),
+])
+async def test_registers_refuses_oversized_or_unknown_input(client, body, loc):
+    """Bounded before any work: the editors never hold more than 11 fixed MSRs, 8 pairs and
+    short hex strings."""
+    err = await post(client, "/page/registers", body, 422)
+    assert err["errors"][0]["loc"] == loc, err
