@@ -53,7 +53,8 @@ def test_expectation_and_era_diff_use_different_words(watched, live_server):
     assert "weaker" not in eff_words and "stronger" not in eff_words
     # era against era keeps weaker/stronger, read as the summary reads: A against B
     assert page.locator("#groups-rel").inner_text() == "v6.7 against v4.2"
-    classes = page.eval_on_selector_all("#groups-table tbody .badge", "bs => bs.map(b => [b.dataset.classification, b.textContent])")
+    classes = page.eval_on_selector_all("#groups-table tbody .badge",
+                                        "bs => bs.map(b => [b.dataset.classification, b.textContent])")
     assert classes, "no diff groups"
     flip = {"weaker": "stronger", "stronger": "weaker"}
     for api, shown in classes:
