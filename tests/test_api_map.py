@@ -219,3 +219,16 @@ async def test_block_count_waits_for_validation(client):
     bad = {**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x0", "mask": "0x801"}]}}}
     r = await client.post("/api/v1/map", json=bad)
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][:5] == ["body", "vcpu", "mtrr", "variable", 0]
+
+
+async def test_map_names_the_kernel_asked(client):
+    """A version string answers for its era and says so (kernel_info, as resolve and zap);
+    an era id has no version."""
+    by_version = (await client.post("/api/v1/map", json={"kernel": "6.12.78", "vm": NCDMA})).json()
+    assert by_version["kernel"] == "v6.16"
+    info = by_version["kernel_info"]
+    assert (info["asked"], info["era"], info["version"]) == ("6.12.78", "v6.16", "6.12.78")
+    by_era = (await client.post("/api/v1/map", json={"kernel": "v6.7", "vm": NCDMA})).json()
+    assert (by_era["kernel_info"]["era"], by_era["kernel_info"]["version"]) == ("v6.7", None)
+    bad = await client.post("/api/v1/map", json={"kernel": "6.99.1x", "vm": NCDMA})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "kernel"]

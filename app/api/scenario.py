@@ -134,7 +134,8 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     MAX_MAP_RUNS (2000) runs, are refused (422 at vcpu.mtrr.variable)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(map_loc):
-        era = get_era(req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
         check(era, vm, vcpu)  # before counting blocks: MAXPHYADDR and the masks' reserved bits
         _check_map_size(vcpu, vm)
@@ -144,7 +145,7 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
         if len(runs) > MAX_MAP_RUNS:
             raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {len(runs)} runs", MAP_RULE)
     return json_response(s.MapResponse.model_validate(
-        {"kernel": era.id, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges,
+        {"kernel": era.id, "kernel_info": kernel, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges,
          "mtrr": {"enabled": vcpu.mtrr.enabled, "default": default}}))
 
 

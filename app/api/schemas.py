@@ -1091,7 +1091,8 @@ class MapMtrrOut(Out):
 
 
 class MapResponse(Out):
-    kernel: str
+    kernel: str = Field(description="the era id; kernel_info says more")
+    kernel_info: KernelOut
     pat_index: int
     runs: list[MapRunOut]
     mtrr_ranges: list[MtrrRangeOut]
