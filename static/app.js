@@ -103,7 +103,7 @@ let defTypeRaw = "0x0";    // MTRRdefType as the registers hold it (E, FE, type 
 // -- controls <-> state -------------------------------------------------------------------
 
 const ctl = {
-  kernel: $("#kernel"), vs: $("#vs"),
+  kernel: $("#kernel"), kver: $("#kernel-version"), vs: $("#vs"),
   ncdma: $("#ncdma"), cdnw: $("#cdnw_quirk"), patq: $("#pat_quirk"), snoop: $("#selfsnoop"), gmtrr: $("#guest_mtrr"),
   maxphy: $("#maxphyaddr"),
   cd: $("#cr0_cd"), nw: $("#cr0_nw"), pg: $("#cr0_pg"),
@@ -359,7 +359,8 @@ function readState() {
   const vm = readKnobs("vm");
   if (memoryMap) vm.memory_map = memoryMap;
   const scenario = {
-    kernel: ctl.kernel.value,
+    // a typed version wins over the Era list: the server resolves it to its era (kernel_info)
+    kernel: ctl.kver.value.trim() || ctl.kernel.value,
     vm,
     vcpu: { ...readKnobs("vcpu"), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
   };
@@ -380,7 +381,12 @@ function writeState(s) {
   const sc = s.scenario;
   const vm = sc.vm;
   const vcpu = sc.vcpu;
-  ctl.kernel.value = sc.kernel || DEFAULT_KERNEL;
+  const kernel = sc.kernel || DEFAULT_KERNEL;
+  // an era id selects the Era list; anything else is a version the server resolves (the
+  // list follows its answer: drawResult)
+  const isEra = Array.from(ctl.kernel.options).some((o) => o.value === kernel);
+  if (isEra) ctl.kernel.value = kernel;
+  ctl.kver.value = isEra ? "" : kernel;
   ctl.vs.value = s.vs || "";
   for (const k of KNOB_CONTROLS) {
     const v = (k.owner === "vm" ? vm : vcpu)[k.name] ?? k.default;
@@ -795,7 +801,13 @@ function stepItem(s) {
 }
 
 function drawResult(r, st, hole = null) {
-  $("#res-era").textContent = r.kernel;
+  const ki = r.kernel_info;
+  const byVersion = Boolean(ki && ki.version && ctl.kver.value.trim());
+  if (byVersion) ctl.kernel.value = r.kernel;  // the era the version belongs to, as the server says
+  $("#res-era").textContent = byVersion ? `${ki.asked} (${r.kernel})` : r.kernel;
+  const why = $("#res-kernel-why");
+  why.hidden = !byVersion;
+  why.textContent = byVersion ? `Kernel ${ki.asked}: ${ki.why}` : "";
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
   // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
@@ -1295,9 +1307,12 @@ async function exportText(kind) {
 // -- wiring --------------------------------------------------------------------------------
 
 function wire() {
-  const immediate = [ctl.kernel, ctl.vs, ...knobInputs("bool"), ...knobInputs("dec").filter((c) => c !== ctl.maxphy), ctl.mmio,
+  const immediate = [ctl.vs, ...knobInputs("bool"), ...knobInputs("dec").filter((c) => c !== ctl.maxphy), ctl.mmio,
     ctl.pati, ctl.evBool, ctl.evNw];
   immediate.forEach((c) => c.addEventListener("change", () => changed()));
+  // choosing an era drops a typed version; a typed version is asked when it is complete
+  ctl.kernel.addEventListener("change", () => { ctl.kver.value = ""; changed(); });
+  ctl.kver.addEventListener("change", () => changed());
   [ctl.mE, ctl.mFE, ctl.mDef].forEach((c) => c.addEventListener("change", async () => { await defTypeFromFields(); changed(); }));
   ctl.maxphy.addEventListener("change", async () => { await fixMasksForMaxphy(); changed(); });
   ctl.gpa.addEventListener("change", () => changed());
@@ -1353,6 +1368,7 @@ function wire() {
     const cycle = (d) => {
       const opts = Array.from(ctl.kernel.options).map((o) => o.value);
       ctl.kernel.value = opts[(opts.indexOf(ctl.kernel.value) + d + opts.length) % opts.length];
+      ctl.kver.value = "";
       changed();
     };
     const keys = {
@@ -1383,6 +1399,7 @@ function swapEras() {
   const a = ctl.kernel.value, b = ctl.vs.value;
   if (!b) { setStatus('choose a "Compare" era to swap with', true); return; }
   ctl.kernel.value = b;
+  ctl.kver.value = "";
   ctl.vs.value = a;
   changed();
 }
