@@ -246,9 +246,11 @@ class VmIn(Strict):
     maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
                             json_schema_extra={"minimum": 36, "maximum": 52})
     memory_map: MemoryMap | None = None
-    vendor: Vendor = Field(VENDOR_INTEL, description="the host CPU's KVM module: intel (EPT) or amd (SVM with "
+    # left out of echoed bodies when default (presets): Intel answers stay as they were
+    vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                           description="the host CPU's KVM module: intel (EPT) or amd (SVM with "
                            "NPT: resolve and zap answer with app.kvm.svm; other endpoints refuse it)")
-    type: VmType = Field(VM_TYPE_DEFAULT, description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
+    type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT, description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
                          "Intel, kernel 6.16 or later; resolve and zap only; settings a TD cannot have are refused)")
 
 
