@@ -54,7 +54,6 @@ from .kvm.host_page import CLASSES as HOST_CLASSES
 from .kvm.host_page import PRESETS as HOST_PRESETS
 from .kvm.host_page import HostPage
 from .kvm.layouts import LAYOUTS
-from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .kvm.scenario import (
     CR0_CD,
     DEFAULT_MEMORY_MAP,
@@ -76,6 +75,7 @@ from .kvm.scenario import (
     VcpuState,
     VmConfig,
 )
+from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat

@@ -250,7 +250,8 @@ class VmIn(Strict):
     vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
                            description="the host CPU's KVM module: intel (EPT) or amd (SVM with "
                            "NPT: resolve and zap answer with app.kvm.svm; other endpoints refuse it)")
-    type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT, description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
+    type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
+                         description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
                          "Intel, kernel 6.16 or later; resolve and zap only; settings a TD cannot have are refused)")
 
 
