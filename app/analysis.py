@@ -10,7 +10,8 @@ are skipped and counted, never silently merged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import product
 
@@ -186,17 +187,50 @@ def diff_by_id(a: str, b: str) -> EraDiff:
     return diff_eras(get_era(a, "era_a"), get_era(b, "era_b"))
 
 
-def state_scenario(s: State, gpa: int = 0x100000) -> tuple[VmConfig, VcpuState, Access]:
-    """A concrete scenario that realises an abstract state, to open a diff row in the page.
+def _state_mtrr(t: MemType) -> MtrrState:
+    """MTRRs enabled with no fixed or variable ranges and `t` as default, so both the SDM and
+    KVM lookups give `t` everywhere."""
+    return MtrrState(def_type=DEF_TYPE_E | int(t))
 
-    MTRRs enabled with no fixed or variable ranges and the state's type as default, so both
-    the SDM and KVM lookups give that type; every PAT entry set to the state's PAT type.
-    """
+
+def _state_pat(t: MemType) -> Pat:
+    """Every PAT entry `t`."""
+    return Pat.from_msr(int.from_bytes(bytes([int(t)] * 8), "little"))
+
+
+def state_scenario(s: State, gpa: int = 0x100000) -> tuple[VmConfig, VcpuState, Access]:
+    """A concrete scenario that realises an abstract state, to open a diff row in the page:
+    the state's MTRR type as the only MTRR answer, its PAT type in every PAT entry."""
     vm = _vm_of(s.fault)
-    pat = Pat.from_msr(int.from_bytes(bytes([int(s.pat)] * 8), "little"))
-    vcpu = VcpuState(cr0_cd=s.fault.cr0_cd, pat=pat, mtrr=MtrrState(def_type=DEF_TYPE_E | int(s.fault.guest_mtrr)))
+    vcpu = VcpuState(cr0_cd=s.fault.cr0_cd, pat=_state_pat(s.pat), mtrr=_state_mtrr(s.fault.guest_mtrr))
     return vm, vcpu, Access(gpa, mmio=s.fault.is_mmio)
 
 
-__all__ = ["DiffGroup", "DiffRow", "EraDiff", "group_rows", "INCOMPARABLE", "State", "all_states", "diff_by_id",
-           "diff_eras", "state_scenario", "ERAS"]
+def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
+                  access: Access) -> tuple[VmConfig, VcpuState, Access]:
+    """A scenario in a diff group: each dimension the group's pattern fixes (the keys of
+    State.as_dict) set as state_scenario sets it, every `*` (and every other input) kept.
+    Clearing CR0.CD clears CR0.NW too (NW=1 needs CD=1). Unknown keys or values raise."""
+    values = dict(DIMENSIONS)
+    for k, v in pattern.items():
+        if k not in values:
+            raise MemTypeError(("pattern", k), "is no dimension of the diff", f"dimensions: {', '.join(values)}")
+        if v != ANY and not any(v == x and type(v) is type(x) for x in values[k]):
+            raise MemTypeError(("pattern", k), f"{v!r} is no value of this dimension",
+                               f"one of {', '.join(map(str, values[k]))} or '*'")
+    fixed = {k: v for k, v in pattern.items() if v != ANY}
+    flags = {k: bool(v) for k, v in fixed.items() if k in BOOLS}
+    vm = replace(vm, **{k: v for k, v in flags.items() if hasattr(vm, k)})  # type: ignore[arg-type]
+    if "is_mmio" in flags:
+        access = replace(access, mmio=flags["is_mmio"], host_page=None)
+    if "cr0_cd" in flags:
+        vcpu = replace(vcpu, cr0_cd=flags["cr0_cd"], cr0_nw=vcpu.cr0_nw and flags["cr0_cd"])
+    if "guest_mtrr" in fixed:
+        vcpu = replace(vcpu, mtrr=_state_mtrr(MemType.from_label(str(fixed["guest_mtrr"]))))
+    if "pat" in fixed:
+        vcpu = replace(vcpu, pat=_state_pat(MemType.from_label(str(fixed["pat"]))))
+    return vm, vcpu, access
+
+
+__all__ = ["ANY", "DiffGroup", "DiffRow", "ERAS", "EraDiff", "INCOMPARABLE", "State", "all_states", "apply_pattern",
+           "diff_by_id", "diff_eras", "group_rows", "state_scenario"]

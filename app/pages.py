@@ -9,17 +9,28 @@ parameter. Until the template exists a minimal placeholder is served.
 A link with bad parameters keeps every readable one (app.permalink.decode_report): the
 page draws that state and lists each dropped parameter with the reason, once. The short
 form `/l/<token>` (app.permalink.short_path, derived from the state, nothing stored) is
-redirected to the same page with the long query. Two small JSON helpers serve the script:
-GET /page/link (the long and short links of a query, from MEMTYPE_PUBLIC_URL like every
-permalink) and POST /page/mtrr-pair (a variable range's start and size as the PHYSBASE and
-PHYSMASK values, refused unless a single pair can cover it: app.x86.mtrr.range_to_pair).
+redirected to the same page with the long query. Small JSON helpers serve the script, so
+it computes no register or typing rule of its own (issue 11, "no rule in JavaScript"):
+
+  GET  /page/link              the long and short links of a query (MEMTYPE_PUBLIC_URL)
+  POST /page/registers         raw PAT/MTRR values -> what the editors show (PAT entries,
+                               E/FE/default type, fixed sub-ranges, each pair's start,
+                               size, type and V), malformed fields marked, none fixed up
+  POST /page/pat-value         8 PAT entries -> IA32_PAT (app.x86.pat.Pat)
+  POST /page/mtrr-deftype      E, FE, type -> MTRRdefType (app.x86.mtrr.def_type_value)
+  POST /page/mtrr-pair         start + size -> PHYSBASE/PHYSMASK, refused unless a single
+                               pair covers it (app.x86.mtrr.range_to_pair)
+  POST /page/mtrr-pair-fields  a raw pair with type and V set (app.x86.mtrr.with_fields)
+  POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
+  POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern)
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
 
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
-accept, the fixed-range MSRs, the PAT presets) come from app.x86 through the template, so
-the script holds no copy of them.
+accept, the fixed-range MSRs, every MTRR MSR and its name, the PTE bits selecting each
+PAT entry, the PAT presets) come from app.x86 through the template, so the script holds
+no copy of them.
 """
 
 from __future__ import annotations
@@ -27,20 +38,23 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .analysis import apply_pattern
 from .api.common import base_url
-from .api.convert import core_errors
+from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
-from .api.schemas import Addr, EraOut
+from .api.schemas import Addr, EraOut, Hex64, ResolveRequest
 from .assets import AssetHasher
 from .knobs import page_knobs
 from .kvm.eras import ERAS
+from .kvm.scenario import Access, VmConfig
 from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
@@ -56,9 +70,22 @@ from .permalink import (
     url,
 )
 from .presets import PRESETS, START
-from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, mtrr_type
-from .x86.mtrr import FIXED_MSRS, PHYSMASK_V, range_to_pair
-from .x86.pat import PAT_PRESETS
+from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
+from .x86.mtrr import (
+    FIXED_MSRS,
+    PHYSMASK_V,
+    MtrrState,
+    VarMtrr,
+    contiguous_size,
+    def_type_value,
+    fixed_bytes,
+    msr_name,
+    mtrr_msrs,
+    physbase_address,
+    range_to_pair,
+    with_fields,
+)
+from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
 
 log = logging.getLogger("memtype.api")
 
@@ -68,6 +95,11 @@ REGISTERS = {
     "mtrr_codes": sorted(MTRR_TYPES),
     "fixed_msrs": [{"msr": f.msr, "name": f.name, "start": f.start, "unit": f.unit} for f in FIXED_MSRS],
     "pat_presets": [{"name": n, "value": f"{v:#018x}"} for n, v in PAT_PRESETS.items()],
+    "mtrr_msrs": [{"msr": f"{m:#x}", "name": msr_name(m)} for m in mtrr_msrs()],
+    # the PTE bits selecting each PAT entry, as app.x86.pat writes them ("PAT=1 PCD=0 PWT=1"
+    # and its three digits "101")
+    "pat_entries": [{"index": i, "flags": pte_flags_text(i), "bits": "".join(f[-1] for f in pte_flags_text(i).split())}
+                    for i in range(8)],
 }
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
 
@@ -131,6 +163,135 @@ class VarPairIn(BaseModel):
     maxphyaddr: int = Field(46, ge=36, le=52)
 
 
+_HEX = TypeAdapter(Hex64)
+Text = Field(max_length=64)
+
+
+def _hex_or_none(text: str) -> int | None:
+    """A register value as the API reads it (Hex64), or None: the editors show what they can."""
+    try:
+        return _HEX.validate_python(text)
+    except ValidationError:
+        return None
+
+
+class RawPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: str = Text
+    mask: str = Text
+
+
+class RawMtrr(BaseModel):
+    """The MTRR MSRs as the editor's raw fields hold them (text, perhaps malformed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    def_type: str = Field("0x0", max_length=64)
+    fixed: list[str] = Field(default_factory=list, max_length=len(FIXED_MSRS))
+    variable: list[RawPair] = Field(default_factory=list, max_length=8)
+
+
+class RegistersIn(BaseModel):
+    """The register editors' raw values: IA32_PAT, the MTRR MSRs, and MAXPHYADDR as typed."""
+
+    model_config = ConfigDict(extra="forbid")
+    maxphyaddr: int | Annotated[str, Field(max_length=8)] | None = None
+    pat: str = Field("", max_length=64)
+    mtrr: RawMtrr = Field(default_factory=RawMtrr)
+
+
+class PatEntriesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entries: list[int] = Field(min_length=8, max_length=8)
+
+
+class DefTypeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+    fixed_enabled: bool
+    type: int = Field(ge=0, le=255)
+
+
+class PairFieldsIn(BaseModel):
+    """A raw PHYSBASE/PHYSMASK pair and the type and V the editor sets on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(0, ge=0, le=7)
+    base: Hex64
+    mask: Hex64
+    type: int = Field(ge=0, le=255)
+    valid: bool
+
+
+class MsrValueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    msr: Hex64
+    mtrr: RawMtrr
+
+
+class DiffStateIn(BaseModel):
+    """The page's scenario and a diff group's pattern (`*` = keep)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenario: ResolveRequest
+    pattern: dict[str, bool | str] = Field(max_length=16)
+
+
+def _maxphyaddr(value: int | str | None) -> tuple[int | None, str]:
+    """MAXPHYADDR as the page holds it, if VmConfig accepts it; else None and the reason."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None, "MAXPHYADDR is not a number"
+    try:
+        VmConfig(maxphyaddr=value, memory_map=()).validate()
+    except MemTypeError as e:
+        if e.field == "vm.maxphyaddr":
+            return None, e.message
+    return value, ""
+
+
+def _type_name(code: int, allowed: frozenset[int]) -> str | None:
+    return MemType(code).label if code in allowed else None
+
+
+def register_views(req: RegistersIn) -> dict:
+    """What the editors show for raw register values: each field decoded by app.x86 (the
+    layouts the core validates), each malformed one marked, none fixed up."""
+    maxphy, why = _maxphyaddr(req.maxphyaddr)
+    pat = _hex_or_none(req.pat)
+    pat_view = {"ok": pat is not None, "value": f"{pat:#018x}" if pat is not None else req.pat, "entries": []}
+    if pat is not None:
+        pat_view["entries"] = [{"code": c, "ok": c in PAT_TYPES} for c in fixed_bytes(pat)]
+    dt = _hex_or_none(req.mtrr.def_type)
+    dt_view: dict = {"ok": dt is not None, "value": f"{dt:#x}" if dt is not None else req.mtrr.def_type}
+    if dt is not None:
+        st = MtrrState(def_type=dt)
+        dt_view |= {"enabled": st.enabled, "fixed_enabled": st.fixed_enabled, "type": dt & 0xFF,
+                    "type_ok": dt & 0xFF in MTRR_TYPES}
+    fixed = []
+    for slot, text in enumerate(req.mtrr.fixed):
+        v = _hex_or_none(text)
+        f = FIXED_MSRS[slot]
+        fixed.append({"ok": v is not None, "value": f"{v:#018x}" if v is not None else text, "chips": [
+            {"start": f"{f.start + b * f.unit:#x}", "end": f"{f.start + (b + 1) * f.unit:#x}", "code": c,
+             "type": _type_name(c, MTRR_TYPES)} for b, c in enumerate(fixed_bytes(v if v is not None else 0))]
+            if v is not None else []})
+    variable = []
+    for p in req.mtrr.variable:
+        base, mask = _hex_or_none(p.base), _hex_or_none(p.mask)
+        row: dict = {"base_ok": base is not None, "mask_ok": mask is not None}
+        if base is not None:
+            pair = VarMtrr(base, 0)
+            row |= {"start": f"{physbase_address(pair):#x}", "type": pair.type, "type_ok": pair.type in MTRR_TYPES}
+        if mask is not None:
+            row["valid"] = VarMtrr(0, mask).valid
+            size = contiguous_size(VarMtrr(0, mask), maxphy) if maxphy is not None else None
+            row["size"] = f"{size:#x}" if size is not None else None
+            row["note"] = why if maxphy is None else "" if size is not None else "mask has holes"
+        variable.append(row)
+    return {"pat": pat_view, "def_type": dt_view, "fixed": fixed, "variable": variable}
+
+
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     # what every page shows whatever its state: computed once
@@ -176,6 +337,70 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                 raise MemTypeError(loc, e.message, e.rule) from None
         mask = pair.mask if req.valid else pair.mask & ~PHYSMASK_V
         return JSONResponse({"base": f"{pair.base:#x}", "mask": f"{mask:#x}"})
+
+    @router.post("/page/registers")
+    def registers(req: RegistersIn) -> Response:
+        """The register editors' views of raw values (register_views): PAT entries, E, FE and
+        the default type, fixed-range sub-ranges, each pair's start, size, type and V."""
+        return JSONResponse(register_views(req))
+
+    @router.post("/page/pat-value")
+    def pat_value(req: PatEntriesIn) -> Response:
+        """IA32_PAT from its 8 entries (app.x86.pat.Pat), or 422 naming the reserved entry."""
+        with core_errors():
+            pat = Pat(tuple(pat_type(c, ("entries", i)) for i, c in enumerate(req.entries)))
+        return JSONResponse({"value": pat.hex()})
+
+    @router.post("/page/mtrr-deftype")
+    def mtrr_deftype(req: DefTypeIn) -> Response:
+        """MTRRdefType from E, FE and the default type (app.x86.mtrr.def_type_value)."""
+        with core_errors():
+            mtrr_type(req.type, "type")
+        return JSONResponse({"value": f"{def_type_value(req.enabled, req.fixed_enabled, req.type):#x}"})
+
+    @router.post("/page/mtrr-pair-fields")
+    def mtrr_pair_fields(req: PairFieldsIn) -> Response:
+        """A raw pair with the editor's type and V set (app.x86.mtrr.with_fields): the address
+        bits stay as they are, whatever they hold (resolve names what is wrong with them)."""
+        with core_errors():
+            mtrr_type(req.type, ("vcpu", "mtrr", "variable", req.index, "type"))
+        pair = with_fields(VarMtrr(req.base, req.mask), req.type, req.valid)
+        return JSONResponse({"base": f"{pair.base:#x}", "mask": f"{pair.mask:#x}"})
+
+    @router.post("/page/msr-value")
+    def msr_value(req: MsrValueIn) -> Response:
+        """The value an MTRR MSR holds in the editor's state (MtrrState.read_msr): what a
+        zap event's "current" button fills in. 422 names a malformed field."""
+        def need(text: str, loc: list) -> int:
+            v = _hex_or_none(text)
+            if v is None:
+                raise RuleViolation(MemTypeError("mtrr", f"malformed value {text!r}",
+                                                 "expected 0x followed by 1-16 hex digits"), ["body", "mtrr", *loc])
+            return v
+        m = req.mtrr
+        if len(m.fixed) != len(FIXED_MSRS):
+            raise RuleViolation(MemTypeError(("mtrr", "fixed"), f"{len(m.fixed)} values given",
+                                             "there are 11 fixed-range MSRs"), ["body", "mtrr", "fixed"])
+        pairs = tuple(VarMtrr(need(p.base, ["variable", n, "base"]), need(p.mask, ["variable", n, "mask"]))
+                      for n, p in enumerate(m.variable))
+        state = MtrrState(def_type=need(m.def_type, ["def_type"]),
+                          fixed=tuple(need(t, ["fixed", i]) for i, t in enumerate(m.fixed)), variable=pairs)
+        with core_errors():
+            value = state.read_msr(req.msr)
+        return JSONResponse({"value": f"{value:#x}"})
+
+    @router.post("/page/diff-state")
+    def diff_state(req: DiffStateIn) -> Response:
+        """The page's scenario moved into a diff group (app.analysis.apply_pattern): the resolve
+        body the controls then show, as app.permalink writes it."""
+        sc = req.scenario
+        vm, _ = to_vm(sc.vm, sc.memory_map)
+        with core_errors(), located("scenario"):  # the scenario's own parts sit under `scenario`
+            vcpu = to_vcpu(sc.vcpu)
+            access = Access(gpa=sc.gpa, mmio=sc.mmio, host_page=to_host_page(sc.host_page))
+        with core_errors():
+            vm, vcpu, access = apply_pattern(req.pattern, vm, vcpu, access)
+        return JSONResponse(scenario_json(sc.kernel, vm, vcpu, access))
 
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> Response:

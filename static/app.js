@@ -1,12 +1,16 @@
 // memtype-explorer page script: collects inputs, calls the JSON API, draws the answers.
 //
-// No memory-typing rule lives here. Everything that decides a type (EPT memtype, IPAT,
-// effective type, guest expectation, relation, page size, zap ranges, era diff) comes from
-// /api/v1, and so does the permalink (POST /api/v1/permalink: app/permalink.py is the only
-// encoder). The register encodings the editors need (type names, the codes PAT and MTRRs
-// accept, the fixed-range MSRs) come from the server in the page's initial state. What this
-// file does on its own is hex <-> bytes for IA32_PAT and the MTRR MSRs (register layouts)
-// and the drawing transform of the map bar.
+// No memory-typing or register rule lives here. Everything that decides a type (EPT memtype,
+// IPAT, effective type, guest expectation, relation, page size, zap ranges, era diff, the
+// MTRR lane's default type) comes from /api/v1, and so does the permalink (POST
+// /api/v1/permalink: app/permalink.py is the only encoder). The register editors keep the raw
+// MSR values as the truth and ask app/pages.py for the rest: /page/registers reads raw values
+// into what the editors show (PAT entries, E/FE/default type, fixed sub-ranges, each pair's
+// start, size, type and V), /page/pat-value, /page/mtrr-deftype, /page/mtrr-pair and
+// /page/mtrr-pair-fields write fields back into raw values, /page/msr-value reads one MTRR
+// MSR, /page/diff-state opens a diff group. The MSR list and type names come in the page's
+// initial state. What this file does on its own is drawing (the map bar's scale, sizes as
+// text).
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const PAGE = (document.body.dataset.page || "/page").replace(/\/$/, "");  // app/pages.py helpers
@@ -23,12 +27,9 @@ try { INITIAL = JSON.parse($("#initial-state").textContent || "{}") || {}; } cat
 
 const REG = INITIAL.registers || {};
 const TYPE_NAMES = REG.types || {};       // encoding -> SDM name
-const PAT_CODES = REG.pat_codes || [];    // encodings an IA32_PAT byte accepts
 const MTRR_CODES = REG.mtrr_codes || [];  // encodings an MTRR type field accepts
 const FIXED_MSRS = (REG.fixed_msrs || []).map((f) => [f.msr, f.name, f.start, f.unit]);
-const DEF_E = 1n << 11n;   // MTRRdefType.E
-const DEF_FE = 1n << 10n;  // MTRRdefType.FE
-const MASK_V = 1n << 11n;  // PHYSMASK.V
+const MTRR_MSRS = REG.mtrr_msrs || [];    // [{msr, name}]: every MTRR MSR, MTRRdefType first
 const DIMS = ["is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop", "guest_mtrr", "pat"];
 const DIM_SHORT = { is_mmio: "mmio", noncoherent_dma: "ncDMA", cr0_cd: "CD", quirk_cd_nw_cleared: "CDNWq", quirk_ignore_guest_pat: "PATq", self_snoop: "snoop", guest_mtrr: "MTRR", pat: "PAT" };
 
@@ -36,7 +37,6 @@ const HEX_RE = /^0x[0-9a-f]{1,16}$/i;
 const parseHex = (s) => (typeof s === "string" && HEX_RE.test(s.trim()) ? BigInt(s.trim()) : null);
 const hex = (v, width = 0) => "0x" + BigInt(v).toString(16).padStart(width, "0");
 const typeClass = (t) => (t == null ? "t-none" : t === "UC-" ? "t-UCm" : `t-${t}`);
-const byteOf = (v, n) => Number((v >> BigInt(8 * n)) & 0xffn);
 
 function fmtSize(n) {
   const units = [["T", 2 ** 40], ["G", 2 ** 30], ["M", 2 ** 20], ["K", 2 ** 10]];
@@ -98,11 +98,12 @@ const diffCache = new Map();
 let inflight = null;
 let seq = 0;
 let last = {};             // last successful responses
+let defTypeRaw = "0x0";    // MTRRdefType as the registers hold it (E, FE, type are views of it)
 
 // -- controls <-> state -------------------------------------------------------------------
 
 const ctl = {
-  kernel: $("#kernel"), vs: $("#vs"),
+  kernel: $("#kernel"), kver: $("#kernel-version"), vs: $("#vs"),
   ncdma: $("#ncdma"), cdnw: $("#cdnw_quirk"), patq: $("#pat_quirk"), snoop: $("#selfsnoop"), gmtrr: $("#guest_mtrr"),
   maxphy: $("#maxphyaddr"),
   cd: $("#cr0_cd"), nw: $("#cr0_nw"), pg: $("#cr0_pg"),
@@ -112,12 +113,6 @@ const ctl = {
   pati: $("#pati"),
   evKind: $("#event-kind"), evBool: $("#event-bool"), evNw: $("#event-nw"), evMsr: $("#event-msr"), evValue: $("#event-value"),
 };
-
-function physMask() {
-  const m = Number.parseInt(ctl.maxphy.value, 10);
-  const bits = Number.isInteger(m) && m >= 36 && m <= 52 ? m : 46;
-  return ((1n << BigInt(bits)) - 1n) & ~0xfffn;
-}
 
 // Fixed-range MSR rows.
 function buildFixedRows() {
@@ -133,28 +128,20 @@ function buildFixedRows() {
     ));
   });
 }
-function drawFixedChips(slot) {
-  const inp = $(`#fixed${slot}`);
-  const v = parseHex(inp.value);
+function drawFixedChips(slot, view) {
+  // view: the server's reading of this MSR (/page/registers): ok, and 8 sub-ranges with
+  // their type (null for a code MTRRs do not accept)
   const box = $(`#fixed-chips${slot}`);
-  box.replaceChildren();
-  const [, , start, unit] = FIXED_MSRS[slot];
-  for (let b = 0; b < 8; b++) {
-    const code = v == null ? null : byteOf(v, b);
-    const name = code == null ? "?" : TYPE_NAMES[code] && code !== 7 ? TYPE_NAMES[code] : `r${code}`;
-    box.append(el("span", { class: `chip ${code != null && TYPE_NAMES[code] && code !== 7 ? typeClass(name) : "t-none"}`,
-      title: `${hex(start + b * unit)}-${hex(start + (b + 1) * unit)}: ${name}` }, name));
-  }
-  inp.setAttribute("aria-invalid", v == null ? "true" : "false");
+  box.replaceChildren(...(view.ok ? view.chips : Array(8).fill(null)).map((c) => {
+    const name = c == null ? "?" : c.type ?? `r${c.code}`;
+    return el("span", { class: `chip ${c && c.type ? typeClass(c.type) : "t-none"}`,
+      title: c ? `${c.start}-${c.end}: ${name}` : "malformed value" }, name);
+  }));
+  $(`#fixed${slot}`).setAttribute("aria-invalid", view.ok ? "false" : "true");
 }
 
-// Variable-range rows: each keeps raw PHYSBASE/PHYSMASK; start/size/type/V are views of them.
-function maskToSize(mask) {
-  const m = mask & physMask();
-  if (m === 0n) return null;
-  const low = m & -m;
-  return (m | (low - 1n)) === (physMask() | 0xfffn) ? low : null;
-}
+// Variable-range rows: each keeps raw PHYSBASE/PHYSMASK; start/size/type/V are the server's
+// views of them (drawVarRow), and an edit of a view asks the server for the raw pair.
 function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   const box = $("#var-rows");
   const row = el("div", { class: "var-row" });
@@ -178,15 +165,14 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   );
   rawBase.value = baseText ?? hex(base);
   rawMask.value = maskText ?? hex(mask);
-  syncVarFromRaw(row);
   // start/size: the server writes PHYSBASE/PHYSMASK (or refuses a range no pair covers);
-  // type and V are register fields, set in the raw values directly
-  start.addEventListener("change", async () => { await syncVarToRaw(row); changed(); });
-  size.addEventListener("change", async () => { await syncVarToRaw(row); changed(); });
-  type.addEventListener("change", () => { setVarBits(row); changed(); });
-  valid.addEventListener("change", () => { setVarBits(row); changed(); });
-  rawBase.addEventListener("change", () => { delete row.dataset.refused; syncVarFromRaw(row); changed(); });
-  rawMask.addEventListener("change", () => { delete row.dataset.refused; syncVarFromRaw(row); changed(); });
+  // type and V: the server sets those fields in the raw values
+  start.addEventListener("change", async () => { await pairFromRange(row); changed(); });
+  size.addEventListener("change", async () => { await pairFromRange(row); changed(); });
+  type.addEventListener("change", async () => { await pairFields(row); changed(); });
+  valid.addEventListener("change", async () => { await pairFields(row); changed(); });
+  rawBase.addEventListener("change", () => { delete row.dataset.refused; changed(); });
+  rawMask.addEventListener("change", () => { delete row.dataset.refused; changed(); });
   rm.addEventListener("click", () => { row.remove(); renumberVars(); changed(); });
   box.append(row);
   renumberVars();
@@ -205,32 +191,43 @@ function renumberVars() {
   });
   $("#var-add").disabled = $$("#var-rows .var-row").length >= 8;
 }
-function syncVarFromRaw(row) {
-  const base = parseHex($(".v-base", row).value);
-  const mask = parseHex($(".v-mask", row).value);
-  $(".v-base", row).setAttribute("aria-invalid", base == null ? "true" : "false");
-  $(".v-mask", row).setAttribute("aria-invalid", mask == null ? "true" : "false");
-  if (base != null) {
-    $(".v-start", row).value = hex(base & ~0xfffn);
-    const t = Number(base & 0xffn);
-    if (MTRR_CODES.includes(t)) $(".v-type", row).value = String(t);
+function drawVarRow(row, v) {
+  // v: the server's reading of the raw pair (/page/registers: app.x86.mtrr)
+  $(".v-base", row).setAttribute("aria-invalid", v.base_ok ? "false" : "true");
+  $(".v-mask", row).setAttribute("aria-invalid", v.mask_ok ? "false" : "true");
+  if (v.base_ok) {
+    $(".v-start", row).value = v.start;
+    if (v.type_ok) $(".v-type", row).value = String(v.type);
   }
-  if (mask != null) {
-    $(".v-valid", row).checked = (mask & MASK_V) !== 0n;
-    const size = maskToSize(mask);
-    $(".v-size", row).value = size == null ? "" : hex(size);
-    $(".v-note", row).textContent = size == null ? "mask has holes" : fmtSize(Number(size));
+  if (v.mask_ok) {
+    $(".v-valid", row).checked = v.valid;
+    $(".v-size", row).value = v.size ?? "";
+    $(".v-note", row).textContent = v.note || fmtSize(Number(BigInt(v.size)));
   }
   $(".v-size", row).setAttribute("aria-invalid", "false");
 }
-function setVarBits(row) {
-  // PHYSBASE bits 7:0 = type, PHYSMASK bit 11 = V (register layout only)
-  const base = parseHex($(".v-base", row).value), mask = parseHex($(".v-mask", row).value);
-  const t = BigInt($(".v-type", row).value);
-  if (base != null) $(".v-base", row).value = hex((base & ~0xffn) | t);
-  if (mask != null) $(".v-mask", row).value = hex($(".v-valid", row).checked ? mask | MASK_V : mask & ~MASK_V);
+function pairError(row, e) {
+  const items = e.problem?.errors || [];
+  const msg = items.length ? items.map((it) => `${locKey(it.loc)}: ${it.msg}${it.rule ? ` (${it.rule})` : ""}`).join("; ") : e.message;
+  row.dataset.refused = msg;
 }
-async function syncVarToRaw(row) {
+async function pairFields(row) {
+  // The type select and the V box -> PHYSBASE.Type and PHYSMASK.V in the raw pair, written by
+  // the server (POST /page/mtrr-pair-fields: app.x86.mtrr.with_fields); the address bits stay.
+  const idx = $$("#var-rows .var-row").indexOf(row);
+  const body = { index: Math.max(idx, 0), base: $(".v-base", row).value.trim(), mask: $(".v-mask", row).value.trim(),
+    type: Number($(".v-type", row).value), valid: $(".v-valid", row).checked };
+  try {
+    const pair = await api(`${PAGE}/mtrr-pair-fields`, body, undefined, false, true);
+    delete row.dataset.refused;
+    $(".v-base", row).value = pair.base;
+    $(".v-mask", row).value = pair.mask;
+  } catch (e) {
+    // a malformed raw value: resolve names it at the raw field; the view waits for it
+    if (!(e.problem?.errors || []).every((it) => it.loc?.[1] === "base" || it.loc?.[1] === "mask")) pairError(row, e);
+  }
+}
+async function pairFromRange(row) {
   // The range as start + size -> the PHYSBASE/PHYSMASK pair, written by the server
   // (POST /page/mtrr-pair: app.x86.mtrr.range_to_pair). A range no single pair covers (an
   // unaligned start, a size that is no power of two) is refused with the rule; the row keeps
@@ -245,54 +242,88 @@ async function syncVarToRaw(row) {
     delete row.dataset.refused;
     $(".v-base", row).value = pair.base;
     $(".v-mask", row).value = pair.mask;
-    syncVarFromRaw(row);
     $(".v-start", row).setAttribute("aria-invalid", "false");
   } catch (e) {
     const items = e.problem?.errors || [];
     if (items.length && items.every((it) => it.loc?.[1] === "maxphyaddr")) return;  // resolve names MAXPHYADDR itself
-    const msg = items.length ? items.map((it) => `${locKey(it.loc)}: ${it.msg}${it.rule ? ` (${it.rule})` : ""}`).join("; ") : e.message;
-    row.dataset.refused = msg;
+    pairError(row, e);
     $(".v-start", row).setAttribute("aria-invalid", "true");
   }
 }
 
+// The raw registers are the truth; the PAT entry selects, E/FE/default type, the fixed chips
+// and each pair's start/size/type/V are drawn from the server's reading of them
+// (drawRegisters, after every update), and an edit of one of those views asks the server
+// for the raw value (patFromSelects, defTypeFromFields, pairFields, pairFromRange).
 function setPatRaw(v) {
   ctl.patRaw.value = hex(v, 16);
-  ctl.patRaw.setAttribute("aria-invalid", "false");
-  ctl.pats.forEach((s, i) => { s.value = String(byteOf(v, i)); s.setAttribute("aria-invalid", "false"); });
-}
-function patFromSelects() {
-  let v = 0n;
-  ctl.pats.forEach((s, i) => { v |= BigInt(s.value) << BigInt(8 * i); });
-  return v;
 }
 function syncPatFromRaw() {
-  const v = parseHex(ctl.patRaw.value);
-  if (v == null) { ctl.patRaw.setAttribute("aria-invalid", "true"); return; }
-  ctl.patRaw.setAttribute("aria-invalid", "false");
-  ctl.pats.forEach((s, i) => {
-    const b = byteOf(v, i);
-    const ok = PAT_CODES.includes(b);
-    if (ok) s.value = String(b);
-    s.setAttribute("aria-invalid", ok ? "false" : "true");
-  });
+  // the raw text is the value; its entries are drawn from the server's reading (drawRegisters)
+}
+async function patFromSelects() {
+  // the 8 entry selects -> IA32_PAT, written by the server (POST /page/pat-value: app.x86.pat)
+  try {
+    const a = await api(`${PAGE}/pat-value`, { entries: ctl.pats.map((s) => Number(s.value)) }, undefined, false, true);
+    ctl.patRaw.value = a.value;
+  } catch (e) {
+    showProblem(e, "vcpu.pat", () => "vcpu.pat");
+  }
 }
 
 function defTypeValue() {
-  return BigInt(ctl.mDef.value) | (ctl.mE.checked ? DEF_E : 0n) | (ctl.mFE.checked ? DEF_FE : 0n);
+  return defTypeRaw;
+}
+async function defTypeFromFields() {
+  // E, FE and the default type -> MTRRdefType, written by the server (POST /page/mtrr-deftype)
+  try {
+    const a = await api(`${PAGE}/mtrr-deftype`, { enabled: ctl.mE.checked, fixed_enabled: ctl.mFE.checked,
+      type: Number(ctl.mDef.value) }, undefined, false, true);
+    defTypeRaw = a.value;
+  } catch (e) {
+    showProblem(e, "vcpu.mtrr.def_type", () => "vcpu.mtrr.def_type");
+  }
+}
+function registersBody() {
+  return { maxphyaddr: ctl.maxphy.value.trim(), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() };
+}
+function drawRegisters(v) {
+  // The server's reading of the raw registers (POST /page/registers) into the editors' views.
+  if (!v) return;
+  ctl.patRaw.setAttribute("aria-invalid", v.pat.ok ? "false" : "true");
+  v.pat.entries.forEach((e, i) => {
+    if (e.ok) ctl.pats[i].value = String(e.code);
+    ctl.pats[i].setAttribute("aria-invalid", e.ok ? "false" : "true");
+  });
+  const d = v.def_type;
+  if (d.ok) {
+    ctl.mE.checked = d.enabled;
+    ctl.mFE.checked = d.fixed_enabled;
+    if (d.type_ok) ctl.mDef.value = String(d.type);
+  }
+  v.fixed.forEach((f, slot) => drawFixedChips(slot, f));
+  $$("#var-rows .var-row").forEach((row, n) => { if (v.variable[n] && !row.dataset.refused) drawVarRow(row, v.variable[n]); });
+}
+let regsLast = { key: null, answer: null };
+async function registersFor(body, signal) {
+  // the server's reading of these raw values; the same values as last time are not asked
+  // again (a CR0.CD toggle redraws the editors from the answer it already has)
+  const key = JSON.stringify(body);
+  if (regsLast.key === key) return regsLast.answer;
+  const answer = await api(`${PAGE}/registers`, body, signal, false, true);
+  regsLast = { key, answer };
+  return answer;
+}
+async function refreshRegisters() {
+  try { drawRegisters(await registersFor(registersBody())); } catch { /* update() shows it */ }
 }
 function setMtrr(m) {
-  const dt = parseHex(String(m.def_type ?? "0x0")) ?? 0n;
-  ctl.mE.checked = (dt & DEF_E) !== 0n;
-  ctl.mFE.checked = (dt & DEF_FE) !== 0n;
-  const t = Number(dt & 0xffn);
-  ctl.mDef.value = MTRR_CODES.includes(t) ? String(t) : "0";
-  $("#deftype-hex").textContent = hex(defTypeValue());
+  defTypeRaw = String(m.def_type ?? "0x0");
+  $("#deftype-hex").textContent = defTypeRaw;
   const fixed = m.fixed || Array(11).fill("0x0");
   fixed.forEach((f, slot) => {
     const v = parseHex(String(f));
     $(`#fixed${slot}`).value = v == null ? String(f) : hex(v, 16);
-    drawFixedChips(slot);
   });
   $("#var-rows").replaceChildren();
   (m.variable || []).forEach((p) => {
@@ -328,7 +359,8 @@ function readState() {
   const vm = readKnobs("vm");
   if (memoryMap) vm.memory_map = memoryMap;
   const scenario = {
-    kernel: ctl.kernel.value,
+    // a typed version wins over the Era list: the server resolves it to its era (kernel_info)
+    kernel: ctl.kver.value.trim() || ctl.kernel.value,
     vm,
     vcpu: { ...readKnobs("vcpu"), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
   };
@@ -349,7 +381,12 @@ function writeState(s) {
   const sc = s.scenario;
   const vm = sc.vm;
   const vcpu = sc.vcpu;
-  ctl.kernel.value = sc.kernel || DEFAULT_KERNEL;
+  const kernel = sc.kernel || DEFAULT_KERNEL;
+  // an era id selects the Era list; anything else is a version the server resolves (the
+  // list follows its answer: drawResult)
+  const isEra = Array.from(ctl.kernel.options).some((o) => o.value === kernel);
+  if (isEra) ctl.kernel.value = kernel;
+  ctl.kver.value = isEra ? "" : kernel;
   ctl.vs.value = s.vs || "";
   for (const k of KNOB_CONTROLS) {
     const v = (k.owner === "vm" ? vm : vcpu)[k.name] ?? k.default;
@@ -370,22 +407,17 @@ function writeState(s) {
 // -- zap event controls -------------------------------------------------------------------
 
 function buildMsrOptions() {
-  const opts = [[0x2ff, "MTRRdefType"]];
-  FIXED_MSRS.forEach(([msr, name]) => opts.push([msr, name]));
-  for (let n = 0; n < 8; n++) { opts.push([0x200 + 2 * n, `MTRRphysBase${n}`]); opts.push([0x201 + 2 * n, `MTRRphysMask${n}`]); }
-  ctl.evMsr.replaceChildren(...opts.map(([m, name]) => el("option", { value: hex(m) }, `${hex(m)} ${name}`)));
+  // the MTRR MSRs and their names, from app.x86.mtrr (the page's initial state)
+  ctl.evMsr.replaceChildren(...MTRR_MSRS.map((m) => el("option", { value: m.msr }, `${m.msr} ${m.name}`)));
 }
-function currentMsrValue(msrText) {
-  const msr = Number(parseHex(msrText) ?? 0n);
-  if (msr === 0x2ff) return hex(defTypeValue());
-  const slot = FIXED_MSRS.findIndex(([m]) => m === msr);
-  if (slot >= 0) return $(`#fixed${slot}`).value.trim();
-  if (msr >= 0x200 && msr < 0x210) {
-    const row = $$("#var-rows .var-row")[(msr - 0x200) >> 1];
-    if (!row) return "0x0";
-    return (msr & 1 ? $(".v-mask", row) : $(".v-base", row)).value.trim();
+async function fillCurrentMsr() {
+  // the chosen MSR's value in the editors' state (POST /page/msr-value: MtrrState.read_msr)
+  try {
+    const a = await api(`${PAGE}/msr-value`, { msr: ctl.evMsr.value, mtrr: readMtrr() }, undefined, false, true);
+    ctl.evValue.value = a.value;
+  } catch (e) {
+    showProblem(e, "event");
   }
-  return "0x0";
 }
 function showEventFields() {
   const k = ctl.evKind.value;
@@ -409,7 +441,7 @@ function writeEvent(ev) {
     ctl.evNw.value = ev.cr0_nw == null ? "" : ev.cr0_nw ? "1" : "0";
     if (ev.kind === "mtrr_write") {
       const m = parseHex(String(ev.msr));
-      ctl.evMsr.value = m == null ? "0x2ff" : hex(m);
+      ctl.evMsr.value = m == null ? (MTRR_MSRS[0]?.msr ?? "") : hex(m);
     }
     if (ev.kind === "mtrr_write" || ev.kind === "pat_write") ctl.evValue.value = String(ev.value);
   }
@@ -419,8 +451,8 @@ function defaultEvent(kind) {
   // Sensible starting values: toggle the current bit, or rewrite the current register.
   if (kind === "cr0_cd") ctl.evBool.value = ctl.cd.checked ? "0" : "1";
   if (kind === "noncoherent_dma") ctl.evBool.value = ctl.ncdma.checked ? "0" : "1";
-  if (kind === "mtrr_write") ctl.evValue.value = currentMsrValue(ctl.evMsr.value);
   if (kind === "pat_write") ctl.evValue.value = ctl.patRaw.value.trim();
+  return kind === "mtrr_write" ? fillCurrentMsr() : Promise.resolve();
 }
 
 // -- permalink (written by the server: POST /api/v1/permalink) -----------------------------
@@ -613,6 +645,7 @@ async function update() {
 
   const body = resolveBody(st);
   const tasks = {
+    regs: registersFor(registersBody(), ctrl.signal),
     a: api("/resolve", body, ctrl.signal),
     map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
@@ -677,6 +710,7 @@ async function diffFor(a, b, signal) {
 function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
+  drawRegisters(ok("regs"));
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
@@ -767,7 +801,13 @@ function stepItem(s) {
 }
 
 function drawResult(r, st, hole = null) {
-  $("#res-era").textContent = r.kernel;
+  const ki = r.kernel_info;
+  const byVersion = Boolean(ki && ki.version && ctl.kver.value.trim());
+  if (byVersion) ctl.kernel.value = r.kernel;  // the era the version belongs to, as the server says
+  $("#res-era").textContent = byVersion ? `${ki.asked} (${r.kernel})` : r.kernel;
+  const why = $("#res-kernel-why");
+  why.hidden = !byVersion;
+  why.textContent = byVersion ? `Kernel ${ki.asked}: ${ki.why}` : "";
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
   // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
@@ -828,7 +868,9 @@ function drawBits(leaf) {
     for (let b = hi; b > hi - 32; b--) {
       const one = (raw >> BigInt(b)) & 1n;
       nums.append(el("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
-      const cls = ["bit", one ? "one" : "", b >= 3 && b <= 5 ? "mt" : "", b === 6 ? "ipat" : ""].join(" ");
+      // MT and IPAT highlighted where the server's field list puts them
+      const f = leaf.fields.find((x) => x.lo <= b && b <= x.hi);
+      const cls = ["bit", one ? "one" : "", f?.name === "MT" ? "mt" : "", f?.name === "IPAT" ? "ipat" : ""].join(" ");
       bits.append(el("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
     }
     for (const f of leaf.fields) {
@@ -849,8 +891,9 @@ function drawBits(leaf) {
   const ip = leaf.fields.find((f) => f.name === "IPAT");
   if (mt && ip) {
     box.append(el("p", { class: "note bit-legend" },
-      el("b", {}, `MT (bits 5:3) = ${mt.value.toString(2).padStart(3, "0")}b = ${mt.value}`), `: ${mt.meaning}; `,
-      el("b", {}, `IPAT (bit 6) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
+      el("b", {}, `MT (bits ${mt.hi}:${mt.lo}) = ${mt.value.toString(2).padStart(mt.hi - mt.lo + 1, "0")}b = ${mt.value}`),
+      `: ${mt.meaning}; `,
+      el("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
   }
 }
 
@@ -917,14 +960,21 @@ function drawMap(map, res, st, zap, opt = {}) {
     });
   }
 
+  // the MTRR lane: the server's default range under the programmed ranges (map.mtrr: E and
+  // the type where no range applies, app.kvm.memmap.mtrr_default)
   const mt = lane("MTRR");
-  for (const r of map.mtrr_ranges) {
+  const dflt = map.mtrr.default;
+  mt.dataset.enabled = map.mtrr.enabled ? "1" : "0";
+  mt.append(bar(0, 100, `${typeClass(dflt.type)} mtrr-default`,
+    map.mtrr.enabled ? `default ${dflt.type}` : `MTRRs disabled (E=0): guest expects ${dflt.type}`,
+    map.mtrr.enabled ? `MTRRdefType default type ${dflt.type} wherever no range applies (${dflt.start}-${dflt.end})`
+      : `MTRRdefType.E=0: ${dflt.type} everywhere, whatever the ranges hold`));
+  for (const r of map.mtrr.enabled ? map.mtrr_ranges : []) {
     const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
     const x0 = x(s), x1 = x(e);
     mt.append(bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
       `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`));
   }
-  if (!map.mtrr_ranges.length) mt.append(el("span", { class: "seg kind-unmapped", style: "left:0;width:100%" }, "MTRRs disabled (E=0): guest expects UC"));
 
   const patType = res && res.pat && res.pat[map.pat_index] ? res.pat[map.pat_index].pat_type : "";
   const main = lane(`PA${map.pat_index} ${patType}`, "main");
@@ -1023,9 +1073,10 @@ function drawMap(map, res, st, zap, opt = {}) {
     el("td", {}, r.relation ? expBadge(r.relation) : ""),
     el("td", {}, r.page_size),
   )));
-  $("#mtrr-ranges-table tbody").replaceChildren(...(map.mtrr_ranges.length ? map.mtrr_ranges.map((r) => el("tr", {},
-    el("td", { class: "range" }, `${r.start}-${r.end}`), el("td", {}, typeChip(r.type)), el("td", {}, r.source)))
-    : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "MTRRs disabled (E=0)"))]));
+  const mrow = (r, src) => el("tr", { "data-source": r.source },
+    el("td", { class: "range" }, `${r.start}-${r.end}`), el("td", {}, typeChip(r.type)), el("td", {}, src));
+  $("#mtrr-ranges-table tbody").replaceChildren(...map.mtrr_ranges.map((r) => mrow(r, r.source)),
+    mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere"));
 }
 
 // -- drawing: zap ---------------------------------------------------------------------------
@@ -1133,7 +1184,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
       el("td", {}, el("span", { class: `badge era ${AGAINST[g.classification] || g.classification}`, "data-classification": g.classification,
         title: `${diff.a.id} against ${diff.b.id} (the API's B-vs-A classification: ${g.classification})` }, AGAINST[g.classification] || g.classification)),
     );
-    const open = () => loadDiffState(g.pattern);
+    const open = () => openDiffGroup(g.pattern);
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
     return tr;
@@ -1141,28 +1192,19 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
 }
 const fmtDim = (v) => (v === true ? "1" : v === false ? "0" : String(v));
 
-function loadDiffState(pattern) {
-  // Set the controls to one concrete state of the group ('*' keeps the current value):
-  // the same construction as app.analysis.state_scenario (MTRR default type only, every
-  // PAT entry the state's PAT type).
-  const pick = (d, cur) => (pattern[d] === "*" ? cur : pattern[d]);
-  ctl.mmio.value = pick("is_mmio", ctl.mmio.value === "mmio") ? "mmio" : "ram";
-  ctl.ncdma.checked = pick("noncoherent_dma", ctl.ncdma.checked);
-  ctl.cd.checked = pick("cr0_cd", ctl.cd.checked);
-  if (!ctl.cd.checked) ctl.nw.checked = false;
-  ctl.cdnw.checked = pick("quirk_cd_nw_cleared", ctl.cdnw.checked);
-  ctl.patq.checked = pick("quirk_ignore_guest_pat", ctl.patq.checked);
-  ctl.snoop.checked = pick("self_snoop", ctl.snoop.checked);
-  const code = (name) => Number(Object.keys(TYPE_NAMES).find((k) => TYPE_NAMES[k] === name));
-  if (pattern.guest_mtrr !== "*") {
-    setMtrr({ def_type: hex(DEF_E | BigInt(code(pattern.guest_mtrr))), fixed: Array(11).fill("0x0"), variable: [] });
+async function openDiffGroup(pattern) {
+  // The controls moved into one concrete state of the group ('*' keeps the current value),
+  // built by the server (POST /page/diff-state: app.analysis.apply_pattern, the construction
+  // of state_scenario) and written back like a permalink's state.
+  const st = readState();
+  let scenario;
+  try {
+    scenario = await api(`${PAGE}/diff-state`, { scenario: resolveBody(st), pattern }, undefined, false, true);
+  } catch (e) {
+    showProblem(e, "compare", () => "compare");
+    return;
   }
-  if (pattern.pat !== "*") {
-    const c = BigInt(code(pattern.pat));
-    let v = 0n;
-    for (let i = 0; i < 8; i++) v |= c << BigInt(8 * i);
-    setPatRaw(v);
-  }
+  writeState({ scenario, vs: st.vs, event: st.event, pati: st.pati, view: "resolve" });
   view = "resolve";
   changed();
   $("#p-result").scrollIntoView({ behavior: "instant", block: "start" });
@@ -1177,7 +1219,7 @@ function buildPresets() {
     if (!(p.name in MTRR_PRESET_LABELS)) continue;
     const m = p.request.vcpu.mtrr;
     box.append(el("button", { type: "button", class: "small", "data-mtrr-preset": p.name, title: p.description,
-      onclick: async () => { setMtrr(m); await fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
+      onclick: async () => { setMtrr(m); await refreshRegisters(); await fixMasksForMaxphy(); changed(); } }, MTRR_PRESET_LABELS[p.name]));
   }
   const sel = $("#preset");
   if (sel) {
@@ -1185,9 +1227,9 @@ function buildPresets() {
   }
 }
 async function fixMasksForMaxphy() {
-  // Presets are written for MAXPHYADDR 46; re-derive contiguous masks for the current one.
-  if (physMask() === ((1n << 46n) - 1n) - 0xfffn) return;
-  await Promise.all($$("#var-rows .var-row").filter((row) => $(".v-size", row).value).map(syncVarToRaw));
+  // Presets are written for MAXPHYADDR 46: each range the editor shows as start + size is
+  // written again by the server for the current MAXPHYADDR (masks with holes stay as they are).
+  await Promise.all($$("#var-rows .var-row").filter((row) => $(".v-size", row).value).map(pairFromRange));
 }
 // Which preset the page shows: the address bar's query (view and pati aside) equal to a
 // preset's own permalink query (both written by app.permalink on the server).
@@ -1265,36 +1307,41 @@ async function exportText(kind) {
 // -- wiring --------------------------------------------------------------------------------
 
 function wire() {
-  const immediate = [ctl.kernel, ctl.vs, ...knobInputs("bool"), ...knobInputs("dec").filter((c) => c !== ctl.maxphy), ctl.mmio,
-    ctl.mE, ctl.mFE, ctl.mDef, ctl.pati, ctl.evBool, ctl.evNw];
+  const immediate = [ctl.vs, ...knobInputs("bool"), ...knobInputs("dec").filter((c) => c !== ctl.maxphy), ctl.mmio,
+    ctl.pati, ctl.evBool, ctl.evNw];
   immediate.forEach((c) => c.addEventListener("change", () => changed()));
+  // choosing an era drops a typed version; a typed version is asked when it is complete
+  ctl.kernel.addEventListener("change", () => { ctl.kver.value = ""; changed(); });
+  ctl.kver.addEventListener("change", () => changed());
+  [ctl.mE, ctl.mFE, ctl.mDef].forEach((c) => c.addEventListener("change", async () => { await defTypeFromFields(); changed(); }));
   ctl.maxphy.addEventListener("change", async () => { await fixMasksForMaxphy(); changed(); });
   ctl.gpa.addEventListener("change", () => changed());
-  ctl.pats.forEach((s) => s.addEventListener("change", () => { setPatRaw(patFromSelects()); changed(); }));
+  ctl.pats.forEach((s) => s.addEventListener("change", async () => { await patFromSelects(); changed(); }));
   ctl.patRaw.addEventListener("change", () => { syncPatFromRaw(); changed(); });
   $$("[data-pat-preset]").forEach((b) => b.addEventListener("click", () => { setPatRaw(BigInt(b.dataset.patPreset)); changed(); }));
   $('[data-mtrr-preset="none"]').addEventListener("click", () => { setMtrr({ def_type: "0x0" }); changed(); });
-  FIXED_MSRS.forEach((_, slot) => $(`#fixed${slot}`).addEventListener("change", () => { drawFixedChips(slot); changed(); }));
+  FIXED_MSRS.forEach((_, slot) => $(`#fixed${slot}`).addEventListener("change", () => changed()));
   // the var rows' own inputs call changed() themselves (start/size after the server's answer)
   $("#var-add").addEventListener("click", async () => {
     const row = addVarRow(0n, 0n);
     // a fresh range: 1 GiB at 0xc0000000, UC, valid (edit to taste)
     $(".v-start", row).value = "0xc0000000"; $(".v-size", row).value = "0x40000000"; $(".v-type", row).value = "0";
     $(".v-valid", row).checked = true;
-    await syncVarToRaw(row);
+    await pairFromRange(row);
     changed();
     $(".v-start", row).focus();
   });
-  ctl.evKind.addEventListener("change", () => {
+  ctl.evKind.addEventListener("change", async () => {
     showEventFields();
-    defaultEvent(ctl.evKind.value);
+    await defaultEvent(ctl.evKind.value);
     if (ctl.evKind.value) view = "zap"; else if (view === "zap") view = "resolve";
     changed();
   });
-  ctl.evMsr.addEventListener("change", () => { ctl.evValue.value = currentMsrValue(ctl.evMsr.value); changed(); });
+  ctl.evMsr.addEventListener("change", async () => { await fillCurrentMsr(); changed(); });
   ctl.evValue.addEventListener("change", () => changed());
-  $("#event-current").addEventListener("click", () => {
-    ctl.evValue.value = ctl.evKind.value === "pat_write" ? ctl.patRaw.value.trim() : currentMsrValue(ctl.evMsr.value);
+  $("#event-current").addEventListener("click", async () => {
+    if (ctl.evKind.value === "pat_write") ctl.evValue.value = ctl.patRaw.value.trim();
+    else await fillCurrentMsr();
     changed();
   });
 
@@ -1321,6 +1368,7 @@ function wire() {
     const cycle = (d) => {
       const opts = Array.from(ctl.kernel.options).map((o) => o.value);
       ctl.kernel.value = opts[(opts.indexOf(ctl.kernel.value) + d + opts.length) % opts.length];
+      ctl.kver.value = "";
       changed();
     };
     const keys = {
@@ -1351,6 +1399,7 @@ function swapEras() {
   const a = ctl.kernel.value, b = ctl.vs.value;
   if (!b) { setStatus('choose a "Compare" era to swap with', true); return; }
   ctl.kernel.value = b;
+  ctl.kver.value = "";
   ctl.vs.value = a;
   changed();
 }

@@ -2,7 +2,7 @@
 
 The page draws one segment per run and interpolates addresses inside a run, so the runs
 must be sorted, contiguous and cover [0, 2^MAXPHYADDR); it colours them by `effective`,
-labels them with `page_size`, and draws `mtrr_ranges` in their own lane.
+labels them with `page_size`, and draws `mtrr_ranges` over `mtrr.default` in their own lane.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ async def test_runs_cover_the_address_space_in_order(client):
     for maxphyaddr in (36, 46, 52):
         mask = ((1 << maxphyaddr) - 1) & ~(0x80000000 - 1) | 0x800  # 2 GiB at 2 GiB, for this MAXPHYADDR
         mtrr = {**OVMF_MTRR, "variable": [{"base": "0x80000000", "mask": hex(mask)}]}
-        j = await post_map(client, {"kernel": "v6.7", "vm": {**NCDMA, "maxphyaddr": maxphyaddr}, "vcpu": {"mtrr": mtrr}})
+        vm = {**NCDMA, "maxphyaddr": maxphyaddr}
+        j = await post_map(client, {"kernel": "v6.7", "vm": vm, "vcpu": {"mtrr": mtrr}})
         runs = j["runs"]
         assert runs[0]["start"] == "0x0"
         assert int(runs[-1]["end"], 16) == 1 << maxphyaddr
-        for a, b in zip(runs, runs[1:]):
+        for a, b in zip(runs, runs[1:], strict=False):
             assert a["end"] == b["start"]
             assert int(a["start"], 16) < int(a["end"], 16)
 
@@ -95,10 +96,36 @@ async def test_mtrrs_disabled_give_no_ranges(client):
     j = await post_map(client, {"kernel": "v6.16"})
     assert j["mtrr_ranges"] == []
     assert run_at(j, 0x1000)["guest_mtrr"] == "UC"  # E=0: the guest expects UC everywhere
+    top = hex(1 << 46)
+    assert j["mtrr"] == {"enabled": False, "default": {"start": "0x0", "end": top, "type": "UC", "source": "disabled"}}
+
+
+async def test_enabled_without_ranges_is_the_default_type_not_disabled(client):
+    """E=1, FE=0, no variable pair (`/?v=1&kernel=v6.7&ncdma=1&deftype=0x806`): no range,
+    yet the MTRRs are on and every address has the default type WB, as resolve says."""
+    body = {"kernel": "v6.7", "vm": NCDMA, "vcpu": {"mtrr": {"def_type": "0x806"}}}
+    j = await post_map(client, body)
+    assert j["mtrr_ranges"] == []
+    wb = {"start": "0x0", "end": hex(1 << 46), "type": "WB", "source": "default"}
+    assert j["mtrr"] == {"enabled": True, "default": wb}
+    r = await client.post("/api/v1/resolve", json={**body, "gpa": "0x1000"})
+    assert r.json()["guest_mtrr"]["type"] == "WB" == run_at(j, 0x1000)["guest_mtrr"]
+
+
+@pytest.mark.parametrize("def_type, enabled, type_, source", [
+    ("0x0", False, "UC", "disabled"), ("0x6", False, "UC", "disabled"), ("0x406", False, "UC", "disabled"),
+    ("0x800", True, "UC", "default"), ("0x801", True, "WC", "default"), ("0x804", True, "WT", "default"),
+    ("0x805", True, "WP", "default"), ("0x806", True, "WB", "default"), ("0xc06", True, "WB", "default"),
+])
+async def test_mtrr_default_for_each_def_type(client, def_type, enabled, type_, source):
+    j = await post_map(client, {"kernel": "v6.16", "vm": {"maxphyaddr": 40}, "vcpu": {"mtrr": {"def_type": def_type}}})
+    assert j["mtrr"] == {"enabled": enabled, "default": {"start": "0x0", "end": "0x10000000000", "type": type_,
+                                                         "source": source}}
 
 
 async def test_custom_memory_map(client):
-    mm = [{"start": "0x0", "end": "0x40000000", "kind": "ram"}, {"start": "0xc0000000", "end": "0xc1000000", "kind": "mmio"}]
+    mm = [{"start": "0x0", "end": "0x40000000", "kind": "ram"},
+          {"start": "0xc0000000", "end": "0xc1000000", "kind": "mmio"}]
     j = await post_map(client, {"kernel": "v6.7", "vm": {"memory_map": mm}})
     kinds = [(r["start"], r["kind"]) for r in j["runs"]]
     assert kinds == [("0x0", "ram"), ("0x40000000", "unmapped"), ("0xc0000000", "mmio"), ("0xc1000000", "unmapped")]
@@ -113,7 +140,8 @@ async def test_custom_memory_map(client):
     ({"kernel": "v6.7", "vm": {"maxphyaddr": 60}}, ["body", "vm", "maxphyaddr"]),
     ({"kernel": "v6.7", "vcpu": {"pat": "0x0007040600070402"}}, ["body", "vcpu", "pat"]),
     ({"kernel": "v6.7", "vcpu": {"cr0_nw": True}}, ["body", "vcpu", "cr0_nw"]),
-    ({"kernel": "v6.7", "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x80000002", "mask": "0x3fff80000800"}]}}},
+    ({"kernel": "v6.7",
+      "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x80000002", "mask": "0x3fff80000800"}]}}},
      ["body", "vcpu", "mtrr", "variable", 0, "base"]),
     ({"kernel": "v6.7", "gpa": "0x0"}, ["body", "gpa"]),
 ])
@@ -165,7 +193,8 @@ async def test_block_limit_is_inclusive_and_bounds_the_answer(client):
     off = {**body, "vcpu": {"mtrr": {**body["vcpu"]["mtrr"], "def_type": "0x6"}}}
     assert (await client.post("/api/v1/map", json=off)).status_code == 200
     cleared = [{"base": p["base"], "mask": hex(int(p["mask"], 16) & ~0x800)} for p in body["vcpu"]["mtrr"]["variable"]]
-    assert (await client.post("/api/v1/map", json={**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": cleared}}})).status_code == 200
+    on = {**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": cleared}}}
+    assert (await client.post("/api/v1/map", json=on)).status_code == 200
 
 
 async def test_run_limit_on_the_answer(client, monkeypatch):
@@ -190,3 +219,16 @@ async def test_block_count_waits_for_validation(client):
     bad = {**body, "vcpu": {"mtrr": {"def_type": "0xc06", "variable": [{"base": "0x0", "mask": "0x801"}]}}}
     r = await client.post("/api/v1/map", json=bad)
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][:5] == ["body", "vcpu", "mtrr", "variable", 0]
+
+
+async def test_map_names_the_kernel_asked(client):
+    """A version string answers for its era and says so (kernel_info, as resolve and zap);
+    an era id has no version."""
+    by_version = (await client.post("/api/v1/map", json={"kernel": "6.12.78", "vm": NCDMA})).json()
+    assert by_version["kernel"] == "v6.16"
+    info = by_version["kernel_info"]
+    assert (info["asked"], info["era"], info["version"]) == ("6.12.78", "v6.16", "6.12.78")
+    by_era = (await client.post("/api/v1/map", json={"kernel": "v6.7", "vm": NCDMA})).json()
+    assert (by_era["kernel_info"]["era"], by_era["kernel_info"]["version"]) == ("v6.7", None)
+    bad = await client.post("/api/v1/map", json={"kernel": "6.99.1x", "vm": NCDMA})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "kernel"]

@@ -369,19 +369,6 @@ async def test_permalink_endpoint_refuses_what_resolve_refuses(client, body, loc
     assert r.json()["errors"][0]["loc"] == loc, r.json()
 
 
-def test_page_script_has_no_second_encoder():
-    """static/app.js asks POST /api/v1/permalink for the address bar and gets the register
-    encodings from the page: no copy of app/permalink.py or of app.x86's constants."""
-    from pathlib import Path
-
-    js = (Path(__file__).resolve().parents[1] / "static" / "app.js").read_text(encoding="utf-8")
-    assert '"/permalink"' in js and "history.replaceState" in js
-    for copy in ("permalinkQuery", "fixedRuns", "layoutFor", "canonMtrr", "PAT_PRESETS", "MTRR_LAYOUTS",
-                 "0x0007040600070406", "0x0407050600070106", "MTRRfix", "0x250", "event_msr", "event_value",
-                 "event_nw"):
-        assert copy not in js, copy
-
-
 # -- decode_report: every readable parameter kept, the others named ------------------------
 
 from app.permalink import Dropped, decode_report, short_path, short_query  # noqa: E402

@@ -4,9 +4,10 @@ import itertools
 
 from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state
-from app.kvm.memmap import UNMAPPED, address_map, mtrr_ranges
+from app.kvm.memmap import UNMAPPED, MtrrRange, address_map, mtrr_default, mtrr_ranges
 from app.kvm.resolve import resolve
 from app.kvm.scenario import Access, VcpuState, VmConfig
+from app.x86.memtype import MemType
 
 
 def test_runs_tile_the_address_space_and_match_resolve():
@@ -45,3 +46,24 @@ def test_mtrr_ranges_of_ovmf_layout():
         (0, 0xA0000, "WB", "fixed"), (0xA0000, 0x100000, "UC", "fixed"),
         (0x80000000, 0x100000000, "UC", "variable 0"), (0x800000000, 0x1000000000, "UC", "variable 1"),
     ]
+
+
+def test_mtrr_default_follows_e_and_the_sdm_lookup():
+    """Every MTRRdefType value KVM accepts (E, FE, five types): the default range covers the
+    space and its type is what the SDM lookup says where no range applies."""
+    from app.x86.memtype import MTRR_TYPES
+    from app.x86.mtrr import MtrrState, sdm_lookup
+
+    vm = VmConfig(maxphyaddr=40)
+    seen = set()
+    for flags in (0, 0x400, 0x800, 0xC00):
+        for t in sorted(MTRR_TYPES):
+            m = MtrrState(def_type=flags | t)
+            d = mtrr_default(VcpuState(mtrr=m), vm)
+            assert (d.start, d.end) == (0, 1 << 40)
+            assert d.type == sdm_lookup(m, 0x100000, 40).type  # above 1 MiB, no variable pair
+            seen.add((d.type.label, d.source))
+    assert seen == {("UC", "disabled"), ("UC", "default"), ("WC", "default"), ("WT", "default"),
+                    ("WP", "default"), ("WB", "default")}
+    wb = mtrr_default(VcpuState(mtrr=MtrrState(def_type=0x806)), VmConfig())
+    assert wb == MtrrRange(0, 1 << 46, MemType.WB, "default")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..kvm.eras import ERAS, get_era
-from ..kvm.memmap import address_map, mtrr_ranges
+from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
 from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.spte_trace import Scenario as SpteScenario
@@ -140,21 +140,25 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
     run with the EPT entry the era builds, the effective type for PAT entry `pat_index`, the
     guest's expectation and the page size; holes listed as `unmapped`. Also the guest's
-    programmed MTRR ranges. Bounded: variable ranges whose masks split into more than
-    MAX_MAP_BLOCKS (1024) blocks, or an answer above MAX_MAP_RUNS (2000) runs,
-    are refused (422 at vcpu.mtrr.variable)."""
+    programmed MTRR ranges and `mtrr`: MTRRdefType.E and the range that holds where none of
+    them does (the default type, or UC everywhere with E clear). Bounded: variable ranges
+    whose masks split into more than MAX_MAP_BLOCKS (1024) blocks, or an answer above
+    MAX_MAP_RUNS (2000) runs, are refused (422 at vcpu.mtrr.variable)."""
     vm, map_loc = to_vm(req.vm, req.memory_map)
     with core_errors(map_loc):
-        era = get_era(req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
         check(era, vm, vcpu)  # before counting blocks: MAXPHYADDR and the masks' reserved bits
         _check_map_size(vcpu, vm)
         runs = address_map(era, vm, vcpu, req.pat_index)
         ranges = mtrr_ranges(vcpu, vm)
+        default = mtrr_default(vcpu, vm)
         if len(runs) > MAX_MAP_RUNS:
             raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {len(runs)} runs", MAP_RULE)
     return json_response(s.MapResponse.model_validate(
-        {"kernel": era.id, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges}))
+        {"kernel": era.id, "kernel_info": kernel, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges,
+         "mtrr": {"enabled": vcpu.mtrr.enabled, "default": default}}))
 
 
 @router.post("/permalink", response_model=s.PermalinkResponse, responses=ERRORS,

@@ -1101,11 +1101,21 @@ class MtrrRangeOut(Out):
     source: str
 
 
+class MapMtrrOut(Out):
+    """What holds wherever `mtrr_ranges` has no range (app.kvm.memmap.mtrr_default)."""
+
+    enabled: bool = Field(description="MTRRdefType.E: false means every address is UC, whatever the ranges hold")
+    default: MtrrRangeOut = Field(description="[0, 2^MAXPHYADDR) with the default type (source `default`), "
+                                  "or UC with source `disabled` when E is clear")
+
+
 class MapResponse(Out):
-    kernel: str
+    kernel: str = Field(description="the era id; kernel_info says more")
+    kernel_info: KernelOut
     pat_index: int
     runs: list[MapRunOut]
     mtrr_ranges: list[MtrrRangeOut]
+    mtrr: MapMtrrOut
 
 
 class PresetOut(Out):

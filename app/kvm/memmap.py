@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import MemType, located, relation
-from ..x86.mtrr import FIXED_RANGES, ONE_MIB, contiguous_size, sdm_lookup
+from ..x86.mtrr import DEFAULT, FIXED_RANGES, ONE_MIB, contiguous_size, sdm_lookup
 from ..x86.paging import PageSize
 from .era import Era
 from .mtrr import breakpoints, kvm_lookup, kvm_range_consistent
@@ -45,7 +45,7 @@ class MtrrRange:
     start: int
     end: int
     type: MemType
-    source: str  # "fixed", "variable N", or "default"
+    source: str  # "fixed", "variable N", "default" or "disabled" (mtrr_default)
 
 
 def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
@@ -67,6 +67,24 @@ def mtrr_ranges(vcpu: VcpuState, vm: VmConfig) -> list[MtrrRange]:
                 note = "" if contiguous_size(pair, vm.maxphyaddr) else " (mask with holes)"
                 out.append(MtrrRange(s, e, MemType(pair.type), f"variable {n}{note}"))
     return out
+
+
+def mtrr_default(vcpu: VcpuState, vm: VmConfig) -> MtrrRange:
+    """The type of every address no range of `mtrr_ranges` covers, over [0, 2^MAXPHYADDR).
+
+    With MTRRdefType.E set that is the default type (bits 7:0), source "default"; with E
+    clear the SDM's answer for every address (sdm_lookup: UC), source "disabled". The page
+    draws the MTRR lane from this and `mtrr_ranges`, so it never decides E itself (SDM vol.
+    3A "MTRR Precedences"; KVM's own reading is update_mtrr()/kvm_mtrr_get_guest_memory_type()
+    in arch/x86/kvm/mtrr.c, which resolve and the map's runs already report).
+    """
+    m = vcpu.mtrr
+    top = 1 << vm.maxphyaddr
+    if m.enabled:
+        return MtrrRange(0, top, m.default_type, DEFAULT)
+    lk = sdm_lookup(m, 0, vm.maxphyaddr)  # E=0: one answer for the whole space
+    assert lk.type is not None
+    return MtrrRange(0, top, lk.type, lk.source)
 
 
 def page_runs(vcpu: VcpuState, vm: VmConfig, start: int, end: int, mtrr_check: bool) -> list[tuple[int, int, PageSize]]:
@@ -138,4 +156,4 @@ def address_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0) -> 
     return runs
 
 
-__all__ = ["MapRun", "MtrrRange", "ONE_MIB", "UNMAPPED", "address_map", "mtrr_ranges"]
+__all__ = ["MapRun", "MtrrRange", "ONE_MIB", "UNMAPPED", "address_map", "mtrr_default", "mtrr_ranges"]

@@ -277,8 +277,7 @@ def check_def_type(value: int, field: LocLike) -> int:
 def check_fixed(value: int, field: LocLike) -> int:
     if not 0 <= value <= _U64:
         raise MemTypeError(field, f"{value:#x} does not fit in 64 bits", "MSRs are 64 bits wide")
-    for b in range(8):
-        t = value >> (8 * b) & 0xFF
+    for b, t in enumerate(fixed_bytes(value)):
         if t not in MTRR_TYPES:
             raise MemTypeError(field, f"byte {b} has reserved MTRR type {t}",
                                "fixed-range types must be 0, 1, 4, 5 or 6 (#GP)")
@@ -321,6 +320,38 @@ def contiguous_size(pair: VarMtrr, maxphyaddr: int) -> int | None:
         return 1 << maxphyaddr
     size = m & -m
     return size if (m | (size - 1)) == (1 << maxphyaddr) - 1 else None
+
+
+# -- register fields, for editors (SDM vol. 3A "MTRR Feature Identification" and "Variable
+# Range MTRRs": the layouts the checks above validate) ---------------------------------
+
+def def_type_value(enabled: bool, fixed_enabled: bool, type_: int) -> int:
+    """MTRRdefType from its fields: type in bits 7:0, FE bit 10, E bit 11 (not validated)."""
+    return type_ & 0xFF | (DEF_TYPE_FE if fixed_enabled else 0) | (DEF_TYPE_E if enabled else 0)
+
+
+def with_fields(pair: VarMtrr, type_: int, valid: bool) -> VarMtrr:
+    """The pair with PHYSBASE.Type (bits 7:0) and PHYSMASK.V (bit 11) replaced, the address
+    bits kept as they are (not validated)."""
+    mask = pair.mask | PHYSMASK_V if valid else pair.mask & ~PHYSMASK_V
+    return replace(pair, base=pair.base & ~0xFF | type_ & 0xFF, mask=mask)
+
+
+def physbase_address(pair: VarMtrr) -> int:
+    """PHYSBASE's address field: the raw value without bits 11:0 (type and reserved)."""
+    return pair.base & ~(PAGE - 1)
+
+
+def fixed_bytes(value: int) -> tuple[int, ...]:
+    """The 8 type bytes of a fixed-range MSR, sub-range 0 (lowest address) first."""
+    return tuple(value >> (8 * b) & 0xFF for b in range(8))
+
+
+def mtrr_msrs() -> tuple[int, ...]:
+    """Every MTRR MSR a guest may write (is_mtrr_msr), MTRRdefType first, then the fixed
+    MSRs, then PHYSBASE0, PHYSMASK0, ... PHYSMASK7."""
+    var = tuple(m for m in range(MSR_MTRR_PHYSBASE0, MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR) if is_mtrr_msr(m))
+    return (MSR_MTRR_DEF_TYPE, *(f.msr for f in FIXED_MSRS), *var)
 
 
 # -- lookups ---------------------------------------------------------------------------

@@ -20,7 +20,9 @@ RICH = "/?v=1&kernel=v6.7&vs=v4.2&ncdma=1&cd=1&pat=linux&mtrr=ovmf&gpa=0xfd00000
 
 SNAPSHOT_JS = """() => {
   const out = {};
-  for (const e of document.querySelectorAll('#controls input, #controls select, header select, #p-map select, #p-zap select, #p-zap input')) {
+  const sel = ['#controls input', '#controls select', 'header select', '#p-map select', '#p-zap select',
+               '#p-zap input'].join(', ');
+  for (const e of document.querySelectorAll(sel)) {
     const key = e.id || e.getAttribute('aria-label') || e.name;
     if (!key) continue;
     out[key] = e.type === 'checkbox' ? e.checked : e.value;
@@ -319,7 +321,8 @@ def test_every_preset_loads(watched, live_server):
     assert len(names) >= 10
     for name in names:
         w.after(page.locator("#preset").select_option, name)
-        errors = page.eval_on_selector_all('[data-err]:not([data-err="compare"])', "es => es.map(e => e.textContent).filter(Boolean)")
+        errors = page.eval_on_selector_all('[data-err]:not([data-err="compare"])',
+                                           "es => es.map(e => e.textContent).filter(Boolean)")
         assert errors == [], (name, errors)
         # an EPT entry, or (mtrr-overlap's 0xe0000000 lies in the 32-bit PCI hole of the
         # default memory map) the plain statement that no memslot means no entry

@@ -53,7 +53,8 @@ def test_expectation_and_era_diff_use_different_words(watched, live_server):
     assert "weaker" not in eff_words and "stronger" not in eff_words
     # era against era keeps weaker/stronger, read as the summary reads: A against B
     assert page.locator("#groups-rel").inner_text() == "v6.7 against v4.2"
-    classes = page.eval_on_selector_all("#groups-table tbody .badge", "bs => bs.map(b => [b.dataset.classification, b.textContent])")
+    classes = page.eval_on_selector_all("#groups-table tbody .badge",
+                                        "bs => bs.map(b => [b.dataset.classification, b.textContent])")
     assert classes, "no diff groups"
     flip = {"weaker": "stronger", "stronger": "weaker"}
     for api, shown in classes:
@@ -103,3 +104,37 @@ def test_a_link_still_means_its_own_defaults(watched, live_server):
     assert page.locator("#kernel").input_value() == "v6.16"
     assert page.locator("#vs").input_value() == ""
     assert page.get_by_test_id("preset-active").inner_text() == "custom"
+
+
+def test_a_typed_kernel_version_answers_for_its_era(watched, live_server):
+    """Issue 10: the Era list takes a typed release; the server names its era (kernel_info)
+    and the list follows; choosing an era drops the typed version; links keep it."""
+    w = watched
+    w.goto(live_server + PAIR)
+    page = w.page
+    box = page.locator("#kernel-version")
+
+    def typed(v: str) -> None:
+        box.fill(v)
+        box.dispatch_event("change")
+
+    w.after(typed, "6.8.0-45-generic")  # Ubuntu's 6.8: upstream 6.8, era v6.7 (6.7-6.10)
+    assert page.locator("#kernel").input_value() == "v6.7"
+    assert page.locator("#res-era").inner_text() == "6.8.0-45-generic (v6.7)"
+    why = page.locator("#res-kernel-why")
+    assert why.is_visible() and why.inner_text().startswith("Kernel 6.8.0-45-generic:")
+    assert page.locator("#ept-mask").inner_text() == "0x30"  # the seed on v6.7: WB without IPAT
+    page.wait_for_function("location.search.includes('kernel=6.8.0-45-generic')")
+    w.after(typed, "6.12.78")  # the IGNORE_GUEST_PAT backport: v6.16's behaviour
+    assert page.locator("#kernel").input_value() == "v6.16"
+    assert page.locator("#res-era").inner_text() == "6.12.78 (v6.16)"
+    w.after(page.locator("#kernel").select_option, "v4.2")
+    assert box.input_value() == "" and not why.is_visible()
+    assert page.locator("#res-era").inner_text() == "v4.2"
+    page.wait_for_function("location.search.includes('kernel=v4.2')")
+    # a link with a version opens with it in the box and its era in the list
+    w.goto(live_server + "/?v=1&kernel=6.12.78")
+    assert box.input_value() == "6.12.78" and page.locator("#kernel").input_value() == "v6.16"
+    # a version no kernel has is refused where the Era is, naming the field
+    typed("6.99.1x")
+    page.wait_for_function("document.querySelector('[data-err=\"kernel\"]').textContent.includes('kernel')")
