@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
 from .knobs import KNOBS, Knob
+from .kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 
@@ -42,7 +43,7 @@ def _add_params(p: argparse.ArgumentParser, params: tuple[Knob, ...]) -> None:
         p.add_argument(k.cli, dest=k.param, metavar="V", help=k.cli_help)
 
 
-def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
+def _query(args: argparse.Namespace, view: str) -> dict[str, str]:
     query: dict[str, str] = {}
     if args.link:
         query.update(parse_qsl(urlsplit(args.link).query, keep_blank_values=True))
@@ -51,7 +52,43 @@ def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
         if value is not None:
             query[k.param] = value
     query["view"] = view
-    return permalink.decode(query)
+    return query
+
+
+def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
+    return permalink.decode(_query(args, view))
+
+
+def _tdx_state(st: permalink.LinkState, given: dict[str, str]) -> permalink.LinkState:
+    """A TD's fixed fields (app.kvm.tdx.tdx_defaults) where the options left them out."""
+    from dataclasses import replace
+
+    from .kvm.tdx import tdx_defaults
+
+    _, fixed = tdx_defaults(st.vm, st.vcpu)
+    return replace(st, vm=st.vm if "pat_quirk" in given else replace(st.vm, quirk_ignore_guest_pat=False),
+                   vcpu=st.vcpu if {"mtrr", "deftype"} & set(given) else replace(st.vcpu, mtrr=fixed.mtrr))
+
+
+def _kind_resolve(st: permalink.LinkState, given: dict[str, str], base: str) -> str:
+    """vm.vendor amd (app.kvm.svm) or vm.type tdx (app.kvm.tdx), as POST /api/v1/resolve."""
+    from .kvm.svm import svm_kernel, svm_resolve
+    from .kvm.tdx import check_vm_kind, tdx_mt_mask, tdx_resolve
+    from .kvm.versions import resolve_kernel
+    from .kvm.vm_kinds import VM_TYPE_TDX
+    from .render_kinds import render_svm, render_tdx
+
+    check_vm_kind(st.vm.vendor, st.vm.vm_type, st.kernel)
+    st.vm.validate()
+    access = st.access.validate(st.vm)
+    if st.vm.vm_type == VM_TYPE_TDX:
+        st = _tdx_state(st, given)
+        is_mmio = access.is_mmio(st.vm)
+        res = tdx_resolve(st.vm, st.vcpu, access.gpa, is_mmio=is_mmio, private=False)
+        return render_tdx(res, resolve_kernel(st.kernel), st.vm, st.vcpu, access, False, [],
+                          tdx_mt_mask(st.vm, is_mmio, False)[3], permalink.url(st, base))
+    r = svm_resolve(svm_kernel(st.kernel), st.vm, st.vcpu, access.gpa, is_mmio=access.is_mmio(st.vm))
+    return render_svm(r, st.vm, st.vcpu, access, permalink.url(st, base))
 
 
 def cmd_resolve(args: argparse.Namespace) -> str:
@@ -60,11 +97,14 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     from .kvm.versions import resolve_kernel
     from .render import render_resolve
 
-    st = _state(args, "resolve")
-    kernel = resolve_kernel(st.kernel)
-    res = resolve(ERAS[kernel.era], st.vm, st.vcpu, st.access, kernel)
+    given = _query(args, "resolve")
+    st = permalink.decode(given)
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
+    if st.vm.vendor != VENDOR_INTEL or st.vm.vm_type != VM_TYPE_DEFAULT:
+        return _kind_resolve(st, given, args.base_url)
+    kernel = resolve_kernel(st.kernel)
+    res = resolve(ERAS[kernel.era], st.vm, st.vcpu, st.access, kernel)
     return render_resolve(res, st.vm, st.vcpu, permalink.url(st, args.base_url))
 
 
@@ -77,6 +117,9 @@ def cmd_zap(args: argparse.Namespace) -> str:
     st = _state(args, "zap")
     if st.event is None:
         raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write")
+    if st.vm.vendor != VENDOR_INTEL or st.vm.vm_type != VM_TYPE_DEFAULT:
+        raise MemTypeError("vendor" if st.vm.vendor != VENDOR_INTEL else "vmtype", "not in the CLI's zap yet",
+                           "POST /api/v1/zap answers vm.vendor amd and vm.type tdx")
     kernel = resolve_kernel(st.kernel)
     a = audit(ERAS[kernel.era], st.vm, st.vcpu, st.event)
     return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url), kernel)

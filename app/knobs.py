@@ -30,6 +30,7 @@ from typing import Any
 
 from .kvm.host_page import HostPage
 from .kvm.scenario import MAXPHYADDR_MAX, MAXPHYADDR_MIN, Access, VcpuState, VmConfig
+from .kvm.vm_kinds import VENDORS, VM_TYPES
 
 OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event")
 KINDS = ("bool", "opt_bool", "dec", "hex", "text")
@@ -168,6 +169,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="map", owner="vm", attr="memory_map", api="vm.memory_map", short="m", cli="--map",
          label="memory map", help="memory map, comma-separated start-end:kind (kind ram or mmio)",
          values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
+    Knob(param="vendor", owner="vm", attr="vendor", api="vm.vendor", short="y", cli="--vendor",
+         label="CPU vendor", help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
+         values=", ".join(VENDORS)),
+    Knob(param="vmtype", owner="vm", attr="vm_type", api="vm.type", short="T", cli="--vmtype",
+         label="VM type", help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
+         values=", ".join(VM_TYPES)),
     # -- the vCPU (app.kvm.scenario.VcpuState) -------------------------------------------
     Knob(param="cd", owner="vcpu", attr="cr0_cd", api="vcpu.cr0_cd", short="c", cli="--cd", kind="bool",
          control="cr0_cd", label="CR0.CD", abbr="CD", key="c", help="guest CR0.CD (cache disable)"),

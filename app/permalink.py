@@ -28,6 +28,8 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   event       zap event kind with event_msr (mtrr_write), event_value (0/1 for cr0_cd
               and noncoherent_dma, hex for the MSR writes) and event_nw (cr0_cd) [none]
   kernel, vs  an era id (GET /api/v1/kernels) or a kernel version (6.12.78)
+  vendor      intel or amd (app.kvm.vm_kinds) [intel]
+  vmtype      default or tdx [default]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
@@ -73,6 +75,7 @@ from .kvm.scenario import (
     VcpuState,
     VmConfig,
 )
+from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
@@ -255,6 +258,8 @@ _ENCODERS = {
     "mtrr": _mtrr_params,
     "host": lambda s: [] if s.access.host_page is None else _host_params(s.access.host_page),
     "event": lambda s: [] if s.event is None else _event_params(s.event),
+    "vendor": lambda s: [] if s.vm.vendor == _DEFAULT_VM.vendor else [("vendor", s.vm.vendor)],
+    "vmtype": lambda s: [] if s.vm.vm_type == _DEFAULT_VM.vm_type else [("vmtype", s.vm.vm_type)],
 }
 """The rows whose value is not one plain number or flag: their parameters from the state."""
 
@@ -497,9 +502,20 @@ def _read_event(q: Mapping[str, str], values: Values) -> None:
         values["link"]["event"] = ev
 
 
+def _choice(param: str, attr: str, names: tuple[str, ...]) -> Callable[[Mapping[str, str], Values], None]:
+    """A VM row whose value is one of a few names (vendor, vmtype: app.kvm.vm_kinds)."""
+    def read(q: Mapping[str, str], values: Values) -> None:
+        if param in q:
+            if q[param] not in names:
+                raise MemTypeError(param, f"unknown {param} {q[param]!r}", f"one of {', '.join(names)}")
+            values["vm"][attr] = q[param]
+    return read
+
+
 _DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
     "view": _view, "kernel": _era("kernel"), "vs": _era("vs"), "map": _read_map, "pat": _read_pat,
     "mtrr": _read_mtrr, "host": _read_host, "event": _read_event,
+    "vendor": _choice("vendor", "vendor", VENDORS), "vmtype": _choice("vmtype", "vm_type", VM_TYPES),
 }
 """The rows that are not one plain number or flag: each reads its parameters into the
 (owner -> field -> value) dict decode() builds the core objects from."""
@@ -628,6 +644,9 @@ def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | N
             },
         },
     }
+    for name, value, default in (("vendor", vm.vendor, _DEFAULT_VM.vendor), ("type", vm.vm_type, _DEFAULT_VM.vm_type)):
+        if value != default:  # left out when default: the Intel bodies (and presets) stay as they were
+            body["vm"][name] = value
     if not _same_map(vm.memory_map, DEFAULT_MEMORY_MAP):
         body["vm"]["memory_map"] = [
             {"start": f"{r.start:#x}", "end": f"{r.end:#x}", "kind": r.kind, **({"label": r.label} if r.label else {})}

@@ -19,6 +19,7 @@ from .kvm.era import Era, Step
 from .kvm.ranges import Range
 from .kvm.resolve import Resolution
 from .kvm.scenario import VcpuState, VmConfig
+from .kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from .kvm.zap import ZapAudit
 from .x86.ept import notation
 from .x86.memtype import MemType
@@ -163,9 +164,11 @@ def _on(b: bool) -> str:
 
 
 def vm_lines(vm: VmConfig) -> list[str]:
+    kind = "".join(f", {name} {value}" for name, value, default in (
+        ("vendor", vm.vendor, VENDOR_INTEL), ("type", vm.vm_type, VM_TYPE_DEFAULT)) if value != default)
     return kv("VM", f"nc-DMA {_yn(vm.noncoherent_dma)}, CD_NW_CLEARED quirk {_on(vm.quirk_cd_nw_cleared)}, "
                     f"IGNORE_GUEST_PAT quirk {_on(vm.quirk_ignore_guest_pat)}, self-snoop {_yn(vm.self_snoop)}, "
-                    f"guest MTRR CPUID {_yn(vm.guest_has_mtrr)}, MAXPHYADDR {vm.maxphyaddr}")
+                    f"guest MTRR CPUID {_yn(vm.guest_has_mtrr)}, MAXPHYADDR {vm.maxphyaddr}{kind}")
 
 
 def vcpu_lines(vcpu: VcpuState, vm: VmConfig) -> list[str]:

@@ -53,10 +53,12 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "guest_mtrr": "guest_mtrr", "maxphyaddr": "maxphyaddr", "cd": "cr0_cd", "nw": "cr0_nw", "pg": "cr0_pg",
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
-NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat"}
+NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
+                  "vendor", "vmtype"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
-ranges are editor tables)."""
+ranges are editor tables; vendor and vmtype have no control yet: the page's AMD/TDX panels
+are still to come)."""
 
 OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage,
                "link": LinkState}
@@ -164,6 +166,7 @@ EXAMPLES = {
     "event": "event=noncoherent_dma&event_value=1", "event_msr": "event=mtrr_write&event_msr=0x2ff&event_value=0x806",
     "event_value": "event=pat_write&event_value=0x0007040600070406",
     "event_nw": "event=cr0_cd&event_value=1&event_nw=1",
+    "vendor": "vendor=amd", "vmtype": "vmtype=tdx",
 }
 """A non-default query for each row of a named codec (the plain rows' values are made from
 their kind below)."""

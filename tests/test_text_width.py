@@ -6,7 +6,8 @@ to walk: every CLI subcommand from `app.cli.build_parser()` and every API route 
 the `format` query parameter from the app's OpenAPI schema, and fails if one of them has
 no representative inputs here. Inputs: every preset (resolve; zap where it has an event),
 every ordered pair of eras (diff), both boot generators and a hand-written trace
-(replay), the era list, each subcommand's --help (at COLUMNS=200), and CLI errors.
+(replay), the era list, each subcommand's --help (at COLUMNS=200), and CLI errors; AMD
+(vm.vendor amd) and TDX (vm.type tdx) resolves and zaps too.
 Each line is also checked to be ASCII without tabs (mail-safe, as app/render.py says).
 """
 
@@ -46,6 +47,8 @@ def cli_runs(trace_file: str) -> dict[str, list[list[str]]]:
             *(["resolve", "--link", p.url(base)] for p in PRESETS.values()),
             ["resolve", "--kernel", "6.12.78", "--ncdma", "1", "--cd", "1", "--mtrr", "ovmf", "--gpa", "0xfd000000"],
             ["resolve", "--kernel", "v6.7", "--ncdma", "1", "--json"],
+            ["resolve", "--kernel", "4.10", "--vendor", "amd", "--cdnw-quirk", "0", "--cd", "1", "--mtrr", "ovmf"],
+            ["resolve", "--kernel", "6.19", "--vmtype", "tdx", "--gpa", "0x800000000"],
         ],
         "zap": [
             *(["zap", "--link", url(replace(p.state, view="zap"), base)] for p in ZAP_PRESETS),
@@ -69,6 +72,8 @@ ERRORS = [
     ["diff", "v4.2", "nope"],
     ["replay", "--trace", "/nonexistent/boot.txt"],
     ["replay", "--preset", "nope"],
+    ["resolve", "--kernel", "6.8", "--vmtype", "tdx"],
+    ["resolve", "--kernel", "6.16", "--vendor", "amd", "--vmtype", "tdx"],
 ]
 
 
@@ -83,9 +88,16 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 def _bodies() -> dict[str, list[dict]]:
     """Representative bodies per `?format=text` endpoint."""
     zaps = [request_body(replace(p.state, view="zap")) for p in ZAP_PRESETS]
+    amd = [{**b, "vm": {**b["vm"], "vendor": "amd"}} for b in (PRESETS["ovmf"].request(), PRESETS["mmio"].request())]
+    tdx = [{"kernel": "6.16", "gpa": "0x1000", "vm": {"type": "tdx"}, "private": True},
+           {"kernel": "6.19", "gpa": "0x800000000", "vm": {"type": "tdx"}}]
+    kind_zaps = [{"kernel": k, "vm": {**vm, "noncoherent_dma": True}, "event": ev}
+                 for k, vm in (("6.6", {"vendor": "amd"}), ("6.16", {"type": "tdx"}))
+                 for ev in ({"kind": "mtrr_write", "msr": "0x200", "value": "0x6"},
+                            {"kind": "noncoherent_dma", "value": False})]
     return {
-        "/api/v1/resolve": [p.request() for p in PRESETS.values()],
-        "/api/v1/zap": zaps,
+        "/api/v1/resolve": [p.request() for p in PRESETS.values()] + amd + tdx,
+        "/api/v1/zap": zaps + kind_zaps,
         "/api/v1/diff": [{"a": a, "b": b} for a, b in PAIRS],
     }
 

@@ -24,6 +24,7 @@ from ..kvm.scenario import (
     VcpuState,
     VmConfig,
 )
+from ..kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..x86.ept import notation
 from ..x86.memtype import EPT_TYPES, MemType, MemTypeError
 from ..x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
@@ -64,8 +65,20 @@ def to_memory_map(ranges: list[s.MemRangeIn]) -> tuple[MemRange, ...]:
     return tuple(MemRange(r.start, r.end, r.kind, r.label) for r in ranges)
 
 
-def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConfig, Loc]:
-    """The VmConfig, and where its memory map came from (for error locations)."""
+def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None, kinds: bool = False) -> tuple[VmConfig, Loc]:
+    """The VmConfig, and where its memory map came from (for error locations).
+
+    `kinds`: the endpoint answers for every `vm.vendor` and `vm.type` (resolve, zap,
+    permalink); the others answer for KVM on Intel with a default VM only and refuse the rest
+    (422 at vm.vendor or vm.type) rather than answer an Intel question instead.
+    """
+    if not kinds:
+        for name, value, default in (("vendor", vm.vendor, VENDOR_INTEL), ("type", vm.type, VM_TYPE_DEFAULT)):
+            if value != default:
+                raise RuleViolation(MemTypeError(("vm", name), f"vm.{name} {value!r} is not answered here",
+                                                 f"this endpoint models KVM on Intel with a default VM; "
+                                                 f"POST /api/v1/resolve and /zap answer vm.{name} {value!r}"),
+                                    ["body", "vm", name])
     if vm.memory_map is not None and top_map is not None:
         raise RuleViolation(MemTypeError("memory_map", "given both at the top level and in vm",
                                          "give memory_map in one place"), ["body", "memory_map"])
@@ -78,7 +91,8 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None) -> tuple[VmConf
         mm, loc = DEFAULT_MEMORY_MAP, ["vm", "memory_map"]
     return VmConfig(noncoherent_dma=vm.noncoherent_dma, quirk_cd_nw_cleared=vm.quirk_cd_nw_cleared,
                     quirk_ignore_guest_pat=vm.quirk_ignore_guest_pat, self_snoop=vm.self_snoop,
-                    guest_has_mtrr=vm.guest_has_mtrr, maxphyaddr=vm.maxphyaddr, memory_map=mm), loc
+                    guest_has_mtrr=vm.guest_has_mtrr, maxphyaddr=vm.maxphyaddr, memory_map=mm,
+                    vendor=vm.vendor, vm_type=vm.type), loc
 
 
 def to_host_page(hp: s.HostPageIn | None) -> HostPage | None:

@@ -16,6 +16,7 @@ from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
+from ..kvm.tdx import check_vm_kind
 from ..kvm.versions import resolve_kernel
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
@@ -29,6 +30,7 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
+from .systems import check_private, is_kind, kind_resolve, kind_zap
 from .xen import xen_resolve
 
 router = APIRouter(tags=["scenario"])
@@ -49,13 +51,19 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     kvm_is_mmio_pfn() on `host_page` or on the memory map's range, for that kernel
     (`host_page` in the response lists its checks). `Accept: text/plain` or `?format=text`
     returns the 72-column plain-text rendering. `kernel` "xen" answers with Xen's
-    epte_get_entry_emt() instead, from the facts in `xen` (app/api/xen.py)."""
+    epte_get_entry_emt() instead, from the facts in `xen` (app/api/xen.py). `vm.vendor` "amd"
+    answers with app.kvm.svm (the NPT entry's bits, the host side, gPAT and the CPU's CR0,
+    per-PAT-entry effective vs expected); `vm.type` "tdx" with app.kvm.tdx (`private`: the
+    GPA is private, in the Secure EPT), refusing what a TD cannot have (app/api/systems.py)."""
     if is_xen(req.kernel):
         return xen_resolve(req, request, fmt)
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    check_private(req, vm)
+    if is_kind(vm):
+        return kind_resolve(req, request, fmt, vm, map_loc)
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
@@ -79,8 +87,12 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     `mtrr_write` (msr, value), `noncoherent_dma` or `pat_write`. Returns the era's
     kvm_zap_gfn_range() calls and the merged half-open ranges zapped, needed (mapped pages
     whose EPT entry changes), stale (needed, not zapped) and excess (zapped, not needed),
-    with page counts, the zap path and the per-range entry changes."""
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    with page counts, the zap path and the per-range entry changes. `vm.vendor` "amd":
+    app.kvm.svm's zaps (no NPT entry holds a memtype: nothing is ever needed); `vm.type`
+    "tdx": the audit of the TD (refusing events a TD cannot perform)."""
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    if is_kind(vm):
+        return kind_zap(req, request, fmt, vm, map_loc)
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
@@ -156,9 +168,10 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     to `/`, written by app.permalink (the only encoder: the page asks here rather than keep a
     copy). The scenario must be one resolve accepts (422 otherwise, naming the field); the
     event is written as given (zap checks it)."""
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     with core_errors(map_loc):
         era = get_era(req.kernel)
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         if req.vs is not None:
             get_era(req.vs, "vs")
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())

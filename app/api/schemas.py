@@ -42,6 +42,7 @@ from ..kvm.replay import GENERATORS, modelled_cr0
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
+from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
@@ -224,6 +225,14 @@ MemoryMap = Annotated[
 ]
 
 
+if TYPE_CHECKING:
+    Vendor: TypeAlias = str
+    VmType: TypeAlias = str
+else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds)
+    Vendor = Literal[VENDORS]
+    VmType = Literal[VM_TYPES]
+
+
 class VmIn(Strict):
     """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
 
@@ -237,6 +246,13 @@ class VmIn(Strict):
     maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
                             json_schema_extra={"minimum": 36, "maximum": 52})
     memory_map: MemoryMap | None = None
+    # left out of echoed bodies when default (presets): Intel answers stay as they were
+    vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                           description="the host CPU's KVM module: intel (EPT) or amd (SVM with "
+                           "NPT: resolve and zap answer with app.kvm.svm; other endpoints refuse it)")
+    type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
+                         description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
+                         "Intel, kernel 6.16 or later; resolve and zap only; settings a TD cannot have are refused)")
 
 
 class VarMtrrIn(Strict):
@@ -367,6 +383,9 @@ class ResolveRequest(Scenario):
                                          "decides is_mmio for the kernel version (not with mmio)")
     xen: XenIn | None = Field(None, exclude_if=lambda v: v is None,  # echoed bodies (presets) are reused for zap
                               description='Xen facts, with kernel "xen" only (a system id, not a KVM era)')
+    private: bool | None = Field(None, exclude_if=lambda v: v is None,
+                                 description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
+                                 "module); omitted or false = shared (the normal EPT)")
 
 
 class Cr0CdEvent(Strict):
@@ -1157,7 +1176,7 @@ class DecodeTraceRequest(Strict):
     trace: str = Field(max_length=MAX_TRACE_CHARS,
                        description=f"the trace text: at most {MAX_TRACE_CHARS} characters and {MAX_TRACE_LINES} "
                        "lines; lines of other tracepoints are counted and skipped")
-    vendor: Literal["intel", "amd"] = Field("intel", description="the host CPU: intel = EPT entries, amd = NPT "
+    vendor: Vendor = Field(VENDOR_INTEL, description="the host CPU: intel = EPT entries, amd = NPT "
                                             "entries (no memory type in them)")
     kernels: list[KernelId] | None = Field(None, min_length=1, max_length=16,
                                            description="eras to compare with (Intel); omitted = all")

@@ -18,7 +18,7 @@ from .common import text, wants_text
 from .convert import core_errors, to_vcpu, to_vm
 from .errors import RuleViolation
 
-KVM_ONLY = ("mmio", "host_page")
+KVM_ONLY = ("mmio", "host_page", "private")
 
 
 def to_xen(x: s.XenIn, gpa: int) -> tuple[Domain, Page]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 from ..x86.ept import EptLeaf, effective_type, mt_mask
 from ..x86.guest import expectation, guest_pat_type
-from ..x86.memtype import MemType, relation, relation_reason
+from ..x86.memtype import MemType, MemTypeError, relation, relation_reason
 from ..x86.mtrr import DISABLED, Lookup, sdm_lookup
 from ..x86.paging import HUGE_PAGES, PageSize, smallest
 from ..x86.pat import index_to_pte_bits, pte_flags_text
@@ -20,6 +20,7 @@ from .host_page import BOUNDARY_NOTES, HostMmio, HostPage, by_kernels, era_span,
 from .mtrr import kvm_lookup, largest_page, lookup_difference
 from .scenario import Access, VcpuState, VmConfig, lookup_range
 from .versions import MTRR_CPUID_TEST, KernelInfo
+from .vm_kinds import VENDOR_INTEL
 
 EXAMPLE_HPA_OFFSET = 0x2_0000_0000
 """The example leaf maps gpa to gpa + this (host addresses are the host's business)."""
@@ -118,6 +119,9 @@ class Resolution:
 def check(era: Era, vm: VmConfig, vcpu: VcpuState, access: Access | None = None) -> None:
     """Validate a scenario for an era; raises MemTypeError naming the field and the rule."""
     vm.validate()
+    if vm.vendor != VENDOR_INTEL:  # the eras are vmx_get_mt_mask(): AMD is app.kvm.svm
+        raise MemTypeError(("vm", "vendor"), f"the era {era.id} models kvm_intel (EPT), not {vm.vendor!r}",
+                           "an AMD VM is answered by app.kvm.svm (POST /api/v1/resolve with vm.vendor amd)")
     era.check_vm(vm)
     vcpu.validate(vm)
     if access is not None:

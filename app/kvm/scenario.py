@@ -21,6 +21,7 @@ from ..x86.mtrr import (
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .host_page import NEWEST, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
 from .host_page import PRESETS as HOST_PAGES
+from .vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 
 RAM = "ram"
 MMIO = "mmio"
@@ -114,8 +115,16 @@ class VmConfig:
     guest_has_mtrr: bool = True
     maxphyaddr: int = 46
     memory_map: tuple[MemRange, ...] = DEFAULT_MEMORY_MAP
+    vendor: str = VENDOR_INTEL
+    """`vm.vendor` (app.kvm.vm_kinds.VENDORS): kvm_intel (EPT) or kvm_amd (NPT, app.kvm.svm)."""
+    vm_type: str = VM_TYPE_DEFAULT
+    """`vm.type` (app.kvm.vm_kinds.VM_TYPES): the KVM_CREATE_VM type; "tdx" is app.kvm.tdx."""
 
     def validate(self) -> VmConfig:
+        if self.vendor not in VENDORS:
+            raise MemTypeError(("vm", "vendor"), f"unknown vendor {self.vendor!r}", f"one of {', '.join(VENDORS)}")
+        if self.vm_type not in VM_TYPES:
+            raise MemTypeError(("vm", "type"), f"unknown VM type {self.vm_type!r}", f"one of {', '.join(VM_TYPES)}")
         if not MAXPHYADDR_MIN <= self.maxphyaddr <= MAXPHYADDR_MAX:
             raise MemTypeError(("vm", "maxphyaddr"),
                                f"MAXPHYADDR {self.maxphyaddr} is outside {MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}",

@@ -206,7 +206,7 @@ class HardwareGpat:
 def hardware_gpat(kernel: SvmKernel, guest_pat: Pat, pat_at_reset: Pat | None = None) -> HardwareGpat:
     """The VMCB g_pat the CPU uses: the guest's PAT from 4.14, the reset-time copy before."""
     if kernel.gpat_follows_guest:
-        return HardwareGpat(guest_pat, f"svm_set_msr(MSR_IA32_CR_PAT) writes g_pat ({C_OBEY_PAT.sha})")
+        return HardwareGpat(guest_pat, "svm_set_msr(MSR_IA32_CR_PAT) writes g_pat")  # the path step cites the commit
     reset = pat_at_reset if pat_at_reset is not None else Pat.from_msr(PAT_POWER_ON)
     return HardwareGpat(reset, "before 15038e147247 guest PAT writes stop in vcpu->arch.pat: g_pat keeps the "
                                "value init_vmcb() copied at vCPU creation or reset (power-on PAT unless given)")

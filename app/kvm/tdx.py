@@ -91,18 +91,18 @@ def check_tdx_vm(vm: VmConfig) -> tuple[str, ...]:
 def check_tdx_vcpu(vcpu: VcpuState, field: str = "vcpu") -> None:
     """Refuse vCPU state the TDX module does not allow."""
     if vcpu.cr0_cd:
-        raise MemTypeError(f"{field}.cr0_cd", "CR0.CD=1 in a TD", RULE_CR0_CD)
+        raise MemTypeError((field, "cr0_cd"), "CR0.CD=1 in a TD", RULE_CR0_CD)
     if not _fixed_def_type(vcpu.mtrr.def_type):
-        raise MemTypeError(f"{field}.mtrr.def_type",
+        raise MemTypeError((field, "mtrr", "def_type"),
                            f"MTRRdefType {vcpu.mtrr.def_type:#x} is not enabled with default type WB", RULE_MTRR)
 
 
 def check_tdx_event(ev: Event) -> None:
     """Refuse an event a TD cannot perform (or that would leave the fixed state)."""
     if ev.kind == CR0_CD and ev.value:
-        raise MemTypeError("event.value", "CR0.CD := 1 in a TD", RULE_CR0_CD)
+        raise MemTypeError(("event", "value"), "CR0.CD := 1 in a TD", RULE_CR0_CD)
     if ev.kind == MTRR_WRITE and ev.msr == MSR_MTRR_DEF_TYPE and not _fixed_def_type(int(ev.value)):
-        raise MemTypeError("event.value", f"MTRRdefType := {int(ev.value):#x} leaves enabled/WB", RULE_MTRR)
+        raise MemTypeError(("event", "value"), f"MTRRdefType := {int(ev.value):#x} leaves enabled/WB", RULE_MTRR)
 
 
 def tdx_defaults(vm: VmConfig, vcpu: VcpuState) -> tuple[VmConfig, VcpuState]:
@@ -119,7 +119,7 @@ def tdx_mt_mask(vm: VmConfig, is_mmio: bool, private: bool) -> tuple[MemType, bo
     """(EPT memtype, IPAT, why, the v6.16 decision path or None for a private page)."""
     if private:
         if is_mmio:
-            raise MemTypeError("access.mmio", "a private GPA backed by host MMIO",
+            raise MemTypeError(("access", "mmio"), "a private GPA backed by host MMIO",
                                "private memory is guest_memfd RAM (kvm_gmem); MMIO is only ever shared")
         return MemType.WB, False, PRIVATE_UNVERIFIED, None
     m = ERA_616.mt_mask(Fault(is_mmio=is_mmio, noncoherent_dma=vm.noncoherent_dma, cr0_cd=False,

@@ -1,0 +1,249 @@
+"""POST /api/v1/resolve and /zap for `vm.vendor` "amd" (app.kvm.svm) and `vm.type` "tdx"
+(app.kvm.tdx): the request into the core, the answer out as JSON or 72-column text.
+
+Thin, like app/api/xen.py: every rule lives in app.kvm.svm / app.kvm.tdx (the refusals
+too: a MemTypeError there becomes the 422 naming the field). What is decided here is only
+which of the core's answers a request asks for, and, for a TD, which of the fields the TDX
+module fixes the request left to their TDX value (tdx_defaults: never over a given one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from ..kvm.era import ZapInput
+from ..kvm.eras import ERAS
+from ..kvm.ranges import intersect, merge, pages
+from ..kvm.scenario import Access, Event, VcpuState, VmConfig, apply_event
+from ..kvm.svm import SvmKernel, SvmResult, svm_kernel, svm_resolve, svm_zap
+from ..kvm.tdx import (
+    PRIVATE_UNVERIFIED,
+    TdxResult,
+    check_tdx_event,
+    check_tdx_vcpu,
+    check_tdx_vm,
+    check_vm_kind,
+    tdx_defaults,
+    tdx_mt_mask,
+    tdx_resolve,
+)
+from ..kvm.versions import KernelInfo, resolve_kernel
+from ..kvm.vm_kinds import VENDOR_AMD, VM_TYPE_TDX
+from ..kvm.zap import audit
+from ..permalink import LinkState, url
+from ..render import render_zap
+from ..render_kinds import SvmZap, render_svm, render_svm_zap, render_tdx
+from ..x86.ept import notation
+from ..x86.memtype import MemType, MemTypeError, located
+from . import schemas as s
+from .common import base_url, json_response, text, wants_text
+from .convert import Loc, core_errors, to_event, to_host_page, to_vcpu
+from .errors import RuleViolation
+
+NO_ZAP_NEEDED = ("no NPT entry holds a memory type, so no event changes one: no zap is needed and every "
+                 "zapped page is excess (the new CR0 or g_pat takes effect at the next VMRUN)")
+
+
+def is_kind(vm: VmConfig) -> bool:
+    """Not KVM on Intel with a default VM: answered here."""
+    return vm.vendor == VENDOR_AMD or vm.vm_type == VM_TYPE_TDX
+
+
+def _steps(steps) -> list[dict]:
+    return [s.StepOut.model_validate(st).model_dump(mode="json") for st in steps]
+
+
+def _mt(t: MemType | None) -> str | None:
+    return t.label if t is not None else None
+
+
+def _svm_kernel_json(k: SvmKernel) -> dict:
+    return {"asked": k.asked, "series": f"{k.series[0]}.{k.series[1]}", "era": k.era, "label": k.label,
+            "notes": list(k.notes)}
+
+
+# -- AMD ---------------------------------------------------------------------------------
+
+
+def svm_json(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str) -> dict:
+    n = res.npt
+    _, source = access.host_page_for(vm)
+    return {
+        "system": "kvm-amd", "vendor": vm.vendor, "type": vm.vm_type,
+        "kernel": res.kernel.era, "kernel_info": _svm_kernel_json(res.kernel),
+        "gpa": f"{access.gpa:#x}", "is_mmio": access.is_mmio(vm), "mmio_source": source,
+        "npt": {"raw": f"{n.raw:#018x}", "level": n.level, "page_size": str(n.page_size),
+                "host_pat_index": n.host_pat_index, "memtype": None, "ipat": None,
+                "fields": [s.EptFieldOut.model_validate(f).model_dump(mode="json") for f in n.fields()]},
+        "host": {"pat_index": res.host_pat_index, "pat_type": res.host_pat_type.label, "mtrr": res.host_mtrr.label,
+                 "type": res.host_type.label},
+        "cr0": {"guest_cd": vcpu.cr0_cd, "guest_nw": vcpu.cr0_nw, "hw_cd": res.cr0.cd, "hw_nw": res.cr0.nw,
+                "why": res.cr0.why},
+        "gpat": {"value": res.gpat.pat.hex(), "follows_guest": res.kernel.gpat_follows_guest, "why": res.gpat.why},
+        "pat": [{"index": r.index, "pte_bits": f"{r.pte_bits:#04x}", "pte_flags": r.pte_flags,
+                 "guest_pat_type": r.guest_pat_type.label, "gpat_type": r.gpat_type.label,
+                 "effective": r.effective.label, "guest_expected": _mt(r.guest_expected),
+                 "expected_reason": r.expected_reason, "relation": r.relation, "relation_reason": r.relation_reason}
+                for r in res.rows],
+        "path": _steps(res.path),
+        "largest_page_by_guest_mtrrs": res.largest_page_by_guest_mtrrs,
+        "notes": list(res.notes),
+        "permalink": link,
+    }
+
+
+def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    with core_errors(map_loc):
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        kernel = svm_kernel(req.kernel)
+        vm.validate()
+        vcpu = to_vcpu(req.vcpu)
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
+        res = svm_resolve(kernel, vm, vcpu, req.gpa, is_mmio=access.is_mmio(vm))
+    link = url(LinkState(req.kernel.strip(), vm, vcpu, access), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_svm(res, vm, vcpu, access, link))
+    return Response(json.dumps(svm_json(res, vm, vcpu, access, link)), media_type="application/json")
+
+
+def _svm_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    with core_errors(map_loc):
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        kernel = svm_kernel(req.kernel)
+        vm.validate()
+        vcpu = to_vcpu(req.vcpu).validate(vm)
+        event = to_event(req.event)
+        with located("event"):
+            vm_after, vcpu_after = apply_event(vm, vcpu, event)
+        d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
+    zapped = intersect(merge(d.calls), [(r.start, r.end) for r in vm.memory_map])
+    z = SvmZap(kernel, event, d.calls, tuple(zapped), d.path, NO_ZAP_NEEDED)
+    link = url(LinkState(req.kernel.strip(), vm, vcpu, event=event, view="zap"), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_svm_zap(z, vm, vcpu, link))
+    n = pages(zapped)
+    body = {
+        "system": "kvm-amd", "vendor": vm.vendor, "type": vm.vm_type,
+        "kernel": kernel.era, "kernel_info": _svm_kernel_json(kernel),
+        "event": s.EventOut.model_validate(event).model_dump(mode="json"),
+        "calls": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in d.calls],
+        "zapped_mapped": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in zapped],
+        "needed": [], "stale": [],
+        "excess": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in zapped],
+        "counts": {"zap_calls": len(d.calls), "zapped_pages": n, "needed_pages": 0, "stale_pages": 0,
+                   "excess_pages": n},
+        "path": _steps(d.path), "notes": [NO_ZAP_NEEDED], "permalink": link,
+    }
+    return Response(json.dumps(body), media_type="application/json")
+
+
+# -- TDX ---------------------------------------------------------------------------------
+
+
+def tdx_state(req: s.Scenario, vm: VmConfig, vcpu: VcpuState) -> tuple[VmConfig, VcpuState, list[str]]:
+    """The fields the TDX module (or tdx_vm_init) fixes, set to their value where the
+    request left them out; given ones stay as given (the checks refuse them if they differ)."""
+    fixed_vm, fixed_vcpu = tdx_defaults(vm, vcpu)
+    applied = []
+    if "quirk_ignore_guest_pat" not in req.vm.model_fields_set:
+        vm = replace(vm, quirk_ignore_guest_pat=fixed_vm.quirk_ignore_guest_pat)
+        applied.append("vm.quirk_ignore_guest_pat")
+    if "mtrr" not in req.vcpu.model_fields_set or "def_type" not in req.vcpu.mtrr.model_fields_set:
+        vcpu = replace(vcpu, mtrr=fixed_vcpu.mtrr)
+        applied.append("vcpu.mtrr.def_type")
+    return vm, vcpu, applied
+
+
+@contextmanager
+def _private_loc() -> Iterator[None]:
+    """tdx_mt_mask names the access's mmio; in a resolve body the conflict is `private`."""
+    try:
+        yield
+    except MemTypeError as e:
+        if e.loc[:1] == ("access",):
+            raise RuleViolation(MemTypeError("private", e.message, e.rule), ["body", "private"]) from None
+        raise
+
+
+def tdx_json(res: TdxResult, kernel: KernelInfo, vm: VmConfig, access: Access, private: bool,
+             applied: list[str], path, link: str) -> dict:
+    _, source = access.host_page_for(vm)
+    return {
+        "system": "kvm-tdx", "vendor": vm.vendor, "type": vm.vm_type,
+        "kernel": kernel.era, "kernel_info": s.KernelOut.model_validate(kernel).model_dump(mode="json"),
+        "gpa": f"{access.gpa:#x}", "is_mmio": access.is_mmio(vm), "mmio_source": source, "private": private,
+        "ept": {"memtype": res.memtype.label, "ipat": res.ipat, "notation": notation(res.memtype, res.ipat),
+                "why": res.why, "secure_ept": private},
+        "path": _steps(path) if path is not None else [],
+        "pat": [{"index": r.index, "pat_type": r.pat_type.label, "effective": r.effective.label,
+                 "guest_expected": _mt(r.guest_expected), "relation": r.relation} for r in res.rows],
+        "tdx_fixed": applied,
+        "notes": list(res.notes) + ([PRIVATE_UNVERIFIED] if private else []),
+        "permalink": link,
+    }
+
+
+def _tdx_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    private = bool(req.private)
+    with core_errors(map_loc):
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        vm.validate()
+        vm, vcpu, applied = tdx_state(req, vm, to_vcpu(req.vcpu))
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
+        is_mmio = access.is_mmio(vm)
+        with _private_loc():
+            res = tdx_resolve(vm, vcpu, req.gpa, is_mmio=is_mmio, private=private)
+        path = tdx_mt_mask(vm, is_mmio, private)[3]
+    link = url(LinkState(req.kernel.strip(), vm, vcpu, access), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_tdx(res, kernel, vm, vcpu, access, private, applied, path, link))
+    body = tdx_json(res, kernel, vm, access, private, applied, path.path if path is not None else None, link)
+    return Response(json.dumps(body), media_type="application/json")
+
+
+def _tdx_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    """A TD's zaps are the v6.16 era's with IGNORE_GUEST_PAT off (app.kvm.tdx docstring), once
+    the TD's refusals have passed: the ordinary zap audit answers."""
+    with core_errors(map_loc):
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        kernel = resolve_kernel(req.kernel)
+        era = ERAS[kernel.era]
+        vm.validate()
+        vm, vcpu, _ = tdx_state(req, vm, to_vcpu(req.vcpu))
+        check_tdx_vm(vm)
+        vcpu.validate(vm)
+        check_tdx_vcpu(vcpu)
+        event: Event = to_event(req.event)
+        check_tdx_event(event)
+        a = audit(era, vm, vcpu, event)
+    link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
+               base_url(request))
+    if wants_text(request, fmt):
+        return text(render_zap(a, vm, vcpu, link, kernel))
+    return json_response(s.ZapResponse.model_validate(s.View(a, kernel_info=kernel, permalink=link)))
+
+
+def check_private(req: s.ResolveRequest, vm: VmConfig) -> None:
+    if req.private is not None and vm.vm_type != VM_TYPE_TDX:
+        raise RuleViolation(MemTypeError("private", "private given for a VM that is not a TD",
+                                         "private GPAs (Secure EPT) exist only with vm.type tdx"), ["body", "private"])
+
+
+def kind_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    check_private(req, vm)
+    if vm.vm_type == VM_TYPE_TDX:
+        return _tdx_resolve(req, request, fmt, vm, map_loc)
+    return _svm_resolve(req, request, fmt, vm, map_loc)
+
+
+def kind_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+    if vm.vm_type == VM_TYPE_TDX:
+        return _tdx_zap(req, request, fmt, vm, map_loc)
+    return _svm_zap(req, request, fmt, vm, map_loc)

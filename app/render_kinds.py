@@ -1,0 +1,184 @@
+"""72-column plain-text renderings for the VM kinds beyond KVM on Intel: AMD SVM with NPT
+(`vm.vendor` amd: resolve and zap) and a TDX VM (`vm.type` tdx: resolve; its zap audit is
+the ordinary one). Built from app/render.py's helpers (same rules: <= 72 columns, ASCII,
+self-contained tables with a legend, permalink and version footer); core objects in,
+never API models, so the CLI can use them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .kvm.era import MaskResult, Step
+from .kvm.ranges import Range
+from .kvm.scenario import Access, Event, VcpuState, VmConfig
+from .kvm.svm import UNVERIFIED, SvmKernel, SvmResult
+from .kvm.tdx import PRIVATE_UNVERIFIED, TdxResult
+from .kvm.versions import KernelInfo
+from .render import (
+    MAX_RANGES,
+    TOOL,
+    kernel_lines,
+    kv,
+    legend,
+    path_lines,
+    permalink_lines,
+    section,
+    table,
+    title,
+    vcpu_lines,
+    version,
+    vm_lines,
+    wrap,
+)
+from .x86.ept import notation
+
+
+def _footer(link: str) -> list[str]:
+    return ["", *permalink_lines(link), f"-- {TOOL} {version()}"]
+
+
+def _svm_kernel_lines(k: SvmKernel) -> list[str]:
+    out = wrap(f"Kernel {k.label}: KVM on AMD (SVM with nested paging, kvm_amd)", "", "  ")
+    for note in k.notes:
+        out += wrap(note, "  - ", "    ")
+    return out
+
+
+def _notes(notes: Sequence[str]) -> list[str]:
+    out = section("Notes")
+    for n in notes:
+        out += wrap(n, "  - ", "    ")
+    return out
+
+
+# -- AMD resolve -------------------------------------------------------------------------
+
+
+def render_svm(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str) -> str:
+    n = res.npt
+    out = title(f"{TOOL}: AMD NPT memory type for guest-physical {access.gpa:#x}")
+    out += _svm_kernel_lines(res.kernel)
+    out += section("Scenario")
+    _, source = access.host_page_for(vm)
+    out += kv("address", f"{access.gpa:#x}, {'MMIO' if access.is_mmio(vm) else 'RAM'} ({source})")
+    out += vm_lines(vm)
+    out += vcpu_lines(vcpu, vm)
+
+    out += section("Result")
+    out += kv("NPT entry", f"{n.raw:#018x} ({n.page_size}; no memtype field, no IPAT; selects host PAT entry "
+                           f"{n.host_pat_index})")
+    out += table(["field", "bits", "value", "meaning"],
+                 [[f.name, f"{f.hi}:{f.lo}" if f.hi != f.lo else str(f.lo), f"{f.value:#x}", f.meaning]
+                  for f in n.fields()])
+    out += kv("host side", f"host MTRR {res.host_mtrr.label} x host PAT[{res.host_pat_index}] "
+                           f"{res.host_pat_type.label} = {res.host_type.label}")
+    out += kv("CPU CR0", f"CD={int(res.cr0.cd)} NW={int(res.cr0.nw)} ({res.cr0.why})")
+    out += kv("gPAT", f"{res.gpat.pat.hex()} ({res.gpat.why})")
+    out += kv("page size", "limited by the guest MTRRs (to 5.19)" if res.largest_page_by_guest_mtrrs
+              else "not limited by the guest MTRRs")
+
+    out += path_lines(res.path, "Decision path: what reaches the hardware, in order", decides=False)
+
+    out += section(f"Effective type per guest PAT entry (host side {res.host_type.label})")
+    out += table(["PA", "PAT PCD PWT", "guest", "gPAT", "effective", "expects", "relation"],
+                 [[str(r.index), f"{r.index >> 2 & 1} {r.index >> 1 & 1} {r.index & 1}", r.guest_pat_type.label,
+                   r.gpat_type.label, r.effective.label,
+                   r.guest_expected.label if r.guest_expected is not None else "undef", r.relation]
+                  for r in res.rows])
+    out += legend(
+        "guest = the guest's IA32_PAT entry; gPAT = the VMCB g_pat entry the CPU uses (WB when CR0.PG=0); "
+        "effective = host side x gPAT type, UC when the CPU's CR0.CD=1; expects = what the guest expects "
+        "on bare metal (its MTRR type x PAT; UC when its CR0.CD=1); weaker = the CPU may cache more than "
+        "the guest asked, stronger = safe but slower. " + UNVERIFIED + ".")
+    out += _notes(res.notes)
+    out += _footer(link)
+    return "\n".join(out) + "\n"
+
+
+# -- AMD zap -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SvmZap:
+    """What svm_zap() answers for one event, with the calls' pages inside memslots."""
+
+    kernel: SvmKernel
+    event: Event
+    calls: tuple[Range, ...]
+    zapped: tuple[Range, ...]
+    path: tuple[Step, ...]
+    note: str
+
+
+def _range_rows(name: str, ranges: Sequence[Range]) -> list[list[str]]:
+    if not ranges:
+        return [[name, "-", "-", "0"]]
+    rows = [[name if i == 0 else "", f"{s:#x}", f"{e:#x}", str(max(0, e - s) >> 12)]
+            for i, (s, e) in enumerate(ranges[:MAX_RANGES])]
+    if len(ranges) > MAX_RANGES:
+        rows.append(["", f"... {len(ranges) - MAX_RANGES} more", "", ""])
+    return rows
+
+
+def render_svm_zap(z: SvmZap, vm: VmConfig, vcpu: VcpuState, link: str) -> str:
+    out = title(f"{TOOL}: AMD zap audit for one event")
+    out += _svm_kernel_lines(z.kernel)
+    out += kv("Event", z.event.describe(), 7, "")
+    out += section("Scenario before the event")
+    out += vm_lines(vm)
+    out += vcpu_lines(vcpu, vm)
+    zapped = sum(max(0, e - s) >> 12 for s, e in z.zapped)
+    out += section("Summary (4 KiB pages inside memslots)")
+    out += table(["zap calls", "zapped", "needed", "stale", "excess"],
+                 [[str(len(z.calls)), str(zapped), "0", "0", str(zapped)]])
+    out += wrap(z.note[0].upper() + z.note[1:] + ".", "  ", "  ")
+    out += path_lines(z.path, "Zap path: KVM's checks for this event on AMD, in order", decides=False)
+    out += section("Ranges (guest-physical, half-open [start, end))")
+    out += table(["set", "start", "end", "pages"], _range_rows("calls", z.calls) + _range_rows("zapped", z.zapped))
+    out += legend("calls = kvm_zap_gfn_range() calls as made; zapped = their union inside memslots (all of "
+                  "it excess: NPT entries carry no memory type).")
+    out += _footer(link)
+    return "\n".join(out) + "\n"
+
+
+# -- TDX resolve -------------------------------------------------------------------------
+
+
+def render_tdx(res: TdxResult, kernel: KernelInfo, vm: VmConfig, vcpu: VcpuState, access: Access, private: bool,
+               applied: Sequence[str], mask: MaskResult | None, link: str) -> str:
+    out = title(f"{TOOL}: TDX VM memory type for guest-physical {access.gpa:#x}")
+    out += wrap(f"Era {kernel.era}: a TD (KVM_X86_TDX_VM) on kvm_intel", "", "  ")
+    out += kernel_lines(kernel)
+    out += section("Scenario")
+    _, source = access.host_page_for(vm)
+    out += kv("address", f"{access.gpa:#x}, {'MMIO' if access.is_mmio(vm) else 'RAM'} ({source}), "
+                         f"{'private (Secure EPT)' if private else 'shared (normal EPT)'}")
+    out += vm_lines(vm)
+    out += vcpu_lines(vcpu, vm)
+    if applied:
+        out += kv("TDX fixed", "set to the TD's value (not given): " + ", ".join(applied))
+
+    out += section("Result")
+    out += kv("EPT entry", f"{notation(res.memtype, res.ipat)}  (memtype {res.memtype.label}, IPAT {int(res.ipat)}"
+                           f"{', Secure EPT' if private else ''})")
+    out += kv("why", res.why)
+    if mask is not None:
+        out += path_lines(mask.path, "Decision path: vmx_get_mt_mask() (v6.16, quirk off)")
+    else:
+        out += kv("path", PRIVATE_UNVERIFIED)
+
+    out += section(f"Effective type per guest PAT entry (EPT entry {notation(res.memtype, res.ipat)})")
+    out += table(["PA", "PAT PCD PWT", "PAT", "effective", "guest", "relation"],
+                 [[str(r.index), f"{r.index >> 2 & 1} {r.index >> 1 & 1} {r.index & 1}", r.pat_type.label,
+                   r.effective.label, r.guest_expected.label if r.guest_expected is not None else "undef",
+                   r.relation] for r in res.rows])
+    out += legend("effective = EPT type x guest PAT (IPAT clear: guest PAT decides); guest = what the guest "
+                  "expects on bare metal; weaker = the CPU may cache more than the guest asked.")
+    out += _notes(res.notes)
+    out += _footer(link)
+    return "\n".join(out) + "\n"
+
+
+__all__ = ["SvmZap", "render_svm", "render_svm_zap", "render_tdx"]
