@@ -135,11 +135,18 @@ async def test_timeout_while_waiting_frees_the_slot():
     ({"vcpus": 1024, "events": [{"vcpu": 0, "event": {"kind": "cr0_cd", "value": True}}] * 6000}, "events"),
     ({"trace": "".join(f"vcpu {i % 1000} cr0 cd=1\nvcpu {i % 1000} cr0 cd=0 nw=0\n" for i in range(3000))}, "trace"),
 ])
-async def test_replay_work_budget_refused_before_work(body, field):
+async def test_replay_work_budget_refused_before_work(body, field, monkeypatch):
+    """Refused before any trace is built or replayed (behaviour, not a timing: CI's loaded
+    cores made a 1 s bound flaky)."""
+    import app.api.replay as api_replay
+
+    def no_work(*_a, **_kw):
+        raise AssertionError("the budget check let the work start")
+
+    monkeypatch.setattr(api_replay, "make_trace", no_work)
+    monkeypatch.setattr(api_replay.rp, "replay_all", no_work)
     async with client_for() as c:
-        t = time.perf_counter()
         r = await c.post("/api/v1/replay", json=body)
-        assert time.perf_counter() - t < 1.0
         assert r.status_code == 422, r.text[:300]
         j = r.json()
         assert "MEMTYPE_MAX_REPLAY_WORK" in r.text and "events x" in r.text
