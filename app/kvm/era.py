@@ -117,8 +117,12 @@ def always(_: Fault) -> bool:
 # -- zap plumbing --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ZapInput:
+    """One event and the states around it. Not slotted: what every era reads alike (the
+    range an MTRR write names) is worked out once per input and cached on it, so the eras
+    of one replay deciding on one input share it."""
+
     vm: VmConfig
     vcpu: VcpuState
     vm_after: VmConfig
@@ -129,6 +133,18 @@ class ZapInput:
     def everything(self) -> Range:
         """kvm_zap_gfn_range(kvm, 0, ~0): everything the guest can address."""
         return (0, 1 << self.vm.maxphyaddr)
+
+    @property
+    def written_range(self) -> tuple[Range | None, str]:
+        """update_mtrr_range() of an MTRR write, with the state after it (computed once)."""
+        memo = self.__dict__
+        r = memo.get("written_range")
+        if r is None:
+            ev = self.event
+            assert isinstance(ev, MtrrWrite)
+            r = memo["written_range"] = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr,
+                                                          self.everything)
+        return r
 
     @property
     def cd_toggled(self) -> bool:
@@ -164,6 +180,16 @@ class ZapTrail:
 
     def done(self, per_memslot: bool = False) -> ZapDecision:
         return ZapDecision(tuple(self.calls), tuple(self.steps), per_memslot)
+
+
+class CallTrail(ZapTrail):
+    """A `ZapTrail` that keeps the calls and drops the checks: the same zap rules run
+    (`decide` is the one implementation), only no `Step` is built. The replay engine
+    needs the calls alone, for every event of every era (issue 9 §4)."""
+
+    def check(self, id: str, function: str, condition: str, held: bool,  # noqa: ARG002 (ZapTrail's signature)
+              result: str = "", commit: str = "") -> bool:  # noqa: ARG002
+        return held
 
 
 class Quirk(Enum):
@@ -254,6 +280,14 @@ class ZapPolicy:
     pat_write: EventZap = PAT_NO_ZAP
     memslot_commit: str = ""  # cites the per-memslot split, where an EventZap asks for it
 
+    @property
+    def quiet_kinds(self) -> frozenset[str]:
+        """The event kinds (`Event.kind`) this policy never zaps on (`Zaps.NOTHING`): their
+        decision has no calls whatever the state, so the replay needs no `decide()` for them."""
+        kinds = ((Cr0Write.kind, self.cr0_cd), (MtrrWrite.kind, self.mtrr_write),
+                 (NoncoherentDma.kind, self.noncoherent_dma), (PatWrite.kind, self.pat_write))
+        return frozenset(k for k, p in kinds if p.zaps is Zaps.NOTHING)
+
     def for_event(self, ev: Event) -> EventZap:
         match ev:
             case Cr0Write():
@@ -279,7 +313,7 @@ def _mtrr_write(p: EventZap, z: ZapInput, t: ZapTrail, msr: int) -> None:
     if t.check("disabled", p.function, "MTRRs disabled (E=0) and msr != MTRRdefType",
                not after.enabled and msr != MSR_MTRR_DEF_TYPE, "return: no zap"):
         return
-    r, why = update_mtrr_range(msr, after, z.vm.maxphyaddr, z.everything)
+    r, why = z.written_range
     t.check("range", "update_mtrr", "compute the zap range", True, why)
     if r is not None:
         t.zap(r)
@@ -332,10 +366,11 @@ def _changed(p: EventZap, z: ZapInput, t: ZapTrail, id: str, function: str, cond
             t.zap(z.everything)
 
 
-def decide(policy: ZapPolicy, z: ZapInput) -> ZapDecision:
-    """The kvm_zap_gfn_range() calls the era's code makes for one event, with its checks."""
+def decide(policy: ZapPolicy, z: ZapInput, audit: bool = True) -> ZapDecision:
+    """The kvm_zap_gfn_range() calls the era's code makes for one event, with its checks
+    (`audit` False: the calls alone, `path` empty; see `CallTrail`)."""
     p = policy.for_event(z.event)
-    t = ZapTrail()
+    t = ZapTrail() if audit else CallTrail()
     if p.zaps is Zaps.NOTHING:
         t.check(p.id, p.function, p.condition, True, "no zap", p.commit)
     else:
@@ -415,8 +450,8 @@ class Era:
     def mt_mask(self, f: Fault) -> MaskResult:
         return run_rules(self.rules, f)
 
-    def zap(self, z: ZapInput) -> ZapDecision:
-        return decide(self.zap_policy, z)
+    def zap(self, z: ZapInput, audit: bool = True) -> ZapDecision:
+        return decide(self.zap_policy, z, audit)
 
 
 # Commits cited by more than one era.

@@ -428,6 +428,7 @@ class _EraReplay:
         era.check_vm(vm)
         self.era, self.trace, self.walk = era, trace, walk
         self.reads = era.reads_guest_mtrrs
+        self.quiet = era.zap_policy.quiet_kinds  # event kinds this era never zaps on
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
@@ -486,8 +487,11 @@ class _EraReplay:
                 self.era.check_vm(vm_after)
             except MemTypeError as err:
                 raise _event_error(i, te, err) from None
-        d = self.era.zap(walk.inputs[tid])
-        out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+        if te.event.kind in self.quiet:
+            out = None
+        else:
+            d = self.era.zap(walk.inputs[tid], audit=False)  # the calls only: no audit steps
+            out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
         self.decisions.append(out)
         return out
 
