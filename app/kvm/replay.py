@@ -465,6 +465,9 @@ class _EraReplay:
     def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
         else computed for the window alone (cost: what the window holds)."""
+        m = self.mapped
+        if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
+            return []  # no memslot inside [a, b): no leaves, whatever the state
         fp = self._fp(sid)
         whole = self.layouts.get((vid, fp))
         if whole is not None:
