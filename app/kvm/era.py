@@ -117,17 +117,18 @@ def always(_: Fault) -> bool:
 # -- zap plumbing --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZapInput:
-    """One event and the states around it. Not slotted: what every era reads alike (the
-    range an MTRR write names) is worked out once per input and cached on it, so the eras
-    of one replay deciding on one input share it."""
+    """One event and the states around it. What every era reads alike (the range an MTRR
+    write names) is worked out once per input and kept on it (`_range`, not a field of
+    the comparison), so the eras of one replay deciding on one input share it."""
 
     vm: VmConfig
     vcpu: VcpuState
     vm_after: VmConfig
     vcpu_after: VcpuState
     event: Event
+    _range: tuple[Range | None, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def everything(self) -> Range:
@@ -137,13 +138,12 @@ class ZapInput:
     @property
     def written_range(self) -> tuple[Range | None, str]:
         """update_mtrr_range() of an MTRR write, with the state after it (computed once)."""
-        memo = self.__dict__
-        r = memo.get("written_range")
+        r = self._range
         if r is None:
             ev = self.event
             assert isinstance(ev, MtrrWrite)
-            r = memo["written_range"] = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr,
-                                                          self.everything)
+            r = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr, self.everything)
+            object.__setattr__(self, "_range", r)  # a cache: the input itself stays as it was
         return r
 
     @property
