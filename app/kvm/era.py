@@ -44,7 +44,16 @@ from enum import Enum
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, ONE_MIB
 from .mtrr import kvm_disabled_type, update_mtrr_range, var_mtrr_range
-from .scenario import Cr0Write, Event, MtrrWrite, NoncoherentDma, PatWrite, VcpuState, VmConfig
+from .scenario import (
+    EVENT_KINDS,
+    EVENT_TYPES,
+    Cr0Write,
+    Event,
+    MtrrWrite,
+    NoncoherentDma,
+    VcpuState,
+    VmConfig,
+)
 from .step import Step
 
 Range = tuple[int, int]
@@ -284,21 +293,13 @@ class ZapPolicy:
     def quiet_kinds(self) -> frozenset[str]:
         """The event kinds (`Event.kind`) this policy never zaps on (`Zaps.NOTHING`): their
         decision has no calls whatever the state, so the replay needs no `decide()` for them."""
-        kinds = ((Cr0Write.kind, self.cr0_cd), (MtrrWrite.kind, self.mtrr_write),
-                 (NoncoherentDma.kind, self.noncoherent_dma), (PatWrite.kind, self.pat_write))
-        return frozenset(k for k, p in kinds if p.zaps is Zaps.NOTHING)
+        return frozenset(k for k in EVENT_KINDS if getattr(self, k).zaps is Zaps.NOTHING)
 
     def for_event(self, ev: Event) -> EventZap:
-        match ev:
-            case Cr0Write():
-                return self.cr0_cd
-            case MtrrWrite():
-                return self.mtrr_write
-            case NoncoherentDma():
-                return self.noncoherent_dma
-            case PatWrite():
-                return self.pat_write
-        raise AssertionError(ev)
+        """The `EventZap` of the event's kind: the fields are named by `Event.kind`."""
+        if type(ev) not in EVENT_TYPES.values():
+            raise AssertionError(ev)
+        return getattr(self, ev.kind)
 
 
 def _mtrr_write(p: EventZap, z: ZapInput, t: ZapTrail, msr: int) -> None:
