@@ -51,6 +51,13 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
   the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
   others (see `resolve.fault_for`).
+* A new transition's zap decision is `era.zap(..., audit=False)`: the era's one set of
+  zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
+  event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
+  and the range an MTRR write names is worked out once for all eras (`ZapInput`).
+* The cyclic garbage collector is paused while a replay runs (`_no_cycle_collection`):
+  the replay's data is acyclic, and the collector's rescans of the growing tables were
+  a third of an adversarial replay.
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
