@@ -44,7 +44,16 @@ from enum import Enum
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, ONE_MIB
 from .mtrr import kvm_disabled_type, update_mtrr_range, var_mtrr_range
-from .scenario import Cr0Write, Event, MtrrWrite, NoncoherentDma, PatWrite, VcpuState, VmConfig
+from .scenario import (
+    EVENT_KINDS,
+    EVENT_TYPES,
+    Cr0Write,
+    Event,
+    MtrrWrite,
+    NoncoherentDma,
+    VcpuState,
+    VmConfig,
+)
 from .step import Step
 
 Range = tuple[int, int]
@@ -119,16 +128,32 @@ def always(_: Fault) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ZapInput:
+    """One event and the states around it. What every era reads alike (the range an MTRR
+    write names) is worked out once per input and kept on it (`_range`, not a field of
+    the comparison), so the eras of one replay deciding on one input share it."""
+
     vm: VmConfig
     vcpu: VcpuState
     vm_after: VmConfig
     vcpu_after: VcpuState
     event: Event
+    _range: tuple[Range | None, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def everything(self) -> Range:
         """kvm_zap_gfn_range(kvm, 0, ~0): everything the guest can address."""
         return (0, 1 << self.vm.maxphyaddr)
+
+    @property
+    def written_range(self) -> tuple[Range | None, str]:
+        """update_mtrr_range() of an MTRR write, with the state after it (computed once)."""
+        r = self._range
+        if r is None:
+            ev = self.event
+            assert isinstance(ev, MtrrWrite)
+            r = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr, self.everything)
+            object.__setattr__(self, "_range", r)  # a cache: the input itself stays as it was
+        return r
 
     @property
     def cd_toggled(self) -> bool:
@@ -164,6 +189,16 @@ class ZapTrail:
 
     def done(self, per_memslot: bool = False) -> ZapDecision:
         return ZapDecision(tuple(self.calls), tuple(self.steps), per_memslot)
+
+
+class CallTrail(ZapTrail):
+    """A `ZapTrail` that keeps the calls and drops the checks: the same zap rules run
+    (`decide` is the one implementation), only no `Step` is built. The replay engine
+    needs the calls alone, for every event of every era (issue 9 §4)."""
+
+    def check(self, id: str, function: str, condition: str, held: bool,  # noqa: ARG002 (ZapTrail's signature)
+              result: str = "", commit: str = "") -> bool:  # noqa: ARG002
+        return held
 
 
 class Quirk(Enum):
@@ -254,17 +289,17 @@ class ZapPolicy:
     pat_write: EventZap = PAT_NO_ZAP
     memslot_commit: str = ""  # cites the per-memslot split, where an EventZap asks for it
 
+    @property
+    def quiet_kinds(self) -> frozenset[str]:
+        """The event kinds (`Event.kind`) this policy never zaps on (`Zaps.NOTHING`): their
+        decision has no calls whatever the state, so the replay needs no `decide()` for them."""
+        return frozenset(k for k in EVENT_KINDS if getattr(self, k).zaps is Zaps.NOTHING)
+
     def for_event(self, ev: Event) -> EventZap:
-        match ev:
-            case Cr0Write():
-                return self.cr0_cd
-            case MtrrWrite():
-                return self.mtrr_write
-            case NoncoherentDma():
-                return self.noncoherent_dma
-            case PatWrite():
-                return self.pat_write
-        raise AssertionError(ev)
+        """The `EventZap` of the event's kind: the fields are named by `Event.kind`."""
+        if type(ev) not in EVENT_TYPES.values():
+            raise AssertionError(ev)
+        return getattr(self, ev.kind)
 
 
 def _mtrr_write(p: EventZap, z: ZapInput, t: ZapTrail, msr: int) -> None:
@@ -279,7 +314,7 @@ def _mtrr_write(p: EventZap, z: ZapInput, t: ZapTrail, msr: int) -> None:
     if t.check("disabled", p.function, "MTRRs disabled (E=0) and msr != MTRRdefType",
                not after.enabled and msr != MSR_MTRR_DEF_TYPE, "return: no zap"):
         return
-    r, why = update_mtrr_range(msr, after, z.vm.maxphyaddr, z.everything)
+    r, why = z.written_range
     t.check("range", "update_mtrr", "compute the zap range", True, why)
     if r is not None:
         t.zap(r)
@@ -332,10 +367,11 @@ def _changed(p: EventZap, z: ZapInput, t: ZapTrail, id: str, function: str, cond
             t.zap(z.everything)
 
 
-def decide(policy: ZapPolicy, z: ZapInput) -> ZapDecision:
-    """The kvm_zap_gfn_range() calls the era's code makes for one event, with its checks."""
+def decide(policy: ZapPolicy, z: ZapInput, audit: bool = True) -> ZapDecision:
+    """The kvm_zap_gfn_range() calls the era's code makes for one event, with its checks
+    (`audit` False: the calls alone, `path` empty; see `CallTrail`)."""
     p = policy.for_event(z.event)
-    t = ZapTrail()
+    t = ZapTrail() if audit else CallTrail()
     if p.zaps is Zaps.NOTHING:
         t.check(p.id, p.function, p.condition, True, "no zap", p.commit)
     else:
@@ -415,8 +451,8 @@ class Era:
     def mt_mask(self, f: Fault) -> MaskResult:
         return run_rules(self.rules, f)
 
-    def zap(self, z: ZapInput) -> ZapDecision:
-        return decide(self.zap_policy, z)
+    def zap(self, z: ZapInput, audit: bool = True) -> ZapDecision:
+        return decide(self.zap_policy, z, audit)
 
 
 # Commits cited by more than one era.

@@ -79,8 +79,8 @@ def kvm_var_order(state: MtrrState) -> list[int]:
     set_var_mtrr_msr() inserts a range before the first listed one whose raw base is not
     larger; with pairs written in index order, equal bases end up higher index first.
     """
-    valid = [n for n, p in enumerate(state.variable) if p.valid]
-    return sorted(valid, key=lambda n: (state.variable[n].base, n), reverse=True)
+    order = sorted([(p.base, n) for n, p in enumerate(state.variable) if p.valid], reverse=True)
+    return [n for _, n in order]
 
 
 def kvm_disabled_type(guest_has_mtrr: bool) -> MemType:

@@ -51,6 +51,13 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
   the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
   others (see `resolve.fault_for`).
+* A new transition's zap decision is `era.zap(..., audit=False)`: the era's one set of
+  zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
+  event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
+  and the range an MTRR write names is worked out once for all eras (`ZapInput`).
+* The cyclic garbage collector is paused while a replay runs (`_no_cycle_collection`):
+  the replay's data is acyclic, and the collector's rescans of the growing tables were
+  a third of an adversarial replay.
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
@@ -63,9 +70,11 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from ..x86.memtype import LocLike, MemTypeError
@@ -428,6 +437,7 @@ class _EraReplay:
         era.check_vm(vm)
         self.era, self.trace, self.walk = era, trace, walk
         self.reads = era.reads_guest_mtrrs
+        self.quiet = era.zap_policy.quiet_kinds  # event kinds this era never zaps on
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
@@ -464,6 +474,9 @@ class _EraReplay:
     def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
         else computed for the window alone (cost: what the window holds)."""
+        m = self.mapped
+        if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
+            return []  # no memslot inside [a, b): no leaves, whatever the state
         fp = self._fp(sid)
         whole = self.layouts.get((vid, fp))
         if whole is not None:
@@ -486,8 +499,11 @@ class _EraReplay:
                 self.era.check_vm(vm_after)
             except MemTypeError as err:
                 raise _event_error(i, te, err) from None
-        d = self.era.zap(walk.inputs[tid])
-        out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+        if te.event.kind in self.quiet:
+            out = None
+        else:
+            d = self.era.zap(walk.inputs[tid], audit=False)  # the calls only: no audit steps
+            out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
         self.decisions.append(out)
         return out
 
@@ -575,9 +591,30 @@ class _EraReplay:
         )
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused for the block, as `timeit` does, and resumed
+    after if it was on. The replay builds acyclic data only (tuples, frozen dataclasses,
+    dicts of them), so reference counting frees all of its garbage; what the collector
+    would do is rescan the growing tables and the trace again and again: a third of an
+    adversarial replay's time (issue 9 §4). Other threads' cycles wait for the end."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     """Replay `trace` against several eras in one pass over the events: the vCPU states are
     worked out once (`_Walk`) and every era applies its own zap policy to each event."""
+    with _no_cycle_collection():
+        return _replay_walk(eras, trace)
+
+
+def _replay_walk(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     walk = _Walk(trace)
     runs = [_EraReplay(era, trace, walk) for era in eras]
     vid = 0

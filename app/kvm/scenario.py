@@ -272,15 +272,7 @@ EVENT_KINDS = tuple(EVENT_TYPES)
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
     """The state after the event; an event the guest cannot perform raises MemTypeError
     located relative to the event ("value", "msr", ...): the caller names the event."""
-    match ev:
-        case Cr0Write(value=cd, cr0_nw=nw_given):
-            nw = vcpu.cr0_nw if nw_given is None else nw_given
-            check_cr0(bool(cd), nw, ())
-            return vm, replace(vcpu, cr0_cd=bool(cd), cr0_nw=nw)
-        case NoncoherentDma(value=on):
-            return replace(vm, noncoherent_dma=bool(on)), vcpu
-        case PatWrite(value=value):
-            return vm, replace(vcpu, pat=Pat.from_msr(int(value), "value"))
+    match ev:  # (MTRR writes first: most events of a boot or a trace are)
         case MtrrWrite(msr=msr, value=value):
             if msr is None or not (is_mtrr_msr(msr) or msr == MSR_MTRRCAP):
                 raise MemTypeError(
@@ -291,6 +283,14 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
                 )
             mtrr = vcpu.mtrr.write_msr(msr, int(value), vm.maxphyaddr, "value")
             return vm, replace(vcpu, mtrr=mtrr)
+        case Cr0Write(value=cd, cr0_nw=nw_given):
+            nw = vcpu.cr0_nw if nw_given is None else nw_given
+            check_cr0(bool(cd), nw, ())
+            return vm, replace(vcpu, cr0_cd=bool(cd), cr0_nw=nw)
+        case NoncoherentDma(value=on):
+            return replace(vm, noncoherent_dma=bool(on)), vcpu
+        case PatWrite(value=value):
+            return vm, replace(vcpu, pat=Pat.from_msr(int(value), "value"))
     raise MemTypeError("kind", f"unknown event kind {getattr(ev, 'kind', ev)!r}",
                        f"one of {', '.join(EVENT_KINDS)}")
 

@@ -254,12 +254,16 @@ class MtrrState:
         if v is None:
             raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
         n, is_mask = v
-        pairs = [self.pair(i) for i in range(max(len(self.variable), n + 1))]
+        # (built directly, not by dataclasses.replace: a replay makes one per write)
+        pairs = list(self.variable)
+        while len(pairs) <= n:
+            pairs.append(VarMtrr(0, 0, mask_written=False))
+        p = pairs[n]
         if is_mask:
-            pairs[n] = replace(pairs[n], mask=check_physmask(value, maxphyaddr, field), mask_written=True)
+            pairs[n] = VarMtrr(p.base, check_physmask(value, maxphyaddr, field), True)
         else:
-            pairs[n] = replace(pairs[n], base=check_physbase(value, maxphyaddr, field))
-        return replace(self, variable=tuple(pairs))
+            pairs[n] = VarMtrr(check_physbase(value, maxphyaddr, field), p.mask, p.mask_written)
+        return MtrrState(self.def_type, self.fixed, tuple(pairs))
 
 
 def _reserved_above(value: int, maxphyaddr: int) -> bool:
