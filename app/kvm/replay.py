@@ -70,11 +70,9 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 
 from __future__ import annotations
 
-import gc
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..x86.memtype import LocLike, MemTypeError
@@ -591,30 +589,9 @@ class _EraReplay:
         )
 
 
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused for the block, as `timeit` does, and resumed
-    after if it was on. The replay builds acyclic data only (tuples, frozen dataclasses,
-    dicts of them), so reference counting frees all of its garbage; what the collector
-    would do is rescan the growing tables and the trace again and again: a third of an
-    adversarial replay's time (issue 9 §4). Other threads' cycles wait for the end."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
-
-
 def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     """Replay `trace` against several eras in one pass over the events: the vCPU states are
     worked out once (`_Walk`) and every era applies its own zap policy to each event."""
-    with _no_cycle_collection():
-        return _replay_walk(eras, trace)
-
-
-def _replay_walk(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     walk = _Walk(trace)
     runs = [_EraReplay(era, trace, walk) for era in eras]
     vid = 0
