@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 
+from ..knobs import rows as knob_rows
 from ..kvm.host_page import HostPage
 from ..kvm.host_page import preset as host_preset
 from ..kvm.scenario import (
@@ -65,6 +66,9 @@ def to_memory_map(ranges: list[s.MemRangeIn]) -> tuple[MemRange, ...]:
     return tuple(MemRange(r.start, r.end, r.kind, r.label) for r in ranges)
 
 
+VM_KNOBS = knob_rows("vm")
+
+
 def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None, kinds: bool = False) -> tuple[VmConfig, Loc]:
     """The VmConfig, and where its memory map came from (for error locations).
 
@@ -89,10 +93,11 @@ def to_vm(vm: s.VmIn, top_map: list[s.MemRangeIn] | None = None, kinds: bool = F
         mm, loc = to_memory_map(vm.memory_map), ["vm", "memory_map"]
     else:
         mm, loc = DEFAULT_MEMORY_MAP, ["vm", "memory_map"]
-    return VmConfig(noncoherent_dma=vm.noncoherent_dma, quirk_cd_nw_cleared=vm.quirk_cd_nw_cleared,
-                    quirk_ignore_guest_pat=vm.quirk_ignore_guest_pat, self_snoop=vm.self_snoop,
-                    guest_has_mtrr=vm.guest_has_mtrr, maxphyaddr=vm.maxphyaddr, memory_map=mm,
-                    vendor=vm.vendor, vm_type=vm.type), loc
+    # every VM knob but the memory map is copied by the knob table's names (app/knobs.py:
+    # core attribute <- API member), so a new knob needs no line here
+    plain = {k.attr: getattr(vm, k.api.split(".")[-1]) for k in VM_KNOBS
+             if k.attr is not None and k.api is not None and k.attr != "memory_map"}
+    return VmConfig(**plain, memory_map=mm), loc
 
 
 def to_host_page(hp: s.HostPageIn | None) -> HostPage | None:
