@@ -20,7 +20,7 @@ from ..kvm.tdx import check_vm_kind
 from ..kvm.versions import resolve_kernel
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
-from ..render import render_resolve, render_zap
+from ..render import render_resolve
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
@@ -30,7 +30,7 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
-from .systems import check_private, is_kind, kind_resolve, kind_zap
+from .systems import check_private, is_kind, kind_resolve, kind_zap, zap_answer
 from .xen import xen_resolve
 
 router = APIRouter(tags=["scenario"])
@@ -99,11 +99,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
         vcpu = to_vcpu(req.vcpu)
         event = to_event(req.event)
         a = audit(era, vm, vcpu, event)
-    link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
-               base_url(request))
-    if wants_text(request, fmt):
-        return text(render_zap(a, vm, vcpu, link, kernel))
-    return json_response(s.ZapResponse.model_validate(s.View(a, kernel_info=kernel, permalink=link)))
+    return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
 
 
 MAX_MAP_BLOCKS = 1024

@@ -35,7 +35,7 @@ from ..kvm.tdx import (
 )
 from ..kvm.versions import KernelInfo, resolve_kernel
 from ..kvm.vm_kinds import VENDOR_AMD, VM_TYPE_TDX
-from ..kvm.zap import audit
+from ..kvm.zap import ZapAudit, audit
 from ..permalink import LinkState, url
 from ..render import render_zap
 from ..render_kinds import SvmZap, render_svm, render_svm_zap, render_tdx
@@ -223,7 +223,14 @@ def _tdx_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig,
         event: Event = to_event(req.event)
         check_tdx_event(event)
         a = audit(era, vm, vcpu, event)
-    link = url(LinkState(kernel.asked.strip() if kernel.version else era.id, vm, vcpu, event=event, view="zap"),
+    return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
+
+
+def zap_answer(a: ZapAudit, kernel: KernelInfo, vm: VmConfig, vcpu: VcpuState, event: Event, request: Request,
+               fmt: str | None) -> Response:
+    """A zap audit's answer, JSON or 72-column text, with its permalink: one for the Intel
+    eras (app/api/scenario.py) and for TDs."""
+    link = url(LinkState(kernel.asked.strip() if kernel.version else kernel.era, vm, vcpu, event=event, view="zap"),
                base_url(request))
     if wants_text(request, fmt):
         return text(render_zap(a, vm, vcpu, link, kernel))
