@@ -41,6 +41,7 @@ from ..x86.mtrr import (
     MtrrState,
     Segment,
     VarMtrr,
+    fixed_breakpoints,
     fixed_index,
     runs_of,
     sdm_breakpoints,
@@ -212,12 +213,8 @@ def largest_page(state: MtrrState, addr: int, maxphyaddr: int) -> PageSize:
 def kvm_breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
     """Every address in [start, end] where KVM's lookup may change: the fixed sub-ranges
     and 1 MiB with FE=1, every valid pair's start and (when above it) its end."""
-    pts = {start, end}
+    pts = {start, end} | fixed_breakpoints(state)
     if state.enabled:
-        if state.fixed_enabled:
-            for r in FIXED_RANGES:
-                pts.update((r.start, r.end))
-            pts.add(ONE_MIB)
         for p in state.variable:
             if p.valid:
                 s, e = var_mtrr_range(p, maxphyaddr)

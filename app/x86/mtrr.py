@@ -406,15 +406,22 @@ def _matched_text(matched: Iterable[int]) -> str:
 # -- whole ranges ----------------------------------------------------------------------
 
 
+def fixed_breakpoints(state: MtrrState) -> set[int]:
+    """The fixed sub-ranges' edges and 1 MiB while E and FE are set: where the fixed ranges
+    can change the answer (the SDM's lookup and KVM's read them alike)."""
+    if not (state.enabled and state.fixed_enabled):
+        return set()
+    pts = {ONE_MIB}
+    for r in FIXED_RANGES:
+        pts.update((r.start, r.end))
+    return pts
+
+
 def sdm_breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list[int]:
     """Every address in [start, end] where the SDM's answer may change (a mask with too many
     holes is refused at ("variable", n, "mask"), relative to the state)."""
-    pts = {start, end}
+    pts = {start, end} | fixed_breakpoints(state)
     if state.enabled:
-        if state.fixed_enabled:
-            for r in FIXED_RANGES:
-                pts.update((r.start, r.end))
-            pts.add(ONE_MIB)
         for n, p in enumerate(state.variable):
             if p.valid:
                 for s, e in p.sdm_blocks(maxphyaddr, field=("variable", n, "mask")):
