@@ -74,9 +74,8 @@ class AssetHasher:
         if not full.is_relative_to(self.directory) or not full.is_file():
             return None
         body = full.read_bytes()
+        # as StaticFiles guesses it; Response adds the charset to text/* itself
         media = mimetypes.guess_type(full.name)[0] or "application/octet-stream"
-        if media.startswith("text/") or media in ("application/javascript", "image/svg+xml"):
-            media += "; charset=utf-8"
         entry = Asset(stamp, hashlib.sha256(body).hexdigest()[:HASH_LEN], body, media)
         self._cache[path] = entry
         return entry
