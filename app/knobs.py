@@ -2,7 +2,8 @@
 
 Every input a question can set (the VM, the vCPU, the address, the kernel, the host page
 behind the address) and every other permalink parameter (view, compare era, zap event, the
-page's PAT entry) is one `Knob` below, giving in one place:
+page's PAT entry) is one `Knob` below (the VM's are declared at the VmConfig fields they
+fill, app.kvm.scenario.knob, and collected here in field order), giving in one place:
 
 - where it lives in the core (`owner` + `attr`: a VmConfig, VcpuState, Access, HostPage,
   Event or LinkState field) and its default, read from that dataclass (never retyped);
@@ -12,7 +13,8 @@ page's PAT entry) is one `Knob` below, giving in one place:
 - its CLI flag (`cli`), its page control (`control`, the element id), page label and help.
 
 Derived from the table: app/permalink.py (encode, decode, SHORT_CODES and the short form's
-hex parameters), app/cli.py (the scenario and event options), templates/index.html (the
+hex parameters), app/cli.py (the scenario and event options), app/api/schemas.py (VmIn,
+the request's `vm` object), templates/index.html (the
 checkboxes and number inputs of the VM and vCPU, through app/pages.py) and static/app.js
 (readState/writeState read and write those controls from the rows in the page's initial
 data). tests/test_knobs.py checks the table against each of them.
@@ -29,8 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from .kvm.host_page import HostPage
-from .kvm.scenario import MAXPHYADDR_MAX, MAXPHYADDR_MIN, Access, VcpuState, VmConfig
-from .kvm.vm_kinds import VENDORS, VM_TYPES
+from .kvm.scenario import Access, VcpuState, VmConfig
 
 OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event")
 KINDS = ("bool", "opt_bool", "dec", "hex", "text")
@@ -71,7 +72,12 @@ class Knob:
     label: str = ""
     help: str = ""
     values: str = ""
-    """How a value is written (CLI help, docs); `bool` rows: 0/1."""
+    """How a value is written (CLI help, docs); `bool` rows: 0/1. Rows with `choices`: those."""
+    choices: tuple[str, ...] = ()
+    """`text` rows with a closed set of values (the API member is a Literal of them)."""
+    echo_default: bool = True
+    """False: an echoed request body leaves the member out while it holds its default (the
+    rows added after the first round, so the Intel answers' bodies stayed as they were)."""
     control: str | None = None
     """The page element that edits it (id); None: the page has no editor for it."""
     abbr: str | None = None
@@ -111,10 +117,20 @@ class Knob:
     def api_leaf(self) -> str | None:
         return self.api.rsplit(".", 1)[-1] if self.api else None
 
+    def __post_init__(self) -> None:
+        if self.choices and not self.values:
+            object.__setattr__(self, "values", ", ".join(self.choices))
+
     @property
     def cli_help(self) -> str:
         values = "0/1" if self.kind == "bool" and not self.values else self.values
         return f"{self.help}: {values}" if values else self.help
+
+    @property
+    def api_help(self) -> str:
+        """The API member's description (booleans and choices need no value list: the
+        schema's type or enum says it)."""
+        return f"{self.help}: {self.values}" if self.values and self.kind != "bool" and not self.choices else self.help
 
     @property
     def title(self) -> str:
@@ -137,7 +153,19 @@ class Knob:
                 "max": self.page_range[1] if self.page_range else None}
 
 
-_MAXPHY = f"{MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}"
+def _vm_rows() -> tuple[Knob, ...]:
+    """The VM rows, one per VmConfig field, in field order, from the row each field is
+    declared with (app.kvm.scenario.knob): a VM input is written once, beside the field the
+    rules read, so adding one touches that module, the rule, its tests and the README."""
+    out = []
+    for f in fields(VmConfig):
+        row = dict(f.metadata.get("knob") or {})
+        if not row:
+            raise TypeError(f"VmConfig.{f.name} has no knob row: declare it with app.kvm.scenario.knob()")
+        name = row.pop("name", f.name)
+        out.append(Knob(owner="vm", attr=f.name, api=f"vm.{name}", **row))
+    return tuple(out)
+
 
 KNOBS: tuple[Knob, ...] = (
     # -- the page's view and the eras --------------------------------------------------
@@ -147,34 +175,8 @@ KNOBS: tuple[Knob, ...] = (
          label="Era", help="era id (memtype-explorer eras) or kernel version (6.12.78)"),
     Knob(param="vs", owner="link", attr="vs", api="vs", short="s", control="vs", label="Compare",
          help="the second era of a diff view"),
-    # -- the VM (app.kvm.scenario.VmConfig) ----------------------------------------------
-    Knob(param="ncdma", owner="vm", attr="noncoherent_dma", api="vm.noncoherent_dma", short="n", cli="--ncdma",
-         kind="bool", control="ncdma", label="non-coherent DMA (nc-DMA)", abbr="nc-DMA", key="n",
-         help="VM has non-coherent DMA (kvm_arch_has_noncoherent_dma)"),
-    Knob(param="cdnw_quirk", owner="vm", attr="quirk_cd_nw_cleared", api="vm.quirk_cd_nw_cleared", short="q",
-         cli="--cdnw-quirk", kind="bool", control="cdnw_quirk", label="quirk CD_NW_CLEARED", wide=True, key="q",
-         help="KVM_X86_QUIRK_CD_NW_CLEARED on"),
-    Knob(param="pat_quirk", owner="vm", attr="quirk_ignore_guest_pat", api="vm.quirk_ignore_guest_pat", short="i",
-         cli="--pat-quirk", kind="bool", control="pat_quirk", label="quirk IGNORE_GUEST_PAT", wide=True,
-         help="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the quirk exists from 6.16)"),
-    Knob(param="selfsnoop", owner="vm", attr="self_snoop", api="vm.self_snoop", short="o", cli="--selfsnoop",
-         kind="bool", control="selfsnoop", label="self-snoop", help="host CPU has X86_FEATURE_SELFSNOOP"),
-    Knob(param="guest_mtrr", owner="vm", attr="guest_has_mtrr", api="vm.guest_has_mtrr", short="g",
-         cli="--guest-mtrr", kind="bool", control="guest_mtrr", label="guest has MTRRs (CPUID)", wide=True,
-         help="guest CPUID reports MTRRs"),
-    Knob(param="maxphyaddr", owner="vm", attr="maxphyaddr", api="vm.maxphyaddr", short="x", cli="--maxphyaddr",
-         kind="dec", control="maxphyaddr", label="MAXPHYADDR", help="guest MAXPHYADDR", values=_MAXPHY,
-         # any 1-3 digit number reads: the range is a rule, checked when the scenario is resolved
-         bounds=(0, 999), rule=f"MAXPHYADDR is {_MAXPHY}", page_range=(MAXPHYADDR_MIN, MAXPHYADDR_MAX)),
-    Knob(param="map", owner="vm", attr="memory_map", api="vm.memory_map", short="m", cli="--map",
-         label="memory map", help="memory map, comma-separated start-end:kind (kind ram or mmio)",
-         values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
-    Knob(param="vendor", owner="vm", attr="vendor", api="vm.vendor", short="y", cli="--vendor",
-         label="CPU vendor", help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
-         values=", ".join(VENDORS)),
-    Knob(param="vmtype", owner="vm", attr="vm_type", api="vm.type", short="T", cli="--vmtype",
-         label="VM type", help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
-         values=", ".join(VM_TYPES)),
+    # -- the VM: its rows are declared at VmConfig's fields (app.kvm.scenario.knob) -------
+    *_vm_rows(),
     # -- the vCPU (app.kvm.scenario.VcpuState) -------------------------------------------
     Knob(param="cd", owner="vcpu", attr="cr0_cd", api="vcpu.cr0_cd", short="c", cli="--cd", kind="bool",
          control="cr0_cd", label="CR0.CD", abbr="CD", key="c", help="guest CR0.CD (cache disable)"),

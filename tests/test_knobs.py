@@ -154,6 +154,33 @@ def test_api_field_is_in_the_request_schema(k: Knob):
         assert _has_field([schemas.ZapRequest], path), k.api
 
 
+def test_vm_request_members_are_the_vm_rows_with_the_core_defaults():
+    """VmIn is built from the VM rows (app/api/schemas.py): its members are exactly those
+    rows' API names in the table's order, each default is VmConfig's, a closed set of
+    values is refused by name, and a member left at its default is dropped from an echoed
+    body only where the row says so."""
+    vm_rows = [k for k in KNOBS if k.owner == "vm"]
+    assert list(schemas.VmIn.model_fields) == [k.api.split(".")[-1] for k in vm_rows if k.api]
+    core = VmConfig()
+    body = schemas.VmIn()
+    for k in vm_rows:
+        name = k.api.split(".")[-1] if k.api else ""
+        if k.attr == "memory_map":
+            assert getattr(body, name) is None  # omitted: the core's DEFAULT_MEMORY_MAP (app.api.convert.to_vm)
+        else:
+            assert getattr(body, name) == getattr(core, k.attr or ""), k.param
+    dumped = body.model_dump()
+    assert {k.api.split(".")[-1] for k in vm_rows if not k.echo_default and k.api}.isdisjoint(dumped)
+    assert {k.api.split(".")[-1] for k in vm_rows if k.echo_default and k.api} <= set(dumped)
+    for k in vm_rows:
+        if k.choices:
+            name = k.api.split(".")[-1] if k.api else ""
+            for value in k.choices:
+                assert getattr(schemas.VmIn.model_validate({name: value}), name) == value
+            with pytest.raises(ValueError, match=name):
+                schemas.VmIn.model_validate({name: "nosuch"})
+
+
 # -- the permalink: each row round-trips ---------------------------------------------------
 
 EXAMPLES = {

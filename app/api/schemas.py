@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -30,19 +30,23 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     WithJsonSchema,
+    create_model,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from ..knobs import Knob
+from ..knobs import rows as knob_rows
 from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_PATTERN
 from ..kvm.eras import ERAS
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
 from ..kvm.replay import GENERATORS, modelled_cr0
+from ..kvm.scenario import VmConfig
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
-from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
+from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPES
 from ..presets import OVMF, PRESETS, START
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
@@ -233,26 +237,43 @@ else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds)
     VmType = Literal[VM_TYPES]
 
 
-class VmIn(Strict):
-    """Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."""
+def _vm_member(k: Knob) -> tuple[Any, Any]:
+    """One VmIn member from its knob row (app/knobs.py): the type and default of the
+    VmConfig field it fills, the row's help as its description, the row's choices as a
+    Literal, its page range as the JSON schema's bounds (the rule itself stays the core's:
+    VmConfig.validate, so an out-of-range number is the core's 422 with its rule)."""
+    if k.attr == "memory_map":
+        return MemoryMap | None, None  # a list of objects: the one member with its own model
+    hint = _VM_HINTS[k.attr or ""]
+    kw: dict[str, Any] = {"description": k.api_help}
+    typ: Any
+    if k.choices:
+        typ = Literal[k.choices]
+    elif hint is bool:
+        typ = bool
+    elif hint is int:
+        typ = Int
+        if k.page_range:
+            kw["json_schema_extra"] = {"minimum": k.page_range[0], "maximum": k.page_range[1]}
+    else:
+        raise TypeError(f"knob {k.param}: VmConfig.{k.attr} is {hint!r}, which has no API member type here")
+    if not k.echo_default:
+        kw["exclude_if"] = lambda v, d=k.default: v == d
+    return typ, Field(k.default, **kw)
 
-    noncoherent_dma: bool = Field(False, description="a device doing non-coherent DMA is assigned "
-                                  "(kvm_arch_has_noncoherent_dma)")
-    quirk_cd_nw_cleared: bool = Field(True, description="KVM_X86_QUIRK_CD_NW_CLEARED on (the default)")
-    quirk_ignore_guest_pat: bool = Field(True, description="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the default; it exists "
-                                         "from 6.16, turning it off elsewhere is refused)")
-    self_snoop: bool = Field(True, description="host CPU has X86_FEATURE_SELFSNOOP")
-    guest_has_mtrr: bool = Field(True, description="guest CPUID reports MTRRs")
-    maxphyaddr: Int = Field(46, description="guest MAXPHYADDR, 36..52",
-                            json_schema_extra={"minimum": 36, "maximum": 52})
-    memory_map: MemoryMap | None = None
-    # left out of echoed bodies when default (presets): Intel answers stay as they were
-    vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
-                           description="the host CPU's KVM module: intel (EPT) or amd (SVM with "
-                           "NPT: resolve and zap answer with app.kvm.svm; other endpoints refuse it)")
-    type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
-                         description="the KVM_CREATE_VM type: default, or tdx (KVM_X86_TDX_VM: "
-                         "Intel, kernel 6.16 or later; resolve and zap only; settings a TD cannot have are refused)")
+
+_VM_HINTS = get_type_hints(VmConfig)
+VM_DOC = "Per-VM facts KVM consults. Defaults: a stock QEMU VM on a recent Intel CPU."
+if TYPE_CHECKING:
+    class VmIn(Strict):
+        """What mypy sees: the members exist at run time, built from the knob rows below."""
+
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    # one member per VM row of the knob table, in the table's order: a new VM knob needs
+    # no line here (tests/test_knobs.py checks each row's member against the VmConfig field)
+    VmIn = create_model("VmIn", __base__=Strict, __doc__=VM_DOC, __module__=__name__,
+                        **{k.api_leaf: _vm_member(k) for k in knob_rows("vm")})
 
 
 class VarMtrrIn(Strict):
@@ -489,7 +510,7 @@ class ReplayRequest(Strict):
     trace: str | None = Field(None, description="trace text (app/kvm/trace_format.md, or kvm_msr/kvm_cr tracepoint "
                               "lines); the body is bounded by MEMTYPE_MAX_TRACE_BYTES, events by "
                               "MEMTYPE_MAX_TRACE_EVENTS")
-    vm: VmIn = Field(default_factory=lambda: VmIn(noncoherent_dma=True),
+    vm: VmIn = Field(default_factory=lambda: VmIn.model_validate({"noncoherent_dma": True}),
                      description="the VM (default: non-coherent DMA on, the case the replay is about)",
                      json_schema_extra={"default": {"noncoherent_dma": True}})
     initial: Literal["reset", "running"] | VcpuIn | None = Field(

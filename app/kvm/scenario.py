@@ -6,7 +6,7 @@ Plain frozen dataclasses; the API layer converts JSON into these and nothing els
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from ..x86.guest import check_cr0
 from ..x86.memtype import LocLike, MemTypeError, as_loc
@@ -100,24 +100,60 @@ MAXPHYADDR_MIN, MAXPHYADDR_MAX = 36, 52
 """CPUID.80000008H:EAX[7:0], the guest's physical-address width, on Intel 64."""
 
 
+def knob(default: Any, **row: Any) -> Any:
+    """A VmConfig field declared with its knob row: the names the input has outside the
+    core (API member `name` if not the field's, permalink parameter and short code, CLI
+    flag, page control and label, help; app/knobs.py makes its `Knob` from `row`). Inert
+    data for the shells: no rule here reads it."""
+    return field(default=default, metadata={"knob": row})
+
+
+_MAXPHY = f"{MAXPHYADDR_MIN}..{MAXPHYADDR_MAX}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VmConfig:
     """Per-VM facts KVM consults. Defaults: what a stock QEMU VM on a recent Intel CPU has.
 
-    Each field is a row of app/knobs.py (API field, permalink parameter, CLI flag, page
-    control); a new field needs its row there (tests/test_knobs.py says so).
+    Each field carries its knob row (`knob`): how the API, permalinks, the CLI and the page
+    name it. A new VM input is one field here plus the rule that reads it.
     """
 
-    noncoherent_dma: bool = False
-    quirk_cd_nw_cleared: bool = True
-    quirk_ignore_guest_pat: bool = True
-    self_snoop: bool = True
-    guest_has_mtrr: bool = True
-    maxphyaddr: int = 46
-    memory_map: tuple[MemRange, ...] = DEFAULT_MEMORY_MAP
-    vendor: str = VENDOR_INTEL
+    noncoherent_dma: bool = knob(
+        False, param="ncdma", short="n", cli="--ncdma", kind="bool", control="ncdma",
+        label="non-coherent DMA (nc-DMA)", abbr="nc-DMA", key="n",
+        help="VM has non-coherent DMA (kvm_arch_has_noncoherent_dma)")
+    quirk_cd_nw_cleared: bool = knob(
+        True, param="cdnw_quirk", short="q", cli="--cdnw-quirk", kind="bool", control="cdnw_quirk",
+        label="quirk CD_NW_CLEARED", wide=True, key="q", help="KVM_X86_QUIRK_CD_NW_CLEARED on")
+    quirk_ignore_guest_pat: bool = knob(
+        True, param="pat_quirk", short="i", cli="--pat-quirk", kind="bool", control="pat_quirk",
+        label="quirk IGNORE_GUEST_PAT", wide=True,
+        help="KVM_X86_QUIRK_IGNORE_GUEST_PAT on (the quirk exists from 6.16; off before it is refused)")
+    self_snoop: bool = knob(
+        True, param="selfsnoop", short="o", cli="--selfsnoop", kind="bool", control="selfsnoop",
+        label="self-snoop", help="host CPU has X86_FEATURE_SELFSNOOP")
+    guest_has_mtrr: bool = knob(
+        True, param="guest_mtrr", short="g", cli="--guest-mtrr", kind="bool", control="guest_mtrr",
+        label="guest has MTRRs (CPUID)", wide=True, help="guest CPUID reports MTRRs")
+    maxphyaddr: int = knob(
+        46, param="maxphyaddr", short="x", cli="--maxphyaddr", kind="dec", control="maxphyaddr",
+        label="MAXPHYADDR", help="guest MAXPHYADDR", values=_MAXPHY,
+        # any 1-3 digit number reads: the range is a rule, checked by validate() below
+        bounds=(0, 999), rule=f"MAXPHYADDR is {_MAXPHY}", page_range=(MAXPHYADDR_MIN, MAXPHYADDR_MAX))
+    memory_map: tuple[MemRange, ...] = knob(
+        DEFAULT_MEMORY_MAP, param="map", short="m", cli="--map", label="memory map",
+        help="memory map, comma-separated start-end:kind (kind ram or mmio)",
+        values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio")
+    vendor: str = knob(
+        VENDOR_INTEL, param="vendor", short="y", cli="--vendor", label="CPU vendor",
+        help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
+        choices=VENDORS, echo_default=False)
     """`vm.vendor` (app.kvm.vm_kinds.VENDORS): kvm_intel (EPT) or kvm_amd (NPT, app.kvm.svm)."""
-    vm_type: str = VM_TYPE_DEFAULT
+    vm_type: str = knob(
+        VM_TYPE_DEFAULT, name="type", param="vmtype", short="T", cli="--vmtype", label="VM type",
+        help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
+        choices=VM_TYPES, echo_default=False)
     """`vm.type` (app.kvm.vm_kinds.VM_TYPES): the KVM_CREATE_VM type; "tdx" is app.kvm.tdx."""
 
     def validate(self) -> VmConfig:
