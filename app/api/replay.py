@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from ..kvm import replay as rp
 from ..kvm.boot import Machine, events_by_source, parse_memory
 from ..kvm.eras import ERAS, get_era
-from ..kvm.trace_source import DEFAULT_VCPUS, make_trace
+from ..kvm.trace_source import DEFAULT_VCPUS, check_one_source, make_trace
 from ..x86.memtype import MemTypeError
 from . import schemas as s
 from .common import BUSY, ERRORS, json_response
@@ -84,13 +84,12 @@ def replay_endpoint(req: s.ReplayRequest, request: Request) -> Response:
     model and its one assumption: the vCPU that caused a zap re-faults at once). An era that
     refuses the VM (a quirk it cannot turn off) gets `error` instead of figures."""
     settings = request.app.state.settings
+    try:  # the request as a whole, not its generator member, is what is wrong
+        check_one_source(generator=req.generator, events=req.events, text=req.trace)
+    except MemTypeError as e:
+        raise RuleViolation(e, ["body"]) from None
     _check_work_budget(req, settings.max_replay_work)
     max_events = settings.max_trace_events
-    given = [n for n in ("generator", "events", "trace") if getattr(req, n) is not None]
-    if len(given) != 1:
-        raise RuleViolation(MemTypeError("generator",
-                                         f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
-                                         "give exactly one of generator, events and trace"), ["body"])
     vm, map_loc = to_vm(req.vm)
     # the core names the request's members (initial, events[i], vcpus, ...); anything else
     # is a line of the trace text

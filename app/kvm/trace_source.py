@@ -36,6 +36,15 @@ class Made:
     imported: Imported | None = None
 
 
+def check_one_source(*, generator: object, events: object, text: object) -> None:
+    """A replay has one trace: a generator, explicit events or trace text (the API checks
+    this before its work budget, which counts the one source given)."""
+    given = [n for n, v in (("generator", generator), ("events", events), ("trace", text)) if v is not None]
+    if len(given) != 1:
+        raise MemTypeError("generator", f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
+                           "give exactly one of generator, events and trace")
+
+
 def make_trace(vm: VmConfig, *, generator: str | None = None, events: Sequence[TraceEvent] | None = None,
                text: str | None = None, vcpus: int | None = None, linux: bool = True, machine: str = "q35",
                memory: int | None = None, maxphyaddr: int | None = None, aperture: str = "dynamic",
@@ -44,10 +53,7 @@ def make_trace(vm: VmConfig, *, generator: str | None = None, events: Sequence[T
                pid: int | None = None, max_events: int = MAX_EVENTS, name: str = "") -> Made:
     """Exactly one of `generator`, `events`, `text`. `initial` is a name of
     `boot.INITIAL_STATES`, an explicit state, or None for the source's default."""
-    given = [n for n, v in (("generator", generator), ("events", events), ("trace", text)) if v is not None]
-    if len(given) != 1:
-        raise MemTypeError("generator", f"{len(given)} trace sources given ({', '.join(given) or 'none'})",
-                           "give exactly one of generator, events and trace")
+    check_one_source(generator=generator, events=events, text=text)
     if isinstance(initial, str):
         if initial not in INITIAL_STATES:
             raise MemTypeError("initial", f"unknown initial state {initial!r}", f"one of {', '.join(INITIAL_STATES)}")
