@@ -37,7 +37,7 @@ router = APIRouter(tags=["scenario"])
 
 
 @router.post(
-    "/resolve", response_model=s.ResolveResponse,
+    "/resolve", response_model=s.ResolveResponse | s.SvmResolveResponse | s.TdxResolveResponse | s.XenResolveResponse,
     responses={**ERRORS, **BUSY, **text_response("The resolution (JSON), or its plain-text rendering")},
     summary="EPT entry, decision path and effective types for one address",
 )
@@ -77,7 +77,7 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
 
 
 @router.post(
-    "/zap", response_model=s.ZapResponse,
+    "/zap", response_model=s.ZapResponse | s.SvmZapResponse,
     responses={**ERRORS, **BUSY, **text_response("The zap audit (JSON), or its plain-text rendering")},
     summary="What an era zaps for one event, against what needed a zap",
 )

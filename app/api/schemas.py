@@ -1449,3 +1449,226 @@ class DecodeTraceResponse(Out):
 for _model, _ids in ((MapResponse, (SYSTEM_KVM_INTEL, SYSTEM_KVM_TDX)), (AmdMapResponse, (SYSTEM_KVM_AMD,)),
                      (XenMapResponse, (XEN_SYSTEM_ID,))):
     assert get_args(_model.model_fields["system"].annotation) == _ids, _model
+
+
+# -- AMD, TDX and Xen answers of resolve and zap (issue 14) --------------------------------
+
+
+class NptLeafOut(Out):
+    """The NPT leaf KVM builds (app.x86.npt.NptEntry): no memory type and no IPAT exist in it."""
+
+    raw: Hex16Out
+    level: int
+    page_size: Literal["4K", "2M", "1G"]
+    host_pat_index: int = Field(description="the host PAT entry its PWT/PCD/PAT bits select (KVM: 0)")
+    memtype: None = Field(None, description="always null: an NPT entry has no memory-type field")
+    ipat: None = Field(None, description="always null: an NPT entry has no IPAT bit")
+    fields: list[EptFieldOut]
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An NptEntry: its fields are a method, its page size a PageSize."""
+        return core(cls, v, lambda n: {"page_size": str(n.page_size), "fields": n.fields()})
+
+
+class SvmHostOut(Out):
+    pat_index: int
+    pat_type: MemTypeOut = Field(description="the host PAT entry the leaf selects")
+    mtrr: MemTypeOut = Field(description="the host MTRR type (assumed: WB for RAM, UC for MMIO)")
+    type: MemTypeOut = Field(description="host MTRR x host PAT entry")
+
+
+class SvmCr0Out(Out):
+    guest_cd: bool
+    guest_nw: bool
+    hw_cd: bool = Field(description="the CR0.CD the CPU runs the guest with (svm_set_cr0)")
+    hw_nw: bool
+    why: str
+
+
+class SvmGpatOut(Out):
+    value: str = Field(description="the VMCB g_pat the CPU uses")
+    follows_guest: bool = Field(description="guest PAT writes reach g_pat (4.14+, 15038e147247)")
+    why: str
+
+
+class SvmRowOut(Out):
+    index: int
+    pte_bits: Hex2Out
+    pte_flags: str
+    guest_pat_type: MemTypeOut = Field(description="the guest's IA32_PAT entry")
+    gpat_type: MemTypeOut = Field(description="the g_pat entry the CPU uses (WB with CR0.PG=0)")
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
+    expected_reason: str
+    relation: Relation
+    relation_reason: str
+
+
+class SvmResolveResponse(Out):
+    """POST /api/v1/resolve with vm.vendor amd (app.kvm.svm.svm_resolve)."""
+
+    system: Literal["kvm-amd"] = "kvm-amd"
+    vendor: str
+    type: str
+    kernel: str = Field(description="the era the kernel falls in")
+    kernel_info: SvmKernelOut
+    gpa: HexOut
+    is_mmio: bool
+    mmio_source: str
+    npt: NptLeafOut
+    host: SvmHostOut
+    cr0: SvmCr0Out
+    gpat: SvmGpatOut
+    pat: list[SvmRowOut]
+    path: list[StepOut]
+    largest_page_by_guest_mtrrs: bool = Field(description="guest MTRRs still cap the NPT page size (up to 5.19)")
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmResult with vendor, type, gpa, is_mmio, mmio_source, guest_cd, guest_nw and
+        permalink added (app/api/systems.py)."""
+        return core(cls, v, lambda r: {
+            "kernel": r.kernel.era, "kernel_info": r.kernel,
+            "host": {"pat_index": r.host_pat_index, "pat_type": r.host_pat_type, "mtrr": r.host_mtrr,
+                     "type": r.host_type},
+            "cr0": {"guest_cd": r.guest_cd, "guest_nw": r.guest_nw, "hw_cd": r.cr0.cd, "hw_nw": r.cr0.nw,
+                    "why": r.cr0.why},
+            "gpat": {"value": r.gpat.pat.hex(), "follows_guest": r.kernel.gpat_follows_guest, "why": r.gpat.why},
+            "pat": r.rows})
+
+
+class SvmZapResponse(Out):
+    """POST /api/v1/zap with vm.vendor amd: the calls KVM makes; none is needed (no NPT entry
+    holds a memory type), so every zapped page is excess."""
+
+    system: Literal["kvm-amd"] = "kvm-amd"
+    vendor: str
+    type: str
+    kernel: str
+    kernel_info: SvmKernelOut
+    event: EventOut
+    calls: list[RangeOut] = Field(description="kvm_zap_gfn_range() calls, as made")
+    zapped_mapped: list[RangeOut] = Field(description="zapped, inside memslots")
+    needed: list[RangeOut] = Field(description="always empty on NPT")
+    stale: list[RangeOut] = Field(description="always empty on NPT")
+    excess: list[RangeOut] = Field(description="every zapped page inside memslots")
+    counts: ZapCounts
+    path: list[StepOut]
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmZap (app.render_kinds) with vendor, type and permalink added."""
+        def members(z: Any) -> dict[str, Any]:
+            n = sum(max(0, e - s) >> 12 for s, e in z.zapped)
+            return {"kernel": z.kernel.era, "kernel_info": z.kernel, "zapped_mapped": z.zapped, "needed": [],
+                    "stale": [], "excess": z.zapped, "notes": [z.note],
+                    "counts": {"zap_calls": len(z.calls), "zapped_pages": n, "needed_pages": 0, "stale_pages": 0,
+                               "excess_pages": n}}
+        return core(cls, v, members)
+
+
+class TdxEptOut(Out):
+    memtype: MemTypeOut
+    ipat: bool
+    notation: str
+    why: str
+    secure_ept: bool = Field(description="the GPA is private: the TDX module's Secure EPT holds the entry")
+
+
+class TdxRowOut(Out):
+    index: int
+    pat_type: MemTypeOut
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
+    relation: Relation
+
+
+class TdxResolveResponse(Out):
+    """POST /api/v1/resolve with vm.type tdx (app.kvm.tdx.tdx_resolve)."""
+
+    system: Literal["kvm-tdx"] = "kvm-tdx"
+    vendor: str
+    type: str
+    kernel: str
+    kernel_info: KernelOut
+    gpa: HexOut
+    is_mmio: bool
+    mmio_source: str
+    private: bool
+    ept: TdxEptOut
+    path: list[StepOut] = Field(description="the v6.16 decision path (empty for a private GPA)")
+    pat: list[TdxRowOut]
+    tdx_fixed: list[str] = Field(description="fields the request left out, set to the value the TDX module fixes")
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A TdxResult with the scenario's members added (app/api/systems.py)."""
+        return core(cls, v, lambda r: {
+            "kernel": r.kernel_info.era,
+            "ept": {"memtype": r.memtype, "ipat": r.ipat, "notation": notation(r.memtype, r.ipat), "why": r.why,
+                    "secure_ept": r.private},
+            "pat": r.rows})
+
+
+class XenEptOut(Out):
+    memtype: MemTypeOut | None = Field(description="the EMT; null for -1 (EMT 7 written, split on misconfiguration)")
+    emt_field: int = Field(description="EPT bits 5:3 as ept_set_entry() writes them (7 = misconfigured)")
+    ipat: bool
+    mask: Hex2Out = Field(description="EPT bits 6:3")
+    notation: str = Field(description="WB! = WB with IPAT, ?? = EMT 7")
+    split: bool = Field(description="-1: resolve_misconfig() splits the superpage and recomputes")
+    leaf: LeafOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EmtResult with the leaf added."""
+        return core(cls, v, lambda e: {"memtype": e.emt, "notation": e.label})
+
+
+class XenCdPathOut(XenCdOut):
+    path: list[StepOut] = Field(description="vmx_update_guest_cr, hvm_set_cr0 and vmx_handle_cd, in order")
+
+
+class XenLookupOut(Out):
+    type: MemTypeOut | None = Field(description="null: mtrr_get_type() returned -1")
+    reason: str
+
+
+class XenResolveResponse(Out):
+    """POST /api/v1/resolve with kernel xen (app.xen.resolve.resolve_xen)."""
+
+    kernel: str = Field(description="as given: xen, xen-4.19 or xen-4.21")
+    system: Literal["xen"] = "xen"
+    version: XenVersionOut
+    gpa: HexOut
+    gfn: HexOut = Field(description="the entry's first gfn (gpa >> 12 aligned down to order)")
+    mfn: HexOut
+    order: int
+    ept: XenEptOut
+    path: list[StepOut] = Field(description="epte_get_entry_emt()'s tests in order")
+    cr0_cd: XenCdPathOut
+    guest_mtrr: LookupOut = Field(description="the SDM's lookup of the guest MTRRs (what the guest expects)")
+    xen_mtrr: XenLookupOut | None = Field(description="Xen's mtrr_get_type() at the entry's order; null without "
+                                          "a vCPU")
+    mtrr_finding: str | None
+    pat: list[PatRowOut] = Field(description="empty when the entry holds EMT 7")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenResolution with kernel and gpa added."""
+        return core(cls, v, lambda r: {
+            "gfn": r.page.gfn, "mfn": r.page.mfn, "order": r.page.order, "ept": View(r.emt, leaf=r.leaf),
+            "path": r.emt.path, "cr0_cd": r.cd, "pat": r.pat_rows})

@@ -3,7 +3,6 @@ resolution out as JSON or 72-column text. Thin: every rule lives in app/xen."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,10 +15,10 @@ from ..x86.memtype import MemType, MemTypeError
 from ..xen import Coverage, Domain, P2mType, Page, PinnedRange, get_version
 from ..xen.cd import cd_view
 from ..xen.map import xen_map
-from ..xen.resolve import XenResolution, resolve_xen
+from ..xen.resolve import resolve_xen
 from ..xen.text import render_xen
 from . import schemas as s
-from .common import text, wants_text
+from .common import json_response, text, wants_text
 from .convert import core_errors, to_vcpu, to_vm
 from .errors import RuleViolation
 from .systems import MapLimits
@@ -40,34 +39,6 @@ def to_xen(x: s.XenIn, gpa: int) -> tuple[Domain, Page]:
     page = Page(gfn, gfn if x.mfn is None else x.mfn, x.order, P2mType(x.p2m_type), Coverage(x.mmio_ro),
                 Coverage(x.special), host)
     return d, page
-
-
-def resolution_json(kernel: str, gpa: int, r: XenResolution) -> dict:
-    e = r.emt
-    return {
-        "kernel": kernel, "system": "xen",
-        "version": {"id": r.version.id, "title": r.version.title, "releases": r.version.releases,
-                    "tag": r.version.tag, "commit": r.version.commit},
-        "gpa": f"{gpa:#x}", "gfn": f"{r.page.gfn:#x}", "mfn": f"{r.page.mfn:#x}", "order": r.page.order,
-        "ept": {"memtype": e.emt.label if e.emt is not None else None, "emt_field": e.emt_field, "ipat": e.ipat,
-                "mask": f"{e.mask:#04x}", "notation": e.label, "split": e.split,
-                "leaf": s.LeafOut.model_validate(r.leaf).model_dump(mode="json")},
-        "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in e.path],
-        "cr0_cd": {"hw_cr0_cd": r.cd.hw_cr0_cd, "handle_cd": r.cd.handle_cd, "cache_mode": r.cd.cache_mode,
-                   "vmcs_pat": r.cd.vmcs_pat.hex(),
-                   "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in r.cd.path]},
-        "guest_mtrr": s.LookupOut.model_validate(r.guest_mtrr).model_dump(mode="json"),
-        "xen_mtrr": (None if r.xen_mtrr is None else
-                     {"type": r.xen_mtrr.type.label if r.xen_mtrr.type is not None else None,
-                      "reason": r.xen_mtrr.reason}),
-        "mtrr_finding": r.mtrr_finding,
-        "pat": [{"index": p.index, "pte_bits": f"{p.pte_bits:#04x}", "pte_flags": p.pte_flags,
-                 "pat_type": p.pat_type.label, "pat_type_used": p.pat_type_used.label,
-                 "effective": p.effective.label,
-                 "guest_expected": p.guest_expected.label if p.guest_expected is not None else None,
-                 "expected_reason": p.expected_reason, "relation": p.relation, "relation_reason": p.relation_reason}
-                for p in r.pat_rows],
-    }
 
 
 def _kvm_vm(vm: VmConfig) -> None:
@@ -138,4 +109,4 @@ def xen_resolve(req: s.ResolveRequest, request: Request, fmt: str | None) -> Res
             res = resolve_xen(version, d, page, vcpu, vm.maxphyaddr)
     if wants_text(request, fmt):
         return text(render_xen(res))
-    return Response(json.dumps(resolution_json(req.kernel, req.gpa, res)), media_type="application/json")
+    return json_response(s.XenResolveResponse.model_validate(s.View(res, kernel=req.kernel, gpa=req.gpa)))

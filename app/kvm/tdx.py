@@ -158,7 +158,7 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
         pat = guest_pat_type(vcpu.pat[i], vcpu.cr0_pg)
         eff = effective_type(mt, ipat, pat)
         exp = expectation(look, vcpu.pat[i], cd=False, paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr)
-        rel = relation(eff, exp.type) if exp.type is not None else "unknown"
+        rel = relation(eff, exp.type) if exp.type is not None else "incomparable"
         rows.append(TdxRow(i, vcpu.pat[i], eff, exp.type, rel))
     return TdxResult(mt, ipat, why, tuple(rows), notes)
 
