@@ -107,6 +107,10 @@ def systems() -> list[tuple[str, str, str, dict | None]]:
                         {"kernel": k, "gpa": "0x1000", "vcpu": {"mtrr": XEN_MTRR, "cr0_cd": True}, "xen": d}))
             out.append((f"xen map {k} {json.dumps(d, sort_keys=True)}", "POST", "/api/v1/map",
                         {"kernel": k, "vcpu": {"mtrr": XEN_MTRR}, "xen": d, "pat_index": 1}))
+            for ev in (*SYSTEM_EVENTS[:3], SYSTEM_EVENTS[4], {"kind": "passthrough_attach"}):
+                for fmt in ("", "?format=text"):
+                    out.append((f"xen zap{fmt} {k} {json.dumps(d, sort_keys=True)} {json.dumps(ev)}", "POST",
+                                f"/api/v1/zap{fmt}", {"kernel": k, "vcpu": {"mtrr": XEN_MTRR}, "xen": d, "event": ev}))
     return out
 
 

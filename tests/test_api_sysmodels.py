@@ -17,7 +17,7 @@ def model_for(path: str, j: dict) -> type[s.Out]:
         ("resolve", "kvm-amd"): s.SvmResolveResponse, ("zap", "kvm-amd"): s.SvmZapResponse,
         ("resolve", "kvm-tdx"): s.TdxResolveResponse, ("zap", "kvm-tdx"): s.ZapResponse,
         ("resolve", "xen"): s.XenResolveResponse, ("map", "kvm-amd"): s.AmdMapResponse,
-        ("map", "kvm-tdx"): s.TdxMapResponse, ("map", "xen"): s.XenMapResponse,
+        ("map", "kvm-tdx"): s.TdxMapResponse, ("map", "xen"): s.XenMapResponse, ("zap", "xen"): s.XenZapResponse,
     }
     return table[(kind, j.get("system", "kvm-tdx"))]
 
@@ -39,7 +39,7 @@ async def test_openapi_lists_the_system_models(client):
     doc = (await client.get("/openapi.json")).json()
     names = set(doc["components"]["schemas"])
     for m in (s.SvmResolveResponse, s.SvmZapResponse, s.TdxResolveResponse, s.XenResolveResponse,
-              s.AmdMapResponse, s.TdxMapResponse, s.XenMapResponse):
+              s.AmdMapResponse, s.TdxMapResponse, s.XenMapResponse, s.XenZapResponse):
         assert m.__name__ in names, m
     resolve = doc["paths"]["/api/v1/resolve"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     refs = {x["$ref"].rsplit("/", 1)[-1] for x in resolve["anyOf"]}

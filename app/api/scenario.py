@@ -31,7 +31,7 @@ from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu
 from .errors import RuleViolation
 from .pool import pooled
 from .systems import check_private, is_kind, kind_map, kind_resolve, kind_zap, zap_answer
-from .xen import xen_map_answer, xen_resolve
+from .xen import xen_map_answer, xen_resolve, xen_zap_answer
 
 router = APIRouter(tags=["scenario"])
 
@@ -77,7 +77,7 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
 
 
 @router.post(
-    "/zap", response_model=s.ZapResponse | s.SvmZapResponse,
+    "/zap", response_model=s.ZapResponse | s.SvmZapResponse | s.XenZapResponse,
     responses={**ERRORS, **BUSY, **text_response("The zap audit (JSON), or its plain-text rendering")},
     summary="What an era zaps for one event, against what needed a zap",
 )
@@ -90,14 +90,24 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     with page counts, the zap path and the per-range entry changes. `vm.vendor` "amd":
     app.kvm.svm's zaps (no NPT entry holds a memtype: nothing is ever needed); `vm.type`
     "tdx": the audit of the TD (refusing events a TD cannot perform)."""
+    if is_xen(req.kernel):
+        return xen_zap_answer(req, request, fmt)
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
+    ev = req.event
+    if isinstance(ev, s.PassthroughEvent):
+        raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
+                                         'passthrough events need kernel "xen"; KVM\'s is noncoherent_dma'),
+                            ["body", "event", "kind"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     if is_kind(vm):
-        return kind_zap(req, request, fmt, vm, map_loc)
+        return kind_zap(req, ev, request, fmt, vm, map_loc)
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
-        event = to_event(req.event)
+        event = to_event(ev)
         a = audit(era, vm, vcpu, event)
     return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
 

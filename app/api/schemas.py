@@ -427,6 +427,18 @@ class PatWriteEvent(Strict):
 
 EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
+
+class PassthroughEvent(Strict):
+    """Xen only (kernel xen...): the toolstack gives the domain its first I/O resource or a PCI
+    device, or takes its last one away (iomem_permit_access / iomem_deny_access, assign_device)."""
+
+    kind: Literal["passthrough_attach", "passthrough_detach"]
+    resource: Literal["io", "pci"] = Field("io", description="io: an iomem/ioport range; pci: a PCI device")
+
+
+ZapEventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent | PassthroughEvent,
+                       Field(discriminator="kind")]
+
 def _zap_examples() -> list[JsonValue]:
     """One zap body per event kind the presets try: the first preset with that kind."""
     first: dict[str, JsonValue] = {}
@@ -449,7 +461,9 @@ class ZapRequest(Scenario):
 
     model_config = ConfigDict(json_schema_extra={"examples": ZAP_EXAMPLES})
 
-    event: EventIn
+    event: ZapEventIn = Field(description="noncoherent_dma is KVM's only, passthrough_attach/detach Xen's only")
+    xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
+                                 description='Xen domain facts, with kernel "xen" only (as for map)')
 
 
 class DiffRequest(Strict):
@@ -1672,3 +1686,109 @@ class XenResolveResponse(Out):
         return core(cls, v, lambda r: {
             "gfn": r.page.gfn, "mfn": r.page.mfn, "order": r.page.order, "ept": View(r.emt, leaf=r.leaf),
             "path": r.emt.path, "cr0_cd": r.cd, "pat": r.pat_rows})
+
+
+class XenEventOut(Out):
+    kind: str
+    description: str
+    msr: HexOut | None = None
+    value: bool | str | None = None
+    cr0_nw: bool | None = None
+    resource: str | None = Field(None, description="passthrough events: io or pci")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An Event (as EventOut) or a Passthrough."""
+        def members(e: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"description": e.describe()}
+            if hasattr(e, "value"):
+                out["value"] = e.value if isinstance(e.value, bool) else f"{e.value:#x}"
+            return out
+        return core(cls, v, members)
+
+
+class XenEmtTypeOut(Out):
+    memtype: MemTypeOut | None
+    ipat: bool
+    emt_field: int
+    mask: Hex2Out
+    notation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An (EMT or None, IPAT) pair."""
+        if not isinstance(v, tuple):
+            return v
+        mt, ipat = v
+        if mt is None:
+            return {"memtype": None, "ipat": ipat, "emt_field": 7, "mask": 7 << 3 | (1 << 6 if ipat else 0),
+                    "notation": "??"}
+        return {**_ept_members(mt, ipat), "emt_field": int(mt)}
+
+
+class XenChangeOut(Out):
+    start: HexOut
+    end: HexOut
+    pages: int
+    kind: Literal["ram", "mmio"]
+    before: XenEmtTypeOut
+    after: XenEmtTypeOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda c: {"pages": (c.end - c.start) >> 12})
+
+
+class XenEptActionOut(Out):
+    text: str = Field(description='"invalidated, recomputed on next access" or "no EPT change"')
+    invalidated: bool = Field(description="memory_type_changed() marked the root entries EMT 7")
+    scope: str
+    flush: bool = Field(description="memory_type_changed() flushed every CPU's caches (flush_all)")
+
+
+class XenZapCounts(Out):
+    invalidated_pages: int
+    needed_pages: int
+    stale_pages: int
+    excess_pages: int
+
+
+class XenZapResponse(Out):
+    """POST /api/v1/zap with kernel xen: Xen marks EPT entries with EMT 7 and recomputes them
+    on the next access instead of zapping (app.xen.zap.xen_zap)."""
+
+    system: Literal["xen"] = "xen"
+    kernel: str
+    version: XenVersionOut
+    event: XenEventOut
+    ept: XenEptActionOut
+    path: list[StepOut] = Field(description="what Xen runs for the event, in order")
+    cr0_cd_before: XenCdOut
+    cr0_cd_after: XenCdOut
+    invalidated: list[RangeOut] = Field(description="mapped ranges marked EMT 7 (every one, or none)")
+    needed: list[RangeOut] = Field(description="mapped ranges whose EMT or IPAT changes")
+    stale: list[RangeOut] = Field(description="needed but not invalidated: the old EMT survives")
+    excess: list[RangeOut] = Field(description="invalidated although the EMT does not change (an exit each)")
+    counts: XenZapCounts
+    changes: list[XenChangeOut]
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenZap with kernel and permalink added."""
+        def members(z: Any) -> dict[str, Any]:
+            def n(rs: Any) -> int:
+                return sum((e - s) >> 12 for s, e in rs)
+            fx = z.effect
+            return {"ept": {"text": fx.text, "invalidated": fx.invalidated, "scope": fx.scope, "flush": fx.flush},
+                    "cr0_cd_before": z.cd_before, "cr0_cd_after": z.cd_after,
+                    "counts": {"invalidated_pages": n(z.invalidated), "needed_pages": n(z.needed),
+                               "stale_pages": n(z.stale), "excess_pages": n(z.excess)},
+                    "invalidated": list(z.invalidated), "needed": list(z.needed), "stale": list(z.stale),
+                    "excess": list(z.excess)}
+        return core(cls, v, members)

@@ -78,13 +78,14 @@ def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
     return json_response(svm_view(res, vm, vcpu, access, link))
 
 
-def _svm_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def _svm_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     with core_errors(map_loc):
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         kernel = svm_kernel(req.kernel)
         vm.validate()
         vcpu = to_vcpu(req.vcpu).validate(vm)
-        event = to_event(req.event)
+        event = to_event(ev)
         with located("event"):
             vm_after, vcpu_after = apply_event(vm, vcpu, event)
         d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
@@ -153,7 +154,8 @@ def _tdx_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
                                   path.path if path is not None else None, link))
 
 
-def _tdx_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def _tdx_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     """A TD's zaps are the v6.16 era's with IGNORE_GUEST_PAT off (app.kvm.tdx docstring), once
     the TD's refusals have passed: the ordinary zap audit answers."""
     with core_errors(map_loc):
@@ -165,7 +167,7 @@ def _tdx_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig,
         check_tdx_vm(vm)
         vcpu.validate(vm)
         check_tdx_vcpu(vcpu)
-        event: Event = to_event(req.event)
+        event: Event = to_event(ev)
         check_tdx_event(event)
         a = audit(era, vm, vcpu, event)
     return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
@@ -238,7 +240,8 @@ def _map_mtrr(vcpu: VcpuState, vm: VmConfig) -> dict:
     return {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}
 
 
-def kind_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def kind_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     if vm.vm_type == VM_TYPE_TDX:
-        return _tdx_zap(req, request, fmt, vm, map_loc)
-    return _svm_zap(req, request, fmt, vm, map_loc)
+        return _tdx_zap(req, ev, request, fmt, vm, map_loc)
+    return _svm_zap(req, ev, request, fmt, vm, map_loc)

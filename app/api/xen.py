@@ -10,16 +10,18 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..kvm.memmap import mtrr_default, mtrr_ranges
-from ..kvm.scenario import VmConfig
+from ..kvm.scenario import Event, VmConfig
 from ..x86.memtype import MemType, MemTypeError
-from ..xen import Coverage, Domain, P2mType, Page, PinnedRange, get_version
+from ..xen import Coverage, Domain, P2mType, Page, Passthrough, PinnedRange, get_version
 from ..xen.cd import cd_view
+from ..xen.events import PASSTHROUGH_ATTACH
 from ..xen.map import xen_map
 from ..xen.resolve import resolve_xen
-from ..xen.text import render_xen
+from ..xen.text import render_xen, render_xen_zap
+from ..xen.zap import xen_zap
 from . import schemas as s
 from .common import json_response, text, wants_text
-from .convert import core_errors, to_vcpu, to_vm
+from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
 from .systems import MapLimits
 
@@ -89,6 +91,36 @@ def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
         "cr0_cd": cd_view(d, vcpu.cr0_cd, vcpu.pat, vcpu.cr0_nw), "runs": runs,
         "mtrr_ranges": mtrr_ranges(vcpu, vm),
         "mtrr": {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}, "notes": list(MAP_NOTES)})
+
+
+def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent | s.PassthroughEvent,
+           ) -> Event | Passthrough:
+    if isinstance(e, s.PassthroughEvent):
+        return Passthrough(e.kind == PASSTHROUGH_ATTACH, e.resource)
+    if isinstance(e, s.NoncoherentDmaEvent):
+        raise MemTypeError(("event", "kind"), "noncoherent_dma is a KVM event",
+                           "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
+    return to_event(e)
+
+
+def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Response:
+    """POST /api/v1/zap with kernel xen: app.xen.zap.xen_zap over the memory map."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    _kvm_vm(vm)
+    x = req.xen or s.XenMapIn()
+    with core_errors(map_loc):
+        version = get_version(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        vcpu.validate(vm)
+        event = _event(req.event)
+        d = to_domain(x)
+        host = MemType.from_label(x.host_mtrr) if x.host_mtrr is not None else None
+        with _xen_loc():
+            z = xen_zap(version, d, vm, vcpu, event, host)
+    link = ""
+    if wants_text(request, fmt):
+        return text(render_xen_zap(z, link))
+    return json_response(s.XenZapResponse.model_validate(s.View(z, kernel=req.kernel, permalink=link)))
 
 
 def xen_resolve(req: s.ResolveRequest, request: Request, fmt: str | None) -> Response:
