@@ -17,9 +17,10 @@ def model_for(path: str, j: dict) -> type[s.Out]:
         ("resolve", "kvm-amd"): s.SvmResolveResponse, ("zap", "kvm-amd"): s.SvmZapResponse,
         ("resolve", "kvm-tdx"): s.TdxResolveResponse, ("zap", "kvm-tdx"): s.ZapResponse,
         ("resolve", "xen"): s.XenResolveResponse, ("map", "kvm-amd"): s.AmdMapResponse,
-        ("map", "kvm-tdx"): s.TdxMapResponse, ("map", "xen"): s.XenMapResponse, ("zap", "xen"): s.XenZapResponse,
+        ("diff", None): s.SystemDiffResponse, ("map", "kvm-tdx"): s.TdxMapResponse,
+        ("map", "xen"): s.XenMapResponse, ("zap", "xen"): s.XenZapResponse,
     }
-    return table[(kind, j.get("system", "kvm-tdx"))]
+    return table[(kind, None if kind == "diff" else j.get("system", "kvm-tdx"))]
 
 
 async def test_every_system_answer_reads_back_through_its_model(client):
@@ -39,7 +40,7 @@ async def test_openapi_lists_the_system_models(client):
     doc = (await client.get("/openapi.json")).json()
     names = set(doc["components"]["schemas"])
     for m in (s.SvmResolveResponse, s.SvmZapResponse, s.TdxResolveResponse, s.XenResolveResponse,
-              s.AmdMapResponse, s.TdxMapResponse, s.XenMapResponse, s.XenZapResponse):
+              s.AmdMapResponse, s.TdxMapResponse, s.XenMapResponse, s.XenZapResponse, s.SystemDiffResponse):
         assert m.__name__ in names, m
     resolve = doc["paths"]["/api/v1/resolve"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     refs = {x["$ref"].rsplit("/", 1)[-1] for x in resolve["anyOf"]}

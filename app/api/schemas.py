@@ -44,6 +44,7 @@ from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
 from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
+from ..system_diff import MEANING as SYSTEM_DIM_MEANING
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
 from ..x86.mtrr import (
@@ -467,13 +468,18 @@ class ZapRequest(Scenario):
 
 
 class DiffRequest(Strict):
-    """Two eras; every state of the finite state space where their EPT entries differ."""
+    """Two eras; every state of the finite state space where their EPT entries differ. `a` and
+    `b` may also name Xen (xen, xen-4.19, xen-4.21) or, with `a_vendor`/`b_vendor` amd, KVM
+    on AMD: the cross-system diff (SystemDiffResponse) over the dimensions either reads."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
     a: KernelId
     b: KernelId
     limit: Int = Field(500, ge=0, le=5000, description="most rows returned; counts and groups cover all states")
+    a_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                             description="amd: `a` is a kernel under KVM on AMD (NPT, 4.14 and later); not with Xen")
+    b_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL, description="as a_vendor, for b")
 
 
 class ReplayEventIn(Strict):
@@ -1792,3 +1798,93 @@ class XenZapResponse(Out):
                     "invalidated": list(z.invalidated), "needed": list(z.needed), "stale": list(z.stale),
                     "excess": list(z.excess)}
         return core(cls, v, members)
+
+
+SideStatus = Literal["read", "not read", "absent"]
+
+
+class SideOut(Out):
+    system: Literal["kvm-intel", "kvm-amd", "xen"]
+    asked: str = Field(description="as given in the request")
+    label: str
+    era: str | None = Field(description="the KVM era whose rules apply (null for Xen)")
+    kernel_info: KernelOut | None = Field(None, description="kvm-intel: what `a`/`b` named")
+    svm: SvmKernelOut | None = Field(None, description="kvm-amd: the kernel as the AMD rules read it")
+    xen: XenVersionOut | None = Field(None, description="xen: the release line")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A system_diff.Side (with kernel_info added for KVM on Intel)."""
+        return core(cls, v, lambda sd: {"era": sd.era.id if sd.era is not None else
+                                        sd.svm.era if sd.svm is not None else None})
+
+
+class DimensionOut(Out):
+    name: str
+    values: list[Any]
+    meaning: str
+    a: SideStatus = Field(description="read: the answer depends on it; not read: the system has it, its memory "
+                          "type does not; absent: the system has no such thing")
+    b: SideStatus
+    in_space: bool = Field(description="part of the compared space (read by A or B)")
+
+
+class SysRowOut(Out):
+    state: dict[str, Any] = Field(description="the state's value of every dimension in the space")
+    entry_a: str = Field(description="A's entry: EPT notation (WB! = IPAT), or for AMD 'NPT: host T'")
+    entry_b: str
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
+    classification: Relation = Field(description="effective_b relative to effective_a (same: the EPT entries "
+                                     "differ only)")
+    relation_a: Relation = Field(description="effective_a relative to the guest's expectation")
+    relation_b: Relation
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda r: {"entry_a": r.a.entry, "entry_b": r.b.entry, "effective_a": r.a.effective,
+                                       "effective_b": r.b.effective})
+
+
+class SysGroupOut(Out):
+    pattern: dict[str, Any] = Field(description="dimensions of the space; '*' = every value gives this outcome")
+    count: int
+    entry_a: str
+    entry_b: str
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
+    classification: Relation
+
+
+class SystemDiffResponse(Out):
+    """POST /api/v1/diff when a side is Xen or KVM on AMD (app/system_diff.py)."""
+
+    a: SideOut
+    b: SideOut
+    dimensions: list[DimensionOut] = Field(description="every dimension of the joint space and each side's status")
+    only_a: list[str] = Field(description="dimensions A has (read or not) and B lacks")
+    only_b: list[str] = Field(description="dimensions B has and A lacks")
+    mapping: list[str] = Field(description="how the shared dimensions stand for the same fact in both systems, "
+                               "and what a missing one means")
+    not_compared: list[str] = Field(description="states of either system outside the joint space")
+    total_states: int
+    compared: int
+    counts: dict[str, int] = Field(description="differ, weaker, stronger, incomparable, entry_only")
+    skipped: dict[str, int] = Field(description="states a side cannot have, by reason")
+    entries_comparable: bool = Field(description="both entries are EPT entries: a row may differ in the entry "
+                                     "alone (entry_only)")
+    groups: list[SysGroupOut]
+    rows: list[SysRowOut]
+    truncated: bool
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A SystemDiff with groups, rows, truncated and permalink added."""
+        return core(cls, v, lambda d: {
+            "dimensions": [{"name": k, "values": list(vals), "meaning": SYSTEM_DIM_MEANING[k], "a": sa, "b": sb,
+                            "in_space": k in {n for n, _ in d.dimensions}} for k, vals, sa, sb in d.status()],
+            "only_a": d.only("a"), "only_b": d.only("b"), "mapping": d.mapping(), "not_compared": d.not_compared()})
