@@ -112,6 +112,28 @@ class SvmZap:
     note: str
 
 
+NO_ZAP_NEEDED = ("no NPT entry holds a memory type, so no event changes one: no zap is needed and every "
+                 "zapped page is excess (the new CR0 or g_pat takes effect at the next VMRUN)")
+
+
+def svm_zap_view(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, event: Event) -> SvmZap:
+    """svm_zap() for one event, with the calls' pages inside memslots: what POST /api/v1/zap
+    (vm.vendor amd) and the CLI's zap answer. Refusals are the core's."""
+    from .kvm.era import ZapInput
+    from .kvm.ranges import intersect, merge
+    from .kvm.scenario import apply_event
+    from .kvm.svm import svm_zap
+    from .x86.memtype import located
+
+    vm.validate()
+    vcpu.validate(vm)
+    with located("event"):
+        vm_after, vcpu_after = apply_event(vm, vcpu, event)
+    d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
+    zapped = intersect(merge(d.calls), [(r.start, r.end) for r in vm.memory_map])
+    return SvmZap(kernel, event, d.calls, tuple(zapped), d.path, NO_ZAP_NEEDED)
+
+
 def _range_rows(name: str, ranges: Sequence[Range]) -> list[list[str]]:
     if not ranges:
         return [[name, "-", "-", "0"]]

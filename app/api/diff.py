@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..analysis import diff_by_id, group_rows
+from ..kvm.scenario import VmConfig
 from ..kvm.versions import resolve_kernel
 from ..kvm.vm_kinds import VENDOR_INTEL
 from ..permalink import LinkState, url
@@ -37,7 +38,8 @@ def _system_diff(req: s.DiffRequest, request: Request, fmt: str | None) -> Respo
     with core_errors():
         a, b = side(req.a, req.a_vendor, "a"), side(req.b, req.b_vendor, "b")
         d = diff_by_sides(a, b)
-    link = ""
+    link = url(LinkState(req.a, VmConfig(vendor=req.a_vendor), vs=req.b, view="diff", vs_vendor=req.b_vendor),
+               base_url(request))
     if wants_text(request, fmt):
         return text(render_system_diff(d, link))
     return json_response(s.SystemDiffResponse.model_validate(s.View(

@@ -1100,10 +1100,13 @@ class PermalinkRequest(Scenario):
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
-    event: EventIn | None = Field(None, description="the zap event (view zap)")
+    event: ZapEventIn | None = Field(None, description="the zap event (view zap)")
     vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"
     pati: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective types the page's map shows")
+    vs_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                              description="the diff's second side: amd = KVM on AMD (the first is vm.vendor)")
+    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
 
 
 class PermalinkResponse(Out):
@@ -1684,6 +1687,7 @@ class XenResolveResponse(Out):
                                           "a vCPU")
     mtrr_finding: str | None
     pat: list[PatRowOut] = Field(description="empty when the entry holds EMT 7")
+    permalink: str
 
     @model_validator(mode="before")
     @classmethod

@@ -16,37 +16,32 @@ from dataclasses import replace
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..kvm.era import ZapInput
 from ..kvm.eras import ERAS
 from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
-from ..kvm.ranges import intersect, merge
-from ..kvm.scenario import Access, Event, VcpuState, VmConfig, apply_event
-from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmResult, svm_kernel, svm_map, svm_resolve, svm_zap
+from ..kvm.scenario import Access, Event, VcpuState, VmConfig
+from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmResult, svm_kernel, svm_map, svm_resolve
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
-    check_tdx_event,
     check_tdx_vcpu,
     check_tdx_vm,
     check_vm_kind,
     tdx_defaults,
     tdx_mt_mask,
     tdx_resolve,
+    tdx_zap_audit,
 )
 from ..kvm.versions import KernelInfo, resolve_kernel
 from ..kvm.vm_kinds import VENDOR_AMD, VM_TYPE_TDX
-from ..kvm.zap import ZapAudit, audit
+from ..kvm.zap import ZapAudit
 from ..permalink import LinkState, url
 from ..render import render_zap
-from ..render_kinds import SvmZap, render_svm, render_svm_zap, render_tdx
-from ..x86.memtype import MemTypeError, located
+from ..render_kinds import render_svm, render_svm_zap, render_tdx, svm_zap_view
+from ..x86.memtype import MemTypeError
 from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import Loc, core_errors, to_event, to_host_page, to_vcpu
 from .errors import RuleViolation
-
-NO_ZAP_NEEDED = ("no NPT entry holds a memory type, so no event changes one: no zap is needed and every "
-                 "zapped page is excess (the new CR0 or g_pat takes effect at the next VMRUN)")
 
 
 def is_kind(vm: VmConfig) -> bool:
@@ -83,14 +78,9 @@ def _svm_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None
     with core_errors(map_loc):
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         kernel = svm_kernel(req.kernel)
-        vm.validate()
-        vcpu = to_vcpu(req.vcpu).validate(vm)
+        vcpu = to_vcpu(req.vcpu)
         event = to_event(ev)
-        with located("event"):
-            vm_after, vcpu_after = apply_event(vm, vcpu, event)
-        d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
-    zapped = intersect(merge(d.calls), [(r.start, r.end) for r in vm.memory_map])
-    z = SvmZap(kernel, event, d.calls, tuple(zapped), d.path, NO_ZAP_NEEDED)
+        z = svm_zap_view(kernel, vm, vcpu, event)
     link = url(LinkState(req.kernel.strip(), vm, vcpu, event=event, view="zap"), base_url(request))
     if wants_text(request, fmt):
         return text(render_svm_zap(z, vm, vcpu, link))
@@ -161,15 +151,10 @@ def _tdx_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None
     with core_errors(map_loc):
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         kernel = resolve_kernel(req.kernel)
-        era = ERAS[kernel.era]
         vm.validate()
         vm, vcpu, _ = tdx_state(req, vm, to_vcpu(req.vcpu))
-        check_tdx_vm(vm)
-        vcpu.validate(vm)
-        check_tdx_vcpu(vcpu)
         event: Event = to_event(ev)
-        check_tdx_event(event)
-        a = audit(era, vm, vcpu, event)
+        a = tdx_zap_audit(kernel.era, vm, vcpu, event)
     return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
 
 

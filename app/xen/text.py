@@ -18,7 +18,7 @@ def _domain_text(res: XenResolution) -> str:
             + ("" if d.has_vcpu else ", no vCPU yet"))
 
 
-def render_xen(res: XenResolution) -> str:
+def render_xen(res: XenResolution, link: str = "") -> str:
     p, e = res.page, res.emt
     out = title(f"memtype-explorer: Xen EPT memory type for gfn {p.gfn:#x}")
     out += [f"{res.version.title} ({res.version.tag}, {res.version.commit[:12]})"]
@@ -54,6 +54,8 @@ def render_xen(res: XenResolution) -> str:
                       for r in res.pat_rows])
         out += legend("used = the PAT type in GUEST_PAT (all UC while vmx_handle_cd's no-fill mode is on; WB "
                       "when CR0.PG=0); guest = what the guest expects on bare metal.")
+    if link:
+        out += ["", *permalink_lines(link)]
     return "\n".join(out) + "\n"
 
 
@@ -117,5 +119,5 @@ def render_xen_zap(z: XenZap, link: str = "") -> str:
     for note in z.notes:
         out += wrap("Note: " + note, "", "  ")
     if link:
-        out += permalink_lines(link)
+        out += ["", *permalink_lines(link)]
     return "\n".join(out) + "\n"
