@@ -62,6 +62,7 @@ from ..x86.mtrr import (
 from ..x86.npt import ADDR_BITS
 from ..x86.pat import PAT_POWER_ON, index_to_pte_bits
 from ..xen.versions import SYSTEM_ID as XEN_SYSTEM_ID
+from ..xen.versions import XEN_VERSIONS
 from .hexpattern import byte_fields, masked, one_of
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -71,6 +72,7 @@ HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
 HEX_RE = re.compile(HEX_PATTERN)
 BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
 ERA_IDS = list(ERAS)
+XEN_IDS = [XEN_SYSTEM_ID, *XEN_VERSIONS]
 
 MemTypeName = Literal["UC", "WC", "WT", "WP", "WB", "UC-"]
 assert get_args(MemTypeName) == tuple(t.label for t in MemType), "MemTypeName lists app.x86.memtype.MemType's names"
@@ -199,6 +201,15 @@ KernelId = Annotated[
         "examples": ["v6.16", "6.12.78"],
     }),
 ]
+SystemId = Annotated[
+    str, WithJsonSchema({
+        "anyOf": [{"type": "string", "enum": [*ERA_IDS, *XEN_IDS]},
+                  {"type": "string", "pattern": VERSION_PATTERN, "maxLength": 64}],
+        "description": "as a kernel id (an era id or a kernel version), or a system id: xen (the newest Xen "
+                       "line), xen-4.19, xen-4.21 (issue 14: Xen is accepted where an era id is)",
+        "examples": ["v6.16", "6.12.78", "xen"],
+    }),
+]
 
 
 class Strict(BaseModel):
@@ -299,7 +310,7 @@ OVMF_MTRR: dict[str, Any] = PRESETS["ovmf"].request()["vcpu"]["mtrr"]
 
 
 class Scenario(Strict):
-    kernel: KernelId
+    kernel: SystemId
     vm: VmIn = Field(default_factory=VmIn)
     vcpu: VcpuIn = Field(default_factory=VcpuIn)
     memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
@@ -474,8 +485,8 @@ class DiffRequest(Strict):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
-    a: KernelId
-    b: KernelId
+    a: SystemId
+    b: SystemId
     limit: Int = Field(500, ge=0, le=5000, description="most rows returned; counts and groups cover all states")
     a_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
                              description="amd: `a` is a kernel under KVM on AMD (NPT, 4.14 and later); not with Xen")
@@ -1101,7 +1112,7 @@ class PermalinkRequest(Scenario):
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
     event: ZapEventIn | None = Field(None, description="the zap event (view zap)")
-    vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
+    vs: SystemId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"
     pati: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective types the page's map shows")
     vs_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
