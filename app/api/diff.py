@@ -42,9 +42,16 @@ def _system_diff(req: s.DiffRequest, request: Request, fmt: str | None) -> Respo
                base_url(request))
     if wants_text(request, fmt):
         return text(render_system_diff(d, link))
-    return json_response(s.SystemDiffResponse.model_validate(s.View(
-        d, a=_side(a), b=_side(b), groups=d.groups(), rows=d.rows[:req.limit], truncated=len(d.rows) > req.limit,
-        permalink=link)))
+    return json_response(_system_body(a, b, req.limit).model_copy(update={"permalink": link}))
+
+
+@lru_cache(maxsize=128)
+def _system_body(a: Side, b: Side, limit: int) -> s.SystemDiffResponse:
+    """The response without its permalink (the diff itself is cached in app.system_diff)."""
+    d = diff_by_sides(a, b)
+    return s.SystemDiffResponse.model_validate(s.View(
+        d, a=_side(a), b=_side(b), groups=d.groups(), rows=d.rows[:limit], truncated=len(d.rows) > limit,
+        permalink=""))
 
 
 def _side(sd: Side) -> s.View:
