@@ -205,8 +205,9 @@ SystemId = Annotated[
     str, WithJsonSchema({
         "anyOf": [{"type": "string", "enum": [*ERA_IDS, *XEN_IDS]},
                   {"type": "string", "pattern": VERSION_PATTERN, "maxLength": 64}],
-        "description": "as a kernel id (an era id or a kernel version), or a system id: xen (the newest Xen "
-                       "line), xen-4.19, xen-4.21 (issue 14: Xen is accepted where an era id is)",
+        "description": "a kernel era id (GET /api/v1/kernels) or a kernel version as uname -r prints it, "
+                       "4.2 to 6.19: 6.12.78, 6.11-rc3, 6.8.0-45-generic; or a system id: xen (the newest Xen "
+                       "line), xen-4.19, xen-4.21 (Xen is accepted where an era id is); others get 422",
         "examples": ["v6.16", "6.12.78", "xen"],
     }),
 ]
