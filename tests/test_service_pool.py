@@ -6,20 +6,19 @@ before any work with 422 naming MEMTYPE_MAX_REPLAY_WORK."""
 from __future__ import annotations
 
 import threading
-import time
 
 import anyio
 import httpx
 import pytest
 
 from app.api.pool import TYPE_TIMEOUT, PoolRefused
+from app.kvm import replay as replay_core
 from app.main import create_app
 from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
 RESOLVE = {"kernel": "v6.7", "gpa": "0x1000"}
-HEAVY = {"generator": "ovmf", "vcpus": 64}  # ~0.5 s of replay under all eras
 
 
 def client_for(**settings) -> httpx.AsyncClient:
@@ -27,37 +26,41 @@ def client_for(**settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t")
 
 
-async def test_healthz_answers_fast_while_heavy_work_runs():
+async def test_healthz_answers_while_heavy_work_runs(monkeypatch):
+    """Behaviour, not speed (bench/run.py measures the latency): two replays are held in
+    the pool at a gate, and /healthz answers again and again meanwhile; work on the event
+    loop would hold every probe until the gate opened."""
+    gate = threading.Event()
+    real = replay_core.replay_all
+    held = []
+
+    def blocked(*args, **kwargs):
+        held.append(1)
+        gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_core, "replay_all", blocked)
     async with client_for(pool_size=2) as c:
-        lat: list[float] = []
-        done = anyio.Event()
+        statuses: list[int] = []
 
         async def heavy():
-            async with anyio.create_task_group() as tg:
-                for _ in range(2):
-                    tg.start_soon(lambda: c.post("/api/v1/replay", json=HEAVY))
-            done.set()
+            r = await c.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 1})
+            statuses.append(r.status_code)
 
-        async def probe():
-            await anyio.sleep(0.05)
-            while not done.is_set():
-                t = time.perf_counter()
-                r = await c.get("/healthz")
-                lat.append(time.perf_counter() - t)
-                assert r.status_code == 200
-                await anyio.sleep(0.02)
-
-        t0 = time.perf_counter()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(heavy)
-            tg.start_soon(probe)
-        assert time.perf_counter() - t0 > 0.3, "the heavy requests were not heavy"
-        assert len(lat) >= 5, lat
-        # Behaviour, not speed (bench/run.py measures the latency): replays on the event loop
-        # would hold every probe for their whole run; in the pool, probes are answered between.
-        lat.sort()
-        assert lat[len(lat) // 2] < 0.1 and lat[-1] < 1.0, \
-            f"/healthz p50 {lat[len(lat) // 2] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms while replays ran"
+            for _ in range(2):
+                tg.start_soon(heavy)
+            for _ in range(200):  # both replays reach the gate
+                if len(held) == 2:
+                    break
+                await anyio.sleep(0.01)
+            try:
+                probes = [(await c.get("/healthz")).status_code for _ in range(5)]
+                assert len(held) == 2 and not gate.is_set() and statuses == []  # still running
+            finally:
+                gate.set()
+        assert probes == [200] * 5
+        assert statuses == [200, 200]
 
 
 async def test_full_pool_is_503_with_retry_after_and_readyz_says_so():
@@ -91,17 +94,27 @@ async def test_queue_waits_instead_of_refusing():
         assert [r.status_code for r in rs] == [200] * 6
 
 
-async def test_wall_clock_limit_names_the_setting():
+async def test_wall_clock_limit_names_the_setting(monkeypatch):
+    """The 503 comes while the work still runs (its thread is held at a gate, so no clock
+    decides this), and the abandoned thread gives its slot back once it finishes."""
+    gate = threading.Event()
+    real = replay_core.replay_all
+
+    def held(*args, **kwargs):
+        gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_core, "replay_all", held)
     async with client_for(max_request_seconds=0.15) as c:
-        t = time.perf_counter()
-        r = await c.post("/api/v1/replay", json=HEAVY)
-        took = time.perf_counter() - t
-        assert r.status_code == 503, r.text
-        assert "MEMTYPE_MAX_REQUEST_SECONDS" in r.json()["detail"] and r.headers["retry-after"]
-        assert took < 1.0, took  # the replay itself runs for seconds
         app = c._transport.app  # type: ignore[attr-defined]
-        # the abandoned thread keeps its slot until it finishes, then gives it back
-        for _ in range(100):
+        try:
+            r = await c.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 1})
+            assert r.status_code == 503, r.text
+            assert "MEMTYPE_MAX_REQUEST_SECONDS" in r.json()["detail"] and r.headers["retry-after"]
+            assert app.state.pool.admitted == 1  # answered before the work ended: it still holds its slot
+        finally:
+            gate.set()
+        for _ in range(200):
             if app.state.pool.admitted == 0:
                 break
             await anyio.sleep(0.05)
