@@ -74,6 +74,8 @@ class Knob:
     """How a value is written (CLI help, docs); `bool` rows: 0/1."""
     control: str | None = None
     """The page element that edits it (id); None: the page has no editor for it."""
+    choices: tuple[str, ...] = ()
+    """`text` rows with a fixed set of values: the page's select offers these."""
     abbr: str | None = None
     """A glossary key (app/pages.py GLOSSARY) the page label shows as <abbr>."""
     wide: bool = False
@@ -132,7 +134,8 @@ class Knob:
         """What the page needs of the row (template controls and app.js state code)."""
         return {"param": self.param, "owner": self.owner, "attr": self.attr, "api": self.api, "name": self.api_leaf,
                 "kind": self.kind, "control": self.control, "label": self.label, "abbr": self.abbr,
-                "wide": self.wide, "title": self.title, "default": self.default if self.generic else None,
+                "wide": self.wide, "title": self.title, "choices": list(self.choices),
+                "default": self.default if self.generic or self.choices else None,
                 "min": self.page_range[0] if self.page_range else None,
                 "max": self.page_range[1] if self.page_range else None}
 
@@ -169,11 +172,13 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="map", owner="vm", attr="memory_map", api="vm.memory_map", short="m", cli="--map",
          label="memory map", help="memory map, comma-separated start-end:kind (kind ram or mmio)",
          values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio"),
-    Knob(param="vendor", owner="vm", attr="vendor", api="vm.vendor", short="y", cli="--vendor",
-         label="CPU vendor", help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
+    Knob(param="vendor", owner="vm", attr="vendor", api="vm.vendor", short="y", cli="--vendor", control="vendor",
+         choices=VENDORS, label="CPU vendor",
+         help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
          values=", ".join(VENDORS)),
-    Knob(param="vmtype", owner="vm", attr="vm_type", api="vm.type", short="T", cli="--vmtype",
-         label="VM type", help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
+    Knob(param="vmtype", owner="vm", attr="vm_type", api="vm.type", short="T", cli="--vmtype", control="vmtype",
+         choices=VM_TYPES, label="VM type",
+         help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
          values=", ".join(VM_TYPES)),
     # -- the vCPU (app.kvm.scenario.VcpuState) -------------------------------------------
     Knob(param="cd", owner="vcpu", attr="cr0_cd", api="vcpu.cr0_cd", short="c", cli="--cd", kind="bool",

@@ -53,12 +53,10 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "guest_mtrr": "guest_mtrr", "maxphyaddr": "maxphyaddr", "cd": "cr0_cd", "nw": "cr0_nw", "pg": "cr0_pg",
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
-NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
-                  "vendor", "vmtype"}
+NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
-ranges are editor tables; vendor and vmtype have no control yet: the page's AMD/TDX panels
-are still to come)."""
+ranges are editor tables)."""
 
 OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage,
                "link": LinkState}
@@ -304,6 +302,8 @@ async def test_page_renders_a_control_per_row(client):
         if k.owner in ("vm", "vcpu") and k.kind in ("bool", "dec"):  # drawn by the template's loop
             assert el["tag"] == "input" and el["type"] == ("checkbox" if k.kind == "bool" else "number"), k.param
             assert el["name"] == k.api_leaf and k.api in page.errs, k.param
+        if k.choices:  # vendor, vmtype: a select of the row's values
+            assert el["tag"] == "select" and el["name"] == k.api_leaf and k.api in page.errs, k.param
     assert page.by_id["maxphyaddr"]["min"] == "36" and page.by_id["maxphyaddr"]["max"] == "52"
 
 
