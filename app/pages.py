@@ -333,8 +333,8 @@ def _xen_fields() -> list[dict]:
     for name, f in XenIn.model_fields.items():
         ann = f.annotation
         if get_origin(ann) is Literal:
-            out.append({"name": name, "kind": "choice", "choices": [str(c) for c in get_args(ann)],
-                        "default": str(f.default), "label": f.description or name.replace("_", " ")})
+            out.append({"name": name, "kind": "choice", "choices": list(get_args(ann)), "default": f.default,
+                        "label": f.description or name.replace("_", " ")})
         elif ann is bool:
             out.append({"name": name, "kind": "bool", "default": f.default, "label": f.description or name})
         elif name == "mfn":
@@ -360,8 +360,15 @@ def _probe_values(k: Knob) -> tuple:
 
 
 PROBED = tuple(k for k in KNOBS if k.control and k.owner in ("vm", "vcpu", "access") and _probe_values(k))
-CONTROLS_OF = {"deftype": ("mtrr-e", "mtrr-deftype")}
-"""Controls a row's value is edited through besides its own (MTRRdefType: E and the type)."""
+
+
+def _control_values(k: Knob, value: object) -> dict[str, object]:
+    """The value as each control of the row holds it (MTRRdefType: E and the type select)."""
+    if k.param == "deftype":
+        dt = MtrrState(def_type=int(str(value), 16))
+        return {"mtrr-e": dt.enabled, "mtrr-deftype": str(int(dt.default_type))}
+    assert k.control is not None
+    return {k.control: value}
 
 
 def _with(body: dict, api: str, value: object) -> dict:
@@ -417,9 +424,10 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
             elif _ask(request, _with(reference, k.api, v))[0] is not None:
                 refused = refused or err
         if refused and len(accepted) == 1:
-            fixed.append({"param": k.param, "api": k.api, "controls": list(dict.fromkeys((k.control, *CONTROLS_OF.get(k.param, ())))),
-                          "value": accepted[0], "reason": f"{refused['message']} ({refused['rule']})"
-                          if refused["rule"] else refused["message"]})
+            value = accepted[0]
+            fixed.append({"param": k.param, "api": k.api, "value": value, "controls": _control_values(k, value),
+                          "reason": f"{refused['message']} ({refused['rule']})" if refused["rule"]
+                          else refused["message"]})
     takes = {name: _ask(request, {**base, name: value})[0] is not None
              for name, value in (("xen", {}), ("private", True))}
     return {"system": system, "error": None, "panels": SYSTEM_PANELS.get(system, SYSTEM_PANELS["kvm-intel"]),
