@@ -182,7 +182,6 @@ async def test_text_names_the_npt_entry_and_the_host_side(client):
 
 
 @pytest.mark.parametrize("path, body", [
-    ("/api/v1/map", {"kernel": "v6.16", "vm": amd()}),
     ("/api/v1/decode", {"spte": "0x6000000080000e77", "vm": amd()}),
     ("/api/v1/resolve", {"kernel": "xen", "gpa": 0, "vm": amd()}),
 ])

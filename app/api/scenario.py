@@ -30,8 +30,8 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
-from .systems import check_private, is_kind, kind_resolve, kind_zap, zap_answer
-from .xen import xen_resolve
+from .systems import check_private, is_kind, kind_map, kind_resolve, kind_zap, zap_answer
+from .xen import xen_map_answer, xen_resolve
 
 router = APIRouter(tags=["scenario"])
 
@@ -112,6 +112,11 @@ MAP_RULE = (f"the map shows at most {MAX_MAP_BLOCKS} variable-range blocks and {
             "for any single address")
 
 
+def _check_map_runs(n: int) -> None:
+    if n > MAX_MAP_RUNS:
+        raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {n} runs", MAP_RULE)
+
+
 def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
     """Refuse, before building anything, variable ranges that split into too many blocks."""
     m = vcpu.mtrr
@@ -129,8 +134,8 @@ def _check_map_size(vcpu: VcpuState, vm: VmConfig) -> None:
                                f"blocks (pair {n} reaches the limit)", MAP_RULE) from None
 
 
-@router.post("/map", response_model=s.MapResponse, responses={**ERRORS, **BUSY},
-             summary="The guest-physical space as runs of one answer")
+@router.post("/map", response_model=s.MapResponse | s.TdxMapResponse | s.AmdMapResponse | s.XenMapResponse,
+             responses={**ERRORS, **BUSY}, summary="The guest-physical space as runs of one answer")
 @pooled
 def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     """Every memslot split where the SDM lookup, KVM's lookup or the memory map changes; each
@@ -139,8 +144,30 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     programmed MTRR ranges and `mtrr`: MTRRdefType.E and the range that holds where none of
     them does (the default type, or UC everywhere with E clear). Bounded: variable ranges
     whose masks split into more than MAX_MAP_BLOCKS (1024) blocks, or an answer above
-    MAX_MAP_RUNS (2000) runs, are refused (422 at vcpu.mtrr.variable)."""
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    MAX_MAP_RUNS (2000) runs, are refused (422 at vcpu.mtrr.variable).
+
+    `system` says which model answered; every answer has the same run members (start, end,
+    kind, label, guest_mtrr, kvm_mtrr, ept, effective, expected, relation, page_size) and
+    `mtrr_ranges`, `mtrr`, `pat_index`:
+
+    - `kvm-intel` (default): MapResponse, `ept` the EPT memtype/IPAT of vmx_get_mt_mask().
+    - `kvm-tdx` (vm.type tdx): TdxMapResponse, the v6.16 rules with IGNORE_GUEST_PAT off
+      for the shared GPAs, plus `tdx_fixed` and `notes`.
+    - `kvm-amd` (vm.vendor amd): AmdMapResponse, `ept` and `kvm_mtrr` null, `npt` per run
+      (host PAT index and the leaf's PWT/PCD/PAT bits, host PAT type, assumed host MTRR,
+      their combination, the gPAT type), plus `host_pat` and `notes`.
+    - `xen` (kernel xen, xen-4.19, xen-4.21; domain facts in `xen`): XenMapResponse, `ept`
+      Xen's EMT/IPAT with `emt_field` and the deciding `rule`, `kvm_mtrr` null, `xen_mtrr`
+      and `p2m_type` per run, plus `version`, `host_mtrr`, `cr0_cd` and `notes`."""
+    limits = (_check_map_size, _check_map_runs)
+    if is_xen(req.kernel):
+        return json_response(xen_map_answer(req, limits))
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    if is_kind(vm):
+        return json_response(kind_map(req, vm, map_loc, limits))
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
@@ -150,8 +177,7 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
         runs = address_map(era, vm, vcpu, req.pat_index)
         ranges = mtrr_ranges(vcpu, vm)
         default = mtrr_default(vcpu, vm)
-        if len(runs) > MAX_MAP_RUNS:
-            raise MemTypeError(("vcpu", "mtrr", "variable"), f"the map splits into {len(runs)} runs", MAP_RULE)
+        _check_map_runs(len(runs))
     return json_response(s.MapResponse.model_validate(
         {"kernel": era.id, "kernel_info": kernel, "pat_index": req.pat_index, "runs": runs, "mtrr_ranges": ranges,
          "mtrr": {"enabled": vcpu.mtrr.enabled, "default": default}}))

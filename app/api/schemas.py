@@ -59,7 +59,8 @@ from ..x86.mtrr import (
     phys_mask,
 )
 from ..x86.npt import ADDR_BITS
-from ..x86.pat import PAT_POWER_ON
+from ..x86.pat import PAT_POWER_ON, index_to_pte_bits
+from ..xen.versions import SYSTEM_ID as XEN_SYSTEM_ID
 from .hexpattern import byte_fields, masked, one_of
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -350,10 +351,8 @@ class PinnedRangeIn(Strict):
     type: MemTypeName
 
 
-class XenIn(Strict):
-    """With `kernel` "xen" (or "xen-4.19", "xen-4.21"): the domain and p2m-entry facts Xen's
-    epte_get_entry_emt() reads (app.xen; docs/systems/xen.md). The entry is the one holding
-    gpa (gfn = gpa >> 12, aligned down to `order`); vcpu gives the guest MTRRs, PAT, CR0."""
+class XenDomainIn(Strict):
+    """The domain facts Xen's epte_get_entry_emt() and its event paths read (app.xen.facts)."""
 
     iommu: bool = Field(False, description="is_iommu_enabled(d)")
     io_resources: bool = Field(False, description="the domain holds iomem or ioport ranges")
@@ -361,6 +360,13 @@ class XenIn(Strict):
     pinned: list[PinnedRangeIn] = Field(default_factory=list, max_length=64,
                                         description="pinned cache attribute ranges (XEN_DOMCTL_pin_mem_cacheattr)")
     has_vcpu: bool = Field(True, description="false: no vCPU yet, the guest MTRR side is WB")
+
+
+class XenIn(XenDomainIn):
+    """With `kernel` "xen" (or "xen-4.19", "xen-4.21"): the domain and p2m-entry facts Xen's
+    epte_get_entry_emt() reads (app.xen; docs/systems/xen.md). The entry is the one holding
+    gpa (gfn = gpa >> 12, aligned down to `order`); vcpu gives the guest MTRRs, PAT, CR0."""
+
     p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] = "ram"
     order: Literal[0, 9, 18] = Field(0, description="the entry's page order: 4K, 2M, 1G")
     mfn: Int | None = Field(None, description="the host frame (default: the gfn)", json_schema_extra={"minimum": 0})
@@ -368,6 +374,15 @@ class XenIn(Strict):
     special: Literal["none", "partial", "all"] = Field("none", description="the frames that are Xen special pages")
     host_mtrr: Literal["UC", "WC", "WT", "WP", "WB", "mixed"] = Field(
         "WB", description="host MTRR type of the frames (mixed: mtrr_get_type() -1, superpages only)")
+
+
+class XenMapIn(XenDomainIn):
+    """With `kernel` "xen" in POST /api/v1/map: the domain facts, and the host MTRR type of
+    every frame (omitted: WB for ram ranges, UC for mmio ranges). The p2m type of each
+    range comes from the memory map (ram: p2m_ram_rw, mmio: p2m_mmio_direct)."""
+
+    host_mtrr: Literal["UC", "WC", "WT", "WP", "WB"] | None = Field(
+        None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
 
 
 class ResolveRequest(Scenario):
@@ -1051,6 +1066,8 @@ class MapRequest(Scenario):
     model_config = ConfigDict(json_schema_extra={"examples": [{**SCENARIO_EXAMPLE, "pat_index": 1}]})
 
     pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
+    xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
+                                 description='Xen domain facts, with kernel "xen" only')
 
 
 class PermalinkRequest(Scenario):
@@ -1109,13 +1126,186 @@ class MapMtrrOut(Out):
                                   "or UC with source `disabled` when E is clear")
 
 
+SYSTEM_KVM_INTEL, SYSTEM_KVM_AMD, SYSTEM_KVM_TDX = "kvm-intel", "kvm-amd", "kvm-tdx"
+SYSTEMS = (SYSTEM_KVM_INTEL, SYSTEM_KVM_AMD, SYSTEM_KVM_TDX, XEN_SYSTEM_ID)
+"""The `system` member of every resolve/zap/map answer: which model answered. kvm-intel:
+the KVM eras (app.kvm, vmx_get_mt_mask()); kvm-amd: vm.vendor amd (app.kvm.svm); kvm-tdx:
+vm.type tdx (app.kvm.tdx); xen: kernel xen, xen-4.19 or xen-4.21 (app.xen). The response
+models spell them as Literal defaults (mypy reads those); they are checked against these."""
+
+
 class MapResponse(Out):
+    """KVM on Intel (`system` kvm-intel) and TDs (kvm-tdx, `TdxMapResponse`)."""
+
+    system: Literal["kvm-intel", "kvm-tdx"] = Field("kvm-intel", description="which model answered")
     kernel: str = Field(description="the era id; kernel_info says more")
     kernel_info: KernelOut
     pat_index: int
     runs: list[MapRunOut]
     mtrr_ranges: list[MtrrRangeOut]
     mtrr: MapMtrrOut
+
+
+class TdxMapResponse(MapResponse):
+    """vm.type tdx: the shared GPAs' EPT (the v6.16 rules with IGNORE_GUEST_PAT off); private
+    GPAs are in the Secure EPT (POST /api/v1/resolve with `private`)."""
+
+    tdx_fixed: list[str] = Field(description="fields the request left out, set to the value the TDX module fixes")
+    notes: list[str]
+
+
+class SvmKernelOut(Out):
+    asked: str = Field(description="the kernel as given")
+    series: str = Field(description="the kernel series the AMD rules use (an era id is its first release)")
+    era: str
+    label: str
+    notes: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmKernel: its series is a (major, minor) pair."""
+        return core(cls, v, lambda k: {"series": f"{k.series[0]}.{k.series[1]}", "notes": list(k.notes)})
+
+
+class NptRunOut(Out):
+    """The NPT leaf KVM builds on AMD: no memory type, no IPAT; its PWT/PCD/PAT bits select a
+    host PAT entry, combined with the host MTRR (app.kvm.svm host_type)."""
+
+    host_pat_index: int = Field(description="host PAT entry the leaf's PWT/PCD/PAT select (KVM: always 0)")
+    pte_bits: Hex2Out = Field(description="the leaf's PWT (bit 3), PCD (bit 4) and PAT bit (7 for 4K, 12 above)")
+    host_pat_type: MemTypeOut
+    host_mtrr: MemTypeOut = Field(description="assumed host MTRR type: WB for ram, UC for mmio")
+    host_type: MemTypeOut = Field(description="host MTRR x host PAT entry")
+    gpat_type: MemTypeOut = Field(description="the VMCB g_pat entry pat_index selects (WB with CR0.PG=0)")
+
+
+class AmdMapRunOut(Out):
+    """A run of the AMD map: the Intel run's members, `npt` in place of `ept` (null: NPT
+    leaves hold no memtype) and no `kvm_mtrr` (KVM stores guest MTRRs only)."""
+
+    start: HexOut
+    end: HexOut
+    kind: Literal["ram", "mmio", "unmapped"]
+    label: str
+    guest_mtrr: MemTypeOut | None
+    kvm_mtrr: None = None
+    ept: None = None
+    npt: NptRunOut | None
+    effective: MemTypeOut | None
+    expected: MemTypeOut | None
+    relation: str
+    page_size: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmMapRun: its host_* members are `npt` (null in a hole)."""
+        def members(r: Any) -> dict[str, Any]:
+            if r.host_pat_index is None:
+                return {"npt": None}
+            return {"npt": {"host_pat_index": r.host_pat_index,
+                            "pte_bits": index_to_pte_bits(r.host_pat_index, r.page_size != "4K"),
+                            "host_pat_type": r.host_pat_type, "host_mtrr": r.host_mtrr, "host_type": r.host_type,
+                            "gpat_type": r.gpat_type}}
+        return core(cls, v, members)
+
+
+class AmdMapResponse(Out):
+    system: Literal["kvm-amd"] = "kvm-amd"
+    vendor: str
+    type: str
+    kernel: str = Field(description="the era the kernel falls in")
+    kernel_info: SvmKernelOut
+    pat_index: int
+    host_pat: Hex16Out = Field(description="the host IA32_PAT assumed (Linux's)")
+    runs: list[AmdMapRunOut]
+    mtrr_ranges: list[MtrrRangeOut]
+    mtrr: MapMtrrOut
+    notes: list[str]
+
+
+class XenRunEptOut(Out):
+    """The EPT entry epte_get_entry_emt() gives a run (after any superpage split)."""
+
+    memtype: MemTypeOut | None = Field(description="the EMT; null would be EMT 7 (never in a map: split first)")
+    emt_field: int = Field(description="EPT bits 5:3 as ept_set_entry() writes them (7 = misconfigured)")
+    ipat: bool
+    mask: Hex2Out = Field(description="EPT bits 6:3: EMT << 3 | IPAT << 6")
+    notation: str = Field(description="Xen's dump notation: WB! = WB with IPAT, ?? = EMT 7")
+    rule: str = Field(description="the test of epte_get_entry_emt() that decided (mmio_ro, no_passthrough, special, "
+                      "mmio_direct, grant_foreign, pinned, mtrr, combine)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenMapRun's emt, ipat and rule."""
+        def members(r: Any) -> dict[str, Any]:
+            if r.emt is None:
+                return {"memtype": None, "emt_field": 7, "mask": 7 << 3 | (1 << 6 if r.ipat else 0), "notation": "??"}
+            return {**_ept_members(r.emt, r.ipat), "emt_field": int(r.emt)}
+        return core(cls, v, members)
+
+
+class XenMapRunOut(Out):
+    """A run of the Xen map: the Intel run's members with `ept` the EMT/IPAT Xen writes, no
+    `kvm_mtrr`, and `xen_mtrr` (Xen's mtrr_get_type() at the run's order), `p2m_type`."""
+
+    start: HexOut
+    end: HexOut
+    kind: Literal["ram", "mmio", "unmapped"]
+    label: str
+    p2m_type: str = Field(description="p2m_ram_rw (ram), p2m_mmio_direct (mmio), empty in a hole")
+    guest_mtrr: MemTypeOut | None
+    kvm_mtrr: None = None
+    xen_mtrr: MemTypeOut | None = Field(description="Xen's mtrr_get_type() of the guest MTRRs at the run's order")
+    ept: XenRunEptOut | None
+    effective: MemTypeOut | None
+    expected: MemTypeOut | None
+    relation: str
+    page_size: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenMapRun: a hole has no EPT entry."""
+        return core(cls, v, lambda r: {"ept": r if r.kind != "unmapped" else None})
+
+
+class XenVersionOut(Out):
+    id: str
+    title: str
+    releases: str
+    tag: str
+    commit: str
+
+
+class XenCdOut(Out):
+    """Guest CR0.CD under Xen: the guest's bit reaches the hardware CR0; vmx_handle_cd() may
+    also load an all-UC PAT (no-fill)."""
+
+    hw_cr0_cd: bool
+    handle_cd: bool = Field(description="vmx_handle_cd() runs on CD toggles (IOMMU and I/O or PCI devices)")
+    cache_mode: str = Field(description="normal, or no-fill (vmx_handle_cd with CD=1)")
+    vmcs_pat: str = Field(description="the PAT in GUEST_PAT")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda c: {"vmcs_pat": c.vmcs_pat.hex()})
+
+
+class XenMapResponse(Out):
+    system: Literal["xen"] = "xen"
+    kernel: str = Field(description="as given: xen, xen-4.19 or xen-4.21")
+    version: XenVersionOut
+    pat_index: int
+    host_mtrr: MemTypeOut | None = Field(description="the host MTRR type given for every frame, or null: by kind")
+    cr0_cd: XenCdOut
+    runs: list[XenMapRunOut]
+    mtrr_ranges: list[MtrrRangeOut]
+    mtrr: MapMtrrOut
+    notes: list[str]
 
 
 class PresetOut(Out):
@@ -1254,3 +1444,8 @@ class DecodeTraceResponse(Out):
     kernels: list[str] = Field(description="the eras compared (empty on AMD)")
     notes: list[str]
     entries: list[SpteLineOut]
+
+
+for _model, _ids in ((MapResponse, (SYSTEM_KVM_INTEL, SYSTEM_KVM_TDX)), (AmdMapResponse, (SYSTEM_KVM_AMD,)),
+                     (XenMapResponse, (XEN_SYSTEM_ID,))):
+    assert get_args(_model.model_fields["system"].annotation) == _ids, _model

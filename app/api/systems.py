@@ -10,7 +10,7 @@ module fixes the request left to their TDX value (tdx_defaults: never over a giv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -19,9 +19,10 @@ from fastapi.responses import Response
 
 from ..kvm.era import ZapInput
 from ..kvm.eras import ERAS
+from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
 from ..kvm.ranges import intersect, merge, pages
 from ..kvm.scenario import Access, Event, VcpuState, VmConfig, apply_event
-from ..kvm.svm import SvmKernel, SvmResult, svm_kernel, svm_resolve, svm_zap
+from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmKernel, SvmResult, svm_kernel, svm_map, svm_resolve, svm_zap
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
@@ -248,6 +249,49 @@ def kind_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
     if vm.vm_type == VM_TYPE_TDX:
         return _tdx_resolve(req, request, fmt, vm, map_loc)
     return _svm_resolve(req, request, fmt, vm, map_loc)
+
+
+MapLimits = tuple[Callable[[VcpuState, VmConfig], None], Callable[[int], None]]
+"""(before, after): the map's size checks (app/api/scenario.py), before any run is built and
+on the number of runs."""
+
+
+def kind_map(req: s.MapRequest, vm: VmConfig, map_loc: Loc, limits: MapLimits) -> s.AmdMapResponse | s.TdxMapResponse:
+    """POST /api/v1/map for vm.vendor amd (app.kvm.svm.svm_map) or vm.type tdx (the v6.16
+    era's map with IGNORE_GUEST_PAT off, after the TD's refusals: the same runs as Intel)."""
+    before, after = limits
+    with core_errors(map_loc):
+        check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        vm.validate()
+        if vm.vm_type == VM_TYPE_TDX:
+            kernel = resolve_kernel(req.kernel)
+            era = ERAS[kernel.era]
+            vm, vcpu, applied = tdx_state(req, vm, to_vcpu(req.vcpu))
+            notes = check_tdx_vm(vm)
+            vcpu.validate(vm)
+            check_tdx_vcpu(vcpu)
+            before(vcpu, vm)
+            runs = address_map(era, vm, vcpu, req.pat_index)
+            after(len(runs))
+            return s.TdxMapResponse.model_validate({
+                "system": s.SYSTEM_KVM_TDX, "kernel": era.id, "kernel_info": kernel, "pat_index": req.pat_index,
+                "runs": runs, "mtrr_ranges": mtrr_ranges(vcpu, vm), "mtrr": _map_mtrr(vcpu, vm),
+                "tdx_fixed": applied, "notes": [*notes, "shared GPAs: the normal EPT; private GPAs are in the Secure "
+                                                "EPT (resolve with private: true)"]})
+        svm = svm_kernel(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        vcpu.validate(vm)
+        before(vcpu, vm)
+        amd_runs, notes = svm_map(svm, vm, vcpu, req.pat_index)
+        after(len(amd_runs))
+    return s.AmdMapResponse.model_validate({
+        "vendor": vm.vendor, "type": vm.vm_type, "kernel": svm.era, "kernel_info": svm, "pat_index": req.pat_index,
+        "host_pat": HOST_PAT_DEFAULT, "runs": amd_runs, "mtrr_ranges": mtrr_ranges(vcpu, vm),
+        "mtrr": _map_mtrr(vcpu, vm), "notes": [*notes, UNVERIFIED]})
+
+
+def _map_mtrr(vcpu: VcpuState, vm: VmConfig) -> dict:
+    return {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}
 
 
 def kind_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:

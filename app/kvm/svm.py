@@ -57,11 +57,11 @@ The combination itself (host side x guest side) is in `combine_guest_host`; read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..x86.ept import combine
 from ..x86.guest import Expectation, expectation, guest_pat_type
-from ..x86.memtype import MemType, MemTypeError, relation, relation_reason
+from ..x86.memtype import MemType, MemTypeError, located, relation, relation_reason
 from ..x86.mtrr import sdm_lookup
 from ..x86.npt import NptEntry
 from ..x86.pat import PAT_LINUX, PAT_POWER_ON, Pat, index_to_pte_bits, pte_flags_text
@@ -85,6 +85,8 @@ from .era import (
     dma_zap_all,
     mtrr_range_zap,
 )
+from .memmap import UNMAPPED, page_runs
+from .mtrr import breakpoints
 from .scenario import MMIO, RAM, VcpuState, VmConfig
 from .versions import resolve_kernel
 
@@ -333,6 +335,83 @@ def svm_resolve(
                      path, tuple(notes), kernel.huge_pages_follow_guest_mtrrs)
 
 
+# -- the guest-physical space as runs (POST /api/v1/map) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SvmMapRun:
+    """One run of the AMD map: a stretch of one memslot with one answer throughout.
+
+    The NPT side is what svm_resolve() reports for one page (`npt`, `host_*`), the guest side
+    the SDM lookup of the guest MTRRs (stored only by KVM: no `kvm_mtrr`), and `effective`
+    the type for guest PAT entry `pat_index` through the VMCB g_pat and CR0. A hole (no
+    memslot) has kind "unmapped" and every answer None.
+    """
+
+    start: int
+    end: int
+    kind: str
+    label: str
+    guest_mtrr: MemType | None = None
+    host_pat_index: int | None = None
+    host_pat_type: MemType | None = None
+    host_mtrr: MemType | None = None
+    host_type: MemType | None = None
+    gpat_type: MemType | None = None
+    effective: MemType | None = None
+    expected: MemType | None = None
+    relation: str = ""
+    page_size: str = ""
+
+
+def svm_map(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0,
+            host_pat: Pat | None = None) -> tuple[list[SvmMapRun], tuple[str, ...]]:
+    """Every memslot of `vm` split where the guest's SDM lookup, KVM's MTRR lookup or the
+    memory map changes (app.kvm.mtrr.breakpoints, as the Intel map), each run with the NPT
+    leaf's host side and the effective type for PAT entry `pat_index`; holes as "unmapped".
+
+    The page size is the largest the NPT fault path maps there: up to 5.19 tdp_page_fault()
+    still caps it by the guest MTRRs' consistency (app.kvm.memmap.page_runs with the check
+    on), from 6.0 nothing about memory types caps it on NPT (HUGE_PAGE_GATE_FROM). Returns
+    (runs, notes); the refusals are svm_resolve()'s (check_svm_vm, vcpu.validate).
+    """
+    notes = list(kernel.notes) + list(check_svm_vm(kernel, vm))
+    vm.validate()
+    vcpu.validate(vm)
+    h_pat = host_pat if host_pat is not None else Pat.from_msr(HOST_PAT_DEFAULT)
+    npt_index = NptEntry.build(0).host_pat_index
+    cr0 = hardware_cr0(vcpu.cr0_cd, vcpu.cr0_nw, vm.quirk_cd_nw_cleared)
+    gt = guest_pat_type(hardware_gpat(kernel, vcpu.pat).pat[pat_index], vcpu.cr0_pg)
+    top = 1 << vm.maxphyaddr
+    runs: list[SvmMapRun] = []
+    cursor = 0
+    for r in sorted(vm.memory_map, key=lambda r: r.start):
+        if r.start > cursor:
+            runs.append(SvmMapRun(cursor, r.start, UNMAPPED, "no memslot"))
+        h_mtrr = HOST_MTRR_DEFAULT[r.kind]
+        ht = combine(h_mtrr, h_pat[npt_index])
+        eff, _ = _effective(ht, gt, cr0)
+        with located("vcpu", "mtrr"):
+            pts = breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr)
+        for s, e in zip(pts, pts[1:], strict=False):
+            look = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
+            exp = expectation(look, vcpu.pat[pat_index], cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg,
+                              guest_has_mtrr=vm.guest_has_mtrr).type
+            rel = relation(eff, exp) if exp is not None else "incomparable"
+            for ps, pe, size in page_runs(vcpu, vm, s, e, kernel.huge_pages_follow_guest_mtrrs):
+                run = SvmMapRun(ps, pe, r.kind, r.label, look.type, npt_index, h_pat[npt_index], h_mtrr, ht, gt,
+                                eff, exp, rel, str(size))
+                prev = runs[-1] if runs else None
+                if prev is not None and prev.end == ps and replace(prev, start=ps, end=pe) == run:
+                    runs[-1] = replace(prev, end=pe)
+                else:
+                    runs.append(run)
+        cursor = max(cursor, r.end)
+    if cursor < top:
+        runs.append(SvmMapRun(cursor, top, UNMAPPED, "no memslot"))
+    return runs, tuple(notes)
+
+
 # -- zaps -------------------------------------------------------------------------------
 
 _NPT_GATE = "shadow_memtype_mask is 0 on NPT"
@@ -377,6 +456,6 @@ def svm_zap(kernel: SvmKernel, z: ZapInput) -> ZapDecision:
 
 __all__ = [
     "C_OBEY_PAT", "C_SHARED_PAT", "HOST_MTRR_DEFAULT", "HOST_PAT_DEFAULT", "HardwareCr0", "HardwareGpat",
-    "SvmKernel", "SvmResult", "SvmRow", "UNVERIFIED", "check_svm_vm", "combine_guest_host", "hardware_cr0",
-    "hardware_gpat", "host_type", "svm_kernel", "svm_policy", "svm_resolve", "svm_zap",
+    "SvmKernel", "SvmMapRun", "SvmResult", "SvmRow", "UNVERIFIED", "check_svm_vm", "combine_guest_host", "hardware_cr0",
+    "hardware_gpat", "host_type", "svm_kernel", "svm_map", "svm_policy", "svm_resolve", "svm_zap",
 ]
