@@ -55,7 +55,7 @@ from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
-from .api.schemas import Addr, EraOut, Hex64, ResolveRequest, XenIn
+from .api.schemas import Addr, EraOut, Hex64, ResolveRequest, XenIn, XenMapIn
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
@@ -328,7 +328,8 @@ XEN_ERAS = [{"id": SYSTEM_ID, "title": f"Xen, the newest modelled release ({NEWE
 
 def _xen_fields() -> list[dict]:
     """The Xen facts the resolve request takes (schemas XenIn), as the page's inputs: a
-    checkbox per flag, a select per closed set, a text field for a frame number."""
+    checkbox per flag, a select per closed set, a text field for a frame number. `map`: the
+    map request takes it too (XenMapIn: the domain's facts, not the one entry's)."""
     out = []
     for name, f in XenIn.model_fields.items():
         ann = f.annotation
@@ -340,6 +341,8 @@ def _xen_fields() -> list[dict]:
         elif name == "mfn":
             out.append({"name": name, "kind": "hex", "default": None, "label": f.description or name})
         # pinned (a list of ranges) has no page editor yet
+    for row in out:
+        row["map"] = row["name"] in XenMapIn.model_fields
     return out
 
 

@@ -657,13 +657,13 @@ async function update() {
   const tasks = {
     regs: registersFor(registersBody(), ctrl.signal),
     a: api("/resolve", body, ctrl.signal),
-    map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
+    map: api("/map", mapBody(st), ctrl.signal),
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
     zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
     // (asked only while that section is open: two more requests on the redraw path)
-    bmap: st.vs && sideOpen() ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
+    bmap: st.vs && sideOpen() ? api("/map", mapBody(st, st.vs), ctrl.signal) : null,
     bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
@@ -724,7 +724,7 @@ function draw(st, res) {
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
-  const map = ok("map");
+  const map = mapView(ok("map"));
   const a = ok("a");
   const gap = map && st.mmio == null ? runAt(map, st.gpa) : null;
   const hole = !!(gap && gap.kind === "unmapped");
@@ -757,10 +757,10 @@ function draw(st, res) {
   drawZap(st.event ? (zap || null) : null);
   drawZapNotes(st.event ? zap : null);
 
-  if (last.map) drawMap(last.map, a || last.a, st, st.event ? zap : null);
+  if (last.map) drawMap(last.map, resView(a || last.a), st, st.event ? zap : null);
 
   drawCompare(st, a, ok("b"), fail("a") ? null : fail("b"), ok("diff"), fail("diff"), hole);
-  drawCompareMaps(st, map, ok("bmap"), a, ok("b"), zap, ok("bzap"));
+  drawCompareMaps(st, map, mapView(ok("bmap")), resView(a), resView(ok("b")), zap, zapView(ok("bzap")));
   setStale("#p-compare", !!st.vs && !a);
 }
 
@@ -982,8 +982,15 @@ function applySystem(v) {
     const k = (INITIAL.knobs || []).find((r) => r.param === f.param);
     return k?.label || f.param;
   };
-  $("#sys-fixed").replaceChildren(...fixed.map((f) => el("li", { "data-param": f.param, class: atFixed(f) ? "" : "off" },
-    el("b", {}, label(f)), atFixed(f) ? ": fixed, " : ": must be the fixed value, ", f.reason)));
+  // one line per reason (Xen refuses every KVM setting for the same one)
+  const groups = new Map();
+  for (const f of fixed) {
+    const k = `${atFixed(f)}|${f.reason}`;
+    if (!groups.has(k)) groups.set(k, { on: atFixed(f), reason: f.reason, items: [] });
+    groups.get(k).items.push(f);
+  }
+  $("#sys-fixed").replaceChildren(...[...groups.values()].map((g) => el("li", { "data-params": g.items.map((f) => f.param).join(" "),
+    class: g.on ? "" : "off" }, el("b", {}, g.items.map(label).join(", ")), g.on ? ": fixed. " : ": must be the fixed value. ", g.reason)));
   const btn = $("#sys-apply");
   btn.hidden = !off.length;
   btn.textContent = `Set the ${off.length} fixed value${off.length === 1 ? "" : "s"}`;
@@ -1139,6 +1146,25 @@ function systemRows(r) {
     relation_reason: p.relation_reason ?? "",
   }));
 }
+function mapBody(st, kernel = null) {
+  // The map request: the scenario and the PAT entry; of the Xen facts only the domain's
+  // (XenMapIn, marked `map` by the server), and those only where changed from the default.
+  const b = { ...st.scenario, pat_index: st.pati };
+  if (kernel) b.kernel = kernel;
+  if (b.xen) {
+    b.xen = Object.fromEntries(XEN_FIELDS.filter((f) => f.map && f.name in st.scenario.xen && st.scenario.xen[f.name] !== f.default)
+      .map((f) => [f.name, st.scenario.xen[f.name]]));
+  }
+  return b;
+}
+function mapView(m) {
+  // An AMD map run has no EPT entry but an NPT one (npt: the host PAT entry it selects and
+  // the host type): the map's EPT column and tooltips show that instead.
+  if (!m || m.system !== "kvm-amd") return m;
+  return { ...m, runs: m.runs.map((r) => (r.npt && !r.ept
+    ? { ...r, ept: { notation: `NPT host PAT entry ${r.npt.host_pat_index} (${r.npt.host_type})`, mask: `gPAT ${r.npt.gpat_type}` } } : r)) };
+}
+const resView = (r) => (isSystem(r) ? { ...r, pat: systemRows(r) } : r);
 function zapView(z) {
   // AMD's answer lists the zapped ranges over memslots as `zapped_mapped`
   if (!z) return z;
