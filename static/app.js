@@ -630,7 +630,7 @@ async function update() {
   if (sysKey() !== SYS.key) {  // the system follows Era, vendor and type (POST /page/system, cached)
     try { await loadSystem(ctrl.signal); } catch (e) { if (e.name === "AbortError") return; SYS = { key: sysKey(), view: {} }; }
     if (my !== seq) return;
-  } else if (SYS.view) applySystem(SYS.view);  // a control now at its fixed value is disabled
+  }
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
   syncSwap();
@@ -721,6 +721,7 @@ function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
   drawRegisters(ok("regs"));
+  if (SYS.view) applySystem(SYS.view);  // with the editors as the registers now read (E, type)
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
@@ -1051,7 +1052,9 @@ function kv(label, ...value) {
 }
 const muted = (t) => el("span", { class: "muted" }, t);
 const yes = (b) => (b ? "1" : "0");
+const headParts = (show) => ["#ept-mask", "#ept-raw", "#ept-page"].forEach((s) => { $(s).parentElement.hidden = !show; });
 function resetSystemPanels() {
+  headParts(true);
   $("#sys-out").hidden = true;
   $("#sys-out").replaceChildren();
 }
@@ -1067,6 +1070,7 @@ function drawSystemResult(r, st) {
   $("#path").replaceChildren(...r.path.map(stepItem));
   const head = $(".ept-head");
   head.hidden = false;
+  headParts(r.system !== "kvm-tdx");  // a TD's answer has no leaf: no mask, raw value or page
   $("#ept-none").hidden = true;
   $("#page-sizes").replaceChildren();
   $("#ept-misconfig").textContent = "";
