@@ -146,23 +146,19 @@ class DiffGroup:
     classification: str
 
 
-def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
-    """Collapse rows that differ only in a dimension whose every value gives the same outcome.
+def group_outcomes(items: list[tuple[tuple, tuple]], dimensions: tuple[tuple[str, tuple], ...]
+                   ) -> list[tuple[tuple, int, tuple]]:
+    """Collapse (state key, outcome) items that differ only in a dimension whose every value
+    gives the same outcome: (key with '*' there, count, outcome), largest groups first.
 
-    A reviewer reads "CD=1, quirk on, nc-DMA, any MTRR type: WB! -> WB" far faster than 30
-    rows; the full rows stay available. Greedy, one dimension at a time, repeated until stable.
+    `dimensions` are (name, values) in key order. Greedy, one dimension at a time, repeated
+    until stable. Shared by the era diff and the cross-system diff (app/system_diff.py).
     """
-    names = [d for d, _ in DIMENSIONS]
-    groups: dict[tuple, tuple[tuple, int]] = {}
-    for r in rows:
-        st = r.state.as_dict()
-        key = tuple(st[n] for n in names)
-        out = (r.ept_a, r.ept_b, r.effective_a, r.effective_b, r.classification)
-        groups[key] = (out, 1)
+    groups: dict[tuple, tuple[tuple, int]] = {key: (out, 1) for key, out in items}
     changed = True
     while changed:
         changed = False
-        for i, (_, domain) in enumerate(DIMENSIONS):
+        for i, (_, domain) in enumerate(dimensions):
             buckets: dict[tuple, list[tuple]] = {}
             for key, (out, _) in groups.items():
                 if key[i] == ANY:
@@ -173,10 +169,23 @@ def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
                     total = sum(groups.pop(k)[1] for k in keys)
                     groups[rest[:i] + (ANY,) + rest[i:]] = (out, total)
                     changed = True
-    result = []
-    for key, (out, count) in sorted(groups.items(), key=lambda kv: (-kv[1][1], str(kv[0]))):
-        result.append(DiffGroup(dict(zip(names, key, strict=True)), count, *out))
-    return result
+    return [(key, count, out) for key, (out, count) in sorted(groups.items(), key=lambda kv: (-kv[1][1], str(kv[0])))]
+
+
+def group_rows(rows: tuple[DiffRow, ...]) -> list[DiffGroup]:
+    """Collapse rows that differ only in a dimension whose every value gives the same outcome.
+
+    A reviewer reads "CD=1, quirk on, nc-DMA, any MTRR type: WB! -> WB" far faster than 30
+    rows; the full rows stay available.
+    """
+    names = [d for d, _ in DIMENSIONS]
+    items = []
+    for r in rows:
+        st = r.state.as_dict()
+        items.append((tuple(st[n] for n in names),
+                      (r.ept_a, r.ept_b, r.effective_a, r.effective_b, r.classification)))
+    return [DiffGroup(dict(zip(names, key, strict=True)), count, *out)
+            for key, count, out in group_outcomes(items, DIMENSIONS)]
 
 
 @lru_cache(maxsize=64)
@@ -233,4 +242,4 @@ def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
 
 
 __all__ = ["ANY", "DiffGroup", "DiffRow", "ERAS", "EraDiff", "INCOMPARABLE", "State", "all_states", "apply_pattern",
-           "diff_by_id", "diff_eras", "group_rows", "state_scenario"]
+           "diff_by_id", "diff_eras", "group_outcomes", "group_rows", "state_scenario"]

@@ -17,9 +17,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
 from .knobs import KNOBS, Knob
-from .kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
+from .xen.versions import is_xen
 
 SCENARIO_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner not in ("event", "host_page"))
 """The scenario options of resolve and zap: the rows of app/knobs.py with a CLI flag."""
@@ -101,6 +102,9 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     st = permalink.decode(given)
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
+    if is_xen(st.kernel):
+        return _xen_resolve(st, args.base_url)
+    _kvm_only(st)
     if st.vm.vendor != VENDOR_INTEL or st.vm.vm_type != VM_TYPE_DEFAULT:
         return _kind_resolve(st, given, args.base_url)
     kernel = resolve_kernel(st.kernel)
@@ -108,32 +112,109 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     return render_resolve(res, st.vm, st.vcpu, permalink.url(st, args.base_url))
 
 
+def _xen_only(st: permalink.LinkState) -> None:
+    """With a Xen kernel only vm.maxphyaddr and the memory map apply (as in the API)."""
+    from .kvm.scenario import VmConfig
+
+    if st.vm != VmConfig(maxphyaddr=st.vm.maxphyaddr, memory_map=st.vm.memory_map):
+        raise MemTypeError("kernel", "KVM settings given with a Xen kernel",
+                           "only --maxphyaddr and --map apply to Xen; domain facts are the --xen-* options")
+
+
+def _kvm_only(st: permalink.LinkState) -> None:
+    from .xen.facts import XenFacts
+
+    if st.xen != XenFacts():
+        raise MemTypeError("xen", "--xen-* options given with a KVM kernel", "the --xen-* options need --kernel xen")
+
+
+def _xen_resolve(st: permalink.LinkState, base: str) -> str:
+    from .xen.resolve import resolve_xen
+    from .xen.text import render_xen
+    from .xen.versions import get_version
+
+    _xen_only(st)
+    if st.access.mmio is not None or st.access.host_page is not None:
+        raise MemTypeError("mmio", "--mmio and --host are KVM inputs", "with a Xen kernel give --xen-p2m")
+    st.vm.validate()
+    res = resolve_xen(get_version(st.kernel), st.xen.domain(), st.xen.page(st.access.gpa), st.vcpu, st.vm.maxphyaddr)
+    return render_xen(res, permalink.url(st, base))
+
+
+def _xen_zap(st: permalink.LinkState, base: str) -> str:
+    from .xen.text import render_xen_zap
+    from .xen.versions import get_version
+    from .xen.zap import xen_zap
+
+    _xen_only(st)
+    if st.event is not None and st.event.kind == "noncoherent_dma":
+        raise MemTypeError("event", "noncoherent_dma is a KVM event",
+                           "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
+    assert st.event is not None
+    st.vm.validate()
+    z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr())
+    return render_xen_zap(z, permalink.url(st, base))
+
+
 def cmd_zap(args: argparse.Namespace) -> str:
     from .kvm.eras import ERAS
+    from .kvm.scenario import Event
     from .kvm.versions import resolve_kernel
     from .kvm.zap import audit
     from .render import render_zap
+    from .xen.events import Passthrough
 
-    st = _state(args, "zap")
+    given = _query(args, "zap")
+    st = permalink.decode(given)
     if st.event is None:
-        raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write")
-    if st.vm.vendor != VENDOR_INTEL or st.vm.vm_type != VM_TYPE_DEFAULT:
-        raise MemTypeError("vendor" if st.vm.vendor != VENDOR_INTEL else "vmtype", "not in the CLI's zap yet",
-                           "POST /api/v1/zap answers vm.vendor amd and vm.type tdx")
+        raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write "
+                           "(Xen: also passthrough_attach|passthrough_detach)")
+    if is_xen(st.kernel):
+        return _xen_zap(st, args.base_url)
+    _kvm_only(st)
+    if isinstance(st.event, Passthrough):
+        raise MemTypeError("event", f"{st.event.kind} is a Xen event", "passthrough events need --kernel xen")
+    event: Event = st.event
+    link = permalink.url(st, args.base_url)
+    if st.vm.vm_type != VM_TYPE_DEFAULT:
+        from .kvm.tdx import check_vm_kind, tdx_zap_audit
+
+        check_vm_kind(st.vm.vendor, st.vm.vm_type, st.kernel)
+        st.vm.validate()
+        st = _tdx_state(st, given)
+        kernel = resolve_kernel(st.kernel)
+        a = tdx_zap_audit(kernel.era, st.vm, st.vcpu, event)
+        return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url), kernel)
+    if st.vm.vendor != VENDOR_INTEL:
+        from .kvm.svm import svm_kernel
+        from .kvm.tdx import check_vm_kind
+        from .render_kinds import render_svm_zap, svm_zap_view
+
+        check_vm_kind(st.vm.vendor, st.vm.vm_type, st.kernel)
+        z = svm_zap_view(svm_kernel(st.kernel), st.vm, st.vcpu, event)
+        return render_svm_zap(z, st.vm, st.vcpu, link)
     kernel = resolve_kernel(st.kernel)
-    a = audit(ERAS[kernel.era], st.vm, st.vcpu, st.event)
-    return render_zap(a, st.vm, st.vcpu, permalink.url(st, args.base_url), kernel)
+    a = audit(ERAS[kernel.era], st.vm, st.vcpu, event)
+    return render_zap(a, st.vm, st.vcpu, link, kernel)
 
 
 def cmd_diff(args: argparse.Namespace) -> str:
     from .analysis import diff_by_id
+    from .kvm.scenario import VmConfig
     from .kvm.versions import resolve_kernel
     from .render import render_diff
 
+    st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff", vm=VmConfig(vendor=args.a_vendor),
+                             vs_vendor=args.b_vendor)
+    link = permalink.url(st, args.base_url)
+    if args.a_vendor != VENDOR_INTEL or args.b_vendor != VENDOR_INTEL or is_xen(args.era_a) or is_xen(args.era_b):
+        from .render_kinds import render_system_diff
+        from .system_diff import diff_by_sides, side
+
+        sd = diff_by_sides(side(args.era_a, args.a_vendor, "era_a"), side(args.era_b, args.b_vendor, "era_b"))
+        return render_system_diff(sd, link)
     ka, kb = resolve_kernel(args.era_a, "era_a"), resolve_kernel(args.era_b, "era_b")
-    d = diff_by_id(ka.era, kb.era)
-    st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff")
-    return render_diff(d, permalink.url(st, args.base_url), kernels=(ka, kb))
+    return render_diff(diff_by_id(ka.era, kb.era), link, kernels=(ka, kb))
 
 
 def cmd_replay(args: argparse.Namespace) -> str:
@@ -203,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the API request body instead")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("diff", help="two eras over the whole state space")
-    p.add_argument("era_a")
+    p = sub.add_parser("diff", help="two eras (or systems: xen, --a-vendor amd) over the state space")
+    p.add_argument("era_a", help="an era id, a kernel version, or xen / xen-4.19 / xen-4.21")
     p.add_argument("era_b")
+    p.add_argument("--a-vendor", default=VENDOR_INTEL, choices=VENDORS, help="amd: era_a is KVM on AMD [intel]")
+    p.add_argument("--b-vendor", default=VENDOR_INTEL, choices=VENDORS, help="as --a-vendor, for era_b")
     p.add_argument("--base-url", default=DEFAULT_BASE)
     p.set_defaults(func=cmd_diff)
 

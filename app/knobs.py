@@ -31,8 +31,9 @@ from typing import Any
 from .kvm.host_page import HostPage
 from .kvm.scenario import MAXPHYADDR_MAX, MAXPHYADDR_MIN, Access, VcpuState, VmConfig
 from .kvm.vm_kinds import VENDORS, VM_TYPES
+from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, XenFacts
 
-OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event")
+OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event", "xen")
 KINDS = ("bool", "opt_bool", "dec", "hex", "text")
 GENERIC_KINDS = ("bool", "opt_bool", "dec", "hex")
 """Kinds app/permalink.py encodes and decodes itself; `text` rows have a named codec."""
@@ -43,7 +44,7 @@ def _owner_class(owner: str) -> type | None:
         from .permalink import LinkState  # permalink imports this module
 
         return LinkState
-    return {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage}.get(owner)
+    return {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage, "xen": XenFacts}.get(owner)
 
 
 def _field_default(cls: type, name: str) -> Any:
@@ -231,6 +232,34 @@ KNOBS: tuple[Knob, ...] = (
          control="event-value", label="new value", help="new value", values="0/1, or hex for MSR writes"),
     Knob(param="event_nw", part_of="event", owner="event", attr="cr0_nw", api="event.cr0_nw", short="W",
          cli="--event-nw", kind="bool", control="event-nw", label="CR0.NW written", help="CR0.NW written with CD"),
+    # -- Xen (kernel xen...: app.xen.facts.XenFacts, the API's `xen`) ------------------------
+    Knob(param="vs_vendor", owner="link", attr="vs_vendor", api="vs_vendor", cli=None,
+         help="the second era's vendor in a diff view (the first is vendor)", values=", ".join(VENDORS)),
+    Knob(param="xen_iommu", owner="xen", attr="iommu", api="xen.iommu", cli="--xen-iommu", kind="bool",
+         label="IOMMU", help="Xen: is_iommu_enabled(d)"),
+    Knob(param="xen_io", owner="xen", attr="io_resources", api="xen.io_resources", cli="--xen-io", kind="bool",
+         label="iomem/ioports", help="Xen: the domain holds iomem or ioport ranges"),
+    Knob(param="xen_pci", owner="xen", attr="pci_devices", api="xen.pci_devices", cli="--xen-pci", kind="bool",
+         label="PCI devices", help="Xen: PCI devices assigned (needs the IOMMU)"),
+    Knob(param="xen_vcpu", owner="xen", attr="has_vcpu", api="xen.has_vcpu", cli="--xen-vcpu", kind="bool",
+         label="has a vCPU", help="Xen: d->vcpu[0] exists (0: the guest MTRR side is WB)"),
+    Knob(param="xen_pinned", owner="xen", attr="pinned", api="xen.pinned", cli="--xen-pinned",
+         label="pinned ranges", help="Xen: pinned cache attribute ranges, comma-separated first-last:TYPE gfns",
+         values="e.g. 0x100-0x1ff:WC"),
+    Knob(param="xen_p2m", owner="xen", attr="p2m_type", api="xen.p2m_type", cli="--xen-p2m",
+         label="p2m type", help="Xen: the entry's p2m type", values=", ".join(P2M_TYPES)),
+    Knob(param="xen_order", owner="xen", attr="order", api="xen.order", cli="--xen-order", kind="dec",
+         label="page order", help="Xen: the entry's order (0 4K, 9 2M, 18 1G)", values="0, 9 or 18",
+         bounds=(0, 18), rule="EPT leaves have order 0 (4K), 9 (2M) or 18 (1G)"),
+    Knob(param="xen_mfn", owner="xen", attr="mfn", api="xen.mfn", cli="--xen-mfn", kind="hex",
+         label="mfn", help="Xen: the host frame (default: the gfn)", values="hex"),
+    Knob(param="xen_mmio_ro", owner="xen", attr="mmio_ro", api="xen.mmio_ro", cli="--xen-mmio-ro",
+         label="in mmio_ro_ranges", help="Xen: the entry's frames in mmio_ro_ranges", values=", ".join(COVERAGES)),
+    Knob(param="xen_special", owner="xen", attr="special", api="xen.special", cli="--xen-special",
+         label="special pages", help="Xen: the entry's frames that are special pages", values=", ".join(COVERAGES)),
+    Knob(param="xen_host_mtrr", owner="xen", attr="host_mtrr", api="xen.host_mtrr", cli="--xen-host-mtrr",
+         label="host MTRR", help="Xen: host MTRR type of the frames [WB; map and zap: by kind]",
+         values=", ".join(HOST_MTRR_CHOICES)),
     # -- page only -------------------------------------------------------------------------
     Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
          label="types for PAT entry", help="page only: the PAT entry whose effective types the map shows",

@@ -75,10 +75,13 @@ from .kvm.scenario import (
     VcpuState,
     VmConfig,
 )
-from .kvm.vm_kinds import VENDORS, VM_TYPES
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
+from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
+from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, PinnedRange, XenFacts
+from .xen.versions import get_version, is_xen
 
 VERSION = "1"
 DEFAULT_KERNEL = "v6.16"
@@ -90,7 +93,7 @@ _DEC = re.compile(r"[0-9]{1,3}")  # ASCII digits only: Unicode digits ('²', '٣
 __all__ = [
     "DEFAULT_KERNEL", "Dropped", "LinkState", "SHORT_CODES", "VERSION", "VIEWS", "decode", "decode_report",
     "encode", "event_json", "mtrr_layout_name", "request_body", "scenario_json", "short_path", "short_query",
-    "url",
+    "url", "xen_json",
 ]
 
 
@@ -102,16 +105,25 @@ class LinkState:
     vm: VmConfig = field(default_factory=VmConfig)
     vcpu: VcpuState = field(default_factory=VcpuState)
     access: Access = field(default_factory=lambda: Access(0))
-    event: Event | None = None
+    event: Event | Passthrough | None = None
     vs: str | None = None
     view: str = "resolve"
     pati: int = 0  # page only: the PAT entry the memory map shows
+    vs_vendor: str = VENDOR_INTEL  # the diff's second side (the first is vm.vendor)
+    xen: XenFacts = field(default_factory=XenFacts)  # kernel xen...: the domain and entry facts
 
 
 # -- encoding ------------------------------------------------------------------------
 
 _DEFAULT_VM = VmConfig()
 _DEFAULT_VCPU = VcpuState()
+_DEFAULT_XEN = XenFacts()
+_XEN_P = {"p2m_type": "xen_p2m", "mmio_ro": "xen_mmio_ro", "special": "xen_special", "host_mtrr": "xen_host_mtrr"}
+"""The Xen rows whose value is one of a few names: XenFacts attribute -> parameter."""
+
+
+def _pinned_text(ranges: tuple[PinnedRange, ...]) -> str:
+    return ",".join(f"{r.start:#x}-{r.end:#x}:{r.type.label}" for r in ranges)
 
 
 def _b(v: bool) -> str:
@@ -164,9 +176,11 @@ def _same_map(a: tuple[MemRange, ...], b: tuple[MemRange, ...]) -> bool:
     return [(r.start, r.end, r.kind) for r in a] == [(r.start, r.end, r.kind) for r in b]
 
 
-def _event_params(ev: Event) -> list[tuple[str, str]]:
+def _event_params(ev: Event | Passthrough) -> list[tuple[str, str]]:
     out = [("event", ev.kind)]
     match ev:
+        case Passthrough(resource=resource):
+            out.append(("event_value", resource))
         case MtrrWrite(msr=msr, value=value):
             out += [("event_msr", f"{msr:#x}"), ("event_value", f"{int(value):#x}")]
         case Cr0Write(value=cd, cr0_nw=nw):
@@ -238,6 +252,13 @@ def _text(k: Knob, value: object) -> str:
     return str(value)
 
 
+def _xen_choice(param: str, attr: str) -> Callable[[LinkState], list[tuple[str, str]]]:
+    def write(s: LinkState) -> list[tuple[str, str]]:
+        value = getattr(s.xen, attr)
+        return [] if value == getattr(_DEFAULT_XEN, attr) else [(param, value)]
+    return write
+
+
 def _mtrr_params(state: LinkState) -> list[tuple[str, str]]:
     layout = mtrr_layout_name(state.vcpu.mtrr, state.vm.maxphyaddr)
     if layout is not None:
@@ -260,6 +281,9 @@ _ENCODERS = {
     "event": lambda s: [] if s.event is None else _event_params(s.event),
     "vendor": lambda s: [] if s.vm.vendor == _DEFAULT_VM.vendor else [("vendor", s.vm.vendor)],
     "vmtype": lambda s: [] if s.vm.vm_type == _DEFAULT_VM.vm_type else [("vmtype", s.vm.vm_type)],
+    "vs_vendor": lambda s: [] if s.vs_vendor == VENDOR_INTEL else [("vs_vendor", s.vs_vendor)],
+    "xen_pinned": lambda s: [("xen_pinned", _pinned_text(s.xen.pinned))] if s.xen.pinned else [],
+    **{param: _xen_choice(param, attr) for attr, param in _XEN_P.items()},
 }
 """The rows whose value is not one plain number or flag: their parameters from the state."""
 
@@ -359,10 +383,15 @@ def _parse_map(text: str) -> tuple[MemRange, ...]:
     return tuple(out)
 
 
-def _parse_event(q: Mapping[str, str]) -> Event | None:
+def _parse_event(q: Mapping[str, str]) -> Event | Passthrough | None:
     kind = q.get("event")
     if kind is None:
         return None
+    if kind in (PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH):  # Xen's toolstack events (app.xen.events)
+        resource = q.get("event_value", "io")
+        if resource not in ("io", "pci"):
+            raise MemTypeError("event_value", f"{resource!r} is not io or pci", "a passthrough event's resource")
+        return Passthrough(kind == PASSTHROUGH_ATTACH, resource)
     if kind not in EVENT_KINDS:
         raise MemTypeError("event", f"unknown event kind {kind!r}", f"one of {', '.join(EVENT_KINDS)}")
     if "event_value" not in q:
@@ -409,7 +438,7 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     q = _query(query)
     if q.get("v", VERSION) != VERSION:
         raise MemTypeError("v", f"permalink version {q['v']!r} is not supported", f"this server reads v={VERSION}")
-    values: dict[str, dict[str, object]] = {"link": {}, "vm": {}, "vcpu": {}, "access": {}}
+    values: dict[str, dict[str, object]] = {"link": {}, "vm": {}, "vcpu": {}, "access": {}, "xen": {}}
     for k in KNOBS:
         if k.part_of is not None:
             continue  # read by its row's codec
@@ -421,7 +450,8 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
             values[k.owner][k.attr] = _value(k, q[k.param])
     link = values["link"]
     return LinkState(vm=VmConfig(**values["vm"]), vcpu=VcpuState(**values["vcpu"]),  # type: ignore[arg-type]
-                     access=Access(**values["access"]), **link)  # type: ignore[arg-type]
+                     access=Access(**values["access"]), xen=XenFacts(**values["xen"]),  # type: ignore[arg-type]
+                     **link)  # type: ignore[arg-type]
 
 
 
@@ -448,7 +478,10 @@ def _view(q: Mapping[str, str], values: Values) -> None:
 def _era(name: str) -> Callable[[Mapping[str, str], Values], None]:
     def read(q: Mapping[str, str], values: Values) -> None:
         if name in q:
-            get_era(q[name], name)
+            if is_xen(q[name]):  # a Xen id is taken where an era id is (issue 14)
+                get_version(q[name], name)
+            else:
+                get_era(q[name], name)
             values["link"][name] = q[name]
     return read
 
@@ -502,20 +535,46 @@ def _read_event(q: Mapping[str, str], values: Values) -> None:
         values["link"]["event"] = ev
 
 
-def _choice(param: str, attr: str, names: tuple[str, ...]) -> Callable[[Mapping[str, str], Values], None]:
-    """A VM row whose value is one of a few names (vendor, vmtype: app.kvm.vm_kinds)."""
+def _choice(param: str, attr: str, names: tuple[str, ...], owner: str = "vm",
+            ) -> Callable[[Mapping[str, str], Values], None]:
+    """A row whose value is one of a few names (vendor, vmtype: app.kvm.vm_kinds; the Xen
+    p2m type, coverages and host MTRR: app.xen.facts)."""
     def read(q: Mapping[str, str], values: Values) -> None:
         if param in q:
             if q[param] not in names:
                 raise MemTypeError(param, f"unknown {param} {q[param]!r}", f"one of {', '.join(names)}")
-            values["vm"][attr] = q[param]
+            values[owner][attr] = q[param]
     return read
+
+
+def _read_pinned(q: Mapping[str, str], values: Values) -> None:
+    text = q.get("xen_pinned")
+    if not text:
+        return
+    out = []
+    for item in text.split(","):
+        span, colon, name = item.partition(":")
+        first, dash, last = span.partition("-")
+        try:
+            t = MemType.from_label(name)
+        except ValueError:
+            t = None
+        if not colon or not dash or t is None or t not in PINNED_TYPES:
+            raise MemTypeError("xen_pinned", f"{item!r} is not first-last:TYPE",
+                               "pinned ranges are 0xFIRST-0xLAST:TYPE gfns (TYPE UC, UC-, WC, WT, WP, WB)")
+        out.append(PinnedRange(_hex(first, "xen_pinned"), _hex(last, "xen_pinned"), t))
+    values["xen"]["pinned"] = tuple(out)
 
 
 _DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
     "view": _view, "kernel": _era("kernel"), "vs": _era("vs"), "map": _read_map, "pat": _read_pat,
     "mtrr": _read_mtrr, "host": _read_host, "event": _read_event,
     "vendor": _choice("vendor", "vendor", VENDORS), "vmtype": _choice("vmtype", "vm_type", VM_TYPES),
+    "vs_vendor": _choice("vs_vendor", "vs_vendor", VENDORS, "link"), "xen_pinned": _read_pinned,
+    "xen_p2m": _choice("xen_p2m", "p2m_type", P2M_TYPES, "xen"),
+    "xen_mmio_ro": _choice("xen_mmio_ro", "mmio_ro", COVERAGES, "xen"),
+    "xen_special": _choice("xen_special", "special", COVERAGES, "xen"),
+    "xen_host_mtrr": _choice("xen_host_mtrr", "host_mtrr", HOST_MTRR_CHOICES, "xen"),
 }
 """The rows that are not one plain number or flag: each reads its parameters into the
 (owner -> field -> value) dict decode() builds the core objects from."""
@@ -570,6 +629,8 @@ SHORT_CODES = {k.param: k.short for k in KNOBS if k.short}
 parameter without a code is written `name=value` in it)."""
 assert len(set(SHORT_CODES.values())) == len(SHORT_CODES), "short codes are distinct"
 _SHORT_NAMES = {c: n for n, c in SHORT_CODES.items()}
+_LONG_NAMES = frozenset(k.param for k in KNOBS if not k.short)
+"""Parameters written `name=value` in the short form (no code of their own)."""
 _SHORT_HEX = tuple(k.param for k in KNOBS if k.short and k.kind == "hex")
 """Always hex: the short form leaves out their 0x."""
 _SHORT_EVENTS = {CR0_CD: "cd", MTRR_WRITE: "mw", NONCOHERENT_DMA: "nd", PAT_WRITE: "pw"}
@@ -603,10 +664,10 @@ def short_query(token: str) -> list[tuple[str, str]]:
     for item in rest.split(_SHORT_SEP) if rest else []:
         if not item:
             continue
+        k, eq, v = item.partition("=")
         name = _SHORT_NAMES.get(item[0])
-        if name is None:
-            k, _, v = item.partition("=")
-            pairs.append((k, v))
+        if name is None or (eq and k in _LONG_NAMES):  # `name=value`: a parameter without a code
+            pairs.append((k, v))  # (xen_iommu=1 starts with maxphyaddr's code x)
             continue
         value = item[1:]
         if name in _SHORT_HEX and value[:2].lower() != "0x":
@@ -678,9 +739,11 @@ def host_page_json(hp: HostPage) -> dict:
     return out
 
 
-def event_json(ev: Event) -> dict:
+def event_json(ev: Event | Passthrough) -> dict:
     """The `event` member of a POST /api/v1/zap body."""
     match ev:
+        case Passthrough(resource=resource):
+            return {"kind": ev.kind, "resource": resource}
         case Cr0Write(value=cd, cr0_nw=nw):
             out: dict = {"kind": ev.kind, "value": bool(cd)}
             if nw is not None:
@@ -696,10 +759,39 @@ def event_json(ev: Event) -> dict:
 def request_body(state: LinkState) -> dict:
     """The API body for the state's view: resolve (default), zap (with `event`), diff."""
     if state.view == "diff":
-        return {"a": state.kernel, "b": state.vs or state.kernel}
+        diff: dict = {"a": state.kernel, "b": state.vs or state.kernel}
+        if state.vm.vendor != VENDOR_INTEL:
+            diff["a_vendor"] = state.vm.vendor
+        if state.vs_vendor != VENDOR_INTEL:
+            diff["b_vendor"] = state.vs_vendor
+        return diff
     if state.view == "zap":
         body = scenario_json(state.kernel, state.vm, state.vcpu)
         if state.event is not None:
             body["event"] = event_json(state.event)
-        return body
-    return scenario_json(state.kernel, state.vm, state.vcpu, state.access)
+    else:
+        body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
+    if is_xen(state.kernel):
+        x = xen_json(state.xen, state.view != "resolve")
+        if x:
+            body["xen"] = x
+    return body
+
+
+_XEN_DOMAIN_FIELDS = ("iommu", "io_resources", "pci_devices", "has_vcpu", "pinned")
+
+
+def xen_json(x: XenFacts, domain_only: bool = False) -> dict:
+    """The `xen` member of a resolve body (map and zap: the domain facts and host_mtrr only),
+    the non-default facts only."""
+    out: dict = {}
+    for f in ("iommu", "io_resources", "pci_devices", "has_vcpu", "p2m_type", "order", "mfn", "mmio_ro", "special",
+              "host_mtrr"):
+        if domain_only and f not in (*_XEN_DOMAIN_FIELDS, "host_mtrr"):
+            continue
+        v = getattr(x, f)
+        if v != getattr(_DEFAULT_XEN, f):
+            out[f] = v
+    if x.pinned:
+        out["pinned"] = [{"start": r.start, "end": r.end, "type": r.type.label} for r in x.pinned]
+    return out

@@ -112,6 +112,28 @@ class SvmZap:
     note: str
 
 
+NO_ZAP_NEEDED = ("no NPT entry holds a memory type, so no event changes one: no zap is needed and every "
+                 "zapped page is excess (the new CR0 or g_pat takes effect at the next VMRUN)")
+
+
+def svm_zap_view(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, event: Event) -> SvmZap:
+    """svm_zap() for one event, with the calls' pages inside memslots: what POST /api/v1/zap
+    (vm.vendor amd) and the CLI's zap answer. Refusals are the core's."""
+    from .kvm.era import ZapInput
+    from .kvm.ranges import intersect, merge
+    from .kvm.scenario import apply_event
+    from .kvm.svm import svm_zap
+    from .x86.memtype import located
+
+    vm.validate()
+    vcpu.validate(vm)
+    with located("event"):
+        vm_after, vcpu_after = apply_event(vm, vcpu, event)
+    d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
+    zapped = intersect(merge(d.calls), [(r.start, r.end) for r in vm.memory_map])
+    return SvmZap(kernel, event, d.calls, tuple(zapped), d.path, NO_ZAP_NEEDED)
+
+
 def _range_rows(name: str, ranges: Sequence[Range]) -> list[list[str]]:
     if not ranges:
         return [[name, "-", "-", "0"]]
@@ -182,3 +204,68 @@ def render_tdx(res: TdxResult, kernel: KernelInfo, vm: VmConfig, vcpu: VcpuState
 
 
 __all__ = ["SvmZap", "render_svm", "render_svm_zap", "render_tdx"]
+
+
+# -- cross-system diff ------------------------------------------------------------------
+
+_SYS_HEAD = {"is_mmio": "io", "noncoherent_dma": "nc", "cr0_cd": "cd", "quirk_cd_nw_cleared": "cq",
+             "quirk_ignore_guest_pat": "pq", "self_snoop": "ss", "guest_mtrr": "mtrr", "pat": "pat",
+             "xen_iommu": "xi", "xen_io": "xo"}
+"""Column heads of the diff table (the era diff's, plus Xen's two)."""
+
+
+def _cell(v: object) -> str:
+    return "1" if v is True else "0" if v is False else str(v)
+
+
+def _entry(e: str) -> str:
+    return e.replace("NPT: host ", "h:")
+
+
+def render_system_diff(d, link: str = "", max_groups: int = 40) -> str:
+    """`d` is an app.system_diff.SystemDiff: A and B over their joint space, in 72 columns."""
+    a, b = d.a, d.b
+    out = title(f"{TOOL}: cross-system diff")
+    out += kv("A", f"{a.label} ({a.system})", 3, "")
+    out += kv("B", f"{b.label} ({b.system})", 3, "")
+    out += section("Dimensions (read / not read / absent)")
+    out += table(["dimension", "A", "B", "compared"],
+                 [[k, sa, sb, "yes" if k in {n for n, _ in d.dimensions} else "no"] for k, _, sa, sb in d.status()])
+    out += legend("read = the system's memory type depends on it; not read = the system has it but its "
+                  "memory type does not; absent = the system has no such thing. Compared = part of the joint "
+                  "space (read by A or B); a side is the same for every value of a dimension it does not read.")
+    out += section("How the states map")
+    for m in d.mapping():
+        out += wrap(m, "  - ", "    ")
+    for m in d.not_compared():
+        out += wrap("not compared: " + m, "  - ", "    ")
+    c = d.counts
+    skipped = sum(d.skipped.values())
+    out += section("Summary")
+    out += wrap(f"Of the {d.compared} states both can have ({d.total_states} in the joint space, {skipped} "
+                f"skipped), {c['differ']} differ.", "  ", "  ")
+    for why, n in sorted(d.skipped.items()):
+        out += wrap(f"{n}: {why}", "  - ", "    ")
+    out += table(["weaker", "stronger", "incomparable", "entry only"],
+                 [[str(c["weaker"]), str(c["stronger"]), str(c["incomparable"]), str(c["entry_only"])]])
+    out += legend("B's effective type against A's: weaker = B lets the CPU cache or buffer more (the danger "
+                  "case), stronger = safer but slower; entry only = the EPT entries differ, the effective "
+                  "type does not" + ("" if d.entries_comparable else " (not counted: an NPT entry has no type)")
+                  + ".")
+    groups = d.groups()
+    heads = [_SYS_HEAD[k] for k, _ in d.dimensions]
+    out += section(f"Where they differ ({len(groups)} groups of {len(d.rows)} states; * = any)")
+    rows = [[*(_cell(g.pattern[k]) for k, _ in d.dimensions), _entry(g.entry_a), _entry(g.entry_b),
+             g.effective_a.label, g.effective_b.label, str(g.count), g.classification[:6]]
+            for g in groups[:max_groups]]
+    if not rows:
+        rows = [["-"] * len(heads) + ["-", "-", "-", "-", "0", "none"]]
+    out += table([*heads, "A", "B", "effA", "effB", "n", "class"], rows, indent=" ", sep=" ")
+    if len(groups) > max_groups:
+        out += wrap(f"... {len(groups) - max_groups} more groups (see the JSON rows)", "  ")
+    out += legend("io = is_mmio, nc = nc-DMA, cd = guest CR0.CD, cq/pq = the CD_NW_CLEARED/IGNORE_GUEST_PAT "
+                  "quirks, ss = self-snoop, xi = Xen IOMMU, xo = Xen I/O resources (1/0); mtrr/pat = the guest "
+                  "MTRR and PAT types; A/B = the entry (WB! = WB with IPAT; h:T = an NPT entry whose host side "
+                  "is T); class: incomp(arable), same = entry only.")
+    out += _footer(link) if link else ["", f"-- {TOOL} {version()}"]
+    return "\n".join(out) + "\n"

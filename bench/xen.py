@@ -2,7 +2,9 @@
 
 Core: entry_emt() (epte_get_entry_emt) for three paths (forced WB|IPAT, the full MTRR
 combine, a superpage split), resolve_xen() with 8 PAT rows, event_answer() for an MTRR
-write, and the exhaustive state walk tests/test_xen_emt.py makes. API: POST
+write, xen_map() and xen_zap() over the default memory map, the cross-system diffs
+(uncached), and the exhaustive state walk tests/test_xen_emt.py makes. API: also map
+(Xen, AMD, v6.7), Xen zap and a cross-system diff (cached after the first call). API: POST
 /api/v1/resolve with kernel "xen" over ASGI (no network) against the same call for v6.7.
 Kept apart from bench/run.py (other work edits its section list).
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.kvm.layouts import ovmf_state
-from app.kvm.scenario import Event, VcpuState
+from app.kvm.scenario import MtrrWrite, VcpuState
 from app.xen import NEWEST, Coverage, Domain, Page, entry_emt, event_answer
 from app.xen.resolve import resolve_xen
 
@@ -49,9 +51,29 @@ def main() -> None:
     vcpu = VcpuState(mtrr=ovmf)
     r, us = rate(lambda: resolve_xen(NEWEST, passthrough, ram, vcpu))
     print(f"  resolve_xen  {'MTRR combine':<14} {r:9.0f}/s  {us:6.1f} us")
-    ev = Event("mtrr_write", 0x800, 0x2FF)
+    ev = MtrrWrite(msr=0x2FF, value=0x800)
     r, us = rate(lambda: event_answer(NEWEST, passthrough, ram, vcpu, ev))
     print(f"  event_answer {'MTRRdefType':<14} {r:9.0f}/s  {us:6.1f} us")
+
+    from app.kvm.scenario import VmConfig
+    from app.system_diff import diff_systems, side
+    from app.xen.map import xen_map
+    from app.xen.zap import xen_zap
+
+    vm = VmConfig()
+    r, us = rate(lambda: xen_map(NEWEST, passthrough, vm, vcpu, 1))
+    n_runs = len(xen_map(NEWEST, passthrough, vm, vcpu, 1))
+    print(f"  xen_map      {'OVMF, default':<14} {r:9.0f}/s  {us:6.1f} us  ({n_runs} runs)")
+    io = Domain(io_resources=True)
+    r, us = rate(lambda: xen_zap(NEWEST, io, vm, vcpu, ev))
+    print(f"  xen_zap      {'MTRRdefType':<14} {r:9.0f}/s  {us:6.1f} us")
+    for a, av, b in (("v6.16", "intel", "xen"), ("6.8", "amd", "v6.7"), ("6.16", "amd", "xen")):
+        sa, sb = side(a, av, "a"), side(b, "intel", "b")
+        start = time.process_time()
+        d = diff_systems(sa, sb)
+        t = time.process_time() - start
+        print(f"  system diff  {a + ('/amd' if av == 'amd' else ''):<9} vs {b:<5} {d.total_states:5} states "
+              f"{t * 1e3:7.1f} ms CPU (uncached)")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     import test_xen_emt
@@ -82,6 +104,23 @@ def main() -> None:
             n += 1
         t = time.perf_counter() - start
         print(f"  kernel {name:<5} {n / t:7.0f} req/s  {t / n * 1e3:6.2f} ms")
+    print("api: other endpoints over ASGI (wall time)")
+    others = {
+        "map xen": ("/api/v1/map", {"kernel": "xen", "vcpu": {"mtrr": {"def_type": "0xc06"}}, "xen": {"iommu": True}}),
+        "map amd": ("/api/v1/map", {"kernel": "6.8", "vm": {"vendor": "amd"}}),
+        "map v6.7": ("/api/v1/map", {"kernel": "v6.7"}),
+        "zap xen": ("/api/v1/zap", {"kernel": "xen", "xen": {"io_resources": True},
+                                    "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"}}),
+        "diff v6.16/xen": ("/api/v1/diff", {"a": "v6.16", "b": "xen"}),
+    }
+    for name, (path, body) in others.items():
+        assert client.post(path, json=body).status_code == 200
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 2.0:
+            client.post(path, json=body)
+            n += 1
+        t = time.perf_counter() - start
+        print(f"  {name:<14} {n / t:7.0f} req/s  {t / n * 1e3:6.2f} ms")
 
 
 if __name__ == "__main__":

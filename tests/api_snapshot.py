@@ -57,6 +57,68 @@ REPLAY_TRACE = (
 )
 
 
+XEN_MTRR = {"def_type": "0xc06", "fixed": ["0x0606060606060606"] * 11,
+            "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}
+SYSTEM_EVENTS = ({"kind": "cr0_cd", "value": True}, {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"},
+                 {"kind": "mtrr_write", "msr": "0x200", "value": "0xc0000000"},
+                 {"kind": "noncoherent_dma", "value": True}, {"kind": "pat_write", "value": "0x0007040600070406"})
+
+
+def systems() -> list[tuple[str, str, str, dict | None]]:
+    """AMD (vm.vendor amd), TDX (vm.type tdx) and Xen (kernel xen...) through resolve, zap
+    and map, JSON and text (issue 14)."""
+    out: list[tuple[str, str, str, dict | None]] = []
+    amd = {"vendor": "amd"}
+    for k in ("4.13.9", "5.2", "6.8", "v6.16", "6.19"):
+        for q in (True, False):
+            vm = {**amd, "quirk_cd_nw_cleared": q}
+            for gpa in ("0x1000", "0x800000000"):
+                body = {"kernel": k, "gpa": gpa, "vm": vm, "vcpu": {"cr0_cd": True, "pat": "0x0407050600070106"}}
+                out.append((f"amd resolve {k} {q} {gpa}", "POST", "/api/v1/resolve", body))
+            out.append((f"amd resolve text {k} {q}", "POST", "/api/v1/resolve?format=text",
+                        {"kernel": k, "gpa": "0x1000", "vm": vm}))
+            for ev in SYSTEM_EVENTS:
+                for fmt in ("", "?format=text"):
+                    out.append((f"amd zap{fmt} {k} {q} {json.dumps(ev)}", "POST", f"/api/v1/zap{fmt}",
+                                {"kernel": k, "vm": {**vm, "noncoherent_dma": True}, "event": ev}))
+        out.append((f"amd map {k}", "POST", "/api/v1/map",
+                    {"kernel": k, "vm": amd, "vcpu": {"mtrr": XEN_MTRR}, "pat_index": 1}))
+    td = {"type": "tdx"}
+    for gpa, private in (("0x1000", None), ("0x1000", True), ("0x800000000", False)):
+        body = {"kernel": "6.16", "gpa": gpa, "vm": td}
+        if private is not None:
+            body["private"] = private
+        for fmt in ("", "?format=text"):
+            out.append((f"tdx resolve{fmt} {gpa} {private}", "POST", f"/api/v1/resolve{fmt}", body))
+    for ev in SYSTEM_EVENTS[1:]:
+        out.append((f"tdx zap {json.dumps(ev)}", "POST", "/api/v1/zap", {"kernel": "6.19", "vm": td, "event": ev}))
+    out.append(("tdx map", "POST", "/api/v1/map", {"kernel": "6.16", "vm": td, "pat_index": 3}))
+    domains = ({}, {"iommu": True}, {"iommu": True, "pci_devices": True}, {"io_resources": True},
+               {"iommu": True, "pinned": [{"start": 0x100000, "end": 0x1001FF, "type": "WC"}]})
+    for k in ("xen", "xen-4.19"):
+        for d in domains:
+            for x in ({}, {"p2m_type": "mmio_direct"}, {"p2m_type": "grant_map_rw"}, {"order": 9, "mmio_ro": "partial"},
+                      {"special": "all"}, {"order": 18, "host_mtrr": "mixed"}):
+                body = {"kernel": k, "gpa": "0x100000000", "vcpu": {"mtrr": XEN_MTRR}, "xen": {**d, **x}}
+                out.append((f"xen resolve {k} {json.dumps(body['xen'], sort_keys=True)}", "POST", "/api/v1/resolve",
+                            body))
+            out.append((f"xen resolve text {k} {json.dumps(d, sort_keys=True)}", "POST",
+                        "/api/v1/resolve?format=text",
+                        {"kernel": k, "gpa": "0x1000", "vcpu": {"mtrr": XEN_MTRR, "cr0_cd": True}, "xen": d}))
+            out.append((f"xen map {k} {json.dumps(d, sort_keys=True)}", "POST", "/api/v1/map",
+                        {"kernel": k, "vcpu": {"mtrr": XEN_MTRR}, "xen": d, "pat_index": 1}))
+            for ev in (*SYSTEM_EVENTS[:3], SYSTEM_EVENTS[4], {"kind": "passthrough_attach"}):
+                for fmt in ("", "?format=text"):
+                    out.append((f"xen zap{fmt} {k} {json.dumps(d, sort_keys=True)} {json.dumps(ev)}", "POST",
+                                f"/api/v1/zap{fmt}", {"kernel": k, "vcpu": {"mtrr": XEN_MTRR}, "xen": d, "event": ev}))
+    for body in ({"a": "v6.16", "b": "xen"}, {"a": "v4.2", "b": "xen-4.19", "limit": 50},
+                 {"a": "6.8", "a_vendor": "amd", "b": "v6.7"}, {"a": "6.16", "a_vendor": "amd", "b": "xen"},
+                 {"a": "5.2", "a_vendor": "amd", "b": "6.19", "b_vendor": "amd"}):
+        for fmt in ("", "?format=text"):
+            out.append((f"system diff{fmt} {json.dumps(body, sort_keys=True)}", "POST", f"/api/v1/diff{fmt}", body))
+    return out
+
+
 def requests() -> list[tuple[str, str, str, dict | None]]:
     """(key, method, path, body): the snapshot's requests, in order."""
     out: list[tuple[str, str, str, dict | None]] = [
@@ -144,6 +206,7 @@ def requests() -> list[tuple[str, str, str, dict | None]]:
                  {"trace": REPLAY_TRACE, "kernels": ["v6.7", "v6.16"], "include_calls": True},
                  {"trace": REPLAY_TRACE, "initial": "reset", "vm": {"quirk_ignore_guest_pat": False}}):
         out.append((f"replay {json.dumps(body, sort_keys=True)}", "POST", "/api/v1/replay", body))
+    out += systems()
     for name in ("capture-seabios-kvm-debug-threads.txt",):
         text = (Path(__file__).parent / "data" / name).read_text(encoding="utf-8")
         out.append((f"replay {name}", "POST", "/api/v1/replay", {"trace": text, "kernels": ["v6.7"]}))

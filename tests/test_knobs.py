@@ -25,6 +25,7 @@ from app.kvm.era import Fault
 from app.kvm.host_page import HostPage
 from app.kvm.scenario import EVENT_TYPES, Access, VcpuState, VmConfig
 from app.permalink import LinkState, decode, encode, short_path, short_query
+from app.xen.facts import XenFacts
 
 pytestmark = pytest.mark.anyio
 
@@ -53,13 +54,15 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "guest_mtrr": "guest_mtrr", "maxphyaddr": "maxphyaddr", "cd": "cr0_cd", "nw": "cr0_nw", "pg": "cr0_pg",
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
-NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat"}
+NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
+                  "vs_vendor", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
+                  "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
 ranges are editor tables)."""
 
 OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage,
-               "link": LinkState}
+               "link": LinkState, "xen": XenFacts}
 
 
 def test_the_names_other_tools_use_are_kept():
@@ -84,7 +87,7 @@ def test_rows_are_well_formed():
 
 
 @pytest.mark.parametrize("cls, owner", [(VmConfig, "vm"), (VcpuState, "vcpu"), (Access, "access"),
-                                        (HostPage, "host_page")])
+                                        (HostPage, "host_page"), (XenFacts, "xen")])
 def test_every_core_field_has_a_row(cls, owner):
     """A new VmConfig/VcpuState field without a row would be unreachable from a link, the CLI
     and the page. HostPage's `preset` is the `host` row's other spelling."""
@@ -105,7 +108,7 @@ def test_rows_name_real_attributes_and_read_their_defaults_there():
             assert head in {f.name for f in fields(OWNER_CLASS[k.owner])}, k.param
     d = LinkState()
     for k in KNOBS:
-        if k.owner in ("vm", "vcpu", "access"):
+        if k.owner in ("vm", "vcpu", "access", "xen"):
             assert k.default == k.get(getattr(d, k.owner)), k.param
         elif k.owner == "link":
             assert k.default == k.get(d), k.param
@@ -164,7 +167,9 @@ EXAMPLES = {
     "event": "event=noncoherent_dma&event_value=1", "event_msr": "event=mtrr_write&event_msr=0x2ff&event_value=0x806",
     "event_value": "event=pat_write&event_value=0x0007040600070406",
     "event_nw": "event=cr0_cd&event_value=1&event_nw=1",
-    "vendor": "vendor=amd", "vmtype": "vmtype=tdx",
+    "vendor": "vendor=amd", "vmtype": "vmtype=tdx", "vs_vendor": "vs_vendor=amd",
+    "xen_pinned": "xen_pinned=0x100-0x1ff:WC,0x300-0x3ff:UC-", "xen_p2m": "xen_p2m=grant_map_ro",
+    "xen_mmio_ro": "xen_mmio_ro=partial", "xen_special": "xen_special=all", "xen_host_mtrr": "xen_host_mtrr=mixed",
 }
 """A non-default query for each row of a named codec (the plain rows' values are made from
 their kind below)."""

@@ -8,9 +8,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..analysis import diff_by_id, group_rows
+from ..kvm.scenario import VmConfig
 from ..kvm.versions import resolve_kernel
+from ..kvm.vm_kinds import VENDOR_INTEL
 from ..permalink import LinkState, url
 from ..render import render_diff
+from ..render_kinds import render_system_diff
+from ..system_diff import Side, diff_by_sides, side
+from ..xen.versions import is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors
@@ -28,8 +33,33 @@ def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
         truncated=len(d.rows) > limit, permalink=""))
 
 
+def _system_diff(req: s.DiffRequest, request: Request, fmt: str | None) -> Response:
+    """A side is Xen or KVM on AMD: app.system_diff over the joint space."""
+    with core_errors():
+        a, b = side(req.a, req.a_vendor, "a"), side(req.b, req.b_vendor, "b")
+        d = diff_by_sides(a, b)
+    link = url(LinkState(req.a, VmConfig(vendor=req.a_vendor), vs=req.b, view="diff", vs_vendor=req.b_vendor),
+               base_url(request))
+    if wants_text(request, fmt):
+        return text(render_system_diff(d, link))
+    return json_response(_system_body(a, b, req.limit).model_copy(update={"permalink": link}))
+
+
+@lru_cache(maxsize=128)
+def _system_body(a: Side, b: Side, limit: int) -> s.SystemDiffResponse:
+    """The response without its permalink (the diff itself is cached in app.system_diff)."""
+    d = diff_by_sides(a, b)
+    return s.SystemDiffResponse.model_validate(s.View(
+        d, a=_side(a), b=_side(b), groups=d.groups(), rows=d.rows[:limit], truncated=len(d.rows) > limit,
+        permalink=""))
+
+
+def _side(sd: Side) -> s.View:
+    return s.View(sd, kernel_info=resolve_kernel(sd.asked) if sd.era is not None else None)
+
+
 @router.post(
-    "/diff", response_model=s.DiffResponse,
+    "/diff", response_model=s.DiffResponse | s.SystemDiffResponse,
     responses={**ERRORS, **BUSY, **text_response("The era diff (JSON), or its plain-text rendering")},
     summary="Where two eras give different EPT entries, classified",
 )
@@ -40,7 +70,15 @@ def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None)
     rows where the EPT entry or the effective type differs, each classified as B's effective
     type relative to A's (weaker, stronger, incomparable, or same = EPT entry only), plus
     the rows grouped with '*' for dimensions that do not matter. States an era cannot have
-    are skipped and counted."""
+    are skipped and counted.
+
+    `a` or `b` naming Xen (xen, xen-4.19, xen-4.21), or `a_vendor`/`b_vendor` amd (KVM on
+    AMD, a kernel from 4.14), gives the cross-system diff (SystemDiffResponse,
+    app/system_diff.py): the joint space of every dimension either side reads (the eight
+    above plus Xen's xen_iommu and xen_io), each side's status per dimension (read, not
+    read, absent), `only_a`/`only_b`, how the shared ones map, and what is not compared."""
+    if req.a_vendor != VENDOR_INTEL or req.b_vendor != VENDOR_INTEL or is_xen(req.a) or is_xen(req.b):
+        return _system_diff(req, request, fmt)
     with core_errors():
         ka, kb = resolve_kernel(req.a, "a"), resolve_kernel(req.b, "b")
     link = url(LinkState(req.a, vs=req.b, view="diff"), base_url(request))

@@ -24,20 +24,20 @@ from ..render import render_resolve
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
-from ..xen.versions import is_xen
+from ..xen.versions import get_version, is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
 from .systems import check_private, is_kind, kind_map, kind_resolve, kind_zap, zap_answer
-from .xen import xen_map_answer, xen_resolve
+from .xen import xen_map_answer, xen_permalink_state, xen_resolve, xen_zap_answer
 
 router = APIRouter(tags=["scenario"])
 
 
 @router.post(
-    "/resolve", response_model=s.ResolveResponse,
+    "/resolve", response_model=s.ResolveResponse | s.SvmResolveResponse | s.TdxResolveResponse | s.XenResolveResponse,
     responses={**ERRORS, **BUSY, **text_response("The resolution (JSON), or its plain-text rendering")},
     summary="EPT entry, decision path and effective types for one address",
 )
@@ -77,7 +77,7 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
 
 
 @router.post(
-    "/zap", response_model=s.ZapResponse,
+    "/zap", response_model=s.ZapResponse | s.SvmZapResponse | s.XenZapResponse,
     responses={**ERRORS, **BUSY, **text_response("The zap audit (JSON), or its plain-text rendering")},
     summary="What an era zaps for one event, against what needed a zap",
 )
@@ -90,14 +90,24 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     with page counts, the zap path and the per-range entry changes. `vm.vendor` "amd":
     app.kvm.svm's zaps (no NPT entry holds a memtype: nothing is ever needed); `vm.type`
     "tdx": the audit of the TD (refusing events a TD cannot perform)."""
+    if is_xen(req.kernel):
+        return xen_zap_answer(req, request, fmt)
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
+    ev = req.event
+    if isinstance(ev, s.PassthroughEvent):
+        raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
+                                         'passthrough events need kernel "xen"; KVM\'s is noncoherent_dma'),
+                            ["body", "event", "kind"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     if is_kind(vm):
-        return kind_zap(req, request, fmt, vm, map_loc)
+        return kind_zap(req, ev, request, fmt, vm, map_loc)
     with core_errors(map_loc):
         kernel = resolve_kernel(req.kernel)
         era = ERAS[kernel.era]
         vcpu = to_vcpu(req.vcpu)
-        event = to_event(req.event)
+        event = to_event(ev)
         a = audit(era, vm, vcpu, event)
     return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
 
@@ -189,18 +199,35 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     """The page's state (a resolve body plus `event`, `vs`, `view` and `pati`) as a permalink
     to `/`, written by app.permalink (the only encoder: the page asks here rather than keep a
     copy). The scenario must be one resolve accepts (422 otherwise, naming the field); the
-    event is written as given (zap checks it)."""
+    event is written as given (zap checks it). `kernel` (or `vs`) may name Xen (with the
+    facts in `xen`); `vs_vendor` amd makes the diff's second side KVM on AMD."""
+    def vs_ok(r: s.PermalinkRequest) -> None:
+        if r.vs is not None:
+            if is_xen(r.vs):
+                get_version(r.vs, "vs")
+            else:
+                get_era(r.vs, "vs")
+
+    if is_xen(req.kernel):
+        state = xen_permalink_state(req, vs_ok)
+        return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
+    if req.xen is not None:
+        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
+                            ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    ev = req.event
+    if isinstance(ev, s.PassthroughEvent):
+        raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
+                                         'passthrough events need kernel "xen"'), ["body", "event", "kind"])
     with core_errors(map_loc):
         era = get_era(req.kernel)
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
-        if req.vs is not None:
-            get_era(req.vs, "vs")
+        vs_ok(req)
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
-        event = to_event(req.event) if req.event is not None else None
+        event = to_event(ev) if ev is not None else None
     state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
-                      req.view, req.pati)
+                      req.view, req.pati, req.vs_vendor)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

@@ -44,6 +44,7 @@ from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
 from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
+from ..system_diff import MEANING as SYSTEM_DIM_MEANING
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
 from ..x86.mtrr import (
@@ -61,6 +62,7 @@ from ..x86.mtrr import (
 from ..x86.npt import ADDR_BITS
 from ..x86.pat import PAT_POWER_ON, index_to_pte_bits
 from ..xen.versions import SYSTEM_ID as XEN_SYSTEM_ID
+from ..xen.versions import XEN_VERSIONS
 from .hexpattern import byte_fields, masked, one_of
 
 EDK2 = tuple(EDK2_RELEASES)
@@ -70,6 +72,7 @@ HEX_PATTERN = r"^0[xX][0-9a-fA-F]{1,16}$"
 HEX_RE = re.compile(HEX_PATTERN)
 BARE_HEX_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{1,16}$")
 ERA_IDS = list(ERAS)
+XEN_IDS = [XEN_SYSTEM_ID, *XEN_VERSIONS]
 
 MemTypeName = Literal["UC", "WC", "WT", "WP", "WB", "UC-"]
 assert get_args(MemTypeName) == tuple(t.label for t in MemType), "MemTypeName lists app.x86.memtype.MemType's names"
@@ -198,6 +201,16 @@ KernelId = Annotated[
         "examples": ["v6.16", "6.12.78"],
     }),
 ]
+SystemId = Annotated[
+    str, WithJsonSchema({
+        "anyOf": [{"type": "string", "enum": [*ERA_IDS, *XEN_IDS]},
+                  {"type": "string", "pattern": VERSION_PATTERN, "maxLength": 64}],
+        "description": "a kernel era id (GET /api/v1/kernels) or a kernel version as uname -r prints it, "
+                       "4.2 to 6.19: 6.12.78, 6.11-rc3, 6.8.0-45-generic; or a system id: xen (the newest Xen "
+                       "line), xen-4.19, xen-4.21 (Xen is accepted where an era id is); others get 422",
+        "examples": ["v6.16", "6.12.78", "xen"],
+    }),
+]
 
 
 class Strict(BaseModel):
@@ -298,7 +311,7 @@ OVMF_MTRR: dict[str, Any] = PRESETS["ovmf"].request()["vcpu"]["mtrr"]
 
 
 class Scenario(Strict):
-    kernel: KernelId
+    kernel: SystemId
     vm: VmIn = Field(default_factory=VmIn)
     vcpu: VcpuIn = Field(default_factory=VcpuIn)
     memory_map: MemoryMap | None = Field(None, description="same as vm.memory_map (give it in one place only)")
@@ -427,6 +440,18 @@ class PatWriteEvent(Strict):
 
 EventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent, Field(discriminator="kind")]
 
+
+class PassthroughEvent(Strict):
+    """Xen only (kernel xen...): the toolstack gives the domain its first I/O resource or a PCI
+    device, or takes its last one away (iomem_permit_access / iomem_deny_access, assign_device)."""
+
+    kind: Literal["passthrough_attach", "passthrough_detach"]
+    resource: Literal["io", "pci"] = Field("io", description="io: an iomem/ioport range; pci: a PCI device")
+
+
+ZapEventIn = Annotated[Cr0CdEvent | MtrrWriteEvent | NoncoherentDmaEvent | PatWriteEvent | PassthroughEvent,
+                       Field(discriminator="kind")]
+
 def _zap_examples() -> list[JsonValue]:
     """One zap body per event kind the presets try: the first preset with that kind."""
     first: dict[str, JsonValue] = {}
@@ -449,17 +474,24 @@ class ZapRequest(Scenario):
 
     model_config = ConfigDict(json_schema_extra={"examples": ZAP_EXAMPLES})
 
-    event: EventIn
+    event: ZapEventIn = Field(description="noncoherent_dma is KVM's only, passthrough_attach/detach Xen's only")
+    xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
+                                 description='Xen domain facts, with kernel "xen" only (as for map)')
 
 
 class DiffRequest(Strict):
-    """Two eras; every state of the finite state space where their EPT entries differ."""
+    """Two eras; every state of the finite state space where their EPT entries differ. `a` and
+    `b` may also name Xen (xen, xen-4.19, xen-4.21) or, with `a_vendor`/`b_vendor` amd, KVM
+    on AMD: the cross-system diff (SystemDiffResponse) over the dimensions either reads."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
-    a: KernelId
-    b: KernelId
+    a: SystemId
+    b: SystemId
     limit: Int = Field(500, ge=0, le=5000, description="most rows returned; counts and groups cover all states")
+    a_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                             description="amd: `a` is a kernel under KVM on AMD (NPT, 4.14 and later); not with Xen")
+    b_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL, description="as a_vendor, for b")
 
 
 class ReplayEventIn(Strict):
@@ -1080,10 +1112,13 @@ class PermalinkRequest(Scenario):
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
-    event: EventIn | None = Field(None, description="the zap event (view zap)")
-    vs: KernelId | None = Field(None, description="the second era (compare, view diff)")
+    event: ZapEventIn | None = Field(None, description="the zap event (view zap)")
+    vs: SystemId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"
     pati: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective types the page's map shows")
+    vs_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
+                              description="the diff's second side: amd = KVM on AMD (the first is vm.vendor)")
+    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
 
 
 class PermalinkResponse(Out):
@@ -1449,3 +1484,423 @@ class DecodeTraceResponse(Out):
 for _model, _ids in ((MapResponse, (SYSTEM_KVM_INTEL, SYSTEM_KVM_TDX)), (AmdMapResponse, (SYSTEM_KVM_AMD,)),
                      (XenMapResponse, (XEN_SYSTEM_ID,))):
     assert get_args(_model.model_fields["system"].annotation) == _ids, _model
+
+
+# -- AMD, TDX and Xen answers of resolve and zap (issue 14) --------------------------------
+
+
+class NptLeafOut(Out):
+    """The NPT leaf KVM builds (app.x86.npt.NptEntry): no memory type and no IPAT exist in it."""
+
+    raw: Hex16Out
+    level: int
+    page_size: Literal["4K", "2M", "1G"]
+    host_pat_index: int = Field(description="the host PAT entry its PWT/PCD/PAT bits select (KVM: 0)")
+    memtype: None = Field(None, description="always null: an NPT entry has no memory-type field")
+    ipat: None = Field(None, description="always null: an NPT entry has no IPAT bit")
+    fields: list[EptFieldOut]
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An NptEntry: its fields are a method, its page size a PageSize."""
+        return core(cls, v, lambda n: {"page_size": str(n.page_size), "fields": n.fields()})
+
+
+class SvmHostOut(Out):
+    pat_index: int
+    pat_type: MemTypeOut = Field(description="the host PAT entry the leaf selects")
+    mtrr: MemTypeOut = Field(description="the host MTRR type (assumed: WB for RAM, UC for MMIO)")
+    type: MemTypeOut = Field(description="host MTRR x host PAT entry")
+
+
+class SvmCr0Out(Out):
+    guest_cd: bool
+    guest_nw: bool
+    hw_cd: bool = Field(description="the CR0.CD the CPU runs the guest with (svm_set_cr0)")
+    hw_nw: bool
+    why: str
+
+
+class SvmGpatOut(Out):
+    value: str = Field(description="the VMCB g_pat the CPU uses")
+    follows_guest: bool = Field(description="guest PAT writes reach g_pat (4.14+, 15038e147247)")
+    why: str
+
+
+class SvmRowOut(Out):
+    index: int
+    pte_bits: Hex2Out
+    pte_flags: str
+    guest_pat_type: MemTypeOut = Field(description="the guest's IA32_PAT entry")
+    gpat_type: MemTypeOut = Field(description="the g_pat entry the CPU uses (WB with CR0.PG=0)")
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
+    expected_reason: str
+    relation: Relation
+    relation_reason: str
+
+
+class SvmResolveResponse(Out):
+    """POST /api/v1/resolve with vm.vendor amd (app.kvm.svm.svm_resolve)."""
+
+    system: Literal["kvm-amd"] = "kvm-amd"
+    vendor: str
+    type: str
+    kernel: str = Field(description="the era the kernel falls in")
+    kernel_info: SvmKernelOut
+    gpa: HexOut
+    is_mmio: bool
+    mmio_source: str
+    npt: NptLeafOut
+    host: SvmHostOut
+    cr0: SvmCr0Out
+    gpat: SvmGpatOut
+    pat: list[SvmRowOut]
+    path: list[StepOut]
+    largest_page_by_guest_mtrrs: bool = Field(description="guest MTRRs still cap the NPT page size (up to 5.19)")
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmResult with vendor, type, gpa, is_mmio, mmio_source, guest_cd, guest_nw and
+        permalink added (app/api/systems.py)."""
+        return core(cls, v, lambda r: {
+            "kernel": r.kernel.era, "kernel_info": r.kernel,
+            "host": {"pat_index": r.host_pat_index, "pat_type": r.host_pat_type, "mtrr": r.host_mtrr,
+                     "type": r.host_type},
+            "cr0": {"guest_cd": r.guest_cd, "guest_nw": r.guest_nw, "hw_cd": r.cr0.cd, "hw_nw": r.cr0.nw,
+                    "why": r.cr0.why},
+            "gpat": {"value": r.gpat.pat.hex(), "follows_guest": r.kernel.gpat_follows_guest, "why": r.gpat.why},
+            "pat": r.rows})
+
+
+class SvmZapResponse(Out):
+    """POST /api/v1/zap with vm.vendor amd: the calls KVM makes; none is needed (no NPT entry
+    holds a memory type), so every zapped page is excess."""
+
+    system: Literal["kvm-amd"] = "kvm-amd"
+    vendor: str
+    type: str
+    kernel: str
+    kernel_info: SvmKernelOut
+    event: EventOut
+    calls: list[RangeOut] = Field(description="kvm_zap_gfn_range() calls, as made")
+    zapped_mapped: list[RangeOut] = Field(description="zapped, inside memslots")
+    needed: list[RangeOut] = Field(description="always empty on NPT")
+    stale: list[RangeOut] = Field(description="always empty on NPT")
+    excess: list[RangeOut] = Field(description="every zapped page inside memslots")
+    counts: ZapCounts
+    path: list[StepOut]
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An SvmZap (app.render_kinds) with vendor, type and permalink added."""
+        def members(z: Any) -> dict[str, Any]:
+            n = sum(max(0, e - s) >> 12 for s, e in z.zapped)
+            return {"kernel": z.kernel.era, "kernel_info": z.kernel, "zapped_mapped": z.zapped, "needed": [],
+                    "stale": [], "excess": z.zapped, "notes": [z.note],
+                    "counts": {"zap_calls": len(z.calls), "zapped_pages": n, "needed_pages": 0, "stale_pages": 0,
+                               "excess_pages": n}}
+        return core(cls, v, members)
+
+
+class TdxEptOut(Out):
+    memtype: MemTypeOut
+    ipat: bool
+    notation: str
+    why: str
+    secure_ept: bool = Field(description="the GPA is private: the TDX module's Secure EPT holds the entry")
+
+
+class TdxRowOut(Out):
+    index: int
+    pat_type: MemTypeOut
+    effective: MemTypeOut
+    guest_expected: MemTypeOut | None
+    relation: Relation
+
+
+class TdxResolveResponse(Out):
+    """POST /api/v1/resolve with vm.type tdx (app.kvm.tdx.tdx_resolve)."""
+
+    system: Literal["kvm-tdx"] = "kvm-tdx"
+    vendor: str
+    type: str
+    kernel: str
+    kernel_info: KernelOut
+    gpa: HexOut
+    is_mmio: bool
+    mmio_source: str
+    private: bool
+    ept: TdxEptOut
+    path: list[StepOut] = Field(description="the v6.16 decision path (empty for a private GPA)")
+    pat: list[TdxRowOut]
+    tdx_fixed: list[str] = Field(description="fields the request left out, set to the value the TDX module fixes")
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A TdxResult with the scenario's members added (app/api/systems.py)."""
+        return core(cls, v, lambda r: {
+            "kernel": r.kernel_info.era,
+            "ept": {"memtype": r.memtype, "ipat": r.ipat, "notation": notation(r.memtype, r.ipat), "why": r.why,
+                    "secure_ept": r.private},
+            "pat": r.rows})
+
+
+class XenEptOut(Out):
+    memtype: MemTypeOut | None = Field(description="the EMT; null for -1 (EMT 7 written, split on misconfiguration)")
+    emt_field: int = Field(description="EPT bits 5:3 as ept_set_entry() writes them (7 = misconfigured)")
+    ipat: bool
+    mask: Hex2Out = Field(description="EPT bits 6:3")
+    notation: str = Field(description="WB! = WB with IPAT, ?? = EMT 7")
+    split: bool = Field(description="-1: resolve_misconfig() splits the superpage and recomputes")
+    leaf: LeafOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An EmtResult with the leaf added."""
+        return core(cls, v, lambda e: {"memtype": e.emt, "notation": e.label})
+
+
+class XenCdPathOut(XenCdOut):
+    path: list[StepOut] = Field(description="vmx_update_guest_cr, hvm_set_cr0 and vmx_handle_cd, in order")
+
+
+class XenLookupOut(Out):
+    type: MemTypeOut | None = Field(description="null: mtrr_get_type() returned -1")
+    reason: str
+
+
+class XenResolveResponse(Out):
+    """POST /api/v1/resolve with kernel xen (app.xen.resolve.resolve_xen)."""
+
+    kernel: str = Field(description="as given: xen, xen-4.19 or xen-4.21")
+    system: Literal["xen"] = "xen"
+    version: XenVersionOut
+    gpa: HexOut
+    gfn: HexOut = Field(description="the entry's first gfn (gpa >> 12 aligned down to order)")
+    mfn: HexOut
+    order: int
+    ept: XenEptOut
+    path: list[StepOut] = Field(description="epte_get_entry_emt()'s tests in order")
+    cr0_cd: XenCdPathOut
+    guest_mtrr: LookupOut = Field(description="the SDM's lookup of the guest MTRRs (what the guest expects)")
+    xen_mtrr: XenLookupOut | None = Field(description="Xen's mtrr_get_type() at the entry's order; null without "
+                                          "a vCPU")
+    mtrr_finding: str | None
+    pat: list[PatRowOut] = Field(description="empty when the entry holds EMT 7")
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenResolution with kernel and gpa added."""
+        return core(cls, v, lambda r: {
+            "gfn": r.page.gfn, "mfn": r.page.mfn, "order": r.page.order, "ept": View(r.emt, leaf=r.leaf),
+            "path": r.emt.path, "cr0_cd": r.cd, "pat": r.pat_rows})
+
+
+class XenEventOut(Out):
+    kind: str
+    description: str
+    msr: HexOut | None = None
+    value: bool | str | None = None
+    cr0_nw: bool | None = None
+    resource: str | None = Field(None, description="passthrough events: io or pci")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An Event (as EventOut) or a Passthrough."""
+        def members(e: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"description": e.describe()}
+            if hasattr(e, "value"):
+                out["value"] = e.value if isinstance(e.value, bool) else f"{e.value:#x}"
+            return out
+        return core(cls, v, members)
+
+
+class XenEmtTypeOut(Out):
+    memtype: MemTypeOut | None
+    ipat: bool
+    emt_field: int
+    mask: Hex2Out
+    notation: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """An (EMT or None, IPAT) pair."""
+        if not isinstance(v, tuple):
+            return v
+        mt, ipat = v
+        if mt is None:
+            return {"memtype": None, "ipat": ipat, "emt_field": 7, "mask": 7 << 3 | (1 << 6 if ipat else 0),
+                    "notation": "??"}
+        return {**_ept_members(mt, ipat), "emt_field": int(mt)}
+
+
+class XenChangeOut(Out):
+    start: HexOut
+    end: HexOut
+    pages: int
+    kind: Literal["ram", "mmio"]
+    before: XenEmtTypeOut
+    after: XenEmtTypeOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda c: {"pages": (c.end - c.start) >> 12})
+
+
+class XenEptActionOut(Out):
+    text: str = Field(description='"invalidated, recomputed on next access" or "no EPT change"')
+    invalidated: bool = Field(description="memory_type_changed() marked the root entries EMT 7")
+    scope: str
+    flush: bool = Field(description="memory_type_changed() flushed every CPU's caches (flush_all)")
+
+
+class XenZapCounts(Out):
+    invalidated_pages: int
+    needed_pages: int
+    stale_pages: int
+    excess_pages: int
+
+
+class XenZapResponse(Out):
+    """POST /api/v1/zap with kernel xen: Xen marks EPT entries with EMT 7 and recomputes them
+    on the next access instead of zapping (app.xen.zap.xen_zap)."""
+
+    system: Literal["xen"] = "xen"
+    kernel: str
+    version: XenVersionOut
+    event: XenEventOut
+    ept: XenEptActionOut
+    path: list[StepOut] = Field(description="what Xen runs for the event, in order")
+    cr0_cd_before: XenCdOut
+    cr0_cd_after: XenCdOut
+    invalidated: list[RangeOut] = Field(description="mapped ranges marked EMT 7 (every one, or none)")
+    needed: list[RangeOut] = Field(description="mapped ranges whose EMT or IPAT changes")
+    stale: list[RangeOut] = Field(description="needed but not invalidated: the old EMT survives")
+    excess: list[RangeOut] = Field(description="invalidated although the EMT does not change (an exit each)")
+    counts: XenZapCounts
+    changes: list[XenChangeOut]
+    notes: list[str]
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A XenZap with kernel and permalink added."""
+        def members(z: Any) -> dict[str, Any]:
+            def n(rs: Any) -> int:
+                return sum((e - s) >> 12 for s, e in rs)
+            fx = z.effect
+            return {"ept": {"text": fx.text, "invalidated": fx.invalidated, "scope": fx.scope, "flush": fx.flush},
+                    "cr0_cd_before": z.cd_before, "cr0_cd_after": z.cd_after,
+                    "counts": {"invalidated_pages": n(z.invalidated), "needed_pages": n(z.needed),
+                               "stale_pages": n(z.stale), "excess_pages": n(z.excess)},
+                    "invalidated": list(z.invalidated), "needed": list(z.needed), "stale": list(z.stale),
+                    "excess": list(z.excess)}
+        return core(cls, v, members)
+
+
+SideStatus = Literal["read", "not read", "absent"]
+
+
+class SideOut(Out):
+    system: Literal["kvm-intel", "kvm-amd", "xen"]
+    asked: str = Field(description="as given in the request")
+    label: str
+    era: str | None = Field(description="the KVM era whose rules apply (null for Xen)")
+    kernel_info: KernelOut | None = Field(None, description="kvm-intel: what `a`/`b` named")
+    svm: SvmKernelOut | None = Field(None, description="kvm-amd: the kernel as the AMD rules read it")
+    xen: XenVersionOut | None = Field(None, description="xen: the release line")
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A system_diff.Side (with kernel_info added for KVM on Intel)."""
+        return core(cls, v, lambda sd: {"era": sd.era.id if sd.era is not None else
+                                        sd.svm.era if sd.svm is not None else None})
+
+
+class DimensionOut(Out):
+    name: str
+    values: list[Any]
+    meaning: str
+    a: SideStatus = Field(description="read: the answer depends on it; not read: the system has it, its memory "
+                          "type does not; absent: the system has no such thing")
+    b: SideStatus
+    in_space: bool = Field(description="part of the compared space (read by A or B)")
+
+
+class SysRowOut(Out):
+    state: dict[str, Any] = Field(description="the state's value of every dimension in the space")
+    entry_a: str = Field(description="A's entry: EPT notation (WB! = IPAT), or for AMD 'NPT: host T'")
+    entry_b: str
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
+    classification: Relation = Field(description="effective_b relative to effective_a (same: the EPT entries "
+                                     "differ only)")
+    relation_a: Relation = Field(description="effective_a relative to the guest's expectation")
+    relation_b: Relation
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        return core(cls, v, lambda r: {"entry_a": r.a.entry, "entry_b": r.b.entry, "effective_a": r.a.effective,
+                                       "effective_b": r.b.effective})
+
+
+class SysGroupOut(Out):
+    pattern: dict[str, Any] = Field(description="dimensions of the space; '*' = every value gives this outcome")
+    count: int
+    entry_a: str
+    entry_b: str
+    effective_a: MemTypeOut
+    effective_b: MemTypeOut
+    classification: Relation
+
+
+class SystemDiffResponse(Out):
+    """POST /api/v1/diff when a side is Xen or KVM on AMD (app/system_diff.py)."""
+
+    a: SideOut
+    b: SideOut
+    dimensions: list[DimensionOut] = Field(description="every dimension of the joint space and each side's status")
+    only_a: list[str] = Field(description="dimensions A has (read or not) and B lacks")
+    only_b: list[str] = Field(description="dimensions B has and A lacks")
+    mapping: list[str] = Field(description="how the shared dimensions stand for the same fact in both systems, "
+                               "and what a missing one means")
+    not_compared: list[str] = Field(description="states of either system outside the joint space")
+    total_states: int
+    compared: int
+    counts: dict[str, int] = Field(description="differ, weaker, stronger, incomparable, entry_only")
+    skipped: dict[str, int] = Field(description="states a side cannot have, by reason")
+    entries_comparable: bool = Field(description="both entries are EPT entries: a row may differ in the entry "
+                                     "alone (entry_only)")
+    groups: list[SysGroupOut]
+    rows: list[SysRowOut]
+    truncated: bool
+    permalink: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def core_members(cls, v: Any) -> Any:
+        """A SystemDiff with groups, rows, truncated and permalink added."""
+        return core(cls, v, lambda d: {
+            "dimensions": [{"name": k, "values": list(vals), "meaning": SYSTEM_DIM_MEANING[k], "a": sa, "b": sb,
+                            "in_space": k in {n for n, _ in d.dimensions}} for k, vals, sa, sb in d.status()],
+            "only_a": d.only("a"), "only_b": d.only("b"), "mapping": d.mapping(), "not_compared": d.not_compared()})

@@ -9,7 +9,6 @@ module fixes the request left to their TDX value (tdx_defaults: never over a giv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,38 +16,32 @@ from dataclasses import replace
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..kvm.era import ZapInput
 from ..kvm.eras import ERAS
 from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
-from ..kvm.ranges import intersect, merge, pages
-from ..kvm.scenario import Access, Event, VcpuState, VmConfig, apply_event
-from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmKernel, SvmResult, svm_kernel, svm_map, svm_resolve, svm_zap
+from ..kvm.scenario import Access, Event, VcpuState, VmConfig
+from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmResult, svm_kernel, svm_map, svm_resolve
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
-    check_tdx_event,
     check_tdx_vcpu,
     check_tdx_vm,
     check_vm_kind,
     tdx_defaults,
     tdx_mt_mask,
     tdx_resolve,
+    tdx_zap_audit,
 )
 from ..kvm.versions import KernelInfo, resolve_kernel
 from ..kvm.vm_kinds import VENDOR_AMD, VM_TYPE_TDX
-from ..kvm.zap import ZapAudit, audit
+from ..kvm.zap import ZapAudit
 from ..permalink import LinkState, url
 from ..render import render_zap
-from ..render_kinds import SvmZap, render_svm, render_svm_zap, render_tdx
-from ..x86.ept import notation
-from ..x86.memtype import MemType, MemTypeError, located
+from ..render_kinds import render_svm, render_svm_zap, render_tdx, svm_zap_view
+from ..x86.memtype import MemTypeError
 from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import Loc, core_errors, to_event, to_host_page, to_vcpu
 from .errors import RuleViolation
-
-NO_ZAP_NEEDED = ("no NPT entry holds a memory type, so no event changes one: no zap is needed and every "
-                 "zapped page is excess (the new CR0 or g_pat takes effect at the next VMRUN)")
 
 
 def is_kind(vm: VmConfig) -> bool:
@@ -56,47 +49,14 @@ def is_kind(vm: VmConfig) -> bool:
     return vm.vendor == VENDOR_AMD or vm.vm_type == VM_TYPE_TDX
 
 
-def _steps(steps) -> list[dict]:
-    return [s.StepOut.model_validate(st).model_dump(mode="json") for st in steps]
-
-
-def _mt(t: MemType | None) -> str | None:
-    return t.label if t is not None else None
-
-
-def _svm_kernel_json(k: SvmKernel) -> dict:
-    return {"asked": k.asked, "series": f"{k.series[0]}.{k.series[1]}", "era": k.era, "label": k.label,
-            "notes": list(k.notes)}
-
-
 # -- AMD ---------------------------------------------------------------------------------
 
 
-def svm_json(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str) -> dict:
-    n = res.npt
+def svm_view(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str) -> s.SvmResolveResponse:
     _, source = access.host_page_for(vm)
-    return {
-        "system": "kvm-amd", "vendor": vm.vendor, "type": vm.vm_type,
-        "kernel": res.kernel.era, "kernel_info": _svm_kernel_json(res.kernel),
-        "gpa": f"{access.gpa:#x}", "is_mmio": access.is_mmio(vm), "mmio_source": source,
-        "npt": {"raw": f"{n.raw:#018x}", "level": n.level, "page_size": str(n.page_size),
-                "host_pat_index": n.host_pat_index, "memtype": None, "ipat": None,
-                "fields": [s.EptFieldOut.model_validate(f).model_dump(mode="json") for f in n.fields()]},
-        "host": {"pat_index": res.host_pat_index, "pat_type": res.host_pat_type.label, "mtrr": res.host_mtrr.label,
-                 "type": res.host_type.label},
-        "cr0": {"guest_cd": vcpu.cr0_cd, "guest_nw": vcpu.cr0_nw, "hw_cd": res.cr0.cd, "hw_nw": res.cr0.nw,
-                "why": res.cr0.why},
-        "gpat": {"value": res.gpat.pat.hex(), "follows_guest": res.kernel.gpat_follows_guest, "why": res.gpat.why},
-        "pat": [{"index": r.index, "pte_bits": f"{r.pte_bits:#04x}", "pte_flags": r.pte_flags,
-                 "guest_pat_type": r.guest_pat_type.label, "gpat_type": r.gpat_type.label,
-                 "effective": r.effective.label, "guest_expected": _mt(r.guest_expected),
-                 "expected_reason": r.expected_reason, "relation": r.relation, "relation_reason": r.relation_reason}
-                for r in res.rows],
-        "path": _steps(res.path),
-        "largest_page_by_guest_mtrrs": res.largest_page_by_guest_mtrrs,
-        "notes": list(res.notes),
-        "permalink": link,
-    }
+    return s.SvmResolveResponse.model_validate(s.View(
+        res, vendor=vm.vendor, type=vm.vm_type, gpa=access.gpa, is_mmio=access.is_mmio(vm), mmio_source=source,
+        guest_cd=vcpu.cr0_cd, guest_nw=vcpu.cr0_nw, permalink=link))
 
 
 def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
@@ -110,38 +70,22 @@ def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
     link = url(LinkState(req.kernel.strip(), vm, vcpu, access), base_url(request))
     if wants_text(request, fmt):
         return text(render_svm(res, vm, vcpu, access, link))
-    return Response(json.dumps(svm_json(res, vm, vcpu, access, link)), media_type="application/json")
+    return json_response(svm_view(res, vm, vcpu, access, link))
 
 
-def _svm_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def _svm_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     with core_errors(map_loc):
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         kernel = svm_kernel(req.kernel)
-        vm.validate()
-        vcpu = to_vcpu(req.vcpu).validate(vm)
-        event = to_event(req.event)
-        with located("event"):
-            vm_after, vcpu_after = apply_event(vm, vcpu, event)
-        d = svm_zap(kernel, ZapInput(vm, vcpu, vm_after, vcpu_after, event))
-    zapped = intersect(merge(d.calls), [(r.start, r.end) for r in vm.memory_map])
-    z = SvmZap(kernel, event, d.calls, tuple(zapped), d.path, NO_ZAP_NEEDED)
+        vcpu = to_vcpu(req.vcpu)
+        event = to_event(ev)
+        z = svm_zap_view(kernel, vm, vcpu, event)
     link = url(LinkState(req.kernel.strip(), vm, vcpu, event=event, view="zap"), base_url(request))
     if wants_text(request, fmt):
         return text(render_svm_zap(z, vm, vcpu, link))
-    n = pages(zapped)
-    body = {
-        "system": "kvm-amd", "vendor": vm.vendor, "type": vm.vm_type,
-        "kernel": kernel.era, "kernel_info": _svm_kernel_json(kernel),
-        "event": s.EventOut.model_validate(event).model_dump(mode="json"),
-        "calls": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in d.calls],
-        "zapped_mapped": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in zapped],
-        "needed": [], "stale": [],
-        "excess": [s.RangeOut.model_validate(r).model_dump(mode="json") for r in zapped],
-        "counts": {"zap_calls": len(d.calls), "zapped_pages": n, "needed_pages": 0, "stale_pages": 0,
-                   "excess_pages": n},
-        "path": _steps(d.path), "notes": [NO_ZAP_NEEDED], "permalink": link,
-    }
-    return Response(json.dumps(body), media_type="application/json")
+    return json_response(s.SvmZapResponse.model_validate(s.View(z, vendor=vm.vendor, type=vm.vm_type,
+                                                                  permalink=link)))
 
 
 # -- TDX ---------------------------------------------------------------------------------
@@ -172,22 +116,13 @@ def _private_loc() -> Iterator[None]:
         raise
 
 
-def tdx_json(res: TdxResult, kernel: KernelInfo, vm: VmConfig, access: Access, private: bool,
-             applied: list[str], path, link: str) -> dict:
+def tdx_view(res: TdxResult, kernel: KernelInfo, vm: VmConfig, access: Access, private: bool,
+             applied: list[str], path, link: str) -> s.TdxResolveResponse:
     _, source = access.host_page_for(vm)
-    return {
-        "system": "kvm-tdx", "vendor": vm.vendor, "type": vm.vm_type,
-        "kernel": kernel.era, "kernel_info": s.KernelOut.model_validate(kernel).model_dump(mode="json"),
-        "gpa": f"{access.gpa:#x}", "is_mmio": access.is_mmio(vm), "mmio_source": source, "private": private,
-        "ept": {"memtype": res.memtype.label, "ipat": res.ipat, "notation": notation(res.memtype, res.ipat),
-                "why": res.why, "secure_ept": private},
-        "path": _steps(path) if path is not None else [],
-        "pat": [{"index": r.index, "pat_type": r.pat_type.label, "effective": r.effective.label,
-                 "guest_expected": _mt(r.guest_expected), "relation": r.relation} for r in res.rows],
-        "tdx_fixed": applied,
-        "notes": list(res.notes) + ([PRIVATE_UNVERIFIED] if private else []),
-        "permalink": link,
-    }
+    return s.TdxResolveResponse.model_validate(s.View(
+        res, vendor=vm.vendor, type=vm.vm_type, kernel_info=kernel, gpa=access.gpa, is_mmio=access.is_mmio(vm),
+        mmio_source=source, private=private, path=path if path is not None else [], tdx_fixed=applied,
+        notes=[*res.notes, *([PRIVATE_UNVERIFIED] if private else [])], permalink=link))
 
 
 def _tdx_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
@@ -205,25 +140,21 @@ def _tdx_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
     link = url(LinkState(req.kernel.strip(), vm, vcpu, access), base_url(request))
     if wants_text(request, fmt):
         return text(render_tdx(res, kernel, vm, vcpu, access, private, applied, path, link))
-    body = tdx_json(res, kernel, vm, access, private, applied, path.path if path is not None else None, link)
-    return Response(json.dumps(body), media_type="application/json")
+    return json_response(tdx_view(res, kernel, vm, access, private, applied,
+                                  path.path if path is not None else None, link))
 
 
-def _tdx_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def _tdx_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     """A TD's zaps are the v6.16 era's with IGNORE_GUEST_PAT off (app.kvm.tdx docstring), once
     the TD's refusals have passed: the ordinary zap audit answers."""
     with core_errors(map_loc):
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         kernel = resolve_kernel(req.kernel)
-        era = ERAS[kernel.era]
         vm.validate()
         vm, vcpu, _ = tdx_state(req, vm, to_vcpu(req.vcpu))
-        check_tdx_vm(vm)
-        vcpu.validate(vm)
-        check_tdx_vcpu(vcpu)
-        event: Event = to_event(req.event)
-        check_tdx_event(event)
-        a = audit(era, vm, vcpu, event)
+        event: Event = to_event(ev)
+        a = tdx_zap_audit(kernel.era, vm, vcpu, event)
     return zap_answer(a, kernel, vm, vcpu, event, request, fmt)
 
 
@@ -294,7 +225,8 @@ def _map_mtrr(vcpu: VcpuState, vm: VmConfig) -> dict:
     return {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}
 
 
-def kind_zap(req: s.ZapRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
+def kind_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
+             map_loc: Loc) -> Response:
     if vm.vm_type == VM_TYPE_TDX:
-        return _tdx_zap(req, request, fmt, vm, map_loc)
-    return _svm_zap(req, request, fmt, vm, map_loc)
+        return _tdx_zap(req, ev, request, fmt, vm, map_loc)
+    return _svm_zap(req, ev, request, fmt, vm, map_loc)

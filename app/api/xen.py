@@ -3,7 +3,6 @@ resolution out as JSON or 72-column text. Thin: every rule lives in app/xen."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,63 +10,35 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..kvm.memmap import mtrr_default, mtrr_ranges
-from ..kvm.scenario import VmConfig
+from ..kvm.scenario import Access, Event, VmConfig
+from ..permalink import LinkState, url
 from ..x86.memtype import MemType, MemTypeError
-from ..xen import Coverage, Domain, P2mType, Page, PinnedRange, get_version
+from ..xen import Passthrough, PinnedRange, XenFacts, get_version
 from ..xen.cd import cd_view
+from ..xen.events import PASSTHROUGH_ATTACH
 from ..xen.map import xen_map
-from ..xen.resolve import XenResolution, resolve_xen
-from ..xen.text import render_xen
+from ..xen.resolve import resolve_xen
+from ..xen.text import render_xen, render_xen_zap
+from ..xen.zap import xen_zap
 from . import schemas as s
-from .common import text, wants_text
-from .convert import core_errors, to_vcpu, to_vm
+from .common import base_url, json_response, text, wants_text
+from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
 from .systems import MapLimits
 
 KVM_ONLY = ("mmio", "host_page", "private")
 
 
-def to_domain(x: s.XenDomainIn) -> Domain:
-    return Domain(iommu_enabled=x.iommu, io_resources=x.io_resources, pci_devices=x.pci_devices,
-                  pinned=tuple(PinnedRange(r.start, r.end, MemType.from_label(r.type)) for r in x.pinned),
-                  has_vcpu=x.has_vcpu)
-
-
-def to_xen(x: s.XenIn, gpa: int) -> tuple[Domain, Page]:
-    gfn = (gpa >> 12) & ~((1 << x.order) - 1)
-    d = to_domain(x)
-    host = None if x.host_mtrr == "mixed" else MemType.from_label(x.host_mtrr)
-    page = Page(gfn, gfn if x.mfn is None else x.mfn, x.order, P2mType(x.p2m_type), Coverage(x.mmio_ro),
-                Coverage(x.special), host)
-    return d, page
-
-
-def resolution_json(kernel: str, gpa: int, r: XenResolution) -> dict:
-    e = r.emt
-    return {
-        "kernel": kernel, "system": "xen",
-        "version": {"id": r.version.id, "title": r.version.title, "releases": r.version.releases,
-                    "tag": r.version.tag, "commit": r.version.commit},
-        "gpa": f"{gpa:#x}", "gfn": f"{r.page.gfn:#x}", "mfn": f"{r.page.mfn:#x}", "order": r.page.order,
-        "ept": {"memtype": e.emt.label if e.emt is not None else None, "emt_field": e.emt_field, "ipat": e.ipat,
-                "mask": f"{e.mask:#04x}", "notation": e.label, "split": e.split,
-                "leaf": s.LeafOut.model_validate(r.leaf).model_dump(mode="json")},
-        "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in e.path],
-        "cr0_cd": {"hw_cr0_cd": r.cd.hw_cr0_cd, "handle_cd": r.cd.handle_cd, "cache_mode": r.cd.cache_mode,
-                   "vmcs_pat": r.cd.vmcs_pat.hex(),
-                   "path": [s.StepOut.model_validate(st).model_dump(mode="json") for st in r.cd.path]},
-        "guest_mtrr": s.LookupOut.model_validate(r.guest_mtrr).model_dump(mode="json"),
-        "xen_mtrr": (None if r.xen_mtrr is None else
-                     {"type": r.xen_mtrr.type.label if r.xen_mtrr.type is not None else None,
-                      "reason": r.xen_mtrr.reason}),
-        "mtrr_finding": r.mtrr_finding,
-        "pat": [{"index": p.index, "pte_bits": f"{p.pte_bits:#04x}", "pte_flags": p.pte_flags,
-                 "pat_type": p.pat_type.label, "pat_type_used": p.pat_type_used.label,
-                 "effective": p.effective.label,
-                 "guest_expected": p.guest_expected.label if p.guest_expected is not None else None,
-                 "expected_reason": p.expected_reason, "relation": p.relation, "relation_reason": p.relation_reason}
-                for p in r.pat_rows],
-    }
+def to_facts(x: s.XenDomainIn | None) -> XenFacts:
+    """The request's `xen` object as the core's XenFacts (what a permalink carries too); a
+    member left out keeps XenFacts' default (host_mtrr: None, by kind / WB)."""
+    if x is None:
+        return XenFacts()
+    given = {k: getattr(x, k) for k in x.model_fields_set if k != "pinned"}
+    if "host_mtrr" in given and given["host_mtrr"] is None:
+        del given["host_mtrr"]
+    pinned = tuple(PinnedRange(r.start, r.end, MemType.from_label(r.type)) for r in x.pinned)
+    return XenFacts(**given, pinned=pinned)
 
 
 def _kvm_vm(vm: VmConfig) -> None:
@@ -102,14 +73,13 @@ def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
     before, after = limits
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
-    x = req.xen or s.XenMapIn()
     with core_errors(map_loc):
         version = get_version(req.kernel)
         vcpu = to_vcpu(req.vcpu)
         vcpu.validate(vm)
         before(vcpu, vm)
-        d = to_domain(x)
-        host = MemType.from_label(x.host_mtrr) if x.host_mtrr is not None else None
+        facts = to_facts(req.xen)
+        d, host = facts.domain(), facts.map_host_mtrr()
         with _xen_loc():
             runs = xen_map(version, d, vm, vcpu, req.pat_index, host)
         after(len(runs))
@@ -118,6 +88,34 @@ def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
         "cr0_cd": cd_view(d, vcpu.cr0_cd, vcpu.pat, vcpu.cr0_nw), "runs": runs,
         "mtrr_ranges": mtrr_ranges(vcpu, vm),
         "mtrr": {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}, "notes": list(MAP_NOTES)})
+
+
+def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent | s.PassthroughEvent,
+           ) -> Event | Passthrough:
+    if isinstance(e, s.PassthroughEvent):
+        return Passthrough(e.kind == PASSTHROUGH_ATTACH, e.resource)
+    if isinstance(e, s.NoncoherentDmaEvent):
+        raise MemTypeError(("event", "kind"), "noncoherent_dma is a KVM event",
+                           "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
+    return to_event(e)
+
+
+def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Response:
+    """POST /api/v1/zap with kernel xen: app.xen.zap.xen_zap over the memory map."""
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    _kvm_vm(vm)
+    with core_errors(map_loc):
+        version = get_version(req.kernel)
+        vcpu = to_vcpu(req.vcpu)
+        vcpu.validate(vm)
+        event = _event(req.event)
+        facts = to_facts(req.xen)
+        with _xen_loc():
+            z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr())
+    link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts), base_url(request))
+    if wants_text(request, fmt):
+        return text(render_xen_zap(z, link))
+    return json_response(s.XenZapResponse.model_validate(s.View(z, kernel=req.kernel, permalink=link)))
 
 
 def xen_resolve(req: s.ResolveRequest, request: Request, fmt: str | None) -> Response:
@@ -133,9 +131,32 @@ def xen_resolve(req: s.ResolveRequest, request: Request, fmt: str | None) -> Res
         if not 0 <= req.gpa < 1 << vm.maxphyaddr:
             raise MemTypeError("gpa", f"address {req.gpa:#x} is at or above 2^MAXPHYADDR",
                                f"MAXPHYADDR={vm.maxphyaddr}")
-        d, page = to_xen(req.xen or s.XenIn(), req.gpa)
+        facts = to_facts(req.xen)
         with _xen_loc():
-            res = resolve_xen(version, d, page, vcpu, vm.maxphyaddr)
+            res = resolve_xen(version, facts.domain(), facts.page(req.gpa), vcpu, vm.maxphyaddr)
+    link = url(LinkState(req.kernel, vm, vcpu, Access(req.gpa), xen=facts), base_url(request))
     if wants_text(request, fmt):
-        return text(render_xen(res))
-    return Response(json.dumps(resolution_json(req.kernel, req.gpa, res)), media_type="application/json")
+        return text(render_xen(res, link))
+    return json_response(s.XenResolveResponse.model_validate(s.View(res, kernel=req.kernel, gpa=req.gpa,
+                                                                      permalink=link)))
+
+
+def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
+    """POST /api/v1/permalink with a Xen kernel: the state checked as resolve (and zap, for
+    an event) would check it."""
+    for name in KVM_ONLY[:2]:
+        if getattr(req, name) is not None:
+            raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
+                                ["body", name])
+    vm, map_loc = to_vm(req.vm, req.memory_map)
+    _kvm_vm(vm)
+    with core_errors(map_loc):
+        version = get_version(req.kernel)
+        vcpu = to_vcpu(req.vcpu).validate(vm)
+        facts = to_facts(req.xen)
+        with _xen_loc():
+            facts.domain().validate(version)
+            facts.page(req.gpa).validate()
+        event = _event(req.event) if req.event is not None else None
+        vs_ok(req)
+    return LinkState(req.kernel, vm, vcpu, Access(req.gpa), event, req.vs, req.view, req.pati, req.vs_vendor, facts)

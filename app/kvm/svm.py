@@ -309,7 +309,7 @@ def svm_resolve(
         eff, _ = _effective(ht, gt, cr0)
         exp: Expectation = expectation(look, vcpu.pat[i], cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg,
                                        guest_has_mtrr=vm.guest_has_mtrr)
-        rel = relation(eff, exp.type) if exp.type is not None else "unknown"
+        rel = relation(eff, exp.type) if exp.type is not None else "incomparable"
         why = relation_reason(eff, exp.type) if exp.type is not None else exp.reason
         rows.append(SvmRow(i, index_to_pte_bits(i), pte_flags_text(i), vcpu.pat[i], gt, eff, exp.type, exp.reason,
                            rel, why))

@@ -158,12 +158,27 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
         pat = guest_pat_type(vcpu.pat[i], vcpu.cr0_pg)
         eff = effective_type(mt, ipat, pat)
         exp = expectation(look, vcpu.pat[i], cd=False, paging=vcpu.cr0_pg, guest_has_mtrr=vm.guest_has_mtrr)
-        rel = relation(eff, exp.type) if exp.type is not None else "unknown"
+        rel = relation(eff, exp.type) if exp.type is not None else "incomparable"
         rows.append(TdxRow(i, vcpu.pat[i], eff, exp.type, rel))
     return TdxResult(mt, ipat, why, tuple(rows), notes)
 
 
 __all__ = [
     "PRIVATE_UNVERIFIED", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow", "check_tdx_event",
-    "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "tdx_defaults", "tdx_mt_mask", "tdx_resolve",
+    "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "tdx_defaults", "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit",
 ]
+
+
+def tdx_zap_audit(era_id: str, vm: VmConfig, vcpu: VcpuState, event: Event):
+    """A TD's zap audit: the TD's refusals (check_tdx_vm, check_tdx_vcpu, check_tdx_event),
+    then the ordinary audit of the era (v6.16 with IGNORE_GUEST_PAT off: no TD event zaps
+    anything it needs, see the module docstring). `vm`/`vcpu` with the TD's fixed fields
+    already set where the caller left them out (tdx_defaults)."""
+    from .eras import ERAS
+    from .zap import audit
+
+    check_tdx_vm(vm)
+    vcpu.validate(vm)
+    check_tdx_vcpu(vcpu)
+    check_tdx_event(event)
+    return audit(ERAS[era_id], vm, vcpu, event)

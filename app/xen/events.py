@@ -70,6 +70,10 @@ class Passthrough:
     def kind(self) -> str:
         return PASSTHROUGH_ATTACH if self.attach else PASSTHROUGH_DETACH
 
+    def describe(self) -> str:
+        what = "an iomem/ioport range" if self.resource == IO else "a PCI device"
+        return f"{what} {'given to' if self.attach else 'taken from'} the domain"
+
 
 @dataclass(frozen=True, slots=True)
 class EventAnswer:
@@ -165,6 +169,73 @@ def _io_change(v: XenVersion, d: Domain, ev: Passthrough) -> tuple[Domain, bool,
     return after, calls, [Step("iocap", fn, cond, calls, "memory_type_changed(d)" if calls else "")]
 
 
+@dataclass(frozen=True, slots=True)
+class EventEffect:
+    """What an event does to the domain as a whole (no page involved): the state after it,
+    whether memory_type_changed() marked the EPT (EMT 7 at the root), the cache flush, and
+    the code path."""
+
+    kind: str
+    domain_after: Domain
+    vcpu_after: VcpuState
+    invalidated: bool
+    flush: bool
+    path: tuple[Step, ...]
+
+    @property
+    def text(self) -> str:
+        return INVALIDATED if self.invalidated else NO_CHANGE
+
+    @property
+    def scope(self) -> str:
+        return SCOPE if self.invalidated else ""
+
+
+def event_effect(v: XenVersion, d: Domain, vcpu: VcpuState, ev: Event | Passthrough,
+                 maxphyaddr: int = 46) -> EventEffect:
+    """The domain-wide part of event_answer(): validated inputs, the state after `ev` and what
+    Xen runs for it (hvm/mtrr.c MSR handlers, iocap.h, hvm_set_guest_pat, hvm_set_cr0)."""
+    if ev.kind not in EVENT_KINDS:
+        raise MemTypeError(("event", "kind"), f"{ev.kind!r}", f"Xen events: {', '.join(EVENT_KINDS)}")
+    d.validate(v)
+    vcpu.validate(VmConfig(maxphyaddr=maxphyaddr))
+    d_after, vcpu_after = d, vcpu
+    calls = False
+    steps: list[Step] = []
+    if isinstance(ev, Passthrough):
+        d_after, calls, steps = _io_change(v, d, ev)
+        d_after.validate(v, "domain (after the event)")
+    elif ev.kind == MTRR_WRITE:
+        if not d.has_vcpu:
+            raise MemTypeError(("domain", "has_vcpu"), "an MTRR write without a vCPU", "a vCPU writes its own MTRRs")
+        vcpu_after, calls, steps = _mtrr_write(vcpu, ev, maxphyaddr)
+    elif ev.kind == PAT_WRITE:
+        with located("event"):
+            vcpu_after = apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)[1]
+        no_fill = vcpu.cr0_cd and handle_cd_applies(d)
+        steps = [Step("pat", "hvm_set_guest_pat (hvm.c:333)", "guest PAT lives in GUEST_PAT (VMCS), not in EPT", True,
+                      "saved in pat_cr, loaded at CR0.CD=0 (no-fill)" if no_fill else "vmx_set_guest_pat(): GUEST_PAT")]
+    else:
+        with located("event"):
+            vcpu_after = apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)[1]
+        applies = handle_cd_applies(d)
+        steps = [Step("handle_cd", "hvm_set_cr0 (hvm.c:2388)",
+                      "CD toggled && IOMMU && (iomem || ioports || PCI devices)",
+                      applies and bool(ev.value) != vcpu.cr0_cd,
+                      "vmx_handle_cd(): PAT swap, no EPT change" if applies else ""),
+                 Step("emt", "epte_get_entry_emt", "reads CR0.CD", False, "")]
+    invalidated, flush = False, False
+    if calls:
+        invalidated, flush, more = memory_type_changed(v, d_after)
+        steps += more
+    return EventEffect(ev.kind, d_after, vcpu_after, invalidated, flush, tuple(steps))
+
+
+def verdict(changes: bool, invalidated: bool) -> str:
+    """stale: the EMT changes and nothing was invalidated; excess: invalidated, unchanged."""
+    return STALE if changes and not invalidated else EXCESS if invalidated and not changes else OK
+
+
 def event_answer(
     v: XenVersion, d: Domain, page: Page, vcpu: VcpuState, ev: Event | Passthrough, maxphyaddr: int = 46
 ) -> EventAnswer:
@@ -178,41 +249,8 @@ def event_answer(
         raise MemTypeError(("event", "kind"), f"{ev.kind!r}", f"Xen events: {', '.join(EVENT_KINDS)}")
     d.validate(v)
     page.validate()
-    vcpu.validate(VmConfig(maxphyaddr=maxphyaddr))
-    guest = vcpu.mtrr if d.has_vcpu else None
-    before = entry_emt(d, page, guest, v)
-    d_after, mtrr_after = d, guest
-    calls = False
-    steps: list[Step] = []
-    if isinstance(ev, Passthrough):
-        d_after, calls, steps = _io_change(v, d, ev)
-        d_after.validate(v, "domain (after the event)")
-    elif ev.kind == MTRR_WRITE:
-        if guest is None:
-            raise MemTypeError(("domain", "has_vcpu"), "an MTRR write without a vCPU", "a vCPU writes its own MTRRs")
-        vcpu_after, calls, steps = _mtrr_write(vcpu, ev, maxphyaddr)
-        mtrr_after = vcpu_after.mtrr
-    elif ev.kind == PAT_WRITE:
-        with located("event"):
-            apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)
-        no_fill = vcpu.cr0_cd and handle_cd_applies(d)
-        steps = [Step("pat", "hvm_set_guest_pat (hvm.c:333)", "guest PAT lives in GUEST_PAT (VMCS), not in EPT", True,
-                      "saved in pat_cr, loaded at CR0.CD=0 (no-fill)" if no_fill else "vmx_set_guest_pat(): GUEST_PAT")]
-    else:
-        with located("event"):
-            apply_event(VmConfig(maxphyaddr=maxphyaddr), vcpu, ev)
-        applies = handle_cd_applies(d)
-        steps = [Step("handle_cd", "hvm_set_cr0 (hvm.c:2388)",
-                      "CD toggled && IOMMU && (iomem || ioports || PCI devices)",
-                      applies and bool(ev.value) != vcpu.cr0_cd,
-                      "vmx_handle_cd(): PAT swap, no EPT change" if applies else ""),
-                 Step("emt", "epte_get_entry_emt", "reads CR0.CD", False, "")]
-    invalidated, flush = False, False
-    if calls:
-        invalidated, flush, more = memory_type_changed(v, d_after)
-        steps += more
-    after = entry_emt(d_after, page, mtrr_after, v)
-    changes = before.key != after.key
-    verdict = (STALE if changes and not invalidated else EXCESS if invalidated and not changes else OK)
-    return EventAnswer(ev.kind, invalidated, INVALIDATED if invalidated else NO_CHANGE,
-                       SCOPE if invalidated else "", flush, tuple(steps), before, after, verdict)
+    fx = event_effect(v, d, vcpu, ev, maxphyaddr)
+    before = entry_emt(d, page, vcpu.mtrr if d.has_vcpu else None, v)
+    after = entry_emt(fx.domain_after, page, fx.vcpu_after.mtrr if d.has_vcpu else None, v)
+    return EventAnswer(ev.kind, fx.invalidated, fx.text, fx.scope, fx.flush, fx.path, before, after,
+                       verdict(before.key != after.key, fx.invalidated))

@@ -188,3 +188,50 @@ class Page:
             raise MemTypeError((*as_loc(field), "host_mtrr"), f"{self.host_mtrr.label} is not an MTRR type",
                                "MTRR types are UC, WC, WT, WP, WB")
         return self
+
+
+P2M_TYPES = tuple(t.value for t in P2mType)
+COVERAGES = tuple(c.value for c in Coverage)
+HOST_MTRR_CHOICES = ("UC", "WC", "WT", "WP", "WB", "mixed")
+"""The host MTRR of the entry's frames: an MTRR type, or mixed (mtrr_get_type() -1, superpages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class XenFacts:
+    """The Xen facts one scenario carries, as a permalink and the CLI hold them (the API's
+    `xen` object, app/api/schemas.py XenIn, member for member): the domain's and those of
+    the p2m entry holding the address. Domain() and Page() are built from them
+    (app/api/xen.py to_xen), where every rule is checked."""
+
+    iommu: bool = False
+    io_resources: bool = False
+    pci_devices: bool = False
+    has_vcpu: bool = True
+    pinned: tuple[PinnedRange, ...] = ()
+    p2m_type: str = P2mType.RAM.value
+    order: int = 0
+    mfn: int | None = None
+    mmio_ro: str = Coverage.NONE.value
+    special: str = Coverage.NONE.value
+    host_mtrr: str | None = None
+    """An MTRR type or "mixed"; None: WB for one entry (resolve), by the range's kind (RAM
+    WB, MMIO UC) for a whole domain (map, zap)."""
+
+    def domain(self) -> Domain:
+        return Domain(iommu_enabled=self.iommu, io_resources=self.io_resources, pci_devices=self.pci_devices,
+                      pinned=self.pinned, has_vcpu=self.has_vcpu)
+
+    def page(self, gpa: int) -> Page:
+        """The entry holding `gpa` (gfn aligned down to the order; mfn = gfn unless given)."""
+        gfn = (gpa >> 12) & ~((1 << self.order) - 1)
+        host = None if self.host_mtrr == "mixed" else MemType.from_label(self.host_mtrr or "WB")
+        return Page(gfn, gfn if self.mfn is None else self.mfn, self.order, P2mType(self.p2m_type),
+                    Coverage(self.mmio_ro), Coverage(self.special), host)
+
+    def map_host_mtrr(self) -> MemType | None:
+        """For a whole-domain answer (map, zap): the host type given for every frame, or None
+        (by the range's kind); "mixed" has no meaning there."""
+        if self.host_mtrr == "mixed":
+            raise MemTypeError(("xen", "host_mtrr"), "mixed applies to one superpage entry",
+                               "a map or zap takes one host MTRR type for every frame, or none (by kind)")
+        return None if self.host_mtrr is None else MemType.from_label(self.host_mtrr)

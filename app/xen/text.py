@@ -3,9 +3,11 @@ built from app/render.py's helpers so it reads like the KVM renderings."""
 
 from __future__ import annotations
 
-from ..render import kv, legend, path_lines, section, table, title
+from ..render import MAX_RANGES, _ranges_rows, kv, legend, path_lines, permalink_lines, section, table, title, wrap
+from .cd import CdView
 from .events import EventAnswer
 from .resolve import XenResolution
+from .zap import XenZap
 
 
 def _domain_text(res: XenResolution) -> str:
@@ -16,7 +18,7 @@ def _domain_text(res: XenResolution) -> str:
             + ("" if d.has_vcpu else ", no vCPU yet"))
 
 
-def render_xen(res: XenResolution) -> str:
+def render_xen(res: XenResolution, link: str = "") -> str:
     p, e = res.page, res.emt
     out = title(f"memtype-explorer: Xen EPT memory type for gfn {p.gfn:#x}")
     out += [f"{res.version.title} ({res.version.tag}, {res.version.commit[:12]})"]
@@ -52,6 +54,8 @@ def render_xen(res: XenResolution) -> str:
                       for r in res.pat_rows])
         out += legend("used = the PAT type in GUEST_PAT (all UC while vmx_handle_cd's no-fill mode is on; WB "
                       "when CR0.PG=0); guest = what the guest expects on bare metal.")
+    if link:
+        out += ["", *permalink_lines(link)]
     return "\n".join(out) + "\n"
 
 
@@ -61,4 +65,59 @@ def render_xen_event(a: EventAnswer) -> str:
     out += kv("cache flush", "flush_all()" if a.flush else "none")
     out += kv("this entry", f"{a.before.label} -> {a.after.label}: {a.verdict}")
     out += path_lines(a.path, "What Xen runs", decides=False)
+    return "\n".join(out) + "\n"
+
+
+def _emt(t) -> str:
+    mt, ipat = t
+    return "??" if mt is None else mt.label + ("!" if ipat else "")
+
+
+def _cd(c: CdView) -> str:
+    return f"CR0.CD={int(c.hw_cr0_cd)}, {c.cache_mode}, GUEST_PAT {c.vmcs_pat.hex()}"
+
+
+def render_xen_zap(z: XenZap, link: str = "") -> str:
+    """A Xen event over the whole domain, in 72 columns (the zap view's text)."""
+    fx = z.effect
+    v = z.version
+    out = title("memtype-explorer: Xen EPT for one event")
+    out += [f"{v.title} ({v.tag}, {v.commit[:12]})"]
+    out += kv("Event", z.event.describe(), 7, "")
+    out += section("What Xen does to EPT")
+    out += kv("EPT", fx.text)
+    if fx.invalidated:
+        out += wrap(fx.scope, "  ", "  ")
+    out += kv("cache flush", "flush_all()" if fx.flush else "none")
+    out += kv("CD before", _cd(z.cd_before))
+    out += kv("CD after", _cd(z.cd_after))
+    out += path_lines(fx.path, "What Xen runs, in order", decides=False)
+    n = {k: sum((e - s) >> 12 for s, e in rs) for k, rs in
+         (("invalidated", z.invalidated), ("needed", z.needed), ("stale", z.stale), ("excess", z.excess))}
+    out += section("Summary (4 KiB pages inside the memory map)")
+    out += table(["invalidated", "needed", "stale", "excess"],
+                 [[str(n["invalidated"]), str(n["needed"]), str(n["stale"]), str(n["excess"])]])
+    verdict = "stale entries survive the event" if n["stale"] else "no stale entries"
+    if n["excess"]:
+        verdict += f"; {n['excess']} pages invalidated needlessly (one exit per leaf table or superpage)"
+    out += wrap(verdict[0].upper() + verdict[1:] + ".", "  ", "  ")
+    out += section("Ranges (guest-physical, half-open [start, end))")
+    rows: list[list[str]] = []
+    for name, rs in (("invalidated", z.invalidated), ("needed", z.needed), ("stale", z.stale),
+                     ("excess", z.excess)):
+        rows += _ranges_rows(name, list(rs))
+    out += table(["set", "start", "end", "pages"], rows)
+    out += legend("invalidated = marked EMT 7, recomputed on next access (resolve_misconfig); needed = "
+                  "the EMT or IPAT differs after the event; stale = needed, not invalidated; excess = "
+                  "invalidated, unchanged.")
+    out += section("EPT entry changes (mapped runs)")
+    crow = [[f"{c.start:#x}", f"{c.end:#x}", c.kind, _emt(c.before), _emt(c.after)] for c in z.changes[:MAX_RANGES]]
+    if len(z.changes) > MAX_RANGES:
+        crow.append([f"... {len(z.changes) - MAX_RANGES} more", "", "", "", ""])
+    out += table(["start", "end", "kind", "before", "after"], crow or [["-", "-", "-", "-", "-"]])
+    out += legend("WB! = WB with IPAT (guest PAT ignored); WB = IPAT clear.")
+    for note in z.notes:
+        out += wrap("Note: " + note, "", "  ")
+    if link:
+        out += ["", *permalink_lines(link)]
     return "\n".join(out) + "\n"

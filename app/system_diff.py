@@ -1,0 +1,372 @@
+"""Cross-system diff: a KVM era (Intel, EPT), KVM on AMD (NPT) and Xen (EPT) compared over
+the states where they overlap, with the weaker/stronger relation (issue 14).
+
+The era diff (app/analysis.py) enumerates what vmx_get_mt_mask() sees: 1920 states. Two
+different systems read different inputs, so the space here is the *joint* one: every
+dimension that either side reads (DIMENSIONS), each with its finite values. A state fixes
+all of them; a system answers from the dimensions it reads and is, by construction, the
+same along the others. So a row says: "in a guest where these facts hold, A gives X and B
+gives Y". Which dimension each system reads, has without reading, or lacks is STATUS;
+how one dimension stands for the same fact in both systems is MAPPING.
+
+Per state, each side gives its entry and the effective type of the access:
+
+- kvm-intel (an era): the era's vmx_get_mt_mask() for the state's Fault, then the SDM's
+  EPT x PAT table (app.x86.ept.effective_type), exactly as app.analysis does.
+- kvm-amd (a kernel version, 4.14 and later): app.kvm.svm: the NPT leaf selects host PAT
+  entry 0 (WB on a Linux host), the host MTRR is WB for RAM and UC for MMIO (the assumption
+  resolve and map make), the guest side is g_pat = the guest's PAT (4.14+), and the
+  hardware CR0.CD is the guest's unless KVM_X86_QUIRK_CD_NW_CLEARED (svm_set_cr0). Before
+  4.14 guest PAT writes never reach g_pat, so the state's PAT type is not what the CPU
+  uses: refused (the refusal names the rule).
+- xen (a release line): app.xen.emt.entry_emt (epte_get_entry_emt, p2m-ept.c) for a 4K
+  p2m_ram_rw or p2m_mmio_direct entry (is_mmio) in a domain with or without an IOMMU and
+  I/O resources, the host MTRR as for AMD, the guest MTRRs holding the state's type
+  everywhere; then app.xen.cd.effective: hardware CR0.CD=1 gives UC, vmx_handle_cd's
+  all-UC PAT in an IOMMU domain with I/O.
+
+The guest's expectation is the same for every system (app.analysis.State.expected: the
+SDM's MTRR x PAT, UC with CR0.CD=1), so relation_a/relation_b compare each side with the
+same bare-metal answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+
+from .analysis import ANY, BOOLS, MTRR_VALUES, PAT_VALUES, group_outcomes
+from .kvm.era import Era, Fault
+from .kvm.eras import get_era
+from .kvm.scenario import MMIO, RAM, VmConfig
+from .kvm.svm import (
+    GPAT_OBEYED_FROM,
+    HOST_MTRR_DEFAULT,
+    HOST_PAT_DEFAULT,
+    SvmKernel,
+    check_svm_vm,
+    combine_guest_host,
+    hardware_cr0,
+    host_type,
+    svm_kernel,
+)
+from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS
+from .x86.ept import effective_type, notation
+from .x86.guest import expectation
+from .x86.memtype import SAME, MemType, MemTypeError, relation
+from .x86.mtrr import DEF_TYPE_E, Lookup, MtrrState
+from .x86.npt import NptEntry
+from .x86.pat import Pat
+from .xen.cd import cd_view, effective
+from .xen.emt import entry_emt
+from .xen.facts import Domain, P2mType, Page
+from .xen.versions import XenVersion, get_version, is_xen
+
+KVM_INTEL, KVM_AMD, XEN = "kvm-intel", "kvm-amd", "xen"
+READ, NOT_READ, ABSENT = "read", "not read", "absent"
+
+DIMENSIONS: tuple[tuple[str, tuple], ...] = (
+    *((k, (False, True)) for k in BOOLS),
+    ("guest_mtrr", tuple(t.label for t in MTRR_VALUES)),
+    ("pat", tuple(t.label for t in PAT_VALUES)),
+    ("xen_iommu", (False, True)),
+    ("xen_io", (False, True)),
+)
+"""Every dimension of the joint space, in key order (the era diff's eight, then Xen's two)."""
+
+MEANING = {
+    "is_mmio": "the page is host MMIO",
+    "noncoherent_dma": "a device doing non-coherent DMA is assigned (kvm_arch_has_noncoherent_dma)",
+    "cr0_cd": "guest CR0.CD",
+    "quirk_cd_nw_cleared": "KVM_X86_QUIRK_CD_NW_CLEARED on",
+    "quirk_ignore_guest_pat": "KVM_X86_QUIRK_IGNORE_GUEST_PAT on (exists from 6.16)",
+    "self_snoop": "the host CPU has self-snoop",
+    "guest_mtrr": "the guest MTRRs' one type at the page",
+    "pat": "the PAT type the access's PTE selects",
+    "xen_iommu": "Xen: is_iommu_enabled(d)",
+    "xen_io": "Xen: the domain holds iomem/ioport ranges (with an IOMMU also: PCI devices)",
+}
+
+STATUS: dict[str, dict[str, str]] = {
+    KVM_INTEL: {**{k: READ for k, _ in DIMENSIONS[:8]}, "xen_iommu": ABSENT, "xen_io": ABSENT},
+    KVM_AMD: {"is_mmio": READ, "noncoherent_dma": NOT_READ, "cr0_cd": READ, "quirk_cd_nw_cleared": READ,
+              "quirk_ignore_guest_pat": NOT_READ, "self_snoop": NOT_READ, "guest_mtrr": READ, "pat": READ,
+              "xen_iommu": ABSENT, "xen_io": ABSENT},
+    XEN: {"is_mmio": READ, "noncoherent_dma": ABSENT, "cr0_cd": READ, "quirk_cd_nw_cleared": ABSENT,
+          "quirk_ignore_guest_pat": ABSENT, "self_snoop": NOT_READ, "guest_mtrr": READ, "pat": READ,
+          "xen_iommu": READ, "xen_io": READ},
+}
+"""Per system and dimension: read (the answer depends on it), not read (the system has the
+fact but its memory type never depends on it), absent (the system has no such thing). The
+guest MTRRs are read by every system for the guest's expectation, even where the memory
+type ignores them (KVM from 6.11, AMD always)."""
+
+WHY_NOT_READ = {
+    (KVM_AMD, "noncoherent_dma"): "NPT has no memtype bits: nc-DMA only gates zaps (app.kvm.svm)",
+    (KVM_AMD, "quirk_ignore_guest_pat"): "inapplicable on AMD, disabled at VM creation; turning it off is refused "
+                                         "before 6.16 (KVM_CAP_DISABLE_QUIRKS2)",
+    (KVM_AMD, "self_snoop"): "nothing in SVM or the NPT path reads X86_FEATURE_SELFSNOOP",
+    (KVM_AMD, "guest_mtrr"): "stored only: read for the guest's expectation, never for the memory type",
+    (XEN, "self_snoop"): "only memory_type_changed()'s cache flush reads it (4.21), not epte_get_entry_emt()",
+    (XEN, "noncoherent_dma"): "no such count: epte_get_entry_emt() asks about an IOMMU and I/O access instead "
+                              "(xen_iommu, xen_io)",
+    (XEN, "quirk_cd_nw_cleared"): "a KVM quirk: Xen always loads the guest's CR0.CD (vmx_update_guest_cr)",
+    (XEN, "quirk_ignore_guest_pat"): "a KVM quirk: Xen sets IPAT by its own tests",
+    (KVM_INTEL, "xen_iommu"): "Xen's domain fact; KVM's EPT memtype never asks whether an IOMMU is in use",
+    (KVM_INTEL, "xen_io"): "Xen's domain fact; KVM's closest input is noncoherent_dma",
+    (KVM_AMD, "xen_iommu"): "Xen's domain fact",
+    (KVM_AMD, "xen_io"): "Xen's domain fact",
+}
+
+MAPPING = {
+    "is_mmio": {KVM_INTEL: "kvm_is_mmio_pfn() of the host frame", KVM_AMD: "the host MTRR is UC (RAM: WB; assumed)",
+                XEN: "the gfn is p2m_mmio_direct (else p2m_ram_rw); host MTRR UC (RAM: WB; assumed)"},
+    "cr0_cd": {KVM_INTEL: "the era's rules read it; VMX keeps CD out of the hardware CR0",
+               KVM_AMD: "loaded into the hardware CR0 unless CD_NW_CLEARED (svm_set_cr0)",
+               XEN: "always loaded (vmx_update_guest_cr); vmx_handle_cd's all-UC PAT with xen_iommu and xen_io"},
+    "guest_mtrr": {KVM_INTEL: "KVM's lookup (read before 6.11)", KVM_AMD: "stored only",
+                   XEN: "mtrr_get_type() of the guest's MTRRs (vCPU 0)"},
+    "pat": {KVM_INTEL: "the guest's PAT entry (the VMCS GUEST_PAT)",
+            KVM_AMD: "the VMCB g_pat entry (= the guest's, 4.14+)",
+            XEN: "GUEST_PAT (all UC while vmx_handle_cd's no-fill mode is on)"},
+}
+
+NOT_COMPARED = {
+    XEN: ("Xen p2m types without a KVM counterpart: grant_map_rw/ro, map_foreign; mmio_ro_ranges, special pages "
+          "and pinned cache attributes (per-frame facts: POST /api/v1/resolve); superpages (-1 answers); "
+          "domains with no vCPU"),
+    KVM_AMD: "AMD before 4.14 (guest PAT writes do not reach g_pat); a host PAT other than Linux's; host MTRRs "
+             "other than WB for RAM and UC for MMIO",
+    KVM_INTEL: "host page classes beyond is_mmio (POST /api/v1/resolve with host_page)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of the diff: a system and the kernel or release it is asked about."""
+
+    system: str
+    asked: str
+    label: str
+    era: Era | None = None
+    svm: SvmKernel | None = None
+    xen: XenVersion | None = None
+
+    @property
+    def id(self) -> str:
+        """A cache key: the system and what decides its rules."""
+        if self.era is not None:
+            return f"{self.system}:{self.era.id}"
+        if self.svm is not None:
+            return f"{self.system}:{self.svm.series[0]}.{self.svm.series[1]}:{self.svm.era}"
+        assert self.xen is not None
+        return f"{self.system}:{self.xen.id}"
+
+    def reads(self) -> tuple[str, ...]:
+        return tuple(k for k, st in STATUS[self.system].items() if st == READ)
+
+
+def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a") -> Side:
+    """`asked` an era id, a kernel version or a Xen id; `vendor` intel or amd (KVM only)."""
+    vfield = f"{field}_vendor"
+    if vendor not in VENDORS:
+        raise MemTypeError(vfield, f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
+    if is_xen(asked):
+        if vendor != VENDOR_INTEL:
+            raise MemTypeError(vfield, f"{vendor} given with {asked!r}",
+                               "Xen is modelled on VT-x with EPT: the vendor applies to KVM kernels only")
+        v = get_version(asked, field)
+        return Side(XEN, asked, v.title, xen=v)
+    if vendor == VENDOR_AMD:
+        k = svm_kernel(asked, field)
+        if k.series < GPAT_OBEYED_FROM:
+            raise MemTypeError(field, f"AMD {k.label} ignores guest PAT writes (no g_pat update before 4.14)",
+                               "the diff's PAT dimension is the guest's PAT type: AMD from 4.14 (15038e147247)")
+        return Side(KVM_AMD, asked, f"AMD {k.label}", svm=k)
+    era = get_era(asked, field)
+    return Side(KVM_INTEL, asked, era.id, era=era)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    entry: str
+    """The entry's compact form: EPT `WB!`, or for AMD `NPT: host WB` (no memtype in the entry)."""
+    ept: tuple[MemType, bool] | None
+    """(EMT, IPAT) when the entry is an EPT entry (KVM on Intel, Xen), else None."""
+    effective: MemType
+
+
+def _vm(st: dict) -> VmConfig:
+    return VmConfig(noncoherent_dma=st["noncoherent_dma"], quirk_cd_nw_cleared=st["quirk_cd_nw_cleared"],
+                    quirk_ignore_guest_pat=st["quirk_ignore_guest_pat"], self_snoop=st["self_snoop"])
+
+
+_HOST_PAT = Pat.from_msr(HOST_PAT_DEFAULT)
+_NPT_LEAF = NptEntry.build(0)
+"""KVM's NPT leaf: PWT/PCD/PAT clear, host PAT entry 0 (app.kvm.svm)."""
+
+
+def answer(s: Side, st: dict) -> Answer | str:
+    """The side's answer for a state, or why the side cannot have it (a skip reason)."""
+    pat = MemType.from_label(st["pat"])
+    mtrr = MemType.from_label(st["guest_mtrr"])
+    kind = MMIO if st["is_mmio"] else RAM
+    if s.era is not None:
+        try:
+            s.era.check_vm(_vm(st))
+        except MemTypeError as e:
+            return e.message
+        f = Fault(**{k: st[k] for k in BOOLS}, guest_mtrr=mtrr)
+        m = s.era.mt_mask(f)
+        return Answer(notation(m.memtype, m.ipat), (m.memtype, m.ipat), effective_type(m.memtype, m.ipat, pat))
+    if s.svm is not None:
+        try:
+            check_svm_vm(s.svm, _vm(st))
+        except MemTypeError as e:
+            return e.message
+        ht = host_type(_NPT_LEAF, _HOST_PAT, HOST_MTRR_DEFAULT[kind])
+        cr0 = hardware_cr0(st["cr0_cd"], False, st["quirk_cd_nw_cleared"])
+        eff = MemType.UC if cr0.cd else combine_guest_host(ht, pat)
+        return Answer(f"NPT: host {ht.label}", None, eff)
+    assert s.xen is not None
+    d = Domain(iommu_enabled=st["xen_iommu"], io_resources=st["xen_io"])
+    p2m = P2mType.MMIO_DIRECT if st["is_mmio"] else P2mType.RAM
+    emt = entry_emt(d, Page(0x100, 0x100, 0, p2m, host_mtrr=HOST_MTRR_DEFAULT[kind]),
+                    MtrrState(def_type=DEF_TYPE_E | int(mtrr)), s.xen)
+    assert emt.emt is not None  # order 0, no mmio_ro/special/pinned: never -1
+    cd = cd_view(d, st["cr0_cd"], Pat((pat,) * 8))
+    xeff, _ = effective(emt, cd, 0)
+    assert xeff is not None
+    return Answer(emt.label, (emt.emt, emt.ipat), xeff)
+
+
+def expected(st: dict) -> MemType:
+    exp = expectation(Lookup(MemType.from_label(st["guest_mtrr"]), "state", "the state's MTRR type"),
+                      MemType.from_label(st["pat"]), cd=st["cr0_cd"])
+    assert exp.type is not None
+    return exp.type
+
+
+DEFAULTS = {"is_mmio": False, "noncoherent_dma": False, "cr0_cd": False, "quirk_cd_nw_cleared": True,
+            "quirk_ignore_guest_pat": True, "self_snoop": True, "guest_mtrr": "WB", "pat": "WB",
+            "xen_iommu": False, "xen_io": False}
+"""A dimension neither side reads keeps this value (the API's defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SysRow:
+    state: dict
+    a: Answer
+    b: Answer
+    classification: str
+    relation_a: str
+    relation_b: str
+
+
+@dataclass(frozen=True, slots=True)
+class SysGroup:
+    pattern: dict
+    count: int
+    entry_a: str
+    entry_b: str
+    effective_a: MemType
+    effective_b: MemType
+    classification: str
+
+
+@dataclass(frozen=True)
+class SystemDiff:
+    a: Side
+    b: Side
+    dimensions: tuple[tuple[str, tuple], ...]
+    total_states: int
+    compared: int
+    rows: tuple[SysRow, ...]
+    skipped: dict[str, int]
+    entries_comparable: bool
+    """Both entries are EPT entries (KVM on Intel, Xen): a row may differ in the entry alone."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = {"differ": len(self.rows), "weaker": 0, "stronger": 0, "incomparable": 0, "same": 0}
+        for r in self.rows:
+            c[r.classification] += 1
+        c["entry_only"] = c.pop(SAME)
+        return c
+
+    def status(self) -> list[tuple[str, tuple, str, str]]:
+        """(dimension, values, status in A, status in B) for every dimension, in key order."""
+        return [(k, v, STATUS[self.a.system][k], STATUS[self.b.system][k]) for k, v in DIMENSIONS]
+
+    def only(self, which: str) -> list[str]:
+        """Dimensions this side has (read or not) and the other lacks."""
+        me, other = (self.a, self.b) if which == "a" else (self.b, self.a)
+        return [k for k, _ in DIMENSIONS if STATUS[me.system][k] != ABSENT and STATUS[other.system][k] == ABSENT]
+
+    def mapping(self) -> list[str]:
+        """How each shared dimension stands for the same fact in both systems."""
+        out = []
+        for k in ("is_mmio", "cr0_cd", "guest_mtrr", "pat"):
+            ma, mb = MAPPING[k][self.a.system], MAPPING[k][self.b.system]
+            out.append(f"{k}: A {ma}; B {mb}" if ma != mb else f"{k}: {ma}")
+        for me, other in ((self.a, self.b), (self.b, self.a)):
+            for k, _ in DIMENSIONS:
+                st = STATUS[me.system][k]
+                if st == ABSENT and STATUS[other.system][k] != ABSENT:
+                    why = WHY_NOT_READ.get((me.system, k), "")
+                    out.append(f"{k}: {me.label} lacks it ({why}); its answer is the same for every value")
+                elif st == NOT_READ and STATUS[other.system][k] == READ:
+                    why = WHY_NOT_READ.get((me.system, k), "")
+                    out.append(f"{k}: {me.label} has it but does not read it ({why})")
+        out.append("host MTRR (AMD, Xen): WB for RAM, UC for MMIO; host PAT (AMD): Linux's, entry 0 WB")
+        return out
+
+    def not_compared(self) -> list[str]:
+        return list(dict.fromkeys(NOT_COMPARED[s.system] for s in (self.a, self.b)))
+
+    def groups(self) -> list[SysGroup]:
+        names = [k for k, _ in self.dimensions]
+        items = [(tuple(r.state[n] for n in names),
+                  (r.a.entry, r.b.entry, r.a.effective, r.b.effective, r.classification)) for r in self.rows]
+        return [SysGroup(dict(zip(names, key, strict=True)), n, *out)
+                for key, n, out in group_outcomes(items, self.dimensions)]
+
+
+def diff_systems(a: Side, b: Side) -> SystemDiff:
+    """Every state of the joint space of the dimensions A or B reads."""
+    read = set(a.reads()) | set(b.reads())
+    dims = tuple((k, v) for k, v in DIMENSIONS if k in read)
+    names = [k for k, _ in dims]
+    comparable = a.system != KVM_AMD and b.system != KVM_AMD
+    rows: list[SysRow] = []
+    skipped: dict[str, int] = {}
+    total = compared = 0
+    for values in product(*(v for _, v in dims)):
+        total += 1
+        st = {**DEFAULTS, **dict(zip(names, values, strict=True))}
+        ra, rb = answer(a, st), answer(b, st)
+        if isinstance(ra, str) or isinstance(rb, str):
+            why = ra if isinstance(ra, str) else rb
+            assert isinstance(why, str)
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        compared += 1
+        if ra.effective == rb.effective and (not comparable or ra.ept == rb.ept):
+            continue
+        exp = expected(st)
+        state = {n: st[n] for n in names}
+        rows.append(SysRow(state, ra, rb, relation(rb.effective, ra.effective), relation(ra.effective, exp),
+                           relation(rb.effective, exp)))
+    return SystemDiff(a, b, dims, total, compared, tuple(rows), skipped, comparable)
+
+
+@lru_cache(maxsize=64)
+def diff_by_sides(a: Side, b: Side) -> SystemDiff:
+    """Cached: the state space is fixed, so a pair of sides always gives the same diff."""
+    return diff_systems(a, b)
+
+
+__all__ = ["ABSENT", "ANY", "DIMENSIONS", "KVM_AMD", "KVM_INTEL", "MAPPING", "NOT_READ", "READ", "STATUS", "XEN",
+           "Answer", "Side", "SysGroup", "SysRow", "SystemDiff", "answer", "diff_by_sides", "diff_systems",
+           "expected", "side"]
