@@ -73,6 +73,7 @@ from .permalink import (
     short_path,
     short_query,
     url,
+    xen_json,
 )
 from .presets import PRESETS, START
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
@@ -605,7 +606,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the
                         # address for zap and everything but the eras for diff)
-                        "scenario": scenario_json(state.kernel, state.vm, state.vcpu, state.access),
+                        "scenario": _page_scenario(state),
                         "event": event_json(state.event) if state.event is not None else None,
                         "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
             "registers": REGISTERS,
@@ -620,6 +621,14 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         return resp
 
     return router
+
+
+def _page_scenario(state: LinkState) -> dict:
+    """The whole scenario the controls show, the Xen facts with a Xen kernel."""
+    body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
+    if is_xen(state.kernel):
+        body["xen"] = xen_json(state.xen)
+    return body
 
 
 def _requote(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

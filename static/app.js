@@ -659,12 +659,12 @@ async function update() {
     a: api("/resolve", body, ctrl.signal),
     map: api("/map", mapBody(st), ctrl.signal),
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
-    zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
+    zap: st.event ? api("/zap", zapBody(st), ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
     // (asked only while that section is open: two more requests on the redraw path)
     bmap: st.vs && sideOpen() ? api("/map", mapBody(st, st.vs), ctrl.signal) : null,
-    bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
+    bzap: st.vs && st.event && sideOpen() ? api("/zap", zapBody(st, st.vs), ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
   const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
@@ -1024,9 +1024,8 @@ function readXen() {
   for (const f of XEN_FIELDS) {
     const c = $(`#xen-${f.name}`);
     if (!c) continue;
-    if (f.kind === "bool") out[f.name] = c.checked;
-    else if (f.kind === "choice") out[f.name] = f.choices[c.selectedIndex] ?? f.default;
-    else if (c.value.trim()) out[f.name] = c.value.trim();
+    const v = f.kind === "bool" ? c.checked : f.kind === "choice" ? f.choices[c.selectedIndex] ?? f.default : c.value.trim() || null;
+    if (v !== f.default && v !== null) out[f.name] = v;  // the defaults left out (the link then omits them)
   }
   return out;
 }
@@ -1161,6 +1160,11 @@ function mapBody(st, kernel = null) {
   }
   return b;
 }
+function zapBody(st, kernel = null) {
+  // The zap request: the scenario and the event; Xen's domain facts only, as for the map
+  const { pat_index: _, ...b } = mapBody(st, kernel);
+  return { ...b, event: st.event };
+}
 function mapView(m) {
   // An AMD map run has no EPT entry but an NPT one (npt: the host PAT entry it selects and
   // the host type): the map's EPT column and tooltips show that instead.
@@ -1170,15 +1174,34 @@ function mapView(m) {
 }
 const resView = (r) => (isSystem(r) ? { ...r, pat: systemRows(r) } : r);
 function zapView(z) {
-  // AMD's answer lists the zapped ranges over memslots as `zapped_mapped`
+  // AMD's answer lists the zapped ranges over memslots as `zapped_mapped`; Xen zaps nothing
+  // but invalidates (EMT 7, recomputed on the next access): its `invalidated` ranges take
+  // the zapped lists' place, and its counts are drawn by drawZapNotes
   if (!z) return z;
+  if (z.system === "xen") {
+    return { ...z, zapped: z.invalidated || [],
+      counts: { ...z.counts, zap_calls: 0, zapped_pages: z.counts.invalidated_pages } };
+  }
   return z.zapped ? z : { ...z, zapped: z.zapped_mapped || [] };
 }
 function drawZapNotes(z) {
+  const xen = z?.system === "xen";
+  $("#zap-zapped-h").textContent = xen ? "invalidated" : "zapped";
+  if (xen) {
+    const c = z.counts;
+    const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
+    $("#zap-counts").replaceChildren(
+      el("span", { class: "count", "data-testid": "xen-ept-text" }, el("b", {}, z.ept.text)),
+      count("invalidated pages", c.invalidated_pages), count("needed pages", c.needed_pages),
+      count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
+    );
+    $("#zap-desc").textContent = `${z.version.id}: ${z.event.description}`;
+  }
+  const notes = [...(xen && z.ept.scope ? [z.ept.scope] : []), ...(z?.notes || [])];
   const box = $("#zap-notes");
   if (!box) return;
-  box.replaceChildren(...(z?.notes || []).map((t) => el("li", {}, t)));
-  box.hidden = !(z?.notes || []).length;
+  box.replaceChildren(...notes.map((t) => el("li", {}, t)));
+  box.hidden = !notes.length;
 }
 
 // -- drawing: memory map ------------------------------------------------------------------
@@ -1549,7 +1572,7 @@ async function exportText(kind) {
     let text;
     if (kind === "zap") {
       if (!st.event) { setStatus("choose a zap event first", true); return; }
-      text = await api("/zap", { ...st.scenario, event: st.event }, undefined, true);
+      text = await api("/zap", zapBody(st), undefined, true);
     } else if (kind === "diff") {
       if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
       text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
@@ -1557,8 +1580,8 @@ async function exportText(kind) {
       // the whole view: the server's 72-column renderings, one after the other
       const parts = [api("/resolve", resolveBody(st), undefined, true)];
       if (st.vs) parts.push(api("/resolve", resolveBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} result.`));
-      if (st.event) parts.push(api("/zap", { ...st.scenario, event: st.event }, undefined, true));
-      if (st.vs && st.event) parts.push(api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
+      if (st.event) parts.push(api("/zap", zapBody(st), undefined, true));
+      if (st.vs && st.event) parts.push(api("/zap", zapBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
       if (st.vs) parts.push(api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true));
       text = (await Promise.all(parts)).map((t) => t.replace(/\n+$/, "")).join("\n\n") + "\n";
     } else {

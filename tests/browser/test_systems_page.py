@@ -217,6 +217,25 @@ def test_xen_panels_facts_and_fixed_controls(watched, live_server):
     assert not w.page_errors, w.page_errors
 
 
+def test_xen_zap_is_an_invalidation_recomputed_on_next_access(watched, live_server):
+    w = watched
+    w.goto(live_server + "/?v=1&view=zap&kernel=xen&event=mtrr_write&event_msr=0x2ff&event_value=0xc06"
+           "&xen_iommu=1&xen_io=1&gpa=0x1000")
+    page = w.page
+    assert system(page) == "xen"
+    assert page.locator("#xen-iommu").is_checked() and page.locator("#xen-io_resources").is_checked()
+    assert page.locator("[data-testid=xen-ept-text]").inner_text() == "invalidated, recomputed on next access"
+    counts = dict(zip(page.locator("#zap-counts .count[data-count]").evaluate_all("cs => cs.map(c => c.dataset.count)"),
+                      page.locator("#zap-counts .count[data-count] b").all_inner_texts(), strict=True))
+    assert counts == {"invalidated pages": "1118208", "needed pages": "1052416", "stale pages": "0",
+                      "excess pages": "65792"}
+    assert page.locator("#zap-zapped-h").inner_text() == "invalidated"
+    assert page.locator("#zap-zapped li").all_inner_texts()[0] == "0x0-0x80000000 (524288 p)"
+    assert "ept_invalidate_emt_subtree" in page.locator("[data-testid=zap-notes]").inner_text()
+    assert page.locator('#map .lane.zap[data-zap-lane="zapped"] .seg').count() == page.locator("#zap-zapped li").count()
+    assert not w.page_errors, w.page_errors
+
+
 def test_xen_refuses_a_kvm_setting_given_in_the_link(watched, live_server):
     """A link's KVM setting is not dropped silently under Xen: the 422 names it, the control
     stays editable until it holds the value Xen takes."""
@@ -252,15 +271,18 @@ def test_permalink_round_trip_of_xen(open_page, live_server):
     w = open_page()
     w.goto(live_server + "/?v=1&gpa=0x1000")
     choose_xen(w, "xen-4.19")
+    w.after(w.page.locator("#xen-iommu").check)
     w.after(w.page.locator("#xen-p2m_type").select_option, "grant_map_rw")
     w.page.wait_for_function("document.querySelector('#copy-link').dataset.valid === '1'")
     link = w.page.url
-    assert "kernel=xen-4.19" in link
+    assert "kernel=xen-4.19" in link and "xen_p2m=grant_map_rw" in link and "xen_iommu=1" in link
+    assert "xen_host_mtrr" not in link  # defaults left out
     w2 = open_page()
     w2.goto(link)
     assert w2.page.locator("#kernel").input_value() == "xen-4.19"
     assert system(w2.page) == "xen"
     assert w2.page.locator("#xen-p2m_type").input_value() == "grant_map_rw"
+    assert w2.page.locator("#xen-iommu").is_checked()
     assert w2.page.locator("#path li.taken").get_attribute("data-step") == "grant_foreign"
 
 
