@@ -42,7 +42,7 @@ import logging
 from dataclasses import replace
 from json import loads as json_loads
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -406,10 +406,11 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     the resolve endpoint, the one place that decides: a control is fixed when the system
     refuses a value KVM on Intel (the default kernel) accepts and accepts exactly one; the
     refusal is its reason. Also whether it takes the Xen facts and `private`."""
-    base = {"kernel": kernel, "vm": {}, "vcpu": {}, "gpa": "0x0"}
+    kind_vm: dict[str, str] = {}
     if not is_xen(kernel):
-        base["vm"] = {n: v for n, v, d in (("vendor", vendor, VmConfig().vendor), ("type", vm_type, VmConfig().vm_type))
-                      if v != d}
+        kind_vm = {n: v for n, v, d in (("vendor", vendor, VmConfig().vendor), ("type", vm_type, VmConfig().vm_type))
+                   if v != d}
+    base: dict[str, Any] = {"kernel": kernel, "vm": kind_vm, "vcpu": {}, "gpa": "0x0"}
     answer, error = _ask(request, base)
     if answer is None:
         return {"system": None, "error": error, "fixed": [], "xen": False, "private": False}
@@ -417,9 +418,10 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     reference = {**base, "kernel": DEFAULT_KERNEL, "vm": {}}
     fixed = []
     for k in PROBED if system != "kvm-intel" else ():
+        assert k.api is not None and k.api_leaf is not None
         refused, accepted = None, []
         for v in _probe_values(k):
-            if k.api in ("vm.vendor", "vm.type") and not is_xen(kernel) and v == base["vm"].get(k.api_leaf):
+            if k.api in ("vm.vendor", "vm.type") and not is_xen(kernel) and v == kind_vm.get(k.api_leaf):
                 accepted.append(v)
                 continue
             ok, err = _ask(request, _with(base, k.api, v))
