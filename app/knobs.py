@@ -76,7 +76,8 @@ class Knob:
     values: str = ""
     """How a value is written (CLI help, docs); `bool` rows: 0/1. Rows with `choices`: those."""
     choices: tuple[str, ...] = ()
-    """`text` rows with a closed set of values (the API member is a Literal of them)."""
+    """`text` rows with a closed set of values: the API member is a Literal of them, the
+    page's select offers them."""
     echo_default: bool = True
     """False: an echoed request body leaves the member out while it holds its default (the
     rows added after the first round, so the Intel answers' bodies stayed as they were)."""
@@ -150,7 +151,8 @@ class Knob:
         """What the page needs of the row (template controls and app.js state code)."""
         return {"param": self.param, "owner": self.owner, "attr": self.attr, "api": self.api, "name": self.api_leaf,
                 "kind": self.kind, "control": self.control, "label": self.label, "abbr": self.abbr,
-                "wide": self.wide, "title": self.title, "default": self.default if self.generic else None,
+                "wide": self.wide, "title": self.title, "choices": list(self.choices),
+                "default": self.default if self.generic or self.choices else None,
                 "min": self.page_range[0] if self.page_range else None,
                 "max": self.page_range[1] if self.page_range else None}
 

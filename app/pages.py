@@ -23,6 +23,9 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/mtrr-pair-fields  a raw pair with type and V set (app.x86.mtrr.with_fields)
   POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
   POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern)
+  POST /page/system            which system a kernel/vendor/type names (KVM on Intel or AMD,
+                               a TD, Xen), the panels' titles for it, and which controls it
+                               fixes: found by asking POST /api/v1/resolve (system_view)
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
@@ -37,8 +40,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from json import loads as json_loads
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -50,9 +54,10 @@ from .analysis import apply_pattern
 from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
-from .api.schemas import Addr, EraOut, Hex64, ResolveRequest
+from .api.scenario import resolve_endpoint
+from .api.schemas import Addr, EraOut, Hex64, ResolveRequest, XenIn, XenMapIn
 from .assets import AssetHasher
-from .knobs import page_knobs
+from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VmConfig
 from .lru import Lru
@@ -68,10 +73,12 @@ from .permalink import (
     short_path,
     short_query,
     url,
+    xen_json,
 )
 from .presets import PRESETS, START
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
 from .x86.mtrr import (
+    DEF_TYPE_E,
     FIXED_MSRS,
     PHYSMASK_V,
     MtrrState,
@@ -86,6 +93,7 @@ from .x86.mtrr import (
     with_fields,
 )
 from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
+from .xen.versions import NEWEST, SYSTEM_ID, XEN_VERSIONS, is_xen
 
 log = logging.getLogger("memtype.api")
 
@@ -292,11 +300,160 @@ def register_views(req: RegistersIn) -> dict:
     return {"pat": pat_view, "def_type": dt_view, "fixed": fixed, "variable": variable}
 
 
+# -- the systems (issue 14): which one a kernel/vendor/type names, and what it fixes ----------
+
+SYSTEM_PANELS = {
+    "kvm-intel": {"title": "KVM on Intel VT-x (EPT)", "path": "vmx_get_mt_mask()", "entry": "EPT leaf entry",
+                  "eff": "effective = EPT type (IPAT: alone; else x PAT); expected = the guest's bare-metal "
+                         "MTRR x PAT (CD=1: UC)"},
+    "kvm-amd": {"title": "KVM on AMD SVM (NPT)", "path": "make_spte(), svm_set_cr0(), g_pat",
+                "entry": "NPT leaf entry: PWT/PCD/PAT select a host PAT entry (no memtype bits)",
+                "eff": "effective = the host side (host MTRR x the host PAT entry the NPT leaf selects) "
+                       "combined with the guest's gPAT type, under the CPU's CR0; expected = the guest's "
+                       "bare-metal MTRR x PAT"},
+    "kvm-tdx": {"title": "KVM TDX VM (TD)", "path": "vmx_get_mt_mask() for a TD",
+                "entry": "EPT entry: shared GPAs in the normal EPT, private ones in the Secure EPT",
+                "eff": "effective = EPT type x guest PAT (a TD never sets IPAT); expected = the guest's "
+                       "bare-metal MTRR x PAT (MTRRs and CR0.CD fixed by the TDX module)"},
+    "xen": {"title": "Xen HVM (EPT)", "path": "epte_get_entry_emt()", "entry": "EPT leaf entry (EMT)",
+            "eff": "effective = EMT (IPAT: alone; else x PAT); expected = the guest's bare-metal MTRR x PAT"},
+}
+"""The panels' titles per system, keyed by the `system` a resolve answer names (prose only:
+the answer itself comes from the API; an Intel answer names none: kvm-intel)."""
+
+XEN_ERAS = [{"id": SYSTEM_ID, "title": f"Xen, the newest modelled release ({NEWEST.title})",
+             "kernels": f"newest: {NEWEST.id}"},
+            *({"id": v.id, "title": v.title, "kernels": v.releases} for v in XEN_VERSIONS.values())]
+"""The Era list's Xen entries (app/xen/versions.py): the system id and each modelled release."""
+
+
+def _xen_fields() -> list[dict]:
+    """The Xen facts the resolve request takes (schemas XenIn), as the page's inputs: a
+    checkbox per flag, a select per closed set, a text field for a frame number. `map`: the
+    map request takes it too (XenMapIn: the domain's facts, not the one entry's)."""
+    out = []
+    for name, f in XenIn.model_fields.items():
+        ann = f.annotation
+        if get_origin(ann) is Literal:
+            out.append({"name": name, "kind": "choice", "choices": list(get_args(ann)), "default": f.default,
+                        "label": f.description or name.replace("_", " ")})
+        elif ann is bool:
+            out.append({"name": name, "kind": "bool", "default": f.default, "label": f.description or name})
+        elif name == "mfn":
+            out.append({"name": name, "kind": "hex", "default": None, "label": f.description or name})
+        # pinned (a list of ranges) has no page editor yet
+    for row in out:
+        row["map"] = row["name"] in XenMapIn.model_fields
+    return out
+
+
+XEN_FIELDS = _xen_fields()
+
+
+def _probe_values(k: Knob) -> tuple:
+    """The values a control is tried with (samples, not rules: the API decides)."""
+    if k.choices:
+        return k.choices
+    if k.kind == "bool":
+        return (True, False)
+    if k.kind == "opt_bool":
+        return (None, True, False)
+    if k.param == "deftype":  # E off, and E on with WB (the register's two families)
+        return ("0x0", f"{DEF_TYPE_E | int(MemType.WB):#x}")
+    return ()
+
+
+PROBED = tuple(k for k in KNOBS if k.control and k.owner in ("vm", "vcpu", "access") and _probe_values(k))
+
+
+def _control_values(k: Knob, value: object) -> dict[str, object]:
+    """The value as each control of the row holds it (MTRRdefType: E and the type select)."""
+    if k.param == "deftype":
+        dt = MtrrState(def_type=int(str(value), 16))
+        return {"mtrr-e": dt.enabled, "mtrr-deftype": str(int(dt.default_type))}
+    assert k.control is not None
+    return {k.control: value}
+
+
+def _with(body: dict, api: str, value: object) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in body.items()}
+    *parents, leaf = api.split(".")
+    at = out
+    for p in parents:
+        at[p] = dict(at.get(p) or {})
+        at = at[p]
+    if value is not None:
+        at[leaf] = value
+    return out
+
+
+def _ask(request: Request, body: dict) -> tuple[dict | None, dict | None]:
+    """POST /api/v1/resolve in-process: (answer, None) or (None, the refusal)."""
+    try:
+        req = ResolveRequest.model_validate(body)
+        r = resolve_endpoint.__wrapped__(req, request, "json")  # type: ignore[attr-defined]
+    except RuleViolation as e:
+        return None, {"field": ".".join(str(p) for p in e.loc[1:]) or e.err.field, "message": e.err.message,
+                      "rule": e.err.rule}
+    except ValidationError as e:
+        it = e.errors()[0]
+        return None, {"field": ".".join(str(p) for p in it["loc"]), "message": it["msg"], "rule": ""}
+    return json_loads(bytes(r.body)), None
+
+
+def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dict:
+    """Which system (kernel, vendor, type) names and which controls it fixes, found by asking
+    the resolve endpoint, the one place that decides: a control is fixed when the system
+    refuses a value KVM on Intel (the default kernel) accepts and accepts exactly one; the
+    refusal is its reason. Also whether it takes the Xen facts and `private`."""
+    kind_vm: dict[str, str] = {}
+    if not is_xen(kernel):
+        kind_vm = {n: v for n, v, d in (("vendor", vendor, VmConfig().vendor), ("type", vm_type, VmConfig().vm_type))
+                   if v != d}
+    base: dict[str, Any] = {"kernel": kernel, "vm": kind_vm, "vcpu": {}, "gpa": "0x0"}
+    answer, error = _ask(request, base)
+    if answer is None:
+        return {"system": None, "error": error, "fixed": [], "xen": False, "private": False}
+    system = answer.get("system", "kvm-intel")
+    reference = {**base, "kernel": DEFAULT_KERNEL, "vm": {}}
+    fixed = []
+    for k in PROBED if system != "kvm-intel" else ():
+        assert k.api is not None and k.api_leaf is not None
+        refused, accepted = None, []
+        for v in _probe_values(k):
+            if k.api in ("vm.vendor", "vm.type") and not is_xen(kernel) and v == kind_vm.get(k.api_leaf):
+                accepted.append(v)
+                continue
+            ok, err = _ask(request, _with(base, k.api, v))
+            if ok is not None:
+                accepted.append(v)
+            elif _ask(request, _with(reference, k.api, v))[0] is not None:
+                refused = refused or err
+        if refused and len(accepted) == 1:
+            value = accepted[0]
+            fixed.append({"param": k.param, "api": k.api, "value": value, "controls": _control_values(k, value),
+                          "reason": f"{refused['message']} ({refused['rule']})" if refused["rule"]
+                          else refused["message"]})
+    takes = {name: _ask(request, {**base, name: value})[0] is not None
+             for name, value in (("xen", {}), ("private", True))}
+    return {"system": system, "error": None, "panels": SYSTEM_PANELS.get(system, SYSTEM_PANELS["kvm-intel"]),
+            "fixed": fixed, "notes": answer.get("notes", []), **takes}
+
+
+class SystemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kernel: str = Field(max_length=64)
+    vendor: str = Field("intel", max_length=16)
+    type: str = Field("default", max_length=16)
+
+
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     # what every page shows whatever its state: computed once
     fixed = {
         "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],
+        "xen_eras": XEN_ERAS,
+        "xen_fields": XEN_FIELDS,
         "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                      "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                     for p in PRESETS.values()],
@@ -402,6 +559,19 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             vm, vcpu, access = apply_pattern(req.pattern, vm, vcpu, access)
         return JSONResponse(scenario_json(sc.kernel, vm, vcpu, access))
 
+    systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
+
+    @router.post("/page/system")
+    def system(req: SystemIn, request: Request) -> Response:
+        """system_view for the page's kernel, vendor and type (cached: it asks resolve a few
+        dozen times, and the answer depends on nothing else)."""
+        key = (req.kernel, req.vendor, req.type, request.scope.get("root_path", ""))
+        view = systems.get(key)
+        if view is None:
+            view = system_view(request, req.kernel.strip(), req.vendor, req.type)
+            systems.put(key, view)
+        return JSONResponse({"key": [req.kernel, req.vendor, req.type], **view})
+
     @router.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> Response:
         # The page is a pure function of its query, the root path and the assets it names:
@@ -438,7 +608,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the
                         # address for zap and everything but the eras for diff)
-                        "scenario": scenario_json(state.kernel, state.vm, state.vcpu, state.access),
+                        "scenario": _page_scenario(state),
                         "event": event_json(state.event) if state.event is not None else None,
                         "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
             "registers": REGISTERS,
@@ -453,6 +623,14 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         return resp
 
     return router
+
+
+def _page_scenario(state: LinkState) -> dict:
+    """The whole scenario the controls show, the Xen facts with a Xen kernel."""
+    body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
+    if is_xen(state.kernel):
+        body["xen"] = xen_json(state.xen)
+    return body
 
 
 def _requote(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

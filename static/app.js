@@ -343,7 +343,7 @@ function readMtrr() {
 // The VM's and vCPU's checkboxes and number inputs: the rows of app/knobs.py the template
 // drew (INITIAL.knobs); `name` is the API field, `control` the element id.
 const KNOB_CONTROLS = (INITIAL.knobs || []).filter((k) => ["vm", "vcpu"].includes(k.owner) && k.control
-  && ["bool", "dec"].includes(k.kind));
+  && (["bool", "dec"].includes(k.kind) || k.choices?.length));
 const knobInputs = (kind) => KNOB_CONTROLS.filter((k) => k.kind === kind).map((k) => $(`#${k.control}`));
 
 function readKnobs(owner) {
@@ -351,6 +351,7 @@ function readKnobs(owner) {
   for (const k of KNOB_CONTROLS.filter((r) => r.owner === owner)) {
     const c = $(`#${k.control}`);
     const t = c.value.trim();
+    if (k.choices?.length) { if (t !== k.default) out[k.name] = t; continue; }  // vendor, type: left out at the default
     out[k.name] = k.kind === "bool" ? c.checked : /^\d+$/.test(t) ? Number(t) : t;  // the server names a bad number
   }
   return out;
@@ -364,14 +365,17 @@ function readState() {
     vm,
     vcpu: { ...readKnobs("vcpu"), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
   };
+  if (SYS.view?.xen) scenario.xen = readXen();  // the Xen facts, with a Xen kernel only
   const gpa = ctl.gpa.value.trim() || "0x0";
   const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
-  return { scenario, gpa, mmio, vs: ctl.vs.value || null, event: readEvent(), pati: Number(ctl.pati.value) };
+  const priv = SYS.view?.private && $("#private").checked ? true : null;  // a TD's private GPA
+  return { scenario, gpa, mmio, private: priv, vs: ctl.vs.value || null, event: readEvent(), pati: Number(ctl.pati.value) };
 }
 function resolveBody(st, kernel = null) {
   const b = { ...st.scenario, gpa: st.gpa };
   if (kernel) b.kernel = kernel;
   if (st.mmio != null) b.mmio = st.mmio;
+  if (st.private) b.private = true;
   return b;
 }
 
@@ -401,6 +405,8 @@ function writeState(s) {
   ctl.mmio.value = sc.mmio == null ? "auto" : sc.mmio ? "mmio" : "ram";
   ctl.pati.value = String(s.pati ?? 0);
   writeEvent(s.event || null);
+  writeXen(sc.xen || null);
+  $("#private").checked = Boolean(sc.private);
   if (s.view) view = s.view;
 }
 
@@ -621,6 +627,10 @@ async function update() {
   const ctrl = new AbortController();
   inflight = ctrl;
   document.body.dataset.busy = "1";
+  if (sysKey() !== SYS.key) {  // the system follows Era, vendor and type (POST /page/system, cached)
+    try { await loadSystem(ctrl.signal); } catch (e) { if (e.name === "AbortError") return; SYS = { key: sysKey(), view: {} }; }
+    if (my !== seq) return;
+  }
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
   syncSwap();
@@ -647,14 +657,14 @@ async function update() {
   const tasks = {
     regs: registersFor(registersBody(), ctrl.signal),
     a: api("/resolve", body, ctrl.signal),
-    map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
+    map: api("/map", mapBody(st), ctrl.signal),
     b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
-    zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
+    zap: st.event ? api("/zap", zapBody(st), ctrl.signal) : null,
     diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
     // (asked only while that section is open: two more requests on the redraw path)
-    bmap: st.vs && sideOpen() ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
-    bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
+    bmap: st.vs && sideOpen() ? api("/map", mapBody(st, st.vs), ctrl.signal) : null,
+    bzap: st.vs && st.event && sideOpen() ? api("/zap", zapBody(st, st.vs), ctrl.signal) : null,
   };
   const keys = Object.keys(tasks);
   const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
@@ -711,23 +721,28 @@ function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
   drawRegisters(ok("regs"));
+  if (SYS.view) applySystem(SYS.view);  // with the editors as the registers now read (E, type)
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
-  const map = ok("map");
+  const map = mapView(ok("map"));
   const a = ok("a");
   const gap = map && st.mmio == null ? runAt(map, st.gpa) : null;
   const hole = !!(gap && gap.kind === "unmapped");
-  if (a) { last.a = a; drawResult(a, st, hole ? gap : null); drawEffective(a, st, hole); }
+  if (a && isSystem(a)) { last.a = a; drawSystemResult(a, st); drawEffective({ pat: systemRows(a) }, st); }
+  else if (a) { last.a = a; resetSystemPanels(); drawResult(a, st, hole ? gap : null); drawEffective(a, st, hole); }
   else if (fail("a")) showProblem(fail("a"), "vcpu");
   setStale("#p-result", !a);
   setStale("#p-eff", !a);
 
   if (map) last.map = map;
-  else if (fail("map") && !fail("a")) showProblem(fail("map"), "vcpu");
+  else if (fail("map") && !fail("a")) {
+    // a system's map refusal belongs to the map panel (its own error slot), not the control
+    if (isSystem(a)) showProblem(fail("map"), "pat_index", () => "pat_index"); else showProblem(fail("map"), "vcpu");
+  }
   setStale("#p-map", !map);
 
-  const zap = ok("zap");
+  const zap = zapView(ok("zap"));
   if (st.event) {
     if (zap) last.zap = zap;
     else if (fail("zap")) {
@@ -741,11 +756,12 @@ function draw(st, res) {
   } else last.zap = null;
   setStale("#p-zap", !!st.event && !zap);
   drawZap(st.event ? (zap || null) : null);
+  drawZapNotes(st.event ? zap : null);
 
-  if (last.map) drawMap(last.map, a || last.a, st, st.event ? zap : null);
+  if (last.map) drawMap(last.map, resView(a || last.a), st, st.event ? zap : null);
 
   drawCompare(st, a, ok("b"), fail("a") ? null : fail("b"), ok("diff"), fail("diff"), hole);
-  drawCompareMaps(st, map, ok("bmap"), a, ok("b"), zap, ok("bzap"));
+  drawCompareMaps(st, map, mapView(ok("bmap")), resView(a), resView(ok("b")), zap, zapView(ok("bzap")));
   setStale("#p-compare", !!st.vs && !a);
 }
 
@@ -856,7 +872,8 @@ function drawResult(r, st, hole = null) {
   $("#ept-misconfig").textContent = e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "";
 }
 
-function drawBits(leaf) {
+function drawBits(leaf, hl = ["MT", "IPAT"]) {
+  // hl: the fields the entry's memory type is read from (EPT: MT and IPAT; NPT: PWT, PCD, PAT)
   const box = $("#bitfield");
   box.replaceChildren();
   if (!leaf) return;
@@ -870,7 +887,8 @@ function drawBits(leaf) {
       nums.append(el("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
       // MT and IPAT highlighted where the server's field list puts them
       const f = leaf.fields.find((x) => x.lo <= b && b <= x.hi);
-      const cls = ["bit", one ? "one" : "", f?.name === "MT" ? "mt" : "", f?.name === "IPAT" ? "ipat" : ""].join(" ");
+      const cls = ["bit", one ? "one" : "", f?.name === "MT" ? "mt" : "", f?.name === "IPAT" ? "ipat" : "",
+        f && hl.includes(f.name) && !["MT", "IPAT"].includes(f.name) ? "mt" : ""].join(" ");
       bits.append(el("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
     }
     for (const f of leaf.fields) {
@@ -880,7 +898,7 @@ function drawBits(leaf) {
       const width = top - lo + 1;
       const text = f.name === "MT" ? (width >= 3 ? "MT" : "M") : f.name.length * 6 <= width * 12 ? f.name : f.name[0];
       fields.append(el("span", {
-        class: f.name === "MT" || f.name === "IPAT" ? "hl" : "",
+        class: hl.includes(f.name) ? "hl" : "",
         style: `grid-column: ${col} / span ${width}`,
         title: `${f.name} [${f.hi}:${f.lo}] = ${f.value}: ${f.meaning}`,
       }, text));
@@ -889,7 +907,12 @@ function drawBits(leaf) {
   }
   const mt = leaf.fields.find((f) => f.name === "MT");
   const ip = leaf.fields.find((f) => f.name === "IPAT");
-  if (mt && ip) {
+  const sel = hl.includes("MT") ? [] : leaf.fields.filter((f) => hl.includes(f.name));
+  if (sel.length) {
+    box.append(el("p", { class: "note bit-legend" }, ...sel.flatMap((f, i) => [i ? "; " : "",
+      el("b", {}, `${f.name} (bit ${f.lo}) = ${f.value}`), `: ${f.meaning}`]), ". Hover a field for its meaning."));
+  }
+  if (mt && ip && hl.includes("MT")) {
     box.append(el("p", { class: "note bit-legend" },
       el("b", {}, `MT (bits ${mt.hi}:${mt.lo}) = ${mt.value.toString(2).padStart(mt.hi - mt.lo + 1, "0")}b = ${mt.value}`),
       `: ${mt.meaning}; `,
@@ -914,6 +937,271 @@ function drawEffective(r, st, hole = false) {
       p.relation === "weaker" ? " danger" : p.relation === "stronger" ? " cost" : "",
       el("small", {}, p.relation_reason)),
   )));
+}
+
+// -- systems (issue 14): KVM on Intel or AMD, TDX VMs, Xen ------------------------------------
+// Which system the Era/vendor/type name, the panels' titles for it, and which controls it
+// fixes (with the rule) come from POST /page/system, which asks resolve itself; the answers
+// are drawn from their own fields (svm: the NPT entry, host side, gPAT, hardware CR0; tdx:
+// private/shared; xen: the EMT and its path). No rule is decided here.
+
+const XEN_FIELDS = INITIAL.xen_fields || [];
+let SYS = { key: null, view: null };
+const sysBody = () => ({ kernel: ctl.kver.value.trim() || ctl.kernel.value, vendor: $("#vendor")?.value || "intel",
+  type: $("#vmtype")?.value || "default" });
+const sysKey = () => JSON.stringify(sysBody());
+async function loadSystem(signal) {
+  const key = sysKey();
+  const view = await api(`${PAGE}/system`, sysBody(), signal, false, true);
+  SYS = { key, view };
+  applySystem(view);
+}
+const asControl = (id, v) => (id === "mmio" ? (v == null ? "auto" : v ? "mmio" : "ram") : typeof v === "boolean" ? v : String(v));
+const controlNow = (c) => (c.type === "checkbox" ? c.checked : c.value);
+const atFixed = (f) => Object.entries(f.controls).every(([id, v]) => { const c = $(`#${id}`); return !c || controlNow(c) === asControl(id, v); });
+function applySystem(v) {
+  // Re-enable what the last system fixed, then disable what this one fixes, where the control
+  // already holds the fixed value (a refused value stays editable: the 422 names it there).
+  $$("[data-sys-fixed]").forEach((c) => {
+    c.disabled = false;
+    c.title = c.dataset.sysTitle || "";
+    c.removeAttribute("data-sys-fixed");
+  });
+  const fixed = v.fixed || [];
+  const off = fixed.filter((f) => !atFixed(f));
+  for (const f of fixed.filter(atFixed)) {
+    for (const id of Object.keys(f.controls)) {
+      const c = $(`#${id}`);
+      if (!c) continue;
+      c.dataset.sysTitle = c.title || "";
+      c.dataset.sysFixed = f.param;
+      c.disabled = true;
+      c.title = `fixed: ${f.reason}`;
+    }
+  }
+  const label = (f) => {
+    const k = (INITIAL.knobs || []).find((r) => r.param === f.param);
+    return k?.label || f.param;
+  };
+  // one line per reason (Xen refuses every KVM setting for the same one)
+  const groups = new Map();
+  for (const f of fixed) {
+    const k = `${atFixed(f)}|${f.reason}`;
+    if (!groups.has(k)) groups.set(k, { on: atFixed(f), reason: f.reason, items: [] });
+    groups.get(k).items.push(f);
+  }
+  $("#sys-fixed").replaceChildren(...[...groups.values()].map((g) => el("li", { "data-params": g.items.map((f) => f.param).join(" "),
+    class: g.on ? "" : "off" }, el("b", {}, g.items.map(label).join(", ")), g.on ? ": fixed. " : ": must be the fixed value. ", g.reason)));
+  const btn = $("#sys-apply");
+  btn.hidden = !off.length;
+  btn.textContent = `Set the ${off.length} fixed value${off.length === 1 ? "" : "s"}`;
+  const p = v.panels || {};
+  $("#sys-title").textContent = v.system ? p.title || v.system : "";
+  $("#fs-xen").hidden = !v.xen;
+  $("#private-wrap").hidden = !v.private;
+  $("#path-title").textContent = p.path || "vmx_get_mt_mask()";
+  const intel = !v.system || v.system === "kvm-intel";
+  $("#entry-title").replaceChildren(...(intel ? [abbr("EPT"), " leaf entry"] : [p.entry]));
+  $("#eff-hint").hidden = !intel;
+  $("#eff-hint-sys").hidden = intel;
+  $("#eff-hint-sys").textContent = intel ? "" : p.eff || "";
+  document.body.dataset.system = v.system || "";
+}
+async function setFixedValues() {
+  // The values the system fixes (the server's), written into their controls on request.
+  for (const f of (SYS.view?.fixed || []).filter((x) => !atFixed(x))) {
+    for (const [id, v] of Object.entries(f.controls)) {
+      const c = $(`#${id}`);
+      if (c.type === "checkbox") c.checked = Boolean(v); else c.value = asControl(id, v);
+    }
+    if (f.param === "deftype") await defTypeFromFields();
+  }
+  SYS.key = null;  // re-applied with the new values
+  changed();
+}
+function readXen() {
+  const out = {};
+  for (const f of XEN_FIELDS) {
+    const c = $(`#xen-${f.name}`);
+    if (!c) continue;
+    const v = f.kind === "bool" ? c.checked : f.kind === "choice" ? f.choices[c.selectedIndex] ?? f.default : c.value.trim() || null;
+    if (v !== f.default && v !== null) out[f.name] = v;  // the defaults left out (the link then omits them)
+  }
+  return out;
+}
+function writeXen(x) {
+  for (const f of XEN_FIELDS) {
+    const c = $(`#xen-${f.name}`);
+    if (!c) continue;
+    const v = x && f.name in x ? x[f.name] : f.default;
+    if (f.kind === "bool") c.checked = Boolean(v);
+    else if (f.kind === "choice") c.selectedIndex = Math.max(0, f.choices.findIndex((o) => String(o) === String(v)));
+    else c.value = v == null ? "" : String(v);
+  }
+}
+function wireSystem() {
+  ["#vendor", "#vmtype", "#private"].forEach((s) => $(s)?.addEventListener("change", () => changed()));
+  $$("[data-xen]").forEach((c) => c.addEventListener("change", () => changed()));
+  $("#sys-apply").addEventListener("click", setFixedValues);
+}
+const isSystem = (r) => Boolean(r && r.system && r.system !== "kvm-intel");
+
+function kv(label, ...value) {
+  return [el("dt", {}, label), el("dd", {}, ...value)];
+}
+const muted = (t) => el("span", { class: "muted" }, t);
+const yes = (b) => (b ? "1" : "0");
+const headParts = (show) => ["#ept-mask", "#ept-raw", "#ept-page"].forEach((s) => { $(s).parentElement.hidden = !show; });
+function resetSystemPanels() {
+  headParts(true);
+  $("#sys-out").hidden = true;
+  $("#sys-out").replaceChildren();
+}
+function drawSystemResult(r, st) {
+  // One answer of app.kvm.svm, app.kvm.tdx or app.xen in the result panels.
+  const ki = r.kernel_info;
+  const era = r.system === "xen" ? `${r.version.id} (${r.version.releases})` : ki?.label || r.kernel;
+  $("#res-era").textContent = era;
+  $("#res-kernel-why").hidden = true;
+  $("#res-gpa").textContent = r.gpa;
+  $("#res-title").textContent = SYS.view?.panels?.title || r.system;
+  $("#path").classList.remove("is-hypothetical");
+  $("#path").replaceChildren(...r.path.map(stepItem));
+  const head = $(".ept-head");
+  head.hidden = false;
+  headParts(r.system !== "kvm-tdx");  // a TD's answer has no leaf: no mask, raw value or page
+  $("#ept-none").hidden = true;
+  $("#page-sizes").replaceChildren();
+  $("#ept-misconfig").textContent = "";
+  const out = $("#sys-out");
+  const extra = [];
+  let lookups = [...kv("is_mmio", `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`)];
+  if (r.system === "kvm-amd") {
+    const n = r.npt;
+    $("#ept-type").replaceChildren(typeChip(r.host.type), " ", muted(`host side (host PAT entry ${n.host_pat_index})`));
+    $("#ept-type").dataset.notation = "";
+    $("#ept-mask").textContent = n.memtype == null ? "none" : n.memtype;
+    $("#ept-raw").textContent = n.raw;
+    $("#ept-page").textContent = n.page_size;
+    drawBits({ raw: n.raw, fields: n.fields }, ["PWT", "PCD", "PAT"]);
+    lookups = lookups.concat(
+      kv("host side", `host PAT entry ${r.host.pat_index} `, typeChip(r.host.pat_type), " x host MTRR ", typeChip(r.host.mtrr),
+        " = ", typeChip(r.host.type)),
+      kv("gPAT (VMCB g_pat)", el("span", { class: "mono", "data-testid": "gpat" }, r.gpat.value), " ",
+        muted(`${r.gpat.follows_guest ? "follows the guest's PAT" : "keeps its reset value"}: ${r.gpat.why}`)),
+      kv("hardware CR0", el("span", { "data-testid": "hw-cr0" }, `guest CD=${yes(r.cr0.guest_cd)} NW=${yes(r.cr0.guest_nw)}`
+        + ` \u2192 CPU CD=${yes(r.cr0.hw_cd)} NW=${yes(r.cr0.hw_nw)}`), " ", muted(r.cr0.why)),
+    );
+  } else if (r.system === "kvm-tdx") {
+    const e = r.ept;
+    $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
+    $("#ept-type").dataset.notation = e.notation;
+    $("#ept-mask").textContent = "";
+    $("#ept-raw").textContent = "";
+    $("#ept-page").textContent = "";
+    drawBits(null);
+    lookups = lookups.concat(
+      kv("GPA", el("b", { "data-testid": "tdx-gpa" }, r.private ? "private" : "shared"), " ",
+        muted(e.secure_ept ? "Secure EPT, built by the TDX module" : "the normal EPT, built by KVM")),
+      kv("EPT", el("span", { class: "mono" }, e.notation), " ", muted(e.why)),
+      ...(r.tdx_fixed.length ? kv("fixed by the TDX module", r.tdx_fixed.join(", ")) : []),
+    );
+  } else if (r.system === "xen") {
+    const e = r.ept;
+    $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
+    $("#ept-type").dataset.notation = e.notation;
+    $("#ept-mask").textContent = e.mask;
+    $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
+    $("#ept-page").textContent = e.leaf ? e.leaf.page_size : "";
+    drawBits(e.leaf);
+    $("#ept-misconfig").textContent = e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "";
+    lookups = [
+      ...kv("gfn / mfn", el("span", { class: "mono" }, `${r.gfn} / ${r.mfn}`), ` order ${r.order}`),
+      ...kv("EMT", el("span", { "data-testid": "xen-emt" }, `field ${e.emt_field}`), e.split ? " (split: the range mixes types)" : ""),
+      ...kv("guest MTRR (SDM)", typeChip(r.guest_mtrr.type), " ", muted(r.guest_mtrr.reason)),
+      ...kv("Xen MTRR lookup", r.xen_mtrr ? [typeChip(r.xen_mtrr.type), " ", muted(r.xen_mtrr.reason)] : muted("not read")),
+      ...(r.mtrr_finding ? kv("finding", r.mtrr_finding) : []),
+      ...kv("CR0.CD", `hardware CR0.CD=${yes(r.cr0_cd.hw_cr0_cd)}, vmx_handle_cd ${r.cr0_cd.handle_cd ? "on" : "off"}, cache mode `,
+        el("b", {}, r.cr0_cd.cache_mode), ", VMCS PAT ", el("span", { class: "mono" }, r.cr0_cd.vmcs_pat)),
+    ];
+    extra.push(el("h3", {}, "CR0.CD: ", el("span", { class: "mono" }, "vmx_handle_cd()")),
+      el("ol", { class: "path", id: "xen-cd-path" }, r.cr0_cd.path.map(stepItem)));
+  }
+  $("#lookups").replaceChildren(...lookups);
+  if (r.notes?.length) extra.push(el("h3", {}, "Notes"), el("ul", { class: "notes", "data-testid": "sys-notes" }, r.notes.map((t) => el("li", {}, t))));
+  out.replaceChildren(...extra);
+  out.hidden = !extra.length;
+}
+function systemRows(r) {
+  // Each answer's per-PAT-entry rows in the table's columns (the PTE bits of an entry, where
+  // the answer does not repeat them, from the page's register encodings).
+  const ent = REG.pat_entries || [];
+  return r.pat.map((p) => ({
+    index: p.index,
+    pte_flags: p.pte_flags ?? ent[p.index]?.flags ?? "",
+    pte_bits: p.pte_bits ?? ent[p.index]?.bits ?? "",
+    pat_type: p.pat_type ?? p.guest_pat_type,
+    pat_type_used: p.pat_type_used ?? p.gpat_type ?? p.pat_type,
+    effective: p.effective,
+    guest_expected: p.guest_expected,
+    expected_reason: p.expected_reason ?? "",
+    relation: p.relation,
+    relation_reason: p.relation_reason ?? "",
+  }));
+}
+function mapBody(st, kernel = null) {
+  // The map request: the scenario and the PAT entry; of the Xen facts only the domain's
+  // (XenMapIn, marked `map` by the server), and those only where changed from the default.
+  const b = { ...st.scenario, pat_index: st.pati };
+  if (kernel) b.kernel = kernel;
+  if (b.xen) {
+    b.xen = Object.fromEntries(XEN_FIELDS.filter((f) => f.map && f.name in st.scenario.xen && st.scenario.xen[f.name] !== f.default)
+      .map((f) => [f.name, st.scenario.xen[f.name]]));
+  }
+  return b;
+}
+function zapBody(st, kernel = null) {
+  // The zap request: the scenario and the event; Xen's domain facts only, as for the map
+  const { pat_index: _, ...b } = mapBody(st, kernel);
+  return { ...b, event: st.event };
+}
+function mapView(m) {
+  // An AMD map run has no EPT entry but an NPT one (npt: the host PAT entry it selects and
+  // the host type): the map's EPT column and tooltips show that instead.
+  if (!m || m.system !== "kvm-amd") return m;
+  return { ...m, runs: m.runs.map((r) => (r.npt && !r.ept
+    ? { ...r, ept: { notation: `NPT host PAT entry ${r.npt.host_pat_index} (${r.npt.host_type})`, mask: `gPAT ${r.npt.gpat_type}` } } : r)) };
+}
+const resView = (r) => (isSystem(r) ? { ...r, pat: systemRows(r) } : r);
+function zapView(z) {
+  // AMD's answer lists the zapped ranges over memslots as `zapped_mapped`; Xen zaps nothing
+  // but invalidates (EMT 7, recomputed on the next access): its `invalidated` ranges take
+  // the zapped lists' place, and its counts are drawn by drawZapNotes
+  if (!z) return z;
+  if (z.system === "xen") {
+    return { ...z, zapped: z.invalidated || [],
+      counts: { ...z.counts, zap_calls: 0, zapped_pages: z.counts.invalidated_pages } };
+  }
+  return z.zapped ? z : { ...z, zapped: z.zapped_mapped || [] };
+}
+function drawZapNotes(z) {
+  const xen = z?.system === "xen";
+  $("#zap-zapped-h").textContent = xen ? "invalidated" : "zapped";
+  if (xen) {
+    const c = z.counts;
+    const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
+    $("#zap-counts").replaceChildren(
+      el("span", { class: "count", "data-testid": "xen-ept-text" }, el("b", {}, z.ept.text)),
+      count("invalidated pages", c.invalidated_pages), count("needed pages", c.needed_pages),
+      count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
+    );
+    $("#zap-desc").textContent = `${z.version.id}: ${z.event.description}`;
+  }
+  const notes = [...(xen && z.ept.scope ? [z.ept.scope] : []), ...(z?.notes || [])];
+  const box = $("#zap-notes");
+  if (!box) return;
+  box.replaceChildren(...notes.map((t) => el("li", {}, t)));
+  box.hidden = !notes.length;
 }
 
 // -- drawing: memory map ------------------------------------------------------------------
@@ -1142,15 +1430,16 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
       el("td", { class: differs ? "differs" : "", "data-side": "a" }, a ? render(va) : "-"),
       el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : bText)));
   };
-  const ept = (r) => (hole ? "no EPT entry (no memslot)" : `${r.ept.notation} ${r.ept.mask}`);
+  const ept = (r) => (hole ? "no EPT entry (no memslot)" : r.npt ? `NPT: host PAT entry ${r.npt.host_pat_index} (${r.host.type})`
+    : `${r.ept.notation} ${r.ept.mask ?? ""}`.trim());
   add("EPT entry", ept, ept, (v) => el("span", { class: "mono" }, v));
   add("branch taken", taken, taken);
   add("KVM MTRR lookup", (r) => r.kvm_mtrr_type ?? "not read", (r) => r.kvm_mtrr_type ?? "not read");
-  const page = (r) => (hole ? "-" : r.ept.leaf ? r.ept.leaf.page_size : r.page_size);
+  const page = (r) => (hole ? "-" : r.npt ? r.npt.page_size : r.ept.leaf ? r.ept.leaf.page_size : r.page_size ?? "-");
   add("page size", page, page);
   for (let i = 0; !hole && i < 8; i++) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
-    add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
+    add(`PA${i} (${a ? a.pat[i].pat_type ?? a.pat[i].guest_pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
   }
   tbody.replaceChildren(...rows);
 
@@ -1283,7 +1572,7 @@ async function exportText(kind) {
     let text;
     if (kind === "zap") {
       if (!st.event) { setStatus("choose a zap event first", true); return; }
-      text = await api("/zap", { ...st.scenario, event: st.event }, undefined, true);
+      text = await api("/zap", zapBody(st), undefined, true);
     } else if (kind === "diff") {
       if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
       text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
@@ -1291,8 +1580,8 @@ async function exportText(kind) {
       // the whole view: the server's 72-column renderings, one after the other
       const parts = [api("/resolve", resolveBody(st), undefined, true)];
       if (st.vs) parts.push(api("/resolve", resolveBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} result.`));
-      if (st.event) parts.push(api("/zap", { ...st.scenario, event: st.event }, undefined, true));
-      if (st.vs && st.event) parts.push(api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
+      if (st.event) parts.push(api("/zap", zapBody(st), undefined, true));
+      if (st.vs && st.event) parts.push(api("/zap", zapBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
       if (st.vs) parts.push(api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true));
       text = (await Promise.all(parts)).map((t) => t.replace(/\n+$/, "")).join("\n\n") + "\n";
     } else {
@@ -1419,6 +1708,7 @@ async function init() {
   buildFixedRows();
   buildMsrOptions();
   wire();
+  wireSystem();
   const init = INITIAL.initial || {};  // the permalink as app.permalink decoded it
   writeState({
     scenario: init.scenario,

@@ -55,12 +55,11 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
 NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
-                  "vendor", "vmtype", "vs_vendor", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
+                  "vs_vendor", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
                   "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
-ranges are editor tables; vendor and vmtype have no control yet: the page's AMD/TDX panels
-are still to come)."""
+ranges are editor tables)."""
 
 OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage,
                "link": LinkState, "xen": XenFacts}
@@ -335,6 +334,8 @@ async def test_page_renders_a_control_per_row(client):
         if k.owner in ("vm", "vcpu") and k.kind in ("bool", "dec"):  # drawn by the template's loop
             assert el["tag"] == "input" and el["type"] == ("checkbox" if k.kind == "bool" else "number"), k.param
             assert el["name"] == k.api_leaf and k.api in page.errs, k.param
+        if k.choices:  # vendor, vmtype: a select of the row's values
+            assert el["tag"] == "select" and el["name"] == k.api_leaf and k.api in page.errs, k.param
     assert page.by_id["maxphyaddr"]["min"] == "36" and page.by_id["maxphyaddr"]["max"] == "52"
 
 

@@ -146,12 +146,13 @@ class VmConfig:
         help="memory map, comma-separated start-end:kind (kind ram or mmio)",
         values="e.g. 0x0-0x80000000:ram,0xfd000000-0xfe000000:mmio")
     vendor: str = knob(
-        VENDOR_INTEL, param="vendor", short="y", cli="--vendor", label="CPU vendor",
+        VENDOR_INTEL, param="vendor", short="y", cli="--vendor", control="vendor", label="CPU vendor",
         help="the host CPU's KVM module: intel (EPT) or amd (SVM with NPT, app.kvm.svm)",
         choices=VENDORS, echo_default=False)
     """`vm.vendor` (app.kvm.vm_kinds.VENDORS): kvm_intel (EPT) or kvm_amd (NPT, app.kvm.svm)."""
     vm_type: str = knob(
-        VM_TYPE_DEFAULT, name="type", param="vmtype", short="T", cli="--vmtype", label="VM type",
+        VM_TYPE_DEFAULT, name="type", param="vmtype", short="T", cli="--vmtype", control="vmtype",
+        label="VM type",
         help="the KVM_CREATE_VM type: default, or tdx (Intel, 6.16 and later; app.kvm.tdx)",
         choices=VM_TYPES, echo_default=False)
     """`vm.type` (app.kvm.vm_kinds.VM_TYPES): the KVM_CREATE_VM type; "tdx" is app.kvm.tdx."""
