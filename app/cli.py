@@ -85,9 +85,10 @@ def _kind_resolve(st: permalink.LinkState, given: dict[str, str], base: str) -> 
     if st.vm.vm_type == VM_TYPE_TDX:
         st = _tdx_state(st, given)
         is_mmio = access.is_mmio(st.vm)
-        res = tdx_resolve(st.vm, st.vcpu, access.gpa, is_mmio=is_mmio, private=False)
-        return render_tdx(res, resolve_kernel(st.kernel), st.vm, st.vcpu, access, False, [],
-                          tdx_mt_mask(st.vm, is_mmio, False)[3], permalink.url(st, base))
+        private = bool(access.private)
+        res = tdx_resolve(st.vm, st.vcpu, access.gpa, is_mmio=is_mmio, private=private)
+        return render_tdx(res, resolve_kernel(st.kernel), st.vm, st.vcpu, access, private, [],
+                          tdx_mt_mask(st.vm, is_mmio, private)[3], permalink.url(st, base))
     r = svm_resolve(svm_kernel(st.kernel), st.vm, st.vcpu, access.gpa, is_mmio=access.is_mmio(st.vm))
     return render_svm(r, st.vm, st.vcpu, access, permalink.url(st, base))
 

@@ -206,6 +206,10 @@ KNOBS: tuple[Knob, ...] = (
          label="guest-physical", help="guest-physical address", values="hex"),
     Knob(param="mmio", owner="access", attr="mmio", api="mmio", short="M", cli="--mmio", kind="opt_bool",
          control="mmio", label="is_mmio", help="force is_mmio", values="0/1 (default: from the memory map)"),
+    Knob(param="private", owner="access", attr="private", api="private", short="z", cli="--private",
+         kind="opt_bool", control="private", label="private GPA (Secure EPT)",
+         help="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX module)",
+         values="0/1 (default: shared)"),
     # -- the host page behind the address (app.kvm.host_page.HostPage) ---------------------
     Knob(param="host", owner="host_page", attr="cls", api="host_page.class", cli="--host",
          label="host page", help="the host page behind gpa: a preset or a class (app.kvm.host_page)",

@@ -682,6 +682,7 @@ def short_query(token: str) -> list[tuple[str, str]]:
 
 
 _PLAIN = {owner: tuple(k for k in rows(owner) if k.generic) for owner in ("vm", "vcpu", "access")}
+_VM_ROWS = rows("vm")
 
 
 def _json(k: Knob, value: object) -> object:
@@ -705,9 +706,9 @@ def scenario_json(kernel: str, vm: VmConfig, vcpu: VcpuState, access: Access | N
             },
         },
     }
-    for name, value, default in (("vendor", vm.vendor, _DEFAULT_VM.vendor), ("type", vm.vm_type, _DEFAULT_VM.vm_type)):
-        if value != default:  # left out when default: the Intel bodies (and presets) stay as they were
-            body["vm"][name] = value
+    for k in _VM_ROWS:
+        if k.choices and (k.echo_default or k.get(vm) != k.default):  # vendor, type: left out when default
+            body["vm"][k.api_leaf] = k.get(vm)
     if not _same_map(vm.memory_map, DEFAULT_MEMORY_MAP):
         body["vm"]["memory_map"] = [
             {"start": f"{r.start:#x}", "end": f"{r.end:#x}", "kind": r.kind, **({"label": r.label} if r.label else {})}

@@ -109,3 +109,34 @@ async def test_map_answers_a_td(client):
     """POST /api/v1/map answers TDs since issue 14 (tests/test_api_sysmap.py has the rest)."""
     j = (await post(client, "/api/v1/map", {"kernel": "v6.16", "vm": TD})).json()
     assert j["system"] == "kvm-tdx"
+
+
+async def test_private_gpa_travels_in_links(client):
+    """A TD's private GPA is part of the link (param `private`, short `z`): the resolve
+    answer's permalink and POST /api/v1/permalink carry it, and the link decodes to it."""
+    from app.permalink import decode
+
+    j = (await post(client, "/api/v1/resolve", {"kernel": "6.16", "gpa": "0x1000", "vm": TD, "private": True})).json()
+    assert j["private"] is True and "private=1" in j["permalink"]
+    assert decode(j["permalink"].split("?", 1)[1]).access.private is True
+    link = (await post(client, "/api/v1/permalink", {"kernel": "v6.16", "gpa": "0x1000", "vm": TD,
+                                                       "private": True})).json()
+    assert "private=1" in link["query"]
+    shared = (await post(client, "/api/v1/permalink", {"kernel": "v6.16", "gpa": "0x1000", "vm": TD})).json()
+    assert "private" not in shared["query"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/resolve", "/api/v1/permalink"])
+async def test_private_for_a_vm_that_is_not_a_td_is_refused(client, path):
+    e = (await post(client, path, {"kernel": "v6.16", "gpa": "0x1000", "private": False}, 422)).json()["errors"][0]
+    assert e["loc"] == ["body", "private"] and "vm.type tdx" in e["rule"]
+
+
+def test_cli_resolves_a_private_gpa(capsys):
+    from app.cli import main
+
+    assert main(["resolve", "--kernel", "6.16", "--vmtype", "tdx", "--gpa", "0x1000", "--private", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "private" in out.lower() and "private=1" in out
+    assert main(["resolve", "--kernel", "6.16", "--gpa", "0x1000", "--private", "1"]) != 0
+    assert "vm.type tdx" in capsys.readouterr().err

@@ -215,6 +215,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    check_private(req, vm)
     ev = req.event
     if isinstance(ev, s.PassthroughEvent):
         raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
@@ -224,7 +225,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
         vs_ok(req)
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
-        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)
         event = to_event(ev) if ev is not None else None
     state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
                       req.view, req.pati, req.vs_vendor)

@@ -419,6 +419,11 @@ class XenMapIn(XenDomainIn):
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
 
 
+PrivateFlag = Annotated[bool | None, Field(
+    exclude_if=lambda v: v is None, description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
+    "module); omitted or false = shared (the normal EPT)")]
+
+
 class ResolveRequest(Scenario):
     """One scenario: a VM, a vCPU's state and a guest-physical address, under one era."""
 
@@ -432,9 +437,7 @@ class ResolveRequest(Scenario):
                                          "decides is_mmio for the kernel version (not with mmio)")
     xen: XenIn | None = Field(None, exclude_if=lambda v: v is None,  # echoed bodies (presets) are reused for zap
                               description='Xen facts, with kernel "xen" only (a system id, not a KVM era)')
-    private: bool | None = Field(None, exclude_if=lambda v: v is None,
-                                 description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
-                                 "module); omitted or false = shared (the normal EPT)")
+    private: PrivateFlag = None
 
 
 class Cr0CdEvent(Strict):
@@ -1133,6 +1136,7 @@ class PermalinkRequest(Scenario):
     gpa: Addr = Field(0, json_schema_extra={"default": "0x0"})
     mmio: bool | None = Field(None, description="force is_mmio; omitted = from the memory map")
     host_page: HostPageIn | None = Field(None, description="the host page behind gpa, as in resolve")
+    private: PrivateFlag = None
     event: ZapEventIn | None = Field(None, description="the zap event (view zap)")
     vs: SystemId | None = Field(None, description="the second era (compare, view diff)")
     view: Literal["resolve", "zap", "diff"] = "resolve"

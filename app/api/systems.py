@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from ..kvm.eras import ERAS
 from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
 from ..kvm.scenario import Access, Event, VcpuState, VmConfig
+from ..kvm.scenario import check_private as core_check_private
 from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmResult, svm_kernel, svm_map, svm_resolve
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
@@ -132,7 +133,7 @@ def _tdx_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
         kernel = resolve_kernel(req.kernel)
         vm.validate()
         vm, vcpu, applied = tdx_state(req, vm, to_vcpu(req.vcpu))
-        access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
+        access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)
         is_mmio = access.is_mmio(vm)
         with _private_loc():
             res = tdx_resolve(vm, vcpu, req.gpa, is_mmio=is_mmio, private=private)
@@ -169,10 +170,10 @@ def zap_answer(a: ZapAudit, kernel: KernelInfo, vm: VmConfig, vcpu: VcpuState, e
     return json_response(s.ZapResponse.model_validate(s.View(a, kernel_info=kernel, permalink=link)))
 
 
-def check_private(req: s.ResolveRequest, vm: VmConfig) -> None:
-    if req.private is not None and vm.vm_type != VM_TYPE_TDX:
-        raise RuleViolation(MemTypeError("private", "private given for a VM that is not a TD",
-                                         "private GPAs (Secure EPT) exist only with vm.type tdx"), ["body", "private"])
+def check_private(req: s.ResolveRequest | s.PermalinkRequest, vm: VmConfig) -> None:
+    """The core's rule (app.kvm.scenario.check_private), before the request is dispatched."""
+    with core_errors():
+        core_check_private(req.private, vm)
 
 
 def kind_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:

@@ -21,7 +21,7 @@ from ..x86.mtrr import (
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .host_page import NEWEST, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
 from .host_page import PRESETS as HOST_PAGES
-from .vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
+from .vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPE_TDX, VM_TYPES
 
 RAM = "ram"
 MMIO = "mmio"
@@ -186,6 +186,14 @@ class VcpuState:
         return self
 
 
+def check_private(private: bool | None, vm: VmConfig) -> None:
+    """Only a TD has private GPAs (the Secure EPT the TDX module builds): saying private or
+    shared for any other VM is refused rather than ignored."""
+    if private is not None and vm.vm_type != VM_TYPE_TDX:
+        raise MemTypeError("private", "private given for a VM that is not a TD",
+                           "private GPAs (Secure EPT) exist only with vm.type tdx")
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
     """The address under study; `mmio` None means: follow `host_page`, else the memory map
@@ -194,6 +202,9 @@ class Access:
     gpa: int = 0
     mmio: bool | None = None
     host_page: HostPage | None = None
+    private: bool | None = None
+    """A TD's GPA is private (the Secure EPT, app.kvm.tdx); None: not said (shared). Only a
+    TD has private GPAs: the API refuses it for any other VM (app/api/systems.py)."""
 
     def validate(self, vm: VmConfig) -> Access:
         if not 0 <= self.gpa < 1 << vm.maxphyaddr:
@@ -204,6 +215,7 @@ class Access:
                 raise MemTypeError("host_page", "given together with mmio",
                                    "mmio forces is_mmio; host_page lets kvm_is_mmio_pfn() decide: give one")
             self.host_page.validate()
+        check_private(self.private, vm)
         return self
 
     def host_page_for(self, vm: VmConfig) -> tuple[HostPage | None, str]:
