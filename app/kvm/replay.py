@@ -55,9 +55,11 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
   event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
   and the range an MTRR write names is worked out once for all eras (`ZapInput`).
-* The cyclic garbage collector is paused while a replay runs (`_no_cycle_collection`):
-  the replay's data is acyclic, and the collector's rescans of the growing tables were
-  a third of an adversarial replay.
+* A new transition's decisions are worked out once per zap rule, not once per era
+  (`_rule_of`: what `era.decide` reads without an audit); v4.2 and v6.7 share their
+  `update_mtrr()` rule, so an MTRR write is decided twice for the six eras, not three times.
+* The replay changes no process state (the cyclic collector runs as usual: a server's
+  worker threads share it).
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
@@ -440,11 +442,13 @@ class _Walk:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
-        tid = self.trans.get((vid, sid, ev))
+        k = (vid, sid, ev)
+        tid = self.trans.get(k)
         if tid is None:
             if len(self.states) >= TABLE_LIMIT:
                 self.reset([self.states[s] for s in self.cur])
                 sid = self.cur[v]
+                k = (vid, sid, ev)
             vm, before = self.vms[vid], self.states[sid]
             try:
                 vm_after, after = apply_event(vm, before, ev)
@@ -458,7 +462,7 @@ class _Walk:
                     known = self.vm_ids[vm_after] = len(self.vms)
                     self.vms.append(vm_after)
                 vid_after = known
-            tid = self.trans[vid, sid, ev] = len(self.edges)
+            tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
         self.cur[v] = self.edges[tid][3]
         return tid
