@@ -30,6 +30,7 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
+from typing import cast
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
@@ -266,7 +267,7 @@ class Cells:
             if e > s and pos < e < b:
                 cuts.add(e)
         dt = mtrr.def_type & 0xFF
-        walks = self._walks
+        walks = cast("dict[tuple, Lookup]", self._walks)  # the var keys hold lookups
         pts = sorted(cuts) if len(cuts) > 2 else (pos, b)
         for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)

@@ -497,7 +497,7 @@ class _EraReplay:
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
         self.by_source = dict.fromkeys(SOURCES, 0)
-        self.records: list[tuple] = []  # ZapCallRecord fields; the records are made at the end
+        self.records: list[ZapCallRecord] = []
         self.truncated = False
         self.last: dict[Range, Sequence[Run]] = {}
 
@@ -559,7 +559,7 @@ class _EraReplay:
             if b <= a:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append((i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
@@ -603,7 +603,7 @@ class _EraReplay:
                 self.calls_cd += cd
                 self.dups += dup
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
+                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
                     self.truncated = True
 
@@ -626,7 +626,7 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple(ZapCallRecord(*r) for r in self.records),
+            stale_ranges=tuple(stale_ranges), calls=tuple(self.records),
             calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
 
