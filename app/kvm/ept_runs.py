@@ -273,9 +273,7 @@ class Cells:
             page = s & ~(PAGE - 1)
             top = page + PAGE
             k = ("var", dt, tuple([t for rs, re_, t in ranges if rs < top and re_ > page]))
-            lk = walks.get(k)
-            if lk is None:
-                lk = self._walk(k, mtrr, s)
+            lk = walks.get(k) or self._walk(k, mtrr, s)  # (a Lookup is never falsy)
             if out and out[-1][2] is lk:
                 out[-1] = (out[-1][0], e, lk)
             else:
