@@ -30,6 +30,7 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
+from typing import cast
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
@@ -121,10 +122,27 @@ def pieces(x: Sequence[Run], y: Sequence[Run]) -> Iterator[tuple[int, int, int, 
 
 
 def agree(x: Sequence[Run], y: Sequence[Run]) -> int:
-    """Bytes where two run lists over the same address set hold the same key."""
+    """Bytes where two run lists over the same address set hold the same key.
+
+    The walk of `pieces`, written out: a replay compares a window of the EPT with what a
+    zap refaults at every call, and the generator's per-piece cost was most of that."""
     if x is y:
         return sum(e - s for s, e, _ in x)
-    return sum(e - s for s, e, xk, yk in pieces(x, y) if xk == yk)
+    out = i = j = 0
+    nx, ny = len(x), len(y)
+    while i < nx and j < ny:
+        xs, xe, xk = x[i]
+        ys, ye, yk = y[j]
+        if xk == yk:
+            s = xs if xs > ys else ys
+            e = xe if xe < ye else ye
+            if s < e:
+                out += e - s
+        if xe <= ye:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 def merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
@@ -171,7 +189,7 @@ class Cells:
         self._walks: dict[tuple, object] = {}
         # var_mtrr_range() by pair object: a write changes one pair and keeps the other
         # objects; each entry holds its pair, so the id stays that pair's
-        self._ranges: dict[int, tuple[VarMtrr, int, int]] = {}
+        self._ranges: dict[int, tuple[VarMtrr, int, int, int]] = {}  # (pair, start, end, type)
 
     def _remember(self, k: tuple, r: object) -> object:
         if len(self._walks) >= MEMO_LIMIT:
@@ -240,26 +258,22 @@ class Cells:
             if r is None or r[0] is not p:
                 if len(known) >= MEMO_LIMIT:
                     known.clear()
-                r = known[id(p)] = (p, *var_mtrr_range(p, self.maxphyaddr))
-            _, s, e = r
+                r = known[id(p)] = (p, *var_mtrr_range(p, self.maxphyaddr), p.base & 0xFF)
+            _, s, e, t = r
             if s < b and e > pos:
-                ranges.append((s, e, p.base & 0xFF))
+                ranges.append((s, e, t))
             if pos < s < b:
                 cuts.add(s)
             if e > s and pos < e < b:
                 cuts.add(e)
         dt = mtrr.def_type & 0xFF
-        if len(cuts) == 2:
-            page = pos & ~(PAGE - 1)
-            seen = tuple(t for rs, re_, t in ranges if rs < page + PAGE and re_ > page)
-            out.append((pos, b, self._walk(("var", dt, seen), mtrr, pos)))
-            return out
-        pts = sorted(cuts)
+        walks = cast("dict[tuple, Lookup]", self._walks)  # the var keys hold lookups
+        pts = sorted(cuts) if len(cuts) > 2 else (pos, b)
         for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)
             top = page + PAGE
-            seen = tuple(t for rs, re_, t in ranges if rs < top and re_ > page)
-            lk = self._walk(("var", dt, seen), mtrr, s)
+            k = ("var", dt, tuple([t for rs, re_, t in ranges if rs < top and re_ > page]))
+            lk = walks.get(k) or self._walk(k, mtrr, s)  # (a Lookup is never falsy)
             if out and out[-1][2] is lk:
                 out[-1] = (out[-1][0], e, lk)
             else:

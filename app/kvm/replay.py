@@ -55,9 +55,11 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
   event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
   and the range an MTRR write names is worked out once for all eras (`ZapInput`).
-* The cyclic garbage collector is paused while a replay runs (`_no_cycle_collection`):
-  the replay's data is acyclic, and the collector's rescans of the growing tables were
-  a third of an adversarial replay.
+* A new transition's decisions are worked out once per zap rule, not once per era
+  (`_rule_of`: what `era.decide` reads without an audit); v4.2 and v6.7 share their
+  `update_mtrr()` rule, so an MTRR write is decided twice for the six eras, not three times.
+* The replay changes no process state (the cyclic collector runs as usual: a server's
+  worker threads share it).
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
@@ -103,7 +105,7 @@ from .ept_runs import (
     splice,
     window,
 )
-from .era import Era, ZapInput
+from .era import Era, EventZap, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     EVENT_KINDS,
@@ -327,66 +329,97 @@ def _lru_get(cache: OrderedDict, k: object, make: Callable[[], object], limit: i
     return r
 
 
+def _rule_of(p: EventZap) -> EventZap:
+    """What decides the calls of an era's reaction to one event kind: `era.zap(z,
+    audit=False)` (`era.decide` with a `CallTrail`) reads `zaps`, `gate`, `separate_gate`,
+    `per_memslot` and whether `defer_while_cd` is set; the other fields name and cite the
+    checks, which only the audit trail shows. Eras with equal rules make the same calls for
+    the same input (v4.2's and v6.7's `update_mtrr()` rule differ only in citations), so a
+    replay works each transition's calls out once per rule, not once per era."""
+    return replace(p, id="", function="", condition="", commit="", trigger_commit="", detail_commit="",
+                   defer_while_cd="deferred" if p.defer_while_cd else "")
+
+
 class _Walk:
     """The era-independent part of a replay: every vCPU's state after every event.
 
     States are interned (equal states get one id), and a transition (VM config, state id,
     event) -> (VM config, state id) is computed once by `scenario.apply_event` and then
     looked up, so a boot that drives every vCPU through the same writes pays for the first
-    vCPU only. A transition gets a small integer id that the eras use to memoise their zap
-    decisions. Tables hold at most TABLE_LIMIT states; past that they start again from the
-    vCPUs' current states (ids change, answers do not)."""
+    vCPU only. A transition gets a small integer id that the replay uses to memoise every
+    era's zap decision. Tables hold at most TABLE_LIMIT states; past that they start again
+    from the vCPUs' current states (`generation` counts the starts; ids change, answers do
+    not)."""
 
     def __init__(self, trace: Trace) -> None:
         self.vms: list[VmConfig] = [trace.vm]
         self.vm_ids: dict[VmConfig, int] = {trace.vm: 0}
         self.cell_maker = Cells(trace.vm)
+        self.generation = -1
         self.reset([trace.initial] * trace.vcpus)
 
     def reset(self, current: list[VcpuState]) -> None:
+        self.generation += 1
         self.states: list[VcpuState] = []
         self.sid_of: dict[tuple, int] = {}
         # MTRR states by value, hashed cheaply: pairs are interned one by one, by object
         # first (a write keeps the other seven objects), by value on a miss
         self.mtrr_ids: dict[tuple, int] = {}
+        self.mtrr_pairs: list[tuple[int, ...]] = []  # per MTRR id: its pairs' ids
         self.pair_ids: dict[VarMtrr, int] = {}
         self.pair_by_obj: dict[int, tuple[VarMtrr, int]] = {}
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
-        # others (CD), and its MTRRs' id
-        self.fps: list[tuple[int, int, int]] = []
+        # others (CD), its MTRRs' id and its PAT's id
+        self.fps: list[tuple[int, int, int, int]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
-        self.inputs: dict[int, ZapInput] = {}  # the newest transitions' zap inputs, for the eras
-        self.generation = getattr(self, "generation", -1) + 1
         self.cur = [self.intern(st) for st in current]
 
-    def intern(self, st: VcpuState) -> int:
-        """The id of a state equal to `st` (its MTRRs hashed once, then known by their id)."""
-        mtrr = st.mtrr
-        pairs = self.pair_by_obj
-        ids = []
-        for p in mtrr.variable:
-            seen_p = pairs.get(id(p))
-            if seen_p is None or seen_p[0] is not p:
-                seen_p = pairs[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
-            ids.append(seen_p[1])
-        mk = (mtrr.def_type, mtrr.fixed, tuple(ids))
-        mid = self.mtrr_ids.get(mk)
-        if mid is None:
-            mid = self.mtrr_ids[mk] = len(self.mtrr_ids)
-        pat = st.pat
-        seen = self.pat_by_obj.get(id(pat))  # (the object, its id): it stays alive, so does its id()
-        if seen is None or seen[0] is not pat:
-            seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
-        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, seen[1], mid)
+    def _pair_id(self, p: VarMtrr) -> int:
+        seen = self.pair_by_obj.get(id(p))  # (the object, its id): it stays alive, so does its id()
+        if seen is None or seen[0] is not p:
+            seen = self.pair_by_obj[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
+        return seen[1]
+
+    def intern(self, st: VcpuState, like: int | None = None) -> int:
+        """The id of a state equal to `st`. `like` is the id of a state `st` was made from
+        (the state before an event): what `st` shares with it by object (its MTRRs, its
+        PAT, its other variable pairs: `apply_event` keeps what a write does not change)
+        keeps its id without being hashed again, so a write costs the part it changes."""
+        mtrr, pat = st.mtrr, st.pat
+        prev = self.states[like] if like is not None else None
+        pfp = self.fps[like] if like is not None else None
+        if prev is not None and prev.mtrr is mtrr:
+            mid = pfp[2]  # type: ignore[index]
+        else:
+            var = mtrr.variable
+            if prev is not None and len(prev.mtrr.variable) == len(var):
+                old_ids = self.mtrr_pairs[pfp[2]]  # type: ignore[index]
+                ids = tuple([n if p is q else self._pair_id(p)
+                             for p, q, n in zip(var, prev.mtrr.variable, old_ids, strict=True)])
+            else:
+                ids = tuple([self._pair_id(p) for p in var])
+            mk = (mtrr.def_type, mtrr.fixed, ids)
+            mid = self.mtrr_ids.get(mk)
+            if mid is None:
+                mid = self.mtrr_ids[mk] = len(self.mtrr_pairs)
+                self.mtrr_pairs.append(ids)
+        if prev is not None and prev.pat is pat:
+            pid = pfp[3]  # type: ignore[index]
+        else:
+            seen = self.pat_by_obj.get(id(pat))
+            if seen is None or seen[0] is not pat:
+                seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
+            pid = seen[1]
+        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, pid, mid)
         sid = self.sid_of.get(k)
         if sid is None:
             sid = self.sid_of[k] = len(self.states)
             self.states.append(st)
-            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid))
+            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid, pid))
         return sid
 
     def cells(self, sid: int | None, a: int, b: int) -> list:
@@ -394,20 +427,29 @@ class _Walk:
         memslots alone for `sid` None; shared by every era of the replay (LRU cached)."""
         if sid is None:
             return self.cell_maker.cells(None, a, b)
-        mtrr = self.states[sid].mtrr
-        return _lru_get(self.windows, (self.fps[sid][2], a, b),  # type: ignore[return-value]
-                        lambda: self.cell_maker.cells(mtrr, a, b), WINDOW_CACHE)
+        k = (self.fps[sid][2], a, b)
+        windows = self.windows
+        r = windows.get(k)
+        if r is None:
+            r = windows[k] = self.cell_maker.cells(self.states[sid].mtrr, a, b)
+            if len(windows) > WINDOW_CACHE:
+                windows.popitem(last=False)
+        else:
+            windows.move_to_end(k)
+        return r
 
     def step(self, i: int, te: TraceEvent, vid: int) -> int:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
-        k = (vid, self.cur[v], ev)
+        sid = self.cur[v]
+        k = (vid, sid, ev)
         tid = self.trans.get(k)
         if tid is None:
             if len(self.states) >= TABLE_LIMIT:
                 self.reset([self.states[s] for s in self.cur])
-                k = (vid, self.cur[v], ev)
-            vm, before = self.vms[vid], self.states[self.cur[v]]
+                sid = self.cur[v]
+                k = (vid, sid, ev)
+            vm, before = self.vms[vid], self.states[sid]
             try:
                 vm_after, after = apply_event(vm, before, ev)
             except MemTypeError as err:
@@ -421,36 +463,48 @@ class _Walk:
                     self.vms.append(vm_after)
                 vid_after = known
             tid = self.trans[k] = len(self.edges)
-            self.edges.append((vid, self.cur[v], vid_after, self.intern(after)))
-            self.inputs[tid] = ZapInput(vm, before, vm_after, after, ev)
+            self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
         self.cur[v] = self.edges[tid][3]
         return tid
+
+    def zap_input(self, tid: int, ev: Event) -> ZapInput:
+        """What the eras decide transition `tid` on."""
+        vid, sid, vid_after, sid_after = self.edges[tid]
+        return ZapInput(self.vms[vid], self.states[sid], self.vms[vid_after], self.states[sid_after], ev)
 
 
 class _EraReplay:
     """One era's EPT, counters and memos during a replay (see the module doc for the model)."""
 
-    def __init__(self, era: Era, trace: Trace, walk: _Walk) -> None:
+    def __init__(self, era: Era, trace: Trace, walk: _Walk, rule_ids: dict[EventZap, int]) -> None:
         vm = trace.vm
         era.check_vm(vm)
         self.era, self.trace, self.walk = era, trace, walk
         self.reads = era.reads_guest_mtrrs
         self.quiet = era.zap_policy.quiet_kinds  # event kinds this era never zaps on
+        # per event kind, the id of this era's rule in `rule_ids` (shared by the replay's eras:
+        # an EventZap hashes its enums in Python, so the rules are hashed here, once)
+        policy = era.zap_policy
+        self.rules = {kind: rule_ids.setdefault(_rule_of(getattr(policy, kind)), len(rule_ids))
+                      for kind in EVENT_KINDS}  # ZapPolicy names its EventZaps by Event.kind
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
-        self.decisions: list[tuple | None] = []
-        self.generation = walk.generation
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
         self.by_source = dict.fromkeys(SOURCES, 0)
         self.records: list[ZapCallRecord] = []
         self.truncated = False
-        self.last: dict[Range, tuple[Run, ...]] = {}
+        self.last: dict[Range, Sequence[Run]] = {}
+
+    def restart(self) -> None:
+        """The walk started its tables again: state ids, so fingerprints, changed meaning."""
+        self.layouts.clear()
+        self.regions.clear()
 
     def _lay(self, vid: int) -> Layouts:
         lay = self.lays.get(vid)
@@ -479,31 +533,16 @@ class _EraReplay:
         whole = self.layouts.get((vid, fp))
         if whole is not None:
             return clip_sorted(whole, a, b)
-        return _lru_get(self.regions, (vid, fp, a, b),  # type: ignore[return-value]
-                        lambda: self._runs(vid, sid, a, b), REGION_CACHE)
-
-    def decide(self, i: int, te: TraceEvent, tid: int) -> tuple | None:
-        walk = self.walk
-        if walk.generation != self.generation:  # the walk started its tables again
-            self.generation, self.decisions = walk.generation, []
-            self.layouts.clear()
-            self.regions.clear()
-        if tid < len(self.decisions):
-            return self.decisions[tid]
-        vid, _, vid_after, sid_after = walk.edges[tid]
-        vm_after = walk.vms[vid_after]
-        if vid_after != vid or type(te.event) is NoncoherentDma:
-            try:
-                self.era.check_vm(vm_after)
-            except MemTypeError as err:
-                raise _event_error(i, te, err) from None
-        if te.event.kind in self.quiet:
-            out = None
+        k = (vid, fp, a, b)
+        regions = self.regions
+        r = regions.get(k)
+        if r is None:
+            r = regions[k] = self._runs(vid, sid, a, b)
+            if len(regions) > REGION_CACHE:
+                regions.popitem(last=False)
         else:
-            d = self.era.zap(walk.inputs[tid], audit=False)  # the calls only: no audit steps
-            out = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
-        self.decisions.append(out)
-        return out
+            regions.move_to_end(k)
+        return r
 
     def _slot_pieces(self, a: int, b: int) -> list[Range]:
         m = self.mapped
@@ -515,40 +554,43 @@ class _EraReplay:
         ev = te.event
         cd = self.walk.states[sid].cr0_cd
         lo, hi = self.lo, self.hi
+        records = self.records
         for a, b in calls:
             if b <= a:
                 self.empty_calls += 1
-                if len(self.records) < MAX_CALL_RECORDS:
-                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                if len(records) < MAX_CALL_RECORDS:
+                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
             region: list[Run] | None = None
             for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
+                content: Sequence[Run]
                 if pa <= lo and pb >= hi:
                     # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
-                    target = self.full(vid, sid)
+                    content = self.full(vid, sid)
                     zp = self.total
-                    same = agree(self.ept, target) >> 12
-                    self.ept = content = target
+                    same = agree(self.ept, content) >> 12
+                    self.ept = content
                 else:
                     if region is None:
                         region = self.region(vid, sid, a, b)
-                    new = region if (pa, pb) == (a, b) else clip_sorted(region, pa, pb)
-                    zp = sum(e - s for s, e, _ in new) >> 12
+                    content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
+                    zp = sum(e - s for s, e, _ in content) >> 12
                     if zp:
                         ept = self.ept
                         x, y = window(ept, pa, pb)
-                        same = agree(ept[x:y], new) >> 12  # pieces() only walks where both are
+                        same = agree(ept[x:y], content) >> 12  # pieces() only walks where both are
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, new)
+                            splice(ept, pa, pb, content)
                     else:
                         same = 0
-                    content = tuple(new)
                 # Duplicate: this range was zapped before and nothing in it has changed since
                 # (its entries are what that call left, and this call changes none of them).
+                # (A range is always the whole or always a window, so `content` is always a
+                # tuple or always a list for it; neither is ever changed in place.)
                 last = self.last
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
@@ -560,8 +602,8 @@ class _EraReplay:
                 self.excess_pages += same
                 self.calls_cd += cd
                 self.dups += dup
-                if len(self.records) < MAX_CALL_RECORDS:
-                    self.records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
+                if len(records) < MAX_CALL_RECORDS:
+                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
                     self.truncated = True
 
@@ -584,26 +626,66 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple(self.records), calls_truncated=self.truncated,
-            calls_by_source=self.by_source,
+            stale_ranges=tuple(stale_ranges), calls=tuple(self.records),
+            calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
+
+
+def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int) -> tuple | None:
+    """Every era's zap decision for a new transition, in era order (a refusal names the
+    first era that refuses): None for an era whose policy never zaps on the event's kind
+    (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
+    when there are no calls. Eras with the same rule share one decision (`_rule_of`).
+    The row is None when no era zaps."""
+    vid, _, vid_after, sid_after = walk.edges[tid]
+    ev = te.event
+    vm_changed = vid_after != vid or type(ev) is NoncoherentDma
+    made: dict[int, tuple | None] = {}
+    z: ZapInput | None = None
+    row: list[tuple | None] = []
+    for r in runs:
+        if vm_changed:
+            try:
+                r.era.check_vm(walk.vms[vid_after])
+            except MemTypeError as err:
+                raise _event_error(i, te, err) from None
+        if ev.kind in r.quiet:
+            row.append(None)
+            continue
+        rule = r.rules[ev.kind]
+        if rule not in made:
+            if z is None:
+                z = walk.zap_input(tid, ev)
+            d = r.era.zap(z, audit=False)  # the calls only: no audit steps
+            made[rule] = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+        row.append(made[rule])
+    return tuple(row) if any(d is not None for d in row) else None
 
 
 def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     """Replay `trace` against several eras in one pass over the events: the vCPU states are
-    worked out once (`_Walk`) and every era applies its own zap policy to each event."""
+    worked out once (`_Walk`), every transition's decisions once (`_decide`), and every era
+    applies its own decisions to its own EPT."""
     walk = _Walk(trace)
-    runs = [_EraReplay(era, trace, walk) for era in eras]
+    rule_ids: dict[EventZap, int] = {}
+    runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
+    rows: list[tuple | None] = []  # per transition id: every era's decision
+    gen = walk.generation
     vid = 0
     for i, te in enumerate(trace.events):
-        if walk.inputs:
-            walk.inputs.clear()
         tid = walk.step(i, te, vid)
-        gen = walk.generation
-        for r in runs:
-            d = r.decisions[tid] if tid < len(r.decisions) and r.generation == gen else r.decide(i, te, tid)
-            if d is not None:
-                r.zap(i, te, d)
+        if walk.generation != gen:  # the walk started its tables again: new transition ids
+            gen = walk.generation
+            rows = []
+            for r in runs:
+                r.restart()
+        if tid == len(rows):
+            rows.append(_decide(runs, walk, i, te, tid))
+        row = rows[tid]
+        if row is not None:
+            for r, d in zip(runs, row, strict=True):
+                if d is not None:
+                    r.zap(i, te, d)
         vid = walk.edges[tid][2]
     return [r.result(vid) for r in runs]
 
