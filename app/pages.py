@@ -23,6 +23,8 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/mtrr-pair-fields  a raw pair with type and V set (app.x86.mtrr.with_fields)
   POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
   POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern)
+  POST /page/batch             several of the page's POST requests in one round trip, each
+                               answered by its own endpoint (app/page_batch.py)
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
@@ -46,6 +48,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from . import page_batch
 from .analysis import apply_pattern
 from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
@@ -294,6 +297,7 @@ def register_views(req: RegistersIn) -> dict:
 
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    router.include_router(page_batch.build_router())  # POST /page/batch: one round trip per update
     # what every page shows whatever its state: computed once
     fixed = {
         "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],

@@ -488,6 +488,28 @@ async function api(path, body, signal, text = false, page = false) {
   return text ? r.text() : r.json();
 }
 
+async function batch(parts, signal) {
+  // parts: {key: [endpoint name, body] or null} -> {key: a settled result ({status:
+  // "fulfilled", value} or {status: "rejected", reason: ApiError})}, as Promise.allSettled
+  // gives; one POST /page/batch (app/page_batch.py) answers every part with its endpoint's
+  // own answer. A failed batch (abort, network, 4xx/5xx of the batch) rejects every part.
+  const keys = Object.keys(parts).filter((k) => parts[k]);
+  const out = {};
+  if (!keys.length) return out;
+  try {
+    const answer = await api(`${PAGE}/batch`, { parts: keys.map((k) => ({ name: parts[k][0], body: parts[k][1] })) },
+      signal, false, true);
+    keys.forEach((k, i) => {
+      const p = answer.parts[i];
+      out[k] = p.status === 200 ? { status: "fulfilled", value: p.body }
+        : { status: "rejected", reason: new ApiError(p.status, p.body) };
+    });
+  } catch (e) {
+    keys.forEach((k) => { out[k] = { status: "rejected", reason: e }; });
+  }
+  return out;
+}
+
 // -- errors next to the controls --------------------------------------------------------
 
 function locKey(loc) {
@@ -633,35 +655,40 @@ async function update() {
     refused.forEach((row) => { $(".v-err", row).textContent = row.dataset.refused; });
     PANELS.forEach((p) => setStale(p, true, "a variable range above is refused"));
     setLink(null, "a variable range is refused");
-    finishRedraw();
+    await finishRedraw(my);
     document.body.dataset.busy = "0";
     document.body.dataset.ready = "1";
     if (inflight === ctrl) inflight = null;
     return;
   }
-  // The permalink is asked for with the answers but only awaited after drawing: it is off
-  // the toggle->redraw path. An invalid state (422) has no link: Copy link says so.
-  const linkReq = api("/permalink", permalinkBody(st), ctrl.signal).then((a) => ({ a }), (e) => ({ e }));
-
+  // Every answer of this update in one round trip (POST /page/batch: each part is served by
+  // its own endpoint, unchanged); the register views and the era diff only when not cached.
   const body = resolveBody(st);
-  const tasks = {
-    regs: registersFor(registersBody(), ctrl.signal),
-    a: api("/resolve", body, ctrl.signal),
-    map: api("/map", { ...st.scenario, pat_index: st.pati }, ctrl.signal),
-    b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
-    zap: st.event ? api("/zap", { ...st.scenario, event: st.event }, ctrl.signal) : null,
-    diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
+  const regsBody = registersBody();
+  const regsKey = JSON.stringify(regsBody);
+  const diffKey = st.vs ? `${st.scenario.kernel}|${st.vs}` : null;
+  const parts = {
+    // the permalink rides along; the address bar is written after the frame is painted
+    link: ["permalink", permalinkBody(st)],
+    regs: regsLast.key === regsKey ? null : ["registers", regsBody],
+    a: ["resolve", body],
+    map: ["map", { ...st.scenario, pat_index: st.pati }],
+    b: st.vs ? ["resolve", resolveBody(st, st.vs)] : null,
+    zap: st.event ? ["zap", { ...st.scenario, event: st.event }] : null,
+    diff: st.vs && !diffCache.has(diffKey) ? ["diff", { a: st.scenario.kernel, b: st.vs, limit: 0 }] : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
-    // (asked only while that section is open: two more requests on the redraw path)
-    bmap: st.vs && sideOpen() ? api("/map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }, ctrl.signal) : null,
-    bzap: st.vs && st.event && sideOpen() ? api("/zap", { ...st.scenario, kernel: st.vs, event: st.event }, ctrl.signal) : null,
+    // (asked only while that section is open)
+    bmap: st.vs && sideOpen() ? ["map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }] : null,
+    bzap: st.vs && st.event && sideOpen() ? ["zap", { ...st.scenario, kernel: st.vs, event: st.event }] : null,
   };
-  const keys = Object.keys(tasks);
-  const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
+  const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
-  const res = {};
-  keys.forEach((k, i) => { res[k] = settled[i]; });
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
+  const cached = (v) => ({ status: "fulfilled", value: v });
+  if (res.regs?.status === "fulfilled") regsLast = { key: regsKey, answer: res.regs.value };
+  else if (!res.regs) res.regs = cached(regsLast.answer);
+  if (res.diff?.status === "fulfilled") diffCache.set(diffKey, res.diff.value);
+  else if (!res.diff && diffKey) res.diff = cached(diffCache.get(diffKey));
 
   clearErrors();
   setStatus("");
@@ -671,10 +698,11 @@ async function update() {
     console.warn("draw failed", e);  // never crash the page; keep the last drawing
     setStatus(`could not draw: ${e.message}`, true);
   }
-  finishRedraw();
-
-  const answer = await linkReq;
+  // The address bar, the link and the active preset after the frame is painted: the
+  // history API lays the page out again (it saves the scroll position), off the redraw path.
+  await finishRedraw(my);
   if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
+  const answer = res.link.status === "fulfilled" ? { a: res.link.value } : { e: res.link.reason };
   if (answer.a) {
     setLink(answer.a);
     commitHistory(answer.a.query, st);
@@ -687,24 +715,34 @@ async function update() {
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
 }
-function finishRedraw() {
-  performance.mark("redrawn");
-  try {
-    const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
-    window.__lastRedrawMs = m.duration;
-  } catch { /* no toggle mark yet */ }
-  window.__redrawCount = (window.__redrawCount || 0) + 1;
-  performance.clearMarks("toggle");
-  performance.clearMeasures("toggle->redrawn");
+function afterPaint() {
+  // Resolves once the frame with this task's DOM writes is rendered: a task posted from
+  // requestAnimationFrame runs after that frame's style, layout and paint. A hidden page
+  // renders no frames, so it resolves at once there.
+  return new Promise((resolve) => {
+    if (document.visibilityState === "hidden") { setTimeout(resolve, 0); return; }
+    requestAnimationFrame(() => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => resolve();
+      ch.port2.postMessage(null);
+    });
+  });
 }
-
-async function diffFor(a, b, signal) {
-  // The diff covers a fixed state space: cache it per era pair. limit 0: counts and groups only.
-  const key = `${a}|${b}`;
-  if (diffCache.has(key)) return diffCache.get(key);
-  const d = await api("/diff", { a, b, limit: 0 }, signal);
-  diffCache.set(key, d);
-  return d;
+async function finishRedraw(my = seq) {
+  // "toggle" (changed()) -> "redrawn": the frame showing the new answers is painted.
+  await afterPaint();
+  performance.mark("redrawn");
+  if (my === seq) {
+    try {
+      const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
+      window.__lastRedrawMs = m.duration;
+    } catch { /* no toggle mark yet */ }
+    performance.clearMarks("toggle");
+  }
+  window.__redrawnAt = performance.now();
+  window.__redrawCount = (window.__redrawCount || 0) + 1;
+  performance.clearMarks("redrawn");
+  performance.clearMeasures("toggle->redrawn");
 }
 
 function draw(st, res) {
