@@ -977,19 +977,101 @@ function mapScale(runs) {
   return { segs, x };
 }
 
-function lane(name, cls = "") {
-  return el("div", { class: `lane ${cls}` }, el("span", { class: "lname" }, name));
+// -- drawing in place ------------------------------------------------------------------------
+// The map and its tables are redrawn on every toggle. Rebuilding them made the browser
+// restyle and lay out every node again; instead h() describes the children and render()
+// patches them into the element, reusing the nodes already there and writing only the
+// attributes and texts that differ (a toggle changes a few classes and labels).
+
+const h = (tag, attrs = {}, ...children) => ({ tag, attrs, children: children.flat() });
+function specOf(node) {
+  // an element built by el() (typeChip, expBadge, abbr) as h() would describe it
+  if (node.nodeType !== 1) return node.textContent;
+  const attrs = {};
+  for (const at of node.attributes) attrs[at.name] = at.value;
+  return { tag: node.localName, attrs, children: Array.from(node.childNodes, specOf) };
 }
-function bar(x0, x1, cls, text, title, tag = "div") {
+function patchAttrs(e, attrs) {
+  // attrs as el() takes them (class, style via the CSSOM, true = present), events aside
+  const want = new Map();
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false || k === "style") continue;
+    want.set(k, v === true ? "" : String(v));
+  }
+  for (const at of Array.from(e.attributes)) {
+    if (at.name !== "style" && !want.has(at.name)) e.removeAttribute(at.name);
+  }
+  for (const [k, v] of want) if (e.getAttribute(k) !== v) e.setAttribute(k, v);
+  const css = attrs.style || "";
+  if ((e.__css ?? "") !== css) { e.style.cssText = css; e.__css = css; }  // CSSOM: the CSP allows it
+}
+function render(parent, kids) {
+  const old = parent.childNodes;
+  let i = 0;
+  for (let k of kids) {
+    if (k == null || k === false) continue;
+    if (k instanceof Node) k = specOf(k);
+    const o = old[i++];
+    if (typeof k !== "object") {
+      const t = String(k);
+      if (o && o.nodeType === 3) { if (o.data !== t) o.data = t; } else if (o) parent.replaceChild(document.createTextNode(t), o);
+      else parent.append(t);
+      continue;
+    }
+    let e = o;
+    if (!o || o.nodeType !== 1 || o.localName !== k.tag) {
+      e = document.createElement(k.tag);
+      if (o) parent.replaceChild(e, o); else parent.append(e);
+    }
+    patchAttrs(e, k.attrs);
+    render(e, k.children);
+  }
+  while (old.length > i) parent.lastChild.remove();
+}
+
+function lane(name, cls = "", attrs = {}, segs = []) {
+  return h("div", { class: `lane ${cls}`, ...attrs }, h("span", { class: "lname" }, name), segs);
+}
+function bar(x0, x1, cls, text, title, tag = "div", attrs = {}) {
   const w = Math.max(x1 - x0, 0.25);
-  return el(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title }, text);
+  return h(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title, ...attrs }, text ?? []);
+}
+
+// The lanes' width (for thinning the axis labels), kept by a ResizeObserver: a redraw never
+// reads layout (a read after the writes would force the browser to lay the page out twice).
+const mapWidths = new WeakMap();
+const mapSizes = typeof ResizeObserver === "function"
+  ? new ResizeObserver((entries) => { for (const en of entries) mapWidths.set(en.target, en.contentRect.width); }) : null;
+function mapWidth(box) {
+  if (!mapWidths.has(box)) {
+    mapWidths.set(box, box.clientWidth - 64);  // once per box, at its first drawing
+    mapSizes?.observe(box);
+  }
+  return Math.max(1, mapWidths.get(box));
+}
+// One click handler per map (not one per segment): a click on a run of the main lane
+// studies the address under the pointer (the run's start for a keyboard click).
+const mapClickBoxes = new WeakSet();
+function mapClicks(box) {
+  if (mapClickBoxes.has(box)) return;
+  mapClickBoxes.add(box);
+  box.addEventListener("click", (ev) => {
+    const b = ev.target instanceof Element ? ev.target.closest(".lane.main .seg") : null;
+    if (!b || !box.contains(b)) return;
+    const s = Number(BigInt(b.dataset.start)), e = Number(BigInt(b.dataset.end));
+    const rect = b.getBoundingClientRect();
+    const frac = ev.detail === 0 || rect.width === 0 ? 0 : Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
+    const addr = Math.floor((s + frac * (e - s)) / 4096) * 4096;
+    ctl.gpa.value = hex(BigInt(Math.min(addr, e - 4096)));
+    changed();
+  });
 }
 
 function drawMap(map, res, st, zap, opt = {}) {
   // opt.box: draw the lanes elsewhere (the compare panel), on the scale of opt.scaleRuns
   // (both eras' run boundaries, so the two maps line up); the legend and tables are the main map's.
   const box = opt.box || $("#map");
-  box.replaceChildren();
+  mapClicks(box);
   let { segs, x } = mapScale(opt.scaleRuns || map.runs);
   if (opt.scaleRuns) {
     segs = map.runs.map((r) => {
@@ -1000,73 +1082,47 @@ function drawMap(map, res, st, zap, opt = {}) {
 
   // the MTRR lane: the server's default range under the programmed ranges (map.mtrr: E and
   // the type where no range applies, app.kvm.memmap.mtrr_default)
-  const mt = lane("MTRR");
   const dflt = map.mtrr.default;
-  mt.dataset.enabled = map.mtrr.enabled ? "1" : "0";
-  mt.append(bar(0, 100, `${typeClass(dflt.type)} mtrr-default`,
-    map.mtrr.enabled ? `default ${dflt.type}` : `MTRRs disabled (E=0): guest expects ${dflt.type}`,
-    map.mtrr.enabled ? `MTRRdefType default type ${dflt.type} wherever no range applies (${dflt.start}-${dflt.end})`
-      : `MTRRdefType.E=0: ${dflt.type} everywhere, whatever the ranges hold`));
-  for (const r of map.mtrr.enabled ? map.mtrr_ranges : []) {
-    const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
-    const x0 = x(s), x1 = x(e);
-    mt.append(bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
-      `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`));
-  }
+  const mt = lane("MTRR", "", { "data-enabled": map.mtrr.enabled ? "1" : "0" }, [
+    bar(0, 100, `${typeClass(dflt.type)} mtrr-default`,
+      map.mtrr.enabled ? `default ${dflt.type}` : `MTRRs disabled (E=0): guest expects ${dflt.type}`,
+      map.mtrr.enabled ? `MTRRdefType default type ${dflt.type} wherever no range applies (${dflt.start}-${dflt.end})`
+        : `MTRRdefType.E=0: ${dflt.type} everywhere, whatever the ranges hold`),
+    ...(map.mtrr.enabled ? map.mtrr_ranges : []).map((r) => {
+      const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
+      return bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
+        `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`);
+    }),
+  ]);
 
   const patType = res && res.pat && res.pat[map.pat_index] ? res.pat[map.pat_index].pat_type : "";
-  const main = lane(`PA${map.pat_index} ${patType}`, "main");
-  for (const g of segs) {
+  const main = lane(`PA${map.pat_index} ${patType}`, "main", {}, segs.map((g) => {
     const r = g.run;
     const mapped = r.kind !== "unmapped";
     const title = mapped
       ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${expectWords(r.relation)}), page ${r.page_size}`
       : `${r.start}-${r.end}: no memslot, no EPT leaf`;
-    const b = bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped",
-      null, title, "button");
-    b.type = "button";
-    b.dataset.start = r.start;
-    b.dataset.end = r.end;
-    b.setAttribute("aria-label", title);
-    if (mapped && g.w > 2.2) {
-      b.append(el("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")));
-    }
-    b.addEventListener("click", (ev) => {
-      const rect = b.getBoundingClientRect();
-      const frac = ev.detail === 0 || rect.width === 0 ? 0 : Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
-      const addr = Math.floor((g.s + frac * (g.e - g.s)) / 4096) * 4096;
-      ctl.gpa.value = hex(BigInt(Math.min(addr, g.e - 4096)));
-      changed();
-    });
-    main.append(b);
-  }
+    const label = mapped && g.w > 2.2
+      ? h("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")) : null;
+    return bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped", label, title, "button",
+      { type: "button", "data-start": r.start, "data-end": r.end, "aria-label": title });
+  }));
 
-  const kind = lane("memslot");
-  const page = lane("page");
-  for (const g of segs) {
-    const r = g.run;
-    kind.append(bar(g.x0, g.x0 + g.w, `kind-${r.kind}`, g.w > 2.2 && r.kind !== "unmapped" ? r.kind.toUpperCase() : "", `${r.kind}: ${r.label}`));
-    if (r.page_size) page.append(bar(g.x0, g.x0 + g.w, `pg pg-${r.page_size}`, g.w > 1.6 ? r.page_size : "", `largest page here: ${r.page_size}`));
-  }
-  box.append(mt, main, kind, page);
+  const kind = lane("memslot", "", {}, segs.map((g) => bar(g.x0, g.x0 + g.w, `kind-${g.run.kind}`,
+    g.w > 2.2 && g.run.kind !== "unmapped" ? g.run.kind.toUpperCase() : "", `${g.run.kind}: ${g.run.label}`)));
+  const page = lane("page", "", {}, segs.filter((g) => g.run.page_size).map((g) => bar(g.x0, g.x0 + g.w,
+    `pg pg-${g.run.page_size}`, g.w > 1.6 ? g.run.page_size : "", `largest page here: ${g.run.page_size}`)));
 
-  if (zap) {
-    for (const [name, cls, list] of [["zapped", "z-zapped", zap.zapped], ["needed", "z-needed", zap.needed],
-      ["stale", "z-stale", zap.stale], ["excess", "z-excess", zap.excess]]) {
-      const l = lane(name, "zap");
-      l.dataset.zapLane = name;
-      for (const r of list) {
-        const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
-        l.append(bar(x0, x1, `z ${cls}`, x1 - x0 > 4 ? name : "", `${name} ${r.start}-${r.end} (${r.pages} pages)`));
-      }
-      if (!list.length) l.append(el("span", { class: "empty" }, "none"));
-      box.append(l);
-    }
-  }
+  const zapLanes = !zap ? [] : [["zapped", "z-zapped", zap.zapped], ["needed", "z-needed", zap.needed],
+    ["stale", "z-stale", zap.stale], ["excess", "z-excess", zap.excess]].map(([name, cls, list]) => lane(name, "zap",
+    { "data-zap-lane": name }, list.length ? list.map((r) => {
+      const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
+      return bar(x0, x1, `z ${cls}`, x1 - x0 > 4 ? name : "", `${name} ${r.start}-${r.end} (${r.pages} pages)`);
+    }) : [h("span", { class: "empty" }, "none")]));
 
   // axis: run boundaries, thinned so labels do not collide (about 6.5 px per character)
-  const axis = el("div", { class: "axis", "aria-hidden": "true" });
-  const widthPx = Math.max(1, box.clientWidth - 64);
+  const ticks = [];
+  const widthPx = mapWidth(box);
   let lastX = -1e9, lastLen = 0;
   const pts = [...segs.map((g) => [g.x0, g.s]), [100, segs.length ? segs[segs.length - 1].e : 0]];
   pts.forEach(([px, addr], i) => {
@@ -1074,47 +1130,44 @@ function drawMap(map, res, st, zap, opt = {}) {
     const need = ((lastLen + label.length) / 2) * 6.5 + 6;
     const isLast = i === pts.length - 1;
     if ((px - lastX) / 100 * widthPx < need && !isLast) return;
-    if (isLast && (px - lastX) / 100 * widthPx < need) axis.lastChild?.remove();
-    axis.append(el("span", { style: `left:${px}%` }, label));
+    if (isLast && (px - lastX) / 100 * widthPx < need) ticks.pop();
+    ticks.push(h("span", { style: `left:${px}%` }, label));
     lastX = px; lastLen = label.length;
   });
-  box.append(axis);
+  const axis = h("div", { class: "axis", "aria-hidden": "true" }, ticks);
 
   const g = parseHex(st.gpa);
-  if (g != null) {
-    const overlay = el("div", { class: "overlay", "aria-hidden": "true" },
-      el("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
-    box.append(overlay);
-  }
+  const overlay = g == null ? null : h("div", { class: "overlay", "aria-hidden": "true" },
+    h("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
+  render(box, [mt, main, kind, page, ...zapLanes, axis, overlay]);
 
   if (opt.box) return;
 
   // legend
-  const lg = $("#legend");
-  lg.replaceChildren(
-    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
-    el("span", {}, el("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
-    el("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
-  );
+  render($("#legend"), [
+    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => h("span", {}, h("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
+    h("span", {}, h("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
+    h("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
+  ]);
 
   // runs table
   $("#runs-count").textContent = String(map.runs.length);
   const here = g == null ? -1 : map.runs.findIndex((r) => Number(BigInt(r.start)) <= Number(g) && Number(g) < Number(BigInt(r.end)));
-  $("#runs-table tbody").replaceChildren(...map.runs.map((r, i) => el("tr", { class: i === here ? "here" : "", "data-start": r.start },
-    el("td", { class: "range" }, `${r.start}-${r.end}`, el("br"), el("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
-    el("td", {}, r.kind === "unmapped" ? el("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
-    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
-    el("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
-    el("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
-    el("td", {}, r.effective ? typeChip(r.effective) : ""),
-    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
-    el("td", {}, r.relation ? expBadge(r.relation) : ""),
-    el("td", {}, r.page_size),
+  render($("#runs-table tbody"), map.runs.map((r, i) => h("tr", { class: i === here ? "here" : "", "data-start": r.start },
+    h("td", { class: "range" }, `${r.start}-${r.end}`, h("br"), h("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
+    h("td", {}, r.kind === "unmapped" ? h("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
+    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
+    h("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
+    h("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
+    h("td", {}, r.effective ? typeChip(r.effective) : ""),
+    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
+    h("td", {}, r.relation ? expBadge(r.relation) : ""),
+    h("td", {}, r.page_size),
   )));
-  const mrow = (r, src) => el("tr", { "data-source": r.source },
-    el("td", { class: "range" }, `${r.start}-${r.end}`), el("td", {}, typeChip(r.type)), el("td", {}, src));
-  $("#mtrr-ranges-table tbody").replaceChildren(...map.mtrr_ranges.map((r) => mrow(r, r.source)),
-    mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere"));
+  const mrow = (r, src) => h("tr", { "data-source": r.source },
+    h("td", { class: "range" }, `${r.start}-${r.end}`), h("td", {}, typeChip(r.type)), h("td", {}, src));
+  render($("#mtrr-ranges-table tbody"), [...map.mtrr_ranges.map((r) => mrow(r, r.source)),
+    mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere")]);
 }
 
 // -- drawing: zap ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ itself. Screenshots go to test-output/ at the repository root.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -91,11 +92,16 @@ class PageWatch:
     def __init__(self, page):
         self.page = page
         self.requests: list[str] = []
+        self.asked: list[str] = []  # endpoint URLs asked, a POST /page/batch's parts one by one
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
-        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("request", self._request)
         page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def _request(self, r) -> None:
+        self.requests.append(r.url)
+        self.asked.extend(batch_urls(r) or [r.url])
 
     def goto(self, url: str) -> None:
         self.page.goto(url)
@@ -112,6 +118,27 @@ class PageWatch:
         before = self.redraws()
         action(*args)
         self.page.wait_for_function(f"(window.__redrawCount || 0) > {before} && document.body.dataset.busy === '0'")
+
+
+def batch_urls(request) -> list[str]:
+    """The endpoint URLs a POST /page/batch request asks for (app/page_batch.py), in order;
+    [] for any other request."""
+    from app.page_batch import BATCH_PATH, BATCH_PATHS
+
+    root, sep, _ = request.url.partition(BATCH_PATH)
+    if not sep or request.method != "POST":
+        return []
+    origin = root.split("/", 3)
+    base = "/".join(origin[:3])
+    prefix = "/" + origin[3] if len(origin) > 3 else ""
+    return [base + prefix + BATCH_PATHS[p["name"]] for p in json.loads(request.post_data or "{}").get("parts", [])]
+
+
+def batch_answers(response, name: str) -> list:
+    """The bodies of the parts named `name` ("resolve", "permalink", ...) of a POST
+    /page/batch response (each part its endpoint's own answer), in order."""
+    parts = json.loads(response.request.post_data or "{}").get("parts", [])
+    return [a["body"] for p, a in zip(parts, response.json()["parts"], strict=True) if p["name"] == name]
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import json
 
 import pytest
 
+from tests.browser.conftest import batch_answers
+
 pytestmark = pytest.mark.browser
 
 BUG = "/?v=1&kernel=v6.7&ncdma=1&deftype=0x806"  # E=1, FE=0, no fixed or variable range
@@ -184,11 +186,12 @@ def test_the_address_bar_is_the_servers_permalink(w, live_server):
     w.goto(live_server + BUG)
     page = w.page
     answers = []
-    page.on("response", lambda r: answers.append(r) if r.url.endswith("/api/v1/permalink") else None)
+    page.on("response", lambda r: answers.extend(batch_answers(r, "permalink")) if r.url.endswith("/page/batch")
+            else None)
     w.after(page.get_by_label("CR0.CD", exact=True).check)
     w.wait_ready()
     assert answers
-    assert page.url.split("?", 1)[1] == answers[-1].json()["query"]
+    assert page.url.split("?", 1)[1] == answers[-1]["query"]
     assert "cd=1" in page.url
 
 
