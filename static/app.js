@@ -698,19 +698,20 @@ async function update() {
     console.warn("draw failed", e);  // never crash the page; keep the last drawing
     setStatus(`could not draw: ${e.message}`, true);
   }
-  // The address bar, the link and the active preset after the frame is painted: the
-  // history API lays the page out again (it saves the scroll position), off the redraw path.
+  // The link and the active preset are drawn with the answers (the same frame); the address
+  // bar is written after the frame is painted: the history API lays the page out again (it
+  // saves the scroll position), which would otherwise sit between the answers and the screen.
+  const linkAnswer = res.link.status === "fulfilled" ? res.link.value : null;
+  if (linkAnswer) {
+    setLink(linkAnswer);
+    showActivePreset(linkAnswer.query);
+  } else if (res.link.reason?.name !== "AbortError") {
+    const it = res.link.reason?.problem?.errors?.[0];
+    setLink(null, it ? `${locKey(it.loc)}: ${it.msg}` : res.link.reason?.message);
+  }
   await finishRedraw(my);
   if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
-  const answer = res.link.status === "fulfilled" ? { a: res.link.value } : { e: res.link.reason };
-  if (answer.a) {
-    setLink(answer.a);
-    commitHistory(answer.a.query, st);
-    showActivePreset(answer.a.query);
-  } else if (answer.e?.name !== "AbortError") {
-    const it = answer.e?.problem?.errors?.[0];
-    setLink(null, it ? `${locKey(it.loc)}: ${it.msg}` : answer.e?.message);
-  }
+  if (linkAnswer) commitHistory(linkAnswer.query, st);
   document.body.dataset.busy = "0";
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
