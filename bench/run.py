@@ -439,6 +439,8 @@ def bench_page(toggles: int = 20) -> dict:
             return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
         for label, query, action in _page_states():
+            if ARGS.page_states and not any(w in label for w in ARGS.page_states.split(",")):
+                continue
             page.goto(f"http://127.0.0.1:{port}{query}")
             page.wait_for_function("document.body.dataset.ready === '1' && document.body.dataset.busy === '0'")
             for _ in range(3):  # warm-up: JIT, first answers
@@ -569,10 +571,10 @@ def bench_soak(clients: int = 50, seconds: float = 30.0) -> dict:
 
 
 SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay, "api": bench_api,
-            "page": bench_page,
+            "page": lambda: bench_page(ARGS.page_steps),
             "soak": lambda: bench_soak(ARGS.soak_clients, ARGS.soak_seconds)}
 
-ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0)
+ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0, page_states="", page_steps=20)
 
 
 def main() -> None:
@@ -580,6 +582,8 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--soak-clients", type=int, default=50, help="soak: concurrent clients")
     ap.add_argument("--soak-seconds", type=float, default=30.0, help="soak: seconds of load")
+    ap.add_argument("--page-states", default="", help="page: only the states whose label contains one of these")
+    ap.add_argument("--page-steps", type=int, default=20, help="page: measured steps per state")
     args = ap.parse_args(namespace=ARGS)
     print(f"memtype-explorer benchmarks, python {sys.version.split()[0]}, {os.cpu_count()} cores")
     for name in args.only.split(","):

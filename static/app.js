@@ -64,7 +64,7 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
     else if (k === "style") e.style.cssText = v;  // CSSOM, which the CSP allows (a style attribute it would not)
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) { e.addEventListener(k.slice(2), v); LISTENED.add(e); }
     else if (k === "dataset") Object.assign(e.dataset, v);
     else e.setAttribute(k, v === true ? "" : v);
   }
@@ -73,6 +73,35 @@ function el(tag, attrs = {}, ...children) {
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return e;
+}
+// fill(parent, ...children): replaceChildren() for a redraw. The nodes already there are kept
+// where the new ones equal them, and only differing attributes and texts are written, so
+// the browser restyles and lays out what changed, not the whole panel (issue 13 "Speed").
+// A node with listeners from el() (LISTENED) is always put in as it is.
+const LISTENED = new WeakSet();
+function fill(parent, ...kids) {
+  morphChildren(parent, kids.flat().filter((c) => c != null && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
+}
+function morphChildren(parent, nodes) {
+  const old = parent.childNodes;
+  let i = 0;
+  for (const n of nodes) {
+    const o = old[i++];
+    if (!o) parent.append(n);
+    else if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName || LISTENED.has(n) || LISTENED.has(o)) parent.replaceChild(n, o);
+    else if (n.nodeType !== 1) { if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue; }
+    else if (!o.isEqualNode(n)) {
+      for (const at of Array.from(o.attributes)) if (!n.hasAttribute(at.name)) o.removeAttribute(at.name);
+      for (const at of n.attributes) {
+        if (o.getAttribute(at.name) === at.value) continue;
+        if (at.name === "style") o.style.cssText = n.style.cssText;  // CSSOM: the CSP allows it
+        else o.setAttribute(at.name, at.value);
+      }
+      morphChildren(o, Array.from(n.childNodes));
+    }
+  }
+  while (old.length > i) parent.lastChild.remove();
 }
 const GLOSSARY = REG.glossary || {};     // abbreviation -> expansion (prose, for <abbr title>)
 const abbr = (short, text = short) => (GLOSSARY[short] ? el("abbr", { title: GLOSSARY[short] }, text) : text);
@@ -132,7 +161,7 @@ function drawFixedChips(slot, view) {
   // view: the server's reading of this MSR (/page/registers): ok, and 8 sub-ranges with
   // their type (null for a code MTRRs do not accept)
   const box = $(`#fixed-chips${slot}`);
-  box.replaceChildren(...(view.ok ? view.chips : Array(8).fill(null)).map((c) => {
+  fill(box, ...(view.ok ? view.chips : Array(8).fill(null)).map((c) => {
     const name = c == null ? "?" : c.type ?? `r${c.code}`;
     return el("span", { class: `chip ${c && c.type ? typeClass(c.type) : "t-none"}`,
       title: c ? `${c.start}-${c.end}: ${name}` : "malformed value" }, name);
@@ -811,8 +840,8 @@ function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
   if (!st.event) return;
   const names = [["zap calls", "zap_calls"], ["zapped pages", "zapped_pages"], ["needed pages", "needed_pages"],
     ["stale pages", "stale_pages"], ["excess pages", "excess_pages"]];
-  $("#cmp-zap thead").replaceChildren(el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
-  $("#cmp-zap tbody").replaceChildren(...names.map(([label, k]) => {
+  fill($("#cmp-zap thead"), el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
+  fill($("#cmp-zap tbody"), ...names.map(([label, k]) => {
     const va = zapA ? String(zapA.counts[k]) : "-", vb = zapB ? String(zapB.counts[k]) : "-";
     const d = zapA && zapB && va !== vb;
     return el("tr", { "data-count": label }, el("th", {}, label),
@@ -850,12 +879,12 @@ function drawResult(r, st, hole = null) {
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
   // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
-  $("#path").replaceChildren(...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
+  fill($("#path"), ...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
     "No memslot here, so KVM never builds an entry; below is what vmx_get_mt_mask() would compute for a page here.")] : []),
   ...r.path.map(stepItem));
   $("#path").classList.toggle("is-hypothetical", !!hole);
   const lk = $("#lookups");
-  lk.replaceChildren(...[
+  fill(lk, ...[
     el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
     el("dt", {}, "guest MTRR (SDM)"), el("dd", {}, typeChip(r.guest_mtrr.type), " ", el("span", { class: "muted" }, r.guest_mtrr.reason)),
     el("dt", {}, "KVM MTRR lookup"), el("dd", {}, r.kvm_mtrr ? [typeChip(r.kvm_mtrr.type), " ", el("span", { class: "muted" }, r.kvm_mtrr.reason)] : el("span", { class: "muted" }, "not read by this era")),
@@ -878,7 +907,7 @@ function drawResult(r, st, hole = null) {
     $("#ept-misconfig").textContent = "";
     return;
   }
-  $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
+  fill($("#ept-type"), typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
   $("#ept-type").dataset.notation = e.notation;
   $("#ept-mask").textContent = e.mask;
   $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
@@ -887,7 +916,7 @@ function drawResult(r, st, hole = null) {
   $("#ept-page").textContent = e.leaf ? e.leaf.page_size : r.page_size;
   $("#ept-page").title = "the page this leaf maps: the MTRR consistency check's answer, kept inside the memslot";
   drawBits(e.leaf);
-  $("#page-sizes").replaceChildren(...r.page_sizes.flatMap((p) => [
+  fill($("#page-sizes"), ...r.page_sizes.flatMap((p) => [
     el("dt", {}, `MTRR check, ${p.kernels}`),
     el("dd", {}, p.mtrr_check ? ["allows ", el("b", {}, p.page_size)] : "does not apply",
       e.leaf && p.page_size !== e.leaf.page_size ? el("span", { class: "muted" }, ` (the memslot limits the leaf to ${e.leaf.page_size})`) : ""),
@@ -896,9 +925,9 @@ function drawResult(r, st, hole = null) {
 }
 
 function drawBits(leaf) {
-  const box = $("#bitfield");
-  box.replaceChildren();
-  if (!leaf) return;
+  const out = $("#bitfield");
+  const box = document.createDocumentFragment();  // drawn below, then patched in (fill)
+  if (!leaf) { fill(out); return; }
   const raw = BigInt(leaf.raw);
   for (const hi of [63, 31]) {
     const nums = el("div", { class: "bitnums", "aria-hidden": "true" });
@@ -934,6 +963,7 @@ function drawBits(leaf) {
       `: ${mt.meaning}; `,
       el("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
   }
+  fill(out, ...box.childNodes);
 }
 
 function drawEffective(r, st, hole = false) {
@@ -943,7 +973,7 @@ function drawEffective(r, st, hole = false) {
       "no memslot at this address: no EPT entry, so no effective type (the guest's own lookup is in the result above)")));
     return;
   }
-  tb.replaceChildren(...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
+  fill(tb, ...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
     el("td", { class: "mono" }, `PA${p.index}`),
     el("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
     el("td", {}, typeChip(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", typeChip(p.pat_type_used)] : null),
@@ -1179,16 +1209,16 @@ function drawZap(z) {
   $("#zap-desc").textContent = `${z.kernel}: ${z.event.description}`;
   const c = z.counts;
   const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
-  $("#zap-counts").replaceChildren(
+  fill($("#zap-counts"), 
     count("zap calls", c.zap_calls), count("zapped pages", c.zapped_pages), count("needed pages", c.needed_pages),
     count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
   );
   const li = (r) => el("li", { "data-start": r.start, "data-end": r.end }, `${r.start}-${r.end} (${r.pages} p)`);
-  $("#zap-zapped").replaceChildren(...z.zapped.map(li));
-  $("#zap-needed").replaceChildren(...z.needed.map(li));
-  $("#zap-stale").replaceChildren(...z.stale.map(li));
-  $("#zap-excess").replaceChildren(...z.excess.map(li));
-  $("#zap-path").replaceChildren(...z.path.map(stepItem));
+  fill($("#zap-zapped"), ...z.zapped.map(li));
+  fill($("#zap-needed"), ...z.needed.map(li));
+  fill($("#zap-stale"), ...z.stale.map(li));
+  fill($("#zap-excess"), ...z.excess.map(li));
+  fill($("#zap-path"), ...z.path.map(stepItem));
 }
 
 // -- drawing: compare and diff -----------------------------------------------------------------
@@ -1221,7 +1251,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
       `. Only ${st.scenario.kernel} is shown for this address; the era diff below covers every state.`);
   }
   const thead = $("#cmp-table thead"), tbody = $("#cmp-table tbody");
-  thead.replaceChildren(el("tr", {}, el("th", {}, ""),
+  fill(thead, el("tr", {}, el("th", {}, ""),
     el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
     el("th", { "data-side": "b" }, b ? eraCell(b.era) : st.vs)));
   const rows = [];
@@ -1244,7 +1274,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
     add(`PA${i} (${a ? a.pat[i].pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
   }
-  tbody.replaceChildren(...rows);
+  fill(tbody, ...rows);
 
   const sum = $("#diff-summary");
   const gt = $("#groups-table tbody");
@@ -1253,7 +1283,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
   const skipped = Object.values(diff.skipped || {}).reduce((x, y) => x + y, 0);
   const compared = diff.total_states - skipped;
   const c = diff.counts;
-  sum.replaceChildren(
+  fill(sum,
     "Over the whole state space: ",
     el("b", { "data-testid": "diff-differ" }, String(c.differ)), ` of ${compared} states differ between `,
     el("b", {}, diff.a.id), " and ", el("b", {}, diff.b.id), ", ",
