@@ -208,6 +208,7 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   return row;
 }
 function renumberVars() {
+  regsGen++;
   $$("#var-rows .var-row").forEach((row, n) => {
     $(".idx", row).textContent = `#${n}`;
     $(".v-err", row).dataset.err = `vcpu.mtrr.variable[${n}]`;
@@ -332,6 +333,17 @@ function drawRegisters(v) {
   }
   v.fixed.forEach((f, slot) => drawFixedChips(slot, f));
   $$("#var-rows .var-row").forEach((row, n) => { if (v.variable[n] && !row.dataset.refused) drawVarRow(row, v.variable[n]); });
+}
+// The register views are drawn again only when their answer or the editors changed: any
+// edit inside the PAT and MTRR editors, or rebuilt range rows (renumberVars), bumps regsGen.
+let regsGen = 0;
+let regsDrawn = { answer: null, gen: -1 };
+["#fs-pat", "#fs-mtrr"].forEach((sel) => ["input", "change"].forEach((type) =>
+  $(sel)?.addEventListener(type, () => { regsGen++; }, true)));
+function drawRegistersOnce(v) {
+  if (v && v === regsDrawn.answer && regsGen === regsDrawn.gen) return;
+  drawRegisters(v);
+  regsDrawn = { answer: v, gen: regsGen };
 }
 let regsLast = { key: null, answer: null };
 async function registersFor(body, signal) {
@@ -778,7 +790,7 @@ async function finishRedraw(my = seq) {
 function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
-  drawRegisters(ok("regs"));
+  drawRegistersOnce(ok("regs"));
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
@@ -1294,6 +1306,9 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
     skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
   );
   $("#groups-rel").textContent = `${diff.a.id} against ${diff.b.id}`;
+  // the same diff (cached per era pair) has its rows drawn already (their listeners too)
+  if (gt.__diff === diff && gt.childElementCount === (diff.groups || []).length) return;
+  gt.__diff = diff;
   gt.replaceChildren(...(diff.groups || []).map((g) => {
     const dims = DIMS.filter((d) => g.pattern[d] !== "*");
     const pat = dims.map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
