@@ -1,7 +1,8 @@
 """The HTML page at `/`: rendered from templates/index.html with the permalink's state.
 
 The initial state is parsed from the query by app.permalink (so a link works without
-JavaScript and in curl); the page's script then talks to /api/v1 only, and writes the
+JavaScript and in curl); the page's script then talks to /api/v1 only (one POST /page/batch
+per update carries its requests to those endpoints), and writes the
 address bar from POST /api/v1/permalink (app.permalink is the only encoder). A permalink
 that cannot be read still serves the page (200): the defaults, and a message naming the
 parameter. Until the template exists a minimal placeholder is served.
