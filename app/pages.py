@@ -106,6 +106,11 @@ REGISTERS = {
                     for i in range(8)],
 }
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
+REGISTERS["def_type_values"] = {f"{int(e)}{int(fe)}{t}": f"{def_type_value(e, fe, t):#x}"
+                                for e in (False, True) for fe in (False, True) for t in sorted(MTRR_TYPES)}
+"""MTRRdefType for every E, FE and MTRR type the editor offers (app.x86.mtrr.def_type_value,
+as POST /page/mtrr-deftype writes it), keyed "<E><FE><type>": 20 values, so a click on E or
+FE redraws without a round trip first."""
 
 
 GLOSSARY = {

@@ -305,7 +305,11 @@ function defTypeValue() {
   return defTypeRaw;
 }
 async function defTypeFromFields() {
-  // E, FE and the default type -> MTRRdefType, written by the server (POST /page/mtrr-deftype)
+  // E, FE and the default type -> MTRRdefType, written by the server: the page's initial
+  // data holds its value for every combination the editor offers (REG.def_type_values);
+  // anything else is asked (POST /page/mtrr-deftype), which names what it refuses
+  const known = (REG.def_type_values || {})[`${Number(ctl.mE.checked)}${Number(ctl.mFE.checked)}${Number(ctl.mDef.value)}`];
+  if (known) { defTypeRaw = known; return; }
   try {
     const a = await api(`${PAGE}/mtrr-deftype`, { enabled: ctl.mE.checked, fixed_enabled: ctl.mFE.checked,
       type: Number(ctl.mDef.value) }, undefined, false, true);

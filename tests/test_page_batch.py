@@ -89,3 +89,20 @@ async def test_parts_are_served_under_the_root_path():
         assert regs["status"] == 200 and regs["body"]["def_type"]["enabled"] is True
         solo = await c.post("/mx/api/v1/permalink", json=PARTS[0][1])
         assert json.loads(solo.content) == link["body"]
+
+
+async def test_def_type_table_is_what_the_endpoint_writes(client):
+    """The page's MTRRdefType table (REGISTERS["def_type_values"], used instead of a round
+    trip when E, FE or the type is clicked): all 2 x 2 x 5 entries, each the value POST
+    /page/mtrr-deftype answers."""
+    from app.pages import REGISTERS
+    from app.x86.memtype import MTRR_TYPES
+
+    table = REGISTERS["def_type_values"]
+    assert len(table) == 20
+    for e in (False, True):
+        for fe in (False, True):
+            for t in sorted(MTRR_TYPES):
+                r = await client.post("/page/mtrr-deftype", json={"enabled": e, "fixed_enabled": fe, "type": t})
+                assert table[f"{int(e)}{int(fe)}{t}"] == r.json()["value"]
+    assert table["116"] == "0xc06" and table["006"] == "0x6"
