@@ -57,7 +57,12 @@ def test_enabled_mtrrs_without_ranges_show_the_default_type_as_resolve_does(w, l
     # clearing E: the server writes MTRRdefType 0x6 and the lane says UC everywhere
     w.after(page.get_by_label("enable (E)").uncheck)
     assert page.locator("#deftype-hex").inner_text() == "0x6"
-    assert posted(w, "/page/mtrr-deftype")[-1] == {"enabled": False, "fixed_enabled": False, "type": 6}
+    # the value the server wrote (app.x86.mtrr.def_type_value) for every E/FE/type, in the
+    # page's initial data: the click redraws without a round trip to /page/mtrr-deftype
+    from app.x86.mtrr import def_type_value
+    table = json.loads(page.locator("#initial-state").text_content())["registers"]["def_type_values"]
+    assert table["006"] == f"{def_type_value(False, False, 6):#x}" == "0x6"
+    assert not posted(w, "/page/mtrr-deftype")
     assert lane.get_attribute("data-enabled") == "0"
     assert "MTRRs disabled (E=0): guest expects UC" in lane.inner_text()
     assert rows.first.get_attribute("data-source") == "disabled"
