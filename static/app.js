@@ -538,12 +538,13 @@ async function batch(parts, signal) {
   // "fulfilled", value} or {status: "rejected", reason: ApiError})}, as Promise.allSettled
   // gives; one POST /page/batch (app/page_batch.py) answers every part with its endpoint's
   // own answer. A failed batch (abort, network, 4xx/5xx of the batch) rejects every part.
+  // The exact request body is first looked up among the answers the server already gave
+  // (batchAnswer: the cache of this page's updates and of the prefetch).
   const keys = Object.keys(parts).filter((k) => parts[k]);
   const out = {};
   if (!keys.length) return out;
   try {
-    const answer = await api(`${PAGE}/batch`, { parts: keys.map((k) => ({ name: parts[k][0], body: parts[k][1] })) },
-      signal, false, true);
+    const answer = await batchAnswer(batchBody(parts), signal);
     keys.forEach((k, i) => {
       const p = answer.parts[i];
       out[k] = p.status === 200 ? { status: "fulfilled", value: p.body }
@@ -554,6 +555,118 @@ async function batch(parts, signal) {
   }
   return out;
 }
+
+// -- answers the server already gave, and the prefetch of the states one click away ---------
+// A toggle's answers are a pure function of its POST /page/batch body (the server's results
+// are deterministic), so an answer is reused only for the byte-identical body it answered
+// (ANSWERS, a small LRU of the response texts); nothing is derived from it. When the page is
+// idle after a redraw, the batches of the states one click away (each visible boolean
+// control of the knob table flipped: KNOB_CONTROLS, from the page's initial data) are
+// asked ahead, one batch in flight at a time and at most PREFETCH_MAX per idle period, each
+// marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change
+// aborts the batch in flight unless it is the very batch that change needs, which it then
+// awaits. `window.__memtypePrefetch = false` (the bench's cold case, the browser tests)
+// turns off both the prefetch and the reuse: every update asks the server.
+
+const ANSWERS = new Map();       // POST /page/batch body text -> response text, oldest first
+const ANSWERS_MAX = 64;
+const PREFETCH_MAX = 16;         // neighbour states asked per idle period
+const PREFETCH_HEADER = "X-Memtype-Prefetch";
+let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
+let prefetchPending = null;      // {key, ctrl, promise}: the one prefetch batch in flight
+const reuseOn = () => window.__memtypePrefetch !== false;
+
+function batchBody(parts) {
+  const keys = Object.keys(parts).filter((k) => parts[k]);
+  return JSON.stringify({ parts: keys.map((k) => ({ name: parts[k][0], body: parts[k][1] })) });
+}
+function rememberAnswer(key, text) {
+  ANSWERS.delete(key);
+  ANSWERS.set(key, text);
+  while (ANSWERS.size > ANSWERS_MAX) ANSWERS.delete(ANSWERS.keys().next().value);
+}
+async function postBatch(key, signal, prefetch = false) {
+  // One POST /page/batch with the body text `key` -> its response text; an answer worth
+  // keeping (no part failed on the server's side: 429/5xx may pass) is remembered.
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (prefetch) headers[PREFETCH_HEADER] = "1";
+  const r = await fetch(`${PAGE}/batch`, { method: "POST", signal, body: key, headers });
+  if (!r.ok) {
+    let problem = null;
+    try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
+    throw new ApiError(r.status, problem);
+  }
+  const text = await r.text();
+  const answer = JSON.parse(text);
+  if (reuseOn() && answer.parts.every((p) => p.status < 429)) rememberAnswer(key, text);
+  return answer;
+}
+async function batchAnswer(key, signal) {
+  // The answer for the body text `key`: remembered, the prefetch batch in flight for it, or
+  // a new request (aborting a prefetch batch for another body first).
+  stopPrefetch();
+  if (reuseOn() && ANSWERS.has(key)) {
+    const text = ANSWERS.get(key);
+    rememberAnswer(key, text);
+    return JSON.parse(text);
+  }
+  const pending = prefetchPending;
+  if (pending && pending.key === key) {
+    const answer = await pending.promise.catch(() => null);
+    if (signal?.aborted) throw new DOMException("aborted", "AbortError");
+    if (answer) return answer;
+  } else if (pending) {
+    pending.ctrl.abort();
+  }
+  return postBatch(key, signal);
+}
+function stopPrefetch() {
+  // No new prefetch batch starts; the one in flight finishes (batchAnswer aborts it if unneeded).
+  if (!prefetchRun) return;
+  prefetchRun.stop = true;
+  if (prefetchRun.idle != null) cancelIdleCallback(prefetchRun.idle);
+  clearTimeout(prefetchRun.timer);
+  prefetchRun = null;
+}
+function schedulePrefetch() {
+  // After a redraw: prefetch the neighbours once the page is idle.
+  stopPrefetch();
+  if (!reuseOn()) return;
+  const run = { stop: false, idle: null, timer: null };
+  prefetchRun = run;
+  const go = () => { if (!run.stop) prefetchNeighbours(run); };
+  if (window.requestIdleCallback) run.idle = requestIdleCallback(go, { timeout: 300 });
+  else run.timer = setTimeout(go, 50);
+}
+function neighbourStates() {
+  // The states one click away: each visible, enabled boolean knob control flipped.
+  const base = JSON.stringify(readState());
+  return KNOB_CONTROLS.filter((k) => k.kind === "bool").filter((k) => {
+    const c = $(`#${k.control}`);
+    return c && !c.disabled && !c.closest("[hidden]");
+  }).map((k) => {
+    const st = JSON.parse(base);
+    const owner = k.owner === "vm" ? st.scenario.vm : st.scenario.vcpu;
+    owner[k.name] = !owner[k.name];
+    return st;
+  });
+}
+async function prefetchNeighbours(run) {
+  let asked = 0;
+  for (const st of neighbourStates()) {
+    if (run.stop || asked >= PREFETCH_MAX) break;
+    const key = batchBody(updateParts(st).parts);
+    if (ANSWERS.has(key)) continue;
+    asked += 1;
+    const ctrl = new AbortController();
+    const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
+    prefetchPending = pending;
+    try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
+    if (prefetchPending === pending) prefetchPending = null;
+  }
+  if (prefetchRun === run) prefetchRun = null;
+}
+for (const type of ["pointerdown", "keydown", "input"]) window.addEventListener(type, () => stopPrefetch(), true);
 
 // -- errors next to the controls --------------------------------------------------------
 
@@ -682,6 +795,29 @@ function setStale(sel, on, why = "waiting for a valid state") {
   tag.textContent = on ? `stale: ${why}` : "";
 }
 
+function updateParts(st) {
+  // Every answer of this update in one round trip (POST /page/batch: each part is served by
+  // its own endpoint, unchanged); the register views and the era diff only when not cached.
+  const body = resolveBody(st);
+  const regsBody = registersBody();
+  const regsKey = JSON.stringify(regsBody);
+  const diffKey = st.vs ? `${st.scenario.kernel}|${st.vs}` : null;
+  const parts = {
+    // the permalink rides along; the address bar is written after the frame is painted
+    link: ["permalink", permalinkBody(st)],
+    regs: regsLast.key === regsKey ? null : ["registers", regsBody],
+    a: ["resolve", body],
+    map: ["map", { ...st.scenario, pat_index: st.pati }],
+    b: st.vs ? ["resolve", resolveBody(st, st.vs)] : null,
+    zap: st.event ? ["zap", { ...st.scenario, event: st.event }] : null,
+    diff: st.vs && !diffCache.has(diffKey) ? ["diff", { a: st.scenario.kernel, b: st.vs, limit: 0 }] : null,
+    // the compare era's map and zap, side by side with the main era's in the compare panel
+    // (asked only while that section is open)
+    bmap: st.vs && sideOpen() ? ["map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }] : null,
+    bzap: st.vs && st.event && sideOpen() ? ["zap", { ...st.scenario, kernel: st.vs, event: st.event }] : null,
+  };
+  return { parts, regsKey, diffKey };
+}
 async function update() {
   const my = ++seq;
   if (inflight) inflight.abort();
@@ -706,26 +842,7 @@ async function update() {
     if (inflight === ctrl) inflight = null;
     return;
   }
-  // Every answer of this update in one round trip (POST /page/batch: each part is served by
-  // its own endpoint, unchanged); the register views and the era diff only when not cached.
-  const body = resolveBody(st);
-  const regsBody = registersBody();
-  const regsKey = JSON.stringify(regsBody);
-  const diffKey = st.vs ? `${st.scenario.kernel}|${st.vs}` : null;
-  const parts = {
-    // the permalink rides along; the address bar is written after the frame is painted
-    link: ["permalink", permalinkBody(st)],
-    regs: regsLast.key === regsKey ? null : ["registers", regsBody],
-    a: ["resolve", body],
-    map: ["map", { ...st.scenario, pat_index: st.pati }],
-    b: st.vs ? ["resolve", resolveBody(st, st.vs)] : null,
-    zap: st.event ? ["zap", { ...st.scenario, event: st.event }] : null,
-    diff: st.vs && !diffCache.has(diffKey) ? ["diff", { a: st.scenario.kernel, b: st.vs, limit: 0 }] : null,
-    // the compare era's map and zap, side by side with the main era's in the compare panel
-    // (asked only while that section is open)
-    bmap: st.vs && sideOpen() ? ["map", { ...st.scenario, kernel: st.vs, pat_index: st.pati }] : null,
-    bzap: st.vs && st.event && sideOpen() ? ["zap", { ...st.scenario, kernel: st.vs, event: st.event }] : null,
-  };
+  const { parts, regsKey, diffKey } = updateParts(st);
   const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
@@ -760,6 +877,7 @@ async function update() {
   document.body.dataset.busy = "0";
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
+  schedulePrefetch();
 }
 function afterPaint() {
   // Resolves once the frame with this task's DOM writes is rendered: a task posted from

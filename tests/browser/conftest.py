@@ -93,6 +93,7 @@ class PageWatch:
         self.page = page
         self.requests: list[str] = []
         self.asked: list[str] = []  # endpoint URLs asked, a POST /page/batch's parts one by one
+        self.prefetched: list[str] = []  # the prefetch's batches (PREFETCH_HEADER), kept out of the two above
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
         page.on("request", self._request)
@@ -100,6 +101,9 @@ class PageWatch:
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
 
     def _request(self, r) -> None:
+        if is_prefetch(r):
+            self.prefetched.append(r.post_data or "")
+            return
         self.requests.append(r.url)
         self.asked.extend(batch_urls(r) or [r.url])
 
@@ -134,6 +138,15 @@ def batch_urls(request) -> list[str]:
     return [base + prefix + BATCH_PATHS[p["name"]] for p in json.loads(request.post_data or "{}").get("parts", [])]
 
 
+PREFETCH_HEADER = "x-memtype-prefetch"
+"""The request header marking the page's speculative batches (static/app.js PREFETCH_HEADER)."""
+
+
+def is_prefetch(request) -> bool:
+    """A POST /page/batch the page sent ahead for a state one click away (no input asked it)."""
+    return request.headers.get(PREFETCH_HEADER) == "1"
+
+
 def batch_answers(response, name: str) -> list:
     """The bodies of the parts named `name` ("resolve", "permalink", ...) of a POST
     /page/batch response (each part its endpoint's own answer), in order."""
@@ -143,15 +156,19 @@ def batch_answers(response, name: str) -> list:
 
 @pytest.fixture
 def open_page(chromium):
-    """open_page(color_scheme="light", viewport=(1280, 720)) -> PageWatch on a fresh context."""
+    """open_page(color_scheme="light", viewport=(1280, 720), prefetch=False) -> PageWatch on a
+    fresh context. The page's prefetch (and its reuse of answers) is off unless asked, so a
+    click's own requests are what the tests count (tests/browser/test_page_prefetch.py has it on)."""
     contexts = []
 
-    def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720)) -> PageWatch:
+    def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720), prefetch: bool = False) -> PageWatch:
         # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval() in the
         # page, which the service's CSP forbids; tests/browser/test_csp.py checks the page under it
         ctx = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme,
                                    bypass_csp=True)
         contexts.append(ctx)
+        if not prefetch:
+            ctx.add_init_script("window.__memtypePrefetch = false;")
         return PageWatch(ctx.new_page())
 
     yield make
