@@ -638,10 +638,15 @@ function schedulePrefetch() {
   if (window.requestIdleCallback) run.idle = requestIdleCallback(go, { timeout: 300 });
   else run.timer = setTimeout(go, 50);
 }
+const recentFlips = [];          // control ids of the boolean knobs, the last changed first
 function neighbourStates() {
-  // The states one click away: each visible, enabled boolean knob control flipped.
+  // The states one click away: each visible, enabled boolean knob control flipped, the
+  // controls changed most recently first (a person toggling CD back and forth is met first).
   const base = JSON.stringify(readState());
-  return KNOB_CONTROLS.filter((k) => k.kind === "bool").filter((k) => {
+  const rank = (k) => { const i = recentFlips.indexOf(k.control); return i < 0 ? recentFlips.length : i; };
+  const bools = KNOB_CONTROLS.filter((k) => k.kind === "bool");
+  bools.sort((x, y) => rank(x) - rank(y));  // stable: the table's order among the others
+  return bools.filter((k) => {
     const c = $(`#${k.control}`);
     return c && !c.disabled && !c.closest("[hidden]");
   }).map((k) => {
@@ -667,6 +672,13 @@ async function prefetchNeighbours(run) {
   if (prefetchRun === run) prefetchRun = null;
 }
 for (const type of ["pointerdown", "keydown", "input"]) window.addEventListener(type, () => stopPrefetch(), true);
+function noteFlip(id) {
+  if (!KNOB_CONTROLS.some((k) => k.kind === "bool" && k.control === id)) return;
+  const i = recentFlips.indexOf(id);
+  if (i >= 0) recentFlips.splice(i, 1);
+  recentFlips.unshift(id);
+}
+window.addEventListener("change", (e) => noteFlip(e.target?.id), true);
 
 // -- errors next to the controls --------------------------------------------------------
 
@@ -1623,7 +1635,7 @@ function wire() {
     if (t instanceof HTMLInputElement && t.type !== "checkbox") return;
     if (t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
     if ($("dialog[open]") && e.key !== "?") return;
-    const toggle = (c) => { c.checked = !c.checked; changed(); };
+    const toggle = (c) => { c.checked = !c.checked; noteFlip(c.id); changed(); };
     const cycle = (d) => {
       const opts = Array.from(ctl.kernel.options).map((o) => o.value);
       ctl.kernel.value = opts[(opts.indexOf(ctl.kernel.value) + d + opts.length) % opts.length];
