@@ -1,7 +1,8 @@
 """The HTML page at `/`: rendered from templates/index.html with the permalink's state.
 
 The initial state is parsed from the query by app.permalink (so a link works without
-JavaScript and in curl); the page's script then talks to /api/v1 only, and writes the
+JavaScript and in curl); the page's script then talks to /api/v1 only (one POST /page/batch
+per update carries its requests to those endpoints), and writes the
 address bar from POST /api/v1/permalink (app.permalink is the only encoder). A permalink
 that cannot be read still serves the page (200): the defaults, and a message naming the
 parameter. Until the template exists a minimal placeholder is served.
@@ -26,6 +27,8 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/system            which system a kernel/vendor/type names (KVM on Intel or AMD,
                                a TD, Xen), the panels' titles for it, and which controls it
                                fixes: found by asking POST /api/v1/resolve (system_view)
+  POST /page/batch             several of the page's POST requests in one round trip, each
+                               answered by its own endpoint (app/page_batch.py)
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
@@ -50,6 +53,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from . import page_batch
 from .analysis import apply_pattern
 from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
@@ -110,6 +114,11 @@ REGISTERS = {
                     for i in range(8)],
 }
 """Architectural encodings for the page's register editors (not rules: no type is decided here)."""
+REGISTERS["def_type_values"] = {f"{int(e)}{int(fe)}{t}": f"{def_type_value(e, fe, t):#x}"
+                                for e in (False, True) for fe in (False, True) for t in sorted(MTRR_TYPES)}
+"""MTRRdefType for every E, FE and MTRR type the editor offers (app.x86.mtrr.def_type_value,
+as POST /page/mtrr-deftype writes it), keyed "<E><FE><type>": 20 values, so a click on E or
+FE redraws without a round trip first."""
 
 
 GLOSSARY = {
@@ -449,6 +458,7 @@ class SystemIn(BaseModel):
 
 def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    router.include_router(page_batch.build_router())  # POST /page/batch: one round trip per update
     # what every page shows whatever its state: computed once
     fixed = {
         "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],

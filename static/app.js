@@ -64,7 +64,7 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
     else if (k === "style") e.style.cssText = v;  // CSSOM, which the CSP allows (a style attribute it would not)
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) { e.addEventListener(k.slice(2), v); LISTENED.add(e); }
     else if (k === "dataset") Object.assign(e.dataset, v);
     else e.setAttribute(k, v === true ? "" : v);
   }
@@ -73,6 +73,35 @@ function el(tag, attrs = {}, ...children) {
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return e;
+}
+// fill(parent, ...children): replaceChildren() for a redraw. The nodes already there are kept
+// where the new ones equal them, and only differing attributes and texts are written, so
+// the browser restyles and lays out what changed, not the whole panel (issue 13 "Speed").
+// A node with listeners from el() (LISTENED) is always put in as it is.
+const LISTENED = new WeakSet();
+function fill(parent, ...kids) {
+  morphChildren(parent, kids.flat().filter((c) => c != null && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
+}
+function morphChildren(parent, nodes) {
+  const old = parent.childNodes;
+  let i = 0;
+  for (const n of nodes) {
+    const o = old[i++];
+    if (!o) parent.append(n);
+    else if (o.nodeType !== n.nodeType || o.nodeName !== n.nodeName || LISTENED.has(n) || LISTENED.has(o)) parent.replaceChild(n, o);
+    else if (n.nodeType !== 1) { if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue; }
+    else if (!o.isEqualNode(n)) {
+      for (const at of Array.from(o.attributes)) if (!n.hasAttribute(at.name)) o.removeAttribute(at.name);
+      for (const at of n.attributes) {
+        if (o.getAttribute(at.name) === at.value) continue;
+        if (at.name === "style") o.style.cssText = n.style.cssText;  // CSSOM: the CSP allows it
+        else o.setAttribute(at.name, at.value);
+      }
+      morphChildren(o, Array.from(n.childNodes));
+    }
+  }
+  while (old.length > i) parent.lastChild.remove();
 }
 const GLOSSARY = REG.glossary || {};     // abbreviation -> expansion (prose, for <abbr title>)
 const abbr = (short, text = short) => (GLOSSARY[short] ? el("abbr", { title: GLOSSARY[short] }, text) : text);
@@ -132,7 +161,7 @@ function drawFixedChips(slot, view) {
   // view: the server's reading of this MSR (/page/registers): ok, and 8 sub-ranges with
   // their type (null for a code MTRRs do not accept)
   const box = $(`#fixed-chips${slot}`);
-  box.replaceChildren(...(view.ok ? view.chips : Array(8).fill(null)).map((c) => {
+  fill(box, ...(view.ok ? view.chips : Array(8).fill(null)).map((c) => {
     const name = c == null ? "?" : c.type ?? `r${c.code}`;
     return el("span", { class: `chip ${c && c.type ? typeClass(c.type) : "t-none"}`,
       title: c ? `${c.start}-${c.end}: ${name}` : "malformed value" }, name);
@@ -179,6 +208,7 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   return row;
 }
 function renumberVars() {
+  regsGen++;
   $$("#var-rows .var-row").forEach((row, n) => {
     $(".idx", row).textContent = `#${n}`;
     $(".v-err", row).dataset.err = `vcpu.mtrr.variable[${n}]`;
@@ -275,7 +305,11 @@ function defTypeValue() {
   return defTypeRaw;
 }
 async function defTypeFromFields() {
-  // E, FE and the default type -> MTRRdefType, written by the server (POST /page/mtrr-deftype)
+  // E, FE and the default type -> MTRRdefType, written by the server: the page's initial
+  // data holds its value for every combination the editor offers (REG.def_type_values);
+  // anything else is asked (POST /page/mtrr-deftype), which names what it refuses
+  const known = (REG.def_type_values || {})[`${Number(ctl.mE.checked)}${Number(ctl.mFE.checked)}${Number(ctl.mDef.value)}`];
+  if (known) { defTypeRaw = known; return; }
   try {
     const a = await api(`${PAGE}/mtrr-deftype`, { enabled: ctl.mE.checked, fixed_enabled: ctl.mFE.checked,
       type: Number(ctl.mDef.value) }, undefined, false, true);
@@ -303,6 +337,17 @@ function drawRegisters(v) {
   }
   v.fixed.forEach((f, slot) => drawFixedChips(slot, f));
   $$("#var-rows .var-row").forEach((row, n) => { if (v.variable[n] && !row.dataset.refused) drawVarRow(row, v.variable[n]); });
+}
+// The register views are drawn again only when their answer or the editors changed: any
+// edit inside the PAT and MTRR editors, or rebuilt range rows (renumberVars), bumps regsGen.
+let regsGen = 0;
+let regsDrawn = { answer: null, gen: -1 };
+["#fs-pat", "#fs-mtrr"].forEach((sel) => ["input", "change"].forEach((type) =>
+  $(sel)?.addEventListener(type, () => { regsGen++; }, true)));
+function drawRegistersOnce(v) {
+  if (v && v === regsDrawn.answer && regsGen === regsDrawn.gen) return;
+  drawRegisters(v);
+  regsDrawn = { answer: v, gen: regsGen };
 }
 let regsLast = { key: null, answer: null };
 async function registersFor(body, signal) {
@@ -494,6 +539,153 @@ async function api(path, body, signal, text = false, page = false) {
   return text ? r.text() : r.json();
 }
 
+async function batch(parts, signal) {
+  // parts: {key: [endpoint name, body] or null} -> {key: a settled result ({status:
+  // "fulfilled", value} or {status: "rejected", reason: ApiError})}, as Promise.allSettled
+  // gives; one POST /page/batch (app/page_batch.py) answers every part with its endpoint's
+  // own answer. A failed batch (abort, network, 4xx/5xx of the batch) rejects every part.
+  // The exact request body is first looked up among the answers the server already gave
+  // (batchAnswer: the cache of this page's updates and of the prefetch).
+  const keys = Object.keys(parts).filter((k) => parts[k]);
+  const out = {};
+  if (!keys.length) return out;
+  try {
+    const answer = await batchAnswer(batchBody(parts), signal);
+    keys.forEach((k, i) => {
+      const p = answer.parts[i];
+      out[k] = p.status === 200 ? { status: "fulfilled", value: p.body }
+        : { status: "rejected", reason: new ApiError(p.status, p.body) };
+    });
+  } catch (e) {
+    keys.forEach((k) => { out[k] = { status: "rejected", reason: e }; });
+  }
+  return out;
+}
+
+// -- answers the server already gave, and the prefetch of the states one click away ---------
+// A toggle's answers are a pure function of its POST /page/batch body (the server's results
+// are deterministic), so an answer is reused only for the byte-identical body it answered
+// (ANSWERS, a small LRU of the response texts); nothing is derived from it. When the page is
+// idle after a redraw, the batches of the states one click away (each visible boolean
+// control of the knob table flipped: KNOB_CONTROLS, from the page's initial data) are
+// asked ahead, one batch in flight at a time and at most PREFETCH_MAX per idle period, each
+// marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change
+// aborts the batch in flight unless it is the very batch that change needs, which it then
+// awaits. `window.__memtypePrefetch = false` (the bench's cold case, the browser tests)
+// turns off both the prefetch and the reuse: every update asks the server.
+
+const ANSWERS = new Map();       // POST /page/batch body text -> response text, oldest first
+const ANSWERS_MAX = 64;
+const PREFETCH_MAX = 16;         // neighbour states asked per idle period
+const PREFETCH_HEADER = "X-Memtype-Prefetch";
+let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
+let prefetchPending = null;      // {key, ctrl, promise}: the one prefetch batch in flight
+const reuseOn = () => window.__memtypePrefetch !== false;
+
+function batchBody(parts) {
+  const keys = Object.keys(parts).filter((k) => parts[k]);
+  return JSON.stringify({ parts: keys.map((k) => ({ name: parts[k][0], body: parts[k][1] })) });
+}
+function rememberAnswer(key, text) {
+  ANSWERS.delete(key);
+  ANSWERS.set(key, text);
+  while (ANSWERS.size > ANSWERS_MAX) ANSWERS.delete(ANSWERS.keys().next().value);
+}
+async function postBatch(key, signal, prefetch = false) {
+  // One POST /page/batch with the body text `key` -> its response text; an answer worth
+  // keeping (no part failed on the server's side: 429/5xx may pass) is remembered.
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (prefetch) headers[PREFETCH_HEADER] = "1";
+  const r = await fetch(`${PAGE}/batch`, { method: "POST", signal, body: key, headers });
+  if (!r.ok) {
+    let problem = null;
+    try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
+    throw new ApiError(r.status, problem);
+  }
+  const text = await r.text();
+  const answer = JSON.parse(text);
+  if (reuseOn() && answer.parts.every((p) => p.status < 429)) rememberAnswer(key, text);
+  return answer;
+}
+async function batchAnswer(key, signal) {
+  // The answer for the body text `key`: remembered, the prefetch batch in flight for it, or
+  // a new request (aborting a prefetch batch for another body first).
+  stopPrefetch();
+  if (reuseOn() && ANSWERS.has(key)) {
+    const text = ANSWERS.get(key);
+    rememberAnswer(key, text);
+    return JSON.parse(text);
+  }
+  const pending = prefetchPending;
+  if (pending && pending.key === key) {
+    const answer = await pending.promise.catch(() => null);
+    if (signal?.aborted) throw new DOMException("aborted", "AbortError");
+    if (answer) return answer;
+  } else if (pending) {
+    pending.ctrl.abort();
+  }
+  return postBatch(key, signal);
+}
+function stopPrefetch() {
+  // No new prefetch batch starts; the one in flight finishes (batchAnswer aborts it if unneeded).
+  if (!prefetchRun) return;
+  prefetchRun.stop = true;
+  if (prefetchRun.idle != null) cancelIdleCallback(prefetchRun.idle);
+  clearTimeout(prefetchRun.timer);
+  prefetchRun = null;
+}
+function schedulePrefetch() {
+  // After a redraw: prefetch the neighbours once the page is idle.
+  stopPrefetch();
+  if (!reuseOn()) return;
+  const run = { stop: false, idle: null, timer: null };
+  prefetchRun = run;
+  const go = () => { if (!run.stop) prefetchNeighbours(run); };
+  if (window.requestIdleCallback) run.idle = requestIdleCallback(go, { timeout: 300 });
+  else run.timer = setTimeout(go, 50);
+}
+const recentFlips = [];          // control ids of the boolean knobs, the last changed first
+function neighbourStates() {
+  // The states one click away: each visible, enabled boolean knob control flipped, the
+  // controls changed most recently first (a person toggling CD back and forth is met first).
+  const base = JSON.stringify(readState());
+  const rank = (k) => { const i = recentFlips.indexOf(k.control); return i < 0 ? recentFlips.length : i; };
+  const bools = KNOB_CONTROLS.filter((k) => k.kind === "bool");
+  bools.sort((x, y) => rank(x) - rank(y));  // stable: the table's order among the others
+  return bools.filter((k) => {
+    const c = $(`#${k.control}`);
+    return c && !c.disabled && !c.closest("[hidden]");
+  }).map((k) => {
+    const st = JSON.parse(base);
+    const owner = k.owner === "vm" ? st.scenario.vm : st.scenario.vcpu;
+    owner[k.name] = !owner[k.name];
+    return st;
+  });
+}
+async function prefetchNeighbours(run) {
+  let asked = 0;
+  for (const st of neighbourStates()) {
+    if (run.stop || asked >= PREFETCH_MAX) break;
+    const key = batchBody(updateParts(st).parts);
+    if (ANSWERS.has(key)) continue;
+    asked += 1;
+    const ctrl = new AbortController();
+    const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
+    prefetchPending = pending;
+    try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
+    if (prefetchPending === pending) prefetchPending = null;
+  }
+  if (prefetchRun === run) prefetchRun = null;
+}
+for (const type of ["pointerdown", "keydown", "input"]) window.addEventListener(type, () => stopPrefetch(), true);
+function noteFlip(id) {
+  if (!KNOB_CONTROLS.some((k) => k.kind === "bool" && k.control === id)) return;
+  const i = recentFlips.indexOf(id);
+  if (i >= 0) recentFlips.splice(i, 1);
+  recentFlips.unshift(id);
+}
+window.addEventListener("change", (e) => noteFlip(e.target?.id), true);
+
 // -- errors next to the controls --------------------------------------------------------
 
 function locKey(loc) {
@@ -621,6 +813,29 @@ function setStale(sel, on, why = "waiting for a valid state") {
   tag.textContent = on ? `stale: ${why}` : "";
 }
 
+function updateParts(st) {
+  // Every answer of this update in one round trip (POST /page/batch: each part is served by
+  // its own endpoint, unchanged); the register views and the era diff only when not cached.
+  const body = resolveBody(st);
+  const regsBody = registersBody();
+  const regsKey = JSON.stringify(regsBody);
+  const diffKey = st.vs ? `${st.scenario.kernel}|${st.vs}` : null;
+  const parts = {
+    // the permalink rides along; the address bar is written after the frame is painted
+    link: ["permalink", permalinkBody(st)],
+    regs: regsLast.key === regsKey ? null : ["registers", regsBody],
+    a: ["resolve", body],
+    map: ["map", mapBody(st)],
+    b: st.vs ? ["resolve", resolveBody(st, st.vs)] : null,
+    zap: st.event ? ["zap", zapBody(st)] : null,
+    diff: st.vs && !diffCache.has(diffKey) ? ["diff", { a: st.scenario.kernel, b: st.vs, limit: 0 }] : null,
+    // the compare era's map and zap, side by side with the main era's in the compare panel
+    // (asked only while that section is open)
+    bmap: st.vs && sideOpen() ? ["map", mapBody(st, st.vs)] : null,
+    bzap: st.vs && st.event && sideOpen() ? ["zap", zapBody(st, st.vs)] : null,
+  };
+  return { parts, regsKey, diffKey };
+}
 async function update() {
   const my = ++seq;
   if (inflight) inflight.abort();
@@ -643,35 +858,21 @@ async function update() {
     refused.forEach((row) => { $(".v-err", row).textContent = row.dataset.refused; });
     PANELS.forEach((p) => setStale(p, true, "a variable range above is refused"));
     setLink(null, "a variable range is refused");
-    finishRedraw();
+    await finishRedraw(my);
     document.body.dataset.busy = "0";
     document.body.dataset.ready = "1";
     if (inflight === ctrl) inflight = null;
     return;
   }
-  // The permalink is asked for with the answers but only awaited after drawing: it is off
-  // the toggle->redraw path. An invalid state (422) has no link: Copy link says so.
-  const linkReq = api("/permalink", permalinkBody(st), ctrl.signal).then((a) => ({ a }), (e) => ({ e }));
-
-  const body = resolveBody(st);
-  const tasks = {
-    regs: registersFor(registersBody(), ctrl.signal),
-    a: api("/resolve", body, ctrl.signal),
-    map: api("/map", mapBody(st), ctrl.signal),
-    b: st.vs ? api("/resolve", resolveBody(st, st.vs), ctrl.signal) : null,
-    zap: st.event ? api("/zap", zapBody(st), ctrl.signal) : null,
-    diff: st.vs ? diffFor(st.scenario.kernel, st.vs, ctrl.signal) : null,
-    // the compare era's map and zap, side by side with the main era's in the compare panel
-    // (asked only while that section is open: two more requests on the redraw path)
-    bmap: st.vs && sideOpen() ? api("/map", mapBody(st, st.vs), ctrl.signal) : null,
-    bzap: st.vs && st.event && sideOpen() ? api("/zap", zapBody(st, st.vs), ctrl.signal) : null,
-  };
-  const keys = Object.keys(tasks);
-  const settled = await Promise.allSettled(keys.map((k) => tasks[k]));
+  const { parts, regsKey, diffKey } = updateParts(st);
+  const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
-  const res = {};
-  keys.forEach((k, i) => { res[k] = settled[i]; });
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
+  const cached = (v) => ({ status: "fulfilled", value: v });
+  if (res.regs?.status === "fulfilled") regsLast = { key: regsKey, answer: res.regs.value };
+  else if (!res.regs) res.regs = cached(regsLast.answer);
+  if (res.diff?.status === "fulfilled") diffCache.set(diffKey, res.diff.value);
+  else if (!res.diff && diffKey) res.diff = cached(diffCache.get(diffKey));
 
   clearErrors();
   setStatus("");
@@ -681,46 +882,59 @@ async function update() {
     console.warn("draw failed", e);  // never crash the page; keep the last drawing
     setStatus(`could not draw: ${e.message}`, true);
   }
-  finishRedraw();
-
-  const answer = await linkReq;
-  if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
-  if (answer.a) {
-    setLink(answer.a);
-    commitHistory(answer.a.query, st);
-    showActivePreset(answer.a.query);
-  } else if (answer.e?.name !== "AbortError") {
-    const it = answer.e?.problem?.errors?.[0];
-    setLink(null, it ? `${locKey(it.loc)}: ${it.msg}` : answer.e?.message);
+  // The link and the active preset are drawn with the answers (the same frame); the address
+  // bar is written after the frame is painted: the history API lays the page out again (it
+  // saves the scroll position), which would otherwise sit between the answers and the screen.
+  const linkAnswer = res.link.status === "fulfilled" ? res.link.value : null;
+  if (linkAnswer) {
+    setLink(linkAnswer);
+    showActivePreset(linkAnswer.query);
+  } else if (res.link.reason?.name !== "AbortError") {
+    const it = res.link.reason?.problem?.errors?.[0];
+    setLink(null, it ? `${locKey(it.loc)}: ${it.msg}` : res.link.reason?.message);
   }
+  await finishRedraw(my);
+  if (my !== seq) return;  // a newer change owns the address bar (and the busy flag) now
+  if (linkAnswer) commitHistory(linkAnswer.query, st);
   document.body.dataset.busy = "0";
   document.body.dataset.ready = "1";
   if (inflight === ctrl) inflight = null;
+  schedulePrefetch();
 }
-function finishRedraw() {
+function afterPaint() {
+  // Resolves once the frame with this task's DOM writes is rendered: a task posted from
+  // requestAnimationFrame runs after that frame's style, layout and paint. A hidden page
+  // renders no frames, so it resolves at once there.
+  return new Promise((resolve) => {
+    if (document.visibilityState === "hidden") { setTimeout(resolve, 0); return; }
+    requestAnimationFrame(() => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => resolve();
+      ch.port2.postMessage(null);
+    });
+  });
+}
+async function finishRedraw(my = seq) {
+  // "toggle" (changed()) -> "redrawn": the frame showing the new answers is painted.
+  await afterPaint();
   performance.mark("redrawn");
-  try {
-    const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
-    window.__lastRedrawMs = m.duration;
-  } catch { /* no toggle mark yet */ }
+  if (my === seq) {
+    try {
+      const m = performance.measure("toggle->redrawn", "toggle", "redrawn");
+      window.__lastRedrawMs = m.duration;
+    } catch { /* no toggle mark yet */ }
+    performance.clearMarks("toggle");
+  }
+  window.__redrawnAt = performance.now();
   window.__redrawCount = (window.__redrawCount || 0) + 1;
-  performance.clearMarks("toggle");
+  performance.clearMarks("redrawn");
   performance.clearMeasures("toggle->redrawn");
-}
-
-async function diffFor(a, b, signal) {
-  // The diff covers a fixed state space: cache it per era pair. limit 0: counts and groups only.
-  const key = `${a}|${b}`;
-  if (diffCache.has(key)) return diffCache.get(key);
-  const d = await api("/diff", { a, b, limit: 0 }, signal);
-  diffCache.set(key, d);
-  return d;
 }
 
 function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
-  drawRegisters(ok("regs"));
+  drawRegistersOnce(ok("regs"));
   if (SYS.view) applySystem(SYS.view);  // with the editors as the registers now read (E, type)
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
@@ -788,8 +1002,8 @@ function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
   if (!st.event) return;
   const names = [["zap calls", "zap_calls"], ["zapped pages", "zapped_pages"], ["needed pages", "needed_pages"],
     ["stale pages", "stale_pages"], ["excess pages", "excess_pages"]];
-  $("#cmp-zap thead").replaceChildren(el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
-  $("#cmp-zap tbody").replaceChildren(...names.map(([label, k]) => {
+  fill($("#cmp-zap thead"), el("tr", {}, el("th", {}, "zap scope"), el("th", {}, st.scenario.kernel), el("th", {}, st.vs)));
+  fill($("#cmp-zap tbody"), ...names.map(([label, k]) => {
     const va = zapA ? String(zapA.counts[k]) : "-", vb = zapB ? String(zapB.counts[k]) : "-";
     const d = zapA && zapB && va !== vb;
     return el("tr", { "data-count": label }, el("th", {}, label),
@@ -827,12 +1041,12 @@ function drawResult(r, st, hole = null) {
   $("#res-gpa").textContent = r.gpa;
   $("#res-title").textContent = `${r.era.title}`;
   // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
-  $("#path").replaceChildren(...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
+  fill($("#path"), ...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
     "No memslot here, so KVM never builds an entry; below is what vmx_get_mt_mask() would compute for a page here.")] : []),
   ...r.path.map(stepItem));
   $("#path").classList.toggle("is-hypothetical", !!hole);
   const lk = $("#lookups");
-  lk.replaceChildren(...[
+  fill(lk, ...[
     el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
     el("dt", {}, "guest MTRR (SDM)"), el("dd", {}, typeChip(r.guest_mtrr.type), " ", el("span", { class: "muted" }, r.guest_mtrr.reason)),
     el("dt", {}, "KVM MTRR lookup"), el("dd", {}, r.kvm_mtrr ? [typeChip(r.kvm_mtrr.type), " ", el("span", { class: "muted" }, r.kvm_mtrr.reason)] : el("span", { class: "muted" }, "not read by this era")),
@@ -855,7 +1069,7 @@ function drawResult(r, st, hole = null) {
     $("#ept-misconfig").textContent = "";
     return;
   }
-  $("#ept-type").replaceChildren(typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
+  fill($("#ept-type"), typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
   $("#ept-type").dataset.notation = e.notation;
   $("#ept-mask").textContent = e.mask;
   $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
@@ -864,7 +1078,7 @@ function drawResult(r, st, hole = null) {
   $("#ept-page").textContent = e.leaf ? e.leaf.page_size : r.page_size;
   $("#ept-page").title = "the page this leaf maps: the MTRR consistency check's answer, kept inside the memslot";
   drawBits(e.leaf);
-  $("#page-sizes").replaceChildren(...r.page_sizes.flatMap((p) => [
+  fill($("#page-sizes"), ...r.page_sizes.flatMap((p) => [
     el("dt", {}, `MTRR check, ${p.kernels}`),
     el("dd", {}, p.mtrr_check ? ["allows ", el("b", {}, p.page_size)] : "does not apply",
       e.leaf && p.page_size !== e.leaf.page_size ? el("span", { class: "muted" }, ` (the memslot limits the leaf to ${e.leaf.page_size})`) : ""),
@@ -874,9 +1088,9 @@ function drawResult(r, st, hole = null) {
 
 function drawBits(leaf, hl = ["MT", "IPAT"]) {
   // hl: the fields the entry's memory type is read from (EPT: MT and IPAT; NPT: PWT, PCD, PAT)
-  const box = $("#bitfield");
-  box.replaceChildren();
-  if (!leaf) return;
+  const out = $("#bitfield");
+  const box = document.createDocumentFragment();  // drawn below, then patched in (fill)
+  if (!leaf) { fill(out); return; }
   const raw = BigInt(leaf.raw);
   for (const hi of [63, 31]) {
     const nums = el("div", { class: "bitnums", "aria-hidden": "true" });
@@ -918,6 +1132,7 @@ function drawBits(leaf, hl = ["MT", "IPAT"]) {
       `: ${mt.meaning}; `,
       el("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
   }
+  fill(out, ...box.childNodes);
 }
 
 function drawEffective(r, st, hole = false) {
@@ -927,7 +1142,7 @@ function drawEffective(r, st, hole = false) {
       "no memslot at this address: no EPT entry, so no effective type (the guest's own lookup is in the result above)")));
     return;
   }
-  tb.replaceChildren(...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
+  fill(tb, ...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
     el("td", { class: "mono" }, `PA${p.index}`),
     el("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
     el("td", {}, typeChip(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", typeChip(p.pat_type_used)] : null),
@@ -1227,19 +1442,101 @@ function mapScale(runs) {
   return { segs, x };
 }
 
-function lane(name, cls = "") {
-  return el("div", { class: `lane ${cls}` }, el("span", { class: "lname" }, name));
+// -- drawing in place ------------------------------------------------------------------------
+// The map and its tables are redrawn on every toggle. Rebuilding them made the browser
+// restyle and lay out every node again; instead h() describes the children and render()
+// patches them into the element, reusing the nodes already there and writing only the
+// attributes and texts that differ (a toggle changes a few classes and labels).
+
+const h = (tag, attrs = {}, ...children) => ({ tag, attrs, children: children.flat() });
+function specOf(node) {
+  // an element built by el() (typeChip, expBadge, abbr) as h() would describe it
+  if (node.nodeType !== 1) return node.textContent;
+  const attrs = {};
+  for (const at of node.attributes) attrs[at.name] = at.value;
+  return { tag: node.localName, attrs, children: Array.from(node.childNodes, specOf) };
 }
-function bar(x0, x1, cls, text, title, tag = "div") {
+function patchAttrs(e, attrs) {
+  // attrs as el() takes them (class, style via the CSSOM, true = present), events aside
+  const want = new Map();
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false || k === "style") continue;
+    want.set(k, v === true ? "" : String(v));
+  }
+  for (const at of Array.from(e.attributes)) {
+    if (at.name !== "style" && !want.has(at.name)) e.removeAttribute(at.name);
+  }
+  for (const [k, v] of want) if (e.getAttribute(k) !== v) e.setAttribute(k, v);
+  const css = attrs.style || "";
+  if ((e.__css ?? "") !== css) { e.style.cssText = css; e.__css = css; }  // CSSOM: the CSP allows it
+}
+function render(parent, kids) {
+  const old = parent.childNodes;
+  let i = 0;
+  for (let k of kids) {
+    if (k == null || k === false) continue;
+    if (k instanceof Node) k = specOf(k);
+    const o = old[i++];
+    if (typeof k !== "object") {
+      const t = String(k);
+      if (o && o.nodeType === 3) { if (o.data !== t) o.data = t; } else if (o) parent.replaceChild(document.createTextNode(t), o);
+      else parent.append(t);
+      continue;
+    }
+    let e = o;
+    if (!o || o.nodeType !== 1 || o.localName !== k.tag) {
+      e = document.createElement(k.tag);
+      if (o) parent.replaceChild(e, o); else parent.append(e);
+    }
+    patchAttrs(e, k.attrs);
+    render(e, k.children);
+  }
+  while (old.length > i) parent.lastChild.remove();
+}
+
+function lane(name, cls = "", attrs = {}, segs = []) {
+  return h("div", { class: `lane ${cls}`, ...attrs }, h("span", { class: "lname" }, name), segs);
+}
+function bar(x0, x1, cls, text, title, tag = "div", attrs = {}) {
   const w = Math.max(x1 - x0, 0.25);
-  return el(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title }, text);
+  return h(tag, { class: `seg ${cls}`, style: `left:${x0}%;width:${w}%`, title, ...attrs }, text ?? []);
+}
+
+// The lanes' width (for thinning the axis labels), kept by a ResizeObserver: a redraw never
+// reads layout (a read after the writes would force the browser to lay the page out twice).
+const mapWidths = new WeakMap();
+const mapSizes = typeof ResizeObserver === "function"
+  ? new ResizeObserver((entries) => { for (const en of entries) mapWidths.set(en.target, en.contentRect.width); }) : null;
+function mapWidth(box) {
+  if (!mapWidths.has(box)) {
+    mapWidths.set(box, box.clientWidth - 64);  // once per box, at its first drawing
+    mapSizes?.observe(box);
+  }
+  return Math.max(1, mapWidths.get(box));
+}
+// One click handler per map (not one per segment): a click on a run of the main lane
+// studies the address under the pointer (the run's start for a keyboard click).
+const mapClickBoxes = new WeakSet();
+function mapClicks(box) {
+  if (mapClickBoxes.has(box)) return;
+  mapClickBoxes.add(box);
+  box.addEventListener("click", (ev) => {
+    const b = ev.target instanceof Element ? ev.target.closest(".lane.main .seg") : null;
+    if (!b || !box.contains(b)) return;
+    const s = Number(BigInt(b.dataset.start)), e = Number(BigInt(b.dataset.end));
+    const rect = b.getBoundingClientRect();
+    const frac = ev.detail === 0 || rect.width === 0 ? 0 : Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
+    const addr = Math.floor((s + frac * (e - s)) / 4096) * 4096;
+    ctl.gpa.value = hex(BigInt(Math.min(addr, e - 4096)));
+    changed();
+  });
 }
 
 function drawMap(map, res, st, zap, opt = {}) {
   // opt.box: draw the lanes elsewhere (the compare panel), on the scale of opt.scaleRuns
   // (both eras' run boundaries, so the two maps line up); the legend and tables are the main map's.
   const box = opt.box || $("#map");
-  box.replaceChildren();
+  mapClicks(box);
   let { segs, x } = mapScale(opt.scaleRuns || map.runs);
   if (opt.scaleRuns) {
     segs = map.runs.map((r) => {
@@ -1250,73 +1547,47 @@ function drawMap(map, res, st, zap, opt = {}) {
 
   // the MTRR lane: the server's default range under the programmed ranges (map.mtrr: E and
   // the type where no range applies, app.kvm.memmap.mtrr_default)
-  const mt = lane("MTRR");
   const dflt = map.mtrr.default;
-  mt.dataset.enabled = map.mtrr.enabled ? "1" : "0";
-  mt.append(bar(0, 100, `${typeClass(dflt.type)} mtrr-default`,
-    map.mtrr.enabled ? `default ${dflt.type}` : `MTRRs disabled (E=0): guest expects ${dflt.type}`,
-    map.mtrr.enabled ? `MTRRdefType default type ${dflt.type} wherever no range applies (${dflt.start}-${dflt.end})`
-      : `MTRRdefType.E=0: ${dflt.type} everywhere, whatever the ranges hold`));
-  for (const r of map.mtrr.enabled ? map.mtrr_ranges : []) {
-    const s = Number(BigInt(r.start)), e = Number(BigInt(r.end));
-    const x0 = x(s), x1 = x(e);
-    mt.append(bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
-      `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`));
-  }
+  const mt = lane("MTRR", "", { "data-enabled": map.mtrr.enabled ? "1" : "0" }, [
+    bar(0, 100, `${typeClass(dflt.type)} mtrr-default`,
+      map.mtrr.enabled ? `default ${dflt.type}` : `MTRRs disabled (E=0): guest expects ${dflt.type}`,
+      map.mtrr.enabled ? `MTRRdefType default type ${dflt.type} wherever no range applies (${dflt.start}-${dflt.end})`
+        : `MTRRdefType.E=0: ${dflt.type} everywhere, whatever the ranges hold`),
+    ...(map.mtrr.enabled ? map.mtrr_ranges : []).map((r) => {
+      const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
+      return bar(x0, x1, `${typeClass(r.type)} mtrr-src-${r.source.split(" ")[0]}`, x1 - x0 > 2.5 ? r.type : "",
+        `MTRR ${r.type} ${r.start}-${r.end} (${r.source})`);
+    }),
+  ]);
 
   const patType = res && res.pat && res.pat[map.pat_index] ? res.pat[map.pat_index].pat_type : "";
-  const main = lane(`PA${map.pat_index} ${patType}`, "main");
-  for (const g of segs) {
+  const main = lane(`PA${map.pat_index} ${patType}`, "main", {}, segs.map((g) => {
     const r = g.run;
     const mapped = r.kind !== "unmapped";
     const title = mapped
       ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${expectWords(r.relation)}), page ${r.page_size}`
       : `${r.start}-${r.end}: no memslot, no EPT leaf`;
-    const b = bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped",
-      null, title, "button");
-    b.type = "button";
-    b.dataset.start = r.start;
-    b.dataset.end = r.end;
-    b.setAttribute("aria-label", title);
-    if (mapped && g.w > 2.2) {
-      b.append(el("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")));
-    }
-    b.addEventListener("click", (ev) => {
-      const rect = b.getBoundingClientRect();
-      const frac = ev.detail === 0 || rect.width === 0 ? 0 : Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
-      const addr = Math.floor((g.s + frac * (g.e - g.s)) / 4096) * 4096;
-      ctl.gpa.value = hex(BigInt(Math.min(addr, g.e - 4096)));
-      changed();
-    });
-    main.append(b);
-  }
+    const label = mapped && g.w > 2.2
+      ? h("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")) : null;
+    return bar(g.x0, g.x0 + g.w, mapped ? typeClass(r.effective) : "unmapped", label, title, "button",
+      { type: "button", "data-start": r.start, "data-end": r.end, "aria-label": title });
+  }));
 
-  const kind = lane("memslot");
-  const page = lane("page");
-  for (const g of segs) {
-    const r = g.run;
-    kind.append(bar(g.x0, g.x0 + g.w, `kind-${r.kind}`, g.w > 2.2 && r.kind !== "unmapped" ? r.kind.toUpperCase() : "", `${r.kind}: ${r.label}`));
-    if (r.page_size) page.append(bar(g.x0, g.x0 + g.w, `pg pg-${r.page_size}`, g.w > 1.6 ? r.page_size : "", `largest page here: ${r.page_size}`));
-  }
-  box.append(mt, main, kind, page);
+  const kind = lane("memslot", "", {}, segs.map((g) => bar(g.x0, g.x0 + g.w, `kind-${g.run.kind}`,
+    g.w > 2.2 && g.run.kind !== "unmapped" ? g.run.kind.toUpperCase() : "", `${g.run.kind}: ${g.run.label}`)));
+  const page = lane("page", "", {}, segs.filter((g) => g.run.page_size).map((g) => bar(g.x0, g.x0 + g.w,
+    `pg pg-${g.run.page_size}`, g.w > 1.6 ? g.run.page_size : "", `largest page here: ${g.run.page_size}`)));
 
-  if (zap) {
-    for (const [name, cls, list] of [["zapped", "z-zapped", zap.zapped], ["needed", "z-needed", zap.needed],
-      ["stale", "z-stale", zap.stale], ["excess", "z-excess", zap.excess]]) {
-      const l = lane(name, "zap");
-      l.dataset.zapLane = name;
-      for (const r of list) {
-        const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
-        l.append(bar(x0, x1, `z ${cls}`, x1 - x0 > 4 ? name : "", `${name} ${r.start}-${r.end} (${r.pages} pages)`));
-      }
-      if (!list.length) l.append(el("span", { class: "empty" }, "none"));
-      box.append(l);
-    }
-  }
+  const zapLanes = !zap ? [] : [["zapped", "z-zapped", zap.zapped], ["needed", "z-needed", zap.needed],
+    ["stale", "z-stale", zap.stale], ["excess", "z-excess", zap.excess]].map(([name, cls, list]) => lane(name, "zap",
+    { "data-zap-lane": name }, list.length ? list.map((r) => {
+      const x0 = x(Number(BigInt(r.start))), x1 = x(Number(BigInt(r.end)));
+      return bar(x0, x1, `z ${cls}`, x1 - x0 > 4 ? name : "", `${name} ${r.start}-${r.end} (${r.pages} pages)`);
+    }) : [h("span", { class: "empty" }, "none")]));
 
   // axis: run boundaries, thinned so labels do not collide (about 6.5 px per character)
-  const axis = el("div", { class: "axis", "aria-hidden": "true" });
-  const widthPx = Math.max(1, box.clientWidth - 64);
+  const ticks = [];
+  const widthPx = mapWidth(box);
   let lastX = -1e9, lastLen = 0;
   const pts = [...segs.map((g) => [g.x0, g.s]), [100, segs.length ? segs[segs.length - 1].e : 0]];
   pts.forEach(([px, addr], i) => {
@@ -1324,47 +1595,44 @@ function drawMap(map, res, st, zap, opt = {}) {
     const need = ((lastLen + label.length) / 2) * 6.5 + 6;
     const isLast = i === pts.length - 1;
     if ((px - lastX) / 100 * widthPx < need && !isLast) return;
-    if (isLast && (px - lastX) / 100 * widthPx < need) axis.lastChild?.remove();
-    axis.append(el("span", { style: `left:${px}%` }, label));
+    if (isLast && (px - lastX) / 100 * widthPx < need) ticks.pop();
+    ticks.push(h("span", { style: `left:${px}%` }, label));
     lastX = px; lastLen = label.length;
   });
-  box.append(axis);
+  const axis = h("div", { class: "axis", "aria-hidden": "true" }, ticks);
 
   const g = parseHex(st.gpa);
-  if (g != null) {
-    const overlay = el("div", { class: "overlay", "aria-hidden": "true" },
-      el("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
-    box.append(overlay);
-  }
+  const overlay = g == null ? null : h("div", { class: "overlay", "aria-hidden": "true" },
+    h("div", { class: "marker", style: `left:${x(Number(g))}%`, title: `address under study ${hex(g)}` }));
+  render(box, [mt, main, kind, page, ...zapLanes, axis, overlay]);
 
   if (opt.box) return;
 
   // legend
-  const lg = $("#legend");
-  lg.replaceChildren(
-    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => el("span", {}, el("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
-    el("span", {}, el("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
-    el("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
-  );
+  render($("#legend"), [
+    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => h("span", {}, h("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
+    h("span", {}, h("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
+    h("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
+  ]);
 
   // runs table
   $("#runs-count").textContent = String(map.runs.length);
   const here = g == null ? -1 : map.runs.findIndex((r) => Number(BigInt(r.start)) <= Number(g) && Number(g) < Number(BigInt(r.end)));
-  $("#runs-table tbody").replaceChildren(...map.runs.map((r, i) => el("tr", { class: i === here ? "here" : "", "data-start": r.start },
-    el("td", { class: "range" }, `${r.start}-${r.end}`, el("br"), el("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
-    el("td", {}, r.kind === "unmapped" ? el("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
-    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
-    el("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
-    el("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
-    el("td", {}, r.effective ? typeChip(r.effective) : ""),
-    el("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
-    el("td", {}, r.relation ? expBadge(r.relation) : ""),
-    el("td", {}, r.page_size),
+  render($("#runs-table tbody"), map.runs.map((r, i) => h("tr", { class: i === here ? "here" : "", "data-start": r.start },
+    h("td", { class: "range" }, `${r.start}-${r.end}`, h("br"), h("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
+    h("td", {}, r.kind === "unmapped" ? h("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
+    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
+    h("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
+    h("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
+    h("td", {}, r.effective ? typeChip(r.effective) : ""),
+    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
+    h("td", {}, r.relation ? expBadge(r.relation) : ""),
+    h("td", {}, r.page_size),
   )));
-  const mrow = (r, src) => el("tr", { "data-source": r.source },
-    el("td", { class: "range" }, `${r.start}-${r.end}`), el("td", {}, typeChip(r.type)), el("td", {}, src));
-  $("#mtrr-ranges-table tbody").replaceChildren(...map.mtrr_ranges.map((r) => mrow(r, r.source)),
-    mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere"));
+  const mrow = (r, src) => h("tr", { "data-source": r.source },
+    h("td", { class: "range" }, `${r.start}-${r.end}`), h("td", {}, typeChip(r.type)), h("td", {}, src));
+  render($("#mtrr-ranges-table tbody"), [...map.mtrr_ranges.map((r) => mrow(r, r.source)),
+    mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere")]);
 }
 
 // -- drawing: zap ---------------------------------------------------------------------------
@@ -1375,16 +1643,16 @@ function drawZap(z) {
   $("#zap-desc").textContent = `${z.kernel}: ${z.event.description}`;
   const c = z.counts;
   const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
-  $("#zap-counts").replaceChildren(
+  fill($("#zap-counts"), 
     count("zap calls", c.zap_calls), count("zapped pages", c.zapped_pages), count("needed pages", c.needed_pages),
     count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
   );
   const li = (r) => el("li", { "data-start": r.start, "data-end": r.end }, `${r.start}-${r.end} (${r.pages} p)`);
-  $("#zap-zapped").replaceChildren(...z.zapped.map(li));
-  $("#zap-needed").replaceChildren(...z.needed.map(li));
-  $("#zap-stale").replaceChildren(...z.stale.map(li));
-  $("#zap-excess").replaceChildren(...z.excess.map(li));
-  $("#zap-path").replaceChildren(...z.path.map(stepItem));
+  fill($("#zap-zapped"), ...z.zapped.map(li));
+  fill($("#zap-needed"), ...z.needed.map(li));
+  fill($("#zap-stale"), ...z.stale.map(li));
+  fill($("#zap-excess"), ...z.excess.map(li));
+  fill($("#zap-path"), ...z.path.map(stepItem));
 }
 
 // -- drawing: compare and diff -----------------------------------------------------------------
@@ -1417,7 +1685,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
       `. Only ${st.scenario.kernel} is shown for this address; the era diff below covers every state.`);
   }
   const thead = $("#cmp-table thead"), tbody = $("#cmp-table tbody");
-  thead.replaceChildren(el("tr", {}, el("th", {}, ""),
+  fill(thead, el("tr", {}, el("th", {}, ""),
     el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
     el("th", { "data-side": "b" }, b ? eraCell(b.era) : st.vs)));
   const rows = [];
@@ -1441,7 +1709,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
     add(`PA${i} (${a ? a.pat[i].pat_type ?? a.pat[i].guest_pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
   }
-  tbody.replaceChildren(...rows);
+  fill(tbody, ...rows);
 
   const sum = $("#diff-summary");
   const gt = $("#groups-table tbody");
@@ -1450,7 +1718,7 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
   const skipped = Object.values(diff.skipped || {}).reduce((x, y) => x + y, 0);
   const compared = diff.total_states - skipped;
   const c = diff.counts;
-  sum.replaceChildren(
+  fill(sum,
     "Over the whole state space: ",
     el("b", { "data-testid": "diff-differ" }, String(c.differ)), ` of ${compared} states differ between `,
     el("b", {}, diff.a.id), " and ", el("b", {}, diff.b.id), ", ",
@@ -1461,6 +1729,9 @@ function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
     skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
   );
   $("#groups-rel").textContent = `${diff.a.id} against ${diff.b.id}`;
+  // the same diff (cached per era pair) has its rows drawn already (their listeners too)
+  if (gt.__diff === diff && gt.childElementCount === (diff.groups || []).length) return;
+  gt.__diff = diff;
   gt.replaceChildren(...(diff.groups || []).map((g) => {
     const dims = DIMS.filter((d) => g.pattern[d] !== "*");
     const pat = dims.map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
@@ -1653,7 +1924,7 @@ function wire() {
     if (t instanceof HTMLInputElement && t.type !== "checkbox") return;
     if (t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
     if ($("dialog[open]") && e.key !== "?") return;
-    const toggle = (c) => { c.checked = !c.checked; changed(); };
+    const toggle = (c) => { c.checked = !c.checked; noteFlip(c.id); changed(); };
     const cycle = (d) => {
       const opts = Array.from(ctl.kernel.options).map((o) => o.value);
       ctl.kernel.value = opts[(opts.indexOf(ctl.kernel.value) + d + opts.length) % opts.length];

@@ -8,6 +8,7 @@ itself. Screenshots go to test-output/ at the repository root.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -91,11 +92,20 @@ class PageWatch:
     def __init__(self, page):
         self.page = page
         self.requests: list[str] = []
+        self.asked: list[str] = []  # endpoint URLs asked, a POST /page/batch's parts one by one
+        self.prefetched: list[str] = []  # the prefetch's batches (PREFETCH_HEADER), kept out of the two above
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
-        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("request", self._request)
         page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def _request(self, r) -> None:
+        if is_prefetch(r):
+            self.prefetched.append(r.post_data or "")
+            return
+        self.requests.append(r.url)
+        self.asked.extend(batch_urls(r) or [r.url])
 
     def goto(self, url: str) -> None:
         self.page.goto(url)
@@ -114,17 +124,51 @@ class PageWatch:
         self.page.wait_for_function(f"(window.__redrawCount || 0) > {before} && document.body.dataset.busy === '0'")
 
 
+def batch_urls(request) -> list[str]:
+    """The endpoint URLs a POST /page/batch request asks for (app/page_batch.py), in order;
+    [] for any other request."""
+    from app.page_batch import BATCH_PATH, BATCH_PATHS
+
+    root, sep, _ = request.url.partition(BATCH_PATH)
+    if not sep or request.method != "POST":
+        return []
+    origin = root.split("/", 3)
+    base = "/".join(origin[:3])
+    prefix = "/" + origin[3] if len(origin) > 3 else ""
+    return [base + prefix + BATCH_PATHS[p["name"]] for p in json.loads(request.post_data or "{}").get("parts", [])]
+
+
+PREFETCH_HEADER = "x-memtype-prefetch"
+"""The request header marking the page's speculative batches (static/app.js PREFETCH_HEADER)."""
+
+
+def is_prefetch(request) -> bool:
+    """A POST /page/batch the page sent ahead for a state one click away (no input asked it)."""
+    return request.headers.get(PREFETCH_HEADER) == "1"
+
+
+def batch_answers(response, name: str) -> list:
+    """The bodies of the parts named `name` ("resolve", "permalink", ...) of a POST
+    /page/batch response (each part its endpoint's own answer), in order."""
+    parts = json.loads(response.request.post_data or "{}").get("parts", [])
+    return [a["body"] for p, a in zip(parts, response.json()["parts"], strict=True) if p["name"] == name]
+
+
 @pytest.fixture
 def open_page(chromium):
-    """open_page(color_scheme="light", viewport=(1280, 720)) -> PageWatch on a fresh context."""
+    """open_page(color_scheme="light", viewport=(1280, 720), prefetch=False) -> PageWatch on a
+    fresh context. The page's prefetch (and its reuse of answers) is off unless asked, so a
+    click's own requests are what the tests count (tests/browser/test_page_prefetch.py has it on)."""
     contexts = []
 
-    def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720)) -> PageWatch:
+    def make(color_scheme: str = "light", viewport: tuple[int, int] = (1280, 720), prefetch: bool = False) -> PageWatch:
         # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval() in the
         # page, which the service's CSP forbids; tests/browser/test_csp.py checks the page under it
         ctx = chromium.new_context(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme,
                                    bypass_csp=True)
         contexts.append(ctx)
+        if not prefetch:
+            ctx.add_init_script("window.__memtypePrefetch = false;")
         return PageWatch(ctx.new_page())
 
     yield make

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser.conftest import batch_answers
+
 pytestmark = pytest.mark.browser
 
 SEED = "/?v=1&kernel=v4.2&ncdma=1&mtrr=ovmf&gpa=0x100000"
@@ -57,8 +59,10 @@ def test_loads_offline_without_console_errors(watched, live_server):
     # every request stayed on loopback (data: URLs never leave the page)
     hosts = {urlsplit(u).hostname for u in w.requests if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, w.requests
-    assert any("/api/v1/resolve" in u for u in w.requests)
-    assert any("/api/v1/map" in u for u in w.requests)
+    # the page asks the API (through POST /page/batch, one round trip per update)
+    assert any("/api/v1/resolve" in u for u in w.asked)
+    assert any("/api/v1/map" in u for u in w.asked)
+    assert sum("/page/batch" in u for u in w.requests) == 1
     assert not w.console_errors, w.console_errors
     assert not w.page_errors, w.page_errors
 
@@ -338,7 +342,7 @@ def test_page_url_matches_the_api_permalink(watched, live_server):
     w = watched
     w.goto(live_server + "/?v=1&kernel=v6.11&ncdma=1&selfsnoop=0&maxphyaddr=40&cd=1&nw=1&pat=linux-legacy&mtrr=ovmf")
     page = w.page
-    assert sum("/api/v1/permalink" in u for u in w.requests) == 1  # one per update, off the redraw path
+    assert sum("/api/v1/permalink" in u for u in w.asked) == 1  # one per update
     page.locator("#gpa").fill("0xc0000")
     w.after(page.locator("#gpa").press, "Enter")
     w.after(page.locator("#event-kind").select_option, "mtrr_write")
@@ -349,12 +353,12 @@ def test_page_url_matches_the_api_permalink(watched, live_server):
     assert "maxphyaddr=40" in query and "mtrr=ovmf&" in query and "pat=linux-legacy" in query
     assert "event=mtrr_write&event_msr=0x201&event_value=0xff80000800&pati=7" in query
     assert decode(query).pati == 7 and decode(query).view == "zap"
-    with page.expect_response("**/api/v1/resolve") as resp:
+    with page.expect_response("**/page/batch") as resp:
         w.after(page.get_by_label("CR0.PG").uncheck)
     # resolve's own permalink is the same state without the zap view and event
     page_query = (urlsplit(page.url).query.replace("view=zap&", "")
                   .replace("&event=mtrr_write&event_msr=0x201&event_value=0xff80000800", "").replace("&pati=7", ""))
-    assert urlsplit(resp.value.json()["permalink"]).query == page_query
+    assert urlsplit(batch_answers(resp.value, "resolve")[0]["permalink"]).query == page_query
     # an invalid state (CR0.NW without CD) gets no link: the address bar keeps the last good one
     good = page.url
     w.after(page.get_by_label("CR0.CD", exact=True).uncheck)

@@ -281,7 +281,7 @@ def test_compare_era_map_and_zap_side_by_side(watched, live_server):
     page = w.page
     side = page.get_by_test_id("cmp-side")
     assert not side.is_visible()  # closed by default: its two requests stay off the redraw path
-    assert sum("/api/v1/map" in u for u in w.requests) == 1
+    assert sum("/api/v1/map" in u for u in w.asked) == 1
     w.after(page.locator("#cmp-side-details summary").click)
     assert side.is_visible()
     assert page.locator("#cmp-map-a-name").inner_text() == "v6.7"
