@@ -1174,6 +1174,10 @@ async function loadSystem(signal) {
 const asControl = (id, v) => (id === "mmio" ? (v == null ? "auto" : v ? "mmio" : "ram") : typeof v === "boolean" ? v : String(v));
 const controlNow = (c) => (c.type === "checkbox" ? c.checked : c.value);
 const atFixed = (f) => Object.entries(f.controls).every(([id, v]) => { const c = $(`#${id}`); return !c || controlNow(c) === asControl(id, v); });
+function setIf(node, prop, value) {
+  // A property written only when it changes: an equal write still dirties style and layout.
+  if (node[prop] !== value) node[prop] = value;
+}
 function applySystem(v) {
   // Re-enable what the last system fixed, then disable what this one fixes, where the control
   // already holds the fixed value (a refused value stays editable: the 422 names it there).
@@ -1205,22 +1209,22 @@ function applySystem(v) {
     if (!groups.has(k)) groups.set(k, { on: atFixed(f), reason: f.reason, items: [] });
     groups.get(k).items.push(f);
   }
-  $("#sys-fixed").replaceChildren(...[...groups.values()].map((g) => el("li", { "data-params": g.items.map((f) => f.param).join(" "),
+  fill($("#sys-fixed"), ...[...groups.values()].map((g) => el("li", { "data-params": g.items.map((f) => f.param).join(" "),
     class: g.on ? "" : "off" }, el("b", {}, g.items.map(label).join(", ")), g.on ? ": fixed. " : ": must be the fixed value. ", g.reason)));
   const btn = $("#sys-apply");
-  btn.hidden = !off.length;
-  btn.textContent = `Set the ${off.length} fixed value${off.length === 1 ? "" : "s"}`;
+  setIf(btn, "hidden", !off.length);
+  setIf(btn, "textContent", `Set the ${off.length} fixed value${off.length === 1 ? "" : "s"}`);
   const p = v.panels || {};
-  $("#sys-title").textContent = v.system ? p.title || v.system : "";
-  $("#fs-xen").hidden = !v.xen;
-  $("#private-wrap").hidden = !v.private;
-  $("#path-title").textContent = p.path || "vmx_get_mt_mask()";
+  setIf($("#sys-title"), "textContent", v.system ? p.title || v.system : "");
+  setIf($("#fs-xen"), "hidden", !v.xen);
+  setIf($("#private-wrap"), "hidden", !v.private);
+  setIf($("#path-title"), "textContent", p.path || "vmx_get_mt_mask()");
   const intel = !v.system || v.system === "kvm-intel";
-  $("#entry-title").replaceChildren(...(intel ? [abbr("EPT"), " leaf entry"] : [p.entry]));
-  $("#eff-hint").hidden = !intel;
-  $("#eff-hint-sys").hidden = intel;
-  $("#eff-hint-sys").textContent = intel ? "" : p.eff || "";
-  document.body.dataset.system = v.system || "";
+  fill($("#entry-title"), ...(intel ? [abbr("EPT"), " leaf entry"] : [p.entry]));
+  setIf($("#eff-hint"), "hidden", !intel);
+  setIf($("#eff-hint-sys"), "hidden", intel);
+  setIf($("#eff-hint-sys"), "textContent", intel ? "" : p.eff || "");
+  if (document.body.dataset.system !== (v.system || "")) document.body.dataset.system = v.system || "";
 }
 async function setFixedValues() {
   // The values the system fixes (the server's), written into their controls on request.
