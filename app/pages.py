@@ -30,6 +30,13 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/batch             several of the page's POST requests in one round trip, each
                                answered by its own endpoint (app/page_batch.py)
 
+The script reuses a batch's answer only for the byte-identical request body it answered
+(the answers are pure functions of the request). When idle after a redraw it asks
+POST /page/batch ahead for the states one click away (each visible boolean knob control of
+KNOB_ROWS flipped), one batch in flight, at most 16 per idle period, each marked with the
+request header X-Memtype-Prefetch: 1; an input stops it and a change aborts the batch in
+flight unless it is the one that change needs (static/app.js prefetchNeighbours).
+
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
 

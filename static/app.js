@@ -10,7 +10,8 @@
 // /page/mtrr-pair-fields write fields back into raw values, /page/msr-value reads one MTRR
 // MSR, /page/diff-state opens a diff group. The MSR list and type names come in the page's
 // initial state. What this file does on its own is drawing (the map bar's scale, sizes as
-// text).
+// text), and reusing answers the server gave for the exact same request (batchAnswer; the
+// idle prefetch of the states one click away, prefetchNeighbours).
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const PAGE = (document.body.dataset.page || "/page").replace(/\/$/, "");  // app/pages.py helpers
