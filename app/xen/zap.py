@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..kvm.ranges import Range, merge, subtract
 from ..kvm.scenario import Event, VcpuState, VmConfig
 from ..kvm.step import Step
 from ..x86.memtype import MemType
@@ -31,8 +32,6 @@ from .events import EventEffect, Passthrough, event_effect
 from .facts import Domain
 from .map import UNMAPPED, XenMapRun, xen_map
 from .versions import XenVersion
-
-Range = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ class XenZap:
 
     @property
     def needed(self) -> tuple[Range, ...]:
-        return _merge((c.start, c.end) for c in self.changes)
+        return tuple(merge((c.start, c.end) for c in self.changes))
 
     @property
     def stale(self) -> tuple[Range, ...]:
@@ -72,36 +71,11 @@ class XenZap:
 
     @property
     def excess(self) -> tuple[Range, ...]:
-        return _subtract(self.invalidated, self.needed)
+        return tuple(subtract(self.invalidated, self.needed))
 
     @property
     def path(self) -> tuple[Step, ...]:
         return self.effect.path
-
-
-def _merge(ranges) -> tuple[Range, ...]:
-    out: list[Range] = []
-    for s, e in sorted(ranges):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return tuple(out)
-
-
-def _subtract(a: tuple[Range, ...], b: tuple[Range, ...]) -> tuple[Range, ...]:
-    out: list[Range] = []
-    for s, e in a:
-        cur = s
-        for bs, be in b:
-            if be <= cur or bs >= e:
-                continue
-            if bs > cur:
-                out.append((cur, bs))
-            cur = max(cur, be)
-        if cur < e:
-            out.append((cur, e))
-    return tuple(out)
 
 
 def _changes(before: list[XenMapRun], after: list[XenMapRun]) -> list[XenChange]:
@@ -132,7 +106,7 @@ def xen_zap(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, ev: Event |
     fx = event_effect(v, d, vcpu, ev, vm.maxphyaddr)
     before = xen_map(v, d, vm, vcpu, 0, host_mtrr)
     after = xen_map(v, fx.domain_after, vm, fx.vcpu_after, 0, host_mtrr)
-    mapped = _merge((r.start, r.end) for r in vm.memory_map)
+    mapped = tuple(merge((r.start, r.end) for r in vm.memory_map))
     notes = []
     if ev.kind in ("cr0_cd", "pat_write"):
         notes.append("no EPT entry changes: CR0.CD and PAT reach the CPU through GUEST_CR0 and GUEST_PAT "
