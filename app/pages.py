@@ -61,16 +61,18 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from . import page_batch
-from .analysis import apply_pattern
+from .analysis import ANY, apply_pattern
 from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
-from .api.schemas import Addr, EraOut, Hex64, ResolveRequest, XenIn, XenMapIn
+from .api.schemas import Addr, DiffRequest, EraOut, Hex64, ResolveRequest, XenIn, XenMapIn
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VmConfig
+from .kvm.tdx import check_vm_kind
+from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
@@ -151,6 +153,8 @@ GLOSSARY = {
     "CDNWq": "KVM_X86_QUIRK_CD_NW_CLEARED",
     "PATq": "KVM_X86_QUIRK_IGNORE_GUEST_PAT",
     "snoop": "host CPU has X86_FEATURE_SELFSNOOP",
+    "iommu": "Xen: is_iommu_enabled(d), the domain has an IOMMU",
+    "io": "Xen: the domain holds iomem/ioport ranges (with an IOMMU also: PCI devices)",
 }
 """Expansions for the page's <abbr title> (prose, not rules)."""
 REGISTERS["glossary"] = GLOSSARY
@@ -366,6 +370,48 @@ def _xen_fields() -> list[dict]:
 XEN_FIELDS = _xen_fields()
 
 
+def compare_sides() -> list[dict]:
+    """The Compare list (issue 14): every KVM era on Intel (the option's value is the era id,
+    as links write `vs`), the same eras under KVM on AMD (`vs_vendor` amd), TDX VMs where
+    KVM_CREATE_VM takes the type (app.kvm.tdx.check_vm_kind; only once the diff takes
+    `b_type`), Xen's system id and releases. `value` is the page's own key for the option;
+    vs, vendor and type are what the API and the link take. Nothing here is a memory-type
+    rule: an AMD era the cross-system diff refuses (before 4.14) is offered, and the refusal
+    is the API's."""
+    intel = [{"value": e.id, "vs": e.id, "vendor": VENDOR_INTEL, "type": VM_TYPE_DEFAULT, "system": "kvm-intel",
+              "group": "KVM on Intel (EPT)", "label": f"{e.id} ({e.kernels})", "title": e.title} for e in ERAS.values()]
+    amd = [{**o, "value": f"amd:{o['vs']}", "vendor": VENDOR_AMD, "system": "kvm-amd", "group": "KVM on AMD (NPT)",
+            "label": f"AMD {o['label']}"} for o in intel]
+    tdx = []
+    if "b_type" in DiffRequest.model_fields:
+        for o in intel:
+            try:
+                check_vm_kind(VENDOR_INTEL, VM_TYPE_TDX, o["vs"])
+            except MemTypeError:
+                continue
+            tdx.append({**o, "value": f"tdx:{o['vs']}", "type": VM_TYPE_TDX, "system": "kvm-tdx",
+                        "group": "KVM TDX VM", "label": f"TDX {o['label']}"})
+    xen = [{"value": e["id"], "vs": e["id"], "vendor": VENDOR_INTEL, "type": VM_TYPE_DEFAULT, "system": "xen",
+            "group": "Xen (EPT)", "label": f"{e['id']} ({e['kernels']})", "title": e["title"]} for e in XEN_ERAS]
+    return [*intel, *amd, *tdx, *xen]
+
+
+COMPARE_SIDES = compare_sides()
+
+DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "quirk_cd_nw_cleared": "CDNWq",
+             "quirk_ignore_guest_pat": "PATq", "self_snoop": "snoop", "guest_mtrr": "MTRR", "pat": "PAT",
+             "xen_iommu": "iommu", "xen_io": "io"}
+"""Short column labels of the diffs' dimensions (app.analysis.DIMENSIONS and the
+cross-system diff's joint space, app.system_diff.DIMENSIONS): prose for the groups table,
+each expanded in GLOSSARY. Which dimensions a diff has, and their order, come from its answer."""
+
+XEN_DIMS = {"xen_iommu": "iommu", "xen_io": "io_resources"}
+"""The cross-system diff's Xen dimensions as the Xen facts of a resolve body (XenIn): the
+Domain fields app.system_diff.answer builds from them."""
+XEN_MMIO = {True: "mmio_direct", False: "ram"}
+"""is_mmio under Xen: the p2m type app.system_diff.answer gives the entry (XenIn.p2m_type)."""
+
+
 def _probe_values(k: Knob) -> tuple:
     """The values a control is tried with (samples, not rules: the API decides)."""
     if k.choices:
@@ -471,6 +517,9 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],
         "xen_eras": XEN_ERAS,
         "xen_fields": XEN_FIELDS,
+        "compare_sides": COMPARE_SIDES,
+        "compare_groups": list(dict.fromkeys(o["group"] for o in COMPARE_SIDES)),
+        "dim_short": DIM_SHORT,
         "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                      "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                     for p in PRESETS.values()],
@@ -568,13 +617,27 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         """The page's scenario moved into a diff group (app.analysis.apply_pattern): the resolve
         body the controls then show, as app.permalink writes it."""
         sc = req.scenario
-        vm, _ = to_vm(sc.vm, sc.memory_map)
+        vm, _ = to_vm(sc.vm, sc.memory_map, kinds=True)  # KVM on AMD, a TD: the system the page shows stays
         with core_errors(), located("scenario"):  # the scenario's own parts sit under `scenario`
             vcpu = to_vcpu(sc.vcpu)
-            access = Access(gpa=sc.gpa, mmio=sc.mmio, host_page=to_host_page(sc.host_page))
+            access = Access(gpa=sc.gpa, mmio=sc.mmio, host_page=to_host_page(sc.host_page), private=sc.private)
+        pattern, xen = split_xen_dims(req.pattern)
+        if is_xen(sc.kernel) and isinstance(mmio := pattern.pop("is_mmio", ANY), bool):
+            xen["p2m_type"] = XEN_MMIO[mmio]  # Xen's is_mmio is the p2m type (its mmio is fixed)
         with core_errors():
-            vm, vcpu, access = apply_pattern(req.pattern, vm, vcpu, access)
-        return JSONResponse(scenario_json(sc.kernel, vm, vcpu, access))
+            vm, vcpu, access = apply_pattern(pattern, vm, vcpu, access)
+        body = scenario_json(sc.kernel, vm, vcpu, access)
+        if xen:
+            if is_xen(sc.kernel):
+                base = sc.xen.model_dump(exclude_defaults=True) if sc.xen is not None else {}
+                body["xen"] = {**base, **xen}
+            else:
+                body["unapplied"] = [{"dimension": d, "value": req.pattern[d],
+                                      "why": f"a Xen domain fact (xen.{f}): the page holds Xen facts with Era xen only"}
+                                     for d, f in XEN_DIMS.items() if f in xen]
+        elif sc.xen is not None:
+            body["xen"] = sc.xen.model_dump(exclude_defaults=True)
+        return JSONResponse(body)
 
     systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
 
@@ -622,7 +685,8 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         context = {
             **fixed,
             "state": state,
-            "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "request": request_body(state),
+            "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "vs_vendor": state.vs_vendor,
+                        "vs_type": getattr(state, "vs_type", VM_TYPE_DEFAULT), "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the
                         # address for zap and everything but the eras for diff)
                         "scenario": _page_scenario(state),
@@ -640,6 +704,22 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         return resp
 
     return router
+
+
+def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str], dict[str, bool]]:
+    """A diff group's pattern as (the era diff's dimensions, for app.analysis.apply_pattern;
+    the Xen facts the cross-system diff's Xen dimensions fix, for the resolve body's `xen`)."""
+    rest = {k: v for k, v in pattern.items() if k not in XEN_DIMS}
+    xen = {}
+    for d, f in XEN_DIMS.items():
+        v = pattern.get(d, ANY)
+        if v == ANY:
+            continue
+        if not isinstance(v, bool):
+            raise RuleViolation(MemTypeError(("pattern", d), f"{v!r} is no value of this dimension",
+                                             "true, false or '*'"), ["body", "pattern", d])
+        xen[f] = v
+    return rest, xen
 
 
 def _page_scenario(state: LinkState) -> dict:

@@ -31,8 +31,9 @@ const TYPE_NAMES = REG.types || {};       // encoding -> SDM name
 const MTRR_CODES = REG.mtrr_codes || [];  // encodings an MTRR type field accepts
 const FIXED_MSRS = (REG.fixed_msrs || []).map((f) => [f.msr, f.name, f.start, f.unit]);
 const MTRR_MSRS = REG.mtrr_msrs || [];    // [{msr, name}]: every MTRR MSR, MTRRdefType first
-const DIMS = ["is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop", "guest_mtrr", "pat"];
-const DIM_SHORT = { is_mmio: "mmio", noncoherent_dma: "ncDMA", cr0_cd: "CD", quirk_cd_nw_cleared: "CDNWq", quirk_ignore_guest_pat: "PATq", self_snoop: "snoop", guest_mtrr: "MTRR", pat: "PAT" };
+// Short labels of the diffs' dimensions (app/pages.py DIM_SHORT); which dimensions a diff
+// has, and their order, come from its answer (diffDims).
+const DIM_SHORT = INITIAL.dim_short || {};
 
 const HEX_RE = /^0x[0-9a-f]{1,16}$/i;
 const parseHex = (s) => (typeof s === "string" && HEX_RE.test(s.trim()) ? BigInt(s.trim()) : null);
@@ -415,7 +416,9 @@ function readState() {
   const gpa = ctl.gpa.value.trim() || "0x0";
   const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
   const priv = SYS.view?.private && $("#private").checked ? true : null;  // a TD's private GPA
-  return { scenario, gpa, mmio, private: priv, vs: ctl.vs.value || null, event: readEvent(), pati: Number(ctl.pati.value) };
+  const side = vsSide();  // the Compare choice: an era, or another system (vs, vendor, type)
+  return { scenario, gpa, mmio, private: priv, vs: side ? side.vs : null, vsSide: side, event: readEvent(),
+    pati: Number(ctl.pati.value) };
 }
 function resolveBody(st, kernel = null) {
   const b = { ...st.scenario, gpa: st.gpa };
@@ -437,7 +440,7 @@ function writeState(s) {
   const isEra = Array.from(ctl.kernel.options).some((o) => o.value === kernel);
   if (isEra) ctl.kernel.value = kernel;
   ctl.kver.value = isEra ? "" : kernel;
-  ctl.vs.value = s.vs || "";
+  writeCompare(s.vs, s.vs_vendor, s.vs_type);
   for (const k of KNOB_CONTROLS) {
     const v = (k.owner === "vm" ? vm : vcpu)[k.name] ?? k.default;
     if (k.kind === "bool") $(`#${k.control}`).checked = Boolean(v); else $(`#${k.control}`).value = String(v);
@@ -512,7 +515,7 @@ function defaultEvent(kind) {
 function permalinkBody(st) {
   // The page's whole state; the server encodes it with app/permalink.py.
   const b = { ...resolveBody(st), view, pati: st.pati };
-  if (st.vs) b.vs = st.vs;
+  if (st.vs) Object.assign(b, { vs: st.vs }, compareLinkParts(st.vsSide));
   if (st.event) b.event = st.event;
   return b;
 }
@@ -758,7 +761,7 @@ let restoring = false;
 let link = { query: null, url: null, valid: false, why: "" };
 
 function snapshot(st) {
-  return { scenario: resolveBody(st), vs: st.vs, event: st.event, view, pati: st.pati };
+  return { scenario: resolveBody(st), vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, view, pati: st.pati };
 }
 function commitHistory(query, st) {
   const entry = { page: snapshot(st) };
@@ -820,20 +823,22 @@ function updateParts(st) {
   const body = resolveBody(st);
   const regsBody = registersBody();
   const regsKey = JSON.stringify(regsBody);
-  const diffKey = st.vs ? `${st.scenario.kernel}|${st.vs}` : null;
+  const bst = st.vs ? compareState(st) : null;  // the Compare side's request state
+  const diffReq = st.vs ? diffBody(st) : null;
+  const diffKey = diffReq ? JSON.stringify(diffReq) : null;
   const parts = {
     // the permalink rides along; the address bar is written after the frame is painted
     link: ["permalink", permalinkBody(st)],
     regs: regsLast.key === regsKey ? null : ["registers", regsBody],
     a: ["resolve", body],
     map: ["map", mapBody(st)],
-    b: st.vs ? ["resolve", resolveBody(st, st.vs)] : null,
+    b: st.vs ? ["resolve", resolveBody(bst, st.vs)] : null,
     zap: st.event ? ["zap", zapBody(st)] : null,
-    diff: st.vs && !diffCache.has(diffKey) ? ["diff", { a: st.scenario.kernel, b: st.vs, limit: 0 }] : null,
+    diff: st.vs && !diffCache.has(diffKey) ? ["diff", diffReq] : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
     // (asked only while that section is open)
-    bmap: st.vs && sideOpen() ? ["map", mapBody(st, st.vs)] : null,
-    bzap: st.vs && st.event && sideOpen() ? ["zap", zapBody(st, st.vs)] : null,
+    bmap: st.vs && sideOpen() ? ["map", mapBody(bst, st.vs)] : null,
+    bzap: st.vs && st.event && sideOpen() ? ["zap", zapBody(bst, st.vs)] : null,
   };
   return { parts, regsKey, diffKey };
 }
@@ -847,6 +852,8 @@ async function update() {
     try { await loadSystem(ctrl.signal); } catch (e) { if (e.name === "AbortError") return; SYS = { key: sysKey(), view: {} }; }
     if (my !== seq) return;
   }
+  if (!(await loadCompareSystem(ctrl.signal))) return;  // another system as Compare: what it fixes
+  if (my !== seq) return;
   const st = readState();
   $("#deftype-hex").textContent = hex(defTypeValue());
   syncSwap();
@@ -1660,6 +1667,93 @@ function drawZap(z) {
   fill($("#zap-path"), ...z.path.map(stepItem));
 }
 
+// -- the Compare choice: an era, or another system (issue 14) ---------------------------------
+// The list's options are the server's (app/pages.py compare_sides): each names what the API
+// and the link take (vs, vendor, type) and its system. A side other than KVM on Intel is
+// asked with the values its system fixes (its POST /page/system view, the server's, listed in
+// the compare panel) and, for Xen, the Xen facts; an Intel era beside an Intel main era is
+// asked with the main state as it is (the plain path: nothing else runs for it).
+
+const COMPARE = INITIAL.compare || [];
+const DIFF_TYPES = COMPARE.some((o) => o.type !== "default");  // the diff takes a_type/b_type
+const VS_SYS = new Map();        // compare side key -> its POST /page/system view
+function vsSide() {
+  const o = ctl.vs.selectedOptions[0];
+  if (!o || !o.value) return null;
+  return { value: o.value, vs: o.dataset.vs, vendor: o.dataset.vendor, type: o.dataset.type, system: o.dataset.system };
+}
+const compareOption = (vs, vendor, type) => COMPARE.find((o) => o.vs === vs && o.vendor === (vendor || "intel")
+  && o.type === (type || "default")) || null;
+function writeCompare(vs, vendor, type) {
+  const o = vs ? compareOption(vs, vendor, type) : null;
+  ctl.vs.value = o ? o.value : "";
+}
+function compareLinkParts(side) {
+  // the link's and history's members for the Compare choice besides vs (vs_vendor, vs_type)
+  const out = {};
+  if (side && side.vendor !== "intel") out.vs_vendor = side.vendor;
+  if (side && side.type !== "default") out.vs_type = side.type;
+  return out;
+}
+const sideKey = (side) => JSON.stringify({ kernel: side.vs, vendor: side.vendor, type: side.type });
+const mainPlain = () => !SYS.view?.system || SYS.view.system === "kvm-intel";
+// A side's name in the panel's sentences: an Intel era by its id, another system by its id
+const sideLabel = (side) => (side.system === "kvm-intel" || side.system === "xen" ? side.vs : `${side.system} ${side.vs}`);
+async function loadCompareSystem(signal) {
+  // What a Compare side other than KVM on Intel fixes (POST /page/system, cached here and on
+  // the server); false when aborted.
+  const side = vsSide();
+  if (!side || side.system === "kvm-intel" || VS_SYS.has(sideKey(side))) return true;
+  try {
+    VS_SYS.set(sideKey(side), await api(`${PAGE}/system`, { kernel: side.vs, vendor: side.vendor, type: side.type },
+      signal, false, true));
+  } catch (e) {
+    if (e.name === "AbortError") return false;
+    VS_SYS.set(sideKey(side), { fixed: [] });
+  }
+  return true;
+}
+function compareState(st) {
+  // The Compare side's request state: the main scenario under its vendor and type, with the
+  // values its system fixes set (each listed in `applied`), the Xen facts for Xen only.
+  const side = st.vsSide;
+  if (!side || (side.system === "kvm-intel" && mainPlain())) return st;
+  const sc = JSON.parse(JSON.stringify(st.scenario));
+  delete sc.vm.vendor;
+  delete sc.vm.type;
+  if (side.vendor !== "intel") sc.vm.vendor = side.vendor;
+  if (side.type !== "default") sc.vm.type = side.type;
+  if (side.system !== "xen") delete sc.xen;
+  let mmio = st.mmio;
+  const applied = [];
+  for (const f of VS_SYS.get(sideKey(side))?.fixed || []) {
+    if (f.api === "vm.vendor" || f.api === "vm.type") continue;
+    const path = f.api.split(".");
+    if (path.length === 1 && path[0] === "mmio") {
+      if (mmio !== f.value) { mmio = f.value; applied.push(f); }
+      continue;
+    }
+    let at = sc;
+    for (const p of path.slice(0, -1)) at = at[p] ??= {};
+    const leaf = path[path.length - 1];
+    if (JSON.stringify(at[leaf] ?? null) === JSON.stringify(f.value)) continue;
+    if (f.value == null) delete at[leaf]; else at[leaf] = f.value;
+    applied.push(f);
+  }
+  return { ...st, scenario: sc, mmio, applied };
+}
+function diffBody(st) {
+  // POST /api/v1/diff for the two sides: two Intel eras give the era diff, any other pair the
+  // cross-system diff (the server decides which)
+  const b = { a: st.scenario.kernel, b: st.vs, limit: 0 };
+  const vm = st.scenario.vm || {};
+  if (vm.vendor && vm.vendor !== "intel") b.a_vendor = vm.vendor;
+  if (st.vsSide.vendor !== "intel") b.b_vendor = st.vsSide.vendor;
+  if (DIFF_TYPES && vm.type && vm.type !== "default") b.a_type = vm.type;
+  if (DIFF_TYPES && st.vsSide.type !== "default") b.b_type = st.vsSide.type;
+  return b;
+}
+
 // -- drawing: compare and diff -----------------------------------------------------------------
 
 function eraCell(era) {
@@ -1669,108 +1763,207 @@ function eraCell(era) {
     el("ul", { class: "commits" }, era.commits.map((c) => el("li", { title: c.subject }, `${c.sha} ${c.subject}`))),
   );
 }
+function systemCell(r, title) {
+  // a system's answer as a column heading: its kernel or release and the system's name
+  const name = r.system === "xen" ? `${r.version.id} (${r.version.releases})` : r.kernel_info?.label || r.kernel;
+  return el("div", {}, el("span", { class: "era" }, name), el("br"), el("span", {}, title || r.system));
+}
+function answerCell(r, title) {
+  return isSystem(r) ? systemCell(r, title) : eraCell(r.era);
+}
+// The diff's own names for its sides and dimensions: the era diff names eras (id), the
+// cross-system diff sides (system, asked, era) and its dimensions (diff.dimensions).
+const diffSideName = (s) => (s.id ? s.id : s.system === "kvm-intel" ? s.era : s.system === "xen" ? s.asked : `${s.system} ${s.asked}`);
+const diffDims = (diff) => (diff.dimensions ? diff.dimensions.filter((d) => d.in_space).map((d) => d.name)
+  : Object.keys(diff.groups?.[0]?.pattern || {}));
 function drawCompare(st, a, b, bErr, diff, diffErr, hole = false) {
   const out = $("#cmp-out");
   if (!st.vs) {
     out.hidden = true;
     $("#cmp-refused").hidden = true;
-    $("#cmp-hint").textContent = 'choose "Compare with" above to see two eras side by side and their diff';
+    $("#cmp-hint").textContent = 'choose "Compare" above to see two eras or systems side by side and their diff';
     return;
   }
   out.hidden = false;
-  $("#cmp-hint").textContent = `${st.scenario.kernel} vs ${st.vs} at ${st.gpa}`;
+  const plain = st.vsSide.system === "kvm-intel" && mainPlain();
+  const bName = plain ? st.vs : sideLabel(st.vsSide);
+  $("#cmp-hint").textContent = `${st.scenario.kernel} vs ${bName} at ${st.gpa}`;
   // bErr only when the main era accepted the same scenario: the compare era refuses this
   // VM (an era rule, not a mistake in the inputs), so it is said plainly, not as an error.
   const refusal = $("#cmp-refused");
   refusal.hidden = !bErr;
   if (bErr) {
     const items = bErr.problem?.errors?.length ? bErr.problem.errors : [{ loc: [], msg: bErr.message }];
-    refusal.replaceChildren(el("b", {}, `${st.vs} cannot run this VM`), ": ",
+    refusal.replaceChildren(el("b", {}, `${bName} cannot run this VM`), ": ",
       ...items.flatMap((it, i) => [i ? "; " : "", it.msg, it.rule ? ` (${it.rule})` : ""]),
-      `. Only ${st.scenario.kernel} is shown for this address; the era diff below covers every state.`);
+      `. Only ${st.scenario.kernel} is shown for this address; the diff below covers every state.`);
   }
   const thead = $("#cmp-table thead"), tbody = $("#cmp-table tbody");
-  fill(thead, el("tr", {}, el("th", {}, ""),
-    el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
-    el("th", { "data-side": "b" }, b ? eraCell(b.era) : st.vs)));
+  if (plain) {
+    fill(thead, el("tr", {}, el("th", {}, ""),
+      el("th", { "data-side": "a" }, a ? eraCell(a.era) : st.scenario.kernel),
+      el("th", { "data-side": "b" }, b ? eraCell(b.era) : st.vs)));
+    fill(tbody, ...compareRows(a, b, bErr, hole));
+  } else {
+    const vsView = VS_SYS.get(sideKey(st.vsSide));
+    fill(thead, el("tr", {}, el("th", {}, ""),
+      el("th", { "data-side": "a" }, a ? answerCell(a, SYS.view?.panels?.title) : st.scenario.kernel),
+      el("th", { "data-side": "b" }, b ? answerCell(b, vsView?.panels?.title) : bName)));
+    fill(tbody, ...systemCompareRows(a, b, bErr, hole, compareState(st).applied || []));
+  }
+  drawDiff(st, diff, diffErr);
+}
+function compareRows(a, b, bErr, hole, extra = null) {
+  // The rows both answers share: entry, branch taken, MTRR lookup, page size, each PAT
+  // entry's effective type (extra(add): rows a system pair adds after the path)
   const rows = [];
   const taken = (r) => { const s = r.path.find((x) => x.held === true); return s ? `${s.id}: ${s.result}` : ""; };
-  const add = (label, fa, fb, render = (v) => v) => {
+  const add = (label, fa, fb, render = (v) => v, attrs = {}) => {
     const va = a ? fa(a) : "(error)", vb = b ? fb(b) : bErr ? "(refuses this VM)" : "(error)";
     const bText = bErr ? (rows.length ? "" : "refuses this VM (see above)") : "-";
-    const differs = a && b && JSON.stringify(va) !== JSON.stringify(vb);
-    rows.push(el("tr", {}, el("th", {}, label),
+    const differs = a && b && va !== "-" && vb !== "-" && JSON.stringify(va) !== JSON.stringify(vb);  // "-": no such field
+    rows.push(el("tr", attrs, el("th", {}, label),
       el("td", { class: differs ? "differs" : "", "data-side": "a" }, a ? render(va) : "-"),
       el("td", { class: differs ? "differs" : "", "data-side": "b" }, b ? render(vb) : bText)));
   };
   const ept = (r) => (hole ? "no EPT entry (no memslot)" : r.npt ? `NPT: host PAT entry ${r.npt.host_pat_index} (${r.host.type})`
     : `${r.ept.notation} ${r.ept.mask ?? ""}`.trim());
-  add("EPT entry", ept, ept, (v) => el("span", { class: "mono" }, v));
+  const amd = (a && a.npt) || (b && b.npt);
+  add(amd ? "EPT / NPT entry" : "EPT entry", ept, ept, (v) => el("span", { class: "mono" }, v), { "data-row": "entry" });
+  if (extra) extra(add);
   add("branch taken", taken, taken);
-  add("KVM MTRR lookup", (r) => r.kvm_mtrr_type ?? "not read", (r) => r.kvm_mtrr_type ?? "not read");
-  const page = (r) => (hole ? "-" : r.npt ? r.npt.page_size : r.ept.leaf ? r.ept.leaf.page_size : r.page_size ?? "-");
+  add(extra ? "MTRR lookup (KVM, Xen)" : "KVM MTRR lookup", (r) => r.kvm_mtrr_type ?? r.xen_mtrr?.type ?? "not read",
+    (r) => r.kvm_mtrr_type ?? r.xen_mtrr?.type ?? "not read");
+  const page = (r) => (hole ? "-" : r.npt ? r.npt.page_size : r.ept?.leaf ? r.ept.leaf.page_size : r.page_size ?? "-");
   add("page size", page, page);
   for (let i = 0; !hole && i < 8; i++) {
     const f = (r) => [r.pat[i].effective, r.pat[i].relation];
-    add(`PA${i} (${a ? a.pat[i].pat_type ?? a.pat[i].guest_pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)]);
+    add(`PA${i} (${a ? a.pat[i].pat_type ?? a.pat[i].guest_pat_type : ""}) effective`, f, f, ([t, rel]) => [typeChip(t), " ", expBadge(rel)],
+      { "data-pat-index": String(i) });
   }
-  fill(tbody, ...rows);
-
+  return rows;
+}
+function systemCompareRows(a, b, bErr, hole, applied) {
+  // Another system beside the main one: the same rows, plus each side's decision path (the
+  // EMT path for Xen) and the CPU's CR0.CD where the answer has one; then which values the
+  // Compare side was asked with because its system fixes them (the server's list).
+  const path = (r) => r.path.filter((s) => s.held != null).map((s) => [s.id, s.held]);
+  const cr0 = (r) => (r.cr0 ? `CPU CD=${yes(r.cr0.hw_cd)} NW=${yes(r.cr0.hw_nw)}`
+    : r.cr0_cd ? `CPU CD=${yes(r.cr0_cd.hw_cr0_cd)}, vmx_handle_cd ${r.cr0_cd.handle_cd ? "on" : "off"} (${r.cr0_cd.cache_mode})` : "-");
+  const rows = compareRows(a, b, bErr, hole, (add) => {
+    add("decision path", path, path, (steps) => el("ol", { class: "cmp-path" }, steps.map(([id, held]) =>
+      el("li", { class: held ? "taken" : "notheld", "data-step": id }, held ? id : `${id} (not held)`))), { "data-row": "path" });
+    add("hardware CR0.CD", cr0, cr0, (v) => v, { "data-row": "cr0" });
+  });
+  if (applied.length) {
+    const byReason = new Map();  // one line per reason (Xen refuses every KVM setting for the same one)
+    for (const f of applied) byReason.set(f.reason, [...(byReason.get(f.reason) || []), f]);
+    rows.push(el("tr", { "data-row": "applied" }, el("th", {}, "asked with"), el("td", { "data-side": "a" }, "-"),
+      el("td", { "data-side": "b", "data-testid": "cmp-applied" }, [...byReason].flatMap(([reason, fs], i) => [i ? "; " : "",
+        el("b", { class: "mono" }, fs.map((f) => `${f.api}=${f.value == null ? "auto" : String(f.value)}`).join(", ")),
+        `: fixed (${reason})`]))));
+  }
+  return rows;
+}
+function drawDiff(st, diff, diffErr) {
+  // The diff's summary and groups, for the era diff and the cross-system diff alike: the
+  // dimensions, side names and counts are the answer's (diffDims, diffSideName).
   const sum = $("#diff-summary");
   const gt = $("#groups-table tbody");
-  if (diffErr) { showProblem(diffErr, "compare", () => "compare"); sum.textContent = ""; gt.replaceChildren(); return; }
+  const sys = $("#cmp-sys");
+  if (diffErr) {
+    showProblem(diffErr, "compare", () => "compare");
+    sum.textContent = ""; gt.replaceChildren(); gt.__diff = null; sys.hidden = true;
+    return;
+  }
   if (!diff) return;
+  const nameA = diffSideName(diff.a), nameB = diffSideName(diff.b);
   const skipped = Object.values(diff.skipped || {}).reduce((x, y) => x + y, 0);
   const compared = diff.total_states - skipped;
   const c = diff.counts;
+  const entryOnly = c.ept_only ?? c.entry_only;
   fill(sum,
     "Over the whole state space: ",
     el("b", { "data-testid": "diff-differ" }, String(c.differ)), ` of ${compared} states differ between `,
-    el("b", {}, diff.a.id), " and ", el("b", {}, diff.b.id), ", ",
+    el("b", {}, nameA), " and ", el("b", {}, nameB), ", ",
     // The API counts B (compare era) relative to A (main era); the sentence reads A against B,
     // so B's "weaker" states are states where A is stronger, and the reverse.
-    el("span", { "data-testid": "diff-direction" }, `${diff.a.id} against ${diff.b.id}: ${c.stronger} weaker, ${c.weaker} stronger`), ", ",
-    el("b", {}, String(c.incomparable)), " incomparable, ", el("b", {}, String(c.ept_only)), " differ in the EPT entry only",
+    el("span", { "data-testid": "diff-direction" }, `${nameA} against ${nameB}: ${c.stronger} weaker, ${c.weaker} stronger`), ", ",
+    el("b", {}, String(c.incomparable)), " incomparable, ",
+    diff.entries_comparable === false ? "entries not compared (an NPT entry holds no memory type)"
+      : [el("b", {}, String(entryOnly)), ` differ in the ${diff.dimensions ? "entry" : "EPT entry"} only`],
     skipped ? el("span", { class: "muted" }, ` (${skipped} states skipped: ${Object.keys(diff.skipped).join("; ")})`) : "",
   );
-  $("#groups-rel").textContent = `${diff.a.id} against ${diff.b.id}`;
-  // the same diff (cached per era pair) has its rows drawn already (their listeners too)
+  $("#groups-rel").textContent = `${nameA} against ${nameB}`;
+  setIf($("#groups-entry"), "textContent", diff.dimensions ? "entry A \u2192 B" : "EPT A \u2192 B");
+  if (diff.dimensions) drawDiffDims(diff, nameA, nameB); else sys.hidden = true;
+  // the same diff (cached per pair) has its rows drawn already (their listeners too)
   if (gt.__diff === diff && gt.childElementCount === (diff.groups || []).length) return;
   gt.__diff = diff;
+  const names = diffDims(diff);
   gt.replaceChildren(...(diff.groups || []).map((g) => {
-    const dims = DIMS.filter((d) => g.pattern[d] !== "*");
-    const pat = dims.map((d) => `${DIM_SHORT[d]}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
-    const patCell = dims.length ? dims.flatMap((d, i) => [i ? " " : "", abbr(DIM_SHORT[d]), `=${fmtDim(g.pattern[d])}`]) : ["every state"];
+    const dims = names.filter((d) => g.pattern[d] !== "*");
+    const short = (d) => DIM_SHORT[d] || d;
+    const pat = dims.map((d) => `${short(d)}=${fmtDim(g.pattern[d])}`).join(" ") || "every state";
+    const patCell = dims.length ? dims.flatMap((d, i) => [i ? " " : "", abbr(short(d)), `=${fmtDim(g.pattern[d])}`]) : ["every state"];
+    const ea = g.ept_a ? g.ept_a.notation : g.entry_a, eb = g.ept_b ? g.ept_b.notation : g.entry_b;
     const tr = el("tr", { tabindex: "0", role: "button", "aria-label": `load state ${pat}` },
       el("td", { class: "pattern" }, patCell),
       el("td", { class: "num" }, String(g.count)),
-      el("td", { class: "mono" }, `${g.ept_a.notation} \u2192 ${g.ept_b.notation}`),
+      el("td", { class: "mono" }, `${ea} \u2192 ${eb}`),
       el("td", {}, typeChip(g.effective_a), " \u2192 ", typeChip(g.effective_b)),
       el("td", {}, el("span", { class: `badge era ${AGAINST[g.classification] || g.classification}`, "data-classification": g.classification,
-        title: `${diff.a.id} against ${diff.b.id} (the API's B-vs-A classification: ${g.classification})` }, AGAINST[g.classification] || g.classification)),
+        title: `${nameA} against ${nameB} (the API's B-vs-A classification: ${g.classification})` }, AGAINST[g.classification] || g.classification)),
     );
-    const open = () => openDiffGroup(g.pattern);
+    const open = () => openDiffGroup(g.pattern, diff);
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
     return tr;
   }));
 }
+function drawDiffDims(diff, nameA, nameB) {
+  // The cross-system diff's dimensions with each side's status (read / not read / absent),
+  // what only one side has, what is not compared and how the shared ones map: all its answer's.
+  $("#cmp-sys").hidden = false;
+  $("#dims-a").textContent = nameA;
+  $("#dims-b").textContent = nameB;
+  const st = (v) => el("span", { class: `dim-st st-${v.replace(" ", "-")}`, "data-status": v }, v);
+  fill($("#dims-table tbody"), ...diff.dimensions.map((d) => el("tr", { "data-dim": d.name },
+    el("th", { title: d.meaning }, el("span", { class: "mono" }, d.name), " ", el("small", { class: "muted" }, d.meaning)),
+    el("td", { "data-side": "a" }, st(d.a)), el("td", { "data-side": "b" }, st(d.b)),
+    el("td", {}, d.in_space ? "yes" : "no"))));
+  const list = (xs) => (xs.length ? xs.flatMap((x, i) => [i ? ", " : "", el("span", { class: "mono" }, x)]) : [muted("none")]);
+  fill($("#cmp-only"), ...kv(`only ${nameA}`, ...list(diff.only_a)), ...kv(`only ${nameB}`, ...list(diff.only_b)));
+  fill($("#cmp-not-compared"), ...diff.not_compared.map((t) => el("li", {}, t)));
+  fill($("#cmp-mapping"), ...diff.mapping.map((t) => el("li", {}, t)));
+}
 const fmtDim = (v) => (v === true ? "1" : v === false ? "0" : String(v));
 
-async function openDiffGroup(pattern) {
+async function openDiffGroup(pattern, diff = null) {
   // The controls moved into one concrete state of the group ('*' keeps the current value),
   // built by the server (POST /page/diff-state: app.analysis.apply_pattern, the construction
-  // of state_scenario) and written back like a permalink's state.
+  // of state_scenario) and written back like a permalink's state. A dimension the main side
+  // does not read (the cross-system diff's status for A: not read, absent) is not sent: the
+  // controls could not hold it for A, and A's answer is the same for every value; it is
+  // listed under the table instead.
   const st = readState();
+  const kept = (diff?.dimensions || []).filter((d) => d.a !== "read" && pattern[d.name] != null && pattern[d.name] !== "*");
+  const sent = Object.fromEntries(Object.entries(pattern).filter(([k]) => !kept.some((d) => d.name === k)));
   let scenario;
   try {
-    scenario = await api(`${PAGE}/diff-state`, { scenario: resolveBody(st), pattern }, undefined, false, true);
+    scenario = await api(`${PAGE}/diff-state`, { scenario: resolveBody(st), pattern: sent }, undefined, false, true);
   } catch (e) {
     showProblem(e, "compare", () => "compare");
     return;
   }
-  writeState({ scenario, vs: st.vs, event: st.event, pati: st.pati, view: "resolve" });
+  const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} ${d.a === "absent" ? "lacks it" : "does not read it"}`),
+    ...(scenario.unapplied || []).map((u) => `${u.dimension}=${fmtDim(u.value)}: ${u.why}`)];
+  delete scenario.unapplied;
+  writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve" });
   view = "resolve";
+  const note = $("#cmp-unapplied");
+  note.hidden = !notes.length;
+  note.textContent = notes.length ? `Loaded the group's state except ${notes.join("; ")} (the controls keep their value).` : "";
   changed();
   $("#p-result").scrollIntoView({ behavior: "instant", block: "start" });
 }
@@ -1851,14 +2044,15 @@ async function exportText(kind) {
       text = await api("/zap", zapBody(st), undefined, true);
     } else if (kind === "diff") {
       if (!st.vs) { setStatus('choose "Compare with" first', true); return; }
-      text = await api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true);
+      text = await api("/diff", { ...diffBody(st), limit: 500 }, undefined, true);
     } else if (kind === "all") {
       // the whole view: the server's 72-column renderings, one after the other
       const parts = [api("/resolve", resolveBody(st), undefined, true)];
-      if (st.vs) parts.push(api("/resolve", resolveBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} result.`));
+      const bst = st.vs ? compareState(st) : null, bName = st.vs ? sideLabel(st.vsSide) : "";
+      if (st.vs) parts.push(api("/resolve", resolveBody(bst, st.vs), undefined, true).catch(() => `${bName} cannot run this VM: no ${bName} result.`));
       if (st.event) parts.push(api("/zap", zapBody(st), undefined, true));
-      if (st.vs && st.event) parts.push(api("/zap", zapBody(st, st.vs), undefined, true).catch(() => `${st.vs} cannot run this VM: no ${st.vs} zap.`));
-      if (st.vs) parts.push(api("/diff", { a: st.scenario.kernel, b: st.vs }, undefined, true));
+      if (st.vs && st.event) parts.push(api("/zap", zapBody(bst, st.vs), undefined, true).catch(() => `${bName} cannot run this VM: no ${bName} zap.`));
+      if (st.vs) parts.push(api("/diff", { ...diffBody(st), limit: 500 }, undefined, true).catch((e) => `No diff: ${e.message}`));
       text = (await Promise.all(parts)).map((t) => t.replace(/\n+$/, "")).join("\n\n") + "\n";
     } else {
       text = await api("/resolve", resolveBody(st), undefined, true);
@@ -1918,6 +2112,8 @@ function wire() {
   $("#help-btn").addEventListener("click", () => $("#help").showModal());
   $("#notice-close").addEventListener("click", () => { $("#notice").hidden = true; });
   $("#cmp-side-details").addEventListener("toggle", () => { if (sideOpen() && ctl.vs.value) changed(); });
+  // the note of what a loaded diff group could not set goes with the next edit
+  document.addEventListener("change", () => { $("#cmp-unapplied").hidden = true; }, true);
   $("#swap-eras").addEventListener("click", swapEras);
   $("#cmp-swap").addEventListener("click", swapEras);
   const presetSel = $("#preset");
@@ -1960,12 +2156,18 @@ function showDropped(list) {
 }
 
 function swapEras() {
-  // Era <-> Compare: the diff then reads the other way round (B against A).
-  const a = ctl.kernel.value, b = ctl.vs.value;
-  if (!b) { setStatus('choose a "Compare" era to swap with', true); return; }
-  ctl.kernel.value = b;
+  // Era <-> Compare: the diff then reads the other way round (B against A). Another system
+  // swaps with its vendor and type (the vendor and VM type selects follow).
+  const side = vsSide();
+  if (!side) { setStatus('choose a "Compare" era to swap with', true); return; }
+  const vendor = $("#vendor")?.value || "intel", type = $("#vmtype")?.value || "default";
+  const back = compareOption(ctl.kernel.value, vendor, type);
+  if (!back) { setStatus(`the Compare list has no ${ctl.kernel.value} (vendor ${vendor}, type ${type}) to swap to`, true); return; }
+  ctl.kernel.value = side.vs;
   ctl.kver.value = "";
-  ctl.vs.value = a;
+  if ($("#vendor")) $("#vendor").value = side.vendor;
+  if ($("#vmtype")) $("#vmtype").value = side.type;
+  ctl.vs.value = back.value;
   changed();
 }
 function syncSwap() {
@@ -1989,6 +2191,8 @@ async function init() {
   writeState({
     scenario: init.scenario,
     vs: init.vs || null,
+    vs_vendor: init.vs_vendor,
+    vs_type: init.vs_type,
     event: init.event || null,
     view: init.view || "resolve",
     pati: init.pati || 0,
