@@ -150,6 +150,7 @@ GLOSSARY = {
     "UC-": "UC minus: uncacheable, but an MTRR WC type can turn it into WC (PAT only)",
     "gpa": "guest-physical address",
     "MMIO": "memory-mapped I/O: the host page is not RAM (is_mmio)",
+    "mmio": "is_mmio: the host page is memory-mapped I/O, not RAM",
     "CDNWq": "KVM_X86_QUIRK_CD_NW_CLEARED",
     "PATq": "KVM_X86_QUIRK_IGNORE_GUEST_PAT",
     "snoop": "host CPU has X86_FEATURE_SELFSNOOP",

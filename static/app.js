@@ -1851,7 +1851,7 @@ function systemCompareRows(a, b, bErr, hole, applied) {
   const cr0 = (r) => (r.cr0 ? `CPU CD=${yes(r.cr0.hw_cd)} NW=${yes(r.cr0.hw_nw)}`
     : r.cr0_cd ? `CPU CD=${yes(r.cr0_cd.hw_cr0_cd)}, vmx_handle_cd ${r.cr0_cd.handle_cd ? "on" : "off"} (${r.cr0_cd.cache_mode})` : "-");
   const rows = compareRows(a, b, bErr, hole, (add) => {
-    add("decision path", path, path, (steps) => el("ol", { class: "cmp-path" }, steps.map(([id, held]) =>
+    add("decision path", path, path, (steps) => el("ol", { class: "path cmp-path" }, steps.map(([id, held]) =>
       el("li", { class: held ? "taken" : "notheld", "data-step": id }, held ? id : `${id} (not held)`))), { "data-row": "path" });
     add("hardware CR0.CD", cr0, cr0, (v) => v, { "data-row": "cr0" });
   });
@@ -1929,7 +1929,7 @@ function drawDiffDims(diff, nameA, nameB) {
   $("#dims-b").textContent = nameB;
   const st = (v) => el("span", { class: `dim-st st-${v.replace(" ", "-")}`, "data-status": v }, v);
   fill($("#dims-table tbody"), ...diff.dimensions.map((d) => el("tr", { "data-dim": d.name },
-    el("th", { title: d.meaning }, el("span", { class: "mono" }, d.name), " ", el("small", { class: "muted" }, d.meaning)),
+    el("th", { title: d.meaning }, el("span", { class: "mono" }, d.name), el("br"), el("small", { class: "muted" }, d.meaning)),
     el("td", { "data-side": "a" }, st(d.a)), el("td", { "data-side": "b" }, st(d.b)),
     el("td", {}, d.in_space ? "yes" : "no"))));
   const list = (xs) => (xs.length ? xs.flatMap((x, i) => [i ? ", " : "", el("span", { class: "mono" }, x)]) : [muted("none")]);
