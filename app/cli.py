@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
 from .knobs import KNOBS, Knob
-from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 from .xen.versions import is_xen
@@ -205,14 +205,17 @@ def cmd_diff(args: argparse.Namespace) -> str:
     from .kvm.versions import resolve_kernel
     from .render import render_diff
 
-    st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff", vm=VmConfig(vendor=args.a_vendor),
-                             vs_vendor=args.b_vendor)
+    st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff",
+                             vm=VmConfig(vendor=args.a_vendor, vm_type=args.a_type), vs_vendor=args.b_vendor,
+                             vs_type=args.b_type)
     link = permalink.url(st, args.base_url)
-    if args.a_vendor != VENDOR_INTEL or args.b_vendor != VENDOR_INTEL or is_xen(args.era_a) or is_xen(args.era_b):
+    if (args.a_vendor != VENDOR_INTEL or args.b_vendor != VENDOR_INTEL or args.a_type != VM_TYPE_DEFAULT
+            or args.b_type != VM_TYPE_DEFAULT or is_xen(args.era_a) or is_xen(args.era_b)):
         from .render_kinds import render_system_diff
         from .system_diff import diff_by_sides, side
 
-        sd = diff_by_sides(side(args.era_a, args.a_vendor, "era_a"), side(args.era_b, args.b_vendor, "era_b"))
+        sd = diff_by_sides(side(args.era_a, args.a_vendor, "era_a", args.a_type),
+                           side(args.era_b, args.b_vendor, "era_b", args.b_type))
         return render_system_diff(sd, link)
     ka, kb = resolve_kernel(args.era_a, "era_a"), resolve_kernel(args.era_b, "era_b")
     return render_diff(diff_by_id(ka.era, kb.era), link, kernels=(ka, kb))
@@ -285,11 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the API request body instead")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("diff", help="two eras (or systems: xen, --a-vendor amd) over the state space")
+    p = sub.add_parser("diff", help="two eras (or systems: xen, --a-vendor amd, --a-type tdx) over the state space")
     p.add_argument("era_a", help="an era id, a kernel version, or xen / xen-4.19 / xen-4.21")
     p.add_argument("era_b")
     p.add_argument("--a-vendor", default=VENDOR_INTEL, choices=VENDORS, help="amd: era_a is KVM on AMD [intel]")
     p.add_argument("--b-vendor", default=VENDOR_INTEL, choices=VENDORS, help="as --a-vendor, for era_b")
+    p.add_argument("--a-type", default=VM_TYPE_DEFAULT, choices=VM_TYPES,
+                   help="tdx: era_a is a TDX VM (Intel, 6.16 and later) [default]")
+    p.add_argument("--b-type", default=VM_TYPE_DEFAULT, choices=VM_TYPES, help="as --a-type, for era_b")
     p.add_argument("--base-url", default=DEFAULT_BASE)
     p.set_defaults(func=cmd_diff)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from .kvm.host_page import HostPage
 from .kvm.scenario import Access, VcpuState, VmConfig
-from .kvm.vm_kinds import VENDORS
+from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, XenFacts
 
 OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event", "xen")
@@ -239,6 +239,8 @@ KNOBS: tuple[Knob, ...] = (
     # -- Xen (kernel xen...: app.xen.facts.XenFacts, the API's `xen`) ------------------------
     Knob(param="vs_vendor", owner="link", attr="vs_vendor", api="vs_vendor", cli=None,
          help="the second era's vendor in a diff view (the first is vendor)", choices=VENDORS),
+    Knob(param="vs_type", owner="link", attr="vs_type", api="vs_type", cli=None,
+         help="the second era's VM type in a diff view (the first is vmtype)", choices=VM_TYPES),
     Knob(param="xen_iommu", owner="xen", attr="iommu", api="xen.iommu", cli="--xen-iommu", kind="bool",
          label="IOMMU", help="Xen: is_iommu_enabled(d)"),
     Knob(param="xen_io", owner="xen", attr="io_resources", api="xen.io_resources", cli="--xen-io", kind="bool",

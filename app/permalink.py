@@ -30,6 +30,7 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   kernel, vs  an era id (GET /api/v1/kernels) or a kernel version (6.12.78)
   vendor      intel or amd (app.kvm.vm_kinds) [intel]
   vmtype      default or tdx [default]
+  vs_vendor, vs_type  a diff's second side: amd, tdx [intel, default]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
@@ -75,7 +76,7 @@ from .kvm.scenario import (
     VcpuState,
     VmConfig,
 )
-from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPES
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
@@ -111,6 +112,7 @@ class LinkState:
     pati: int = 0  # page only: the PAT entry the memory map shows
     vs_vendor: str = VENDOR_INTEL  # the diff's second side (the first is vm.vendor)
     xen: XenFacts = field(default_factory=XenFacts)  # kernel xen...: the domain and entry facts
+    vs_type: str = VM_TYPE_DEFAULT  # the diff's second side's VM type (the first is vm.vm_type)
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -282,6 +284,7 @@ _ENCODERS = {
     "vendor": lambda s: [] if s.vm.vendor == _DEFAULT_VM.vendor else [("vendor", s.vm.vendor)],
     "vmtype": lambda s: [] if s.vm.vm_type == _DEFAULT_VM.vm_type else [("vmtype", s.vm.vm_type)],
     "vs_vendor": lambda s: [] if s.vs_vendor == VENDOR_INTEL else [("vs_vendor", s.vs_vendor)],
+    "vs_type": lambda s: [] if s.vs_type == VM_TYPE_DEFAULT else [("vs_type", s.vs_type)],
     "xen_pinned": lambda s: [("xen_pinned", _pinned_text(s.xen.pinned))] if s.xen.pinned else [],
     **{param: _xen_choice(param, attr) for attr, param in _XEN_P.items()},
 }
@@ -571,6 +574,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
     "mtrr": _read_mtrr, "host": _read_host, "event": _read_event,
     "vendor": _choice("vendor", "vendor", VENDORS), "vmtype": _choice("vmtype", "vm_type", VM_TYPES),
     "vs_vendor": _choice("vs_vendor", "vs_vendor", VENDORS, "link"), "xen_pinned": _read_pinned,
+    "vs_type": _choice("vs_type", "vs_type", VM_TYPES, "link"),
     "xen_p2m": _choice("xen_p2m", "p2m_type", P2M_TYPES, "xen"),
     "xen_mmio_ro": _choice("xen_mmio_ro", "mmio_ro", COVERAGES, "xen"),
     "xen_special": _choice("xen_special", "special", COVERAGES, "xen"),
@@ -765,6 +769,10 @@ def request_body(state: LinkState) -> dict:
             diff["a_vendor"] = state.vm.vendor
         if state.vs_vendor != VENDOR_INTEL:
             diff["b_vendor"] = state.vs_vendor
+        if state.vm.vm_type != VM_TYPE_DEFAULT:
+            diff["a_type"] = state.vm.vm_type
+        if state.vs_type != VM_TYPE_DEFAULT:
+            diff["b_type"] = state.vs_type
         return diff
     if state.view == "zap":
         body = scenario_json(state.kernel, state.vm, state.vcpu)

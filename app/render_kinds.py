@@ -228,11 +228,14 @@ def render_system_diff(d, link: str = "", max_groups: int = 40) -> str:
     out = title(f"{TOOL}: cross-system diff")
     out += kv("A", f"{a.label} ({a.system})", 3, "")
     out += kv("B", f"{b.label} ({b.system})", 3, "")
-    out += section("Dimensions (read / not read / absent)")
+    fixed = bool(d.fixed("a") or d.fixed("b"))
+    out += section("Dimensions (read / not read / absent" + (" / fixed)" if fixed else ")"))
     out += table(["dimension", "A", "B", "compared"],
                  [[k, sa, sb, "yes" if k in {n for n, _ in d.dimensions} else "no"] for k, _, sa, sb in d.status()])
     out += legend("read = the system's memory type depends on it; not read = the system has it but its "
-                  "memory type does not; absent = the system has no such thing. Compared = part of the joint "
+                  "memory type does not; absent = the system has no such thing"
+                  + ("; fixed = the system allows one value, states with another are skipped" if fixed else "")
+                  + ". Compared = part of the joint "
                   "space (read by A or B); a side is the same for every value of a dimension it does not read.")
     out += section("How the states map")
     for m in d.mapping():

@@ -19,6 +19,17 @@ Per state, each side gives its entry and the effective type of the access:
   hardware CR0.CD is the guest's unless KVM_X86_QUIRK_CD_NW_CLEARED (svm_set_cr0). Before
   4.14 guest PAT writes never reach g_pat, so the state's PAT type is not what the CPU
   uses: refused (the refusal names the rule).
+- kvm-tdx (a kernel version, 6.16 and later; `vm.type` tdx): app.kvm.tdx.tdx_mt_mask for a
+  shared GPA: main.c wires `.get_mt_mask = vmx_get_mt_mask` in vt_x86_ops for VMX and TDX
+  alike, and tdx_vm_init() (vmx/tdx.c) ORs KVM_X86_QUIRK_IGNORE_GUEST_PAT into
+  disabled_quirks, so vmx_ignore_guest_pat() is false: host MMIO UC, RAM WB without IPAT,
+  guest PAT decides (the v6.16 rules with the quirk off, not restated here). The TDX module
+  fixes CR0.CD to 0 (status `fixed`: a state with CR0.CD=1 is skipped with the rule); the
+  quirks, nc-DMA and self-snoop are not read (the quirk is off whatever the VMM asks, as for
+  AMD). A private GPA (Secure EPT) gives the same answer as shared RAM in the model
+  (tdx_sept_set_private_spte() passes no memtype; the module's is not in the sources) and
+  is never host MMIO (TDG.VP.VMCALL<MMIO> takes shared GPAs only: tdx_emulate_mmio()), so
+  it adds no dimension. The refusals (AMD, a kernel before 6.16) are check_vm_kind's.
 - xen (a release line): app.xen.emt.entry_emt (epte_get_entry_emt, p2m-ept.c) for a 4K
   p2m_ram_rw or p2m_mmio_direct entry (is_mmio) in a domain with or without an IOMMU and
   I/O resources, the host MTRR as for AMD, the guest MTRRs holding the state's type
@@ -51,7 +62,8 @@ from .kvm.svm import (
     host_type,
     svm_kernel,
 )
-from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS
+from .kvm.tdx import RULE_CR0_CD, check_vm_kind, check_vm_names, tdx_mt_mask
+from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .x86.ept import effective_type, notation
 from .x86.guest import expectation
 from .x86.memtype import SAME, MemType, MemTypeError, relation
@@ -63,8 +75,8 @@ from .xen.emt import entry_emt
 from .xen.facts import Domain, P2mType, Page
 from .xen.versions import XenVersion, get_version, is_xen
 
-KVM_INTEL, KVM_AMD, XEN = "kvm-intel", "kvm-amd", "xen"
-READ, NOT_READ, ABSENT = "read", "not read", "absent"
+KVM_INTEL, KVM_AMD, KVM_TDX, XEN = "kvm-intel", "kvm-amd", "kvm-tdx", "xen"
+READ, NOT_READ, ABSENT, FIXED = "read", "not read", "absent", "fixed"
 
 DIMENSIONS: tuple[tuple[str, tuple], ...] = (
     *((k, (False, True)) for k in BOOLS),
@@ -93,14 +105,24 @@ STATUS: dict[str, dict[str, str]] = {
     KVM_AMD: {"is_mmio": READ, "noncoherent_dma": NOT_READ, "cr0_cd": READ, "quirk_cd_nw_cleared": READ,
               "quirk_ignore_guest_pat": NOT_READ, "self_snoop": NOT_READ, "guest_mtrr": READ, "pat": READ,
               "xen_iommu": ABSENT, "xen_io": ABSENT},
+    KVM_TDX: {"is_mmio": READ, "noncoherent_dma": NOT_READ, "cr0_cd": FIXED, "quirk_cd_nw_cleared": NOT_READ,
+              "quirk_ignore_guest_pat": NOT_READ, "self_snoop": NOT_READ, "guest_mtrr": READ, "pat": READ,
+              "xen_iommu": ABSENT, "xen_io": ABSENT},
     XEN: {"is_mmio": READ, "noncoherent_dma": ABSENT, "cr0_cd": READ, "quirk_cd_nw_cleared": ABSENT,
           "quirk_ignore_guest_pat": ABSENT, "self_snoop": NOT_READ, "guest_mtrr": READ, "pat": READ,
           "xen_iommu": READ, "xen_io": READ},
 }
 """Per system and dimension: read (the answer depends on it), not read (the system has the
-fact but its memory type never depends on it), absent (the system has no such thing). The
+fact but its memory type never depends on it), absent (the system has no such thing), fixed
+(the system allows one value, FIXED_VALUE: states with another are skipped). The
 guest MTRRs are read by every system for the guest's expectation, even where the memory
-type ignores them (KVM from 6.11, AMD always)."""
+type ignores them (KVM from 6.11, AMD and TDs always)."""
+
+FIXED_VALUE: dict[tuple[str, str], object] = {(KVM_TDX, "cr0_cd"): False}
+"""The one value of a `fixed` dimension (equal to DEFAULTS', so a space without the
+dimension holds it)."""
+FIXED_WHY = {(KVM_TDX, "cr0_cd"): RULE_CR0_CD}
+"""Why a state with another value is skipped: the core's rule (app.kvm.tdx)."""
 
 WHY_NOT_READ = {
     (KVM_AMD, "noncoherent_dma"): "NPT has no memtype bits: nc-DMA only gates zaps (app.kvm.svm)",
@@ -113,6 +135,16 @@ WHY_NOT_READ = {
                               "(xen_iommu, xen_io)",
     (XEN, "quirk_cd_nw_cleared"): "a KVM quirk: Xen always loads the guest's CR0.CD (vmx_update_guest_cr)",
     (XEN, "quirk_ignore_guest_pat"): "a KVM quirk: Xen sets IPAT by its own tests",
+    (KVM_TDX, "noncoherent_dma"): "with IGNORE_GUEST_PAT off vmx_ignore_guest_pat() is false whatever "
+                                  "kvm_arch_has_noncoherent_dma() says (vmx.c)",
+    (KVM_TDX, "quirk_cd_nw_cleared"): "inapplicable on Intel since 6.16; a TD's CR0 is the TDX module's",
+    (KVM_TDX, "quirk_ignore_guest_pat"): "tdx_vm_init() ORs it into disabled_quirks whatever the VMM asks "
+                                         "(quirks can only be disabled): the answer is the one with it off",
+    (KVM_TDX, "self_snoop"): "tdx_vm_init() disables IGNORE_GUEST_PAT without the self-snoop check",
+    (KVM_TDX, "guest_mtrr"): "stored only: the TDX module fixes MTRRdefType (enabled, WB); KVM stores the "
+                             "ranges (tdx_has_emulated_msr), nothing reads them for the memory type",
+    (KVM_TDX, "xen_iommu"): "Xen's domain fact",
+    (KVM_TDX, "xen_io"): "Xen's domain fact",
     (KVM_INTEL, "xen_iommu"): "Xen's domain fact; KVM's EPT memtype never asks whether an IOMMU is in use",
     (KVM_INTEL, "xen_io"): "Xen's domain fact; KVM's closest input is noncoherent_dma",
     (KVM_AMD, "xen_iommu"): "Xen's domain fact",
@@ -121,14 +153,19 @@ WHY_NOT_READ = {
 
 MAPPING = {
     "is_mmio": {KVM_INTEL: "kvm_is_mmio_pfn() of the host frame", KVM_AMD: "the host MTRR is UC (RAM: WB; assumed)",
+                KVM_TDX: "kvm_is_mmio_pfn() of the host frame behind a shared GPA (vmx_get_mt_mask via "
+                         "vt_x86_ops, main.c); never private",
                 XEN: "the gfn is p2m_mmio_direct (else p2m_ram_rw); host MTRR UC (RAM: WB; assumed)"},
     "cr0_cd": {KVM_INTEL: "the era's rules read it; VMX keeps CD out of the hardware CR0",
                KVM_AMD: "loaded into the hardware CR0 unless CD_NW_CLEARED (svm_set_cr0)",
+               KVM_TDX: "fixed to 0 by the TDX module (CR0.CD=1 raises #VE); KVM cannot see a TD's CR0",
                XEN: "always loaded (vmx_update_guest_cr); vmx_handle_cd's all-UC PAT with xen_iommu and xen_io"},
     "guest_mtrr": {KVM_INTEL: "KVM's lookup (read before 6.11)", KVM_AMD: "stored only",
+                   KVM_TDX: "stored only (MTRRdefType fixed enabled/WB by the TDX module)",
                    XEN: "mtrr_get_type() of the guest's MTRRs (vCPU 0)"},
     "pat": {KVM_INTEL: "the guest's PAT entry (the VMCS GUEST_PAT)",
             KVM_AMD: "the VMCB g_pat entry (= the guest's, 4.14+)",
+            KVM_TDX: "the TD's own PAT entry (the TDX module's state; no IPAT, so it decides)",
             XEN: "GUEST_PAT (all UC while vmx_handle_cd's no-fill mode is on)"},
 }
 
@@ -139,7 +176,15 @@ NOT_COMPARED = {
     KVM_AMD: "AMD before 4.14 (guest PAT writes do not reach g_pat); a host PAT other than Linux's; host MTRRs "
              "other than WB for RAM and UC for MMIO",
     KVM_INTEL: "host page classes beyond is_mmio (POST /api/v1/resolve with host_page)",
+    KVM_TDX: "a TD's private GPAs apart (modelled like shared RAM: the Secure EPT memtype is the TDX module's, "
+             "not in the sources read); emulated MMIO without a memslot (a #VE and TDG.VP.VMCALL<MMIO>, no "
+             "memory type); TDX before 6.16 or on AMD (refused)",
 }
+
+PRIVATE_NOTE = ("private GPA (TD): the Secure EPT entry's memtype is the TDX module's "
+                "(tdx_sept_set_private_spte passes none); modelled as WB without IPAT like shared RAM, so the "
+                "answer is the same; host MMIO is only ever shared")
+"""The mapping line of a TD side: why private vs shared adds no dimension."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +201,7 @@ class Side:
     @property
     def id(self) -> str:
         """A cache key: the system and what decides its rules."""
-        if self.era is not None:
+        if self.era is not None:  # kvm-intel or kvm-tdx: the system is part of the key
             return f"{self.system}:{self.era.id}"
         if self.svm is not None:
             return f"{self.system}:{self.svm.series[0]}.{self.svm.series[1]}:{self.svm.era}"
@@ -167,17 +212,24 @@ class Side:
         return tuple(k for k, st in STATUS[self.system].items() if st == READ)
 
 
-def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a") -> Side:
-    """`asked` an era id, a kernel version or a Xen id; `vendor` intel or amd (KVM only)."""
-    vfield = f"{field}_vendor"
-    if vendor not in VENDORS:
-        raise MemTypeError(vfield, f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
+def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str = VM_TYPE_DEFAULT) -> Side:
+    """`asked` an era id, a kernel version or a Xen id; `vendor` intel or amd and `vm_type`
+    default or tdx (KVM only), refused at `<field>_vendor` / `<field>_type`."""
+    vfield, tfield = f"{field}_vendor", f"{field}_type"
+    check_vm_names(vendor, vm_type, vfield, tfield)
     if is_xen(asked):
         if vendor != VENDOR_INTEL:
             raise MemTypeError(vfield, f"{vendor} given with {asked!r}",
                                "Xen is modelled on VT-x with EPT: the vendor applies to KVM kernels only")
+        if vm_type != VM_TYPE_DEFAULT:
+            raise MemTypeError(tfield, f"{vm_type} given with {asked!r}",
+                               "the VM type is KVM_CREATE_VM's (KVM_X86_TDX_VM): it applies to KVM kernels only")
         v = get_version(asked, field)
         return Side(XEN, asked, v.title, xen=v)
+    check_vm_kind(vendor, vm_type, asked, field, vendor_loc=vfield, type_loc=tfield)
+    if vm_type == VM_TYPE_TDX:
+        era = get_era(asked, field)
+        return Side(KVM_TDX, asked, f"TDX {era.id}", era=era)
     if vendor == VENDOR_AMD:
         k = svm_kernel(asked, field)
         if k.series < GPAT_OBEYED_FROM:
@@ -212,6 +264,12 @@ def answer(s: Side, st: dict) -> Answer | str:
     pat = MemType.from_label(st["pat"])
     mtrr = MemType.from_label(st["guest_mtrr"])
     kind = MMIO if st["is_mmio"] else RAM
+    if s.system == KVM_TDX:
+        for k in ("cr0_cd",):
+            if st[k] != FIXED_VALUE[(KVM_TDX, k)]:
+                return FIXED_WHY[(KVM_TDX, k)]
+        mt, ipat, _, _ = tdx_mt_mask(_vm(st), st["is_mmio"], private=False)
+        return Answer(notation(mt, ipat), (mt, ipat), effective_type(mt, ipat, pat))
     if s.era is not None:
         try:
             s.era.check_vm(_vm(st))
@@ -313,6 +371,11 @@ class SystemDiff:
         for me, other in ((self.a, self.b), (self.b, self.a)):
             for k, _ in DIMENSIONS:
                 st = STATUS[me.system][k]
+                if st == FIXED and STATUS[other.system][k] == READ:
+                    v = FIXED_VALUE[(me.system, k)]
+                    v = int(v) if isinstance(v, bool) else v
+                    out.append(f"{k}: {me.label} fixes it to {v} ({FIXED_WHY[(me.system, k)]}); states with "
+                               "another value are skipped")
                 if st == ABSENT and STATUS[other.system][k] != ABSENT:
                     why = WHY_NOT_READ.get((me.system, k), "")
                     out.append(f"{k}: {me.label} lacks it ({why}); its answer is the same for every value")
@@ -320,7 +383,14 @@ class SystemDiff:
                     why = WHY_NOT_READ.get((me.system, k), "")
                     out.append(f"{k}: {me.label} has it but does not read it ({why})")
         out.append("host MTRR (AMD, Xen): WB for RAM, UC for MMIO; host PAT (AMD): Linux's, entry 0 WB")
+        if KVM_TDX in (self.a.system, self.b.system):
+            out.append(PRIVATE_NOTE)
         return out
+
+    def fixed(self, which: str) -> dict[str, object]:
+        """The dimensions this side fixes, with their one value."""
+        me = self.a if which == "a" else self.b
+        return {k: FIXED_VALUE[(me.system, k)] for k, _ in DIMENSIONS if STATUS[me.system][k] == FIXED}
 
     def not_compared(self) -> list[str]:
         return list(dict.fromkeys(NOT_COMPARED[s.system] for s in (self.a, self.b)))
@@ -338,7 +408,7 @@ def diff_systems(a: Side, b: Side) -> SystemDiff:
     read = set(a.reads()) | set(b.reads())
     dims = tuple((k, v) for k, v in DIMENSIONS if k in read)
     names = [k for k, _ in dims]
-    comparable = a.system != KVM_AMD and b.system != KVM_AMD
+    comparable = a.system != KVM_AMD and b.system != KVM_AMD  # a TD's shared entries are EPT entries
     rows: list[SysRow] = []
     skipped: dict[str, int] = {}
     total = compared = 0
@@ -367,6 +437,7 @@ def diff_by_sides(a: Side, b: Side) -> SystemDiff:
     return diff_systems(a, b)
 
 
-__all__ = ["ABSENT", "ANY", "DIMENSIONS", "KVM_AMD", "KVM_INTEL", "MAPPING", "NOT_READ", "READ", "STATUS", "XEN",
+__all__ = ["ABSENT", "ANY", "DIMENSIONS", "FIXED", "FIXED_VALUE", "KVM_AMD", "KVM_INTEL", "KVM_TDX", "MAPPING",
+           "NOT_READ", "READ", "STATUS", "XEN",
            "Answer", "Side", "SysGroup", "SysRow", "SystemDiff", "answer", "diff_by_sides", "diff_systems",
            "expected", "side"]

@@ -113,7 +113,8 @@ def systems() -> list[tuple[str, str, str, dict | None]]:
                                 f"/api/v1/zap{fmt}", {"kernel": k, "vcpu": {"mtrr": XEN_MTRR}, "xen": d, "event": ev}))
     for body in ({"a": "v6.16", "b": "xen"}, {"a": "v4.2", "b": "xen-4.19", "limit": 50},
                  {"a": "6.8", "a_vendor": "amd", "b": "v6.7"}, {"a": "6.16", "a_vendor": "amd", "b": "xen"},
-                 {"a": "5.2", "a_vendor": "amd", "b": "6.19", "b_vendor": "amd"}):
+                 {"a": "5.2", "a_vendor": "amd", "b": "6.19", "b_vendor": "amd"},
+                 {"a": "v6.16", "b": "6.16", "b_type": "tdx"}, {"a": "6.19", "a_type": "tdx", "b": "xen"}):
         for fmt in ("", "?format=text"):
             out.append((f"system diff{fmt} {json.dumps(body, sort_keys=True)}", "POST", f"/api/v1/diff{fmt}", body))
     return out

@@ -55,7 +55,7 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
 NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
-                  "vs_vendor", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
+                  "vs_vendor", "vs_type", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
                   "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
@@ -194,7 +194,7 @@ EXAMPLES = {
     "event": "event=noncoherent_dma&event_value=1", "event_msr": "event=mtrr_write&event_msr=0x2ff&event_value=0x806",
     "event_value": "event=pat_write&event_value=0x0007040600070406",
     "event_nw": "event=cr0_cd&event_value=1&event_nw=1",
-    "vendor": "vendor=amd", "vmtype": "vmtype=tdx", "vs_vendor": "vs_vendor=amd",
+    "vendor": "vendor=amd", "vmtype": "vmtype=tdx", "vs_vendor": "vs_vendor=amd", "vs_type": "vs_type=tdx",
     "xen_pinned": "xen_pinned=0x100-0x1ff:WC,0x300-0x3ff:UC-", "xen_p2m": "xen_p2m=grant_map_ro",
     "xen_mmio_ro": "xen_mmio_ro=partial", "xen_special": "xen_special=all", "xen_host_mtrr": "xen_host_mtrr=mixed",
 }

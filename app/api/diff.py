@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from ..analysis import diff_by_id, group_rows
 from ..kvm.scenario import VmConfig
 from ..kvm.versions import resolve_kernel
-from ..kvm.vm_kinds import VENDOR_INTEL
+from ..kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..permalink import LinkState, url
 from ..render import render_diff
 from ..render_kinds import render_system_diff
@@ -34,12 +34,12 @@ def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
 
 
 def _system_diff(req: s.DiffRequest, request: Request, fmt: str | None) -> Response:
-    """A side is Xen or KVM on AMD: app.system_diff over the joint space."""
+    """A side is Xen, KVM on AMD or a TDX VM: app.system_diff over the joint space."""
     with core_errors():
-        a, b = side(req.a, req.a_vendor, "a"), side(req.b, req.b_vendor, "b")
+        a, b = side(req.a, req.a_vendor, "a", req.a_type), side(req.b, req.b_vendor, "b", req.b_type)
         d = diff_by_sides(a, b)
-    link = url(LinkState(req.a, VmConfig(vendor=req.a_vendor), vs=req.b, view="diff", vs_vendor=req.b_vendor),
-               base_url(request))
+    link = url(LinkState(req.a, VmConfig(vendor=req.a_vendor, vm_type=req.a_type), vs=req.b, view="diff",
+                         vs_vendor=req.b_vendor, vs_type=req.b_type), base_url(request))
     if wants_text(request, fmt):
         return text(render_system_diff(d, link))
     return json_response(_system_body(a, b, req.limit).model_copy(update={"permalink": link}))
@@ -73,11 +73,13 @@ def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None)
     are skipped and counted.
 
     `a` or `b` naming Xen (xen, xen-4.19, xen-4.21), or `a_vendor`/`b_vendor` amd (KVM on
-    AMD, a kernel from 4.14), gives the cross-system diff (SystemDiffResponse,
+    AMD, a kernel from 4.14), or `a_type`/`b_type` tdx (a TDX VM: Intel, a kernel from
+    6.16; refused otherwise at a_type/b_type), gives the cross-system diff (SystemDiffResponse,
     app/system_diff.py): the joint space of every dimension either side reads (the eight
     above plus Xen's xen_iommu and xen_io), each side's status per dimension (read, not
     read, absent), `only_a`/`only_b`, how the shared ones map, and what is not compared."""
-    if req.a_vendor != VENDOR_INTEL or req.b_vendor != VENDOR_INTEL or is_xen(req.a) or is_xen(req.b):
+    if (req.a_vendor != VENDOR_INTEL or req.b_vendor != VENDOR_INTEL or req.a_type != VM_TYPE_DEFAULT
+            or req.b_type != VM_TYPE_DEFAULT or is_xen(req.a) or is_xen(req.b)):
         return _system_diff(req, request, fmt)
     with core_errors():
         ka, kb = resolve_kernel(req.a, "a"), resolve_kernel(req.b, "b")

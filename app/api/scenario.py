@@ -200,7 +200,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     to `/`, written by app.permalink (the only encoder: the page asks here rather than keep a
     copy). The scenario must be one resolve accepts (422 otherwise, naming the field); the
     event is written as given (zap checks it). `kernel` (or `vs`) may name Xen (with the
-    facts in `xen`); `vs_vendor` amd makes the diff's second side KVM on AMD."""
+    facts in `xen`); `vs_vendor` amd makes the diff's second side KVM on AMD, `vs_type` tdx a TDX VM."""
     def vs_ok(r: s.PermalinkRequest) -> None:
         if r.vs is not None:
             if is_xen(r.vs):
@@ -228,7 +228,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)
         event = to_event(ev) if ev is not None else None
     state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
-                      req.view, req.pati, req.vs_vendor)
+                      req.view, req.pati, req.vs_vendor, vs_type=req.vs_type)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

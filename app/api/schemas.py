@@ -46,7 +46,7 @@ from ..kvm.scenario import VmConfig
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
 from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
-from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPES
+from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
 from ..system_diff import MEANING as SYSTEM_DIM_MEANING
 from ..x86.ept import mt_mask, notation
@@ -506,7 +506,8 @@ class ZapRequest(Scenario):
 class DiffRequest(Strict):
     """Two eras; every state of the finite state space where their EPT entries differ. `a` and
     `b` may also name Xen (xen, xen-4.19, xen-4.21) or, with `a_vendor`/`b_vendor` amd, KVM
-    on AMD: the cross-system diff (SystemDiffResponse) over the dimensions either reads."""
+    on AMD, or with `a_type`/`b_type` tdx, a TDX VM: the cross-system diff
+    (SystemDiffResponse) over the dimensions either reads."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"a": _START.compare, "b": RESOLVE_EXAMPLE["kernel"]}]})
 
@@ -516,6 +517,10 @@ class DiffRequest(Strict):
     a_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
                              description="amd: `a` is a kernel under KVM on AMD (NPT, 4.14 and later); not with Xen")
     b_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL, description="as a_vendor, for b")
+    a_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
+                           description="tdx: `a` is a TDX VM (vm.type tdx: Intel, a kernel from 6.16); not with "
+                           "Xen or amd")
+    b_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT, description="as a_type, for b")
 
 
 class ReplayEventIn(Strict):
@@ -1143,6 +1148,8 @@ class PermalinkRequest(Scenario):
     pati: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective types the page's map shows")
     vs_vendor: Vendor = Field(VENDOR_INTEL, exclude_if=lambda v: v == VENDOR_INTEL,
                               description="the diff's second side: amd = KVM on AMD (the first is vm.vendor)")
+    vs_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
+                            description="the diff's second side: tdx = a TDX VM (the first is vm.type)")
     xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
 
 
@@ -1841,15 +1848,15 @@ class XenZapResponse(Out):
         return core(cls, v, members)
 
 
-SideStatus = Literal["read", "not read", "absent"]
+SideStatus = Literal["read", "not read", "absent", "fixed"]
 
 
 class SideOut(Out):
-    system: Literal["kvm-intel", "kvm-amd", "xen"]
+    system: Literal["kvm-intel", "kvm-amd", "kvm-tdx", "xen"]
     asked: str = Field(description="as given in the request")
     label: str
     era: str | None = Field(description="the KVM era whose rules apply (null for Xen)")
-    kernel_info: KernelOut | None = Field(None, description="kvm-intel: what `a`/`b` named")
+    kernel_info: KernelOut | None = Field(None, description="kvm-intel, kvm-tdx: what `a`/`b` named")
     svm: SvmKernelOut | None = Field(None, description="kvm-amd: the kernel as the AMD rules read it")
     xen: XenVersionOut | None = Field(None, description="xen: the release line")
 
@@ -1866,9 +1873,13 @@ class DimensionOut(Out):
     values: list[Any]
     meaning: str
     a: SideStatus = Field(description="read: the answer depends on it; not read: the system has it, its memory "
-                          "type does not; absent: the system has no such thing")
+                          "type does not; absent: the system has no such thing; fixed: the system allows one "
+                          "value (fixed_a), states with another are skipped")
     b: SideStatus
     in_space: bool = Field(description="part of the compared space (read by A or B)")
+    fixed_a: Any = Field(None, exclude_if=lambda v: v is None,
+                         description="a `fixed` dimension's one value for A (a TD's cr0_cd: false)")
+    fixed_b: Any = Field(None, exclude_if=lambda v: v is None, description="as fixed_a, for B")
 
 
 class SysRowOut(Out):
@@ -1900,7 +1911,7 @@ class SysGroupOut(Out):
 
 
 class SystemDiffResponse(Out):
-    """POST /api/v1/diff when a side is Xen or KVM on AMD (app/system_diff.py)."""
+    """POST /api/v1/diff when a side is Xen, KVM on AMD or a TDX VM (app/system_diff.py)."""
 
     a: SideOut
     b: SideOut
@@ -1927,5 +1938,6 @@ class SystemDiffResponse(Out):
         """A SystemDiff with groups, rows, truncated and permalink added."""
         return core(cls, v, lambda d: {
             "dimensions": [{"name": k, "values": list(vals), "meaning": SYSTEM_DIM_MEANING[k], "a": sa, "b": sb,
-                            "in_space": k in {n for n, _ in d.dimensions}} for k, vals, sa, sb in d.status()],
+                            "in_space": k in {n for n, _ in d.dimensions}, "fixed_a": d.fixed("a").get(k),
+                            "fixed_b": d.fixed("b").get(k)} for k, vals, sa, sb in d.status()],
             "only_a": d.only("a"), "only_b": d.only("b"), "mapping": d.mapping(), "not_compared": d.not_compared()})

@@ -159,4 +159,5 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
             facts.page(req.gpa).validate()
         event = _event(req.event) if req.event is not None else None
         vs_ok(req)
-    return LinkState(req.kernel, vm, vcpu, Access(req.gpa), event, req.vs, req.view, req.pati, req.vs_vendor, facts)
+    return LinkState(req.kernel, vm, vcpu, Access(req.gpa), event, req.vs, req.view, req.pati, req.vs_vendor, facts,
+                     vs_type=req.vs_type)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
-from ..x86.memtype import MemType, MemTypeError, relation
+from ..x86.memtype import LocLike, MemType, MemTypeError, as_loc, dotted, relation
 from ..x86.mtrr import DEF_TYPE_E, MSR_MTRR_DEF_TYPE, sdm_lookup
 from .era import C_IGNORE_PAT, Fault, MaskResult
 from .scenario import CR0_CD, MTRR_WRITE, Event, VcpuState, VmConfig
@@ -41,6 +41,8 @@ from .vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS, VM_TYPE_TDX, VM_TYPES
 
 TDX_FROM = (6, 16)
 """First release with KVM_X86_TDX_VM (the 6.16 merge window, TDX host support)."""
+TDX_ERA = ERA_616.id
+"""The era of every kernel with TDX VMs (6.16 and later)."""
 TDX_MTRR_DEF_TYPE = DEF_TYPE_E | int(MemType.WB)
 """MTRRdefType as the TDX module fixes it: enabled, default type WB (edk2 SecMain.c)."""
 RULE_CR0_CD = "the TDX module fixes CR0.CD to 0; setting it raises #VE (edk2 SecMain.c, citing the TDX spec)"
@@ -54,22 +56,32 @@ def _fixed_def_type(def_type: int) -> bool:
     return def_type & (DEF_TYPE_E | 0xFF) == TDX_MTRR_DEF_TYPE
 
 
-def check_vm_kind(vendor: str, vm_type: str, kernel: str, field: str = "kernel") -> None:
-    """Refuse a vendor/type/kernel combination KVM_CREATE_VM would not accept."""
+def check_vm_names(vendor: str, vm_type: str, vendor_loc: LocLike = ("vm", "vendor"),
+                   type_loc: LocLike = ("vm", "type")) -> None:
+    """Refuse a vendor or VM type that is not one of app.kvm.vm_kinds' names."""
     if vendor not in VENDORS:
-        raise MemTypeError(("vm", "vendor"), f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
+        raise MemTypeError(vendor_loc, f"unknown vendor {vendor!r}", f"one of {', '.join(VENDORS)}")
     if vm_type not in VM_TYPES:
-        raise MemTypeError(("vm", "type"), f"unknown VM type {vm_type!r}", f"one of {', '.join(VM_TYPES)}")
+        raise MemTypeError(type_loc, f"unknown VM type {vm_type!r}", f"one of {', '.join(VM_TYPES)}")
+
+
+def check_vm_kind(vendor: str, vm_type: str, kernel: str, field: str = "kernel", *,
+                  vendor_loc: LocLike = ("vm", "vendor"), type_loc: LocLike = ("vm", "type")) -> None:
+    """Refuse a vendor/type/kernel combination KVM_CREATE_VM would not accept.
+
+    The locations default to the request's `vm` object; the cross-system diff passes its own
+    members (`a_vendor`/`a_type`, app.system_diff.side): one rule, wherever it is asked."""
+    check_vm_names(vendor, vm_type, vendor_loc, type_loc)
     if vm_type != VM_TYPE_TDX:
         return
     if vendor == VENDOR_AMD:
-        raise MemTypeError(("vm", "type"), "a TDX VM needs an Intel CPU (vm.vendor is amd)",
+        raise MemTypeError(type_loc, f"a TDX VM needs an Intel CPU ({dotted(as_loc(vendor_loc))} is amd)",
                            "KVM_X86_TDX_VM is offered by kvm_intel only (vt_hardware_setup); "
                            "kvm_amd's KVM_CREATE_VM refuses it with EINVAL")
     info = resolve_kernel(kernel, field)
-    ok = info.series >= TDX_FROM if info.series is not None else info.era == "v6.16"
+    ok = info.series >= TDX_FROM if info.series is not None else info.era == TDX_ERA
     if not ok:
-        raise MemTypeError(("vm", "type"), f"no TDX VMs under {kernel!r}",
+        raise MemTypeError(type_loc, f"no TDX VMs under {kernel!r}",
                            "KVM_X86_TDX_VM first in 6.16 (era v6.16); older kernels refuse the type (EINVAL); "
                            "a 6.12 stable backport of the quirk does not bring TDX")
     assert vendor == VENDOR_INTEL
@@ -164,8 +176,9 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
 
 
 __all__ = [
-    "PRIVATE_UNVERIFIED", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow", "check_tdx_event",
-    "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "tdx_defaults", "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit",
+    "PRIVATE_UNVERIFIED", "RULE_CR0_CD", "TDX_ERA", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow",
+    "check_tdx_event", "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "check_vm_names", "tdx_defaults",
+    "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit",
 ]
 
 
