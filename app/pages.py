@@ -687,7 +687,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             **fixed,
             "state": state,
             "initial": {"view": state.view, "kernel": state.kernel, "vs": state.vs, "vs_vendor": state.vs_vendor,
-                        "vs_type": getattr(state, "vs_type", VM_TYPE_DEFAULT), "request": request_body(state),
+                        "vs_type": state.vs_type, "request": request_body(state),
                         # the page needs the whole state whatever the view (request_body drops the
                         # address for zap and everything but the eras for diff)
                         "scenario": _page_scenario(state),

@@ -1927,10 +1927,11 @@ function drawDiffDims(diff, nameA, nameB) {
   $("#cmp-sys").hidden = false;
   $("#dims-a").textContent = nameA;
   $("#dims-b").textContent = nameB;
-  const st = (v) => el("span", { class: `dim-st st-${v.replace(" ", "-")}`, "data-status": v }, v);
+  const st = (v, one) => el("span", { class: `dim-st st-${v.replace(" ", "-")}`, "data-status": v },
+    v === "fixed" && one !== undefined ? `fixed: ${fmtDim(one)}` : v);  // fixed: the one value the system allows
   fill($("#dims-table tbody"), ...diff.dimensions.map((d) => el("tr", { "data-dim": d.name },
     el("th", { title: d.meaning }, el("span", { class: "mono" }, d.name), el("br"), el("small", { class: "muted" }, d.meaning)),
-    el("td", { "data-side": "a" }, st(d.a)), el("td", { "data-side": "b" }, st(d.b)),
+    el("td", { "data-side": "a" }, st(d.a, d.fixed_a)), el("td", { "data-side": "b" }, st(d.b, d.fixed_b)),
     el("td", {}, d.in_space ? "yes" : "no"))));
   const list = (xs) => (xs.length ? xs.flatMap((x, i) => [i ? ", " : "", el("span", { class: "mono" }, x)]) : [muted("none")]);
   fill($("#cmp-only"), ...kv(`only ${nameA}`, ...list(diff.only_a)), ...kv(`only ${nameB}`, ...list(diff.only_b)));

@@ -497,7 +497,7 @@ def test_amd_side_before_4_14_is_refused_with_the_rule(watched, live_server):
 
 
 COMPARE_STATES = {"cmp-amd": "/?v=1&kernel=v6.7&vs=v6.16&vs_vendor=amd&gpa=0x1000",
-                  "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000"}
+                  "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000", "cmp-tdx": "/?v=1&vs=v6.16&vs_type=tdx&gpa=0x1000"}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -518,3 +518,31 @@ def test_compare_screenshots_fit_the_width(open_page, live_server, output_dir: P
         assert w.page.evaluate("document.documentElement.scrollWidth") == width, name
         w.page.screenshot(path=str(output_dir / f"systems-{name}-{width}.png"), full_page=True)
         assert not w.page_errors
+
+
+def test_compare_with_a_tdx_vm_and_its_fixed_values(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + "/?v=1&kernel=v6.7&vs=v4.2&gpa=0x1000")
+    page = w.page
+    w.after(page.locator("#kernel").select_option, "v6.16")
+    w.after(page.locator("#vs").select_option, "tdx:v6.16")
+    page.wait_for_function("location.search.includes('vs_type=tdx')")
+    d = api_diff(live_server, a="v6.16", b="v6.16", b_type="tdx")
+    c = d["counts"]
+    assert page.get_by_test_id("diff-direction").inner_text() == \
+        f"v6.16 against kvm-tdx v6.16: {c['stronger']} weaker, {c['weaker']} stronger" == \
+        "v6.16 against kvm-tdx v6.16: 80 weaker, 0 stronger"
+    assert "KVM TDX VM (TD)" in page.locator('#cmp-table thead th[data-side="b"]').inner_text()
+    assert cmp_cells(page, "entry") == ("WB! 0x70", "WB")
+    # the TD is asked with what the TDX module and tdx_vm_init() fix, each with its reason
+    applied = page.get_by_test_id("cmp-applied").inner_text()
+    assert applied.startswith("vm.quirk_ignore_guest_pat=false: fixed (KVM_X86_QUIRK_IGNORE_GUEST_PAT is always "
+                              "disabled for a TDX VM")
+    assert "vcpu.mtrr.def_type=0x806: fixed (" in applied
+    assert page.locator('#dims-table tr[data-dim="cr0_cd"] td[data-side="b"]').inner_text() == "fixed: 0"
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    assert w2.page.locator("#vs").input_value() == "tdx:v6.16" and w2.page.url == link
+    assert w2.page.get_by_test_id("diff-direction").inner_text() == "v6.16 against kvm-tdx v6.16: 80 weaker, 0 stronger"
+    assert not w.page_errors and not w2.page_errors
