@@ -66,7 +66,7 @@ from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
-from .api.schemas import Addr, DiffRequest, EraOut, Hex64, ResolveRequest, XenIn, XenMapIn
+from .api.schemas import Addr, DiffRequest, EraOut, Hex64, PinnedRangeIn, ResolveRequest, XenIn, XenMapIn
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
@@ -106,6 +106,7 @@ from .x86.mtrr import (
     with_fields,
 )
 from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
+from .xen.facts import PINNED_TYPES
 from .xen.versions import NEWEST, SYSTEM_ID, XEN_VERSIONS, is_xen
 
 log = logging.getLogger("memtype.api")
@@ -362,7 +363,11 @@ def _xen_fields() -> list[dict]:
             out.append({"name": name, "kind": "bool", "default": f.default, "label": f.description or name})
         elif name == "mfn":
             out.append({"name": name, "kind": "hex", "default": None, "label": f.description or name})
-        # pinned (a list of ranges) has no page editor yet
+        elif name == "pinned":  # a list of gfn ranges with a type each (PinnedRangeIn)
+            types = get_args(PinnedRangeIn.model_fields["type"].annotation)
+            out.append({"name": name, "kind": "ranges", "default": [], "label": f.description or name,
+                        "types": [t for t in types if MemType.from_label(t) in PINNED_TYPES],
+                        "max": next(m.max_length for m in f.metadata if hasattr(m, "max_length"))})
     for row in out:
         row["map"] = row["name"] in XenMapIn.model_fields
     return out

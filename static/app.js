@@ -1246,21 +1246,88 @@ async function setFixedValues() {
   SYS.key = null;  // re-applied with the new values
   changed();
 }
+// A frame number as the API takes it (a JSON integer): hex text read as a number, anything
+// else sent as typed, so the 422 names the field (no silent fix-up).
+const frameValue = (text) => { const v = parseHex(text); return v != null && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : text; };
 function readXen() {
   const out = {};
   for (const f of XEN_FIELDS) {
     const c = $(`#xen-${f.name}`);
     if (!c) continue;
-    const v = f.kind === "bool" ? c.checked : f.kind === "choice" ? f.choices[c.selectedIndex] ?? f.default : c.value.trim() || null;
+    if (f.kind === "ranges") {  // pinned: the rows, as PinnedRangeIn takes them
+      const rows = readPinned(f);
+      if (rows.length) out[f.name] = rows;
+      continue;
+    }
+    const v = f.kind === "bool" ? c.checked : f.kind === "choice" ? f.choices[c.selectedIndex] ?? f.default
+      : c.value.trim() ? frameValue(c.value.trim()) : null;
     if (v !== f.default && v !== null) out[f.name] = v;  // the defaults left out (the link then omits them)
   }
   return out;
+}
+// -- Xen pinned cache attributes (XEN_DOMCTL_pin_mem_cacheattr): one row per gfn range ---------
+// The row's fields are what the API's PinnedRangeIn takes (first gfn, last gfn, type; the
+// types and the most rows from the server's field row); every rule (empty range, overlap,
+// UC without passthrough in 4.21) is the server's 422, shown at the row.
+const pinnedRows = (f) => $$(`#xen-${f.name}-rows .pin-row`);
+function readPinned(f) {
+  return pinnedRows(f).map((row) => ({ start: frameValue($(".pin-start", row).value.trim()),
+    end: frameValue($(".pin-end", row).value.trim()), type: $(".pin-type", row).value }));
+}
+function addPinnedRow(f, r = null) {
+  const box = $(`#xen-${f.name}-rows`);
+  const start = el("input", { type: "text", class: "hex pin-start", spellcheck: "false" });
+  const end = el("input", { type: "text", class: "hex pin-end", spellcheck: "false" });
+  const type = el("select", { class: "mono pin-type" }, f.types.map((t) => el("option", { value: t }, t)));
+  const rm = el("button", { type: "button", class: "small pin-rm" }, "\u00d7");
+  const row = el("div", { class: "pin-row var-row" },
+    el("div", { class: "line" }, el("span", { class: "idx" }), el("label", {}, "first ", start), el("label", {}, "last ", end)),
+    el("div", { class: "line" }, el("label", {}, "type ", type), rm),
+    el("span", { class: "err pin-err" }));
+  const gfn = (v) => (typeof v === "number" ? hex(v) : String(v ?? ""));
+  start.value = gfn(r?.start);
+  end.value = gfn(r?.end);
+  type.value = r?.type ?? "WB";
+  [start, end, type].forEach((c) => c.addEventListener("change", () => changed()));
+  rm.addEventListener("click", () => { row.remove(); renumberPinned(f); changed(); });
+  box.append(row);
+  renumberPinned(f);
+  return row;
+}
+function renumberPinned(f) {
+  pinnedRows(f).forEach((row, n) => {
+    $(".idx", row).textContent = `#${n}`;
+    $(".pin-err", row).dataset.err = `xen.${f.name}[${n}]`;
+    $(".pin-start", row).setAttribute("aria-label", `pinned range ${n} first gfn`);
+    $(".pin-end", row).setAttribute("aria-label", `pinned range ${n} last gfn`);
+    $(".pin-type", row).setAttribute("aria-label", `pinned range ${n} type`);
+    $(".pin-rm", row).setAttribute("aria-label", `remove pinned range ${n}`);
+  });
+  const add = $(`#xen-${f.name}-add`);
+  if (add) add.disabled = pinnedRows(f).length >= f.max;
+}
+function wirePinned() {
+  for (const f of XEN_FIELDS.filter((x) => x.kind === "ranges")) {
+    $(`#xen-${f.name}-add`)?.addEventListener("click", () => {
+      // a new range: the frame under study (the server's gfn in the last Xen answer), WB
+      const g = last.a?.system === "xen" ? last.a.gfn : "0x0";
+      const row = addPinnedRow(f, { start: g, end: g, type: "WB" });
+      changed();
+      $(".pin-start", row).focus();
+    });
+  }
 }
 function writeXen(x) {
   for (const f of XEN_FIELDS) {
     const c = $(`#xen-${f.name}`);
     if (!c) continue;
     const v = x && f.name in x ? x[f.name] : f.default;
+    if (f.kind === "ranges") {
+      $(`#xen-${f.name}-rows`).replaceChildren();
+      (v || []).forEach((r) => addPinnedRow(f, r));
+      renumberPinned(f);
+      continue;
+    }
     if (f.kind === "bool") c.checked = Boolean(v);
     else if (f.kind === "choice") c.selectedIndex = Math.max(0, f.choices.findIndex((o) => String(o) === String(v)));
     else c.value = v == null ? "" : String(v);
@@ -1270,6 +1337,7 @@ function wireSystem() {
   ["#vendor", "#vmtype", "#private"].forEach((s) => $(s)?.addEventListener("change", () => changed()));
   $$("[data-xen]").forEach((c) => c.addEventListener("change", () => changed()));
   $("#sys-apply").addEventListener("click", setFixedValues);
+  wirePinned();
 }
 const isSystem = (r) => Boolean(r && r.system && r.system !== "kvm-intel");
 

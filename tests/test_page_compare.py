@@ -106,3 +106,17 @@ def test_an_amd_group_keeps_the_vendor():
     r = post("/api/v1/resolve", sc)
     assert r["system"] == "kvm-amd"
     assert {p["effective"] for p in r["pat"]} == {g["effective_a"]}
+
+
+def test_the_pinned_editor_row_is_the_api_schema():
+    """The Xen facts' pinned row (app/pages.py _xen_fields): the types PinnedRangeIn takes,
+    the most ranges XenDomainIn takes, and the map takes it (a domain fact)."""
+    from app.api.schemas import XenDomainIn
+    from app.pages import XEN_FIELDS
+    from app.xen.facts import PINNED_MAX
+
+    row = next(f for f in XEN_FIELDS if f["name"] == "pinned")
+    assert row["kind"] == "ranges" and row["default"] == [] and row["map"] is True
+    assert row["types"] == ["UC", "WC", "WT", "WP", "WB", "UC-"]
+    assert row["max"] == PINNED_MAX == 64
+    assert XenDomainIn.model_fields["pinned"].metadata[0].max_length == 64

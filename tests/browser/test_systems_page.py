@@ -497,7 +497,8 @@ def test_amd_side_before_4_14_is_refused_with_the_rule(watched, live_server):
 
 
 COMPARE_STATES = {"cmp-amd": "/?v=1&kernel=v6.7&vs=v6.16&vs_vendor=amd&gpa=0x1000",
-                  "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000", "cmp-tdx": "/?v=1&vs=v6.16&vs_type=tdx&gpa=0x1000"}
+                  "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000", "cmp-tdx": "/?v=1&vs=v6.16&vs_type=tdx&gpa=0x1000",
+                  "xen-pinned": "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT,0x10-0x1f:WB"}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -545,4 +546,66 @@ def test_compare_with_a_tdx_vm_and_its_fixed_values(open_page, live_server):
     w2.goto(link)
     assert w2.page.locator("#vs").input_value() == "tdx:v6.16" and w2.page.url == link
     assert w2.page.get_by_test_id("diff-direction").inner_text() == "v6.16 against kvm-tdx v6.16: 80 weaker, 0 stronger"
+    assert not w.page_errors and not w2.page_errors
+
+
+PINNED = "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT"
+
+
+def pin(page, n: int, field: str):
+    return page.locator("#xen-pinned-rows .pin-row").nth(n).locator(f".pin-{field}")
+
+
+def edit(w, loc, value: str) -> None:
+    """Type into a text field and commit it (change), then wait for the redraw."""
+    loc.fill(value)
+    w.after(loc.dispatch_event, "change")
+
+
+def test_xen_pinned_editor_round_trip_and_refusals(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + PINNED)
+    page = w.page
+    assert page.locator("#xen-pinned-rows .pin-row").count() == 1
+    assert (pin(page, 0, "start").input_value(), pin(page, 0, "end").input_value(),
+            pin(page, 0, "type").input_value()) == ("0x1", "0x2", "WT")
+    # gfn 1 is pinned WT: hvm_get_mem_pinned_cacheattr() decides, IPAT set
+    assert page.locator("#path li.taken").get_attribute("data-step") == "pinned"
+    assert page.locator("#ept-type").get_attribute("data-notation") == "WT!"
+    types = pin(page, 0, "type").locator("option").evaluate_all("os => os.map(o => o.value)")
+    assert types == ["UC", "WC", "WT", "WP", "WB", "UC-"]
+    # an empty range: the 422's field and rule at the row, the panels stale
+    edit(w, pin(page, 0, "end"), "0x0")
+    assert err(page, "xen.pinned[0]") == \
+        "xen.pinned[0]: gfn range 0x1..0x0 is empty or negative (gfn_end < gfn_start is -EINVAL)"
+    assert page.locator("#p-result .stale-tag").is_visible()
+    # not a number: named at the field, not read as 0
+    edit(w, pin(page, 0, "end"), "0xzz")
+    assert err(page, "xen.pinned[0]") == "xen.pinned[0].end: Input should be a valid integer"
+    edit(w, pin(page, 0, "end"), "0x3")
+    assert err(page, "xen.pinned[0]") == ""
+    page.wait_for_function("location.search.includes('xen_pinned=0x1-0x3:WT')")
+    # a second range over the first: -EBUSY at the new row
+    w.after(page.get_by_test_id("xen-pinned-add").click)
+    assert page.locator("#xen-pinned-rows .pin-row").count() == 2
+    assert pin(page, 1, "start").input_value() == "0x1"  # the gfn under study (the answer's)
+    assert err(page, "xen.pinned[1]") == ("xen.pinned[1]: overlaps range 0 (0x1..0x3) (overlapping pinned ranges "
+                                          "are refused (-EBUSY))")
+    edit(w, pin(page, 1, "start"), "0x100")
+    edit(w, pin(page, 1, "end"), "0x1ff")
+    w.after(pin(page, 1, "type").select_option, "UC")
+    page.wait_for_function("location.search.includes('xen_pinned=0x1-0x3:WT,0x100-0x1ff:UC')")
+    link = page.url
+    # UC pins need an IOMMU or I/O resources in 4.21: the rule at the row's type
+    w.after(page.locator("#xen-iommu").uncheck)
+    assert err(page, "xen.pinned[1]") == ("xen.pinned[1].type: UC pinned for a domain with neither an IOMMU nor I/O "
+                                          "resources (xen-4.21: UC, UC- and WC pins need either (-EPERM, d63b2c60f7))")
+    w2 = open_page()
+    w2.goto(link)
+    assert w2.page.url == link
+    assert [pin(w2.page, n, "start").input_value() for n in (0, 1)] == ["0x1", "0x100"]
+    assert pin(w2.page, 1, "type").input_value() == "UC"
+    w2.after(w2.page.locator("#xen-pinned-rows .pin-rm").first.click)
+    w2.page.wait_for_function("location.search.includes('xen_pinned=0x100-0x1ff:UC')")
+    assert w2.page.locator("#xen-pinned-rows .pin-row .idx").all_inner_texts() == ["#0"]
     assert not w.page_errors and not w2.page_errors
