@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
 from .knobs import KNOBS, Knob
-from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
+from .kvm.svm import DEFAULT_HOST
+from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 from .xen.versions import is_xen
@@ -28,6 +29,8 @@ HOST_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner == "host_page")
 """resolve's host page options (the page behind the address)."""
 EVENT_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner == "event")
 """zap's event options."""
+AMD_PARAMS = tuple(k for k in KNOBS if k.cli and k.owner == "amd")
+"""The AMD host facts (also diff's options: one host for every AMD side)."""
 DEFAULT_BASE = "http://127.0.0.1:8000"
 
 
@@ -89,8 +92,26 @@ def _kind_resolve(st: permalink.LinkState, given: dict[str, str], base: str) -> 
         res = tdx_resolve(st.vm, st.vcpu, access.gpa, is_mmio=is_mmio, private=private)
         return render_tdx(res, resolve_kernel(st.kernel), st.vm, st.vcpu, access, private, [],
                           tdx_mt_mask(st.vm, is_mmio, private)[3], permalink.url(st, base))
-    r = svm_resolve(svm_kernel(st.kernel), st.vm, st.vcpu, access.gpa, is_mmio=access.is_mmio(st.vm))
+    r = svm_resolve(svm_kernel(st.kernel), st.vm, st.vcpu, access.gpa, is_mmio=access.is_mmio(st.vm),
+                    host=_amd_host(st))
     return render_svm(r, st.vm, st.vcpu, access, permalink.url(st, base))
+
+
+def _amd_host(st: permalink.LinkState):
+    """The --amd-host-* facts, checked by the core (errors at amd.<member>, as in the API)."""
+    from .x86.memtype import located
+
+    with located("amd"):
+        return st.amd.validate()
+
+
+def _amd_only(st: permalink.LinkState) -> None:
+    from .kvm.svm import DEFAULT_HOST
+    from .kvm.vm_kinds import VENDOR_AMD
+
+    if st.amd != DEFAULT_HOST and (st.vm.vendor != VENDOR_AMD or is_xen(st.kernel)):
+        raise MemTypeError("amd", "--amd-host-* options given without --vendor amd",
+                           "the --amd-host-* options need --vendor amd (a KVM kernel)")
 
 
 def cmd_resolve(args: argparse.Namespace) -> str:
@@ -103,6 +124,7 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     st = permalink.decode(given)
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
+    _amd_only(st)
     if is_xen(st.kernel):
         return _xen_resolve(st, args.base_url)
     _kvm_only(st)
@@ -170,6 +192,7 @@ def cmd_zap(args: argparse.Namespace) -> str:
     if st.event is None:
         raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write "
                            "(Xen: also passthrough_attach|passthrough_detach)")
+    _amd_only(st)
     if is_xen(st.kernel):
         return _xen_zap(st, args.base_url)
     _kvm_only(st)
@@ -192,6 +215,7 @@ def cmd_zap(args: argparse.Namespace) -> str:
         from .render_kinds import render_svm_zap, svm_zap_view
 
         check_vm_kind(st.vm.vendor, st.vm.vm_type, st.kernel)
+        _amd_host(st)  # checked and carried by the link; no zap depends on the host side
         z = svm_zap_view(svm_kernel(st.kernel), st.vm, st.vcpu, event)
         return render_svm_zap(z, st.vm, st.vcpu, link)
     kernel = resolve_kernel(st.kernel)
@@ -205,17 +229,23 @@ def cmd_diff(args: argparse.Namespace) -> str:
     from .kvm.versions import resolve_kernel
     from .render import render_diff
 
+    amd = permalink.decode({k.param: getattr(args, k.param) for k in AMD_PARAMS
+                            if getattr(args, k.param) is not None}).amd
     st = permalink.LinkState(kernel=args.era_a, vs=args.era_b, view="diff",
                              vm=VmConfig(vendor=args.a_vendor, vm_type=args.a_type), vs_vendor=args.b_vendor,
-                             vs_type=args.b_type)
+                             vs_type=args.b_type, amd=amd)
     link = permalink.url(st, args.base_url)
+    if st.amd != DEFAULT_HOST and VENDOR_AMD not in (args.a_vendor, args.b_vendor):
+        raise MemTypeError("amd", "--amd-host-* options given without an AMD side",
+                           "the --amd-host-* options need --a-vendor or --b-vendor amd")
     if (args.a_vendor != VENDOR_INTEL or args.b_vendor != VENDOR_INTEL or args.a_type != VM_TYPE_DEFAULT
             or args.b_type != VM_TYPE_DEFAULT or is_xen(args.era_a) or is_xen(args.era_b)):
         from .render_kinds import render_system_diff
         from .system_diff import diff_by_sides, side
 
-        sd = diff_by_sides(side(args.era_a, args.a_vendor, "era_a", args.a_type),
-                           side(args.era_b, args.b_vendor, "era_b", args.b_type))
+        host = _amd_host(st)
+        sd = diff_by_sides(side(args.era_a, args.a_vendor, "era_a", args.a_type, host),
+                           side(args.era_b, args.b_vendor, "era_b", args.b_type, host))
         return render_system_diff(sd, link)
     ka, kb = resolve_kernel(args.era_a, "era_a"), resolve_kernel(args.era_b, "era_b")
     return render_diff(diff_by_id(ka.era, kb.era), link, kernels=(ka, kb))
@@ -296,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a-type", default=VM_TYPE_DEFAULT, choices=VM_TYPES,
                    help="tdx: era_a is a TDX VM (Intel, 6.16 and later) [default]")
     p.add_argument("--b-type", default=VM_TYPE_DEFAULT, choices=VM_TYPES, help="as --a-type, for era_b")
+    _add_params(p, AMD_PARAMS)
     p.add_argument("--base-url", default=DEFAULT_BASE)
     p.set_defaults(func=cmd_diff)
 

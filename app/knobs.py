@@ -32,10 +32,11 @@ from typing import Any
 
 from .kvm.host_page import HostPage
 from .kvm.scenario import Access, VcpuState, VmConfig
+from .kvm.svm import HOST_MTRR_TYPES, SvmHost
 from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, XenFacts
 
-OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event", "xen")
+OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event", "xen", "amd")
 KINDS = ("bool", "opt_bool", "dec", "hex", "text")
 GENERIC_KINDS = ("bool", "opt_bool", "dec", "hex")
 """Kinds app/permalink.py encodes and decodes itself; `text` rows have a named codec."""
@@ -46,7 +47,8 @@ def _owner_class(owner: str) -> type | None:
         from .permalink import LinkState  # permalink imports this module
 
         return LinkState
-    return {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage, "xen": XenFacts}.get(owner)
+    return {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage, "xen": XenFacts,
+            "amd": SvmHost}.get(owner)
 
 
 def _field_default(cls: type, name: str) -> Any:
@@ -266,6 +268,13 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="xen_host_mtrr", owner="xen", attr="host_mtrr", api="xen.host_mtrr", cli="--xen-host-mtrr",
          label="host MTRR", help="Xen: host MTRR type of the frames [WB; map and zap: by kind]",
          choices=HOST_MTRR_CHOICES),
+    # -- AMD's host side (vendor amd: app.kvm.svm.SvmHost, the API's `amd`) ------------------
+    Knob(param="amd_host_pat", owner="amd", attr="host_pat", api="amd.host_pat", cli="--amd-host-pat", kind="hex",
+         label="host PAT", help="AMD: the host's IA32_PAT (the NPT leaf selects entry 0) [Linux's]",
+         values="hex, 8 type bytes"),
+    Knob(param="amd_host_mtrr", owner="amd", attr="host_mtrr", api="amd.host_mtrr", cli="--amd-host-mtrr",
+         label="host MTRR", help="AMD: host MTRR type of the host frames [by kind: RAM WB, MMIO UC]",
+         choices=HOST_MTRR_TYPES),
     # -- page only -------------------------------------------------------------------------
     Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
          label="types for PAT entry", help="page only: the PAT entry whose effective types the map shows",

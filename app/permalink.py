@@ -31,6 +31,8 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   vendor      intel or amd (app.kvm.vm_kinds) [intel]
   vmtype      default or tdx [default]
   vs_vendor, vs_type  a diff's second side: amd, tdx [intel, default]
+  amd_host_pat, amd_host_mtrr  vendor amd: the host's IA32_PAT (hex) and the host
+              MTRR type of the frames [Linux's PAT; MTRR by kind: RAM WB, MMIO UC]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
@@ -76,6 +78,7 @@ from .kvm.scenario import (
     VcpuState,
     VmConfig,
 )
+from .kvm.svm import HOST_MTRR_TYPES, SvmHost
 from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
@@ -93,8 +96,8 @@ _DEC = re.compile(r"[0-9]{1,3}")  # ASCII digits only: Unicode digits ('²', '٣
 
 __all__ = [
     "DEFAULT_KERNEL", "Dropped", "LinkState", "SHORT_CODES", "VERSION", "VIEWS", "decode", "decode_report",
-    "encode", "event_json", "mtrr_layout_name", "request_body", "scenario_json", "short_path", "short_query",
-    "url", "xen_json",
+    "amd_json", "encode", "event_json", "mtrr_layout_name", "request_body", "scenario_json", "short_path",
+    "short_query", "url", "xen_json",
 ]
 
 
@@ -113,6 +116,7 @@ class LinkState:
     vs_vendor: str = VENDOR_INTEL  # the diff's second side (the first is vm.vendor)
     xen: XenFacts = field(default_factory=XenFacts)  # kernel xen...: the domain and entry facts
     vs_type: str = VM_TYPE_DEFAULT  # the diff's second side's VM type (the first is vm.vm_type)
+    amd: SvmHost = field(default_factory=SvmHost)  # vendor amd: the host PAT and MTRR facts
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -120,6 +124,7 @@ class LinkState:
 _DEFAULT_VM = VmConfig()
 _DEFAULT_VCPU = VcpuState()
 _DEFAULT_XEN = XenFacts()
+_DEFAULT_AMD = SvmHost()
 _XEN_P = {"p2m_type": "xen_p2m", "mmio_ro": "xen_mmio_ro", "special": "xen_special", "host_mtrr": "xen_host_mtrr"}
 """The Xen rows whose value is one of a few names: XenFacts attribute -> parameter."""
 
@@ -285,6 +290,7 @@ _ENCODERS = {
     "vmtype": lambda s: [] if s.vm.vm_type == _DEFAULT_VM.vm_type else [("vmtype", s.vm.vm_type)],
     "vs_vendor": lambda s: [] if s.vs_vendor == VENDOR_INTEL else [("vs_vendor", s.vs_vendor)],
     "vs_type": lambda s: [] if s.vs_type == VM_TYPE_DEFAULT else [("vs_type", s.vs_type)],
+    "amd_host_mtrr": lambda s: [] if s.amd.host_mtrr is None else [("amd_host_mtrr", s.amd.host_mtrr)],
     "xen_pinned": lambda s: [("xen_pinned", _pinned_text(s.xen.pinned))] if s.xen.pinned else [],
     **{param: _xen_choice(param, attr) for attr, param in _XEN_P.items()},
 }
@@ -441,7 +447,7 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     q = _query(query)
     if q.get("v", VERSION) != VERSION:
         raise MemTypeError("v", f"permalink version {q['v']!r} is not supported", f"this server reads v={VERSION}")
-    values: dict[str, dict[str, object]] = {"link": {}, "vm": {}, "vcpu": {}, "access": {}, "xen": {}}
+    values: dict[str, dict[str, object]] = {"link": {}, "vm": {}, "vcpu": {}, "access": {}, "xen": {}, "amd": {}}
     for k in KNOBS:
         if k.part_of is not None:
             continue  # read by its row's codec
@@ -454,6 +460,7 @@ def decode(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> LinkSt
     link = values["link"]
     return LinkState(vm=VmConfig(**values["vm"]), vcpu=VcpuState(**values["vcpu"]),  # type: ignore[arg-type]
                      access=Access(**values["access"]), xen=XenFacts(**values["xen"]),  # type: ignore[arg-type]
+                     amd=SvmHost(**values["amd"]),  # type: ignore[arg-type]
                      **link)  # type: ignore[arg-type]
 
 
@@ -575,6 +582,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
     "vendor": _choice("vendor", "vendor", VENDORS), "vmtype": _choice("vmtype", "vm_type", VM_TYPES),
     "vs_vendor": _choice("vs_vendor", "vs_vendor", VENDORS, "link"), "xen_pinned": _read_pinned,
     "vs_type": _choice("vs_type", "vs_type", VM_TYPES, "link"),
+    "amd_host_mtrr": _choice("amd_host_mtrr", "host_mtrr", HOST_MTRR_TYPES, "amd"),
     "xen_p2m": _choice("xen_p2m", "p2m_type", P2M_TYPES, "xen"),
     "xen_mmio_ro": _choice("xen_mmio_ro", "mmio_ro", COVERAGES, "xen"),
     "xen_special": _choice("xen_special", "special", COVERAGES, "xen"),
@@ -773,6 +781,8 @@ def request_body(state: LinkState) -> dict:
             diff["a_type"] = state.vm.vm_type
         if state.vs_type != VM_TYPE_DEFAULT:
             diff["b_type"] = state.vs_type
+        if state.amd != _DEFAULT_AMD:
+            diff["amd"] = amd_json(state.amd)
         return diff
     if state.view == "zap":
         body = scenario_json(state.kernel, state.vm, state.vcpu)
@@ -784,7 +794,19 @@ def request_body(state: LinkState) -> dict:
         x = xen_json(state.xen, state.view != "resolve")
         if x:
             body["xen"] = x
+    if state.amd != _DEFAULT_AMD:
+        body["amd"] = amd_json(state.amd)
     return body
+
+
+def amd_json(h: SvmHost) -> dict:
+    """The `amd` member of a body (vendor amd): the host facts that are not the defaults."""
+    out: dict = {}
+    if h.host_pat != _DEFAULT_AMD.host_pat:
+        out["host_pat"] = f"{h.host_pat:#018x}"
+    if h.host_mtrr is not None:
+        out["host_mtrr"] = h.host_mtrr
+    return out
 
 
 _XEN_DOMAIN_FIELDS = ("iommu", "io_resources", "pci_devices", "has_vcpu", "pinned")

@@ -14,8 +14,9 @@ Per state, each side gives its entry and the effective type of the access:
 - kvm-intel (an era): the era's vmx_get_mt_mask() for the state's Fault, then the SDM's
   EPT x PAT table (app.x86.ept.effective_type), exactly as app.analysis does.
 - kvm-amd (a kernel version, 4.14 and later): app.kvm.svm: the NPT leaf selects host PAT
-  entry 0 (WB on a Linux host), the host MTRR is WB for RAM and UC for MMIO (the assumption
-  resolve and map make), the guest side is g_pat = the guest's PAT (4.14+), and the
+  entry 0 of the host PAT and the host MTRR applies (SvmHost: the request's `amd` facts, by
+  default a Linux host PAT, entry 0 WB, and host MTRR WB for RAM, UC for MMIO, as resolve
+  and map take them; one host for both sides), the guest side is g_pat = the guest's PAT (4.14+), and the
   hardware CR0.CD is the guest's unless KVM_X86_QUIRK_CD_NW_CLEARED (svm_set_cr0). Before
   4.14 guest PAT writes never reach g_pat, so the state's PAT type is not what the CPU
   uses: refused (the refusal names the rule).
@@ -52,9 +53,10 @@ from .kvm.era import Era, Fault
 from .kvm.eras import get_era
 from .kvm.scenario import MMIO, RAM, VmConfig
 from .kvm.svm import (
+    DEFAULT_HOST,
     GPAT_OBEYED_FROM,
     HOST_MTRR_DEFAULT,
-    HOST_PAT_DEFAULT,
+    SvmHost,
     SvmKernel,
     check_svm_vm,
     combine_guest_host,
@@ -181,6 +183,9 @@ NOT_COMPARED = {
              "memory type); TDX before 6.16 or on AMD (refused)",
 }
 
+NOT_COMPARED_AMD_GIVEN = ("AMD before 4.14 (guest PAT writes do not reach g_pat); host PAT or MTRR values other "
+                          "than the `amd` facts given")
+
 PRIVATE_NOTE = ("private GPA (TD): the Secure EPT entry's memtype is the TDX module's "
                 "(tdx_sept_set_private_spte passes none); modelled as WB without IPAT like shared RAM, so the "
                 "answer is the same; host MMIO is only ever shared")
@@ -197,6 +202,8 @@ class Side:
     era: Era | None = None
     svm: SvmKernel | None = None
     xen: XenVersion | None = None
+    host: SvmHost | None = None
+    """kvm-amd: the host side (SvmHost: the question's host PAT and MTRR, or the defaults)."""
 
     @property
     def id(self) -> str:
@@ -204,7 +211,9 @@ class Side:
         if self.era is not None:  # kvm-intel or kvm-tdx: the system is part of the key
             return f"{self.system}:{self.era.id}"
         if self.svm is not None:
-            return f"{self.system}:{self.svm.series[0]}.{self.svm.series[1]}:{self.svm.era}"
+            h = self.host
+            host = "" if h is None or h.is_default else f":{h.host_pat:#x}:{h.host_mtrr}"
+            return f"{self.system}:{self.svm.series[0]}.{self.svm.series[1]}:{self.svm.era}{host}"
         assert self.xen is not None
         return f"{self.system}:{self.xen.id}"
 
@@ -212,9 +221,11 @@ class Side:
         return tuple(k for k, st in STATUS[self.system].items() if st == READ)
 
 
-def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str = VM_TYPE_DEFAULT) -> Side:
+def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str = VM_TYPE_DEFAULT,
+         host: SvmHost = DEFAULT_HOST) -> Side:
     """`asked` an era id, a kernel version or a Xen id; `vendor` intel or amd and `vm_type`
-    default or tdx (KVM only), refused at `<field>_vendor` / `<field>_type`."""
+    default or tdx (KVM only), refused at `<field>_vendor` / `<field>_type`; `host` the AMD
+    host side (an AMD side only: the caller refuses it for the others)."""
     vfield, tfield = f"{field}_vendor", f"{field}_type"
     check_vm_names(vendor, vm_type, vfield, tfield)
     if is_xen(asked):
@@ -235,7 +246,7 @@ def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str 
         if k.series < GPAT_OBEYED_FROM:
             raise MemTypeError(field, f"AMD {k.label} ignores guest PAT writes (no g_pat update before 4.14)",
                                "the diff's PAT dimension is the guest's PAT type: AMD from 4.14 (15038e147247)")
-        return Side(KVM_AMD, asked, f"AMD {k.label}", svm=k)
+        return Side(KVM_AMD, asked, f"AMD {k.label}", svm=k, host=host.validate())
     era = get_era(asked, field)
     return Side(KVM_INTEL, asked, era.id, era=era)
 
@@ -254,7 +265,11 @@ def _vm(st: dict) -> VmConfig:
                     quirk_ignore_guest_pat=st["quirk_ignore_guest_pat"], self_snoop=st["self_snoop"])
 
 
-_HOST_PAT = Pat.from_msr(HOST_PAT_DEFAULT)
+@lru_cache(maxsize=16)
+def _host_pat(value: int) -> Pat:
+    return Pat.from_msr(value, "host_pat")
+
+
 _NPT_LEAF = NptEntry.build(0)
 """KVM's NPT leaf: PWT/PCD/PAT clear, host PAT entry 0 (app.kvm.svm)."""
 
@@ -283,7 +298,8 @@ def answer(s: Side, st: dict) -> Answer | str:
             check_svm_vm(s.svm, _vm(st))
         except MemTypeError as e:
             return e.message
-        ht = host_type(_NPT_LEAF, _HOST_PAT, HOST_MTRR_DEFAULT[kind])
+        h = s.host if s.host is not None else DEFAULT_HOST
+        ht = host_type(_NPT_LEAF, _host_pat(h.host_pat), h.mtrr(kind))
         cr0 = hardware_cr0(st["cr0_cd"], False, st["quirk_cd_nw_cleared"])
         eff = MemType.UC if cr0.cd else combine_guest_host(ht, pat)
         return Answer(f"NPT: host {ht.label}", None, eff)
@@ -382,7 +398,13 @@ class SystemDiff:
                 elif st == NOT_READ and STATUS[other.system][k] == READ:
                     why = WHY_NOT_READ.get((me.system, k), "")
                     out.append(f"{k}: {me.label} has it but does not read it ({why})")
-        out.append("host MTRR (AMD, Xen): WB for RAM, UC for MMIO; host PAT (AMD): Linux's, entry 0 WB")
+        given = [sd.host for sd in (self.a, self.b) if sd.host is not None and not sd.host.is_default]
+        if given:
+            out.append(f"host (AMD, given): {given[0].describe()}")
+            if XEN in (self.a.system, self.b.system):
+                out.append("host MTRR (Xen): WB for RAM, UC for MMIO")
+        else:
+            out.append("host MTRR (AMD, Xen): WB for RAM, UC for MMIO; host PAT (AMD): Linux's, entry 0 WB")
         if KVM_TDX in (self.a.system, self.b.system):
             out.append(PRIVATE_NOTE)
         return out
@@ -393,7 +415,11 @@ class SystemDiff:
         return {k: FIXED_VALUE[(me.system, k)] for k, _ in DIMENSIONS if STATUS[me.system][k] == FIXED}
 
     def not_compared(self) -> list[str]:
-        return list(dict.fromkeys(NOT_COMPARED[s.system] for s in (self.a, self.b)))
+        def text(sd: Side) -> str:
+            if sd.host is not None and not sd.host.is_default:
+                return NOT_COMPARED_AMD_GIVEN
+            return NOT_COMPARED[sd.system]
+        return list(dict.fromkeys(text(sd) for sd in (self.a, self.b)))
 
     def groups(self) -> list[SysGroup]:
         names = [k for k, _ in self.dimensions]

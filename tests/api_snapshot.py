@@ -83,6 +83,13 @@ def systems() -> list[tuple[str, str, str, dict | None]]:
                                 {"kernel": k, "vm": {**vm, "noncoherent_dma": True}, "event": ev}))
         out.append((f"amd map {k}", "POST", "/api/v1/map",
                     {"kernel": k, "vm": amd, "vcpu": {"mtrr": XEN_MTRR}, "pat_index": 1}))
+    host = {"host_pat": "0x0000000000000001", "host_mtrr": "WT"}  # AMD host facts as inputs
+    for fmt in ("", "?format=text"):
+        out.append((f"amd host resolve{fmt}", "POST", f"/api/v1/resolve{fmt}",
+                    {"kernel": "6.8", "gpa": "0x1000", "vm": amd, "amd": host}))
+        out.append((f"amd host diff{fmt}", "POST", f"/api/v1/diff{fmt}",
+                    {"a": "6.8", "a_vendor": "amd", "b": "v6.7", "amd": {"host_mtrr": "UC"}}))
+    out.append(("amd host map", "POST", "/api/v1/map", {"kernel": "6.19", "vm": amd, "amd": host, "pat_index": 2}))
     td = {"type": "tdx"}
     for gpa, private in (("0x1000", None), ("0x1000", True), ("0x800000000", False)):
         body = {"kernel": "6.16", "gpa": gpa, "vm": td}

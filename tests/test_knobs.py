@@ -24,6 +24,7 @@ from app.knobs import GENERIC_KINDS, KINDS, KNOBS, OWNERS, Knob
 from app.kvm.era import Fault
 from app.kvm.host_page import HostPage
 from app.kvm.scenario import EVENT_TYPES, Access, VcpuState, VmConfig
+from app.kvm.svm import SvmHost
 from app.permalink import LinkState, decode, encode, short_path, short_query
 from app.xen.facts import XenFacts
 
@@ -55,14 +56,15 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
     "gpa": "gpa", "mmio": "mmio", "kernel": "kernel", "vs": "vs", "pati": "pati", "pat": "pat-raw",
 }
 NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
-                  "vs_vendor", "vs_type", "xen_iommu", "xen_io", "xen_pci", "xen_vcpu", "xen_pinned",
+                  "vs_vendor", "vs_type", "amd_host_pat", "amd_host_mtrr", "xen_iommu", "xen_io", "xen_pci",
+                  "xen_vcpu", "xen_pinned",
                   "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
 ranges are editor tables)."""
 
 OWNER_CLASS = {"vm": VmConfig, "vcpu": VcpuState, "access": Access, "host_page": HostPage,
-               "link": LinkState, "xen": XenFacts}
+               "link": LinkState, "xen": XenFacts, "amd": SvmHost}
 
 
 def test_the_names_other_tools_use_are_kept():
@@ -108,7 +110,7 @@ def test_rows_name_real_attributes_and_read_their_defaults_there():
             assert head in {f.name for f in fields(OWNER_CLASS[k.owner])}, k.param
     d = LinkState()
     for k in KNOBS:
-        if k.owner in ("vm", "vcpu", "access", "xen"):
+        if k.owner in ("vm", "vcpu", "access", "xen", "amd"):
             assert k.default == k.get(getattr(d, k.owner)), k.param
         elif k.owner == "link":
             assert k.default == k.get(d), k.param
@@ -197,6 +199,7 @@ EXAMPLES = {
     "vendor": "vendor=amd", "vmtype": "vmtype=tdx", "vs_vendor": "vs_vendor=amd", "vs_type": "vs_type=tdx",
     "xen_pinned": "xen_pinned=0x100-0x1ff:WC,0x300-0x3ff:UC-", "xen_p2m": "xen_p2m=grant_map_ro",
     "xen_mmio_ro": "xen_mmio_ro=partial", "xen_special": "xen_special=all", "xen_host_mtrr": "xen_host_mtrr=mixed",
+    "amd_host_mtrr": "amd_host_mtrr=WT",
 }
 """A non-default query for each row of a named codec (the plain rows' values are made from
 their kind below)."""

@@ -30,7 +30,7 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
-from .systems import check_private, is_kind, kind_map, kind_resolve, kind_zap, zap_answer
+from .systems import check_amd_facts, check_private, is_kind, kind_map, kind_resolve, kind_zap, svm_host, zap_answer
 from .xen import xen_map_answer, xen_permalink_state, xen_resolve, xen_zap_answer
 
 router = APIRouter(tags=["scenario"])
@@ -56,12 +56,14 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     per-PAT-entry effective vs expected); `vm.type` "tdx" with app.kvm.tdx (`private`: the
     GPA is private, in the Secure EPT), refusing what a TD cannot have (app/api/systems.py)."""
     if is_xen(req.kernel):
+        check_amd_facts(req, None)
         return xen_resolve(req, request, fmt)
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
+    check_amd_facts(req, vm.vendor)
     if is_kind(vm):
         return kind_resolve(req, request, fmt, vm, map_loc)
     with core_errors(map_loc):
@@ -91,6 +93,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     app.kvm.svm's zaps (no NPT entry holds a memtype: nothing is ever needed); `vm.type`
     "tdx": the audit of the TD (refusing events a TD cannot perform)."""
     if is_xen(req.kernel):
+        check_amd_facts(req, None)
         return xen_zap_answer(req, request, fmt)
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
@@ -101,6 +104,7 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
                                          'passthrough events need kernel "xen"; KVM\'s is noncoherent_dma'),
                             ["body", "event", "kind"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    check_amd_facts(req, vm.vendor)
     if is_kind(vm):
         return kind_zap(req, ev, request, fmt, vm, map_loc)
     with core_errors(map_loc):
@@ -171,11 +175,13 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
       and `p2m_type` per run, plus `version`, `host_mtrr`, `cr0_cd` and `notes`."""
     limits = (_check_map_size, _check_map_runs)
     if is_xen(req.kernel):
+        check_amd_facts(req, None)
         return json_response(xen_map_answer(req, limits))
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
+    check_amd_facts(req, vm.vendor)
     if is_kind(vm):
         return json_response(kind_map(req, vm, map_loc, limits))
     with core_errors(map_loc):
@@ -209,6 +215,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
                 get_era(r.vs, "vs")
 
     if is_xen(req.kernel):
+        check_amd_facts(req, None)
         state = xen_permalink_state(req, vs_ok)
         return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
     if req.xen is not None:
@@ -216,6 +223,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
+    check_amd_facts(req, vm.vendor)
     ev = req.event
     if isinstance(ev, s.PassthroughEvent):
         raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
@@ -227,8 +235,9 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)
         event = to_event(ev) if ev is not None else None
+        host = svm_host(req.amd)
     state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
-                      req.view, req.pati, req.vs_vendor, vs_type=req.vs_type)
+                      req.view, req.pati, req.vs_vendor, vs_type=req.vs_type, amd=host)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

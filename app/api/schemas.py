@@ -44,6 +44,7 @@ from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
 from ..kvm.replay import GENERATORS, modelled_cr0
 from ..kvm.scenario import VmConfig
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
+from ..kvm.svm import HOST_MTRR_TYPES, HOST_PAT_DEFAULT
 from ..kvm.trace_source import DEFAULT_VCPUS
 from ..kvm.versions import VERSION_PATTERN
 from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
@@ -246,9 +247,11 @@ MemoryMap = Annotated[
 if TYPE_CHECKING:
     Vendor: TypeAlias = str
     VmType: TypeAlias = str
-else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds)
+    HostMtrrType: TypeAlias = str
+else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds, app.kvm.svm)
     Vendor = Literal[VENDORS]
     VmType = Literal[VM_TYPES]
+    HostMtrrType = Literal[HOST_MTRR_TYPES]
 
 
 def _vm_member(k: Knob) -> tuple[Any, Any]:
@@ -419,6 +422,23 @@ class XenMapIn(XenDomainIn):
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
 
 
+class AmdHostIn(Strict):
+    """With vm.vendor "amd": the host side of nested paging (app.kvm.svm.SvmHost). KVM's NPT
+    leaf selects host PAT entry 0 and the host MTRRs apply to the frame behind the page;
+    both are facts about the host. Omitted members keep their defaults (a Linux host PAT;
+    host MTRR WB for RAM, UC for MMIO) and are left out of echoed bodies."""
+
+    host_pat: PatValue = Field(HOST_PAT_DEFAULT, exclude_if=lambda v: v == HOST_PAT_DEFAULT,
+                               description="the host's IA32_PAT MSR (default: Linux's)")
+    host_mtrr: HostMtrrType | None = Field(None, exclude_if=lambda v: v is None,
+                                           description="host MTRR type of the host frames, for the access (resolve) "
+                                           "or every frame (map); omitted = by kind (ram WB, mmio UC)")
+
+
+AmdFacts = Annotated[AmdHostIn | None, Field(
+    exclude_if=lambda v: v is None, description='AMD host facts, with vm.vendor "amd" only (422 otherwise)')]
+
+
 PrivateFlag = Annotated[bool | None, Field(
     exclude_if=lambda v: v is None, description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
     "module); omitted or false = shared (the normal EPT)")]
@@ -437,6 +457,7 @@ class ResolveRequest(Scenario):
                                          "decides is_mmio for the kernel version (not with mmio)")
     xen: XenIn | None = Field(None, exclude_if=lambda v: v is None,  # echoed bodies (presets) are reused for zap
                               description='Xen facts, with kernel "xen" only (a system id, not a KVM era)')
+    amd: AmdFacts = None
     private: PrivateFlag = None
 
 
@@ -501,6 +522,7 @@ class ZapRequest(Scenario):
     event: ZapEventIn = Field(description="noncoherent_dma is KVM's only, passthrough_attach/detach Xen's only")
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only (as for map)')
+    amd: AmdFacts = None
 
 
 class DiffRequest(Strict):
@@ -521,6 +543,8 @@ class DiffRequest(Strict):
                            description="tdx: `a` is a TDX VM (vm.type tdx: Intel, a kernel from 6.16); not with "
                            "Xen or amd")
     b_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT, description="as a_type, for b")
+    amd: AmdHostIn | None = Field(None, exclude_if=lambda v: v is None,
+                                  description="the AMD host facts of every AMD side (one host); only with an AMD side")
 
 
 class ReplayEventIn(Strict):
@@ -1129,6 +1153,7 @@ class MapRequest(Scenario):
     pat_index: Int = Field(0, ge=0, le=7, description="the PAT entry whose effective type is shown")
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only')
+    amd: AmdFacts = None
 
 
 class PermalinkRequest(Scenario):
@@ -1151,6 +1176,7 @@ class PermalinkRequest(Scenario):
     vs_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
                             description="the diff's second side: tdx = a TDX VM (the first is vm.type)")
     xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
+    amd: AmdFacts = None
 
 
 class PermalinkResponse(Out):
@@ -1242,7 +1268,7 @@ class NptRunOut(Out):
     host_pat_index: int = Field(description="host PAT entry the leaf's PWT/PCD/PAT select (KVM: always 0)")
     pte_bits: Hex2Out = Field(description="the leaf's PWT (bit 3), PCD (bit 4) and PAT bit (7 for 4K, 12 above)")
     host_pat_type: MemTypeOut
-    host_mtrr: MemTypeOut = Field(description="assumed host MTRR type: WB for ram, UC for mmio")
+    host_mtrr: MemTypeOut = Field(description="host MTRR type: amd.host_mtrr, or by kind (WB for ram, UC for mmio)")
     host_type: MemTypeOut = Field(description="host MTRR x host PAT entry")
     gpat_type: MemTypeOut = Field(description="the VMCB g_pat entry pat_index selects (WB with CR0.PG=0)")
 
@@ -1285,7 +1311,9 @@ class AmdMapResponse(Out):
     kernel: str = Field(description="the era the kernel falls in")
     kernel_info: SvmKernelOut
     pat_index: int
-    host_pat: Hex16Out = Field(description="the host IA32_PAT assumed (Linux's)")
+    host_pat: Hex16Out = Field(description="the host IA32_PAT (amd.host_pat; default Linux's)")
+    host_mtrr: MemTypeOut | None = Field(None, exclude_if=lambda v: v is None,
+                                         description="amd.host_mtrr as given (omitted: by kind)")
     runs: list[AmdMapRunOut]
     mtrr_ranges: list[MtrrRangeOut]
     mtrr: MapMtrrOut
@@ -1542,8 +1570,10 @@ class NptLeafOut(Out):
 class SvmHostOut(Out):
     pat_index: int
     pat_type: MemTypeOut = Field(description="the host PAT entry the leaf selects")
-    mtrr: MemTypeOut = Field(description="the host MTRR type (assumed: WB for RAM, UC for MMIO)")
+    mtrr: MemTypeOut = Field(description="the host MTRR type (amd.host_mtrr; default WB for RAM, UC for MMIO)")
     type: MemTypeOut = Field(description="host MTRR x host PAT entry")
+    pat_msr: Hex16Out | None = Field(None, exclude_if=lambda v: v is None,
+                                     description="the host IA32_PAT, when amd.host_pat gave one other than Linux's")
 
 
 class SvmCr0Out(Out):
@@ -1602,7 +1632,7 @@ class SvmResolveResponse(Out):
         return core(cls, v, lambda r: {
             "kernel": r.kernel.era, "kernel_info": r.kernel,
             "host": {"pat_index": r.host_pat_index, "pat_type": r.host_pat_type, "mtrr": r.host_mtrr,
-                     "type": r.host_type},
+                     "type": r.host_type, "pat_msr": getattr(r, "host_pat_msr", None)},
             "cr0": {"guest_cd": r.guest_cd, "guest_nw": r.guest_nw, "hw_cd": r.cr0.cd, "hw_nw": r.cr0.nw,
                     "why": r.cr0.why},
             "gpat": {"value": r.gpat.pat.hex(), "follows_guest": r.kernel.gpat_follows_guest, "why": r.gpat.why},
@@ -1858,6 +1888,8 @@ class SideOut(Out):
     era: str | None = Field(description="the KVM era whose rules apply (null for Xen)")
     kernel_info: KernelOut | None = Field(None, description="kvm-intel, kvm-tdx: what `a`/`b` named")
     svm: SvmKernelOut | None = Field(None, description="kvm-amd: the kernel as the AMD rules read it")
+    host: str | None = Field(None, exclude_if=lambda v: v is None,
+                             description="kvm-amd with `amd` given: the host side the answers use")
     xen: XenVersionOut | None = Field(None, description="xen: the release line")
 
     @model_validator(mode="before")
@@ -1865,7 +1897,9 @@ class SideOut(Out):
     def core_members(cls, v: Any) -> Any:
         """A system_diff.Side (with kernel_info added for KVM on Intel)."""
         return core(cls, v, lambda sd: {"era": sd.era.id if sd.era is not None else
-                                        sd.svm.era if sd.svm is not None else None})
+                                        sd.svm.era if sd.svm is not None else None,
+                                        "host": sd.host.describe() if sd.host is not None and not sd.host.is_default
+                                        else None})
 
 
 class DimensionOut(Out):

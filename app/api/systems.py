@@ -20,7 +20,7 @@ from ..kvm.eras import ERAS
 from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
 from ..kvm.scenario import Access, Event, VcpuState, VmConfig
 from ..kvm.scenario import check_private as core_check_private
-from ..kvm.svm import HOST_PAT_DEFAULT, UNVERIFIED, SvmResult, svm_kernel, svm_map, svm_resolve
+from ..kvm.svm import DEFAULT_HOST, HOST_PAT_DEFAULT, UNVERIFIED, SvmHost, SvmResult, svm_kernel, svm_map, svm_resolve
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
@@ -38,7 +38,7 @@ from ..kvm.zap import ZapAudit
 from ..permalink import LinkState, url
 from ..render import render_zap
 from ..render_kinds import render_svm, render_svm_zap, render_tdx, svm_zap_view
-from ..x86.memtype import MemTypeError
+from ..x86.memtype import MemTypeError, located
 from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import Loc, core_errors, to_event, to_host_page, to_vcpu
@@ -53,11 +53,30 @@ def is_kind(vm: VmConfig) -> bool:
 # -- AMD ---------------------------------------------------------------------------------
 
 
-def svm_view(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str) -> s.SvmResolveResponse:
+def svm_host(amd: s.AmdHostIn | None) -> SvmHost:
+    """The request's `amd` as the core's SvmHost, checked there (errors at amd.<member>)."""
+    if amd is None:
+        return DEFAULT_HOST
+    with located("amd"):
+        return SvmHost(host_pat=amd.host_pat, host_mtrr=amd.host_mtrr).validate()
+
+
+def check_amd_facts(req: s.ResolveRequest | s.ZapRequest | s.MapRequest | s.PermalinkRequest, vendor: str | None,
+                    ) -> None:
+    """`amd` only with vm.vendor amd (`vendor` None: a Xen kernel, which has no vendor)."""
+    if req.amd is not None and vendor != VENDOR_AMD:
+        who = "a Xen kernel" if vendor is None else f"vm.vendor {vendor}"
+        raise RuleViolation(MemTypeError("amd", f"AMD host facts given with {who}", 'amd needs vm.vendor "amd"'),
+                            ["body", "amd"])
+
+
+def svm_view(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str,
+             host: SvmHost = DEFAULT_HOST) -> s.SvmResolveResponse:
     _, source = access.host_page_for(vm)
     return s.SvmResolveResponse.model_validate(s.View(
         res, vendor=vm.vendor, type=vm.vm_type, gpa=access.gpa, is_mmio=access.is_mmio(vm), mmio_source=source,
-        guest_cd=vcpu.cr0_cd, guest_nw=vcpu.cr0_nw, permalink=link))
+        guest_cd=vcpu.cr0_cd, guest_nw=vcpu.cr0_nw, permalink=link,
+        host_pat_msr=host.host_pat if host.host_pat != HOST_PAT_DEFAULT else None))
 
 
 def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: VmConfig, map_loc: Loc) -> Response:
@@ -67,11 +86,12 @@ def _svm_resolve(req: s.ResolveRequest, request: Request, fmt: str | None, vm: V
         vm.validate()
         vcpu = to_vcpu(req.vcpu)
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page)).validate(vm)
-        res = svm_resolve(kernel, vm, vcpu, req.gpa, is_mmio=access.is_mmio(vm))
-    link = url(LinkState(req.kernel.strip(), vm, vcpu, access), base_url(request))
+        host = svm_host(req.amd)
+        res = svm_resolve(kernel, vm, vcpu, req.gpa, is_mmio=access.is_mmio(vm), host=host)
+    link = url(LinkState(req.kernel.strip(), vm, vcpu, access, amd=host), base_url(request))
     if wants_text(request, fmt):
         return text(render_svm(res, vm, vcpu, access, link))
-    return json_response(svm_view(res, vm, vcpu, access, link))
+    return json_response(svm_view(res, vm, vcpu, access, link, host))
 
 
 def _svm_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None, vm: VmConfig,
@@ -81,8 +101,9 @@ def _svm_zap(req: s.ZapRequest, ev: s.EventIn, request: Request, fmt: str | None
         kernel = svm_kernel(req.kernel)
         vcpu = to_vcpu(req.vcpu)
         event = to_event(ev)
+        host = svm_host(req.amd)  # checked and carried by the link; no zap depends on the host side
         z = svm_zap_view(kernel, vm, vcpu, event)
-    link = url(LinkState(req.kernel.strip(), vm, vcpu, event=event, view="zap"), base_url(request))
+    link = url(LinkState(req.kernel.strip(), vm, vcpu, event=event, view="zap", amd=host), base_url(request))
     if wants_text(request, fmt):
         return text(render_svm_zap(z, vm, vcpu, link))
     return json_response(s.SvmZapResponse.model_validate(s.View(z, vendor=vm.vendor, type=vm.vm_type,
@@ -214,11 +235,12 @@ def kind_map(req: s.MapRequest, vm: VmConfig, map_loc: Loc, limits: MapLimits) -
         vcpu = to_vcpu(req.vcpu)
         vcpu.validate(vm)
         before(vcpu, vm)
-        amd_runs, notes = svm_map(svm, vm, vcpu, req.pat_index)
+        host = svm_host(req.amd)
+        amd_runs, notes = svm_map(svm, vm, vcpu, req.pat_index, host)
         after(len(amd_runs))
     return s.AmdMapResponse.model_validate({
         "vendor": vm.vendor, "type": vm.vm_type, "kernel": svm.era, "kernel_info": svm, "pat_index": req.pat_index,
-        "host_pat": HOST_PAT_DEFAULT, "runs": amd_runs, "mtrr_ranges": mtrr_ranges(vcpu, vm),
+        "host_pat": host.host_pat, "host_mtrr": host.host_mtrr, "runs": amd_runs, "mtrr_ranges": mtrr_ranges(vcpu, vm),
         "mtrr": _map_mtrr(vcpu, vm), "notes": [*notes, UNVERIFIED]})
 
 

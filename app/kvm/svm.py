@@ -117,6 +117,67 @@ HOST_MTRR_DEFAULT: dict[str, MemType] = {RAM: MemType.WB, MMIO: MemType.UC}
 """Host MTRR type by memory kind when the caller gives none: host firmware's usual layout
 (RAM WB, the PCI hole UC). An assumption about the host, not read from any source."""
 
+NOT_MTRR_UC_MINUS, RULE_UC_MINUS = "UC- is not an MTRR type", "only PAT can select UC- (encoding 7)"
+HOST_MTRR_TYPES = ("UC", "WC", "WT", "WP", "WB")
+"""The host MTRR types a question may give (MTRR encodings 0, 1, 4, 5, 6; UC- is PAT's only)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SvmHost:
+    """The host side of AMD nested paging as a question gives it (the API's `amd` object,
+    the links' `amd_host_pat` / `amd_host_mtrr` rows, the CLI's --amd-host-* options).
+
+    The NPT leaf KVM builds selects host PAT entry 0 (make_spte sets no PAT/PCD/PWT), and the
+    host MTRRs apply to the host frame behind the guest page; neither is in KVM's hands, so
+    both are facts about the host, not rules. Defaults: HOST_PAT_DEFAULT (a Linux host) and
+    HOST_MTRR_DEFAULT by the page's kind (RAM WB, MMIO UC).
+
+    The host MTRRs are one type for the access's frames, not a layout: the model has no
+    host-physical address for a guest page (no memslot -> HPA mapping), so a layout could
+    only be read at a frame the caller names anyway; one type per question is what a layout
+    would give there, and what Xen's `host_mtrr` already takes (app.xen.facts).
+    """
+
+    host_pat: int = HOST_PAT_DEFAULT
+    """The host's IA32_PAT MSR value."""
+    host_mtrr: str | None = None
+    """An MTRR type (HOST_MTRR_TYPES) for the host frames; None: by the page's kind."""
+
+    def pat(self) -> Pat:
+        """The host PAT (a reserved type refused, naming `host_pat` and the entry)."""
+        return Pat.from_msr(self.host_pat, "host_pat")
+
+    def mtrr(self, kind: str) -> MemType:
+        """The host MTRR type of a frame of `kind` (ram or mmio)."""
+        if self.host_mtrr is None:
+            return HOST_MTRR_DEFAULT[kind]
+        if self.host_mtrr == MemType.UC_MINUS.label:
+            raise MemTypeError("host_mtrr", NOT_MTRR_UC_MINUS, RULE_UC_MINUS)
+        if self.host_mtrr not in HOST_MTRR_TYPES:
+            raise MemTypeError("host_mtrr", f"unknown host MTRR type {self.host_mtrr!r}",
+                               f"an MTRR type: one of {', '.join(HOST_MTRR_TYPES)}")
+        return MemType.from_label(self.host_mtrr)
+
+    def validate(self) -> SvmHost:
+        self.pat()
+        self.mtrr(RAM)
+        return self
+
+    @property
+    def is_default(self) -> bool:
+        return self.host_pat == HOST_PAT_DEFAULT and self.host_mtrr is None
+
+    def describe(self) -> str:
+        """One line: what the host side was taken to be."""
+        pat = self.pat()
+        mtrr = (f"host MTRR {self.host_mtrr} for every frame" if self.host_mtrr is not None
+                else "host MTRR WB for RAM, UC for MMIO")
+        return f"{mtrr}; host PAT {self.host_pat:#018x}, entry 0 {pat[0].label}"
+
+
+DEFAULT_HOST = SvmHost()
+"""The host side when a question gives none."""
+
 UNVERIFIED = (
     "guest x host combination NOT verified against AMD APM vol 2 (\"Nested Paging\", "
     "combining memory types; the table was not found through the search tool): modelled "
@@ -286,18 +347,22 @@ def _effective(host: MemType, gpat_t: MemType, cr0: HardwareCr0) -> tuple[MemTyp
 def svm_resolve(
     kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool,
     host_mtrr: MemType | None = None, host_pat: Pat | None = None, pat_at_reset: Pat | None = None,
+    host: SvmHost = DEFAULT_HOST,
 ) -> SvmResult:
-    """Every guest PAT entry's effective type for one guest-physical page on AMD with NPT."""
+    """Every guest PAT entry's effective type for one guest-physical page on AMD with NPT.
+
+    The host side from `host` (SvmHost: the question's facts, or the defaults); `host_mtrr`
+    / `host_pat`, when given, override it (the core's own tests ask with a MemType/Pat)."""
     notes = list(kernel.notes) + list(check_svm_vm(kernel, vm))
     vcpu.validate(vm)
     if not 0 <= gpa < 1 << vm.maxphyaddr:
         raise MemTypeError("gpa", f"address {gpa:#x} is at or above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})",
                            "guest-physical addresses are below 2^MAXPHYADDR")
     kind = MMIO if is_mmio else RAM
-    h_mtrr = host_mtrr if host_mtrr is not None else HOST_MTRR_DEFAULT[kind]
+    h_mtrr = host_mtrr if host_mtrr is not None else host.mtrr(kind)
     if h_mtrr == MemType.UC_MINUS:
-        raise MemTypeError("host_mtrr", "UC- is not an MTRR type", "only PAT can select UC- (encoding 7)")
-    h_pat = host_pat if host_pat is not None else Pat.from_msr(HOST_PAT_DEFAULT)
+        raise MemTypeError("host_mtrr", NOT_MTRR_UC_MINUS, RULE_UC_MINUS)
+    h_pat = host_pat if host_pat is not None else host.pat()
     npt = NptEntry.build(gpa & ~0xFFF)
     ht = host_type(npt, h_pat, h_mtrr)
     cr0 = hardware_cr0(vcpu.cr0_cd, vcpu.cr0_nw, vm.quirk_cd_nw_cleared)
@@ -365,7 +430,7 @@ class SvmMapRun:
 
 
 def svm_map(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0,
-            host_pat: Pat | None = None) -> tuple[list[SvmMapRun], tuple[str, ...]]:
+            host: SvmHost = DEFAULT_HOST) -> tuple[list[SvmMapRun], tuple[str, ...]]:
     """Every memslot of `vm` split where the guest's SDM lookup, KVM's MTRR lookup or the
     memory map changes (app.kvm.mtrr.breakpoints, as the Intel map), each run with the NPT
     leaf's host side and the effective type for PAT entry `pat_index`; holes as "unmapped".
@@ -373,12 +438,14 @@ def svm_map(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0
     The page size is the largest the NPT fault path maps there: up to 5.19 tdp_page_fault()
     still caps it by the guest MTRRs' consistency (app.kvm.memmap.page_runs with the check
     on), from 6.0 nothing about memory types caps it on NPT (HUGE_PAGE_GATE_FROM). Returns
-    (runs, notes); the refusals are svm_resolve()'s (check_svm_vm, vcpu.validate).
+    (runs, notes); the refusals are svm_resolve()'s (check_svm_vm, vcpu.validate) and the
+    host facts' (SvmHost.validate: a reserved host PAT type, UC- as an MTRR type).
     """
     notes = list(kernel.notes) + list(check_svm_vm(kernel, vm))
     vm.validate()
     vcpu.validate(vm)
-    h_pat = host_pat if host_pat is not None else Pat.from_msr(HOST_PAT_DEFAULT)
+    h_pat = host.pat()
+    host.validate()
     npt_index = NptEntry.build(0).host_pat_index
     cr0 = hardware_cr0(vcpu.cr0_cd, vcpu.cr0_nw, vm.quirk_cd_nw_cleared)
     gt = guest_pat_type(hardware_gpat(kernel, vcpu.pat).pat[pat_index], vcpu.cr0_pg)
@@ -388,7 +455,7 @@ def svm_map(kernel: SvmKernel, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0
     for r in sorted(vm.memory_map, key=lambda r: r.start):
         if r.start > cursor:
             runs.append(SvmMapRun(cursor, r.start, UNMAPPED, "no memslot"))
-        h_mtrr = HOST_MTRR_DEFAULT[r.kind]
+        h_mtrr = host.mtrr(r.kind)
         ht = combine(h_mtrr, h_pat[npt_index])
         eff, _ = _effective(ht, gt, cr0)
         with located("vcpu", "mtrr"):
@@ -455,7 +522,8 @@ def svm_zap(kernel: SvmKernel, z: ZapInput) -> ZapDecision:
 
 
 __all__ = [
-    "C_OBEY_PAT", "C_SHARED_PAT", "HOST_MTRR_DEFAULT", "HOST_PAT_DEFAULT", "HardwareCr0", "HardwareGpat",
-    "SvmKernel", "SvmMapRun", "SvmResult", "SvmRow", "UNVERIFIED", "check_svm_vm", "combine_guest_host", "hardware_cr0",
-    "hardware_gpat", "host_type", "svm_kernel", "svm_map", "svm_policy", "svm_resolve", "svm_zap",
+    "C_OBEY_PAT", "C_SHARED_PAT", "DEFAULT_HOST", "HOST_MTRR_DEFAULT", "HOST_MTRR_TYPES", "HOST_PAT_DEFAULT",
+    "HardwareCr0", "HardwareGpat", "SvmHost", "SvmKernel", "SvmMapRun", "SvmResult", "SvmRow", "UNVERIFIED",
+    "check_svm_vm", "combine_guest_host", "hardware_cr0", "hardware_gpat", "host_type", "svm_kernel", "svm_map",
+    "svm_policy", "svm_resolve", "svm_zap",
 ]
