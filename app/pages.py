@@ -77,6 +77,7 @@ from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
     LinkState,
+    amd_json,
     decode,
     decode_report,
     encode,
@@ -376,6 +377,18 @@ def _xen_fields() -> list[dict]:
 XEN_FIELDS = _xen_fields()
 
 
+def _amd_fields() -> list[dict]:
+    """AMD's host side as the page's inputs: the knob rows of owner `amd` (app/knobs.py; the
+    API's `amd` member, AmdHostIn): a hex field for the host PAT, a select for the host MTRR
+    type (empty = by the page's kind, the API's default)."""
+    return [{"name": k.api_leaf, "param": k.param, "kind": "choice" if k.choices else k.kind,
+             "choices": list(k.choices or ()), "default": f"{k.default:#018x}" if k.kind == "hex" else k.default,
+             "label": k.label, "help": k.help} for k in KNOBS if k.owner == "amd"]
+
+
+AMD_FIELDS = _amd_fields()
+
+
 def compare_sides() -> list[dict]:
     """The Compare list (issue 14): every KVM era on Intel (the option's value is the era id,
     as links write `vs`), the same eras under KVM on AMD (`vs_vendor` amd), TDX VMs where
@@ -503,7 +516,7 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
                           "reason": f"{refused['message']} ({refused['rule']})" if refused["rule"]
                           else refused["message"]})
     takes = {name: _ask(request, {**base, name: value})[0] is not None
-             for name, value in (("xen", {}), ("private", True))}
+             for name, value in (("xen", {}), ("private", True), ("amd", {}))}
     return {"system": system, "error": None, "panels": SYSTEM_PANELS.get(system, SYSTEM_PANELS["kvm-intel"]),
             "fixed": fixed, "notes": answer.get("notes", []), **takes}
 
@@ -523,6 +536,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         "eras": [EraOut.model_validate(e).model_dump() for e in ERAS.values()],
         "xen_eras": XEN_ERAS,
         "xen_fields": XEN_FIELDS,
+        "amd_fields": AMD_FIELDS,
         "compare_sides": COMPARE_SIDES,
         "compare_groups": list(dict.fromkeys(o["group"] for o in COMPARE_SIDES)),
         "dim_short": DIM_SHORT,
@@ -733,6 +747,8 @@ def _page_scenario(state: LinkState) -> dict:
     body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
     if is_xen(state.kernel):
         body["xen"] = xen_json(state.xen)
+    if amd := amd_json(state.amd):
+        body["amd"] = amd
     return body
 
 

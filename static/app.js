@@ -413,6 +413,10 @@ function readState() {
     vcpu: { ...readKnobs("vcpu"), pat: ctl.patRaw.value.trim(), mtrr: readMtrr() },
   };
   if (SYS.view?.xen) scenario.xen = readXen();  // the Xen facts, with a Xen kernel only
+  if (SYS.view?.amd) {  // AMD's host side, with vendor amd only, and only where it is not the default
+    const amd = readAmd();
+    if (Object.keys(amd).length) scenario.amd = amd;
+  }
   const gpa = ctl.gpa.value.trim() || "0x0";
   const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
   const priv = SYS.view?.private && $("#private").checked ? true : null;  // a TD's private GPA
@@ -455,6 +459,7 @@ function writeState(s) {
   ctl.pati.value = String(s.pati ?? 0);
   writeEvent(s.event || null);
   writeXen(sc.xen || null);
+  writeAmd(sc.amd || null);
   $("#private").checked = Boolean(sc.private);
   if (s.view) view = s.view;
 }
@@ -1225,6 +1230,7 @@ function applySystem(v) {
   const p = v.panels || {};
   setIf($("#sys-title"), "textContent", v.system ? p.title || v.system : "");
   setIf($("#fs-xen"), "hidden", !v.xen);
+  setIf($("#fs-amd"), "hidden", !v.amd);
   setIf($("#private-wrap"), "hidden", !v.private);
   setIf($("#path-title"), "textContent", p.path || "vmx_get_mt_mask()");
   const intel = !v.system || v.system === "kvm-intel";
@@ -1317,6 +1323,23 @@ function wirePinned() {
     });
   }
 }
+// AMD's host side (the API's `amd`: the knob rows of owner amd, INITIAL.amd_fields): the text
+// and the choice as typed, empty = the default (left out of the body and the link)
+const AMD_FIELDS = INITIAL.amd_fields || [];
+function readAmd() {
+  const out = {};
+  for (const f of AMD_FIELDS) {
+    const v = $(`#amd-${f.name}`)?.value.trim();
+    if (v) out[f.name] = v;
+  }
+  return out;
+}
+function writeAmd(x) {
+  for (const f of AMD_FIELDS) {
+    const c = $(`#amd-${f.name}`);
+    if (c) c.value = x && x[f.name] != null ? String(x[f.name]) : "";
+  }
+}
 function writeXen(x) {
   for (const f of XEN_FIELDS) {
     const c = $(`#xen-${f.name}`);
@@ -1336,6 +1359,7 @@ function writeXen(x) {
 function wireSystem() {
   ["#vendor", "#vmtype", "#private"].forEach((s) => $(s)?.addEventListener("change", () => changed()));
   $$("[data-xen]").forEach((c) => c.addEventListener("change", () => changed()));
+  $$("[data-amd]").forEach((c) => c.addEventListener("change", () => changed()));
   $("#sys-apply").addEventListener("click", setFixedValues);
   wirePinned();
 }
@@ -1792,6 +1816,7 @@ function compareState(st) {
   if (side.vendor !== "intel") sc.vm.vendor = side.vendor;
   if (side.type !== "default") sc.vm.type = side.type;
   if (side.system !== "xen") delete sc.xen;
+  if (side.vendor !== "amd") delete sc.amd;  // the host side of AMD sides only
   let mmio = st.mmio;
   const applied = [];
   for (const f of VS_SYS.get(sideKey(side))?.fixed || []) {
@@ -1819,6 +1844,7 @@ function diffBody(st) {
   if (st.vsSide.vendor !== "intel") b.b_vendor = st.vsSide.vendor;
   if (DIFF_TYPES && vm.type && vm.type !== "default") b.a_type = vm.type;
   if (DIFF_TYPES && st.vsSide.type !== "default") b.b_type = st.vsSide.type;
+  if (st.scenario.amd && (b.a_vendor === "amd" || b.b_vendor === "amd")) b.amd = st.scenario.amd;  // one host
   return b;
 }
 

@@ -120,3 +120,19 @@ def test_the_pinned_editor_row_is_the_api_schema():
     assert row["types"] == ["UC", "WC", "WT", "WP", "WB", "UC-"]
     assert row["max"] == PINNED_MAX == 64
     assert XenDomainIn.model_fields["pinned"].metadata[0].max_length == 64
+
+
+def test_the_amd_host_inputs_are_the_knob_rows():
+    from app.knobs import KNOBS
+    from app.kvm.svm import HOST_MTRR_TYPES, HOST_PAT_DEFAULT
+    from app.pages import AMD_FIELDS
+
+    assert [f["param"] for f in AMD_FIELDS] == [k.param for k in KNOBS if k.owner == "amd"] == [
+        "amd_host_pat", "amd_host_mtrr"]
+    pat, mtrr = AMD_FIELDS
+    assert (pat["name"], pat["kind"], pat["default"]) == ("host_pat", "hex", f"{HOST_PAT_DEFAULT:#018x}")
+    assert (mtrr["name"], mtrr["kind"], mtrr["choices"], mtrr["default"]) == (
+        "host_mtrr", "choice", list(HOST_MTRR_TYPES), None)
+    assert post("/page/system", {"kernel": "v6.16", "vendor": "amd"})["amd"] is True
+    assert post("/page/system", {"kernel": "v6.16"})["amd"] is False
+    assert post("/page/system", {"kernel": "xen"})["amd"] is False

@@ -609,3 +609,42 @@ def test_xen_pinned_editor_round_trip_and_refusals(open_page, live_server):
     w2.page.wait_for_function("location.search.includes('xen_pinned=0x100-0x1ff:UC')")
     assert w2.page.locator("#xen-pinned-rows .pin-row .idx").all_inner_texts() == ["#0"]
     assert not w.page_errors and not w2.page_errors
+
+
+def test_amd_host_pat_and_mtrr_inputs(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + "/?v=1&gpa=0x1000&vs=v6.7")
+    page = w.page
+    assert page.locator("#fs-amd").is_hidden()  # KVM on Intel has no host side to give
+    w.after(page.locator("#vendor").select_option, "amd")
+    page.wait_for_function("!document.querySelector('#fs-amd').hidden")
+    assert page.locator("#amd-host_pat").get_attribute("placeholder") == "0x0407050600070106"  # Linux's PAT
+    assert page.locator("#amd-host_mtrr option").evaluate_all("os => os.map(o => o.value)") == [
+        "", "UC", "WC", "WT", "WP", "WB"]
+    assert pat_cells(page, "effective") == ["WB", "WT", "UC", "UC", "WB", "WT", "UC", "UC"]
+    # a UC host MTRR: every entry UC, the host side says why; the link and the diff carry it
+    w.after(page.locator("#amd-host_mtrr").select_option, "UC")
+    assert pat_cells(page, "effective") == ["UC"] * 8
+    assert "host PAT entry 0 WB x host MTRR UC = UC" in page.locator("#lookups").inner_text()
+    page.wait_for_function("location.search.includes('amd_host_mtrr=UC')")
+    d = api_diff(live_server, a="v6.16", a_vendor="amd", b="v6.7", amd={"host_mtrr": "UC"})
+    c = d["counts"]
+    assert page.get_by_test_id("diff-direction").inner_text() == \
+        f"kvm-amd v6.16 against v6.7: {c['stronger']} weaker, {c['weaker']} stronger"
+    # a reserved PAT type: the 422's field and rule at the input
+    edit(w, page.locator("#amd-host_pat"), "0x8")
+    assert err(page, "amd.host_pat").startswith("amd.host_pat: PAT entry 0 has reserved type 8 (")
+    assert page.locator("#p-result .stale-tag").is_visible()
+    edit(w, page.locator("#amd-host_pat"), "0x1")  # entry 0 WC
+    assert err(page, "amd.host_pat") == ""
+    page.wait_for_function("location.search.includes('amd_host_pat=0x1')")
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    assert w2.page.locator("#amd-host_pat").input_value() == "0x0000000000000001"
+    assert w2.page.locator("#amd-host_mtrr").input_value() == "UC"
+    assert w2.page.url == link
+    # back to Intel: the host side goes (and leaves the link)
+    w2.after(w2.page.locator("#vendor").select_option, "intel")
+    w2.page.wait_for_function("document.querySelector('#fs-amd').hidden && !location.search.includes('amd_')")
+    assert not w.page_errors and not w2.page_errors
