@@ -23,7 +23,9 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
                                pair covers it (app.x86.mtrr.range_to_pair)
   POST /page/mtrr-pair-fields  a raw pair with type and V set (app.x86.mtrr.with_fields)
   POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
-  POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern)
+  POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern);
+                               a cross-system group's Xen dimensions set the Xen facts (with
+                               a Xen kernel; else listed as `unapplied`), is_mmio the p2m type
   POST /page/system            which system a kernel/vendor/type names (KVM on Intel or AMD,
                                a TD, Xen), the panels' titles for it, and which controls it
                                fixes: found by asking POST /api/v1/resolve (system_view)
@@ -39,6 +41,12 @@ flight unless it is the one that change needs (static/app.js prefetchNeighbours)
 
 The VM's and vCPU's checkboxes and number inputs are the rows of app/knobs.py (KNOB_ROWS,
 in the template's loop and the script's initial data).
+
+The Compare list (compare_sides: KVM eras on Intel and AMD, TDX VMs, Xen releases), the
+diffs' short dimension labels (DIM_SHORT), the Xen facts' inputs (XEN_FIELDS, with the
+pinned ranges' editor) and AMD's host side (AMD_FIELDS, the knob rows of owner amd) are page
+data written here from the API schemas and the core; which dimensions a diff has, and each
+side's status, come from the diff's answer.
 
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, every MTRR MSR and its name, the PTE bits selecting each
@@ -67,6 +75,7 @@ from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
 from .api.schemas import Addr, DiffRequest, EraOut, Hex64, PinnedRangeIn, ResolveRequest, XenIn, XenMapIn
+from .api.systems import svm_host
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
@@ -657,6 +666,8 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                                      for d, f in XEN_DIMS.items() if f in xen]
         elif sc.xen is not None:
             body["xen"] = sc.xen.model_dump(exclude_defaults=True)
+        if sc.amd is not None and (amd := amd_json(svm_host(sc.amd))):  # AMD's host side stays
+            body["amd"] = amd
         return JSONResponse(body)
 
     systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
@@ -726,11 +737,11 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
     return router
 
 
-def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str], dict[str, bool]]:
+def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str], dict[str, bool | str]]:
     """A diff group's pattern as (the era diff's dimensions, for app.analysis.apply_pattern;
     the Xen facts the cross-system diff's Xen dimensions fix, for the resolve body's `xen`)."""
     rest = {k: v for k, v in pattern.items() if k not in XEN_DIMS}
-    xen = {}
+    xen: dict[str, bool | str] = {}
     for d, f in XEN_DIMS.items():
         v = pattern.get(d, ANY)
         if v == ANY:

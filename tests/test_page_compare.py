@@ -136,3 +136,11 @@ def test_the_amd_host_inputs_are_the_knob_rows():
     assert post("/page/system", {"kernel": "v6.16", "vendor": "amd"})["amd"] is True
     assert post("/page/system", {"kernel": "v6.16"})["amd"] is False
     assert post("/page/system", {"kernel": "xen"})["amd"] is False
+
+
+def test_diff_state_keeps_the_amd_host_side():
+    sc = post("/page/diff-state", {"scenario": {"kernel": "v6.16", "vm": {"vendor": "amd"}, "gpa": "0x0",
+                                                "amd": {"host_pat": "0x1", "host_mtrr": "UC"}},
+                                   "pattern": {"cr0_cd": True}})
+    assert sc["amd"] == {"host_pat": "0x0000000000000001", "host_mtrr": "UC"}
+    assert sc["vm"]["vendor"] == "amd" and sc["vcpu"]["cr0_cd"] is True
