@@ -30,7 +30,17 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
-from .systems import check_amd_facts, check_private, is_kind, kind_map, kind_resolve, kind_zap, svm_host, zap_answer
+from .systems import (
+    check_amd_facts,
+    check_private,
+    check_private_ranges_given,
+    is_kind,
+    kind_map,
+    kind_resolve,
+    kind_zap,
+    svm_host,
+    zap_answer,
+)
 from .xen import xen_map_answer, xen_permalink_state, xen_resolve, xen_zap_answer
 
 router = APIRouter(tags=["scenario"])
@@ -176,12 +186,14 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
     limits = (_check_map_size, _check_map_runs)
     if is_xen(req.kernel):
         check_amd_facts(req, None)
+        check_private_ranges_given(req, VmConfig())
         return json_response(xen_map_answer(req, limits))
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_amd_facts(req, vm.vendor)
+    check_private_ranges_given(req, vm)
     if is_kind(vm):
         return json_response(kind_map(req, vm, map_loc, limits))
     with core_errors(map_loc):

@@ -435,6 +435,13 @@ class AmdHostIn(Strict):
                                            "or every frame (map); omitted = by kind (ram WB, mmio UC)")
 
 
+class GpaRangeIn(Strict):
+    """A guest-physical range [start, end), 4K aligned."""
+
+    start: Addr
+    end: Addr
+
+
 AmdFacts = Annotated[AmdHostIn | None, Field(
     exclude_if=lambda v: v is None, description='AMD host facts, with vm.vendor "amd" only (422 otherwise)')]
 
@@ -1154,6 +1161,11 @@ class MapRequest(Scenario):
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only')
     amd: AmdFacts = None
+    private_ranges: list[GpaRangeIn] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
+        "the Secure EPT), [start, end) 4K aligned, RAM only, at most 64; the rest are shared, as resolve's "
+        "`private` says for one GPA")
 
 
 class PermalinkRequest(Scenario):
@@ -1239,9 +1251,19 @@ class MapResponse(Out):
     mtrr: MapMtrrOut
 
 
+class TdxMapRunOut(MapRunOut):
+    """A run of a TD's map: the Intel run's members; `private` true on the runs inside the
+    request's private_ranges (left out on shared runs and holes)."""
+
+    private: bool | None = Field(None, exclude_if=lambda v: not v,
+                                 description="the GPAs are private (Secure EPT, 4K pages); omitted = shared")
+
+
 class TdxMapResponse(MapResponse):
-    """vm.type tdx: the shared GPAs' EPT (the v6.16 rules with IGNORE_GUEST_PAT off); private
-    GPAs are in the Secure EPT (POST /api/v1/resolve with `private`)."""
+    """vm.type tdx: the shared GPAs' EPT (the v6.16 rules with IGNORE_GUEST_PAT off) and, for
+    `private_ranges`, the private GPAs' Secure EPT (runs with `private` true)."""
+
+    runs: list[TdxMapRunOut]  # type: ignore[assignment]
 
     tdx_fixed: list[str] = Field(description="fields the request left out, set to the value the TDX module fixes")
     notes: list[str]
