@@ -21,7 +21,8 @@ Per state, each side gives its entry and the effective type of the access:
   hardware CR0.CD is the guest's unless KVM_X86_QUIRK_CD_NW_CLEARED (svm_set_cr0). Before
   4.14 guest PAT writes never reach g_pat, so the state's PAT type is not what the CPU
   uses: refused (the refusal names the rule).
-- kvm-tdx (a kernel version, 6.16 and later; `vm.type` tdx): app.kvm.tdx.tdx_mt_mask for a
+- kvm-tdx (a kernel version, 6.16 and later; `vm.type` tdx; read in KT0511/linux-6.16.1
+  30b97c8a1 and matankalina/linux-6.19.10-fork 483059de9): app.kvm.tdx.tdx_mt_mask for a
   shared GPA: main.c wires `.get_mt_mask = vmx_get_mt_mask` in vt_x86_ops for VMX and TDX
   alike, and tdx_vm_init() (vmx/tdx.c) ORs KVM_X86_QUIRK_IGNORE_GUEST_PAT into
   disabled_quirks, so vmx_ignore_guest_pat() is false: host MMIO UC, RAM WB without IPAT,
