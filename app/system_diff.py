@@ -16,11 +16,13 @@ Per state, each side gives its entry and the effective type of the access:
 - kvm-amd (a kernel version, 4.14 and later): app.kvm.svm: the NPT leaf selects host PAT
   entry 0 of the host PAT and the host MTRR applies (SvmHost: the request's `amd` facts, by
   default a Linux host PAT, entry 0 WB, and host MTRR WB for RAM, UC for MMIO, as resolve
-  and map take them; one host for both sides), the guest side is g_pat = the guest's PAT (4.14+), and the
+  and map take them; one host for both sides; a host MTRR given for every frame makes
+  is_mmio `not read`), the guest side is g_pat = the guest's PAT (4.14+), and the
   hardware CR0.CD is the guest's unless KVM_X86_QUIRK_CD_NW_CLEARED (svm_set_cr0). Before
   4.14 guest PAT writes never reach g_pat, so the state's PAT type is not what the CPU
   uses: refused (the refusal names the rule).
-- kvm-tdx (a kernel version, 6.16 and later; `vm.type` tdx): app.kvm.tdx.tdx_mt_mask for a
+- kvm-tdx (a kernel version, 6.16 and later; `vm.type` tdx; read in KT0511/linux-6.16.1
+  30b97c8a1 and matankalina/linux-6.19.10-fork 483059de9): app.kvm.tdx.tdx_mt_mask for a
   shared GPA: main.c wires `.get_mt_mask = vmx_get_mt_mask` in vt_x86_ops for VMX and TDX
   alike, and tdx_vm_init() (vmx/tdx.c) ORs KVM_X86_QUIRK_IGNORE_GUEST_PAT into
   disabled_quirks, so vmx_ignore_guest_pat() is false: host MMIO UC, RAM WB without IPAT,
@@ -217,8 +219,28 @@ class Side:
         assert self.xen is not None
         return f"{self.system}:{self.xen.id}"
 
+    @property
+    def host_mtrr_given(self) -> bool:
+        return self.host is not None and self.host.host_mtrr is not None
+
+    def status(self, k: str) -> str:
+        """STATUS for this side: an AMD host MTRR given for every frame leaves is_mmio unread."""
+        if k == "is_mmio" and self.host_mtrr_given:
+            return NOT_READ
+        return STATUS[self.system][k]
+
+    def why_not_read(self, k: str) -> str:
+        if k == "is_mmio" and self.host_mtrr_given:
+            return "amd.host_mtrr gives one host MTRR type for RAM and MMIO frames alike"
+        return WHY_NOT_READ.get((self.system, k), "")
+
+    def mapping(self, k: str) -> str:
+        if k == "is_mmio" and self.host is not None and self.host.host_mtrr is not None:
+            return f"the host MTRR is {self.host.host_mtrr} for every frame (amd.host_mtrr)"
+        return MAPPING[k][self.system]
+
     def reads(self) -> tuple[str, ...]:
-        return tuple(k for k, st in STATUS[self.system].items() if st == READ)
+        return tuple(k for k, _ in DIMENSIONS if self.status(k) == READ)
 
 
 def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str = VM_TYPE_DEFAULT,
@@ -371,32 +393,32 @@ class SystemDiff:
 
     def status(self) -> list[tuple[str, tuple, str, str]]:
         """(dimension, values, status in A, status in B) for every dimension, in key order."""
-        return [(k, v, STATUS[self.a.system][k], STATUS[self.b.system][k]) for k, v in DIMENSIONS]
+        return [(k, v, self.a.status(k), self.b.status(k)) for k, v in DIMENSIONS]
 
     def only(self, which: str) -> list[str]:
         """Dimensions this side has (read or not) and the other lacks."""
         me, other = (self.a, self.b) if which == "a" else (self.b, self.a)
-        return [k for k, _ in DIMENSIONS if STATUS[me.system][k] != ABSENT and STATUS[other.system][k] == ABSENT]
+        return [k for k, _ in DIMENSIONS if me.status(k) != ABSENT and other.status(k) == ABSENT]
 
     def mapping(self) -> list[str]:
         """How each shared dimension stands for the same fact in both systems."""
         out = []
         for k in ("is_mmio", "cr0_cd", "guest_mtrr", "pat"):
-            ma, mb = MAPPING[k][self.a.system], MAPPING[k][self.b.system]
+            ma, mb = self.a.mapping(k), self.b.mapping(k)
             out.append(f"{k}: A {ma}; B {mb}" if ma != mb else f"{k}: {ma}")
         for me, other in ((self.a, self.b), (self.b, self.a)):
             for k, _ in DIMENSIONS:
-                st = STATUS[me.system][k]
-                if st == FIXED and STATUS[other.system][k] == READ:
+                st = me.status(k)
+                if st == FIXED and other.status(k) == READ:
                     v = FIXED_VALUE[(me.system, k)]
                     v = int(v) if isinstance(v, bool) else v
                     out.append(f"{k}: {me.label} fixes it to {v} ({FIXED_WHY[(me.system, k)]}); states with "
                                "another value are skipped")
-                if st == ABSENT and STATUS[other.system][k] != ABSENT:
-                    why = WHY_NOT_READ.get((me.system, k), "")
+                if st == ABSENT and other.status(k) != ABSENT:
+                    why = me.why_not_read(k)
                     out.append(f"{k}: {me.label} lacks it ({why}); its answer is the same for every value")
-                elif st == NOT_READ and STATUS[other.system][k] == READ:
-                    why = WHY_NOT_READ.get((me.system, k), "")
+                elif st == NOT_READ and other.status(k) == READ:
+                    why = me.why_not_read(k)
                     out.append(f"{k}: {me.label} has it but does not read it ({why})")
         given = [sd.host for sd in (self.a, self.b) if sd.host is not None and not sd.host.is_default]
         if given:
@@ -412,7 +434,7 @@ class SystemDiff:
     def fixed(self, which: str) -> dict[str, object]:
         """The dimensions this side fixes, with their one value."""
         me = self.a if which == "a" else self.b
-        return {k: FIXED_VALUE[(me.system, k)] for k, _ in DIMENSIONS if STATUS[me.system][k] == FIXED}
+        return {k: FIXED_VALUE[(me.system, k)] for k, _ in DIMENSIONS if me.status(k) == FIXED}
 
     def not_compared(self) -> list[str]:
         def text(sd: Side) -> str:

@@ -67,13 +67,20 @@ def main() -> None:
     io = Domain(io_resources=True)
     r, us = rate(lambda: xen_zap(NEWEST, io, vm, vcpu, ev))
     print(f"  xen_zap      {'MTRRdefType':<14} {r:9.0f}/s  {us:6.1f} us")
-    for a, av, b in (("v6.16", "intel", "xen"), ("6.8", "amd", "v6.7"), ("6.16", "amd", "xen")):
-        sa, sb = side(a, av, "a"), side(b, "intel", "b")
+    from app.kvm.svm import SvmHost
+
+    uc = SvmHost(host_mtrr="UC")
+    for a, av, b, bt, host in (("v6.16", "intel", "xen", "default", None), ("6.8", "amd", "v6.7", "default", None),
+                               ("6.16", "amd", "xen", "default", None), ("v6.16", "intel", "6.16", "tdx", None),
+                               ("6.8", "amd", "v6.7", "default", uc)):
+        sa = side(a, av, "a", host=host or SvmHost())
+        sb = side(b, "intel", "b", bt)
         start = time.process_time()
         d = diff_systems(sa, sb)
         t = time.process_time() - start
-        print(f"  system diff  {a + ('/amd' if av == 'amd' else ''):<9} vs {b:<5} {d.total_states:5} states "
-              f"{t * 1e3:7.1f} ms CPU (uncached)")
+        name = a + ("/amd" if av == "amd" else "") + ("+h" if host else "")
+        print(f"  system diff  {name:<10} vs {b + ('/tdx' if bt == 'tdx' else ''):<8} {d.total_states:5} "
+              f"states {t * 1e3:7.1f} ms CPU (uncached)")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     import test_xen_emt
@@ -109,6 +116,13 @@ def main() -> None:
         "map xen": ("/api/v1/map", {"kernel": "xen", "vcpu": {"mtrr": {"def_type": "0xc06"}}, "xen": {"iommu": True}}),
         "map amd": ("/api/v1/map", {"kernel": "6.8", "vm": {"vendor": "amd"}}),
         "map v6.7": ("/api/v1/map", {"kernel": "v6.7"}),
+        "map xen frames": ("/api/v1/map", {"kernel": "xen", "xen": {"iommu": True, "frames": [
+            {"start": "0x100000", "end": "0x300000", "mmio_ro": True},
+            {"start": "0x400000", "end": "0x401000", "p2m_type": "map_foreign"}]}}),
+        "map tdx": ("/api/v1/map", {"kernel": "6.16", "vm": {"type": "tdx"}}),
+        "map tdx priv": ("/api/v1/map", {"kernel": "6.16", "vm": {"type": "tdx"}, "private_ranges": [
+            {"start": "0x100000", "end": "0x40000000"}, {"start": "0x100000000", "end": "0x100201000"}]}),
+        "diff v16/tdx": ("/api/v1/diff", {"a": "v6.16", "b": "6.16", "b_type": "tdx"}),
         "zap xen": ("/api/v1/zap", {"kernel": "xen", "xen": {"io_resources": True},
                                     "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0x806"}}),
         "diff v6.16/xen": ("/api/v1/diff", {"a": "v6.16", "b": "xen"}),

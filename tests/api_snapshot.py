@@ -100,6 +100,14 @@ def systems() -> list[tuple[str, str, str, dict | None]]:
     for ev in SYSTEM_EVENTS[1:]:
         out.append((f"tdx zap {json.dumps(ev)}", "POST", "/api/v1/zap", {"kernel": "6.19", "vm": td, "event": ev}))
     out.append(("tdx map", "POST", "/api/v1/map", {"kernel": "6.16", "vm": td, "pat_index": 3}))
+    out.append(("xen map frames", "POST", "/api/v1/map",
+                {"kernel": "xen", "vcpu": {"mtrr": XEN_MTRR}, "pat_index": 1, "xen": {"iommu": True, "frames": [
+                    {"start": "0x100000", "end": "0x300000", "mmio_ro": True},
+                    {"start": "0x400000", "end": "0x401000", "p2m_type": "map_foreign"},
+                    {"start": "0x800000000", "end": "0x800001000", "special": True}]}}))
+    out.append(("tdx map private", "POST", "/api/v1/map",
+                {"kernel": "6.16", "vm": td, "pat_index": 3, "private_ranges": [
+                    {"start": "0x100000", "end": "0x40000000"}, {"start": "0x100000000", "end": "0x100201000"}]}))
     domains = ({}, {"iommu": True}, {"iommu": True, "pci_devices": True}, {"io_resources": True},
                {"iommu": True, "pinned": [{"start": 0x100000, "end": 0x1001FF, "type": "WC"}]})
     for k in ("xen", "xen-4.19"):

@@ -124,6 +124,14 @@ async def test_diff_with_a_host(client):
     j = (await client.post("/api/v1/diff", json=b)).json()
     assert j["b"]["host"] == f"host MTRR UC for every frame; host PAT {LINUX}, entry 0 WB"
     assert "host" not in j["a"]
+    assert {d["name"]: d["b"] for d in j["dimensions"]}["is_mmio"] == "not read"  # one host MTRR for every frame
+    assert "is_mmio: A kvm_is_mmio_pfn() of the host frame; B the host MTRR is UC for every frame " \
+           "(amd.host_mtrr)" in j["mapping"]
+    pat_only = (await client.post("/api/v1/diff", json={**b, "amd": {"host_pat": "0x0000000000000006"}})).json()
+    assert {d["name"]: d["b"] for d in pat_only["dimensions"]}["is_mmio"] == "read"
+    both = (await client.post("/api/v1/diff", json={"a": "5.2", "a_vendor": "amd", "b": "6.19", "b_vendor": "amd",
+                                                    "amd": {"host_mtrr": "WC"}})).json()
+    assert "is_mmio" not in [d["name"] for d in both["dimensions"] if d["in_space"]]
     assert "host (AMD, given): host MTRR UC for every frame; host PAT " + LINUX + ", entry 0 WB" in j["mapping"]
     for row in j["rows"]:
         assert row["entry_b"] == "NPT: host UC"

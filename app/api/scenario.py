@@ -30,7 +30,17 @@ from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, te
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
 from .errors import RuleViolation
 from .pool import pooled
-from .systems import check_amd_facts, check_private, is_kind, kind_map, kind_resolve, kind_zap, svm_host, zap_answer
+from .systems import (
+    check_amd_facts,
+    check_private,
+    check_private_ranges_given,
+    is_kind,
+    kind_map,
+    kind_resolve,
+    kind_zap,
+    svm_host,
+    zap_answer,
+)
 from .xen import xen_map_answer, xen_permalink_state, xen_resolve, xen_zap_answer
 
 router = APIRouter(tags=["scenario"])
@@ -166,22 +176,27 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
 
     - `kvm-intel` (default): MapResponse, `ept` the EPT memtype/IPAT of vmx_get_mt_mask().
     - `kvm-tdx` (vm.type tdx): TdxMapResponse, the v6.16 rules with IGNORE_GUEST_PAT off
-      for the shared GPAs, plus `tdx_fixed` and `notes`.
+      for the shared GPAs, plus `tdx_fixed` and `notes`; `private_ranges` (TDs only) marks
+      the runs inside them `private` (the Secure EPT, 4K pages).
     - `kvm-amd` (vm.vendor amd): AmdMapResponse, `ept` and `kvm_mtrr` null, `npt` per run
-      (host PAT index and the leaf's PWT/PCD/PAT bits, host PAT type, assumed host MTRR,
-      their combination, the gPAT type), plus `host_pat` and `notes`.
+      (host PAT index and the leaf's PWT/PCD/PAT bits, host PAT type, host MTRR, their
+      combination, the gPAT type), plus `host_pat` and `notes`; the host facts from `amd`
+      (host_pat, host_mtrr; defaults a Linux host PAT, host MTRR WB for ram, UC for mmio).
     - `xen` (kernel xen, xen-4.19, xen-4.21; domain facts in `xen`): XenMapResponse, `ept`
       Xen's EMT/IPAT with `emt_field` and the deciding `rule`, `kvm_mtrr` null, `xen_mtrr`
-      and `p2m_type` per run, plus `version`, `host_mtrr`, `cr0_cd` and `notes`."""
+      and `p2m_type` per run, plus `version`, `host_mtrr`, `cr0_cd` and `notes`;
+      `xen.frames` gives p2m types, mmio_ro and special pages per GPA range."""
     limits = (_check_map_size, _check_map_runs)
     if is_xen(req.kernel):
         check_amd_facts(req, None)
+        check_private_ranges_given(req, VmConfig())
         return json_response(xen_map_answer(req, limits))
     if req.xen is not None:
         raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_amd_facts(req, vm.vendor)
+    check_private_ranges_given(req, vm)
     if is_kind(vm):
         return json_response(kind_map(req, vm, map_loc, limits))
     with core_errors(map_loc):

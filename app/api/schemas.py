@@ -413,13 +413,31 @@ class XenIn(XenDomainIn):
         "WB", description="host MTRR type of the frames (mixed: mtrr_get_type() -1, superpages only)")
 
 
+class XenFramesIn(Strict):
+    """Per-frame facts over the GPAs [start, end) (4K aligned, inside the memory map): what
+    resolve's `xen` p2m_type, mmio_ro and special say of one entry, for a range."""
+
+    start: Addr
+    end: Addr
+    p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] | None = Field(
+        None, description="the frames' p2m type; omitted = the memory map range's (ram p2m_ram_rw, mmio "
+        "p2m_mmio_direct)")
+    mmio_ro: bool = Field(False, description="the frames are in mmio_ro_ranges")
+    special: bool = Field(False, description="the frames are Xen special pages (is_special_page)")
+
+
 class XenMapIn(XenDomainIn):
     """With `kernel` "xen" in POST /api/v1/map: the domain facts, and the host MTRR type of
     every frame (omitted: WB for ram ranges, UC for mmio ranges). The p2m type of each
-    range comes from the memory map (ram: p2m_ram_rw, mmio: p2m_mmio_direct)."""
+    range comes from the memory map (ram: p2m_ram_rw, mmio: p2m_mmio_direct) unless
+    `frames` gives one."""
 
     host_mtrr: Literal["UC", "WC", "WT", "WP", "WB"] | None = Field(
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
+    frames: list[XenFramesIn] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), at most 64, not "
+        "overlapping; pinned ranges are the domain's `pinned`")
 
 
 class AmdHostIn(Strict):
@@ -433,6 +451,13 @@ class AmdHostIn(Strict):
     host_mtrr: HostMtrrType | None = Field(None, exclude_if=lambda v: v is None,
                                            description="host MTRR type of the host frames, for the access (resolve) "
                                            "or every frame (map); omitted = by kind (ram WB, mmio UC)")
+
+
+class GpaRangeIn(Strict):
+    """A guest-physical range [start, end), 4K aligned."""
+
+    start: Addr
+    end: Addr
 
 
 AmdFacts = Annotated[AmdHostIn | None, Field(
@@ -1154,6 +1179,11 @@ class MapRequest(Scenario):
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only')
     amd: AmdFacts = None
+    private_ranges: list[GpaRangeIn] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
+        "the Secure EPT), [start, end) 4K aligned, RAM only, at most 64; the rest are shared, as resolve's "
+        "`private` says for one GPA")
 
 
 class PermalinkRequest(Scenario):
@@ -1239,9 +1269,19 @@ class MapResponse(Out):
     mtrr: MapMtrrOut
 
 
+class TdxMapRunOut(MapRunOut):
+    """A run of a TD's map: the Intel run's members; `private` true on the runs inside the
+    request's private_ranges (left out on shared runs and holes)."""
+
+    private: bool | None = Field(None, exclude_if=lambda v: not v,
+                                 description="the GPAs are private (Secure EPT, 4K pages); omitted = shared")
+
+
 class TdxMapResponse(MapResponse):
-    """vm.type tdx: the shared GPAs' EPT (the v6.16 rules with IGNORE_GUEST_PAT off); private
-    GPAs are in the Secure EPT (POST /api/v1/resolve with `private`)."""
+    """vm.type tdx: the shared GPAs' EPT (the v6.16 rules with IGNORE_GUEST_PAT off) and, for
+    `private_ranges`, the private GPAs' Secure EPT (runs with `private` true)."""
+
+    runs: list[TdxMapRunOut]  # type: ignore[assignment]
 
     tdx_fixed: list[str] = Field(description="fields the request left out, set to the value the TDX module fixes")
     notes: list[str]
@@ -1350,10 +1390,15 @@ class XenMapRunOut(Out):
     end: HexOut
     kind: Literal["ram", "mmio", "unmapped"]
     label: str
-    p2m_type: str = Field(description="p2m_ram_rw (ram), p2m_mmio_direct (mmio), empty in a hole")
+    p2m_type: str = Field(description="p2m_ram_rw (ram), p2m_mmio_direct (mmio) or xen.frames' type, empty in a "
+                          "hole")
     guest_mtrr: MemTypeOut | None
     kvm_mtrr: None = None
     xen_mtrr: MemTypeOut | None = Field(description="Xen's mtrr_get_type() of the guest MTRRs at the run's order")
+    mmio_ro: bool = Field(False, exclude_if=lambda v: not v,
+                          description="true: the frames are in mmio_ro_ranges (xen.frames); omitted otherwise")
+    special: bool = Field(False, exclude_if=lambda v: not v,
+                          description="true: the frames are special pages (xen.frames); omitted otherwise")
     ept: XenRunEptOut | None
     effective: MemTypeOut | None
     expected: MemTypeOut | None

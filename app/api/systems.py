@@ -17,17 +17,19 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ..kvm.eras import ERAS
-from ..kvm.memmap import address_map, mtrr_default, mtrr_ranges
+from ..kvm.memmap import mtrr_default, mtrr_ranges
 from ..kvm.scenario import Access, Event, VcpuState, VmConfig
 from ..kvm.scenario import check_private as core_check_private
 from ..kvm.svm import DEFAULT_HOST, HOST_PAT_DEFAULT, UNVERIFIED, SvmHost, SvmResult, svm_kernel, svm_map, svm_resolve
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
+    check_private_ranges,
     check_tdx_vcpu,
     check_tdx_vm,
     check_vm_kind,
     tdx_defaults,
+    tdx_map,
     tdx_mt_mask,
     tdx_resolve,
     tdx_zap_audit,
@@ -223,14 +225,15 @@ def kind_map(req: s.MapRequest, vm: VmConfig, map_loc: Loc, limits: MapLimits) -
             notes = check_tdx_vm(vm)
             vcpu.validate(vm)
             check_tdx_vcpu(vcpu)
+            private = check_private_ranges(vm, tuple((r.start, r.end) for r in req.private_ranges or ()))
             before(vcpu, vm)
-            runs = address_map(era, vm, vcpu, req.pat_index)
+            runs = tdx_map(era, vm, vcpu, req.pat_index, private)
             after(len(runs))
             return s.TdxMapResponse.model_validate({
                 "system": s.SYSTEM_KVM_TDX, "kernel": era.id, "kernel_info": kernel, "pat_index": req.pat_index,
                 "runs": runs, "mtrr_ranges": mtrr_ranges(vcpu, vm), "mtrr": _map_mtrr(vcpu, vm),
-                "tdx_fixed": applied, "notes": [*notes, "shared GPAs: the normal EPT; private GPAs are in the Secure "
-                                                "EPT (resolve with private: true)"]})
+                "tdx_fixed": applied, "notes": [*notes, *(PRIVATE_MAP_NOTES if req.private_ranges is not None
+                                                          else (SHARED_MAP_NOTE,))]})
         svm = svm_kernel(req.kernel)
         vcpu = to_vcpu(req.vcpu)
         vcpu.validate(vm)
@@ -242,6 +245,24 @@ def kind_map(req: s.MapRequest, vm: VmConfig, map_loc: Loc, limits: MapLimits) -
         "vendor": vm.vendor, "type": vm.vm_type, "kernel": svm.era, "kernel_info": svm, "pat_index": req.pat_index,
         "host_pat": host.host_pat, "host_mtrr": host.host_mtrr, "runs": amd_runs, "mtrr_ranges": mtrr_ranges(vcpu, vm),
         "mtrr": _map_mtrr(vcpu, vm), "notes": [*notes, UNVERIFIED]})
+
+
+SHARED_MAP_NOTE = "shared GPAs: the normal EPT; private GPAs are in the Secure EPT (resolve with private: true)"
+PRIVATE_MAP_NOTES = (
+    "shared GPAs: the normal EPT; private_ranges: the Secure EPT, 4K pages (tdx_gmem_private_max_mapping_level), "
+    "and no shared huge page spans a private edge (hugepage_has_attrs)",
+    PRIVATE_UNVERIFIED,
+)
+
+
+def check_private_ranges_given(req: s.MapRequest, vm: VmConfig) -> None:
+    """private_ranges only for a TD: the core's rule (app.kvm.scenario.check_private)."""
+    if req.private_ranges is not None:
+        try:
+            core_check_private(True, vm)
+        except MemTypeError as e:
+            raise RuleViolation(MemTypeError("private_ranges", "private_ranges given for a VM that is not a TD",
+                                             e.rule), ["body", "private_ranges"]) from None
 
 
 def _map_mtrr(vcpu: VcpuState, vm: VmConfig) -> dict:

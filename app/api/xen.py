@@ -16,7 +16,8 @@ from ..x86.memtype import MemType, MemTypeError
 from ..xen import Passthrough, PinnedRange, XenFacts, get_version
 from ..xen.cd import cd_view
 from ..xen.events import PASSTHROUGH_ATTACH
-from ..xen.map import xen_map
+from ..xen.facts import P2mType
+from ..xen.map import FrameRange, xen_map
 from ..xen.resolve import resolve_xen
 from ..xen.text import render_xen, render_xen_zap
 from ..xen.zap import xen_zap
@@ -34,7 +35,7 @@ def to_facts(x: s.XenDomainIn | None) -> XenFacts:
     member left out keeps XenFacts' default (host_mtrr: None, by kind / WB)."""
     if x is None:
         return XenFacts()
-    given = {k: getattr(x, k) for k in x.model_fields_set if k != "pinned"}
+    given = {k: getattr(x, k) for k in x.model_fields_set if k not in ("pinned", "frames")}
     if "host_mtrr" in given and given["host_mtrr"] is None:
         del given["host_mtrr"]
     pinned = tuple(PinnedRange(r.start, r.end, MemType.from_label(r.type)) for r in x.pinned)
@@ -55,7 +56,7 @@ def _xen_loc() -> Iterator[None]:
     except MemTypeError as e:
         if e.loc[:1] in (("domain",), ("page",)):
             raise RuleViolation(e, ["body", "xen", *e.loc[1:]]) from None
-        if e.loc[:1] == ("host_mtrr",):
+        if e.loc[:1] in (("host_mtrr",), ("frames",)):
             raise RuleViolation(e, ["body", "xen", *e.loc]) from None
         raise
 
@@ -66,6 +67,22 @@ MAP_NOTES = (
     "page size: the largest order epte_get_entry_emt() gives a type for (a -1 answer splits the superpage); "
     "whether the toolstack populated superpages is not modelled",
 )
+
+
+MAP_FRAME_NOTES = (
+    "ram ranges are p2m_ram_rw, mmio ranges p2m_mmio_direct unless xen.frames gives a p2m type; mmio_ro and "
+    "special per xen.frames (mfn = gfn); runs split at their edges, so a superpage -1 shows at the order its "
+    "splits end at",
+    MAP_NOTES[1],
+)
+
+
+def to_frames(x: s.XenMapIn | None) -> tuple[FrameRange, ...]:
+    """The request's `xen.frames` as the core's FrameRange (checked by app.xen.map.check_frames)."""
+    if x is None or not x.frames:
+        return ()
+    return tuple(FrameRange(f.start, f.end, P2mType(f.p2m_type) if f.p2m_type is not None else None, f.mmio_ro,
+                            f.special) for f in x.frames)
 
 
 def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
@@ -80,14 +97,16 @@ def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
         before(vcpu, vm)
         facts = to_facts(req.xen)
         d, host = facts.domain(), facts.map_host_mtrr()
+        frames = to_frames(req.xen)
         with _xen_loc():
-            runs = xen_map(version, d, vm, vcpu, req.pat_index, host)
+            runs = xen_map(version, d, vm, vcpu, req.pat_index, host, frames)
         after(len(runs))
     return s.XenMapResponse.model_validate({
         "kernel": req.kernel, "version": version, "pat_index": req.pat_index, "host_mtrr": host,
         "cr0_cd": cd_view(d, vcpu.cr0_cd, vcpu.pat, vcpu.cr0_nw), "runs": runs,
         "mtrr_ranges": mtrr_ranges(vcpu, vm),
-        "mtrr": {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)}, "notes": list(MAP_NOTES)})
+        "mtrr": {"enabled": vcpu.mtrr.enabled, "default": mtrr_default(vcpu, vm)},
+        "notes": list(MAP_NOTES if not frames else MAP_FRAME_NOTES)})
 
 
 def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWriteEvent | s.PassthroughEvent,
@@ -102,6 +121,10 @@ def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWri
 
 def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Response:
     """POST /api/v1/zap with kernel xen: app.xen.zap.xen_zap over the memory map."""
+    if req.xen is not None and req.xen.frames is not None:
+        raise RuleViolation(MemTypeError(("xen", "frames"), "per-frame facts given to a zap",
+                                         "xen.frames is the map's: a zap audits the domain-wide event"),
+                            ["body", "xen", "frames"])
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):

@@ -27,14 +27,16 @@ Read in KT0511/linux-6.16.1 (30b97c8a1) and matankalina/linux-6.19.10-fork (4830
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from ..x86.ept import effective_type
 from ..x86.guest import expectation, guest_pat_type
 from ..x86.memtype import LocLike, MemType, MemTypeError, as_loc, dotted, relation
 from ..x86.mtrr import DEF_TYPE_E, MSR_MTRR_DEF_TYPE, sdm_lookup
-from .era import C_IGNORE_PAT, Fault, MaskResult
-from .scenario import CR0_CD, MTRR_WRITE, Event, VcpuState, VmConfig
+from ..x86.paging import PageSize
+from .era import C_IGNORE_PAT, Era, Fault, MaskResult
+from .memmap import UNMAPPED, MapRun, address_map, page_runs
+from .scenario import CR0_CD, MMIO, MTRR_WRITE, Event, VcpuState, VmConfig
 from .v6_16 import ERA as ERA_616
 from .versions import resolve_kernel
 from .vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS, VM_TYPE_TDX, VM_TYPES
@@ -47,6 +49,7 @@ TDX_MTRR_DEF_TYPE = DEF_TYPE_E | int(MemType.WB)
 """MTRRdefType as the TDX module fixes it: enabled, default type WB (edk2 SecMain.c)."""
 RULE_CR0_CD = "the TDX module fixes CR0.CD to 0; setting it raises #VE (edk2 SecMain.c, citing the TDX spec)"
 RULE_MTRR = f"the TDX module enforces MTRRs enabled, default WB ({TDX_MTRR_DEF_TYPE:#x}; edk2 SecMain.c)"
+RULE_MMIO_SHARED = "private memory is guest_memfd RAM (kvm_gmem); MMIO is only ever shared"
 PRIVATE_UNVERIFIED = ("private page: the Secure EPT memtype is the TDX module's; modelled as WB without "
                       "IPAT, not verified (KVM passes none: tdx_sept_set_private_spte)")
 
@@ -131,8 +134,7 @@ def tdx_mt_mask(vm: VmConfig, is_mmio: bool, private: bool) -> tuple[MemType, bo
     """(EPT memtype, IPAT, why, the v6.16 decision path or None for a private page)."""
     if private:
         if is_mmio:
-            raise MemTypeError(("access", "mmio"), "a private GPA backed by host MMIO",
-                               "private memory is guest_memfd RAM (kvm_gmem); MMIO is only ever shared")
+            raise MemTypeError(("access", "mmio"), "a private GPA backed by host MMIO", RULE_MMIO_SHARED)
         return MemType.WB, False, PRIVATE_UNVERIFIED, None
     m = ERA_616.mt_mask(Fault(is_mmio=is_mmio, noncoherent_dma=vm.noncoherent_dma, cr0_cd=False,
                               quirk_cd_nw_cleared=False, quirk_ignore_guest_pat=False, self_snoop=vm.self_snoop))
@@ -178,7 +180,8 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
 __all__ = [
     "PRIVATE_UNVERIFIED", "RULE_CR0_CD", "TDX_ERA", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow",
     "check_tdx_event", "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "check_vm_names", "tdx_defaults",
-    "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit",
+    "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit", "MAX_PRIVATE_RANGES", "PRIVATE_PAGE_SIZE", "RULE_MMIO_SHARED",
+    "TdxMapRun", "check_private_ranges", "tdx_map",
 ]
 
 
@@ -195,3 +198,109 @@ def tdx_zap_audit(era_id: str, vm: VmConfig, vcpu: VcpuState, event: Event):
     check_tdx_vcpu(vcpu)
     check_tdx_event(event)
     return audit(ERAS[era_id], vm, vcpu, event)
+
+
+# -- the map with private GPAs (POST /api/v1/map `private_ranges`) -------------------------
+
+MAX_PRIVATE_RANGES = 64
+"""Most private ranges a map question may give (this tool's bound: the map splits at every
+edge; KVM itself takes any number of KVM_SET_MEMORY_ATTRIBUTES calls)."""
+PRIVATE_PAGE_SIZE = PageSize.SIZE_4K
+"""The largest private mapping: tdx_gmem_private_max_mapping_level() returns PG_LEVEL_4K
+(vmx/tdx.c 6.16; 6.19's tdx_gmem_max_mapping_level() the same for private pages)."""
+RULE_ATTR_ALIGN = ("KVM_SET_MEMORY_ATTRIBUTES takes page-aligned address and size "
+                   "(kvm_vm_ioctl_set_mem_attributes: -EINVAL)")
+
+
+def check_private_ranges(vm: VmConfig, ranges: tuple[tuple[int, int], ...],
+                         field: str = "private_ranges") -> tuple[tuple[int, int], ...]:
+    """The GPA ranges whose memory attribute is private ([start, end) each), sorted; refused
+    when KVM would not set them, when they overlap, or when they cover host MMIO."""
+    if len(ranges) > MAX_PRIVATE_RANGES:
+        raise MemTypeError(field, f"{len(ranges)} private ranges given",
+                           f"the map takes at most {MAX_PRIVATE_RANGES} (each edge splits it)")
+    top = 1 << vm.maxphyaddr
+    for n, (start, end) in enumerate(ranges):
+        f = (field, n)
+        if start % 4096 or end % 4096:
+            raise MemTypeError(f, f"{start:#x}-{end:#x} is not 4K aligned", RULE_ATTR_ALIGN)
+        if end <= start:
+            raise MemTypeError(f, f"{start:#x}-{end:#x} is empty", "a range is [start, end) with start < end")
+        if end > top:
+            raise MemTypeError(f, f"{start:#x}-{end:#x} reaches above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})",
+                               "guest-physical addresses are below 2^MAXPHYADDR")
+        for m, (s0, e0) in enumerate(ranges[:n]):
+            if s0 < end and start < e0:
+                raise MemTypeError(f, f"overlaps private range {m} ({s0:#x}-{e0:#x})", "give each GPA once")
+        for r in vm.memory_map:
+            if r.kind == MMIO and r.start < end and start < r.end:
+                raise MemTypeError(f, f"covers the mmio range {r.start:#x}-{r.end:#x}", RULE_MMIO_SHARED)
+    return tuple(sorted(ranges))
+
+
+@dataclass(frozen=True, slots=True)
+class TdxMapRun(MapRun):
+    """A run of a TD's map: the Intel run's members and whether its GPAs are private (None
+    in a hole)."""
+
+    private: bool | None = None
+
+
+def _segments(start: int, end: int, private: tuple[tuple[int, int], ...]) -> list[tuple[int, int, bool]]:
+    """[start, end) cut at the private ranges' edges, each piece with its attribute."""
+    out, cursor = [], start
+    for s, e in private:
+        a, b = max(s, start), min(e, end)
+        if a >= b:
+            continue
+        if cursor < a:
+            out.append((cursor, a, False))
+        out.append((a, b, True))
+        cursor = b
+    if cursor < end:
+        out.append((cursor, end, False))
+    return out
+
+
+def tdx_map(era: Era, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0,
+            private: tuple[tuple[int, int], ...] = ()) -> list[TdxMapRun]:
+    """The TD's map: the era's runs (shared GPAs, the normal EPT: vmx_get_mt_mask() with
+    IGNORE_GUEST_PAT off) with the ranges in `private` (check_private_ranges first) as
+    private runs: the Secure EPT, memtype modelled as tdx_mt_mask's (WB without IPAT,
+    PRIVATE_UNVERIFIED), 4K pages (PRIVATE_PAGE_SIZE). A shared huge page never spans a
+    private edge: KVM's max mapping level drops where a huge page's gfns have mixed
+    attributes (hugepage_has_attrs(), KVM_LPAGE_MIXED_FLAG, mmu/mmu.c 6.16), so the shared
+    pieces next to an edge are re-split by page size within the piece."""
+    runs = address_map(era, vm, vcpu, pat_index)
+    names = [f.name for f in fields(MapRun)]
+    plain = [TdxMapRun(**{**{n: getattr(r, n) for n in names}, "private": None if r.kind == UNMAPPED else False})
+             for r in runs]
+    if not private:
+        return plain
+    pmt, pipat, _, _ = tdx_mt_mask(vm, False, True)
+    peff = effective_type(pmt, pipat, guest_pat_type(vcpu.pat[pat_index], vcpu.cr0_pg))
+    huge = any(applies for _, applies in era.huge_page_check(vm))
+    out: list[TdxMapRun] = []
+
+    def add(run: TdxMapRun) -> None:
+        prev = out[-1] if out else None
+        if prev is not None and prev.end == run.start and replace(prev, start=run.start, end=run.end) == run:
+            out[-1] = replace(prev, end=run.end)
+        else:
+            out.append(run)
+
+    for r in plain:
+        pieces = _segments(r.start, r.end, private) if r.kind != UNMAPPED else [(r.start, r.end, False)]
+        if len(pieces) == 1 and not pieces[0][2]:
+            add(r)
+            continue
+        for s, e, is_private in pieces:
+            if is_private:
+                rel = relation(peff, r.expected) if r.expected is not None else "incomparable"
+                add(replace(r, start=s, end=e, memtype=pmt, ipat=pipat, effective=peff, relation=rel,
+                            page_size=str(PRIVATE_PAGE_SIZE), private=True))
+                continue
+            cap = PageSize(r.page_size).bytes
+            for ps, pe, size in page_runs(vcpu, vm, s, e, huge):
+                add(replace(r, start=ps, end=pe, page_size=str(size if size.bytes <= cap else PageSize(r.page_size))))
+    return out

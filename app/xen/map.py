@@ -19,8 +19,14 @@ memory types allow. Inside one run every aligned block of one order gets the sam
 (the run has one guest MTRR answer and one pinned range, or none, throughout), so one
 computation per order decides, as page_runs does for KVM.
 
-Not from the map: mmio_ro_ranges and special pages (they are per-frame facts, given to
-POST /api/v1/resolve in `xen`), and the mfn (taken equal to the gfn).
+Per-frame facts (`frames`, POST /api/v1/map's `xen.frames`): GPA ranges with a p2m type
+other than the memory map's (grant, foreign, mmio_direct on a ram range...), frames in
+mmio_ro_ranges, special pages. The runs are split at their edges too, so inside a run each
+fact holds for every frame or for none: a superpage entry that epte_get_entry_emt() would
+answer -1 for (mmio_ro or special covering part of it) is shown at the order its
+resolve_misconfig() splits end at, the largest order whose blocks lie on one side of every
+edge. Foreign mappings are order 0 (ept_set_entry() asserts it). The mfn is taken equal
+to the gfn (mmio_ro_ranges and special pages are mfn facts).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from ..x86.memtype import MemType, MemTypeError, located, relation
 from ..x86.mtrr import sdm_lookup
 from .cd import cd_view, effective
 from .emt import EmtResult, entry_emt
-from .facts import ORDERS, Domain, P2mType, Page
+from .facts import ORDERS, Coverage, Domain, P2mType, Page
 from .mtrr import xen_mtrr_type
 from .versions import XenVersion
 
@@ -45,6 +51,50 @@ HOST_MTRR_OF_KIND: dict[str, MemType] = {RAM: MemType.WB, MMIO: MemType.UC}
 """The host MTRR type of a range when the request gives none: host firmware's usual layout
 (RAM WB, the PCI hole UC), the same assumption app.kvm.svm.HOST_MTRR_DEFAULT makes."""
 _ORDER_BYTES = ((18, 1 << 30), (9, 1 << 21))
+FRAMES_MAX = 64
+"""Most frame ranges a map question may give (this tool's bound: each edge splits the map)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRange:
+    """Per-frame facts over the GPAs [start, end): the p2m type (None: the memory map's
+    range's, ram p2m_ram_rw / mmio p2m_mmio_direct), whether the frames are in
+    mmio_ro_ranges, whether they are special pages (resolve's `xen` p2m_type, mmio_ro,
+    special, for a range)."""
+
+    start: int
+    end: int
+    p2m_type: P2mType | None = None
+    mmio_ro: bool = False
+    special: bool = False
+
+
+def check_frames(frames: tuple[FrameRange, ...], vm: VmConfig, field: tuple = ("frames",),
+                 ) -> tuple[FrameRange, ...]:
+    """Refuse frame ranges that are unaligned, empty, overlapping, too many, or not all
+    inside the memory map (a frame without a memslot has no p2m entry); sorted."""
+    if len(frames) > FRAMES_MAX:
+        raise MemTypeError(field, f"{len(frames)} frame ranges given",
+                           f"the map takes at most {FRAMES_MAX} (each edge splits it)")
+    mapped = sorted((r.start, r.end) for r in vm.memory_map)
+    for n, f in enumerate(frames):
+        loc = (*field, n)
+        if f.start % 4096 or f.end % 4096:
+            raise MemTypeError(loc, f"{f.start:#x}-{f.end:#x} is not 4K aligned", "p2m entries map 4K frames")
+        if f.end <= f.start:
+            raise MemTypeError(loc, f"{f.start:#x}-{f.end:#x} is empty", "a range is [start, end) with start < end")
+        for m, o in enumerate(frames[:n]):
+            if o.start < f.end and f.start < o.end:
+                raise MemTypeError(loc, f"overlaps frame range {m} ({o.start:#x}-{o.end:#x})",
+                                   "give each frame's facts once")
+        cursor = f.start
+        for a, b in mapped:
+            if a <= cursor < b:
+                cursor = b
+        if cursor < f.end:
+            raise MemTypeError(loc, f"{cursor:#x} is in no memory-map range",
+                               "a frame outside the memory map has no p2m entry (the map's holes)")
+    return tuple(sorted(frames, key=lambda f: f.start))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +117,10 @@ class XenMapRun:
     expected: MemType | None = None
     relation: str = ""
     page_size: str = ""
+    mmio_ro: bool = False
+    """The frames are in mmio_ro_ranges (from `frames`)."""
+    special: bool = False
+    """The frames are special pages (from `frames`)."""
 
 
 def _cuts(s: int, e: int, fits_order) -> list[tuple[int, int, int]]:
@@ -95,28 +149,39 @@ def _cuts(s: int, e: int, fits_order) -> list[tuple[int, int, int]]:
 
 
 def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: int = 0,
-            host_mtrr: MemType | None = None) -> list[XenMapRun]:
+            host_mtrr: MemType | None = None, frames: tuple[FrameRange, ...] = ()) -> list[XenMapRun]:
     """Every range of `vm.memory_map` as runs (holes "unmapped"), for PAT entry `pat_index`.
 
     `host_mtrr` is the host MTRR type of every frame; None takes HOST_MTRR_OF_KIND by the
-    range's kind. Refusals: Domain.validate, the vCPU's, and a host type that is not an
-    MTRR type (at "host_mtrr").
+    range's kind. `frames` the per-frame facts (check_frames). Refusals: Domain.validate,
+    the vCPU's, check_frames' (at "frames") and a host type that is not an MTRR type (at
+    "host_mtrr").
     """
     d.validate(v)
     vm.validate()
     vcpu.validate(vm)
     if host_mtrr is not None and host_mtrr is MemType.UC_MINUS:
         raise MemTypeError("host_mtrr", "UC- is not an MTRR type", "MTRR types are UC, WC, WT, WP, WB")
+    frames = check_frames(frames, vm)
     guest = vcpu.mtrr if d.has_vcpu else None
     cd = cd_view(d, vcpu.cr0_cd, vcpu.pat, vcpu.cr0_nw)
     top = 1 << vm.maxphyaddr
     pinned_edges = {a for r in d.pinned for a in (r.start << 12, (r.end + 1) << 12)}
+    frame_edges = {a for f in frames for a in (f.start, f.end)}
+
+    def frame_at(addr: int) -> FrameRange | None:
+        return next((f for f in frames if f.start <= addr < f.end), None)
     runs: list[XenMapRun] = []
     cursor = 0
 
-    def emt_at(kind: str, host: MemType, addr: int, order: int) -> EmtResult:
+    def p2m_at(kind: str, f: FrameRange | None) -> P2mType:
+        return f.p2m_type if f is not None and f.p2m_type is not None else P2M_OF_KIND[kind]
+
+    def emt_at(kind: str, host: MemType, addr: int, order: int, f: FrameRange | None = None) -> EmtResult:
         gfn = (addr >> 12) & ~((1 << order) - 1)
-        return entry_emt(d, Page(gfn, gfn, order, P2M_OF_KIND[kind], host_mtrr=host), guest, v)
+        ro = Coverage.ALL if f is not None and f.mmio_ro else Coverage.NONE
+        sp = Coverage.ALL if f is not None and f.special else Coverage.NONE
+        return entry_emt(d, Page(gfn, gfn, order, p2m_at(kind, f), ro, sp, host_mtrr=host), guest, v)
 
     for r in sorted(vm.memory_map, key=lambda r: r.start):
         if r.start > cursor:
@@ -124,23 +189,30 @@ def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: 
         host = host_mtrr if host_mtrr is not None else HOST_MTRR_OF_KIND[r.kind]
         with located("vcpu", "mtrr"):
             pts = sorted(set(breakpoints(vcpu.mtrr, r.start, r.end, vm.maxphyaddr))
-                         | {a for a in pinned_edges if r.start < a < r.end})
+                         | {a for a in pinned_edges | frame_edges if r.start < a < r.end})
         for s, e in zip(pts, pts[1:], strict=False):
             look = sdm_lookup(vcpu.mtrr, s, vm.maxphyaddr)
             exp = expectation(look, vcpu.pat[pat_index], cd=vcpu.cr0_cd, nw=vcpu.cr0_nw, paging=vcpu.cr0_pg).type
 
-            def fits_order(order: int, addr: int, kind: str = r.kind, host: MemType = host) -> bool:
-                return emt_at(kind, host, addr, order).emt is not None
+            fr = frame_at(s)  # one frame range, or none, holds the whole run (split at their edges)
+            p2m = p2m_at(r.kind, fr)
+
+            def fits_order(order: int, addr: int, kind: str = r.kind, host: MemType = host,
+                           fr: FrameRange | None = fr, p2m: P2mType = p2m) -> bool:
+                if order and p2m is P2mType.FOREIGN:
+                    return False  # ept_set_entry() asserts foreign entries are order 0
+                return emt_at(kind, host, addr, order, fr).emt is not None
 
             for ps, pe, order in _cuts(s, e, fits_order):
-                emt = emt_at(r.kind, host, ps, order)
-                assert emt.emt is not None  # order 0 never gives -1 here (no mmio_ro/special, host type given)
+                emt = emt_at(r.kind, host, ps, order, fr)
+                assert emt.emt is not None  # order 0 never gives -1 here (coverage all or none, host type given)
                 eff, _ = effective(emt, cd, pat_index, vcpu.cr0_pg)
                 rel = relation(eff, exp) if eff is not None and exp is not None else "incomparable"
                 xl = xen_mtrr_type(guest, ps, order).type if guest is not None else None
                 rule = next(st.id for st in emt.path if st.held)
-                run = XenMapRun(ps, pe, r.kind, r.label, P2M_OF_KIND[r.kind].c_name, look.type, xl, emt.emt,
-                                emt.ipat, rule, eff, exp, rel, ORDERS[order])
+                run = XenMapRun(ps, pe, r.kind, r.label, p2m.c_name, look.type, xl, emt.emt,
+                                emt.ipat, rule, eff, exp, rel, ORDERS[order], fr is not None and fr.mmio_ro,
+                                fr is not None and fr.special)
                 prev = runs[-1] if runs else None
                 if prev is not None and prev.end == ps and replace(prev, start=ps, end=pe) == run:
                     runs[-1] = replace(prev, end=pe)
@@ -152,4 +224,5 @@ def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: 
     return runs
 
 
-__all__ = ["HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "XenMapRun", "xen_map"]
+__all__ = ["FRAMES_MAX", "HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "FrameRange", "XenMapRun", "check_frames",
+           "xen_map"]
