@@ -80,8 +80,14 @@ def kvm_var_order(state: MtrrState) -> list[int]:
     set_var_mtrr_msr() inserts a range before the first listed one whose raw base is not
     larger; with pairs written in index order, equal bases end up higher index first.
     """
-    order = sorted([(p.base, n) for n, p in enumerate(state.variable) if p.valid], reverse=True)
-    return [n for _, n in order]
+    return [n for _, n in kvm_list_order([(p.base, n) for n, p in enumerate(state.variable) if p.valid])]
+
+
+def kvm_list_order(entries: list[tuple]) -> list[tuple]:
+    """Entries (raw PHYSBASE, pair index, ...) of valid pairs sorted as `kvm_var_order`
+    lists them: descending base, then descending index (indices are distinct, so what
+    follows them is never compared)."""
+    return sorted(entries, reverse=True)
 
 
 def kvm_disabled_type(guest_has_mtrr: bool) -> MemType:
@@ -274,6 +280,6 @@ def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: R
 
 __all__ = [
     "Walk", "breakpoints", "kvm_breakpoints", "kvm_disabled_type", "kvm_lookup", "kvm_range_consistent",
-    "kvm_segments", "kvm_var_order", "largest_page", "lookup_difference", "segments", "update_mtrr_range",
-    "var_mtrr_range", "walk",
+    "kvm_list_order", "kvm_segments", "kvm_var_order", "largest_page", "lookup_difference", "segments",
+    "update_mtrr_range", "var_mtrr_range", "walk",
 ]

@@ -304,8 +304,9 @@ TABLE_LIMIT = 1 << 14
 """Distinct vCPU states (and so transitions) the replay remembers before it starts again."""
 LAYOUT_CACHE = 64
 """Whole layouts (one per VM config and fingerprint) an era keeps, least recently used out."""
-REGION_CACHE = 256
-"""Layout windows (fingerprint, zap range) an era keeps, least recently used out."""
+REGION_CACHE = 1024
+"""Layout windows (run-key table, MTRR state, zap range) the eras of one replay share,
+least recently used out."""
 WINDOW_CACHE = 64
 """MTRR cell windows (MTRR state, range) the eras of one replay share, least recently used out."""
 
@@ -355,6 +356,7 @@ class _Walk:
         self.vms: list[VmConfig] = [trace.vm]
         self.vm_ids: dict[VmConfig, int] = {trace.vm: 0}
         self.cell_maker = Cells(trace.vm)
+        self.tables: dict[tuple, int] = {}  # run-key tables (ept_runs.Layouts.table) -> id
         self.generation = -1
         self.reset([trace.initial] * trace.vcpus)
 
@@ -374,6 +376,7 @@ class _Walk:
         # others (CD), its MTRRs' id and its PAT's id
         self.fps: list[tuple[int, int, int, int]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
+        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
@@ -438,6 +441,21 @@ class _Walk:
             windows.move_to_end(k)
         return r
 
+    def region(self, table: int, sid: int, reads: bool, a: int, b: int, lay: Layouts) -> list[Run]:
+        """The runs state `sid` faults inside [a, b) under run-key table `table` (an id of a
+        `Layouts.table`), with its MTRRs' cells if `reads` else the memslots': shared by
+        every era with that table (LRU cached); `lay` (one of those eras') makes them."""
+        k = (table, self.fps[sid][2] if reads else -1, a, b)
+        regions = self.regions
+        r = regions.get(k)
+        if r is None:
+            r = regions[k] = lay.keyed(self.states[sid], self.cells(sid if reads else None, a, b))
+            if len(regions) > REGION_CACHE:
+                regions.popitem(last=False)
+        else:
+            regions.move_to_end(k)
+        return r
+
     def step(self, i: int, te: TraceEvent, vid: int) -> int:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
@@ -492,7 +510,7 @@ class _EraReplay:
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
-        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
+        self.tables: dict[tuple[int, bool], int] = {}  # (VM config, CR0.CD) -> walk table id
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
@@ -504,7 +522,6 @@ class _EraReplay:
     def restart(self) -> None:
         """The walk started its tables again: state ids, so fingerprints, changed meaning."""
         self.layouts.clear()
-        self.regions.clear()
 
     def _lay(self, vid: int) -> Layouts:
         lay = self.lays.get(vid)
@@ -523,26 +540,27 @@ class _EraReplay:
         return _lru_get(self.layouts, (vid, self._fp(sid)),  # type: ignore[return-value]
                         lambda: tuple(self._runs(vid, sid, self.lo, self.hi)), LAYOUT_CACHE)
 
+    def _table(self, vid: int, cd: bool) -> int:
+        """The walk's id of this era's run-key table (`Layouts.table`) on VM config `vid`
+        with CR0.CD=`cd`: eras with equal tables share their windows' runs."""
+        t = self.tables.get((vid, cd))
+        if t is None:
+            tables = self.walk.tables
+            t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
+        return t
+
     def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
-        else computed for the window alone (cost: what the window holds)."""
+        else computed for the window alone (cost: what the window holds) or taken from
+        another era with the same run-key table (`_Walk.region`)."""
         m = self.mapped
         if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
             return []  # no memslot inside [a, b): no leaves, whatever the state
-        fp = self._fp(sid)
-        whole = self.layouts.get((vid, fp))
+        whole = self.layouts.get((vid, self._fp(sid)))
         if whole is not None:
             return clip_sorted(whole, a, b)
-        k = (vid, fp, a, b)
-        regions = self.regions
-        r = regions.get(k)
-        if r is None:
-            r = regions[k] = self._runs(vid, sid, a, b)
-            if len(regions) > REGION_CACHE:
-                regions.popitem(last=False)
-        else:
-            regions.move_to_end(k)
-        return r
+        walk = self.walk
+        return walk.region(self._table(vid, walk.states[sid].cr0_cd), sid, self.reads, a, b, self._lay(vid))
 
     def _slot_pieces(self, a: int, b: int) -> list[Range]:
         m = self.mapped
