@@ -515,9 +515,22 @@ class _EraReplay:
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
         self.by_source = dict.fromkeys(SOURCES, 0)
-        self.records: list[ZapCallRecord] = []
+        self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
         self.last: dict[Range, Sequence[Run]] = {}
+
+    _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
+              "records", "truncated", "last")
+    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over."""
+
+    def adopt(self, other: _EraReplay, copy: bool = True) -> None:
+        """Take over `other`'s EPT and counters (copies of what a zap changes in place
+        unless `copy` is False: at the end, when nothing changes any more)."""
+        for name in self._STATE:
+            v = getattr(other, name)
+            if copy and type(v) in (list, dict):
+                v = v.copy()  # (the runs inside are never changed in place)
+            setattr(self, name, v)
 
     def restart(self) -> None:
         """The walk started its tables again: state ids, so fingerprints, changed meaning."""
@@ -577,7 +590,7 @@ class _EraReplay:
             if b <= a:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                    records.append((i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
@@ -621,7 +634,7 @@ class _EraReplay:
                 self.calls_cd += cd
                 self.dups += dup
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
+                    records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
                     self.truncated = True
 
@@ -644,7 +657,7 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple(self.records),
+            stale_ranges=tuple(stale_ranges), calls=tuple([ZapCallRecord(*r) for r in self.records]),
             calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
 
@@ -680,14 +693,50 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
     return tuple(row) if any(d is not None for d in row) else None
 
 
+def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
+    """For every era, the first era (index) whose EPT it starts with: itself, or an
+    earlier one with an equal initial EPT that it follows (see `_replay_eras`)."""
+    lead: list[int] = []
+    for k, r in enumerate(runs):
+        lead.append(next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k))
+    return lead
+
+
+def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: tuple) -> tuple[int, ...]:
+    """The eras that a transition's decisions (`row`) part from the era they follow: a
+    different decision, or the same calls refaulted with a different run-key table
+    (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
+    nothing else of its era)."""
+    out = []
+    for k, r in enumerate(runs):
+        j = lead[k]
+        if j == k:
+            continue
+        d = row[k]
+        if d != row[j]:
+            out.append(k)
+        elif d is not None:
+            cd = walk.states[d[3]].cr0_cd
+            if r._table(d[2], cd) != runs[j]._table(d[2], cd):
+                out.append(k)
+    return tuple(out)
+
+
 def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     """Replay `trace` against several eras in one pass over the events: the vCPU states are
     worked out once (`_Walk`), every transition's decisions once (`_decide`), and every era
-    applies its own decisions to its own EPT."""
+    applies its own decisions to its own EPT.
+
+    Eras that start with equal EPTs share one until a transition parts them (`_parting`):
+    while every decision and run-key table agrees, their zaps are the same work on the same
+    EPT, so only the first of them does it; an era that parts takes over a copy of the EPT
+    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)"""
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
-    rows: list[tuple | None] = []  # per transition id: every era's decision
+    lead = _leaders(runs)  # whom each era follows at the start
+    cur = list(lead)       # ... and now (itself once parted)
+    rows: list[tuple | None] = []  # per transition: every era's decision, and who parts
     gen = walk.generation
     vid = 0
     for i, te in enumerate(trace.events):
@@ -698,13 +747,22 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
             for r in runs:
                 r.restart()
         if tid == len(rows):
-            rows.append(_decide(runs, walk, i, te, tid))
-        row = rows[tid]
-        if row is not None:
-            for r, d in zip(runs, row, strict=True):
-                if d is not None:
-                    r.zap(i, te, d)
+            row = _decide(runs, walk, i, te, tid)
+            rows.append(None if row is None else (row, _parting(runs, lead, walk, row)))
+        entry = rows[tid]
+        if entry is not None:
+            row, parting = entry
+            for k in parting:
+                if cur[k] != k:
+                    runs[k].adopt(runs[cur[k]])
+                    cur[k] = k
+            for k, d in enumerate(row):
+                if d is not None and cur[k] == k:
+                    runs[k].zap(i, te, d)
         vid = walk.edges[tid][2]
+    for k, j in enumerate(cur):
+        if j != k:
+            runs[k].adopt(runs[j], copy=False)
     return [r.result(vid) for r in runs]
 
 
