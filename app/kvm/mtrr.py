@@ -254,28 +254,30 @@ def breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list
 # -- what a write zaps -------------------------------------------------------------------
 
 
-def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: Range) -> tuple[Range | None, str]:
+def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: Range,
+                      why: bool = True) -> tuple[Range | None, str]:
     """The range update_mtrr() zaps for a write to `msr` (state read after the store).
 
     MTRRdefType: everything. A fixed MSR: its own window (fixed_msr_to_range()), or nothing
     when FE=0. A variable base or mask: var_mtrr_range() of the pair's *new* value (valid or
-    not); the old range is never zapped. Returns (range or None, why). A non-MTRR `msr` is
-    refused at "msr".
+    not); the old range is never zapped. Returns (range or None, why); with `why` False the
+    reason is "" (the replay keeps the range alone and saves formatting it). A non-MTRR
+    `msr` is refused at "msr".
     """
     if msr == MSR_MTRR_DEF_TYPE:
-        return everything, "MTRRdefType: zap everything"
+        return everything, "MTRRdefType: zap everything" if why else ""
     if msr in FIXED_MSR_SLOT:
         f = FIXED_MSRS[FIXED_MSR_SLOT[msr]]
         if not after.fixed_enabled:
-            return None, "fixed MSR written while FE=0: nothing"
-        return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})"
+            return None, "fixed MSR written while FE=0: nothing" if why else ""
+        return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})" if why else ""
     v = var_msr_index(msr)
     if v is None:
         raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "update_mtrr() handles MTRR MSRs only")
     s, e = var_mtrr_range(after.pair(v[0]), maxphyaddr)
     if e <= s:
-        return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped"
-    return (s, e), f"variable pair {v[0]}: the new range [{s:#x}, {e:#x}) only"
+        return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped" if why else ""
+    return (s, e), f"variable pair {v[0]}: the new range [{s:#x}, {e:#x}) only" if why else ""
 
 
 __all__ = [
