@@ -155,10 +155,11 @@ def merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
     return tuple(out)
 
 
-def splice(runs: list[Run], a: int, b: int, new: Sequence[Run]) -> None:
+def splice(runs: list[Run], a: int, b: int, new: Sequence[Run], at: tuple[int, int] | None = None) -> None:
     """Replace what a merged run list holds inside [a, b) by `new` (merged, inside [a, b)),
-    in place, keeping the list merged: O(log n + runs touched) plus one list move."""
-    i, j = window(runs, a, b)
+    in place, keeping the list merged: O(log n + runs touched) plus one list move. `at`:
+    `window(runs, a, b)` when the caller has it already."""
+    i, j = window(runs, a, b) if at is None else at
     rep: list[Run] = []
     if i > 0:
         rep.append(runs[i - 1])

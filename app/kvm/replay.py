@@ -610,12 +610,12 @@ class _EraReplay:
                     zp = sum(e - s for s, e, _ in content) >> 12
                     if zp:
                         ept = self.ept
-                        x, y = window(ept, pa, pb)
-                        same = agree(ept[x:y], content) >> 12  # pieces() only walks where both are
+                        at = window(ept, pa, pb)
+                        same = agree(ept[at[0]:at[1]], content) >> 12  # pieces() only walks where both are
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, content)
+                            splice(ept, pa, pb, content, at)
                     else:
                         same = 0
                 # Duplicate: this range was zapped before and nothing in it has changed since
