@@ -461,16 +461,19 @@ class _Walk:
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
         k = (vid, sid, ev)
-        tid = self.trans.get(k)
-        if tid is None:
+        tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
+        if tid == len(self.edges):  # a new transition
             if len(self.states) >= TABLE_LIMIT:
+                del self.trans[k]
                 self.reset([self.states[s] for s in self.cur])
                 sid = self.cur[v]
                 k = (vid, sid, ev)
+                tid = self.trans[k] = 0
             vm, before = self.vms[vid], self.states[sid]
             try:
                 vm_after, after = apply_event(vm, before, ev)
             except MemTypeError as err:
+                del self.trans[k]
                 raise _event_error(i, te, err) from None
             if vm_after is vm:
                 vid_after = vid
@@ -480,7 +483,6 @@ class _Walk:
                     known = self.vm_ids[vm_after] = len(self.vms)
                     self.vms.append(vm_after)
                 vid_after = known
-            tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
         self.cur[v] = self.edges[tid][3]
         return tid
