@@ -35,13 +35,11 @@ from typing import cast
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
     FIXED_MSRS,
-    FIXED_RANGES,
     ONE_MIB,
     PAGE,
     Lookup,
     MtrrState,
     VarMtrr,
-    fixed_index,
 )
 from .era import Era
 from .mtrr import kvm_list_order, kvm_lookup, var_mtrr_range
@@ -54,8 +52,6 @@ Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 _INF = float("inf")
 START = itemgetter(0)
 END = itemgetter(1)
-FIXED_SLOT_OF = tuple(r.index >> 3 for r in FIXED_RANGES)
-"""The fixed MSR (index into FIXED_MSRS) of each of the 88 fixed sub-ranges."""
 MEMO_LIMIT = 4096
 """Entries a `Layouts` memo holds before it starts again (walk keys are few in practice)."""
 
@@ -222,6 +218,22 @@ class Cells:
             r = self._remember(k, out)
         return r  # type: ignore[return-value]
 
+    def _fixed_all(self, mtrr: MtrrState) -> list[tuple[int, int, Lookup]]:
+        """[0, 1 MiB) with FE=1 as merged pieces of one lookup each (`_fixed` of every fixed
+        MSR): it depends on the 11 MSR values only, so a window below 1 MiB clips it."""
+        k = ("fixed-all", mtrr.fixed)
+        r = self._walks.get(k)
+        if r is None:
+            out: list[tuple[int, int, Lookup]] = []
+            for slot in range(len(FIXED_MSRS)):
+                for s, e, lk in self._fixed(slot, mtrr):
+                    if out and out[-1][2] is lk:
+                        out[-1] = (out[-1][0], e, lk)
+                    else:
+                        out.append((s, e, lk))
+            r = self._remember(k, out)
+        return r  # type: ignore[return-value]
+
     def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
         """[a, b) cut where KVM's lookup may change, each piece with its `kvm_lookup`.
 
@@ -233,19 +245,7 @@ class Cells:
         out: list[tuple[int, int, Lookup]] = []
         pos = a
         if mtrr.fixed_enabled and a < ONE_MIB:
-            for slot in range(FIXED_SLOT_OF[fixed_index(a)], len(FIXED_MSRS)):
-                if FIXED_MSRS[slot].start >= b:
-                    break
-                for s, e, lk in self._fixed(slot, mtrr):
-                    if e <= a:
-                        continue
-                    if s >= b:
-                        break
-                    s, e = max(s, a), min(e, b)
-                    if out and out[-1][2] is lk:
-                        out[-1] = (out[-1][0], e, lk)
-                    else:
-                        out.append((s, e, lk))
+            out = clip_sorted(self._fixed_all(mtrr), a, b)  # type: ignore[arg-type,assignment]
             pos = ONE_MIB
             if pos >= b:
                 return out
