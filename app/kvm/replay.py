@@ -609,7 +609,7 @@ class _EraReplay:
                     if region is None:
                         region = self.region(vid, sid, a, b)
                     content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
-                    zp = sum(e - s for s, e, _ in content) >> 12
+                    zp = sum([e - s for s, e, _ in content]) >> 12
                     if zp:
                         ept = self.ept
                         at = window(ept, pa, pb)
