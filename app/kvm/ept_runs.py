@@ -35,16 +35,14 @@ from typing import cast
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
     FIXED_MSRS,
-    FIXED_RANGES,
     ONE_MIB,
     PAGE,
     Lookup,
     MtrrState,
     VarMtrr,
-    fixed_index,
 )
 from .era import Era
-from .mtrr import kvm_lookup, kvm_var_order, var_mtrr_range
+from .mtrr import kvm_list_order, kvm_lookup, var_mtrr_range
 from .resolve import fault_for
 from .scenario import MMIO, VcpuState, VmConfig
 
@@ -54,8 +52,6 @@ Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 _INF = float("inf")
 START = itemgetter(0)
 END = itemgetter(1)
-FIXED_SLOT_OF = tuple(r.index >> 3 for r in FIXED_RANGES)
-"""The fixed MSR (index into FIXED_MSRS) of each of the 88 fixed sub-ranges."""
 MEMO_LIMIT = 4096
 """Entries a `Layouts` memo holds before it starts again (walk keys are few in practice)."""
 
@@ -155,10 +151,11 @@ def merge_runs(runs: Iterable[Run]) -> tuple[Run, ...]:
     return tuple(out)
 
 
-def splice(runs: list[Run], a: int, b: int, new: Sequence[Run]) -> None:
+def splice(runs: list[Run], a: int, b: int, new: Sequence[Run], at: tuple[int, int] | None = None) -> None:
     """Replace what a merged run list holds inside [a, b) by `new` (merged, inside [a, b)),
-    in place, keeping the list merged: O(log n + runs touched) plus one list move."""
-    i, j = window(runs, a, b)
+    in place, keeping the list merged: O(log n + runs touched) plus one list move. `at`:
+    `window(runs, a, b)` when the caller has it already."""
+    i, j = window(runs, a, b) if at is None else at
     rep: list[Run] = []
     if i > 0:
         rep.append(runs[i - 1])
@@ -189,7 +186,7 @@ class Cells:
         self._walks: dict[tuple, object] = {}
         # var_mtrr_range() by pair object: a write changes one pair and keeps the other
         # objects; each entry holds its pair, so the id stays that pair's
-        self._ranges: dict[int, tuple[VarMtrr, int, int, int]] = {}  # (pair, start, end, type)
+        self._ranges: dict[int, tuple[VarMtrr, int, int, int]] = {}  # (pair, raw base, start, end)
 
     def _remember(self, k: tuple, r: object) -> object:
         if len(self._walks) >= MEMO_LIMIT:
@@ -221,6 +218,22 @@ class Cells:
             r = self._remember(k, out)
         return r  # type: ignore[return-value]
 
+    def _fixed_all(self, mtrr: MtrrState) -> list[tuple[int, int, Lookup]]:
+        """[0, 1 MiB) with FE=1 as merged pieces of one lookup each (`_fixed` of every fixed
+        MSR): it depends on the 11 MSR values only, so a window below 1 MiB clips it."""
+        k = ("fixed-all", mtrr.fixed)
+        r = self._walks.get(k)
+        if r is None:
+            out: list[tuple[int, int, Lookup]] = []
+            for slot in range(len(FIXED_MSRS)):
+                for s, e, lk in self._fixed(slot, mtrr):
+                    if out and out[-1][2] is lk:
+                        out[-1] = (out[-1][0], e, lk)
+                    else:
+                        out.append((s, e, lk))
+            r = self._remember(k, out)
+        return r  # type: ignore[return-value]
+
     def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
         """[a, b) cut where KVM's lookup may change, each piece with its `kvm_lookup`.
 
@@ -232,47 +245,44 @@ class Cells:
         out: list[tuple[int, int, Lookup]] = []
         pos = a
         if mtrr.fixed_enabled and a < ONE_MIB:
-            for slot in range(FIXED_SLOT_OF[fixed_index(a)], len(FIXED_MSRS)):
-                if FIXED_MSRS[slot].start >= b:
-                    break
-                for s, e, lk in self._fixed(slot, mtrr):
-                    if e <= a:
-                        continue
-                    if s >= b:
-                        break
-                    s, e = max(s, a), min(e, b)
-                    if out and out[-1][2] is lk:
-                        out[-1] = (out[-1][0], e, lk)
-                    else:
-                        out.append((s, e, lk))
+            out = clip_sorted(self._fixed_all(mtrr), a, b)  # type: ignore[arg-type,assignment]
             pos = ONE_MIB
             if pos >= b:
                 return out
-        var = mtrr.variable
-        ranges = []
-        cuts = {pos, b}
+        # Only the pairs that overlap [pos, b) can change a page's walk inside it; they are
+        # put in KVM's list order (`kvm_list_order`) only when there are several.
         known = self._ranges
-        for n in kvm_var_order(mtrr):
-            p = var[n]
+        hits = []
+        for n, p in enumerate(mtrr.variable):
             r = known.get(id(p))
             if r is None or r[0] is not p:
                 if len(known) >= MEMO_LIMIT:
                     known.clear()
-                r = known[id(p)] = (p, *var_mtrr_range(p, self.maxphyaddr), p.base & 0xFF)
-            _, s, e, t = r
+                s, e = var_mtrr_range(p, self.maxphyaddr)
+                # an invalid pair, or one whose end wraps to or below its start, matches no
+                # page: it is kept as the empty range [s, s)
+                r = known[id(p)] = (p, p.base, s, e if p.valid and e > s else s)
+            _, base, s, e = r
             if s < b and e > pos:
-                ranges.append((s, e, t))
-            if pos < s < b:
-                cuts.add(s)
-            if e > s and pos < e < b:
-                cuts.add(e)
+                hits.append((base, n, s, e, base & 0xFF))
         dt = mtrr.def_type & 0xFF
         walks = cast("dict[tuple, Lookup]", self._walks)  # the var keys hold lookups
-        pts = sorted(cuts) if len(cuts) > 2 else (pos, b)
+        if not hits:
+            pts: Sequence[int] = (pos, b)
+        else:
+            if len(hits) > 1:
+                hits = kvm_list_order(hits)
+            cuts = {pos, b}
+            for _, _, s, e, _ in hits:
+                if s > pos:
+                    cuts.add(s)
+                if e < b:
+                    cuts.add(e)
+            pts = sorted(cuts) if len(cuts) > 2 else (pos, b)
         for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)
             top = page + PAGE
-            k = ("var", dt, tuple([t for rs, re_, t in ranges if rs < top and re_ > page]))
+            k = ("var", dt, tuple([t for _, _, rs, re_, t in hits if rs < top and re_ > page]))
             lk = walks.get(k) or self._walk(k, mtrr, s)  # (a Lookup is never falsy)
             if out and out[-1][2] is lk:
                 out[-1] = (out[-1][0], e, lk)
@@ -328,6 +338,16 @@ class Layouts:
                 self._keys.clear()
             r = self._keys[k] = key(*_mask(self.era, self.vm, vcpu, gpa, is_mmio, lk))
         return r
+
+    def table(self, cd: bool) -> tuple[int, ...]:
+        """The run key of every (is_mmio, guest MTRR type) pair for CR0.CD=`cd`: all that
+        `keyed` reads of a state besides its cells (`_key`'s memo key). Two eras whose
+        tables are equal turn the same cells into the same runs, so a replay computes a
+        window's runs once for all of them."""
+        types: tuple[MemType | None, ...] = tuple(MemType) if self.reads else (None,)
+        vcpu = VcpuState(cr0_cd=cd)
+        return (self.reads, *(self._key(vcpu, mm, None if t is None else Lookup(t, "", ""), 0)
+                              for mm in (False, True) for t in types))
 
     def keyed(self, vcpu: VcpuState, cells: Sequence[tuple[int, int, bool, Lookup | None]]) -> list[Run]:
         """`cells` (of `vcpu`'s MTRRs when the era reads them) as merged runs."""

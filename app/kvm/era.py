@@ -138,6 +138,7 @@ class ZapInput:
     vcpu_after: VcpuState
     event: Event
     _range: tuple[Range | None, str] | None = field(default=None, init=False, compare=False, repr=False)
+    _bare: tuple[Range | None, str] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def everything(self) -> Range:
@@ -153,6 +154,18 @@ class ZapInput:
             assert isinstance(ev, MtrrWrite)
             r = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr, self.everything)
             object.__setattr__(self, "_range", r)  # a cache: the input itself stays as it was
+        return r
+
+    def range_written(self, why: bool) -> tuple[Range | None, str]:
+        """`written_range`, or with `why` False the range alone (reason ""), computed once."""
+        if why or self._range is not None:
+            return self.written_range
+        r = self._bare
+        if r is None:
+            ev = self.event
+            assert isinstance(ev, MtrrWrite)
+            r = update_mtrr_range(ev.msr, self.vcpu_after.mtrr, self.vm.maxphyaddr, self.everything, why=False)
+            object.__setattr__(self, "_bare", r)
         return r
 
     @property
@@ -176,6 +189,9 @@ class ZapDecision:
 class ZapTrail:
     """Collects the zap checks an era makes, in the kernel's order, for the audit trail."""
 
+    audit = True
+    """Whether the checks are kept (and their reasons worth writing): False for `CallTrail`."""
+
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.calls: list[Range] = []
@@ -195,6 +211,8 @@ class CallTrail(ZapTrail):
     """A `ZapTrail` that keeps the calls and drops the checks: the same zap rules run
     (`decide` is the one implementation), only no `Step` is built. The replay engine
     needs the calls alone, for every event of every era (issue 9 §4)."""
+
+    audit = False
 
     def check(self, id: str, function: str, condition: str, held: bool,  # noqa: ARG002 (ZapTrail's signature)
               result: str = "", commit: str = "") -> bool:  # noqa: ARG002
@@ -225,20 +243,20 @@ class Gate(Enum):
     """kvm_check_has_quirk(kvm, KVM_X86_QUIRK_IGNORE_GUEST_PAT) (6.16)."""
 
     def holds(self, vm: VmConfig) -> bool:
-        match self:
-            case Gate.ALWAYS:
-                return True
-            case Gate.NEVER:
-                return False
-            case Gate.NONCOHERENT_DMA:
-                return vm.noncoherent_dma
-            case Gate.NONCOHERENT_DMA_QUIRK_CD_OFF:
-                return vm.noncoherent_dma and not vm.quirk_cd_nw_cleared
-            case Gate.NO_SELF_SNOOP:
-                return not vm.self_snoop
-            case Gate.QUIRK_IGNORE_GUEST_PAT:
-                return vm.quirk_ignore_guest_pat
-        raise AssertionError(self)
+        return _GATE_TESTS[self._value_](vm)
+
+
+_GATE_TESTS: dict[str, Callable[[VmConfig], bool]] = {
+    Gate.ALWAYS.value: lambda _: True,
+    Gate.NEVER.value: lambda _: False,
+    Gate.NONCOHERENT_DMA.value: lambda vm: vm.noncoherent_dma,
+    Gate.NONCOHERENT_DMA_QUIRK_CD_OFF.value: lambda vm: vm.noncoherent_dma and not vm.quirk_cd_nw_cleared,
+    Gate.NO_SELF_SNOOP.value: lambda vm: not vm.self_snoop,
+    Gate.QUIRK_IGNORE_GUEST_PAT.value: lambda vm: vm.quirk_ignore_guest_pat,
+}
+"""What each `Gate` tests, by its value (looked up by value: a `match` over the members
+costs a comparison per case, and the replay asks for every new transition)."""
+assert set(_GATE_TESTS) == {g.value for g in Gate}, "every Gate has its test"
 
 
 class Zaps(Enum):
@@ -279,6 +297,9 @@ PAT_NO_ZAP = EventZap(Zaps.NOTHING, "pat", "kvm_set_msr_common", "guest PAT live
 """No era zaps on a guest PAT write: PAT is not in EPT; the CPU reads it from the VMCS."""
 
 
+_EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+
+
 @dataclass(frozen=True, slots=True)
 class ZapPolicy:
     """An era's zaps, one `EventZap` per event kind (the API's four)."""
@@ -297,7 +318,7 @@ class ZapPolicy:
 
     def for_event(self, ev: Event) -> EventZap:
         """The `EventZap` of the event's kind: the fields are named by `Event.kind`."""
-        if type(ev) not in EVENT_TYPES.values():
+        if type(ev) not in _EVENT_CLASSES:
             raise AssertionError(ev)
         return getattr(self, ev.kind)
 
@@ -314,7 +335,7 @@ def _mtrr_write(p: EventZap, z: ZapInput, t: ZapTrail, msr: int) -> None:
     if t.check("disabled", p.function, "MTRRs disabled (E=0) and msr != MTRRdefType",
                not after.enabled and msr != MSR_MTRR_DEF_TYPE, "return: no zap"):
         return
-    r, why = z.written_range
+    r, why = z.range_written(t.audit)
     t.check("range", "update_mtrr", "compute the zap range", True, why)
     if r is not None:
         t.zap(r)

@@ -80,8 +80,14 @@ def kvm_var_order(state: MtrrState) -> list[int]:
     set_var_mtrr_msr() inserts a range before the first listed one whose raw base is not
     larger; with pairs written in index order, equal bases end up higher index first.
     """
-    order = sorted([(p.base, n) for n, p in enumerate(state.variable) if p.valid], reverse=True)
-    return [n for _, n in order]
+    return [n for _, n in kvm_list_order([(p.base, n) for n, p in enumerate(state.variable) if p.valid])]
+
+
+def kvm_list_order(entries: list[tuple]) -> list[tuple]:
+    """Entries (raw PHYSBASE, pair index, ...) of valid pairs sorted as `kvm_var_order`
+    lists them: descending base, then descending index (indices are distinct, so what
+    follows them is never compared)."""
+    return sorted(entries, reverse=True)
 
 
 def kvm_disabled_type(guest_has_mtrr: bool) -> MemType:
@@ -248,32 +254,34 @@ def breakpoints(state: MtrrState, start: int, end: int, maxphyaddr: int) -> list
 # -- what a write zaps -------------------------------------------------------------------
 
 
-def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: Range) -> tuple[Range | None, str]:
+def update_mtrr_range(msr: int, after: MtrrState, maxphyaddr: int, everything: Range,
+                      why: bool = True) -> tuple[Range | None, str]:
     """The range update_mtrr() zaps for a write to `msr` (state read after the store).
 
     MTRRdefType: everything. A fixed MSR: its own window (fixed_msr_to_range()), or nothing
     when FE=0. A variable base or mask: var_mtrr_range() of the pair's *new* value (valid or
-    not); the old range is never zapped. Returns (range or None, why). A non-MTRR `msr` is
-    refused at "msr".
+    not); the old range is never zapped. Returns (range or None, why); with `why` False the
+    reason is "" (the replay keeps the range alone and saves formatting it). A non-MTRR
+    `msr` is refused at "msr".
     """
     if msr == MSR_MTRR_DEF_TYPE:
-        return everything, "MTRRdefType: zap everything"
+        return everything, "MTRRdefType: zap everything" if why else ""
     if msr in FIXED_MSR_SLOT:
         f = FIXED_MSRS[FIXED_MSR_SLOT[msr]]
         if not after.fixed_enabled:
-            return None, "fixed MSR written while FE=0: nothing"
-        return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})"
+            return None, "fixed MSR written while FE=0: nothing" if why else ""
+        return (f.start, f.end), f"fixed MSR: its own window [{f.start:#x}, {f.end:#x})" if why else ""
     v = var_msr_index(msr)
     if v is None:
         raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", "update_mtrr() handles MTRR MSRs only")
     s, e = var_mtrr_range(after.pair(v[0]), maxphyaddr)
     if e <= s:
-        return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped"
-    return (s, e), f"variable pair {v[0]}: the new range [{s:#x}, {e:#x}) only"
+        return (s, s), f"variable pair {v[0]}: mask never written, end wraps below start: nothing zapped" if why else ""
+    return (s, e), f"variable pair {v[0]}: the new range [{s:#x}, {e:#x}) only" if why else ""
 
 
 __all__ = [
     "Walk", "breakpoints", "kvm_breakpoints", "kvm_disabled_type", "kvm_lookup", "kvm_range_consistent",
-    "kvm_segments", "kvm_var_order", "largest_page", "lookup_difference", "segments", "update_mtrr_range",
-    "var_mtrr_range", "walk",
+    "kvm_list_order", "kvm_segments", "kvm_var_order", "largest_page", "lookup_difference", "segments",
+    "update_mtrr_range", "var_mtrr_range", "walk",
 ]

@@ -58,6 +58,12 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * A new transition's decisions are worked out once per zap rule, not once per era
   (`_rule_of`: what `era.decide` reads without an audit); v4.2 and v6.7 share their
   `update_mtrr()` rule, so an MTRR write is decided twice for the six eras, not three times.
+* A window's runs are shared by the eras whose run-key tables agree (`Layouts.table`: the
+  key of every (is_mmio, guest MTRR type) for the state's CR0.CD), so v4.2, v6.7 and
+  series-v3 with CR0.CD=0 compute a zap window's runs once (`_Walk.region`).
+* Eras that start with equal EPTs share one until a transition parts them (a different
+  decision, or a different run-key table for the refaulting state: `_parting`); only the
+  first of them zaps, and one that parts takes over a copy of the EPT and counters.
 * The replay changes no process state (the cyclic collector runs as usual: a server's
   worker threads share it).
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
@@ -67,7 +73,9 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   previous, straightforward engine on random traces, also with every bound squeezed to 1.
 
 `replay(era, trace)` is `replay_all` over one era; replaying several eras of one trace with
-`replay_all` shares the walk (the vCPU states and the MTRR cells of each zap window).
+`replay_all` shares the walk (the vCPU states, the MTRR cells and runs of each zap window,
+and EPTs while eras agree). bench/replay_hashes.py hashes full answers (API and core) over a
+broad set of traces, so a speed change can be checked to change none.
 """
 
 from __future__ import annotations
@@ -304,8 +312,9 @@ TABLE_LIMIT = 1 << 14
 """Distinct vCPU states (and so transitions) the replay remembers before it starts again."""
 LAYOUT_CACHE = 64
 """Whole layouts (one per VM config and fingerprint) an era keeps, least recently used out."""
-REGION_CACHE = 256
-"""Layout windows (fingerprint, zap range) an era keeps, least recently used out."""
+REGION_CACHE = 1024
+"""Layout windows (run-key table, MTRR state, zap range) the eras of one replay share,
+least recently used out."""
 WINDOW_CACHE = 64
 """MTRR cell windows (MTRR state, range) the eras of one replay share, least recently used out."""
 
@@ -355,6 +364,7 @@ class _Walk:
         self.vms: list[VmConfig] = [trace.vm]
         self.vm_ids: dict[VmConfig, int] = {trace.vm: 0}
         self.cell_maker = Cells(trace.vm)
+        self.tables: dict[tuple, int] = {}  # run-key tables (ept_runs.Layouts.table) -> id
         self.generation = -1
         self.reset([trace.initial] * trace.vcpus)
 
@@ -374,6 +384,7 @@ class _Walk:
         # others (CD), its MTRRs' id and its PAT's id
         self.fps: list[tuple[int, int, int, int]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
+        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
@@ -438,21 +449,39 @@ class _Walk:
             windows.move_to_end(k)
         return r
 
+    def region(self, table: int, sid: int, reads: bool, a: int, b: int, lay: Layouts) -> list[Run]:
+        """The runs state `sid` faults inside [a, b) under run-key table `table` (an id of a
+        `Layouts.table`), with its MTRRs' cells if `reads` else the memslots': shared by
+        every era with that table (LRU cached); `lay` (one of those eras') makes them."""
+        k = (table, self.fps[sid][2] if reads else -1, a, b)
+        regions = self.regions
+        r = regions.get(k)
+        if r is None:
+            r = regions[k] = lay.keyed(self.states[sid], self.cells(sid if reads else None, a, b))
+            if len(regions) > REGION_CACHE:
+                regions.popitem(last=False)
+        else:
+            regions.move_to_end(k)
+        return r
+
     def step(self, i: int, te: TraceEvent, vid: int) -> int:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
         k = (vid, sid, ev)
-        tid = self.trans.get(k)
-        if tid is None:
+        tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
+        if tid == len(self.edges):  # a new transition
             if len(self.states) >= TABLE_LIMIT:
+                del self.trans[k]
                 self.reset([self.states[s] for s in self.cur])
                 sid = self.cur[v]
                 k = (vid, sid, ev)
+                tid = self.trans[k] = 0
             vm, before = self.vms[vid], self.states[sid]
             try:
                 vm_after, after = apply_event(vm, before, ev)
             except MemTypeError as err:
+                del self.trans[k]
                 raise _event_error(i, te, err) from None
             if vm_after is vm:
                 vid_after = vid
@@ -462,7 +491,6 @@ class _Walk:
                     known = self.vm_ids[vm_after] = len(self.vms)
                     self.vms.append(vm_after)
                 vid_after = known
-            tid = self.trans[k] = len(self.edges)
             self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
         self.cur[v] = self.edges[tid][3]
         return tid
@@ -492,19 +520,31 @@ class _EraReplay:
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
-        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
+        self.tables: dict[tuple[int, bool], int] = {}  # (VM config, CR0.CD) -> walk table id
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
         self.by_source = dict.fromkeys(SOURCES, 0)
-        self.records: list[ZapCallRecord] = []
+        self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
         self.last: dict[Range, Sequence[Run]] = {}
+
+    _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
+              "records", "truncated", "last")
+    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over."""
+
+    def adopt(self, other: _EraReplay, copy: bool = True) -> None:
+        """Take over `other`'s EPT and counters (copies of what a zap changes in place
+        unless `copy` is False: at the end, when nothing changes any more)."""
+        for name in self._STATE:
+            v = getattr(other, name)
+            if copy and type(v) in (list, dict):
+                v = v.copy()  # (the runs inside are never changed in place)
+            setattr(self, name, v)
 
     def restart(self) -> None:
         """The walk started its tables again: state ids, so fingerprints, changed meaning."""
         self.layouts.clear()
-        self.regions.clear()
 
     def _lay(self, vid: int) -> Layouts:
         lay = self.lays.get(vid)
@@ -523,26 +563,27 @@ class _EraReplay:
         return _lru_get(self.layouts, (vid, self._fp(sid)),  # type: ignore[return-value]
                         lambda: tuple(self._runs(vid, sid, self.lo, self.hi)), LAYOUT_CACHE)
 
+    def _table(self, vid: int, cd: bool) -> int:
+        """The walk's id of this era's run-key table (`Layouts.table`) on VM config `vid`
+        with CR0.CD=`cd`: eras with equal tables share their windows' runs."""
+        t = self.tables.get((vid, cd))
+        if t is None:
+            tables = self.walk.tables
+            t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
+        return t
+
     def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
-        else computed for the window alone (cost: what the window holds)."""
+        else computed for the window alone (cost: what the window holds) or taken from
+        another era with the same run-key table (`_Walk.region`)."""
         m = self.mapped
         if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
             return []  # no memslot inside [a, b): no leaves, whatever the state
-        fp = self._fp(sid)
-        whole = self.layouts.get((vid, fp))
+        whole = self.layouts.get((vid, self._fp(sid)))
         if whole is not None:
             return clip_sorted(whole, a, b)
-        k = (vid, fp, a, b)
-        regions = self.regions
-        r = regions.get(k)
-        if r is None:
-            r = regions[k] = self._runs(vid, sid, a, b)
-            if len(regions) > REGION_CACHE:
-                regions.popitem(last=False)
-        else:
-            regions.move_to_end(k)
-        return r
+        walk = self.walk
+        return walk.region(self._table(vid, walk.states[sid].cr0_cd), sid, self.reads, a, b, self._lay(vid))
 
     def _slot_pieces(self, a: int, b: int) -> list[Range]:
         m = self.mapped
@@ -559,7 +600,7 @@ class _EraReplay:
             if b <= a:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
+                    records.append((i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
@@ -576,15 +617,15 @@ class _EraReplay:
                     if region is None:
                         region = self.region(vid, sid, a, b)
                     content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
-                    zp = sum(e - s for s, e, _ in content) >> 12
+                    zp = sum([e - s for s, e, _ in content]) >> 12
                     if zp:
                         ept = self.ept
-                        x, y = window(ept, pa, pb)
-                        same = agree(ept[x:y], content) >> 12  # pieces() only walks where both are
+                        at = window(ept, pa, pb)
+                        same = agree(ept[at[0]:at[1]], content) >> 12  # pieces() only walks where both are
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, content)
+                            splice(ept, pa, pb, content, at)
                     else:
                         same = 0
                 # Duplicate: this range was zapped before and nothing in it has changed since
@@ -603,7 +644,7 @@ class _EraReplay:
                 self.calls_cd += cd
                 self.dups += dup
                 if len(records) < MAX_CALL_RECORDS:
-                    records.append(ZapCallRecord(i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
+                    records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
                     self.truncated = True
 
@@ -626,7 +667,7 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple(self.records),
+            stale_ranges=tuple(stale_ranges), calls=tuple([ZapCallRecord(*r) for r in self.records]),
             calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
 
@@ -662,14 +703,50 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
     return tuple(row) if any(d is not None for d in row) else None
 
 
+def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
+    """For every era, the first era (index) whose EPT it starts with: itself, or an
+    earlier one with an equal initial EPT that it follows (see `_replay_eras`)."""
+    lead: list[int] = []
+    for k, r in enumerate(runs):
+        lead.append(next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k))
+    return lead
+
+
+def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: tuple) -> tuple[int, ...]:
+    """The eras that a transition's decisions (`row`) part from the era they follow: a
+    different decision, or the same calls refaulted with a different run-key table
+    (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
+    nothing else of its era)."""
+    out = []
+    for k, r in enumerate(runs):
+        j = lead[k]
+        if j == k:
+            continue
+        d = row[k]
+        if d != row[j]:
+            out.append(k)
+        elif d is not None:
+            cd = walk.states[d[3]].cr0_cd
+            if r._table(d[2], cd) != runs[j]._table(d[2], cd):
+                out.append(k)
+    return tuple(out)
+
+
 def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     """Replay `trace` against several eras in one pass over the events: the vCPU states are
     worked out once (`_Walk`), every transition's decisions once (`_decide`), and every era
-    applies its own decisions to its own EPT."""
+    applies its own decisions to its own EPT.
+
+    Eras that start with equal EPTs share one until a transition parts them (`_parting`):
+    while every decision and run-key table agrees, their zaps are the same work on the same
+    EPT, so only the first of them does it; an era that parts takes over a copy of the EPT
+    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)"""
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
-    rows: list[tuple | None] = []  # per transition id: every era's decision
+    lead = _leaders(runs)  # whom each era follows at the start
+    cur = list(lead)       # ... and now (itself once parted)
+    rows: list[tuple | None] = []  # per transition: every era's decision, and who parts
     gen = walk.generation
     vid = 0
     for i, te in enumerate(trace.events):
@@ -680,13 +757,22 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
             for r in runs:
                 r.restart()
         if tid == len(rows):
-            rows.append(_decide(runs, walk, i, te, tid))
-        row = rows[tid]
-        if row is not None:
-            for r, d in zip(runs, row, strict=True):
-                if d is not None:
-                    r.zap(i, te, d)
+            row = _decide(runs, walk, i, te, tid)
+            rows.append(None if row is None else (row, _parting(runs, lead, walk, row)))
+        entry = rows[tid]
+        if entry is not None:
+            row, parting = entry
+            for k in parting:
+                if cur[k] != k:
+                    runs[k].adopt(runs[cur[k]])
+                    cur[k] = k
+            for k, d in enumerate(row):
+                if d is not None and cur[k] == k:
+                    runs[k].zap(i, te, d)
         vid = walk.edges[tid][2]
+    for k, j in enumerate(cur):
+        if j != k:
+            runs[k].adopt(runs[j], copy=False)
     return [r.result(vid) for r in runs]
 
 

@@ -5,7 +5,7 @@ Plain frozen dataclasses; the API layer converts JSON into these and nothing els
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeAlias
 
 from ..x86.guest import check_cr0
@@ -318,9 +318,18 @@ EVENT_TYPES: dict[str, type[Cr0Write] | type[MtrrWrite] | type[NoncoherentDma] |
 EVENT_KINDS = tuple(EVENT_TYPES)
 
 
+_VCPU_FIELDS = ("cr0_cd", "cr0_nw", "cr0_pg", "pat", "mtrr")
+assert tuple(f.name for f in fields(VcpuState)) == _VCPU_FIELDS, "apply_event builds every VcpuState field"
+
+
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
     """The state after the event; an event the guest cannot perform raises MemTypeError
-    located relative to the event ("value", "msr", ...): the caller names the event."""
+    located relative to the event ("value", "msr", ...): the caller names the event.
+
+    The state after is built field by field (`_VCPU_FIELDS`), not by `dataclasses.replace`,
+    which costs several times more and a replay makes one per new transition (issue 9 §4);
+    what the event does not change is the same object as before (the replay's interning
+    relies on that)."""
     match ev:  # (MTRR writes first: most events of a boot or a trace are)
         case MtrrWrite(msr=msr, value=value):
             if msr is None or not (is_mtrr_msr(msr) or msr == MSR_MTRRCAP):
@@ -331,15 +340,16 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
                     "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
                 )
             mtrr = vcpu.mtrr.write_msr(msr, int(value), vm.maxphyaddr, "value")
-            return vm, replace(vcpu, mtrr=mtrr)
+            return vm, VcpuState(cr0_cd=vcpu.cr0_cd, cr0_nw=vcpu.cr0_nw, cr0_pg=vcpu.cr0_pg, pat=vcpu.pat, mtrr=mtrr)
         case Cr0Write(value=cd, cr0_nw=nw_given):
             nw = vcpu.cr0_nw if nw_given is None else nw_given
             check_cr0(bool(cd), nw, ())
-            return vm, replace(vcpu, cr0_cd=bool(cd), cr0_nw=nw)
+            return vm, VcpuState(cr0_cd=bool(cd), cr0_nw=nw, cr0_pg=vcpu.cr0_pg, pat=vcpu.pat, mtrr=vcpu.mtrr)
         case NoncoherentDma(value=on):
             return replace(vm, noncoherent_dma=bool(on)), vcpu
         case PatWrite(value=value):
-            return vm, replace(vcpu, pat=Pat.from_msr(int(value), "value"))
+            pat = Pat.from_msr(int(value), "value")
+            return vm, VcpuState(cr0_cd=vcpu.cr0_cd, cr0_nw=vcpu.cr0_nw, cr0_pg=vcpu.cr0_pg, pat=pat, mtrr=vcpu.mtrr)
     raise MemTypeError("kind", f"unknown event kind {getattr(ev, 'kind', ev)!r}",
                        f"one of {', '.join(EVENT_KINDS)}")
 
