@@ -447,6 +447,7 @@ class AmdHostIn(Strict):
     host MTRR WB for RAM, UC for MMIO) and are left out of echoed bodies."""
 
     host_pat: PatValue = Field(HOST_PAT_DEFAULT, exclude_if=lambda v: v == HOST_PAT_DEFAULT,
+                               json_schema_extra={"default": f"{HOST_PAT_DEFAULT:#018x}"},
                                description="the host's IA32_PAT MSR (default: Linux's)")
     host_mtrr: HostMtrrType | None = Field(None, exclude_if=lambda v: v is None,
                                            description="host MTRR type of the host frames, for the access (resolve) "
