@@ -651,10 +651,16 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             vcpu = to_vcpu(sc.vcpu)
             access = Access(gpa=sc.gpa, mmio=sc.mmio, host_page=to_host_page(sc.host_page), private=sc.private)
         pattern, xen = split_xen_dims(req.pattern)
-        if is_xen(sc.kernel) and isinstance(mmio := pattern.pop("is_mmio", ANY), bool):
+        if is_xen(sc.kernel) and (mmio := bool_dim(pattern, "is_mmio")) is not None:
+            del pattern["is_mmio"]
             xen["p2m_type"] = XEN_MMIO[mmio]  # Xen's is_mmio is the p2m type (its mmio is fixed)
         with core_errors():
             vm, vcpu, access = apply_pattern(pattern, vm, vcpu, access)
+        if access.mmio and access.private and pattern.get("is_mmio") is True:
+            # a group of host-MMIO states holds shared GPAs only (a TD's MMIO is never private:
+            # app.system_diff's kvm-tdx mapping, scenario.check_private): the state moved
+            # into the group is the shared one
+            access = replace(access, private=False)
         body = scenario_json(sc.kernel, vm, vcpu, access)
         if xen:
             if is_xen(sc.kernel):
@@ -666,8 +672,11 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                                      for d, f in XEN_DIMS.items() if f in xen]
         elif sc.xen is not None:
             body["xen"] = sc.xen.model_dump(exclude_defaults=True)
-        if sc.amd is not None and (amd := amd_json(svm_host(sc.amd))):  # AMD's host side stays
-            body["amd"] = amd
+        if sc.amd is not None:  # AMD's host side stays (its refusals at scenario.amd)
+            with core_errors(), located("scenario"):
+                amd = amd_json(svm_host(sc.amd))
+            if amd:
+                body["amd"] = amd
         return JSONResponse(body)
 
     systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
@@ -743,14 +752,21 @@ def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str
     rest = {k: v for k, v in pattern.items() if k not in XEN_DIMS}
     xen: dict[str, bool | str] = {}
     for d, f in XEN_DIMS.items():
-        v = pattern.get(d, ANY)
-        if v == ANY:
-            continue
-        if not isinstance(v, bool):
-            raise RuleViolation(MemTypeError(("pattern", d), f"{v!r} is no value of this dimension",
-                                             "true, false or '*'"), ["body", "pattern", d])
-        xen[f] = v
+        if (v := bool_dim(pattern, d)) is not None:
+            xen[f] = v
     return rest, xen
+
+
+def bool_dim(pattern: dict[str, bool | str], d: str) -> bool | None:
+    """A yes/no dimension of a diff group's pattern: its value, or None for '*' (absent);
+    anything else refused at pattern.<d> (never dropped)."""
+    v = pattern.get(d, ANY)
+    if v == ANY:
+        return None
+    if not isinstance(v, bool):
+        raise RuleViolation(MemTypeError(("pattern", d), f"{v!r} is no value of this dimension",
+                                         "true, false or '*'"), ["body", "pattern", d])
+    return v
 
 
 def _page_scenario(state: LinkState) -> dict:

@@ -144,3 +144,28 @@ def test_diff_state_keeps_the_amd_host_side():
                                    "pattern": {"cr0_cd": True}})
     assert sc["amd"] == {"host_pat": "0x0000000000000001", "host_mtrr": "UC"}
     assert sc["vm"]["vendor"] == "amd" and sc["vcpu"]["cr0_cd"] is True
+
+
+@pytest.mark.parametrize("kernel", ["xen", "xen-4.19", "v6.7"])
+@pytest.mark.parametrize("bad", ["bogus", "MMIO"])
+def test_a_bad_is_mmio_value_is_refused_for_every_kernel(kernel, bad):
+    # with a Xen kernel is_mmio becomes the p2m type; a value that is not a dimension value is
+    # refused there too, never dropped
+    out = post("/page/diff-state", {"scenario": {"kernel": kernel, "gpa": "0x1000"}, "pattern": {"is_mmio": bad}}, 422)
+    assert out["errors"][0]["loc"] == ["body", "pattern", "is_mmio"]
+    assert "true, false or '*'" in out["detail"] or "False, True or '*'" in out["detail"]
+
+
+def test_an_mmio_group_opened_from_a_private_gpa_gives_the_shared_gpa():
+    # a TD's host MMIO is shared only (resolve refuses private + mmio): the group's state is shared
+    td = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False}, "gpa": "0x1000", "private": True}
+    out = post("/page/diff-state", {"scenario": td, "pattern": {"is_mmio": True}})
+    assert (out["mmio"], out["private"]) == (True, False)
+    ram = post("/page/diff-state", {"scenario": td, "pattern": {"is_mmio": False}})
+    assert (ram["mmio"], ram["private"]) == (False, True)  # a RAM group keeps the private GPA
+
+
+def test_a_bad_amd_host_side_is_refused_where_the_request_has_it():
+    sc = {"kernel": "6.8", "vm": {"vendor": "amd"}, "amd": {"host_pat": "0x2"}, "gpa": "0x1000"}
+    out = post("/page/diff-state", {"scenario": sc, "pattern": {}}, 422)
+    assert out["errors"][0]["loc"] == ["body", "scenario", "amd", "host_pat"]
