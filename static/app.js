@@ -208,6 +208,20 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   renumberVars();
   return row;
 }
+function resetVarRow(row, baseText, maskText) {
+  // a row as addVarRow builds it for these raw values: the views empty until the server's
+  // reading of the pair is drawn (drawVarRow), no refusal, no marks
+  delete row.dataset.refused;
+  $(".v-base", row).value = baseText;
+  $(".v-mask", row).value = maskText;
+  for (const sel of [".v-start", ".v-size"]) $(sel, row).value = "";
+  const type = $(".v-type", row);
+  type.selectedIndex = 0;
+  $(".v-valid", row).checked = false;
+  setText($(".v-note", row), "");
+  setText($(".v-err", row), "");
+  for (const sel of [".v-start", ".v-size", ".v-base", ".v-mask"]) $(sel, row).removeAttribute("aria-invalid");
+}
 function renumberVars() {
   regsGen++;
   $$("#var-rows .var-row").forEach((row, n) => {
@@ -371,11 +385,16 @@ function setMtrr(m) {
     const v = parseHex(String(f));
     $(`#fixed${slot}`).value = v == null ? String(f) : hex(v, 16);
   });
-  $("#var-rows").replaceChildren();
-  (m.variable || []).forEach((p) => {
+  // the range rows already there are written again in place (a preset switch patches the
+  // editor instead of rebuilding it: resetVarRow), the missing ones added, the rest removed
+  const rows = $$("#var-rows .var-row");
+  (m.variable || []).forEach((p, n) => {
     const b = parseHex(String(p.base)); const k = parseHex(String(p.mask));
-    addVarRow(b ?? 0n, k ?? 0n, b == null ? String(p.base) : null, k == null ? String(p.mask) : null);
+    const baseText = b == null ? String(p.base) : hex(b), maskText = k == null ? String(p.mask) : hex(k);
+    if (rows[n]) resetVarRow(rows[n], baseText, maskText);
+    else addVarRow(b ?? 0n, k ?? 0n, b == null ? String(p.base) : null, k == null ? String(p.mask) : null);
   });
+  rows.slice((m.variable || []).length).forEach((row) => row.remove());
   renumberVars();
 }
 function readMtrr() {
