@@ -15,6 +15,9 @@ details included. The parts run concurrently and are answered in order:
     {"parts": [{"name": "resolve", "body": {...}}, ...]}
  -> {"parts": [{"status": 200, "body": {...}}, {"status": 422, "body": {problem}}, ...]}
 
+A batch the page asks ahead (header X-Memtype-Prefetch: 1) yields to the others: its parts
+run one at a time, each once no batch a person asked is in flight (build_router).
+
 Limits: at most MAX_BATCH_PARTS parts (422 at `parts` beyond, before any part runs), names
 outside BATCH_PATHS are refused (422 at `parts[i].name`), and the request as a whole is
 under the body cap of every other path (MEMTYPE_MAX_BODY_BYTES).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Literal
 
 import anyio
@@ -112,21 +116,51 @@ async def _serve(request: Request, path: str, body: bytes) -> tuple[int, bytes]:
     return status, content
 
 
+PREFETCH_HEADER = "x-memtype-prefetch"
+"""The request header that marks a batch the page asks ahead (static/app.js prefetchNeighbours)."""
+PREFETCH_POLL_S = 0.002
+"""How often a prefetch part waiting behind a user's batch looks again (seconds)."""
+
+
 def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    # batches a person's input asked, in flight: a prefetch part waits until there are none,
+    # so the page's prefetch never takes the server from a click (issue 13 "Speed", max)
+    user_inflight = [0]
 
     @router.post(BATCH_PATH)
     async def batch(req: BatchIn, request: Request) -> Response:
-        """Every part answered by its endpoint (module docstring), in order."""
+        """Every part answered by its endpoint (module docstring), in order; the time spent
+        answering is in a Server-Timing header (`batch;dur=<ms>`: bench/run.py's page
+        section reads it from the browser's Resource Timing). A prefetch batch (header
+        X-Memtype-Prefetch) runs its parts one after another, each only while no other
+        batch is in flight, and stops when the page has gone (it aborts a prefetch it no
+        longer needs): what it answers is the same, only later."""
+        t0 = time.perf_counter()
         out: list[tuple[int, bytes] | None] = [None] * len(req.parts)
+        prefetch = request.headers.get(PREFETCH_HEADER) == "1"
 
         async def one(i: int, part: BatchPart) -> None:
             out[i] = await _serve(request, BATCH_PATHS[part.name], json.dumps(part.body).encode())
 
-        async with anyio.create_task_group() as tg:
+        if prefetch:
             for i, part in enumerate(req.parts):
-                tg.start_soon(one, i, part)
+                while user_inflight[0]:
+                    await anyio.sleep(PREFETCH_POLL_S)
+                if await request.is_disconnected():
+                    return Response(status_code=204)  # nobody is waiting for this answer
+                await one(i, part)
+        else:
+            user_inflight[0] += 1
+            try:
+                async with anyio.create_task_group() as tg:
+                    for i, part in enumerate(req.parts):
+                        tg.start_soon(one, i, part)
+            finally:
+                user_inflight[0] -= 1
         body = b",".join(b'{"status":%d,"body":%s}' % r for r in out if r is not None)
-        return Response(b'{"parts":[' + body + b"]}", media_type="application/json")
+        took = (time.perf_counter() - t0) * 1000
+        return Response(b'{"parts":[' + body + b"]}", media_type="application/json",
+                        headers={"Server-Timing": f"batch;dur={took:.1f}"})
 
     return router

@@ -274,15 +274,16 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 @contextlib.contextmanager
-def _server():
-    """uvicorn (one worker) in a subprocess on a free loopback port, quiet; yields the port."""
+def _server(root: Path = ROOT):
+    """uvicorn (one worker) in a subprocess on a free loopback port, quiet; yields the port.
+    `root`: the source tree it serves (bench_page --page-against: another checkout)."""
     import httpx
 
     port = _free_port()
     # no per-request access log lines; app.serve: the settings the container runs with
     env = {**os.environ, "MEMTYPE_LOG_LEVEL": "warning", "MEMTYPE_HOST": "127.0.0.1", "MEMTYPE_PORT": str(port),
-           "MEMTYPE_WORKERS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=ROOT, env=env)
+           "MEMTYPE_WORKERS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=root, env=env)
     try:
         for _ in range(100):
             try:
@@ -346,10 +347,13 @@ def bench_healthz_under_replays(replays: int = 2) -> None:
 # posted from every requestAnimationFrame runs after that frame's style, layout and paint).
 # "Redrawn" is the first rendered frame after the redraw's last DOM write, so the figure
 # counts the requests, the script, and the style, layout and paint of the new frame, the
-# same way whatever the page's own instrumentation says.
+# same way whatever the page's own instrumentation says. The phases come from the same
+# marks and the browser's Resource Timing of the requests the redraw waited on (those
+# answered between the input and the last DOM write, a prefetch in flight included).
 _PAGE_PROBE = """
 (() => {
   const P = window.__bench = { t0: null, lastMutation: 0, frames: [] };
+  performance.setResourceTimingBufferSize(100000);
   for (const type of ["click", "change", "keydown"]) {
     window.addEventListener(type, (e) => { if (P.t0 === null) P.t0 = e.timeStamp; }, true);
   }
@@ -364,6 +368,19 @@ _PAGE_PROBE = """
   requestAnimationFrame(loop);
 })();
 """
+_PAGE_RESULT = """() => { const P = window.__bench;
+  const end = P.frames.find((t) => t > P.lastMutation) ?? performance.now();
+  const waited = performance.getEntriesByType("resource").filter((e) => /\\/(page|api)\\//.test(e.name)
+    && e.responseEnd > P.t0 && e.responseEnd <= P.lastMutation);
+  const start = waited.length ? Math.max(P.t0, Math.min(...waited.map((e) => e.startTime))) : null;
+  const answered = waited.length ? Math.max(...waited.map((e) => e.responseEnd)) : null;
+  const server = waited.reduce((n, e) => n + (e.serverTiming || []).reduce((m, t) => m + t.duration, 0), 0);
+  return { total: end - P.t0, sent: start == null ? 0 : start - P.t0,
+    request: start == null ? 0 : answered - start, server,
+    script: P.lastMutation - (answered ?? P.t0), paint: end - P.lastMutation }; }"""
+PAGE_PHASES = (("sent", "input->sent"), ("request", "request"), ("server", "server"),
+               ("script", "answer->DOM written"), ("paint", "->painted"))
+"""The per-step phases bench_page prints (medians), as the probe names them."""
 PAGE_TARGET = (30.0, 60.0)
 """Issue 13 "Speed": toggle -> redrawn, median and max in ms, with compare on."""
 
@@ -404,25 +421,25 @@ def _page_states() -> list[tuple[str, str, object]]:
     ]
 
 
-def _page_step(page, action, idle_ms: int = 0) -> float:
+def _page_step(page, action, idle_ms: int = 0) -> dict[str, float]:
     """One action after `idle_ms` of idle (a person's pause between clicks, in which the
     page's prefetch may run); ms from its input event to the first frame rendered after the
-    redraw."""
+    redraw (`total`), and its phases (_PAGE_RESULT)."""
     if idle_ms:
         page.wait_for_timeout(idle_ms)
-    before = page.evaluate("window.__bench.t0 = null; window.__redrawCount || 0")
+    before = page.evaluate("window.__bench.t0 = null; performance.clearResourceTimings(); window.__redrawCount || 0")
     action(page)
     page.wait_for_function(f"(window.__redrawCount || 0) > {before} && document.body.dataset.busy === '0'"
                            " && window.__bench.t0 !== null", polling=20)
     page.wait_for_timeout(120)  # trailing writes (address bar, preset name) and their frame
-    return page.evaluate("""() => { const P = window.__bench;
-        const f = P.frames.find((t) => t > P.lastMutation);
-        return (f ?? performance.now()) - P.t0; }""")
+    return page.evaluate(_PAGE_RESULT)
 
 
 def bench_page(toggles: int = 20) -> dict:
     """Issue 13 "Speed": toggle -> fully redrawn (every panel's answer on screen), compare on,
-    in headless Debian Chromium; median and max per state against PAGE_TARGET."""
+    in headless Debian Chromium; median and max per state against PAGE_TARGET.
+    --page-against PATH: the same steps on a server from another source tree (say an export
+    of main), measured right after this tree's in each state, so both see the same load."""
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         print("page      skipped: /usr/bin/chromium is not installed (apt-get install chromium)")
@@ -436,8 +453,12 @@ def bench_page(toggles: int = 20) -> dict:
           " as shipped")
     print(f"          1440x900, compare on; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f};"
           f" target median <= {PAGE_TARGET[0]:.0f} ms, max <= {PAGE_TARGET[1]:.0f} ms")
+    roots = [("", ROOT)] + ([("against", Path(ARGS.page_against).resolve())] if ARGS.page_against else [])
+    if len(roots) > 1:
+        print(f"          'against': {roots[1][1]}, measured after this tree in each state")
     out = {}
-    with _server() as port, sync_playwright() as p:
+    with contextlib.ExitStack() as stack, sync_playwright() as p:
+        ports = {name: stack.enter_context(_server(root)) for name, root in roots}
         browser = p.chromium.launch(executable_path=str(chromium), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         ctx = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)  # wait_for_function evals
@@ -456,27 +477,34 @@ def bench_page(toggles: int = 20) -> dict:
             # cold: no prefetch and no reuse of answers (window.__memtypePrefetch = false),
             # every step asks the server; prefetch: the page as shipped, idle between clicks
             for mode in ("cold", "prefetch"):
-                page.goto(f"http://127.0.0.1:{port}{query}")
-                page.wait_for_function("document.body.dataset.ready === '1' && document.body.dataset.busy === '0'")
-                page.evaluate(f"window.__memtypePrefetch = {'false' if mode == 'cold' else 'true'}")
-                for _ in range(3):  # warm-up: JIT, first answers
-                    _page_step(page, action, idle)
-                m0 = metrics()
-                times = [_page_step(page, action, idle) for _ in range(toggles)]
-                m1 = metrics()
-                # the renderer's own work per step (less load-dependent than wall time): script,
-                # style recalculation and layout, in ms (CDP Performance.getMetrics)
-                cost = {k: (m1[k] - m0[k]) * 1000 / toggles
-                        for k in ("ScriptDuration", "RecalcStyleDuration", "LayoutDuration")}
-                med, top = statistics.median(times), max(times)
-                ok = med <= PAGE_TARGET[0] and top <= PAGE_TARGET[1]
-                out[(label, mode)] = (med, top, cost)
-                if mode == "cold":
-                    print(f"  {label}")
-                print(f"    {mode:<9} median {med:6.1f} ms  max {top:6.1f} ms  {'meets' if ok else 'MISSES'} the"
-                      f" target")
-                print(f"    {'':<9} per step: script {cost['ScriptDuration']:5.1f} ms, style"
-                      f" {cost['RecalcStyleDuration']:5.1f} ms, layout {cost['LayoutDuration']:5.1f} ms")
+                for name, port in ports.items():
+                    page.goto(f"http://127.0.0.1:{port}{query}")
+                    page.wait_for_function("document.body.dataset.ready === '1'"
+                                           " && document.body.dataset.busy === '0'")
+                    page.evaluate(f"window.__memtypePrefetch = {'false' if mode == 'cold' else 'true'}")
+                    for _ in range(3):  # warm-up: JIT, first answers
+                        _page_step(page, action, idle)
+                    m0 = metrics()
+                    steps = [_page_step(page, action, idle) for _ in range(toggles)]
+                    m1 = metrics()
+                    times = [s["total"] for s in steps]
+                    # the renderer's own work per step (less load-dependent than wall time): script,
+                    # style recalculation and layout, in ms (CDP Performance.getMetrics)
+                    cost = {k: (m1[k] - m0[k]) * 1000 / toggles
+                            for k in ("ScriptDuration", "RecalcStyleDuration", "LayoutDuration")}
+                    phases = {k: statistics.median(s[k] for s in steps) for k, _ in PAGE_PHASES}
+                    med, top = statistics.median(times), max(times)
+                    ok = med <= PAGE_TARGET[0] and top <= PAGE_TARGET[1]
+                    out[(label, mode) if not name else (label, mode, name)] = (med, top, cost, phases)
+                    if mode == "cold" and not name:
+                        print(f"  {label}")
+                    tag = f"{mode} {name}".strip()
+                    print(f"    {tag:<9} median {med:6.1f} ms  max {top:6.1f} ms  {'meets' if ok else 'MISSES'} the"
+                          f" target")
+                    print(f"    {'':<9} per step: script {cost['ScriptDuration']:5.1f} ms, style"
+                          f" {cost['RecalcStyleDuration']:5.1f} ms, layout {cost['LayoutDuration']:5.1f} ms")
+                    print(f"    {'':<9} phases (median ms): "
+                          + ", ".join(f"{text} {phases[k]:.1f}" for k, text in PAGE_PHASES))
         browser.close()
     return out
 
@@ -593,7 +621,8 @@ SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_repl
             "page": lambda: bench_page(ARGS.page_steps),
             "soak": lambda: bench_soak(ARGS.soak_clients, ARGS.soak_seconds)}
 
-ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0, page_states="", page_steps=20, page_idle_ms=400)
+ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0, page_states="", page_steps=20, page_idle_ms=400,
+                          page_against="")
 
 
 def main() -> None:
@@ -605,6 +634,8 @@ def main() -> None:
     ap.add_argument("--page-steps", type=int, default=20, help="page: measured steps per state")
     ap.add_argument("--page-idle-ms", type=int, default=400,
                     help="page: idle ms before each step (a person's pause; the prefetch runs in it)")
+    ap.add_argument("--page-against", default="",
+                    help="page: also measure a server from this source tree (say an export of main), alternately")
     args = ap.parse_args(namespace=ARGS)
     print(f"memtype-explorer benchmarks, python {sys.version.split()[0]}, {os.cpu_count()} cores")
     for name in args.only.split(","):

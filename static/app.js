@@ -209,6 +209,20 @@ function addVarRow(base = 0n, mask = 0n, baseText = null, maskText = null) {
   renumberVars();
   return row;
 }
+function resetVarRow(row, baseText, maskText) {
+  // a row as addVarRow builds it for these raw values: the views empty until the server's
+  // reading of the pair is drawn (drawVarRow), no refusal, no marks
+  delete row.dataset.refused;
+  $(".v-base", row).value = baseText;
+  $(".v-mask", row).value = maskText;
+  for (const sel of [".v-start", ".v-size"]) $(sel, row).value = "";
+  const type = $(".v-type", row);
+  type.selectedIndex = 0;
+  $(".v-valid", row).checked = false;
+  setText($(".v-note", row), "");
+  setText($(".v-err", row), "");
+  for (const sel of [".v-start", ".v-size", ".v-base", ".v-mask"]) $(sel, row).removeAttribute("aria-invalid");
+}
 function renumberVars() {
   regsGen++;
   $$("#var-rows .var-row").forEach((row, n) => {
@@ -372,11 +386,16 @@ function setMtrr(m) {
     const v = parseHex(String(f));
     $(`#fixed${slot}`).value = v == null ? String(f) : hex(v, 16);
   });
-  $("#var-rows").replaceChildren();
-  (m.variable || []).forEach((p) => {
+  // the range rows already there are written again in place (a preset switch patches the
+  // editor instead of rebuilding it: resetVarRow), the missing ones added, the rest removed
+  const rows = $$("#var-rows .var-row");
+  (m.variable || []).forEach((p, n) => {
     const b = parseHex(String(p.base)); const k = parseHex(String(p.mask));
-    addVarRow(b ?? 0n, k ?? 0n, b == null ? String(p.base) : null, k == null ? String(p.mask) : null);
+    const baseText = b == null ? String(p.base) : hex(b), maskText = k == null ? String(p.mask) : hex(k);
+    if (rows[n]) resetVarRow(rows[n], baseText, maskText);
+    else addVarRow(b ?? 0n, k ?? 0n, b == null ? String(p.base) : null, k == null ? String(p.mask) : null);
   });
+  rows.slice((m.variable || []).length).forEach((row) => row.remove());
   renumberVars();
 }
 function readMtrr() {
@@ -592,8 +611,9 @@ let prefetchPending = null;      // {key, ctrl, promise}: the one prefetch batch
 const reuseOn = () => window.__memtypePrefetch !== false;
 
 function batchBody(parts) {
+  // JSON.stringify({parts: [{name, body}, ...]}), from each part's own body text
   const keys = Object.keys(parts).filter((k) => parts[k]);
-  return JSON.stringify({ parts: keys.map((k) => ({ name: parts[k][0], body: parts[k][1] })) });
+  return `{"parts":[${keys.map((k) => `{"name":${JSON.stringify(parts[k][0])},"body":${parts[k][2] ?? JSON.stringify(parts[k][1])}}`).join(",")}]}`;
 }
 function rememberAnswer(key, text) {
   ANSWERS.delete(key);
@@ -794,9 +814,9 @@ window.addEventListener("popstate", (ev) => {
 function setLink(answer, why = "") {
   link = answer ? { query: answer.query, url: answer.url, valid: true, why: "" } : { ...link, valid: false, why };
   const b = $("#copy-link");
-  b.disabled = !link.valid;
-  b.title = link.valid ? "Copy the permalink (l)" : `No link while the state is invalid: ${why || "fix the marked field"}`;
-  b.dataset.valid = link.valid ? "1" : "0";
+  setIf(b, "disabled", !link.valid);
+  setIf(b, "title", link.valid ? "Copy the permalink (l)" : `No link while the state is invalid: ${why || "fix the marked field"}`);
+  setIf(b.dataset, "valid", link.valid ? "1" : "0");
 }
 async function copyLink() {
   if (!link.valid) { setStatus(`no link to copy: ${link.why || "the state is invalid"}; fix the marked field first`, true); return; }
@@ -812,29 +832,38 @@ const PANELS = ["#p-result", "#p-eff", "#p-map", "#p-zap", "#p-compare"];
 function setStale(sel, on, why = "waiting for a valid state") {
   const p = $(sel);
   if (!p) return;
-  p.classList.toggle("stale-out", on);
+  if (p.classList.contains("stale-out") !== on) p.classList.toggle("stale-out", on);
   let tag = $(".stale-tag", p);
   if (!tag) {
     tag = el("span", { class: "stale-tag", "data-testid": "stale" });
     $("header", p).append(tag);
   }
-  tag.hidden = !on;
-  tag.textContent = on ? `stale: ${why}` : "";
+  setIf(tag, "hidden", !on);
+  setText(tag, on ? `stale: ${why}` : "");
 }
 
+// The last answer of each part (slot of updateParts) and the body text it answered: a part
+// whose body is byte for byte the one last answered is not asked again (its answer is a pure
+// function of the body, as for the register views), so a new address asks no map or zap
+// and the panels drawn from an unchanged answer are left as they are (drawnWith).
+const partLast = new Map();      // slot -> {key: "name|body text", value}
+const REUSED_SLOTS = new Set(["a", "b", "map", "bmap", "zap", "bzap"]);
 function updateParts(st) {
   // Every answer of this update in one round trip (POST /page/batch: each part is served by
-  // its own endpoint, unchanged); the register views and the era diff only when not cached.
+  // its own endpoint, unchanged); the register views, the era diff and any part answered
+  // last time for the same body only when not cached. parts[slot]: [endpoint, body, body
+  // text], or null where the answer is already here.
   const body = resolveBody(st);
   const regsBody = registersBody();
   const regsKey = JSON.stringify(regsBody);
   const bst = st.vs ? compareState(st) : null;  // the Compare side's request state
   const diffReq = st.vs ? diffBody(st) : null;
   const diffKey = diffReq ? JSON.stringify(diffReq) : null;
-  const parts = {
+  const side = st.vs && sideOpen();
+  const wanted = {
     // the permalink rides along; the address bar is written after the frame is painted
     link: ["permalink", permalinkBody(st)],
-    regs: regsLast.key === regsKey ? null : ["registers", regsBody],
+    regs: regsLast.key === regsKey ? null : ["registers", regsBody, regsKey],
     a: ["resolve", body],
     map: ["map", mapBody(st)],
     b: st.vs ? ["resolve", resolveBody(bst, st.vs)] : null,
@@ -842,10 +871,18 @@ function updateParts(st) {
     diff: st.vs && !diffCache.has(diffKey) ? ["diff", diffReq] : null,
     // the compare era's map and zap, side by side with the main era's in the compare panel
     // (asked only while that section is open)
-    bmap: st.vs && sideOpen() ? ["map", mapBody(bst, st.vs)] : null,
-    bzap: st.vs && st.event && sideOpen() ? ["zap", zapBody(bst, st.vs)] : null,
+    bmap: side ? ["map", mapBody(bst, st.vs)] : null,
+    bzap: side && st.event ? ["zap", zapBody(bst, st.vs)] : null,
   };
-  return { parts, regsKey, diffKey };
+  const parts = {};
+  const keys = {};
+  for (const [slot, p] of Object.entries(wanted)) {
+    if (!p) { parts[slot] = null; continue; }
+    const text = p[2] ?? JSON.stringify(p[1]);
+    keys[slot] = `${p[0]}|${text}`;
+    parts[slot] = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null : [p[0], p[1], text];
+  }
+  return { parts, keys, regsKey, diffKey };
 }
 async function update() {
   const my = ++seq;
@@ -860,7 +897,7 @@ async function update() {
   if (!(await loadCompareSystem(ctrl.signal))) return;  // another system as Compare: what it fixes
   if (my !== seq) return;
   const st = readState();
-  $("#deftype-hex").textContent = hex(defTypeValue());
+  setText("#deftype-hex", hex(defTypeValue()));
   syncSwap();
   // A variable range the server refused (start/size no single pair covers): the controls no
   // longer say what the registers hold, so nothing is asked and every panel is stale.
@@ -877,11 +914,17 @@ async function update() {
     if (inflight === ctrl) inflight = null;
     return;
   }
-  const { parts, regsKey, diffKey } = updateParts(st);
+  const { parts, keys, regsKey, diffKey } = updateParts(st);
   const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
   const cached = (v) => ({ status: "fulfilled", value: v });
+  for (const slot of REUSED_SLOTS) {
+    if (!keys[slot]) continue;
+    if (res[slot]?.status === "fulfilled") partLast.set(slot, { key: keys[slot], value: res[slot].value });
+    else if (res[slot]) partLast.delete(slot);
+    else res[slot] = cached(partLast.get(slot).value);
+  }
   if (res.regs?.status === "fulfilled") regsLast = { key: regsKey, answer: res.regs.value };
   else if (!res.regs) res.regs = cached(regsLast.answer);
   if (res.diff?.status === "fulfilled") diffCache.set(diffKey, res.diff.value);
@@ -948,7 +991,7 @@ function draw(st, res) {
   const ok = (k) => res[k] && res[k].status === "fulfilled" ? res[k].value : null;
   const fail = (k) => res[k] && res[k].status === "rejected" ? res[k].reason : null;
   drawRegistersOnce(ok("regs"));
-  if (SYS.view) applySystem(SYS.view);  // with the editors as the registers now read (E, type)
+  if (SYS.view) applySystemOnce(SYS.view);  // with the editors as the registers now read (E, type)
 
   // The memory map says whether the address lies in a memslot: in a hole (and is_mmio not
   // forced) KVM maps nothing, so no EPT entry is shown (the map's runs are the server's).
@@ -1002,14 +1045,14 @@ function drawCompareMaps(st, mapA, mapB, a, b, zapA, zapB) {
   const scaleRuns = [...new Set([...mapA.runs, ...mapB.runs].flatMap((r) => [r.start, r.end]).map((v) => BigInt(v)))]
     .sort((p, q) => (p < q ? -1 : p > q ? 1 : 0))
     .reduce((acc, v, i, all) => (i ? [...acc, { start: hex(all[i - 1]), end: hex(v) }] : acc), []);
-  $("#cmp-map-a-name").textContent = st.scenario.kernel;
-  $("#cmp-map-b-name").textContent = st.vs;
+  setText("#cmp-map-a-name", st.scenario.kernel);
+  setText("#cmp-map-b-name", st.vs);
   drawMap(mapA, a, st, st.event ? zapA : null, { box: $("#cmp-map-a"), scaleRuns });
   drawMap(mapB, b, st, st.event ? zapB : null, { box: $("#cmp-map-b"), scaleRuns });
   const differ = mapA.runs.length !== mapB.runs.length
     || mapA.runs.some((r, i) => JSON.stringify(r) !== JSON.stringify(mapB.runs[i]));
-  $("#cmp-map-note").textContent = differ ? "The two maps differ: compare the lanes (same address scale)."
-    : "The two eras give the same map for this state.";
+  setText("#cmp-map-note", differ ? "The two maps differ: compare the lanes (same address scale)."
+    : "The two eras give the same map for this state.");
   const zt = $("#cmp-zap");
   zt.hidden = !st.event;
   if (!st.event) return;
@@ -1043,32 +1086,45 @@ function stepItem(s) {
   );
 }
 
+function stepH(s) {
+  // stepItem as h() describes it (drawn with render)
+  const cls = s.held === true ? "taken" : s.held === false ? "notheld" : "notreached";
+  const label = s.held === true ? "held: taken" : s.held === false ? "not held" : "not reached";
+  return h("li", { class: cls, "data-step": s.id, "data-held": String(s.held) },
+    h("span", { class: "st" }, label),
+    h("span", { class: "fn" }, s.function), " ",
+    h("span", { class: "cond" }, s.condition),
+    h("span", { class: "res" }, s.result || ""),
+    s.commit ? h("span", { class: "commit" }, `commit ${s.commit}`) : null,
+  );
+}
+
 function drawResult(r, st, hole = null) {
   const ki = r.kernel_info;
   const byVersion = Boolean(ki && ki.version && ctl.kver.value.trim());
   if (byVersion) ctl.kernel.value = r.kernel;  // the era the version belongs to, as the server says
-  $("#res-era").textContent = byVersion ? `${ki.asked} (${r.kernel})` : r.kernel;
+  setText("#res-era", byVersion ? `${ki.asked} (${r.kernel})` : r.kernel);
   const why = $("#res-kernel-why");
-  why.hidden = !byVersion;
-  why.textContent = byVersion ? `Kernel ${ki.asked}: ${ki.why}` : "";
-  $("#res-gpa").textContent = r.gpa;
-  $("#res-title").textContent = `${r.era.title}`;
+  setIf(why, "hidden", !byVersion);
+  setText(why, byVersion ? `Kernel ${ki.asked}: ${ki.why}` : "");
+  setText("#res-gpa", r.gpa);
+  setText("#res-title", `${r.era.title}`);
   // in a memslot hole KVM never calls vmx_get_mt_mask(): the path is what it would compute
-  fill($("#path"), ...(hole ? [el("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
+  render($("#path"), [...(hole ? [h("li", { class: "hypothetical", "data-testid": "path-hypothetical" },
     "No memslot here, so KVM never builds an entry; below is what vmx_get_mt_mask() would compute for a page here.")] : []),
-  ...r.path.map(stepItem));
+  ...r.path.map(stepH)]);
   $("#path").classList.toggle("is-hypothetical", !!hole);
-  const lk = $("#lookups");
-  fill(lk, ...[
-    el("dt", {}, "is_mmio"), el("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
-    el("dt", {}, "guest MTRR (SDM)"), el("dd", {}, typeChip(r.guest_mtrr.type), " ", el("span", { class: "muted" }, r.guest_mtrr.reason)),
-    el("dt", {}, "KVM MTRR lookup"), el("dd", {}, r.kvm_mtrr ? [typeChip(r.kvm_mtrr.type), " ", el("span", { class: "muted" }, r.kvm_mtrr.reason)] : el("span", { class: "muted" }, "not read by this era")),
-    ...(r.mtrr_finding ? [el("dt", {}, "finding"), el("dd", {}, r.mtrr_finding)] : []),
+  const mutedH = (t) => h("span", { class: "muted" }, t);
+  render($("#lookups"), [
+    h("dt", {}, "is_mmio"), h("dd", {}, `${r.is_mmio ? "yes" : "no"} (${r.mmio_source})`),
+    h("dt", {}, "guest MTRR (SDM)"), h("dd", {}, chipH(r.guest_mtrr.type), " ", mutedH(r.guest_mtrr.reason)),
+    h("dt", {}, "KVM MTRR lookup"), h("dd", {}, r.kvm_mtrr ? [chipH(r.kvm_mtrr.type), " ", mutedH(r.kvm_mtrr.reason)] : mutedH("not read by this era")),
+    ...(r.mtrr_finding ? [h("dt", {}, "finding"), h("dd", {}, r.mtrr_finding)] : []),
   ]);
   const e = r.ept;
   const head = $(".ept-head");
-  head.hidden = !!hole;
-  $("#ept-none").hidden = !hole;
+  setIf(head, "hidden", !!hole);
+  setIf($("#ept-none"), "hidden", !hole);
   if (hole) {
     // no memslot here: KVM maps no page, so there is no EPT leaf to show
     $("#ept-none").textContent = `No EPT entry: ${r.gpa} lies in ${hole.start}-${hole.end}, where the memory map has `
@@ -1082,41 +1138,44 @@ function drawResult(r, st, hole = null) {
     $("#ept-misconfig").textContent = "";
     return;
   }
-  fill($("#ept-type"), typeChip(e.memtype), ...(e.ipat ? [" | ", abbr("IPAT")] : [" (", abbr("IPAT"), " clear)"]));
-  $("#ept-type").dataset.notation = e.notation;
-  $("#ept-mask").textContent = e.mask;
-  $("#ept-raw").textContent = e.leaf ? e.leaf.raw : "";
+  render($("#ept-type"), [chipH(e.memtype), ...(e.ipat ? [" | ", abbrH("IPAT")] : [" (", abbrH("IPAT"), " clear)"])]);
+  setIf($("#ept-type").dataset, "notation", e.notation);
+  setText("#ept-mask", e.mask);
+  setText("#ept-raw", e.leaf ? e.leaf.raw : "");
   // One page size: the leaf's (the server builds it inside both the MTRR check's answer and
   // the memslot); the MTRR check's own answers are listed below as what it alone allows.
-  $("#ept-page").textContent = e.leaf ? e.leaf.page_size : r.page_size;
-  $("#ept-page").title = "the page this leaf maps: the MTRR consistency check's answer, kept inside the memslot";
+  setText("#ept-page", e.leaf ? e.leaf.page_size : r.page_size);
+  setIf($("#ept-page"), "title", "the page this leaf maps: the MTRR consistency check's answer, kept inside the memslot");
   drawBits(e.leaf);
-  fill($("#page-sizes"), ...r.page_sizes.flatMap((p) => [
-    el("dt", {}, `MTRR check, ${p.kernels}`),
-    el("dd", {}, p.mtrr_check ? ["allows ", el("b", {}, p.page_size)] : "does not apply",
-      e.leaf && p.page_size !== e.leaf.page_size ? el("span", { class: "muted" }, ` (the memslot limits the leaf to ${e.leaf.page_size})`) : ""),
+  render($("#page-sizes"), r.page_sizes.flatMap((p) => [
+    h("dt", {}, `MTRR check, ${p.kernels}`),
+    h("dd", {}, p.mtrr_check ? ["allows ", h("b", {}, p.page_size)] : "does not apply",
+      e.leaf && p.page_size !== e.leaf.page_size ? mutedH(` (the memslot limits the leaf to ${e.leaf.page_size})`) : ""),
   ]));
-  $("#ept-misconfig").textContent = e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "";
+  setText("#ept-misconfig", e.leaf && e.leaf.misconfig.length ? e.leaf.misconfig.join("; ") : "");
 }
 
 function drawBits(leaf, hl = ["MT", "IPAT"]) {
-  // hl: the fields the entry's memory type is read from (EPT: MT and IPAT; NPT: PWT, PCD, PAT)
+  // hl: the fields the entry's memory type is read from (EPT: MT and IPAT; NPT: PWT, PCD, PAT).
+  // Described with h() and patched in (render); the same entry as last time is not drawn again.
   const out = $("#bitfield");
-  const box = document.createDocumentFragment();  // drawn below, then patched in (fill)
-  if (!leaf) { fill(out); return; }
+  const key = leaf ? `${leaf.raw}|${hl.join()}|${JSON.stringify(leaf.fields)}` : "";
+  if (out.__bits === key) return;
+  out.__bits = key;
+  if (!leaf) { render(out, []); return; }
   const raw = BigInt(leaf.raw);
+  const box = [];
   for (const hi of [63, 31]) {
-    const nums = el("div", { class: "bitnums", "aria-hidden": "true" });
-    const bits = el("div", { class: "bits" });
-    const fields = el("div", { class: "fields" });
+    const nums = [], bits = [], fields = [];
+    const word = Number((raw >> BigInt(hi - 31)) & 0xffffffffn);
     for (let b = hi; b > hi - 32; b--) {
-      const one = (raw >> BigInt(b)) & 1n;
-      nums.append(el("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
+      const one = (word >>> (b - hi + 31)) & 1;
+      nums.push(h("span", {}, b % 4 === 0 || b === hi ? String(b) : ""));
       // MT and IPAT highlighted where the server's field list puts them
       const f = leaf.fields.find((x) => x.lo <= b && b <= x.hi);
       const cls = ["bit", one ? "one" : "", f?.name === "MT" ? "mt" : "", f?.name === "IPAT" ? "ipat" : "",
         f && hl.includes(f.name) && !["MT", "IPAT"].includes(f.name) ? "mt" : ""].join(" ");
-      bits.append(el("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
+      bits.push(h("span", { class: cls, title: `bit ${b}` }, one ? "1" : "0"));
     }
     for (const f of leaf.fields) {
       const lo = Math.max(f.lo, hi - 31), top = Math.min(f.hi, hi);
@@ -1124,28 +1183,29 @@ function drawBits(leaf, hl = ["MT", "IPAT"]) {
       const col = hi - top + 1;
       const width = top - lo + 1;
       const text = f.name === "MT" ? (width >= 3 ? "MT" : "M") : f.name.length * 6 <= width * 12 ? f.name : f.name[0];
-      fields.append(el("span", {
+      fields.push(h("span", {
         class: hl.includes(f.name) ? "hl" : "",
         style: `grid-column: ${col} / span ${width}`,
         title: `${f.name} [${f.hi}:${f.lo}] = ${f.value}: ${f.meaning}`,
       }, text));
     }
-    box.append(nums, bits, fields);
+    box.push(h("div", { class: "bitnums", "aria-hidden": "true" }, nums), h("div", { class: "bits" }, bits),
+      h("div", { class: "fields" }, fields));
   }
   const mt = leaf.fields.find((f) => f.name === "MT");
   const ip = leaf.fields.find((f) => f.name === "IPAT");
   const sel = hl.includes("MT") ? [] : leaf.fields.filter((f) => hl.includes(f.name));
   if (sel.length) {
-    box.append(el("p", { class: "note bit-legend" }, ...sel.flatMap((f, i) => [i ? "; " : "",
-      el("b", {}, `${f.name} (bit ${f.lo}) = ${f.value}`), `: ${f.meaning}`]), ". Hover a field for its meaning."));
+    box.push(h("p", { class: "note bit-legend" }, ...sel.flatMap((f, i) => [i ? "; " : "",
+      h("b", {}, `${f.name} (bit ${f.lo}) = ${f.value}`), `: ${f.meaning}`]), ". Hover a field for its meaning."));
   }
   if (mt && ip && hl.includes("MT")) {
-    box.append(el("p", { class: "note bit-legend" },
-      el("b", {}, `MT (bits ${mt.hi}:${mt.lo}) = ${mt.value.toString(2).padStart(mt.hi - mt.lo + 1, "0")}b = ${mt.value}`),
+    box.push(h("p", { class: "note bit-legend" },
+      h("b", {}, `MT (bits ${mt.hi}:${mt.lo}) = ${mt.value.toString(2).padStart(mt.hi - mt.lo + 1, "0")}b = ${mt.value}`),
       `: ${mt.meaning}; `,
-      el("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
+      h("b", {}, `IPAT (bit ${ip.lo}) = ${ip.value}`), `: ${ip.meaning}. Hover a field for its meaning.`));
   }
-  fill(out, ...box.childNodes);
+  render(out, box);
 }
 
 function drawEffective(r, st, hole = false) {
@@ -1155,15 +1215,15 @@ function drawEffective(r, st, hole = false) {
       "no memslot at this address: no EPT entry, so no effective type (the guest's own lookup is in the result above)")));
     return;
   }
-  fill(tb, ...r.pat.map((p) => el("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
-    el("td", { class: "mono" }, `PA${p.index}`),
-    el("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
-    el("td", {}, typeChip(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", typeChip(p.pat_type_used)] : null),
-    el("td", { class: "effective" }, typeChip(p.effective)),
-    el("td", { class: "expected", title: p.expected_reason }, typeChip(p.guest_expected), " ", el("small", {}, p.expected_reason)),
-    el("td", { class: "rel", title: p.relation_reason }, expBadge(p.relation, p.relation_reason),
+  render(tb, r.pat.map((p) => h("tr", { class: p.index === st.pati ? "maprow" : "", "data-pat-index": String(p.index) },
+    h("td", { class: "mono" }, `PA${p.index}`),
+    h("td", { class: "mono", title: `PTE bits ${p.pte_bits}` }, p.pte_flags),
+    h("td", {}, chipH(p.pat_type), p.pat_type_used !== p.pat_type ? [" \u2192 ", chipH(p.pat_type_used)] : null),
+    h("td", { class: "effective" }, chipH(p.effective)),
+    h("td", { class: "expected", title: p.expected_reason }, chipH(p.guest_expected), " ", h("small", {}, p.expected_reason)),
+    h("td", { class: "rel", title: p.relation_reason }, expBadgeH(p.relation, p.relation_reason),
       p.relation === "weaker" ? " danger" : p.relation === "stronger" ? " cost" : "",
-      el("small", {}, p.relation_reason)),
+      h("small", {}, p.relation_reason)),
   )));
 }
 
@@ -1178,11 +1238,13 @@ let SYS = { key: null, view: null };
 const sysBody = () => ({ kernel: ctl.kver.value.trim() || ctl.kernel.value, vendor: $("#vendor")?.value || "intel",
   type: $("#vmtype")?.value || "default" });
 const sysKey = () => JSON.stringify(sysBody());
+const SYS_VIEWS = new Map();  // sysKey() -> the server's view: a pure function of the body, kept
 async function loadSystem(signal) {
   const key = sysKey();
-  const view = await api(`${PAGE}/system`, sysBody(), signal, false, true);
+  const view = SYS_VIEWS.get(key) ?? await api(`${PAGE}/system`, sysBody(), signal, false, true);
+  if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
   SYS = { key, view };
-  applySystem(view);
+  applySystemOnce(view);
 }
 const asControl = (id, v) => (id === "mmio" ? (v == null ? "auto" : v ? "mmio" : "ram") : typeof v === "boolean" ? v : String(v));
 const controlNow = (c) => (c.type === "checkbox" ? c.checked : c.value);
@@ -1191,6 +1253,9 @@ function setIf(node, prop, value) {
   // A property written only when it changes: an equal write still dirties style and layout.
   if (node[prop] !== value) node[prop] = value;
 }
+// A text written only when it changes: textContent = (even the same text) puts in a new text
+// node, which the browser lays out again (issue 13 "Speed").
+const setText = (sel, text) => setIf(typeof sel === "string" ? $(sel) : sel, "textContent", text);
 function applySystem(v) {
   // Re-enable what the last system fixed, then disable what this one fixes, where the control
   // already holds the fixed value (a refused value stays editable: the 422 names it there).
@@ -1239,6 +1304,16 @@ function applySystem(v) {
   setIf($("#eff-hint-sys"), "hidden", intel);
   setIf($("#eff-hint-sys"), "textContent", intel ? "" : p.eff || "");
   if (document.body.dataset.system !== (v.system || "")) document.body.dataset.system = v.system || "";
+}
+let systemApplied = { view: null, at: null };
+function applySystemOnce(v) {
+  // applySystem again only for a new system view or when a control it fixes changed (which
+  // of its fixed values the controls hold): a KVM-on-Intel toggle fixes nothing, so it
+  // touches none of the system's labels, lists or controls
+  const at = (v.fixed || []).map((f) => (atFixed(f) ? "1" : "0")).join("");
+  if (systemApplied.view === v && systemApplied.at === at) return;
+  applySystem(v);
+  systemApplied = { view: v, at };
 }
 async function setFixedValues() {
   // The values the system fixes (the server's), written into their controls on request.
@@ -1371,13 +1446,18 @@ function kv(label, ...value) {
 const muted = (t) => el("span", { class: "muted" }, t);
 const yes = (b) => (b ? "1" : "0");
 const headParts = (show) => ["#ept-mask", "#ept-raw", "#ept-page"].forEach((s) => { $(s).parentElement.hidden = !show; });
+let systemPanelsDrawn = true;  // drawSystemResult wrote the shared result panels (until reset)
 function resetSystemPanels() {
+  // the KVM-on-Intel answer's panels: nothing to undo when no other system drew them last
+  if (!systemPanelsDrawn) return;
+  systemPanelsDrawn = false;
   headParts(true);
   $("#sys-out").hidden = true;
   $("#sys-out").replaceChildren();
 }
 function drawSystemResult(r, st) {
   // One answer of app.kvm.svm, app.kvm.tdx or app.xen in the result panels.
+  systemPanelsDrawn = true;
   const ki = r.kernel_info;
   const era = r.system === "xen" ? `${r.version.id} (${r.version.releases})` : ki?.label || r.kernel;
   $("#res-era").textContent = era;
@@ -1505,7 +1585,7 @@ function zapView(z) {
 }
 function drawZapNotes(z) {
   const xen = z?.system === "xen";
-  $("#zap-zapped-h").textContent = xen ? "invalidated" : "zapped";
+  setText("#zap-zapped-h", xen ? "invalidated" : "zapped");
   if (xen) {
     const c = z.counts;
     const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
@@ -1519,8 +1599,8 @@ function drawZapNotes(z) {
   const notes = [...(xen && z.ept.scope ? [z.ept.scope] : []), ...(z?.notes || [])];
   const box = $("#zap-notes");
   if (!box) return;
-  box.replaceChildren(...notes.map((t) => el("li", {}, t)));
-  box.hidden = !notes.length;
+  render(box, notes.map((t) => h("li", {}, t)));
+  setIf(box, "hidden", !notes.length);
 }
 
 // -- drawing: memory map ------------------------------------------------------------------
@@ -1553,6 +1633,11 @@ function mapScale(runs) {
 // attributes and texts that differ (a toggle changes a few classes and labels).
 
 const h = (tag, attrs = {}, ...children) => ({ tag, attrs, children: children.flat() });
+// typeChip, abbr and expBadge as h() describes them
+const chipH = (t, extra = "") => h(t != null && GLOSSARY[t] ? "abbr" : "span",
+  { class: `t ${typeClass(t)}`, title: extra || (t != null && GLOSSARY[t]) || null }, t == null ? "undefined" : t);
+const abbrH = (short, text = short) => (GLOSSARY[short] ? h("abbr", { title: GLOSSARY[short] }, text) : text);
+const expBadgeH = (rel, title) => h("span", { class: `badge ${rel}`, title, "data-relation": rel }, expectWords(rel));
 function specOf(node) {
   // an element built by el() (typeChip, expBadge, abbr) as h() would describe it
   if (node.nodeType !== 1) return node.textContent;
@@ -1712,51 +1797,59 @@ function drawMap(map, res, st, zap, opt = {}) {
 
   if (opt.box) return;
 
-  // legend
-  render($("#legend"), [
-    ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => h("span", {}, h("span", { class: `sw ${typeClass(t)}` }), abbr(t))),
-    h("span", {}, h("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
-    h("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
-  ]);
+  // legend (the same every time: drawn once)
+  const legend = $("#legend");
+  if (!legend.childElementCount) {
+    render(legend, [
+      ...["WB", "WT", "WP", "WC", "UC-", "UC"].map((t) => h("span", {}, h("span", { class: `sw ${typeClass(t)}` }), abbrH(t))),
+      h("span", {}, h("span", { class: "sw unmapped seg", style: "position:static;display:inline-block" }), "no memslot"),
+      h("span", { class: "muted" }, "\u25B2 looser than the guest expects, \u25BC stricter; marker = address under study"),
+    ]);
+  }
 
   // runs table
-  $("#runs-count").textContent = String(map.runs.length);
+  setText("#runs-count", String(map.runs.length));
   const here = g == null ? -1 : map.runs.findIndex((r) => Number(BigInt(r.start)) <= Number(g) && Number(g) < Number(BigInt(r.end)));
   render($("#runs-table tbody"), map.runs.map((r, i) => h("tr", { class: i === here ? "here" : "", "data-start": r.start },
     h("td", { class: "range" }, `${r.start}-${r.end}`, h("br"), h("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
     h("td", {}, r.kind === "unmapped" ? h("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
-    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.guest_mtrr)),
-    h("td", {}, r.kvm_mtrr ? typeChip(r.kvm_mtrr) : ""),
+    h("td", {}, r.kind === "unmapped" ? "" : chipH(r.guest_mtrr)),
+    h("td", {}, r.kvm_mtrr ? chipH(r.kvm_mtrr) : ""),
     h("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
-    h("td", {}, r.effective ? typeChip(r.effective) : ""),
-    h("td", {}, r.kind === "unmapped" ? "" : typeChip(r.expected)),
-    h("td", {}, r.relation ? expBadge(r.relation) : ""),
+    h("td", {}, r.effective ? chipH(r.effective) : ""),
+    h("td", {}, r.kind === "unmapped" ? "" : chipH(r.expected)),
+    h("td", {}, r.relation ? expBadgeH(r.relation) : ""),
     h("td", {}, r.page_size),
   )));
+  // the MTRR ranges: drawn again only when they change (a CR0.CD toggle keeps them)
+  const mtb = $("#mtrr-ranges-table tbody");
+  const mkey = JSON.stringify([map.mtrr, map.mtrr_ranges]);
+  if (mtb.__key === mkey) return;
+  mtb.__key = mkey;
   const mrow = (r, src) => h("tr", { "data-source": r.source },
-    h("td", { class: "range" }, `${r.start}-${r.end}`), h("td", {}, typeChip(r.type)), h("td", {}, src));
-  render($("#mtrr-ranges-table tbody"), [...map.mtrr_ranges.map((r) => mrow(r, r.source)),
+    h("td", { class: "range" }, `${r.start}-${r.end}`), h("td", {}, chipH(r.type)), h("td", {}, src));
+  render(mtb, [...map.mtrr_ranges.map((r) => mrow(r, r.source)),
     mrow(map.mtrr.default, map.mtrr.enabled ? "default type (where no range above applies)" : "MTRRs disabled (E=0): everywhere")]);
 }
 
 // -- drawing: zap ---------------------------------------------------------------------------
 
 function drawZap(z) {
-  $("#zap-out").hidden = !z;
+  setIf($("#zap-out"), "hidden", !z);
   if (!z) return;
-  $("#zap-desc").textContent = `${z.kernel}: ${z.event.description}`;
+  setText("#zap-desc", `${z.kernel}: ${z.event.description}`);
   const c = z.counts;
-  const count = (name, v, cls = "") => el("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, el("b", {}, String(v)));
-  fill($("#zap-counts"), 
+  const count = (name, v, cls = "") => h("span", { class: `count ${cls} ${v ? "nz" : ""}`, "data-count": name }, `${name} `, h("b", {}, String(v)));
+  render($("#zap-counts"), [
     count("zap calls", c.zap_calls), count("zapped pages", c.zapped_pages), count("needed pages", c.needed_pages),
     count("stale pages", c.stale_pages, "stale"), count("excess pages", c.excess_pages, "excess"),
-  );
-  const li = (r) => el("li", { "data-start": r.start, "data-end": r.end }, `${r.start}-${r.end} (${r.pages} p)`);
-  fill($("#zap-zapped"), ...z.zapped.map(li));
-  fill($("#zap-needed"), ...z.needed.map(li));
-  fill($("#zap-stale"), ...z.stale.map(li));
-  fill($("#zap-excess"), ...z.excess.map(li));
-  fill($("#zap-path"), ...z.path.map(stepItem));
+  ]);
+  const li = (r) => h("li", { "data-start": r.start, "data-end": r.end }, `${r.start}-${r.end} (${r.pages} p)`);
+  render($("#zap-zapped"), z.zapped.map(li));
+  render($("#zap-needed"), z.needed.map(li));
+  render($("#zap-stale"), z.stale.map(li));
+  render($("#zap-excess"), z.excess.map(li));
+  render($("#zap-path"), z.path.map(stepH));
 }
 
 // -- the Compare choice: an era, or another system (issue 14) ---------------------------------
@@ -2094,18 +2187,18 @@ function showActivePreset(query) {
   const desc = $("#preset-desc");
   if (p) {
     lastPreset = p;
-    name.textContent = p.name;
-    name.title = p.title;
-    desc.textContent = p.title;
-    $("#preset-about").textContent = p.description;
-    document.body.dataset.preset = p.name;
+    setText(name, p.name);
+    setIf(name, "title", p.title);
+    setText(desc, p.title);
+    setText("#preset-about", p.description);
+    setIf(document.body.dataset, "preset", p.name);
   } else {
-    name.textContent = lastPreset ? `custom (edited from ${lastPreset.name})` : "custom";
-    name.title = "";
-    desc.textContent = lastPreset ? `Changed from: ${lastPreset.title}. Choose a preset above to start again.`
-      : "This state is no preset; choose one above for a guided starting point.";
-    $("#preset-about").textContent = "";
-    document.body.dataset.preset = "";
+    setText(name, lastPreset ? `custom (edited from ${lastPreset.name})` : "custom");
+    setIf(name, "title", "");
+    setText(desc, lastPreset ? `Changed from: ${lastPreset.title}. Choose a preset above to start again.`
+      : "This state is no preset; choose one above for a guided starting point.");
+    setText("#preset-about", "");
+    setIf(document.body.dataset, "preset", "");
   }
 }
 
@@ -2267,8 +2360,8 @@ function swapEras() {
 }
 function syncSwap() {
   const off = !ctl.vs.value;
-  $("#swap-eras").disabled = off;
-  $("#cmp-swap").disabled = off;
+  setIf($("#swap-eras"), "disabled", off);
+  setIf($("#cmp-swap"), "disabled", off);
 }
 
 function fitHeader() {

@@ -106,3 +106,17 @@ async def test_def_type_table_is_what_the_endpoint_writes(client):
                 r = await client.post("/page/mtrr-deftype", json={"enabled": e, "fixed_enabled": fe, "type": t})
                 assert table[f"{int(e)}{int(fe)}{t}"] == r.json()["value"]
     assert table["116"] == "0xc06" and table["006"] == "0x6"
+
+
+async def test_a_prefetch_batch_answers_the_same_parts_and_says_its_time(client):
+    """A batch marked as the page's prefetch (X-Memtype-Prefetch: 1) runs its parts one at a
+    time behind any other batch, but answers byte for byte what the unmarked batch answers;
+    both say the time they took in a Server-Timing header (bench/run.py's page phases)."""
+    body = {"parts": [{"name": n, "body": b} for n, b in PARTS]}
+    plain = await client.post("/page/batch", json=body)
+    ahead = await client.post("/page/batch", json=body, headers={"X-Memtype-Prefetch": "1"})
+    assert plain.status_code == ahead.status_code == 200
+    assert ahead.content == plain.content
+    for r in (plain, ahead):
+        name, _, dur = r.headers["server-timing"].partition(";dur=")
+        assert name == "batch" and float(dur) >= 0
