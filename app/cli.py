@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import permalink
 from .knobs import KNOBS, Knob
-from .kvm.svm import DEFAULT_HOST
-from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
+from .kvm.svm import DEFAULT_HOST, check_amd_side
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 from .xen.versions import is_xen
@@ -105,13 +105,12 @@ def _amd_host(st: permalink.LinkState):
         return st.amd.validate()
 
 
-def _amd_only(st: permalink.LinkState) -> None:
-    from .kvm.svm import DEFAULT_HOST
-    from .kvm.vm_kinds import VENDOR_AMD
+AMD_FACTS = ("--amd-host-* options", "--amd-host-*")
+"""The AMD host facts in the CLI's words (app.kvm.svm.check_amd_side)."""
 
-    if st.amd != DEFAULT_HOST and (st.vm.vendor != VENDOR_AMD or is_xen(st.kernel)):
-        raise MemTypeError("amd", "--amd-host-* options given without --vendor amd",
-                           "the --amd-host-* options need --vendor amd (a KVM kernel)")
+
+def _amd_only(st: permalink.LinkState) -> None:
+    check_amd_side(st.amd != DEFAULT_HOST, {"--vendor": None if is_xen(st.kernel) else st.vm.vendor}, *AMD_FACTS)
 
 
 def cmd_resolve(args: argparse.Namespace) -> str:
@@ -228,6 +227,7 @@ def cmd_diff(args: argparse.Namespace) -> str:
     from .kvm.scenario import VmConfig
     from .kvm.versions import resolve_kernel
     from .render import render_diff
+    from .system_diff import is_era_pair
 
     amd = permalink.decode({k.param: getattr(args, k.param) for k in AMD_PARAMS
                             if getattr(args, k.param) is not None}).amd
@@ -235,11 +235,8 @@ def cmd_diff(args: argparse.Namespace) -> str:
                              vm=VmConfig(vendor=args.a_vendor, vm_type=args.a_type), vs_vendor=args.b_vendor,
                              vs_type=args.b_type, amd=amd)
     link = permalink.url(st, args.base_url)
-    if st.amd != DEFAULT_HOST and VENDOR_AMD not in (args.a_vendor, args.b_vendor):
-        raise MemTypeError("amd", "--amd-host-* options given without an AMD side",
-                           "the --amd-host-* options need --a-vendor or --b-vendor amd")
-    if (args.a_vendor != VENDOR_INTEL or args.b_vendor != VENDOR_INTEL or args.a_type != VM_TYPE_DEFAULT
-            or args.b_type != VM_TYPE_DEFAULT or is_xen(args.era_a) or is_xen(args.era_b)):
+    check_amd_side(st.amd != DEFAULT_HOST, {"--a-vendor": args.a_vendor, "--b-vendor": args.b_vendor}, *AMD_FACTS)
+    if not is_era_pair(args.era_a, args.era_b, args.a_vendor, args.b_vendor, args.a_type, args.b_type):
         from .render_kinds import render_system_diff
         from .system_diff import diff_by_sides, side
 

@@ -99,6 +99,7 @@ from .permalink import (
     xen_json,
 )
 from .presets import PRESETS, START
+from .system_diff import XEN_FACTS, XEN_P2M
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
 from .x86.mtrr import (
     DEF_TYPE_E,
@@ -433,10 +434,9 @@ DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "qui
 cross-system diff's joint space, app.system_diff.DIMENSIONS): prose for the groups table,
 each expanded in GLOSSARY. Which dimensions a diff has, and their order, come from its answer."""
 
-XEN_DIMS = {"xen_iommu": "iommu", "xen_io": "io_resources"}
-"""The cross-system diff's Xen dimensions as the Xen facts of a resolve body (XenIn): the
-Domain fields app.system_diff.answer builds from them."""
-XEN_MMIO = {True: "mmio_direct", False: "ram"}
+XEN_DIMS = XEN_FACTS
+"""The cross-system diff's Xen dimensions as the Xen facts of a resolve body (XenIn)."""
+XEN_MMIO = {mmio: t.value for mmio, t in XEN_P2M.items()}
 """is_mmio under Xen: the p2m type app.system_diff.answer gives the entry (XenIn.p2m_type)."""
 
 

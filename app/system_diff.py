@@ -76,7 +76,7 @@ from .x86.npt import NptEntry
 from .x86.pat import Pat
 from .xen.cd import cd_view, effective
 from .xen.emt import entry_emt
-from .xen.facts import Domain, P2mType, Page
+from .xen.facts import P2mType, XenFacts
 from .xen.versions import XenVersion, get_version, is_xen
 
 KVM_INTEL, KVM_AMD, KVM_TDX, XEN = "kvm-intel", "kvm-amd", "kvm-tdx", "xen"
@@ -90,6 +90,13 @@ DIMENSIONS: tuple[tuple[str, tuple], ...] = (
     ("xen_io", (False, True)),
 )
 """Every dimension of the joint space, in key order (the era diff's eight, then Xen's two)."""
+
+XEN_FACTS = {"xen_iommu": "iommu", "xen_io": "io_resources"}
+"""Xen's dimensions as the Xen facts that state them (XenFacts members, the API's `xen`
+members): answer() builds the Domain from them."""
+XEN_P2M = {False: P2mType.RAM, True: P2mType.MMIO_DIRECT}
+"""is_mmio under Xen: the p2m type of the entry (p2m_ram_rw or p2m_mmio_direct); Xen's
+MMIO is the p2m type, not a host-page fact as KVM's kvm_is_mmio_pfn()."""
 
 MEANING = {
     "is_mmio": "the page is host MMIO",
@@ -133,7 +140,6 @@ WHY_NOT_READ = {
     (KVM_AMD, "quirk_ignore_guest_pat"): "inapplicable on AMD, disabled at VM creation; turning it off is refused "
                                          "before 6.16 (KVM_CAP_DISABLE_QUIRKS2)",
     (KVM_AMD, "self_snoop"): "nothing in SVM or the NPT path reads X86_FEATURE_SELFSNOOP",
-    (KVM_AMD, "guest_mtrr"): "stored only: read for the guest's expectation, never for the memory type",
     (XEN, "self_snoop"): "only memory_type_changed()'s cache flush reads it (4.21), not epte_get_entry_emt()",
     (XEN, "noncoherent_dma"): "no such count: epte_get_entry_emt() asks about an IOMMU and I/O access instead "
                               "(xen_iommu, xen_io)",
@@ -145,8 +151,6 @@ WHY_NOT_READ = {
     (KVM_TDX, "quirk_ignore_guest_pat"): "tdx_vm_init() ORs it into disabled_quirks whatever the VMM asks "
                                          "(quirks can only be disabled): the answer is the one with it off",
     (KVM_TDX, "self_snoop"): "tdx_vm_init() disables IGNORE_GUEST_PAT without the self-snoop check",
-    (KVM_TDX, "guest_mtrr"): "stored only: the TDX module fixes MTRRdefType (enabled, WB); KVM stores the "
-                             "ranges (tdx_has_emulated_msr), nothing reads them for the memory type",
     (KVM_TDX, "xen_iommu"): "Xen's domain fact",
     (KVM_TDX, "xen_io"): "Xen's domain fact",
     (KVM_INTEL, "xen_iommu"): "Xen's domain fact; KVM's EPT memtype never asks whether an IOMMU is in use",
@@ -154,6 +158,10 @@ WHY_NOT_READ = {
     (KVM_AMD, "xen_iommu"): "Xen's domain fact",
     (KVM_AMD, "xen_io"): "Xen's domain fact",
 }
+"""Why a system does not read a dimension it has (not read) or lacks (absent): one line per
+such STATUS entry, and none for a dimension it reads (mapping() never asks for those; a
+read-only-for-the-expectation dimension such as AMD's and a TD's guest MTRRs is `read`, its
+story is MAPPING's)."""
 
 MAPPING = {
     "is_mmio": {KVM_INTEL: "kvm_is_mmio_pfn() of the host frame", KVM_AMD: "the host MTRR is UC (RAM: WB; assumed)",
@@ -273,6 +281,14 @@ def side(asked: str, vendor: str = VENDOR_INTEL, field: str = "a", vm_type: str 
     return Side(KVM_INTEL, asked, era.id, era=era)
 
 
+def is_era_pair(a: str, b: str, a_vendor: str = VENDOR_INTEL, b_vendor: str = VENDOR_INTEL,
+                a_type: str = VM_TYPE_DEFAULT, b_type: str = VM_TYPE_DEFAULT) -> bool:
+    """Both sides KVM on Intel with a default VM: the era diff (app.analysis, vmx_get_mt_mask's
+    1920 states); any other pair is a cross-system diff (here, over the joint space)."""
+    return all(v == VENDOR_INTEL and t == VM_TYPE_DEFAULT and not is_xen(k)
+               for k, v, t in ((a, a_vendor, a_type), (b, b_vendor, b_type)))
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     entry: str
@@ -287,11 +303,6 @@ def _vm(st: dict) -> VmConfig:
                     quirk_ignore_guest_pat=st["quirk_ignore_guest_pat"], self_snoop=st["self_snoop"])
 
 
-@lru_cache(maxsize=16)
-def _host_pat(value: int) -> Pat:
-    return Pat.from_msr(value, "host_pat")
-
-
 _NPT_LEAF = NptEntry.build(0)
 """KVM's NPT leaf: PWT/PCD/PAT clear, host PAT entry 0 (app.kvm.svm)."""
 
@@ -301,10 +312,10 @@ def answer(s: Side, st: dict) -> Answer | str:
     pat = MemType.from_label(st["pat"])
     mtrr = MemType.from_label(st["guest_mtrr"])
     kind = MMIO if st["is_mmio"] else RAM
+    for (system, k), v in FIXED_VALUE.items():
+        if system == s.system and st[k] != v:
+            return FIXED_WHY[(system, k)]
     if s.system == KVM_TDX:
-        for k in ("cr0_cd",):
-            if st[k] != FIXED_VALUE[(KVM_TDX, k)]:
-                return FIXED_WHY[(KVM_TDX, k)]
         mt, ipat, _, _ = tdx_mt_mask(_vm(st), st["is_mmio"], private=False)
         return Answer(notation(mt, ipat), (mt, ipat), effective_type(mt, ipat, pat))
     if s.era is not None:
@@ -321,15 +332,15 @@ def answer(s: Side, st: dict) -> Answer | str:
         except MemTypeError as e:
             return e.message
         h = s.host if s.host is not None else DEFAULT_HOST
-        ht = host_type(_NPT_LEAF, _host_pat(h.host_pat), h.mtrr(kind))
+        ht = host_type(_NPT_LEAF, h.pat(), h.mtrr(kind))
         cr0 = hardware_cr0(st["cr0_cd"], False, st["quirk_cd_nw_cleared"])
         eff = MemType.UC if cr0.cd else combine_guest_host(ht, pat)
         return Answer(f"NPT: host {ht.label}", None, eff)
     assert s.xen is not None
-    d = Domain(iommu_enabled=st["xen_iommu"], io_resources=st["xen_io"])
-    p2m = P2mType.MMIO_DIRECT if st["is_mmio"] else P2mType.RAM
-    emt = entry_emt(d, Page(0x100, 0x100, 0, p2m, host_mtrr=HOST_MTRR_DEFAULT[kind]),
-                    MtrrState(def_type=DEF_TYPE_E | int(mtrr)), s.xen)
+    facts = XenFacts(**{f: st[k] for k, f in XEN_FACTS.items()}, p2m_type=XEN_P2M[st["is_mmio"]].value,
+                     host_mtrr=HOST_MTRR_DEFAULT[kind].label)
+    d = facts.domain()
+    emt = entry_emt(d, facts.page(0x100000), MtrrState(def_type=DEF_TYPE_E | int(mtrr)), s.xen)
     assert emt.emt is not None  # order 0, no mmio_ro/special/pinned: never -1
     cd = cd_view(d, st["cr0_cd"], Pat((pat,) * 8))
     xeff, _ = effective(emt, cd, 0)
@@ -486,6 +497,6 @@ def diff_by_sides(a: Side, b: Side) -> SystemDiff:
 
 
 __all__ = ["ABSENT", "ANY", "DIMENSIONS", "FIXED", "FIXED_VALUE", "KVM_AMD", "KVM_INTEL", "KVM_TDX", "MAPPING",
-           "NOT_READ", "READ", "STATUS", "XEN",
+           "NOT_READ", "READ", "STATUS", "XEN", "XEN_FACTS", "XEN_P2M",
            "Answer", "Side", "SysGroup", "SysRow", "SystemDiff", "answer", "diff_by_sides", "diff_systems",
-           "expected", "side"]
+           "expected", "is_era_pair", "side"]

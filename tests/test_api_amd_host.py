@@ -141,8 +141,10 @@ async def test_diff_with_a_host(client):
     assert j["permalink"].endswith("?v=1&view=diff&kernel=v6.7&vs=6.8&vs_vendor=amd&amd_host_mtrr=UC")
     plain = (await client.post("/api/v1/diff", json={"a": "v6.7", "b": "6.8", "b_vendor": "amd"})).json()
     assert "host" not in plain["b"] and plain["counts"] != j["counts"]
-    no_amd = await client.post("/api/v1/diff", json={"a": "v6.7", "b": "xen", "amd": {"host_mtrr": "UC"}})
-    assert no_amd.status_code == 422 and no_amd.json()["errors"][0]["loc"] == ["body", "amd"]
+    for pair in ({"a": "v6.7", "b": "xen"}, {"a": "v6.7", "b": "6.8"}):  # the same rule as the CLI's
+        no_amd = await client.post("/api/v1/diff", json={**pair, "amd": {"host_mtrr": "UC"}})
+        assert no_amd.status_code == 422 and no_amd.json()["errors"][0]["loc"] == ["body", "amd"]
+        assert "amd needs a_vendor or b_vendor amd" in no_amd.text, no_amd.text
 
 
 @pytest.mark.parametrize("sub, argv, api", [
@@ -167,9 +169,13 @@ async def test_cli_is_the_api_text(client, capsys, sub, argv, api):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["resolve", "--kernel", "6.8", "--amd-host-mtrr", "WB"], "--amd-host-* options given without --vendor amd"),
+    (["resolve", "--kernel", "6.8", "--amd-host-mtrr", "WB"],
+     "amd: --amd-host-* options given with --vendor intel (--amd-host-* needs --vendor amd)"),
+    (["zap", "--kernel", "xen", "--amd-host-mtrr", "WB", "--event", "cr0_cd", "--event-value", "1"],
+     "amd: --amd-host-* options given with a Xen kernel (--amd-host-* needs --vendor amd)"),
     (["resolve", "--kernel", "6.8", "--vendor", "amd", "--amd-host-pat", "0x2"], "PAT entry 0 has reserved type 2"),
-    (["diff", "v6.8", "xen", "--amd-host-mtrr", "WB"], "without an AMD side"),
+    (["diff", "v6.8", "xen", "--amd-host-mtrr", "WB"],
+     "amd: --amd-host-* options given without an AMD side (--amd-host-* needs --a-vendor or --b-vendor amd)"),
 ])
 def test_cli_refusals(capsys, argv, says):
     rc = main(argv)

@@ -96,6 +96,13 @@ async def test_without_private_ranges_nothing_changes(client):
     ({**BASE, "private_ranges": rng([(0x7ffff000, 0x800001000)])}, ["body", "private_ranges", 0],
      "MMIO is only ever shared"),
     ({**BASE, "private_ranges": rng([(0x0, 1 << 49)])}, ["body", "private_ranges", 0], "above 2^MAXPHYADDR"),
+    ({**BASE, "private_ranges": rng([(0x1000, 0x2000), (0x80000000, 0x80001000)])}, ["body", "private_ranges", 1],
+     '"msg":"0x80000000 is in no memory-map range","type":"rule_violation","rule":"private GPAs are RAM only: a '
+     'private fault without a memslot maps nothing (kvm_handle_noslot_fault exits with KVM_EXIT_MEMORY_FAULT)"'),
+    ({**BASE, "private_ranges": rng([(0x7ffff000, 0x80001000)])}, ["body", "private_ranges", 0],
+     '"msg":"0x80000000 is in no memory-map range"'),
+    ({**BASE, "vm": {"type": "tdx", "memory_map": [{"start": "0x0", "end": "0x100000"}]},
+      "private_ranges": rng([(0x0, 0x200000)])}, ["body", "private_ranges", 0], '"msg":"0x100000 is in no memory-map'),
     ({**BASE, "private_ranges": rng([(n << 12, (n + 1) << 12) for n in range(0, 130, 2)])}, ["body", "private_ranges"],
      "at most 64"),
     ({"kernel": "6.16", "private_ranges": []}, ["body", "private_ranges"], "only with vm.type tdx"),

@@ -9,18 +9,15 @@ from fastapi.responses import Response
 
 from ..analysis import diff_by_id, group_rows
 from ..kvm.scenario import VmConfig
+from ..kvm.svm import check_amd_side
 from ..kvm.versions import resolve_kernel
-from ..kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..permalink import LinkState, url
 from ..render import render_diff
 from ..render_kinds import render_system_diff
-from ..system_diff import Side, diff_by_sides, side
-from ..x86.memtype import MemTypeError
-from ..xen.versions import is_xen
+from ..system_diff import Side, diff_by_sides, is_era_pair, side
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors
-from .errors import RuleViolation
 from .pool import pooled
 from .systems import svm_host
 
@@ -38,9 +35,6 @@ def _diff_body(a: str, b: str, limit: int) -> s.DiffResponse:
 
 def _system_diff(req: s.DiffRequest, request: Request, fmt: str | None) -> Response:
     """A side is Xen, KVM on AMD or a TDX VM: app.system_diff over the joint space."""
-    if req.amd is not None and VENDOR_AMD not in (req.a_vendor, req.b_vendor):
-        raise RuleViolation(MemTypeError("amd", "AMD host facts given without an AMD side",
-                                         "amd needs a_vendor or b_vendor amd"), ["body", "amd"])
     with core_errors():
         host = svm_host(req.amd)
         a, b = side(req.a, req.a_vendor, "a", req.a_type, host), side(req.b, req.b_vendor, "b", req.b_type, host)
@@ -86,8 +80,9 @@ def diff_endpoint(req: s.DiffRequest, request: Request, fmt: FormatParam = None)
     above plus Xen's xen_iommu and xen_io), each side's status per dimension (read, not
     read, absent, fixed), `only_a`/`only_b`, how the shared ones map, and what is not
     compared. `amd` gives the host side of every AMD side (host PAT, host MTRR; one host)."""
-    if (req.a_vendor != VENDOR_INTEL or req.b_vendor != VENDOR_INTEL or req.a_type != VM_TYPE_DEFAULT
-            or req.b_type != VM_TYPE_DEFAULT or is_xen(req.a) or is_xen(req.b) or req.amd is not None):
+    with core_errors():  # an AMD side makes the pair a cross-system one
+        check_amd_side(req.amd is not None, {"a_vendor": req.a_vendor, "b_vendor": req.b_vendor})
+    if not is_era_pair(req.a, req.b, req.a_vendor, req.b_vendor, req.a_type, req.b_type):
         return _system_diff(req, request, fmt)
     with core_errors():
         ka, kb = resolve_kernel(req.a, "a"), resolve_kernel(req.b, "b")

@@ -41,6 +41,7 @@ from ..kvm.boot import APERTURES, EDK2_DEFAULT, EDK2_RELEASES, MACHINES, MEMORY_
 from ..kvm.eras import ERAS
 from ..kvm.host_page import CLASS_TEXT, CLASSES
 from ..kvm.host_page import PRESETS as HOST_PAGE_PRESETS
+from ..kvm.ranges import MAP_RANGES_MAX
 from ..kvm.replay import GENERATORS, modelled_cr0
 from ..kvm.scenario import VmConfig
 from ..kvm.spte_trace import MAX_TRACE_CHARS, MAX_TRACE_LINES  # the core owns the trace limits
@@ -66,6 +67,7 @@ from ..x86.mtrr import (
 )
 from ..x86.npt import ADDR_BITS
 from ..x86.pat import PAT_POWER_ON, index_to_pte_bits
+from ..xen.facts import COVERAGES, HOST_MTRR_CHOICES, ORDERS, P2M_TYPES, PINNED_MAX
 from ..xen.versions import SYSTEM_ID as XEN_SYSTEM_ID
 from ..xen.versions import XEN_VERSIONS
 from .hexpattern import byte_fields, masked, one_of
@@ -248,10 +250,18 @@ if TYPE_CHECKING:
     Vendor: TypeAlias = str
     VmType: TypeAlias = str
     HostMtrrType: TypeAlias = str
-else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds, app.kvm.svm)
+    XenHostMtrr: TypeAlias = str
+    P2mTypeName: TypeAlias = str
+    CoverageName: TypeAlias = str
+    XenOrder: TypeAlias = int
+else:  # the names issue 14 fixes, from their one definition (app.kvm.vm_kinds, app.kvm.svm, app.xen.facts)
     Vendor = Literal[VENDORS]
     VmType = Literal[VM_TYPES]
     HostMtrrType = Literal[HOST_MTRR_TYPES]
+    XenHostMtrr = Literal[HOST_MTRR_CHOICES]
+    P2mTypeName = Literal[P2M_TYPES]
+    CoverageName = Literal[COVERAGES]
+    XenOrder = Literal[tuple(ORDERS)]
 
 
 def _vm_member(k: Knob) -> tuple[Any, Any]:
@@ -394,7 +404,7 @@ class XenDomainIn(Strict):
     iommu: bool = Field(False, description="is_iommu_enabled(d)")
     io_resources: bool = Field(False, description="the domain holds iomem or ioport ranges")
     pci_devices: bool = Field(False, description="PCI devices assigned (needs iommu)")
-    pinned: list[PinnedRangeIn] = Field(default_factory=list, max_length=64,
+    pinned: list[PinnedRangeIn] = Field(default_factory=list, max_length=PINNED_MAX,
                                         description="pinned cache attribute ranges (XEN_DOMCTL_pin_mem_cacheattr)")
     has_vcpu: bool = Field(True, description="false: no vCPU yet, the guest MTRR side is WB")
 
@@ -404,12 +414,12 @@ class XenIn(XenDomainIn):
     epte_get_entry_emt() reads (app.xen; docs/systems/xen.md). The entry is the one holding
     gpa (gfn = gpa >> 12, aligned down to `order`); vcpu gives the guest MTRRs, PAT, CR0."""
 
-    p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] = "ram"
-    order: Literal[0, 9, 18] = Field(0, description="the entry's page order: 4K, 2M, 1G")
+    p2m_type: P2mTypeName = "ram"
+    order: XenOrder = Field(0, description=f"the entry's page order: {', '.join(ORDERS.values())}")
     mfn: Int | None = Field(None, description="the host frame (default: the gfn)", json_schema_extra={"minimum": 0})
-    mmio_ro: Literal["none", "partial", "all"] = Field("none", description="the frames in mmio_ro_ranges")
-    special: Literal["none", "partial", "all"] = Field("none", description="the frames that are Xen special pages")
-    host_mtrr: Literal["UC", "WC", "WT", "WP", "WB", "mixed"] = Field(
+    mmio_ro: CoverageName = Field("none", description="the frames in mmio_ro_ranges")
+    special: CoverageName = Field("none", description="the frames that are Xen special pages")
+    host_mtrr: XenHostMtrr = Field(
         "WB", description="host MTRR type of the frames (mixed: mtrr_get_type() -1, superpages only)")
 
 
@@ -419,7 +429,7 @@ class XenFramesIn(Strict):
 
     start: Addr
     end: Addr
-    p2m_type: Literal["ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"] | None = Field(
+    p2m_type: P2mTypeName | None = Field(
         None, description="the frames' p2m type; omitted = the memory map range's (ram p2m_ram_rw, mmio "
         "p2m_mmio_direct)")
     mmio_ro: bool = Field(False, description="the frames are in mmio_ro_ranges")
@@ -432,12 +442,12 @@ class XenMapIn(XenDomainIn):
     range comes from the memory map (ram: p2m_ram_rw, mmio: p2m_mmio_direct) unless
     `frames` gives one."""
 
-    host_mtrr: Literal["UC", "WC", "WT", "WP", "WB"] | None = Field(
+    host_mtrr: HostMtrrType | None = Field(
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
     frames: list[XenFramesIn] | None = Field(
         None, exclude_if=lambda v: v is None,
-        description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), at most 64, not "
-        "overlapping; pinned ranges are the domain's `pinned`")
+        description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), "
+        f"at most {MAP_RANGES_MAX}, not overlapping; pinned ranges are the domain's `pinned`")
 
 
 class AmdHostIn(Strict):
@@ -1183,8 +1193,8 @@ class MapRequest(Scenario):
     private_ranges: list[GpaRangeIn] | None = Field(
         None, exclude_if=lambda v: v is None,
         description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
-        "the Secure EPT), [start, end) 4K aligned, RAM only, at most 64; the rest are shared, as resolve's "
-        "`private` says for one GPA")
+        f"the Secure EPT), [start, end) 4K aligned, RAM only, at most {MAP_RANGES_MAX}; the rest are shared, as "
+        "resolve's `private` says for one GPA")
 
 
 class PermalinkRequest(Scenario):

@@ -20,7 +20,17 @@ from ..kvm.eras import ERAS
 from ..kvm.memmap import mtrr_default, mtrr_ranges
 from ..kvm.scenario import Access, Event, VcpuState, VmConfig
 from ..kvm.scenario import check_private as core_check_private
-from ..kvm.svm import DEFAULT_HOST, HOST_PAT_DEFAULT, UNVERIFIED, SvmHost, SvmResult, svm_kernel, svm_map, svm_resolve
+from ..kvm.svm import (
+    DEFAULT_HOST,
+    HOST_PAT_DEFAULT,
+    UNVERIFIED,
+    SvmHost,
+    SvmResult,
+    check_amd_side,
+    svm_kernel,
+    svm_map,
+    svm_resolve,
+)
 from ..kvm.tdx import (
     PRIVATE_UNVERIFIED,
     TdxResult,
@@ -65,11 +75,9 @@ def svm_host(amd: s.AmdHostIn | None) -> SvmHost:
 
 def check_amd_facts(req: s.ResolveRequest | s.ZapRequest | s.MapRequest | s.PermalinkRequest, vendor: str | None,
                     ) -> None:
-    """`amd` only with vm.vendor amd (`vendor` None: a Xen kernel, which has no vendor)."""
-    if req.amd is not None and vendor != VENDOR_AMD:
-        who = "a Xen kernel" if vendor is None else f"vm.vendor {vendor}"
-        raise RuleViolation(MemTypeError("amd", f"AMD host facts given with {who}", 'amd needs vm.vendor "amd"'),
-                            ["body", "amd"])
+    """`amd` only with vm.vendor amd (`vendor` None: a Xen kernel): app.kvm.svm.check_amd_side."""
+    with core_errors():
+        check_amd_side(req.amd is not None, {"vm.vendor": vendor})
 
 
 def svm_view(res: SvmResult, vm: VmConfig, vcpu: VcpuState, access: Access, link: str,

@@ -61,7 +61,7 @@ from dataclasses import dataclass, replace
 
 from ..x86.ept import combine
 from ..x86.guest import Expectation, expectation, guest_pat_type
-from ..x86.memtype import MemType, MemTypeError, located, relation, relation_reason
+from ..x86.memtype import MTRR_TYPE_NAMES, MemType, MemTypeError, host_mtrr_type, located, relation, relation_reason
 from ..x86.mtrr import sdm_lookup
 from ..x86.npt import NptEntry
 from ..x86.pat import PAT_LINUX, PAT_POWER_ON, Pat, index_to_pte_bits, pte_flags_text
@@ -89,6 +89,7 @@ from .memmap import UNMAPPED, page_runs
 from .mtrr import breakpoints
 from .scenario import MMIO, RAM, VcpuState, VmConfig
 from .versions import resolve_kernel
+from .vm_kinds import VENDOR_AMD
 
 Series = tuple[int, int]
 
@@ -117,8 +118,7 @@ HOST_MTRR_DEFAULT: dict[str, MemType] = {RAM: MemType.WB, MMIO: MemType.UC}
 """Host MTRR type by memory kind when the caller gives none: host firmware's usual layout
 (RAM WB, the PCI hole UC). An assumption about the host, not read from any source."""
 
-NOT_MTRR_UC_MINUS, RULE_UC_MINUS = "UC- is not an MTRR type", "only PAT can select UC- (encoding 7)"
-HOST_MTRR_TYPES = ("UC", "WC", "WT", "WP", "WB")
+HOST_MTRR_TYPES = MTRR_TYPE_NAMES
 """The host MTRR types a question may give (MTRR encodings 0, 1, 4, 5, 6; UC- is PAT's only)."""
 
 
@@ -151,12 +151,7 @@ class SvmHost:
         """The host MTRR type of a frame of `kind` (ram or mmio)."""
         if self.host_mtrr is None:
             return HOST_MTRR_DEFAULT[kind]
-        if self.host_mtrr == MemType.UC_MINUS.label:
-            raise MemTypeError("host_mtrr", NOT_MTRR_UC_MINUS, RULE_UC_MINUS)
-        if self.host_mtrr not in HOST_MTRR_TYPES:
-            raise MemTypeError("host_mtrr", f"unknown host MTRR type {self.host_mtrr!r}",
-                               f"an MTRR type: one of {', '.join(HOST_MTRR_TYPES)}")
-        return MemType.from_label(self.host_mtrr)
+        return host_mtrr_type(self.host_mtrr)
 
     def validate(self) -> SvmHost:
         self.pat()
@@ -177,6 +172,24 @@ class SvmHost:
 
 DEFAULT_HOST = SvmHost()
 """The host side when a question gives none."""
+
+
+def check_amd_side(given: bool, vendors: dict[str, str | None], facts: str = "AMD host facts",
+                   name: str = "amd") -> None:
+    """AMD host facts (SvmHost) describe the host under KVM on AMD: given with no AMD side
+    they would be silently unused, so they are refused at `amd`. `vendors`: each side's
+    vendor by the name of the input that gives it (resolve's vm.vendor, diff's a_vendor and
+    b_vendor, the CLI's --vendor), None for a Xen kernel (which has no vendor); `facts` and
+    `name` the host facts as the caller's user writes them (the API's `amd`, the CLI's
+    --amd-host-* options)."""
+    if not given or VENDOR_AMD in vendors.values():
+        return
+    if len(vendors) == 1:
+        ((vname, vendor),) = vendors.items()
+        who = "with a Xen kernel" if vendor is None else f"with {vname} {vendor}"
+    else:
+        who = "without an AMD side"
+    raise MemTypeError("amd", f"{facts} given {who}", f"{name} needs {' or '.join(vendors)} amd")
 
 UNVERIFIED = (
     "guest x host combination NOT verified against AMD APM vol 2 (\"Nested Paging\", "
@@ -360,8 +373,7 @@ def svm_resolve(
                            "guest-physical addresses are below 2^MAXPHYADDR")
     kind = MMIO if is_mmio else RAM
     h_mtrr = host_mtrr if host_mtrr is not None else host.mtrr(kind)
-    if h_mtrr == MemType.UC_MINUS:
-        raise MemTypeError("host_mtrr", NOT_MTRR_UC_MINUS, RULE_UC_MINUS)
+    host_mtrr_type(h_mtrr)
     h_pat = host_pat if host_pat is not None else host.pat()
     npt = NptEntry.build(gpa & ~0xFFF)
     ht = host_type(npt, h_pat, h_mtrr)
@@ -524,6 +536,6 @@ def svm_zap(kernel: SvmKernel, z: ZapInput) -> ZapDecision:
 __all__ = [
     "C_OBEY_PAT", "C_SHARED_PAT", "DEFAULT_HOST", "HOST_MTRR_DEFAULT", "HOST_MTRR_TYPES", "HOST_PAT_DEFAULT",
     "HardwareCr0", "HardwareGpat", "SvmHost", "SvmKernel", "SvmMapRun", "SvmResult", "SvmRow", "UNVERIFIED",
-    "check_svm_vm", "combine_guest_host", "hardware_cr0", "hardware_gpat", "host_type", "svm_kernel", "svm_map",
-    "svm_policy", "svm_resolve", "svm_zap",
+    "check_amd_side", "check_svm_vm", "combine_guest_host", "hardware_cr0", "hardware_gpat", "host_type",
+    "svm_kernel", "svm_map", "svm_policy", "svm_resolve", "svm_zap",
 ]

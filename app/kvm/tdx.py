@@ -36,6 +36,7 @@ from ..x86.mtrr import DEF_TYPE_E, MSR_MTRR_DEF_TYPE, sdm_lookup
 from ..x86.paging import PageSize
 from .era import C_IGNORE_PAT, Era, Fault, MaskResult
 from .memmap import UNMAPPED, MapRun, address_map, page_runs
+from .ranges import check_map_ranges, first_uncovered
 from .scenario import CR0_CD, MMIO, MTRR_WRITE, Event, VcpuState, VmConfig
 from .v6_16 import ERA as ERA_616
 from .versions import resolve_kernel
@@ -180,7 +181,7 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
 __all__ = [
     "PRIVATE_UNVERIFIED", "RULE_CR0_CD", "TDX_ERA", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow",
     "check_tdx_event", "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "check_vm_names", "tdx_defaults",
-    "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit", "MAX_PRIVATE_RANGES", "PRIVATE_PAGE_SIZE", "RULE_MMIO_SHARED",
+    "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit", "PRIVATE_PAGE_SIZE", "RULE_MMIO_SHARED", "RULE_PRIVATE_RAM",
     "TdxMapRun", "check_private_ranges", "tdx_map",
 ]
 
@@ -202,9 +203,6 @@ def tdx_zap_audit(era_id: str, vm: VmConfig, vcpu: VcpuState, event: Event):
 
 # -- the map with private GPAs (POST /api/v1/map `private_ranges`) -------------------------
 
-MAX_PRIVATE_RANGES = 64
-"""Most private ranges a map question may give (this tool's bound: the map splits at every
-edge; KVM itself takes any number of KVM_SET_MEMORY_ATTRIBUTES calls)."""
 PRIVATE_PAGE_SIZE = PageSize.SIZE_4K
 """The largest private mapping: tdx_gmem_private_max_mapping_level() returns PG_LEVEL_4K
 (vmx/tdx.c 6.16; 6.19's tdx_gmem_max_mapping_level() the same for private pages)."""
@@ -212,29 +210,32 @@ RULE_ATTR_ALIGN = ("KVM_SET_MEMORY_ATTRIBUTES takes page-aligned address and siz
                    "(kvm_vm_ioctl_set_mem_attributes: -EINVAL)")
 
 
+RULE_PRIVATE_RAM = ("private GPAs are RAM only: a private fault without a memslot maps nothing "
+                    "(kvm_handle_noslot_fault exits with KVM_EXIT_MEMORY_FAULT)")
+
+
 def check_private_ranges(vm: VmConfig, ranges: tuple[tuple[int, int], ...],
                          field: str = "private_ranges") -> tuple[tuple[int, int], ...]:
     """The GPA ranges whose memory attribute is private ([start, end) each), sorted; refused
-    when KVM would not set them, when they overlap, or when they cover host MMIO."""
-    if len(ranges) > MAX_PRIVATE_RANGES:
-        raise MemTypeError(field, f"{len(ranges)} private ranges given",
-                           f"the map takes at most {MAX_PRIVATE_RANGES} (each edge splits it)")
+    when KVM would not set them (kvm_vm_ioctl_set_mem_attributes: page aligned, not empty),
+    when they overlap, or when they cover anything but RAM memslots: host MMIO is only ever
+    shared, and a hole is private for KVM_SET_MEMORY_ATTRIBUTES (which asks for no memslot)
+    but a private fault there maps nothing (kvm_mmu_faultin_pfn -> kvm_handle_noslot_fault,
+    read in KT0511/linux-6.16.1 30b97c8a1), so the map has no private entry to show."""
     top = 1 << vm.maxphyaddr
-    for n, (start, end) in enumerate(ranges):
-        f = (field, n)
-        if start % 4096 or end % 4096:
-            raise MemTypeError(f, f"{start:#x}-{end:#x} is not 4K aligned", RULE_ATTR_ALIGN)
-        if end <= start:
-            raise MemTypeError(f, f"{start:#x}-{end:#x} is empty", "a range is [start, end) with start < end")
+    ram = [(r.start, r.end) for r in vm.memory_map if r.kind != MMIO]
+
+    def each(f: tuple, start: int, end: int) -> None:
         if end > top:
             raise MemTypeError(f, f"{start:#x}-{end:#x} reaches above 2^MAXPHYADDR (MAXPHYADDR={vm.maxphyaddr})",
                                "guest-physical addresses are below 2^MAXPHYADDR")
-        for m, (s0, e0) in enumerate(ranges[:n]):
-            if s0 < end and start < e0:
-                raise MemTypeError(f, f"overlaps private range {m} ({s0:#x}-{e0:#x})", "give each GPA once")
         for r in vm.memory_map:
             if r.kind == MMIO and r.start < end and start < r.end:
                 raise MemTypeError(f, f"covers the mmio range {r.start:#x}-{r.end:#x}", RULE_MMIO_SHARED)
+        if (hole := first_uncovered(start, end, ram)) is not None:
+            raise MemTypeError(f, f"{hole:#x} is in no memory-map range", RULE_PRIVATE_RAM)
+
+    check_map_ranges(ranges, field, "private range", RULE_ATTR_ALIGN, "give each GPA once", each)
     return tuple(sorted(ranges))
 
 

@@ -47,6 +47,10 @@ MTRR_TYPES: frozenset[int] = frozenset({0, 1, 4, 5, 6})
 """Encodings accepted in fixed, variable and default MTRR type fields (kvm_mtrr_valid())."""
 EPT_TYPES: frozenset[int] = MTRR_TYPES
 """Encodings legal in EPT leaf bits 5:3; 2, 3 and 7 cause an EPT misconfiguration."""
+MTRR_TYPE_NAMES: tuple[str, ...] = tuple(_LABELS[v] for v in sorted(MTRR_TYPES))
+"""The MTRR types by name, in encoding order (UC, WC, WT, WP, WB): what a question may give
+as a host MTRR type (AMD's `amd.host_mtrr`, Xen's `xen.host_mtrr`)."""
+RULE_MTRR_NAMES = f"MTRR types are {', '.join(MTRR_TYPE_NAMES)}; only PAT can select UC- (encoding 7)"
 
 
 Loc = tuple[str | int, ...]
@@ -119,6 +123,19 @@ def pat_type(value: int, field: LocLike = "pat") -> MemType:
 def mtrr_type(value: int, field: LocLike = "mtrr") -> MemType:
     """Decode an MTRR type field; reserved values (2, 3, 7, >7) make WRMSR raise #GP."""
     return _check(value, MTRR_TYPES, field, "MTRR", "reserved MTRR type: WRMSR raises #GP")
+
+
+def host_mtrr_type(t: MemType | str, field: LocLike = "host_mtrr") -> MemType:
+    """A host MTRR type as a question names it (a MemType, or its label): UC- is PAT's only
+    (no MTRR encoding 7), an unknown name is no type. The one refusal of every host MTRR
+    type the systems take (app.kvm.svm.SvmHost, app.xen.facts.Page, app.xen.map)."""
+    if isinstance(t, str):
+        if t not in _LABELS.values():
+            raise MemTypeError(field, f"unknown host MTRR type {t!r}", RULE_MTRR_NAMES)
+        t = MemType.from_label(t)
+    if int(t) not in MTRR_TYPES:
+        raise MemTypeError(field, f"{t.label} is not an MTRR type", RULE_MTRR_NAMES)
+    return t
 
 
 def ept_type(value: int, field: LocLike = ("ept", "memtype")) -> MemType:

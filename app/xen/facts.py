@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..x86.memtype import MTRR_TYPES, LocLike, MemType, MemTypeError, as_loc
+from ..x86.memtype import MTRR_TYPE_NAMES, LocLike, MemType, MemTypeError, as_loc, host_mtrr_type
 from .versions import XenVersion
 
 
@@ -123,7 +123,7 @@ def check_pinned(ranges: tuple[PinnedRange, ...], d: Domain, version: XenVersion
     """What hvm_set_mem_pinned_cacheattr() (xen/arch/x86/hvm/mtrr.c) would refuse."""
     if len(ranges) > PINNED_MAX:
         raise MemTypeError(field, f"{len(ranges)} ranges given",
-                           "hvm_set_mem_pinned_cacheattr() allows at most 64 (-ENOSPC)")
+                           f"hvm_set_mem_pinned_cacheattr() allows at most {PINNED_MAX} (-ENOSPC)")
     for n, r in enumerate(ranges):
         f = (*as_loc(field), n)
         if r.start < 0 or r.end < r.start:
@@ -184,15 +184,14 @@ class Page:
             if self.order == 0:
                 raise MemTypeError((*as_loc(field), "host_mtrr"), "mixed host MTRR types for one 4K frame",
                                    "mtrr_get_type() returns -1 only for order > 0")
-        elif int(self.host_mtrr) not in MTRR_TYPES:
-            raise MemTypeError((*as_loc(field), "host_mtrr"), f"{self.host_mtrr.label} is not an MTRR type",
-                               "MTRR types are UC, WC, WT, WP, WB")
+        else:
+            host_mtrr_type(self.host_mtrr, (*as_loc(field), "host_mtrr"))
         return self
 
 
 P2M_TYPES = tuple(t.value for t in P2mType)
 COVERAGES = tuple(c.value for c in Coverage)
-HOST_MTRR_CHOICES = ("UC", "WC", "WT", "WP", "WB", "mixed")
+HOST_MTRR_CHOICES = (*MTRR_TYPE_NAMES, "mixed")
 """The host MTRR of the entry's frames: an MTRR type, or mixed (mtrr_get_type() -1, superpages)."""
 
 

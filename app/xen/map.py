@@ -34,9 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..kvm.mtrr import breakpoints
+from ..kvm.ranges import check_map_ranges, first_uncovered
 from ..kvm.scenario import MMIO, RAM, VcpuState, VmConfig
+from ..kvm.svm import HOST_MTRR_DEFAULT
 from ..x86.guest import expectation
-from ..x86.memtype import MemType, MemTypeError, located, relation
+from ..x86.memtype import MemType, MemTypeError, host_mtrr_type, located, relation
 from ..x86.mtrr import sdm_lookup
 from .cd import cd_view, effective
 from .emt import EmtResult, entry_emt
@@ -47,14 +49,10 @@ from .versions import XenVersion
 UNMAPPED = "unmapped"
 P2M_OF_KIND = {RAM: P2mType.RAM, MMIO: P2mType.MMIO_DIRECT}
 """The p2m type a memory-map range stands for."""
-HOST_MTRR_OF_KIND: dict[str, MemType] = {RAM: MemType.WB, MMIO: MemType.UC}
+HOST_MTRR_OF_KIND = HOST_MTRR_DEFAULT
 """The host MTRR type of a range when the request gives none: host firmware's usual layout
-(RAM WB, the PCI hole UC), the same assumption app.kvm.svm.HOST_MTRR_DEFAULT makes."""
+(RAM WB, the PCI hole UC), the one assumption app.kvm.svm.HOST_MTRR_DEFAULT makes for AMD."""
 _ORDER_BYTES = ((18, 1 << 30), (9, 1 << 21))
-FRAMES_MAX = 64
-"""Most frame ranges a map question may give (this tool's bound: each edge splits the map)."""
-
-
 @dataclass(frozen=True, slots=True)
 class FrameRange:
     """Per-frame facts over the GPAs [start, end): the p2m type (None: the memory map's
@@ -71,29 +69,18 @@ class FrameRange:
 
 def check_frames(frames: tuple[FrameRange, ...], vm: VmConfig, field: tuple = ("frames",),
                  ) -> tuple[FrameRange, ...]:
-    """Refuse frame ranges that are unaligned, empty, overlapping, too many, or not all
-    inside the memory map (a frame without a memslot has no p2m entry); sorted."""
-    if len(frames) > FRAMES_MAX:
-        raise MemTypeError(field, f"{len(frames)} frame ranges given",
-                           f"the map takes at most {FRAMES_MAX} (each edge splits it)")
-    mapped = sorted((r.start, r.end) for r in vm.memory_map)
-    for n, f in enumerate(frames):
-        loc = (*field, n)
-        if f.start % 4096 or f.end % 4096:
-            raise MemTypeError(loc, f"{f.start:#x}-{f.end:#x} is not 4K aligned", "p2m entries map 4K frames")
-        if f.end <= f.start:
-            raise MemTypeError(loc, f"{f.start:#x}-{f.end:#x} is empty", "a range is [start, end) with start < end")
-        for m, o in enumerate(frames[:n]):
-            if o.start < f.end and f.start < o.end:
-                raise MemTypeError(loc, f"overlaps frame range {m} ({o.start:#x}-{o.end:#x})",
-                                   "give each frame's facts once")
-        cursor = f.start
-        for a, b in mapped:
-            if a <= cursor < b:
-                cursor = b
-        if cursor < f.end:
-            raise MemTypeError(loc, f"{cursor:#x} is in no memory-map range",
+    """Refuse frame ranges that are unaligned, empty, overlapping, too many (the map's
+    ranges' rules, check_map_ranges), or not all inside the memory map (a frame without a
+    memslot has no p2m entry); sorted."""
+    mapped = [(r.start, r.end) for r in vm.memory_map]
+
+    def each(loc: tuple, start: int, end: int) -> None:
+        if (hole := first_uncovered(start, end, mapped)) is not None:
+            raise MemTypeError(loc, f"{hole:#x} is in no memory-map range",
                                "a frame outside the memory map has no p2m entry (the map's holes)")
+
+    check_map_ranges([(f.start, f.end) for f in frames], field, "frame range", "p2m entries map 4K frames",
+                     "give each frame's facts once", each)
     return tuple(sorted(frames, key=lambda f: f.start))
 
 
@@ -160,8 +147,8 @@ def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: 
     d.validate(v)
     vm.validate()
     vcpu.validate(vm)
-    if host_mtrr is not None and host_mtrr is MemType.UC_MINUS:
-        raise MemTypeError("host_mtrr", "UC- is not an MTRR type", "MTRR types are UC, WC, WT, WP, WB")
+    if host_mtrr is not None:
+        host_mtrr_type(host_mtrr)
     frames = check_frames(frames, vm)
     guest = vcpu.mtrr if d.has_vcpu else None
     cd = cd_view(d, vcpu.cr0_cd, vcpu.pat, vcpu.cr0_nw)
@@ -224,5 +211,5 @@ def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: 
     return runs
 
 
-__all__ = ["FRAMES_MAX", "HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "FrameRange", "XenMapRun", "check_frames",
+__all__ = ["HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "FrameRange", "XenMapRun", "check_frames",
            "xen_map"]
