@@ -115,9 +115,69 @@ async def test_refusals(client, frames, loc, says):
     assert r.json()["errors"][0]["loc"] == loc and says in r.text, r.text
 
 
-async def test_frames_are_the_maps_only(client):
-    z = await client.post("/api/v1/zap", json={"kernel": "xen", "xen": {"frames": []},
-                                               "event": {"kind": "cr0_cd", "value": True}})
-    assert z.status_code == 422 and z.json()["errors"][0]["loc"] == ["body", "xen", "frames"]
+async def test_resolve_takes_no_frames(client):
     r = await client.post("/api/v1/resolve", json={"kernel": "xen", "gpa": "0x1000", "xen": {"frames": []}})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "xen", "frames"]
+
+
+ZAP_MTRR = {"def_type": "0xc06", "variable": [{"base": "0x80000000", "mask": "0x3fff80000800"}]}
+FRAMES_NOTE = ("frames: their p2m types, mmio_ro and special hold before and after (no event here changes them); "
+               "epte_get_entry_emt() answers mmio_ro, special, grant and foreign frames before the pinned and MTRR "
+               "tests, so an MTRR or pinned change leaves their EMT alone (excess if invalidated)")
+LINK_NOTE = "the permalink holds the domain's facts, not xen.frames (the page has no per-frame controls)"
+
+
+def rngs(j, key):
+    return [(r["start"], r["end"]) for r in j[key]]
+
+
+async def test_zap_takes_the_maps_frames(client):
+    """An MTRR default-type write (WB -> UC) in a domain with I/O resources: Xen invalidates
+    every mapped range (memory_type_changed). Without frames every ram range below 2G and
+    4-6G changes WB -> UC (needed; the fixed range below 1M stays WB, and the mmio ranges
+    are UC either way: excess). A grant frame range and an mmio_ro one answer before the
+    MTRR test (WB|IPAT, UC|IPAT): their EMT is kept, so they move from needed to excess."""
+    body = {"kernel": "xen", "xen": {"io_resources": True}, "vcpu": {"mtrr": {**ZAP_MTRR, "fixed": [
+        "0x0606060606060606"] * 11}}, "event": {"kind": "mtrr_write", "msr": "0x2ff", "value": "0xc00"}}
+    plain = (await client.post("/api/v1/zap", json=body)).json()
+    assert rngs(plain, "needed") == [("0x100000", "0x80000000"), ("0x100000000", "0x180000000")]
+    frames = frames_of([(0x100000, 0x200000, {"p2m_type": "grant_map_rw"}), (0x200000, 0x201000, {"mmio_ro": True})])
+    r = await client.post("/api/v1/zap", json={**body, "xen": {"io_resources": True, "frames": frames}})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert rngs(j, "needed") == [("0x201000", "0x80000000"), ("0x100000000", "0x180000000")]
+    assert rngs(j, "excess") == [("0x0", "0x201000"), ("0xfd000000", "0xfe000000"), ("0x800000000", "0x810000000")]
+    assert rngs(j, "invalidated") == rngs(plain, "invalidated") and j["stale"] == []
+    assert j["notes"] == [FRAMES_NOTE, LINK_NOTE] and plain["notes"] == []
+    assert j["permalink"] == plain["permalink"]
+    text = (await client.post("/api/v1/zap?format=text", json={**body, "xen": {"io_resources": True,
+                                                                                "frames": frames}})).text
+    assert "  0x201000     0x80000000   ram   WB      UC\n" in text and "0x100000 " not in text.split("Note")[0]
+    empty = (await client.post("/api/v1/zap", json={**body, "xen": {"io_resources": True, "frames": []}})).json()
+    assert empty == plain
+
+
+async def test_zap_frames_under_a_passthrough_attach(client):
+    """Attaching an I/O range to a domain with neither IOMMU nor I/O: ram goes from WB|IPAT
+    (the no-passthrough test) to the guest MTRR's WB with IPAT clear, so it is needed; an
+    mmio_direct frame range over ram is UC before and after (the no-passthrough test skips
+    mmio_direct), a grant range WB|IPAT before and after: neither is needed any more."""
+    body = {"kernel": "xen", "vcpu": {"mtrr": WB_MTRR}, "event": {"kind": "passthrough_attach", "resource": "io"}}
+    plain = (await client.post("/api/v1/zap", json=body)).json()
+    frames = frames_of([(0x300000, 0x400000, {"p2m_type": "mmio_direct"}),
+                        (0x100000000, 0x100200000, {"p2m_type": "grant_map_ro"})])
+    j = (await client.post("/api/v1/zap", json={**body, "xen": {"frames": frames}})).json()
+    assert ("0x0", "0x80000000") in rngs(plain, "needed")
+    assert rngs(j, "needed") == [("0x0", "0x300000"), ("0x400000", "0x80000000"), ("0xfd000000", "0xfe000000"),
+                                 ("0x100200000", "0x180000000")]
+    changed = {(c["start"], c["end"]): (c["before"]["notation"], c["after"]["notation"]) for c in j["changes"]}
+    assert changed[("0x0", "0x300000")] == ("WB!", "WB")
+
+
+async def test_zap_frames_refused_as_the_maps(client):
+    body = {"kernel": "xen", "event": {"kind": "cr0_cd", "value": True}}
+    r = await client.post("/api/v1/zap", json={**body, "xen": {"frames": frames_of([(0x7ffff000, 0x80001000, {})])}})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0] == {
+        "loc": ["body", "xen", "frames", 0], "msg": "0x80000000 is in no memory-map range", "type": "rule_violation",
+        "rule": "a frame outside the memory map has no p2m entry (the map's holes)"}

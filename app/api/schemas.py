@@ -446,7 +446,7 @@ class XenMapIn(XenDomainIn):
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
     frames: list[XenFramesIn] | None = Field(
         None, exclude_if=lambda v: v is None,
-        description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), "
+        description="map and zap: per-frame facts by GPA range (p2m type, mmio_ro, special), "
         f"at most {MAP_RANGES_MAX}, not overlapping; pinned ranges are the domain's `pinned`")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -77,6 +78,9 @@ MAP_FRAME_NOTES = (
 )
 
 
+FRAMES_LINK_NOTE = "the permalink holds the domain's facts, not xen.frames (the page has no per-frame controls)"
+
+
 def to_frames(x: s.XenMapIn | None) -> tuple[FrameRange, ...]:
     """The request's `xen.frames` as the core's FrameRange (checked by app.xen.map.check_frames)."""
     if x is None or not x.frames:
@@ -121,10 +125,6 @@ def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWri
 
 def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Response:
     """POST /api/v1/zap with kernel xen: app.xen.zap.xen_zap over the memory map."""
-    if req.xen is not None and req.xen.frames is not None:
-        raise RuleViolation(MemTypeError(("xen", "frames"), "per-frame facts given to a zap",
-                                         "xen.frames is the map's: a zap audits the domain-wide event"),
-                            ["body", "xen", "frames"])
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):
@@ -133,8 +133,11 @@ def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Resp
         vcpu.validate(vm)
         event = _event(req.event)
         facts = to_facts(req.xen)
+        frames = to_frames(req.xen)
         with _xen_loc():
-            z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr())
+            z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr(), frames)
+    if frames:
+        z = replace(z, notes=(*z.notes, FRAMES_LINK_NOTE))
     link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts), base_url(request))
     if wants_text(request, fmt):
         return text(render_xen_zap(z, link))

@@ -30,7 +30,7 @@ from ..x86.memtype import MemType
 from .cd import CdView, cd_view
 from .events import EventEffect, Passthrough, event_effect
 from .facts import Domain
-from .map import UNMAPPED, XenMapRun, xen_map
+from .map import UNMAPPED, FrameRange, XenMapRun, xen_map
 from .versions import XenVersion
 
 
@@ -100,14 +100,21 @@ def _changes(before: list[XenMapRun], after: list[XenMapRun]) -> list[XenChange]
     return out
 
 
+FRAMES_NOTE = ("frames: their p2m types, mmio_ro and special hold before and after (no event here changes "
+               "them); epte_get_entry_emt() answers mmio_ro, special, grant and foreign frames before the "
+               "pinned and MTRR tests, so an MTRR or pinned change leaves their EMT alone (excess if invalidated)")
+
+
 def xen_zap(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, ev: Event | Passthrough,
-            host_mtrr: MemType | None = None) -> XenZap:
-    """The event's effect on the domain's EPT, audited over every mapped range of `vm`."""
+            host_mtrr: MemType | None = None, frames: tuple[FrameRange, ...] = ()) -> XenZap:
+    """The event's effect on the domain's EPT, audited over every mapped range of `vm`, the
+    per-frame facts `frames` (app.xen.map.check_frames, as the map takes them) on both
+    sides: the events change domain facts and vCPU registers, never a p2m type."""
     fx = event_effect(v, d, vcpu, ev, vm.maxphyaddr)
-    before = xen_map(v, d, vm, vcpu, 0, host_mtrr)
-    after = xen_map(v, fx.domain_after, vm, fx.vcpu_after, 0, host_mtrr)
+    before = xen_map(v, d, vm, vcpu, 0, host_mtrr, frames)
+    after = xen_map(v, fx.domain_after, vm, fx.vcpu_after, 0, host_mtrr, frames)
     mapped = tuple(merge((r.start, r.end) for r in vm.memory_map))
-    notes = []
+    notes = [FRAMES_NOTE] if frames else []
     if ev.kind in ("cr0_cd", "pat_write"):
         notes.append("no EPT entry changes: CR0.CD and PAT reach the CPU through GUEST_CR0 and GUEST_PAT "
                      "(see cr0_cd before and after)")
@@ -119,4 +126,4 @@ def xen_zap(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, ev: Event |
     return XenZap(v, ev, fx, cd_b, cd_a, mapped, tuple(_changes(before, after)), tuple(notes))
 
 
-__all__ = ["XenChange", "XenZap", "xen_zap"]
+__all__ = ["FRAMES_NOTE", "XenChange", "XenZap", "xen_zap"]
