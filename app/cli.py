@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import permalink
 from .knobs import KNOBS, Knob
 from .kvm.svm import DEFAULT_HOST, check_amd_side
-from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
+from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES, is_vmx_default
 from .render import WIDTH, wrap
 from .x86.memtype import MemTypeError
 from .xen.versions import is_xen
@@ -127,7 +127,7 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     if is_xen(st.kernel):
         return _xen_resolve(st, args.base_url)
     _kvm_only(st)
-    if st.vm.vendor != VENDOR_INTEL or st.vm.vm_type != VM_TYPE_DEFAULT:
+    if not is_vmx_default(st.vm.vendor, st.vm.vm_type):
         return _kind_resolve(st, given, args.base_url)
     kernel = resolve_kernel(st.kernel)
     res = resolve(ERAS[kernel.era], st.vm, st.vcpu, st.access, kernel)

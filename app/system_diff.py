@@ -67,7 +67,7 @@ from .kvm.svm import (
     svm_kernel,
 )
 from .kvm.tdx import RULE_CR0_CD, check_vm_kind, check_vm_names, tdx_mt_mask
-from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
+from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX, is_vmx_default
 from .x86.ept import effective_type, notation
 from .x86.guest import expectation
 from .x86.memtype import SAME, MemType, MemTypeError, relation
@@ -285,7 +285,7 @@ def is_era_pair(a: str, b: str, a_vendor: str = VENDOR_INTEL, b_vendor: str = VE
                 a_type: str = VM_TYPE_DEFAULT, b_type: str = VM_TYPE_DEFAULT) -> bool:
     """Both sides KVM on Intel with a default VM: the era diff (app.analysis, vmx_get_mt_mask's
     1920 states); any other pair is a cross-system diff (here, over the joint space)."""
-    return all(v == VENDOR_INTEL and t == VM_TYPE_DEFAULT and not is_xen(k)
+    return all(is_vmx_default(v, t) and not is_xen(k)
                for k, v, t in ((a, a_vendor, a_type), (b, b_vendor, b_type)))
 
 

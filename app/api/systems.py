@@ -45,7 +45,7 @@ from ..kvm.tdx import (
     tdx_zap_audit,
 )
 from ..kvm.versions import KernelInfo, resolve_kernel
-from ..kvm.vm_kinds import VENDOR_AMD, VM_TYPE_TDX
+from ..kvm.vm_kinds import VM_TYPE_TDX, is_vmx_default
 from ..kvm.zap import ZapAudit
 from ..permalink import LinkState, url
 from ..render import render_zap
@@ -59,7 +59,7 @@ from .errors import RuleViolation
 
 def is_kind(vm: VmConfig) -> bool:
     """Not KVM on Intel with a default VM: answered here."""
-    return vm.vendor == VENDOR_AMD or vm.vm_type == VM_TYPE_TDX
+    return not is_vmx_default(vm.vendor, vm.vm_type)
 
 
 # -- AMD ---------------------------------------------------------------------------------

@@ -18,3 +18,9 @@ VM_TYPE_DEFAULT = "default"
 VM_TYPE_TDX = "tdx"
 VM_TYPES = (VM_TYPE_DEFAULT, VM_TYPE_TDX)
 """`vm.type` values; "default" is KVM_X86_DEFAULT_VM (0)."""
+
+
+def is_vmx_default(vendor: str, vm_type: str) -> bool:
+    """KVM on Intel with a default VM: what the eras model (vmx_get_mt_mask(), app.kvm.resolve);
+    any other kind is answered by app.kvm.svm (AMD) or app.kvm.tdx (a TD)."""
+    return vendor == VENDOR_INTEL and vm_type == VM_TYPE_DEFAULT
