@@ -136,9 +136,9 @@ def cmd_resolve(args: argparse.Namespace) -> str:
 
 def _xen_only(st: permalink.LinkState) -> None:
     """With a Xen kernel only vm.maxphyaddr and the memory map apply (as in the API)."""
-    from .kvm.scenario import VmConfig
+    from .xen.resolve import kvm_settings_given
 
-    if st.vm != VmConfig(maxphyaddr=st.vm.maxphyaddr, memory_map=st.vm.memory_map):
+    if kvm_settings_given(st.vm):
         raise MemTypeError("kernel", "KVM settings given with a Xen kernel",
                            "only --maxphyaddr and --map apply to Xen; domain facts are the --xen-* options")
 

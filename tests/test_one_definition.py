@@ -143,3 +143,13 @@ def test_map_ranges_limit_is_one_for_both_lists():
     assert _refusal(lambda: check_private_ranges(vm, pairs)) == (("private_ranges",), "65 private ranges given", rule)
     assert _refusal(lambda: check_frames(tuple(FrameRange(a, b) for a, b in pairs), vm)) == (
         ("frames",), "65 frame ranges given", rule)
+
+
+def test_xen_reads_maxphyaddr_and_the_memory_map_only():
+    """One test for the API (422 at vm) and the CLI (at kernel): app.xen.resolve.kvm_settings_given."""
+    from app.xen.resolve import kvm_settings_given
+
+    assert not kvm_settings_given(VmConfig(maxphyaddr=39, memory_map=(MemRange(0, 1 << 20, "ram"),)))
+    for kvm in (VmConfig(vendor="amd"), VmConfig(vm_type="tdx"), VmConfig(noncoherent_dma=True),
+                VmConfig(self_snoop=False), VmConfig(quirk_cd_nw_cleared=False)):
+        assert kvm_settings_given(kvm), kvm

@@ -63,6 +63,13 @@ def _finding(sdm: Lookup, xen: XenLookup | None, order: int) -> str | None:
     return f"SDM says {s} ({sdm.reason}); Xen uses {x}{at} ({xen.reason})"
 
 
+def kvm_settings_given(vm: VmConfig) -> bool:
+    """Xen reads two members of a VmConfig: MAXPHYADDR and the memory map (the p2m's ranges).
+    Any other (vendor, VM type, the KVM quirks, nc-DMA, self-snoop) is a KVM setting, refused
+    with a Xen kernel rather than ignored (the API at `vm`, the CLI at `kernel`)."""
+    return vm != VmConfig(maxphyaddr=vm.maxphyaddr, memory_map=vm.memory_map)
+
+
 def resolve_xen(v: XenVersion, d: Domain, page: Page, vcpu: VcpuState, maxphyaddr: int = 46) -> XenResolution:
     """Validate the scenario (MemTypeError names the field and rule), then resolve it."""
     d.validate(v)
