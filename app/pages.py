@@ -85,6 +85,7 @@ from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
+    Dropped,
     LinkState,
     amd_json,
     decode,
@@ -99,6 +100,7 @@ from .permalink import (
     xen_json,
 )
 from .presets import PRESETS, START
+from .system_diff import STATUS_TEXT, side
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
 from .x86.mtrr import (
     DEF_TYPE_E,
@@ -426,6 +428,31 @@ def compare_sides() -> list[dict]:
 
 COMPARE_SIDES = compare_sides()
 
+
+def offered_compare(state: LinkState, dropped: tuple[Dropped, ...]) -> tuple[LinkState, tuple[Dropped, ...]]:
+    """A link's Compare side (vs, vs_vendor, vs_type) as the Compare list offers it: a side
+    the list lacks loses the parameter the cross-system diff's side() refuses, listed with
+    its reason like every parameter decode_report drops (a TDX VM under an old kernel keeps
+    its Intel era; Xen named with vendor amd keeps Xen); one it does not refuse loses vs."""
+    out = list(dropped)
+    offered = {(o["vs"], o["vendor"], o["type"]) for o in COMPARE_SIDES}
+    while state.vs is not None and (state.vs, state.vs_vendor, state.vs_type) not in offered:
+        vs = state.vs
+        try:
+            side(vs, state.vs_vendor, "vs", state.vs_type)
+        except MemTypeError as e:
+            if e.field == "vs_vendor":
+                out.append(Dropped(e.field, state.vs_vendor, e.message, e.rule))
+                state = replace(state, vs_vendor=VENDOR_INTEL)
+                continue
+            if e.field == "vs_type":
+                out.append(Dropped(e.field, state.vs_type, e.message, e.rule))
+                state = replace(state, vs_type=VM_TYPE_DEFAULT)
+                continue
+        out.append(Dropped("vs", vs, "is no side of the page's Compare list", ""))
+        state = replace(state, vs=None, vs_vendor=VENDOR_INTEL, vs_type=VM_TYPE_DEFAULT)
+    return state, tuple(out)
+
 DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "quirk_cd_nw_cleared": "CDNWq",
              "quirk_ignore_guest_pat": "PATq", "self_snoop": "snoop", "guest_mtrr": "MTRR", "pat": "PAT",
              "xen_iommu": "iommu", "xen_io": "io"}
@@ -495,7 +522,8 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     """Which system (kernel, vendor, type) names and which controls it fixes, found by asking
     the resolve endpoint, the one place that decides: a control is fixed when the system
     refuses a value KVM on Intel (the default kernel) accepts and accepts exactly one; the
-    refusal is its reason. Also whether it takes the Xen facts and `private`."""
+    refusal is its reason. Also whether it takes the Xen facts, `private` and AMD's host side
+    (`xen`, `private`, `amd`: the page sends each only to a side that takes it)."""
     kind_vm: dict[str, str] = {}
     if not is_xen(kernel):
         kind_vm = {n: v for n, v, d in (("vendor", vendor, VmConfig().vendor), ("type", vm_type, VmConfig().vm_type))
@@ -503,7 +531,7 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     base: dict[str, Any] = {"kernel": kernel, "vm": kind_vm, "vcpu": {}, "gpa": "0x0"}
     answer, error = _ask(request, base)
     if answer is None:
-        return {"system": None, "error": error, "fixed": [], "xen": False, "private": False}
+        return {"system": None, "error": error, "fixed": [], "xen": False, "private": False, "amd": False}
     system = answer.get("system", "kvm-intel")
     reference = {**base, "kernel": DEFAULT_KERNEL, "vm": {}}
     fixed = []
@@ -549,6 +577,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         "compare_sides": COMPARE_SIDES,
         "compare_groups": list(dict.fromkeys(o["group"] for o in COMPARE_SIDES)),
         "dim_short": DIM_SHORT,
+        "dim_status": STATUS_TEXT,
         "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                      "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                     for p in PRESETS.values()],
@@ -641,10 +670,23 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             value = state.read_msr(req.msr)
         return JSONResponse({"value": f"{value:#x}"})
 
+    systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
+
+    def system_of(request: Request, kernel: str, vendor: str, vm_type: str) -> dict:
+        """system_view, cached (it asks resolve a few dozen times, and depends on nothing else)."""
+        key = (kernel, vendor, vm_type, request.scope.get("root_path", ""))
+        view = systems.get(key)
+        if view is None:
+            view = system_view(request, kernel.strip(), vendor, vm_type)
+            systems.put(key, view)
+        return view
+
     @router.post("/page/diff-state")
-    def diff_state(req: DiffStateIn) -> Response:
+    def diff_state(req: DiffStateIn, request: Request) -> Response:
         """The page's scenario moved into a diff group (app.analysis.apply_pattern): the resolve
-        body the controls then show, as app.permalink writes it."""
+        body the controls then show, as app.permalink writes it. A dimension that would move a
+        control the scenario's system fixes (system_view: a TD's MTRRdefType and IGNORE_GUEST_PAT,
+        Xen's self-snoop) is not applied but listed in `unapplied` with the system's reason."""
         sc = req.scenario
         vm, _ = to_vm(sc.vm, sc.memory_map, kinds=True)  # KVM on AMD, a TD: the system the page shows stays
         with core_errors(), located("scenario"):  # the scenario's own parts sit under `scenario`
@@ -654,8 +696,10 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         if is_xen(sc.kernel) and (mmio := bool_dim(pattern, "is_mmio")) is not None:
             del pattern["is_mmio"]
             xen["p2m_type"] = XEN_MMIO[mmio]  # Xen's is_mmio is the p2m type (its mmio is fixed)
+        view = system_of(request, sc.kernel, vm.vendor, vm.vm_type)
         with core_errors():
-            vm, vcpu, access = apply_pattern(pattern, vm, vcpu, access)
+            held = fixed_dims(sc.kernel, view, pattern, vm, vcpu, access)
+            vm, vcpu, access = apply_pattern({k: v for k, v in pattern.items() if k not in held}, vm, vcpu, access)
         if access.mmio and access.private and pattern.get("is_mmio") is True:
             # a group of host-MMIO states holds shared GPAs only (a TD's MMIO is never private:
             # app.system_diff's kvm-tdx mapping, scenario.check_private): the state moved
@@ -672,6 +716,8 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                                      for d, f in XEN_DIMS.items() if f in xen]
         elif sc.xen is not None:
             body["xen"] = sc.xen.model_dump(exclude_defaults=True)
+        if held:
+            body["unapplied"] = [*body.get("unapplied", []), *held.values()]
         if sc.amd is not None:  # AMD's host side stays (its refusals at scenario.amd)
             with core_errors(), located("scenario"):
                 amd = amd_json(svm_host(sc.amd))
@@ -679,17 +725,10 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                 body["amd"] = amd
         return JSONResponse(body)
 
-    systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
-
     @router.post("/page/system")
     def system(req: SystemIn, request: Request) -> Response:
-        """system_view for the page's kernel, vendor and type (cached: it asks resolve a few
-        dozen times, and the answer depends on nothing else)."""
-        key = (req.kernel, req.vendor, req.type, request.scope.get("root_path", ""))
-        view = systems.get(key)
-        if view is None:
-            view = system_view(request, req.kernel.strip(), req.vendor, req.type)
-            systems.put(key, view)
+        """system_view for the page's kernel, vendor and type (cached: system_of)."""
+        view = system_of(request, req.kernel, req.vendor, req.type)
         return JSONResponse({"key": [req.kernel, req.vendor, req.type], **view})
 
     @router.get("/", response_class=HTMLResponse)
@@ -709,6 +748,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             # (and listed) and every readable one kept
             if request.url.query:
                 state, dropped = decode_report(request.url.query)
+                state, dropped = offered_compare(state, dropped)
             else:
                 state = _start_state()
         except MemTypeError as e:
@@ -755,6 +795,44 @@ def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str
         if (v := bool_dim(pattern, d)) is not None:
             xen[f] = v
     return rest, xen
+
+
+def fixed_dims(kernel: str, view: dict, pattern: dict[str, bool | str], vm: VmConfig, vcpu: Any,
+               access: Access) -> dict[str, dict]:
+    """The dimensions of a diff group's pattern the page's system cannot take: those whose
+    value (app.analysis.apply_pattern, the one construction of a group's state) would move a
+    control the system fixes (system_view's `fixed`: the value it accepts) to another value.
+    Which fields a dimension sets is found by applying it, not listed here: a TD's guest_mtrr
+    is its MTRRdefType (the TDX module fixes it to WB), its IGNORE_GUEST_PAT quirk is off
+    (tdx_vm_init()), Xen's self_snoop is fixed. Keyed by dimension: {dimension, value, why}."""
+    fixed = view.get("fixed") or []
+    if not fixed:
+        return {}
+    base = scenario_json(kernel, vm, vcpu, access)
+    title = (view.get("panels") or {}).get("title") or view.get("system") or kernel
+    out: dict[str, dict] = {}
+    for d, v in pattern.items():
+        if v == ANY:
+            continue
+        one = scenario_json(kernel, *apply_pattern({d: v}, vm, vcpu, access))
+        for f in fixed:
+            now = _at(one, f["api"])
+            if now != _at(base, f["api"]) and now != f["value"]:
+                value = "auto" if f["value"] is None else str(f["value"]).lower() if isinstance(f["value"], bool) \
+                    else str(f["value"])
+                out[d] = {"dimension": d, "value": v, "why": f"{title} fixes {f['api']}={value} ({f['reason']})"}
+                break
+    return out
+
+
+def _at(body: dict, api: str) -> object:
+    """The value at a dotted API path of a resolve body (None where absent)."""
+    at: object = body
+    for p in api.split("."):
+        if not isinstance(at, dict):
+            return None
+        at = at.get(p)
+    return at
 
 
 def bool_dim(pattern: dict[str, bool | str], d: str) -> bool | None:

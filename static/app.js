@@ -1885,10 +1885,10 @@ const mainPlain = () => !SYS.view?.system || SYS.view.system === "kvm-intel";
 // A side's name in the panel's sentences: an Intel era by its id, another system by its id
 const sideLabel = (side) => (side.system === "kvm-intel" || side.system === "xen" ? side.vs : `${side.system} ${side.vs}`);
 async function loadCompareSystem(signal) {
-  // What a Compare side other than KVM on Intel fixes (POST /page/system, cached here and on
-  // the server); false when aborted.
+  // What a Compare side fixes and which members it takes (POST /page/system, cached here and
+  // on the server), for every side but an Intel era beside an Intel era; false when aborted.
   const side = vsSide();
-  if (!side || side.system === "kvm-intel" || VS_SYS.has(sideKey(side))) return true;
+  if (!side || (side.system === "kvm-intel" && mainPlain()) || VS_SYS.has(sideKey(side))) return true;
   try {
     VS_SYS.set(sideKey(side), await api(`${PAGE}/system`, { kernel: side.vs, vendor: side.vendor, type: side.type },
       signal, false, true));
@@ -1900,7 +1900,9 @@ async function loadCompareSystem(signal) {
 }
 function compareState(st) {
   // The Compare side's request state: the main scenario under its vendor and type, with the
-  // values its system fixes set (each listed in `applied`), the Xen facts for Xen only.
+  // values its system fixes set (each listed in `applied`), and without the members its
+  // system does not take (its POST /page/system view says which: the Xen facts, AMD's host
+  // side, a TD's private GPA), as readState leaves them out for the main side.
   const side = st.vsSide;
   if (!side || (side.system === "kvm-intel" && mainPlain())) return st;
   const sc = JSON.parse(JSON.stringify(st.scenario));
@@ -1908,11 +1910,13 @@ function compareState(st) {
   delete sc.vm.type;
   if (side.vendor !== "intel") sc.vm.vendor = side.vendor;
   if (side.type !== "default") sc.vm.type = side.type;
-  if (side.system !== "xen") delete sc.xen;
-  if (side.vendor !== "amd") delete sc.amd;  // the host side of AMD sides only
+  const view = VS_SYS.get(sideKey(side));
+  if (!view?.xen) delete sc.xen;
+  if (!view?.amd) delete sc.amd;
+  const priv = view?.private ? st.private : null;
   let mmio = st.mmio;
   const applied = [];
-  for (const f of VS_SYS.get(sideKey(side))?.fixed || []) {
+  for (const f of view?.fixed || []) {
     if (f.api === "vm.vendor" || f.api === "vm.type") continue;
     const path = f.api.split(".");
     if (path.length === 1 && path[0] === "mmio") {
@@ -1926,7 +1930,7 @@ function compareState(st) {
     if (f.value == null) delete at[leaf]; else at[leaf] = f.value;
     applied.push(f);
   }
-  return { ...st, scenario: sc, mmio, applied };
+  return { ...st, scenario: sc, mmio, private: priv, applied };
 }
 function diffBody(st) {
   // POST /api/v1/diff for the two sides: two Intel eras give the era diff, any other pair the
@@ -2131,11 +2135,13 @@ async function openDiffGroup(pattern, diff = null) {
   // The controls moved into one concrete state of the group ('*' keeps the current value),
   // built by the server (POST /page/diff-state: app.analysis.apply_pattern, the construction
   // of state_scenario) and written back like a permalink's state. A dimension the main side
-  // does not read (the cross-system diff's status for A: not read, absent) is not sent: the
-  // controls could not hold it for A, and A's answer is the same for every value; it is
-  // listed under the table instead.
+  // lacks (the cross-system diff's status for A: absent) is not sent: the controls have
+  // nothing to hold it in. One A has but does not read is sent (it is still part of A's
+  // state, and the group's value), unless A's system fixes what it would set: the server
+  // leaves those out and says why (`unapplied`, from POST /page/system's fixed values).
+  // Both are listed under the table.
   const st = readState();
-  const kept = (diff?.dimensions || []).filter((d) => d.a !== "read" && pattern[d.name] != null && pattern[d.name] !== "*");
+  const kept = (diff?.dimensions || []).filter((d) => d.a === "absent" && pattern[d.name] != null && pattern[d.name] !== "*");
   const sent = Object.fromEntries(Object.entries(pattern).filter(([k]) => !kept.some((d) => d.name === k)));
   let scenario;
   try {
@@ -2144,7 +2150,7 @@ async function openDiffGroup(pattern, diff = null) {
     showProblem(e, "compare", () => "compare");
     return;
   }
-  const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} ${d.a === "absent" ? "lacks it" : "does not read it"}`),
+  const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} lacks it`),
     ...(scenario.unapplied || []).map((u) => `${u.dimension}=${fmtDim(u.value)}: ${u.why}`)];
   delete scenario.unapplied;
   writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve" });

@@ -50,6 +50,7 @@ from ..kvm.versions import VERSION_PATTERN
 from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
 from ..system_diff import MEANING as SYSTEM_DIM_MEANING
+from ..system_diff import STATUS_TEXT
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
 from ..x86.mtrr import (
@@ -1925,6 +1926,8 @@ class XenZapResponse(Out):
 
 
 SideStatus = Literal["read", "not read", "absent", "fixed"]
+assert set(get_args(SideStatus)) == set(STATUS_TEXT), "every status has its text (app.system_diff.STATUS_TEXT)"
+STATUS_HELP = "; ".join(f"{k}: {t}" for k, t in STATUS_TEXT.items())
 
 
 class SideOut(Out):
@@ -1952,9 +1955,7 @@ class DimensionOut(Out):
     name: str
     values: list[Any]
     meaning: str
-    a: SideStatus = Field(description="read: the answer depends on it; not read: the system has it, its memory "
-                          "type does not; absent: the system has no such thing; fixed: the system allows one "
-                          "value (fixed_a), states with another are skipped")
+    a: SideStatus = Field(description=f"{STATUS_HELP} (a fixed dimension's value: fixed_a)")
     b: SideStatus
     in_space: bool = Field(description="part of the compared space (read by A or B)")
     fixed_a: Any = Field(None, exclude_if=lambda v: v is None,

@@ -12,6 +12,7 @@ and every entry UC; Xen with no passthrough WB|IPAT, p2m_mmio_direct UC).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -648,3 +649,62 @@ def test_amd_host_pat_and_mtrr_inputs(open_page, live_server):
     w2.after(w2.page.locator("#vendor").select_option, "intel")
     w2.page.wait_for_function("document.querySelector('#fs-amd').hidden && !location.search.includes('amd_')")
     assert not w.page_errors and not w2.page_errors
+
+
+TD_PRIVATE = "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&private=1&vs=v6.16"
+
+
+def test_a_td_beside_an_intel_era_sends_no_private_gpa_to_the_intel_side(open_page, live_server):
+    """A TD's private GPA is the TD's alone: the Intel side (its POST /page/system view says it
+    takes no `private`) is asked with the shared GPA, so it answers instead of refusing."""
+    w = open_page()
+    bodies: list[dict] = []
+    w.page.on("request", lambda r: bodies.extend(
+        p["body"] for p in json.loads(r.post_data or "{}").get("parts", []) if p["name"] == "resolve")
+        if r.url.endswith("/page/batch") else None)
+    w.goto(live_server + TD_PRIVATE)
+    page = w.page
+    assert system(page) == "kvm-tdx" and page.locator("#private").is_checked()
+    assert page.locator("#cmp-refused").is_hidden()
+    assert cmp_cells(page, "entry") == ("WB", "WB 0x30")  # the quirk off on both sides: no IPAT
+    td = [b for b in bodies if b.get("vm", {}).get("type") == "tdx"]
+    intel = [b for b in bodies if b.get("vm", {}).get("type") != "tdx"]
+    assert td and intel
+    assert all(b.get("private") is True for b in td) and all("private" not in b for b in intel)
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_td_group_applies_what_the_td_does_not_read_and_says_what_it_fixes(open_page, live_server):
+    """Opening a group of a TD against v6.16: nc-DMA (the TD has it, does not read it) is
+    set in the controls (it was left as it was); IGNORE_GUEST_PAT on (the TD fixes it off)
+    is left and said, with the reason; the legend explains `fixed` (the TD's cr0_cd)."""
+    w = open_page()
+    w.goto(live_server + "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&vs=v6.16&ncdma=1")
+    page = w.page
+    d = api_diff(live_server, a="v6.16", a_type="tdx", b="v6.16")
+    assert page.locator('#dims-table tr[data-dim="cr0_cd"] td[data-side="a"]').inner_text() == "fixed: 0"
+    assert "fixed: the system allows one value, states with another are skipped." in \
+        page.get_by_test_id("dims-legend").inner_text()
+    g = next(i for i, x in enumerate(d["groups"])
+             if x["pattern"]["noncoherent_dma"] is False and x["pattern"]["quirk_ignore_guest_pat"] is True)
+    assert page.locator("#ncdma").is_checked()
+    w.after(page.locator("#groups-table tbody tr").nth(g).click)
+    assert not page.locator("#ncdma").is_checked()
+    assert not page.locator("#pat_quirk").is_checked()
+    note = page.get_by_test_id("cmp-unapplied").inner_text()
+    assert "quirk_ignore_guest_pat=1: KVM TDX VM (TD) fixes vm.quirk_ignore_guest_pat=false (" in note
+    assert "noncoherent_dma" not in note
+    assert page.locator("#p-result .stale-tag").is_hidden() and err(page, "vm.quirk_ignore_guest_pat") == ""
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_compare_side_the_list_lacks_is_listed_as_dropped(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + "/?v=1&gpa=0x1000&vs=v4.2&vs_type=tdx")
+    page = w.page
+    assert page.locator("#notice").is_visible()
+    item = page.locator('#notice-list li[data-param="vs_type"]')
+    assert item.inner_text().startswith("vs_type=tdx: no TDX VMs under 'v4.2' (KVM_X86_TDX_VM first in 6.16")
+    assert page.locator("#vs").input_value() == "v4.2"  # the readable part of the choice is kept
+    page.wait_for_function("location.search.includes('vs=v4.2') && !location.search.includes('vs_type')")
+    assert not w.page_errors, w.page_errors
