@@ -74,13 +74,24 @@ from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
-from .api.schemas import Addr, DiffRequest, EraOut, Hex64, PinnedRangeIn, ResolveRequest, XenIn, XenMapIn
+from .api.schemas import (
+    Addr,
+    DiffRequest,
+    EraOut,
+    Hex64,
+    MapRequest,
+    PinnedRangeIn,
+    ResolveRequest,
+    XenFramesIn,
+    XenIn,
+    XenMapIn,
+)
 from .api.systems import svm_host
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VmConfig
-from .kvm.tdx import check_vm_kind
+from .kvm.tdx import MAX_PRIVATE_RANGES, check_vm_kind
 from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .lru import Lru
 from .permalink import (
@@ -119,6 +130,7 @@ from .x86.mtrr import (
 )
 from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
 from .xen.facts import PINNED_TYPES
+from .xen.map import FRAMES_MAX
 from .xen.versions import NEWEST, SYSTEM_ID, XEN_VERSIONS, is_xen
 
 log = logging.getLogger("memtype.api")
@@ -388,6 +400,33 @@ def _xen_fields() -> list[dict]:
 XEN_FIELDS = _xen_fields()
 
 
+def _literal_choices(ann: Any) -> list[str]:
+    """The names of a Literal annotation, or of the Literal in an optional one."""
+    if get_origin(ann) is Literal:
+        return list(get_args(ann))
+    return next((list(get_args(a)) for a in get_args(ann) if get_origin(a) is Literal), [])
+
+
+def _map_inputs() -> dict[str, dict]:
+    """The map's own inputs (POST /api/v1/map takes them, resolve does not), as the page's row
+    editors: a TD's private GPA ranges (MapRequest.private_ranges, GpaRangeIn rows) and Xen's
+    per-frame facts (XenMapIn.frames: XenFramesIn rows, a p2m type select, empty = the
+    memory map range's, and a checkbox per flag). Their limits are the core's."""
+    frame = XenFramesIn.model_fields
+    return {
+        "private_ranges": {"name": "private_ranges", "api": "private_ranges", "max": MAX_PRIVATE_RANGES,
+                           "label": MapRequest.model_fields["private_ranges"].description or "private_ranges"},
+        "xen_frames": {"name": "frames", "api": "xen.frames", "max": FRAMES_MAX,
+                       "label": XenMapIn.model_fields["frames"].description or "frames",
+                       "p2m_types": _literal_choices(frame["p2m_type"].annotation),
+                       "p2m_label": frame["p2m_type"].description or "p2m_type",
+                       "flags": [{"name": n, "label": f.description or n} for n, f in frame.items() if f.annotation is bool]},
+    }
+
+
+MAP_INPUTS = _map_inputs()
+
+
 def _amd_fields() -> list[dict]:
     """AMD's host side as the page's inputs: the knob rows of owner `amd` (app/knobs.py; the
     API's `amd` member, AmdHostIn): a hex field for the host PAT, a select for the host MTRR
@@ -574,6 +613,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         "xen_eras": XEN_ERAS,
         "xen_fields": XEN_FIELDS,
         "amd_fields": AMD_FIELDS,
+        "map_inputs": MAP_INPUTS,
         "compare_sides": COMPARE_SIDES,
         "compare_groups": list(dict.fromkeys(o["group"] for o in COMPARE_SIDES)),
         "dim_short": DIM_SHORT,

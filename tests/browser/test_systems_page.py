@@ -708,3 +708,76 @@ def test_a_compare_side_the_list_lacks_is_listed_as_dropped(open_page, live_serv
     assert page.locator("#vs").input_value() == "v4.2"  # the readable part of the choice is kept
     page.wait_for_function("location.search.includes('vs=v4.2') && !location.search.includes('vs_type')")
     assert not w.page_errors, w.page_errors
+
+
+def map_bodies(w) -> list[dict]:
+    return [p["body"] for r in w.posts for p in json.loads(r.post_data or "{}").get("parts", []) if p["name"] == "map"]
+
+
+def watch_posts(w):
+    w.posts = []
+    w.page.on("request", lambda r: w.posts.append(r) if r.method == "POST" and r.url.endswith("/page/batch") else None)
+    return w
+
+
+def run_facts(page, start: str) -> str:
+    return page.locator(f'#runs-table tbody tr[data-start="{start}"] [data-testid=run-facts]').text_content()
+
+
+def test_a_td_private_range_reaches_the_map(open_page, live_server):
+    """The TD's private GPA ranges (the map's private_ranges): a row from the run under study,
+    sent with the map only (resolve and zap do not take them), the run drawn private; a bad
+    range is the map's 422 at its row."""
+    w = watch_posts(open_page())
+    w.goto(live_server + TDX_FIXED + "&vs=v6.16")
+    page = w.page
+    box = page.get_by_test_id("private-ranges")
+    assert box.is_visible()
+    w.after(page.get_by_test_id("private-ranges-add").click)
+    row = box.locator(".map-row").first
+    assert (row.locator(".mr-start").input_value(), row.locator(".mr-end").input_value()) == ("0x0", "0xa0000")
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert page.locator('#runs-table tbody tr[data-start="0xa0000"] [data-testid=run-facts]').count() == 0
+    sent = map_bodies(w)[-1]
+    assert sent["private_ranges"] == [{"start": "0x0", "end": "0xa0000"}] and sent["vm"]["type"] == "tdx"
+    # the Intel side's map (side by side) is asked without them
+    w.after(page.locator("#cmp-side-details summary").click)
+    assert all("private_ranges" not in b for b in map_bodies(w) if b.get("vm", {}).get("type") != "tdx")
+    assert page.locator("#p-compare .stale-tag").is_hidden()
+    edit(w, row.locator(".mr-end"), "0xa0001")
+    assert err(page, "private_ranges[0]") == ("private_ranges[0]: 0x0-0xa0001 is not 4K aligned (KVM_SET_MEMORY_ATTRIBUTES "
+                                              "takes page-aligned address and size (kvm_vm_ioctl_set_mem_attributes: "
+                                              "-EINVAL))")
+    edit(w, row.locator(".mr-end"), "0x2000")
+    assert err(page, "private_ranges[0]") == ""
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert page.locator('#runs-table tbody tr[data-start="0x2000"]').count() == 1
+    w.after(row.locator(".mr-rm").click)
+    assert box.locator(".map-row").count() == 0 and "private_ranges" not in map_bodies(w)[-1]
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_xen_frame_range_reaches_the_map(open_page, live_server):
+    w = watch_posts(open_page())
+    w.goto(live_server + "/?v=1&kernel=xen&gpa=0x100000")
+    page = w.page
+    assert page.get_by_test_id("private-ranges").is_hidden()
+    box = page.get_by_test_id("xen-frames")
+    assert box.is_visible()
+    assert run_facts(page, "0x100000") == "p2m_ram_rw"
+    w.after(page.get_by_test_id("xen-frames-add").click)
+    row = box.locator(".map-row").first
+    start, end = row.locator(".mr-start").input_value(), row.locator(".mr-end").input_value()
+    assert start == "0x100000"
+    assert row.locator(".mr-p2m option").evaluate_all("os => os.map(o => o.value)") == [
+        "", "ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"]
+    w.after(row.locator(".mr-p2m").select_option, "grant_map_rw")
+    w.after(row.locator(".mr-special").check)
+    assert run_facts(page, "0x100000") == "p2m_grant_map_rw, special page"
+    assert map_bodies(w)[-1]["xen"]["frames"] == [{"start": start, "end": end, "p2m_type": "grant_map_rw",
+                                                   "special": True}]
+    assert all("frames" not in p["body"].get("xen", {}) for r in w.posts
+               for p in json.loads(r.post_data).get("parts", []) if p["name"] in ("resolve", "zap"))
+    edit(w, row.locator(".mr-start"), "0x100001")
+    assert err(page, "xen.frames[0]").startswith("xen.frames[0]")
+    assert not w.page_errors, w.page_errors
