@@ -420,7 +420,8 @@ def _map_inputs() -> dict[str, dict]:
                        "label": XenMapIn.model_fields["frames"].description or "frames",
                        "p2m_types": _literal_choices(frame["p2m_type"].annotation),
                        "p2m_label": frame["p2m_type"].description or "p2m_type",
-                       "flags": [{"name": n, "label": f.description or n} for n, f in frame.items() if f.annotation is bool]},
+                       "flags": [{"name": n, "label": f.description or n}
+                                 for n, f in frame.items() if f.annotation is bool]},
     }
 
 

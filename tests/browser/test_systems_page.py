@@ -745,9 +745,9 @@ def test_a_td_private_range_reaches_the_map(open_page, live_server):
     assert all("private_ranges" not in b for b in map_bodies(w) if b.get("vm", {}).get("type") != "tdx")
     assert page.locator("#p-compare .stale-tag").is_hidden()
     edit(w, row.locator(".mr-end"), "0xa0001")
-    assert err(page, "private_ranges[0]") == ("private_ranges[0]: 0x0-0xa0001 is not 4K aligned (KVM_SET_MEMORY_ATTRIBUTES "
-                                              "takes page-aligned address and size (kvm_vm_ioctl_set_mem_attributes: "
-                                              "-EINVAL))")
+    assert err(page, "private_ranges[0]") == (
+        "private_ranges[0]: 0x0-0xa0001 is not 4K aligned (KVM_SET_MEMORY_ATTRIBUTES takes page-aligned address "
+        "and size (kvm_vm_ioctl_set_mem_attributes: -EINVAL))")
     edit(w, row.locator(".mr-end"), "0x2000")
     assert err(page, "private_ranges[0]") == ""
     assert run_facts(page, "0x0") == "private (Secure EPT)"
