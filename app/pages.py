@@ -103,6 +103,7 @@ from .permalink import (
     decode_report,
     encode,
     event_json,
+    map_inputs_json,
     request_body,
     scenario_json,
     short_path,
@@ -812,7 +813,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                         # address for zap and everything but the eras for diff)
                         "scenario": _page_scenario(state),
                         "event": event_json(state.event) if state.event is not None else None,
-                        "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
+                        "pati": state.pati, "default_kernel": DEFAULT_KERNEL, **map_inputs_json(state)},
             "registers": REGISTERS,
             "knobs": KNOB_ROWS,
             "error": error,

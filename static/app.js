@@ -545,6 +545,9 @@ function permalinkBody(st) {
   // The page's whole state; the server encodes it with app/permalink.py.
   const b = { ...resolveBody(st), view, pati: st.pati };
   if (st.vs) Object.assign(b, { vs: st.vs }, compareLinkParts(st.vsSide));
+  // the map's own inputs (the link keeps them; the server checks them as the map does)
+  if (st.privateRanges?.length) b.private_ranges = st.privateRanges;
+  if (b.xen && st.xenFrames?.length) b.xen = { ...b.xen, frames: st.xenFrames };
   if (st.event) b.event = st.event;
   return b;
 }
@@ -2480,6 +2483,8 @@ async function init() {
     event: init.event || null,
     view: init.view || "resolve",
     pati: init.pati || 0,
+    private_ranges: init.private_ranges,
+    xen_frames: init.xen_frames,
   });
   PRESETS = INITIAL.presets || [];
   if (!PRESETS.length) {

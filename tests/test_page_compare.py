@@ -266,3 +266,59 @@ def test_the_status_legend_is_the_diffs_one_definition():
     assert DimensionOut.model_fields["a"].description.startswith("read: the answer depends on it; not read: ")
     text = client.post("/api/v1/diff?format=text", json={"a": "v6.16", "b": "v6.16", "b_type": "tdx"}).text
     assert "fixed = the system allows one value, states with another are skipped" in " ".join(text.split())
+
+
+def test_the_map_inputs_are_the_schemas_rows():
+    from typing import get_args
+
+    from app.api.schemas import XenFramesIn
+    from app.kvm.tdx import MAX_PRIVATE_RANGES
+    from app.pages import MAP_INPUTS
+    from app.xen.map import FRAMES_MAX
+
+    pr, xf = MAP_INPUTS["private_ranges"], MAP_INPUTS["xen_frames"]
+    assert (pr["api"], pr["max"], xf["api"], xf["max"]) == ("private_ranges", MAX_PRIVATE_RANGES, "xen.frames",
+                                                             FRAMES_MAX)
+    assert xf["p2m_types"] == list(get_args(get_args(XenFramesIn.model_fields["p2m_type"].annotation)[0]))
+    assert [f["name"] for f in xf["flags"]] == ["mmio_ro", "special"]
+
+
+TD_LINK = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
+           "vcpu": {"mtrr": {"def_type": "0x806"}}}
+
+
+def test_a_link_keeps_the_maps_private_ranges_and_xen_frames():
+    """POST /api/v1/permalink takes the map's own inputs (the page's row editors), checks them
+    as the map does, and the page's initial state gives them back as the map takes them."""
+    q = post("/api/v1/permalink", {**TD_LINK, "private_ranges": [{"start": "0x100000", "end": "0x200000"},
+                                                                 {"start": "0x0", "end": "0x1000"}]})["query"]
+    assert q == "v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&private_ranges=0x0-0x1000,0x100000-0x200000"
+    assert initial(f"/?{q}")["initial"]["private_ranges"] == [{"start": "0x0", "end": "0x1000"},
+                                                              {"start": "0x100000", "end": "0x200000"}]
+    bad = post("/api/v1/permalink", {**TD_LINK, "private_ranges": [{"start": "0x800000000", "end": "0x800001000"}]},
+               422)
+    assert bad["errors"][0]["loc"] == ["body", "private_ranges", 0]
+    assert bad["errors"][0]["msg"] == "covers the mmio range 0x800000000-0x810000000"
+    kvm = post("/api/v1/permalink", {"kernel": "v6.16", "private_ranges": []}, 422)
+    assert kvm["errors"][0]["msg"] == "private_ranges given for a VM that is not a TD"
+    frames = [{"start": "0x100000", "end": "0x200000", "p2m_type": "grant_map_rw", "special": True}]
+    q = post("/api/v1/permalink", {"kernel": "xen", "xen": {"frames": frames}})["query"]
+    assert q == "v=1&kernel=xen&xen_frames=0x100000-0x200000:grant_map_rw:special"
+    assert initial(f"/?{q}")["initial"]["xen_frames"] == frames
+    hole = post("/api/v1/permalink", {"kernel": "xen", "xen": {"frames": [{"start": "0x80000000",
+                                                                         "end": "0x80001000"}]}}, 422)
+    assert hole["errors"][0]["loc"] == ["body", "xen", "frames", 0]
+    assert hole["errors"][0]["msg"] == "0x80000000 is in no memory-map range"
+    xen = post("/api/v1/permalink", {"kernel": "xen", "private_ranges": []}, 422)
+    assert xen["errors"][0]["loc"] == ["body", "private_ranges"]
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ("private_ranges=0x1000", "'0x1000' is not start-end"),
+    ("private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
+    ("xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
+    ("xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
+])
+def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
+    data = initial(f"/?v=1&kernel=xen&{query}")
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("=")[0], why)]

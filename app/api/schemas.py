@@ -427,6 +427,12 @@ class XenFramesIn(Strict):
     special: bool = Field(False, description="the frames are Xen special pages (is_special_page)")
 
 
+XenFrames = Annotated[list[XenFramesIn] | None, Field(
+    exclude_if=lambda v: v is None,
+    description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), at most 64, not "
+    "overlapping; pinned ranges are the domain's `pinned`")]
+
+
 class XenMapIn(XenDomainIn):
     """With `kernel` "xen" in POST /api/v1/map: the domain facts, and the host MTRR type of
     every frame (omitted: WB for ram ranges, UC for mmio ranges). The p2m type of each
@@ -435,10 +441,14 @@ class XenMapIn(XenDomainIn):
 
     host_mtrr: Literal["UC", "WC", "WT", "WP", "WB"] | None = Field(
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
-    frames: list[XenFramesIn] | None = Field(
-        None, exclude_if=lambda v: v is None,
-        description="map only: per-frame facts by GPA range (p2m type, mmio_ro, special), at most 64, not "
-        "overlapping; pinned ranges are the domain's `pinned`")
+    frames: XenFrames = None
+
+
+class XenLinkIn(XenIn):
+    """POST /api/v1/permalink's Xen facts: resolve's, plus the map's per-frame facts (the
+    page's editor of XenMapIn.frames), so that a link keeps them."""
+
+    frames: XenFrames = None
 
 
 class AmdHostIn(Strict):
@@ -465,6 +475,13 @@ class GpaRangeIn(Strict):
 AmdFacts = Annotated[AmdHostIn | None, Field(
     exclude_if=lambda v: v is None, description='AMD host facts, with vm.vendor "amd" only (422 otherwise)')]
 
+
+PrivateRanges = Annotated[list[GpaRangeIn] | None, Field(
+    exclude_if=lambda v: v is None,
+    description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
+    "the Secure EPT), [start, end) 4K aligned, RAM only, at most 64; the rest are shared, as resolve's "
+    "`private` says for one GPA")]
+"""The map's private GPAs (and the page's link of them: PermalinkRequest)."""
 
 PrivateFlag = Annotated[bool | None, Field(
     exclude_if=lambda v: v is None, description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
@@ -1181,11 +1198,7 @@ class MapRequest(Scenario):
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only')
     amd: AmdFacts = None
-    private_ranges: list[GpaRangeIn] | None = Field(
-        None, exclude_if=lambda v: v is None,
-        description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
-        "the Secure EPT), [start, end) 4K aligned, RAM only, at most 64; the rest are shared, as resolve's "
-        "`private` says for one GPA")
+    private_ranges: PrivateRanges = None
 
 
 class PermalinkRequest(Scenario):
@@ -1207,8 +1220,10 @@ class PermalinkRequest(Scenario):
                               description="the diff's second side: amd = KVM on AMD (the first is vm.vendor)")
     vs_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
                             description="the diff's second side: tdx = a TDX VM (the first is vm.type)")
-    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
+    xen: XenLinkIn | None = Field(None, exclude_if=lambda v: v is None,
+                                  description='Xen facts, with kernel "xen" only (frames: the map\'s)')
     amd: AmdFacts = None
+    private_ranges: PrivateRanges = None
 
 
 class PermalinkResponse(Out):

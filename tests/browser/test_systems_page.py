@@ -752,9 +752,17 @@ def test_a_td_private_range_reaches_the_map(open_page, live_server):
     assert err(page, "private_ranges[0]") == ""
     assert run_facts(page, "0x0") == "private (Secure EPT)"
     assert page.locator('#runs-table tbody tr[data-start="0x2000"]').count() == 1
+    # the link keeps the range (app.permalink private_ranges), checked as the map checks it
+    page.wait_for_function("location.search.includes('private_ranges=0x0-0x2000')")
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    row2 = w2.page.get_by_test_id("private-ranges").locator(".map-row")
+    assert row2.count() == 1 and row2.locator(".mr-end").input_value() == "0x2000"
+    assert run_facts(w2.page, "0x0") == "private (Secure EPT)" and w2.page.url == link
     w.after(row.locator(".mr-rm").click)
     assert box.locator(".map-row").count() == 0 and "private_ranges" not in map_bodies(w)[-1]
-    assert not w.page_errors, w.page_errors
+    assert not w.page_errors and not w2.page_errors
 
 
 def test_a_xen_frame_range_reaches_the_map(open_page, live_server):
@@ -778,6 +786,17 @@ def test_a_xen_frame_range_reaches_the_map(open_page, live_server):
                                                    "special": True}]
     assert all("frames" not in p["body"].get("xen", {}) for r in w.posts
                for p in json.loads(r.post_data).get("parts", []) if p["name"] in ("resolve", "zap"))
+    page.wait_for_function(f"location.search.includes('xen_frames={start}-{end}:grant_map_rw:special')")
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    row2 = w2.page.get_by_test_id("xen-frames").locator(".map-row")
+    assert row2.count() == 1 and row2.locator(".mr-p2m").input_value() == "grant_map_rw"
+    assert row2.locator(".mr-special").is_checked() and not row2.locator(".mr-mmio_ro").is_checked()
+    assert run_facts(w2.page, "0x100000") == "p2m_grant_map_rw, special page" and w2.page.url == link
+    # an unaligned start: the map's 422 at the row, and no link while it stands
     edit(w, row.locator(".mr-start"), "0x100001")
-    assert err(page, "xen.frames[0]").startswith("xen.frames[0]")
-    assert not w.page_errors, w.page_errors
+    assert err(page, "xen.frames[0]") == (f"xen.frames[0]: 0x100001-{end} is not 4K aligned (p2m entries map 4K "
+                                          "frames)")
+    assert page.locator("#copy-link").get_attribute("data-valid") == "0"
+    assert not w.page_errors and not w2.page_errors
