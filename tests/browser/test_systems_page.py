@@ -499,7 +499,10 @@ def test_amd_side_before_4_14_is_refused_with_the_rule(watched, live_server):
 
 COMPARE_STATES = {"cmp-amd": "/?v=1&kernel=v6.7&vs=v6.16&vs_vendor=amd&gpa=0x1000",
                   "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000", "cmp-tdx": "/?v=1&vs=v6.16&vs_type=tdx&gpa=0x1000",
-                  "xen-pinned": "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT,0x10-0x1f:WB"}
+                  "xen-pinned": "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT,0x10-0x1f:WB",
+                  "td-private": "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&private=1"
+                                "&private_ranges=0x0-0x2000&vs=v6.16",
+                  "xen-frames": "/?v=1&kernel=xen&gpa=0x100000&xen_frames=0x100000-0x200000:grant_map_rw:special"}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
