@@ -25,7 +25,9 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
   POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern);
                                a cross-system group's Xen dimensions set the Xen facts (with
-                               a Xen kernel; else listed as `unapplied`), is_mmio the p2m type
+                               a Xen kernel; else listed as `unapplied`), is_mmio the p2m type;
+                               a dimension that would move a value the system fixes is left
+                               out and listed as `unapplied` with the system's reason
   POST /page/system            which system a kernel/vendor/type names (KVM on Intel or AMD,
                                a TD, Xen), the panels' titles for it, and which controls it
                                fixes: found by asking POST /api/v1/resolve (system_view)
@@ -44,9 +46,12 @@ in the template's loop and the script's initial data).
 
 The Compare list (compare_sides: KVM eras on Intel and AMD, TDX VMs, Xen releases), the
 diffs' short dimension labels (DIM_SHORT), the Xen facts' inputs (XEN_FIELDS, with the
-pinned ranges' editor) and AMD's host side (AMD_FIELDS, the knob rows of owner amd) are page
-data written here from the API schemas and the core; which dimensions a diff has, and each
-side's status, come from the diff's answer.
+pinned ranges' editor), AMD's host side (AMD_FIELDS, the knob rows of owner amd), the map's
+own inputs (MAP_INPUTS: a TD's private_ranges, Xen's xen.frames) and the dimension statuses'
+texts (app.system_diff.STATUS_TEXT) are page data written here from the API schemas and the
+core; which dimensions a diff has, and each side's status, come from the diff's answer. A
+link's Compare side the list does not offer loses the parameter the diff refuses, listed
+like the parameters decode_report drops (offered_compare).
 
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, every MTRR MSR and its name, the PTE bits selecting each
