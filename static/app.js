@@ -2246,7 +2246,8 @@ async function openDiffGroup(pattern, diff = null) {
   const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} lacks it`),
     ...(scenario.unapplied || []).map((u) => `${u.dimension}=${fmtDim(u.value)}: ${u.why}`)];
   delete scenario.unapplied;
-  writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve" });
+  writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve",
+    private_ranges: st.privateRanges, xen_frames: st.xenFrames });  // the map's own inputs stay
   view = "resolve";
   const note = $("#cmp-unapplied");
   note.hidden = !notes.length;

@@ -701,6 +701,18 @@ def test_a_td_group_applies_what_the_td_does_not_read_and_says_what_it_fixes(ope
     assert not w.page_errors, w.page_errors
 
 
+def test_a_group_opened_keeps_the_maps_own_inputs(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + TD_PRIVATE + "&private_ranges=0x0-0x2000")
+    page = w.page
+    w.after(page.locator("#groups-table tbody tr").first.click)
+    rows = page.get_by_test_id("private-ranges").locator(".map-row")
+    assert rows.count() == 1 and rows.locator(".mr-end").input_value() == "0x2000"
+    page.wait_for_function("location.search.includes('private_ranges=0x0-0x2000')")
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert not w.page_errors, w.page_errors
+
+
 def test_a_compare_side_the_list_lacks_is_listed_as_dropped(open_page, live_server):
     w = open_page()
     w.goto(live_server + "/?v=1&gpa=0x1000&vs=v4.2&vs_type=tdx")
