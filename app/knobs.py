@@ -275,6 +275,15 @@ KNOBS: tuple[Knob, ...] = (
     Knob(param="amd_host_mtrr", owner="amd", attr="host_mtrr", api="amd.host_mtrr", cli="--amd-host-mtrr",
          label="host MTRR", help="AMD: host MTRR type of the host frames [by kind: RAM WB, MMIO UC]",
          choices=HOST_MTRR_TYPES),
+    # -- the map's own inputs (POST /api/v1/map; the page's row editors) ------------------
+    Knob(param="private_ranges", owner="link", attr="private_ranges", api="private_ranges", cli=None,
+         label="private GPA ranges", help="vmtype tdx, the map only: the GPA ranges whose memory attribute is "
+         "private (KVM_SET_MEMORY_ATTRIBUTES), comma-separated start-end, end exclusive",
+         values="e.g. 0x0-0xa0000"),
+    Knob(param="xen_frames", owner="link", attr="xen_frames", api="xen.frames", cli=None,
+         label="per-frame facts", help="kernel xen, the map only: GPA ranges start-end (end exclusive) with "
+         "their p2m type and mmio_ro/special flags, comma-separated",
+         values="e.g. 0x100000-0x200000:grant_map_rw:special"),
     # -- page only -------------------------------------------------------------------------
     Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
          label="types for PAT entry", help="page only: the PAT entry whose effective types the map shows",

@@ -25,7 +25,9 @@ it computes no register or typing rule of its own (issue 11, "no rule in JavaScr
   POST /page/msr-value         one MTRR MSR's value in the editors' state (read_msr)
   POST /page/diff-state        the scenario moved into a diff group (app.analysis.apply_pattern);
                                a cross-system group's Xen dimensions set the Xen facts (with
-                               a Xen kernel; else listed as `unapplied`), is_mmio the p2m type
+                               a Xen kernel; else listed as `unapplied`), is_mmio the p2m type;
+                               a dimension that would move a value the system fixes is left
+                               out and listed as `unapplied` with the system's reason
   POST /page/system            which system a kernel/vendor/type names (KVM on Intel or AMD,
                                a TD, Xen), the panels' titles for it, and which controls it
                                fixes: found by asking POST /api/v1/resolve (system_view)
@@ -44,9 +46,12 @@ in the template's loop and the script's initial data).
 
 The Compare list (compare_sides: KVM eras on Intel and AMD, TDX VMs, Xen releases), the
 diffs' short dimension labels (DIM_SHORT), the Xen facts' inputs (XEN_FIELDS, with the
-pinned ranges' editor) and AMD's host side (AMD_FIELDS, the knob rows of owner amd) are page
-data written here from the API schemas and the core; which dimensions a diff has, and each
-side's status, come from the diff's answer.
+pinned ranges' editor), AMD's host side (AMD_FIELDS, the knob rows of owner amd), the map's
+own inputs (MAP_INPUTS: a TD's private_ranges, Xen's xen.frames) and the dimension statuses'
+texts (app.system_diff.STATUS_TEXT) are page data written here from the API schemas and the
+core; which dimensions a diff has, and each side's status, come from the diff's answer. A
+link's Compare side the list does not offer loses the parameter the diff refuses, listed
+like the parameters decode_report drops (offered_compare).
 
 The register encodings the page's editors need (type names, which codes PAT and MTRRs
 accept, the fixed-range MSRs, every MTRR MSR and its name, the PTE bits selecting each
@@ -74,23 +79,37 @@ from .api.common import base_url
 from .api.convert import core_errors, to_host_page, to_vcpu, to_vm
 from .api.errors import RuleViolation
 from .api.scenario import resolve_endpoint
-from .api.schemas import Addr, DiffRequest, EraOut, Hex64, PinnedRangeIn, ResolveRequest, XenIn, XenMapIn
+from .api.schemas import (
+    Addr,
+    DiffRequest,
+    EraOut,
+    Hex64,
+    MapRequest,
+    PinnedRangeIn,
+    ResolveRequest,
+    XenFramesIn,
+    XenIn,
+    XenMapIn,
+)
 from .api.systems import svm_host
 from .assets import AssetHasher
 from .knobs import KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
+from .kvm.ranges import MAP_RANGES_MAX
 from .kvm.scenario import Access, VmConfig
 from .kvm.tdx import check_vm_kind
 from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .lru import Lru
 from .permalink import (
     DEFAULT_KERNEL,
+    Dropped,
     LinkState,
     amd_json,
     decode,
     decode_report,
     encode,
     event_json,
+    map_inputs_json,
     request_body,
     scenario_json,
     short_path,
@@ -99,7 +118,7 @@ from .permalink import (
     xen_json,
 )
 from .presets import PRESETS, START
-from .system_diff import XEN_FACTS, XEN_P2M
+from .system_diff import STATUS_TEXT, XEN_FACTS, XEN_P2M, side
 from .x86.memtype import MTRR_TYPES, PAT_TYPES, MemType, MemTypeError, located, mtrr_type, pat_type
 from .x86.mtrr import (
     DEF_TYPE_E,
@@ -387,6 +406,34 @@ def _xen_fields() -> list[dict]:
 XEN_FIELDS = _xen_fields()
 
 
+def _literal_choices(ann: Any) -> list[str]:
+    """The names of a Literal annotation, or of the Literal in an optional one."""
+    if get_origin(ann) is Literal:
+        return list(get_args(ann))
+    return next((list(get_args(a)) for a in get_args(ann) if get_origin(a) is Literal), [])
+
+
+def _map_inputs() -> dict[str, dict]:
+    """The map's own inputs (POST /api/v1/map takes them, resolve does not), as the page's row
+    editors: a TD's private GPA ranges (MapRequest.private_ranges, GpaRangeIn rows) and Xen's
+    per-frame facts (XenMapIn.frames: XenFramesIn rows, a p2m type select, empty = the
+    memory map range's, and a checkbox per flag). Their limits are the core's."""
+    frame = XenFramesIn.model_fields
+    return {
+        "private_ranges": {"name": "private_ranges", "api": "private_ranges", "max": MAP_RANGES_MAX,
+                           "label": MapRequest.model_fields["private_ranges"].description or "private_ranges"},
+        "xen_frames": {"name": "frames", "api": "xen.frames", "max": MAP_RANGES_MAX,
+                       "label": XenMapIn.model_fields["frames"].description or "frames",
+                       "p2m_types": _literal_choices(frame["p2m_type"].annotation),
+                       "p2m_label": frame["p2m_type"].description or "p2m_type",
+                       "flags": [{"name": n, "label": f.description or n}
+                                 for n, f in frame.items() if f.annotation is bool]},
+    }
+
+
+MAP_INPUTS = _map_inputs()
+
+
 def _amd_fields() -> list[dict]:
     """AMD's host side as the page's inputs: the knob rows of owner `amd` (app/knobs.py; the
     API's `amd` member, AmdHostIn): a hex field for the host PAT, a select for the host MTRR
@@ -426,6 +473,31 @@ def compare_sides() -> list[dict]:
 
 
 COMPARE_SIDES = compare_sides()
+
+
+def offered_compare(state: LinkState, dropped: tuple[Dropped, ...]) -> tuple[LinkState, tuple[Dropped, ...]]:
+    """A link's Compare side (vs, vs_vendor, vs_type) as the Compare list offers it: a side
+    the list lacks loses the parameter the cross-system diff's side() refuses, listed with
+    its reason like every parameter decode_report drops (a TDX VM under an old kernel keeps
+    its Intel era; Xen named with vendor amd keeps Xen); one it does not refuse loses vs."""
+    out = list(dropped)
+    offered = {(o["vs"], o["vendor"], o["type"]) for o in COMPARE_SIDES}
+    while state.vs is not None and (state.vs, state.vs_vendor, state.vs_type) not in offered:
+        vs = state.vs
+        try:
+            side(vs, state.vs_vendor, "vs", state.vs_type)
+        except MemTypeError as e:
+            if e.field == "vs_vendor":
+                out.append(Dropped(e.field, state.vs_vendor, e.message, e.rule))
+                state = replace(state, vs_vendor=VENDOR_INTEL)
+                continue
+            if e.field == "vs_type":
+                out.append(Dropped(e.field, state.vs_type, e.message, e.rule))
+                state = replace(state, vs_type=VM_TYPE_DEFAULT)
+                continue
+        out.append(Dropped("vs", vs, "is no side of the page's Compare list", ""))
+        state = replace(state, vs=None, vs_vendor=VENDOR_INTEL, vs_type=VM_TYPE_DEFAULT)
+    return state, tuple(out)
 
 DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "quirk_cd_nw_cleared": "CDNWq",
              "quirk_ignore_guest_pat": "PATq", "self_snoop": "snoop", "guest_mtrr": "MTRR", "pat": "PAT",
@@ -495,7 +567,8 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     """Which system (kernel, vendor, type) names and which controls it fixes, found by asking
     the resolve endpoint, the one place that decides: a control is fixed when the system
     refuses a value KVM on Intel (the default kernel) accepts and accepts exactly one; the
-    refusal is its reason. Also whether it takes the Xen facts and `private`."""
+    refusal is its reason. Also whether it takes the Xen facts, `private` and AMD's host side
+    (`xen`, `private`, `amd`: the page sends each only to a side that takes it)."""
     kind_vm: dict[str, str] = {}
     if not is_xen(kernel):
         kind_vm = {n: v for n, v, d in (("vendor", vendor, VmConfig().vendor), ("type", vm_type, VmConfig().vm_type))
@@ -503,7 +576,7 @@ def system_view(request: Request, kernel: str, vendor: str, vm_type: str) -> dic
     base: dict[str, Any] = {"kernel": kernel, "vm": kind_vm, "vcpu": {}, "gpa": "0x0"}
     answer, error = _ask(request, base)
     if answer is None:
-        return {"system": None, "error": error, "fixed": [], "xen": False, "private": False}
+        return {"system": None, "error": error, "fixed": [], "xen": False, "private": False, "amd": False}
     system = answer.get("system", "kvm-intel")
     reference = {**base, "kernel": DEFAULT_KERNEL, "vm": {}}
     fixed = []
@@ -546,9 +619,11 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         "xen_eras": XEN_ERAS,
         "xen_fields": XEN_FIELDS,
         "amd_fields": AMD_FIELDS,
+        "map_inputs": MAP_INPUTS,
         "compare_sides": COMPARE_SIDES,
         "compare_groups": list(dict.fromkeys(o["group"] for o in COMPARE_SIDES)),
         "dim_short": DIM_SHORT,
+        "dim_status": STATUS_TEXT,
         "presets": [{"name": p.name, "title": p.title, "description": p.description, "compare": p.compare,
                      "request": p.request(), "event": p.event(), "query": _preset_query(p)}
                     for p in PRESETS.values()],
@@ -641,10 +716,23 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             value = state.read_msr(req.msr)
         return JSONResponse({"value": f"{value:#x}"})
 
+    systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
+
+    def system_of(request: Request, kernel: str, vendor: str, vm_type: str) -> dict:
+        """system_view, cached (it asks resolve a few dozen times, and depends on nothing else)."""
+        key = (kernel, vendor, vm_type, request.scope.get("root_path", ""))
+        view = systems.get(key)
+        if view is None:
+            view = system_view(request, kernel.strip(), vendor, vm_type)
+            systems.put(key, view)
+        return view
+
     @router.post("/page/diff-state")
-    def diff_state(req: DiffStateIn) -> Response:
+    def diff_state(req: DiffStateIn, request: Request) -> Response:
         """The page's scenario moved into a diff group (app.analysis.apply_pattern): the resolve
-        body the controls then show, as app.permalink writes it."""
+        body the controls then show, as app.permalink writes it. A dimension that would move a
+        control the scenario's system fixes (system_view: a TD's MTRRdefType and IGNORE_GUEST_PAT,
+        Xen's self-snoop) is not applied but listed in `unapplied` with the system's reason."""
         sc = req.scenario
         vm, _ = to_vm(sc.vm, sc.memory_map, kinds=True)  # KVM on AMD, a TD: the system the page shows stays
         with core_errors(), located("scenario"):  # the scenario's own parts sit under `scenario`
@@ -654,8 +742,10 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
         if is_xen(sc.kernel) and (mmio := bool_dim(pattern, "is_mmio")) is not None:
             del pattern["is_mmio"]
             xen["p2m_type"] = XEN_MMIO[mmio]  # Xen's is_mmio is the p2m type (its mmio is fixed)
+        view = system_of(request, sc.kernel, vm.vendor, vm.vm_type)
         with core_errors():
-            vm, vcpu, access = apply_pattern(pattern, vm, vcpu, access)
+            held = fixed_dims(sc.kernel, view, pattern, vm, vcpu, access)
+            vm, vcpu, access = apply_pattern({k: v for k, v in pattern.items() if k not in held}, vm, vcpu, access)
         if access.mmio and access.private and pattern.get("is_mmio") is True:
             # a group of host-MMIO states holds shared GPAs only (a TD's MMIO is never private:
             # app.system_diff's kvm-tdx mapping, scenario.check_private): the state moved
@@ -672,6 +762,8 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                                      for d, f in XEN_DIMS.items() if f in xen]
         elif sc.xen is not None:
             body["xen"] = sc.xen.model_dump(exclude_defaults=True)
+        if held:
+            body["unapplied"] = [*body.get("unapplied", []), *held.values()]
         if sc.amd is not None:  # AMD's host side stays (its refusals at scenario.amd)
             with core_errors(), located("scenario"):
                 amd = amd_json(svm_host(sc.amd))
@@ -679,17 +771,10 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                 body["amd"] = amd
         return JSONResponse(body)
 
-    systems: Lru[dict] = Lru(PAGE_CACHE_SIZE)
-
     @router.post("/page/system")
     def system(req: SystemIn, request: Request) -> Response:
-        """system_view for the page's kernel, vendor and type (cached: it asks resolve a few
-        dozen times, and the answer depends on nothing else)."""
-        key = (req.kernel, req.vendor, req.type, request.scope.get("root_path", ""))
-        view = systems.get(key)
-        if view is None:
-            view = system_view(request, req.kernel.strip(), req.vendor, req.type)
-            systems.put(key, view)
+        """system_view for the page's kernel, vendor and type (cached: system_of)."""
+        view = system_of(request, req.kernel, req.vendor, req.type)
         return JSONResponse({"key": [req.kernel, req.vendor, req.type], **view})
 
     @router.get("/", response_class=HTMLResponse)
@@ -709,6 +794,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             # (and listed) and every readable one kept
             if request.url.query:
                 state, dropped = decode_report(request.url.query)
+                state, dropped = offered_compare(state, dropped)
             else:
                 state = _start_state()
         except MemTypeError as e:
@@ -731,7 +817,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
                         # address for zap and everything but the eras for diff)
                         "scenario": _page_scenario(state),
                         "event": event_json(state.event) if state.event is not None else None,
-                        "pati": state.pati, "default_kernel": DEFAULT_KERNEL},
+                        "pati": state.pati, "default_kernel": DEFAULT_KERNEL, **map_inputs_json(state)},
             "registers": REGISTERS,
             "knobs": KNOB_ROWS,
             "error": error,
@@ -755,6 +841,44 @@ def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str
         if (v := bool_dim(pattern, d)) is not None:
             xen[f] = v
     return rest, xen
+
+
+def fixed_dims(kernel: str, view: dict, pattern: dict[str, bool | str], vm: VmConfig, vcpu: Any,
+               access: Access) -> dict[str, dict]:
+    """The dimensions of a diff group's pattern the page's system cannot take: those whose
+    value (app.analysis.apply_pattern, the one construction of a group's state) would move a
+    control the system fixes (system_view's `fixed`: the value it accepts) to another value.
+    Which fields a dimension sets is found by applying it, not listed here: a TD's guest_mtrr
+    is its MTRRdefType (the TDX module fixes it to WB), its IGNORE_GUEST_PAT quirk is off
+    (tdx_vm_init()), Xen's self_snoop is fixed. Keyed by dimension: {dimension, value, why}."""
+    fixed = view.get("fixed") or []
+    if not fixed:
+        return {}
+    base = scenario_json(kernel, vm, vcpu, access)
+    title = (view.get("panels") or {}).get("title") or view.get("system") or kernel
+    out: dict[str, dict] = {}
+    for d, v in pattern.items():
+        if v == ANY:
+            continue
+        one = scenario_json(kernel, *apply_pattern({d: v}, vm, vcpu, access))
+        for f in fixed:
+            now = _at(one, f["api"])
+            if now != _at(base, f["api"]) and now != f["value"]:
+                value = "auto" if f["value"] is None else str(f["value"]).lower() if isinstance(f["value"], bool) \
+                    else str(f["value"])
+                out[d] = {"dimension": d, "value": v, "why": f"{title} fixes {f['api']}={value} ({f['reason']})"}
+                break
+    return out
+
+
+def _at(body: dict, api: str) -> object:
+    """The value at a dotted API path of a resolve body (None where absent)."""
+    at: object = body
+    for p in api.split("."):
+        if not isinstance(at, dict):
+            return None
+        at = at.get(p)
+    return at
 
 
 def bool_dim(pattern: dict[str, bool | str], d: str) -> bool | None:

@@ -34,6 +34,10 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   amd_host_pat, amd_host_mtrr  vendor amd: the host's IA32_PAT (hex) and the host
               MTRR type of the frames [Linux's PAT; MTRR by kind: RAM WB, MMIO UC]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
+  private_ranges  vmtype tdx, the map's private_ranges: `0xSTART-0xEND` GPAs (end
+              exclusive), comma-separated [none]
+  xen_frames  kernel xen, the map's xen.frames: `0xSTART-0xEND` then `:P2M` (a p2m type)
+              and `:mmio_ro`, `:special` as set, comma-separated [none]
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
 (digits to str.isdigit()) are refused, naming the parameter, like any other bad value.
@@ -84,7 +88,8 @@ from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
 from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
-from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, PinnedRange, XenFacts
+from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, P2mType, PinnedRange, XenFacts
+from .xen.map import FrameRange
 from .xen.versions import get_version, is_xen
 
 VERSION = "1"
@@ -117,6 +122,8 @@ class LinkState:
     xen: XenFacts = field(default_factory=XenFacts)  # kernel xen...: the domain and entry facts
     vs_type: str = VM_TYPE_DEFAULT  # the diff's second side's VM type (the first is vm.vm_type)
     amd: SvmHost = field(default_factory=SvmHost)  # vendor amd: the host PAT and MTRR facts
+    private_ranges: tuple[tuple[int, int], ...] = ()  # vmtype tdx, the map's: private GPAs [start, end)
+    xen_frames: tuple[FrameRange, ...] = ()  # kernel xen..., the map's: per-frame facts
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -131,6 +138,19 @@ _XEN_P = {"p2m_type": "xen_p2m", "mmio_ro": "xen_mmio_ro", "special": "xen_speci
 
 def _pinned_text(ranges: tuple[PinnedRange, ...]) -> str:
     return ",".join(f"{r.start:#x}-{r.end:#x}:{r.type.label}" for r in ranges)
+
+
+def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(f"{a:#x}-{b:#x}" for a, b in ranges)
+
+
+FRAME_FLAGS = ("mmio_ro", "special")
+"""The FrameRange flags a link's xen_frames item may name after its range."""
+
+
+def _frames_text(frames: tuple[FrameRange, ...]) -> str:
+    return ",".join(":".join([f"{f.start:#x}-{f.end:#x}", *([f.p2m_type.value] if f.p2m_type else []),
+                              *(n for n in FRAME_FLAGS if getattr(f, n))]) for f in frames)
 
 
 def _b(v: bool) -> str:
@@ -292,6 +312,8 @@ _ENCODERS = {
     "vs_type": lambda s: [] if s.vs_type == VM_TYPE_DEFAULT else [("vs_type", s.vs_type)],
     "amd_host_mtrr": lambda s: [] if s.amd.host_mtrr is None else [("amd_host_mtrr", s.amd.host_mtrr)],
     "xen_pinned": lambda s: [("xen_pinned", _pinned_text(s.xen.pinned))] if s.xen.pinned else [],
+    "private_ranges": lambda s: [("private_ranges", _ranges_text(s.private_ranges))] if s.private_ranges else [],
+    "xen_frames": lambda s: [("xen_frames", _frames_text(s.xen_frames))] if s.xen_frames else [],
     **{param: _xen_choice(param, attr) for attr, param in _XEN_P.items()},
 }
 """The rows whose value is not one plain number or flag: their parameters from the state."""
@@ -576,11 +598,44 @@ def _read_pinned(q: Mapping[str, str], values: Values) -> None:
     values["xen"]["pinned"] = tuple(out)
 
 
+def _span(item: str, name: str, rule: str) -> tuple[int, int]:
+    start, dash, end = item.partition("-")
+    if not dash:
+        raise MemTypeError(name, f"{item!r} is not start-end", rule)
+    return _hex(start, name), _hex(end, name)
+
+
+def _read_private_ranges(q: Mapping[str, str], values: Values) -> None:
+    if text := q.get("private_ranges"):
+        values["link"]["private_ranges"] = tuple(
+            _span(item, "private_ranges", "private ranges are 0xSTART-0xEND GPAs, end exclusive")
+            for item in text.split(","))
+
+
+def _read_frames(q: Mapping[str, str], values: Values) -> None:
+    text = q.get("xen_frames")
+    if not text:
+        return
+    rule = (f"frame ranges are 0xSTART-0xEND GPAs, end exclusive, then :P2M ({', '.join(P2M_TYPES)}) and "
+            f":{' :'.join(FRAME_FLAGS)} as needed")
+    out = []
+    for item in text.split(","):
+        span, *parts = item.split(":")
+        start, end = _span(span, "xen_frames", rule)
+        p2m = [p for p in parts if p in P2M_TYPES]
+        flags = [p for p in parts if p in FRAME_FLAGS]
+        if len(p2m) > 1 or len(p2m) + len(flags) != len(parts) or len(set(flags)) != len(flags):
+            raise MemTypeError("xen_frames", f"{item!r} is not start-end[:p2m][:flag...]", rule)
+        out.append(FrameRange(start, end, P2mType(p2m[0]) if p2m else None, **{n: n in flags for n in FRAME_FLAGS}))
+    values["link"]["xen_frames"] = tuple(out)
+
+
 _DECODERS: dict[str, Callable[[Mapping[str, str], Values], None]] = {
     "view": _view, "kernel": _era("kernel"), "vs": _era("vs"), "map": _read_map, "pat": _read_pat,
     "mtrr": _read_mtrr, "host": _read_host, "event": _read_event,
     "vendor": _choice("vendor", "vendor", VENDORS), "vmtype": _choice("vmtype", "vm_type", VM_TYPES),
     "vs_vendor": _choice("vs_vendor", "vs_vendor", VENDORS, "link"), "xen_pinned": _read_pinned,
+    "private_ranges": _read_private_ranges, "xen_frames": _read_frames,
     "vs_type": _choice("vs_type", "vs_type", VM_TYPES, "link"),
     "amd_host_mtrr": _choice("amd_host_mtrr", "host_mtrr", HOST_MTRR_TYPES, "amd"),
     "xen_p2m": _choice("xen_p2m", "p2m_type", P2M_TYPES, "xen"),
@@ -806,6 +861,19 @@ def amd_json(h: SvmHost) -> dict:
         out["host_pat"] = f"{h.host_pat:#018x}"
     if h.host_mtrr is not None:
         out["host_mtrr"] = h.host_mtrr
+    return out
+
+
+def map_inputs_json(state: LinkState) -> dict:
+    """The map's own members of the state as POST /api/v1/map takes them (private_ranges;
+    xen.frames, here `xen_frames`), those that are given: the page's row editors."""
+    out: dict = {}
+    if state.private_ranges:
+        out["private_ranges"] = [{"start": f"{a:#x}", "end": f"{b:#x}"} for a, b in state.private_ranges]
+    if state.xen_frames:
+        out["xen_frames"] = [{"start": f"{f.start:#x}", "end": f"{f.end:#x}",
+                              **({"p2m_type": f.p2m_type.value} if f.p2m_type else {}),
+                              **{n: True for n in FRAME_FLAGS if getattr(f, n)}} for f in state.xen_frames]
     return out
 
 

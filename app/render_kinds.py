@@ -32,6 +32,7 @@ from .render import (
     vm_lines,
     wrap,
 )
+from .system_diff import FIXED, STATUS_TEXT
 from .x86.ept import notation
 
 
@@ -232,9 +233,7 @@ def render_system_diff(d, link: str = "", max_groups: int = 40) -> str:
     out += section("Dimensions (read / not read / absent" + (" / fixed)" if fixed else ")"))
     out += table(["dimension", "A", "B", "compared"],
                  [[k, sa, sb, "yes" if k in {n for n, _ in d.dimensions} else "no"] for k, _, sa, sb in d.status()])
-    out += legend("read = the system's memory type depends on it; not read = the system has it but its "
-                  "memory type does not; absent = the system has no such thing"
-                  + ("; fixed = the system allows one value, states with another are skipped" if fixed else "")
+    out += legend("; ".join(f"{k} = {t}" for k, t in STATUS_TEXT.items() if fixed or k != FIXED)
                   + ". Compared = part of the joint "
                   "space (read by A or B); a side is the same for every value of a dimension it does not read.")
     out += section("How the states map")

@@ -81,6 +81,11 @@ from .xen.versions import XenVersion, get_version, is_xen
 
 KVM_INTEL, KVM_AMD, KVM_TDX, XEN = "kvm-intel", "kvm-amd", "kvm-tdx", "xen"
 READ, NOT_READ, ABSENT, FIXED = "read", "not read", "absent", "fixed"
+STATUS_TEXT = {READ: "the answer depends on it", NOT_READ: "the system has it, its memory type does not",
+               ABSENT: "the system has no such thing",
+               FIXED: "the system allows one value, states with another are skipped"}
+"""What each status says, for every reader of the diff (the API's schema, the text answer's
+legend, the page's legend): written once here."""
 
 DIMENSIONS: tuple[tuple[str, tuple], ...] = (
     *((k, (False, True)) for k in BOOLS),
@@ -497,6 +502,6 @@ def diff_by_sides(a: Side, b: Side) -> SystemDiff:
 
 
 __all__ = ["ABSENT", "ANY", "DIMENSIONS", "FIXED", "FIXED_VALUE", "KVM_AMD", "KVM_INTEL", "KVM_TDX", "MAPPING",
-           "NOT_READ", "READ", "STATUS", "XEN", "XEN_FACTS", "XEN_P2M",
+           "NOT_READ", "READ", "STATUS", "STATUS_TEXT", "XEN", "XEN_FACTS", "XEN_P2M",
            "Answer", "Side", "SysGroup", "SysRow", "SystemDiff", "answer", "diff_by_sides", "diff_systems",
            "expected", "is_era_pair", "side"]

@@ -440,8 +440,11 @@ function readState() {
   const mmio = ctl.mmio.value === "auto" ? null : ctl.mmio.value === "mmio";
   const priv = SYS.view?.private && $("#private").checked ? true : null;  // a TD's private GPA
   const side = vsSide();  // the Compare choice: an era, or another system (vs, vendor, type)
+  // the map's own inputs, where the system takes them (a TD's private ranges, Xen's frames)
+  const rows = (f, on) => (on && f ? readMapRows(f) : []);
   return { scenario, gpa, mmio, private: priv, vs: side ? side.vs : null, vsSide: side, event: readEvent(),
-    pati: Number(ctl.pati.value) };
+    pati: Number(ctl.pati.value), privateRanges: rows(MAP_INPUTS.private_ranges, SYS.view?.private),
+    xenFrames: rows(MAP_INPUTS.xen_frames, SYS.view?.xen) };
 }
 function resolveBody(st, kernel = null) {
   const b = { ...st.scenario, gpa: st.gpa };
@@ -480,6 +483,8 @@ function writeState(s) {
   writeXen(sc.xen || null);
   writeAmd(sc.amd || null);
   $("#private").checked = Boolean(sc.private);
+  writeMapRows(MAP_INPUTS.private_ranges, s.private_ranges);
+  writeMapRows(MAP_INPUTS.xen_frames, s.xen_frames);
   if (s.view) view = s.view;
 }
 
@@ -540,6 +545,9 @@ function permalinkBody(st) {
   // The page's whole state; the server encodes it with app/permalink.py.
   const b = { ...resolveBody(st), view, pati: st.pati };
   if (st.vs) Object.assign(b, { vs: st.vs }, compareLinkParts(st.vsSide));
+  // the map's own inputs (the link keeps them; the server checks them as the map does)
+  if (st.privateRanges?.length) b.private_ranges = st.privateRanges;
+  if (b.xen && st.xenFrames?.length) b.xen = { ...b.xen, frames: st.xenFrames };
   if (st.event) b.event = st.event;
   return b;
 }
@@ -786,7 +794,8 @@ let restoring = false;
 let link = { query: null, url: null, valid: false, why: "" };
 
 function snapshot(st) {
-  return { scenario: resolveBody(st), vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, view, pati: st.pati };
+  return { scenario: resolveBody(st), vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, view, pati: st.pati,
+    private_ranges: st.privateRanges, xen_frames: st.xenFrames };
 }
 function commitHistory(query, st) {
   const entry = { page: snapshot(st) };
@@ -1008,7 +1017,9 @@ function draw(st, res) {
   if (map) last.map = map;
   else if (fail("map") && !fail("a")) {
     // a system's map refusal belongs to the map panel (its own error slot), not the control
-    if (isSystem(a)) showProblem(fail("map"), "pat_index", () => "pat_index"); else showProblem(fail("map"), "vcpu");
+    // (the map's own inputs keep their key: their rows have slots)
+    const own = (k) => (k && errorSlot(k)?.closest("[data-map-input]") ? k : "pat_index");
+    if (isSystem(a)) showProblem(fail("map"), "pat_index", own); else showProblem(fail("map"), "vcpu");
   }
   setStale("#p-map", !map);
 
@@ -1297,6 +1308,7 @@ function applySystem(v) {
   setIf($("#fs-xen"), "hidden", !v.xen);
   setIf($("#fs-amd"), "hidden", !v.amd);
   setIf($("#private-wrap"), "hidden", !v.private);
+  setIf($("#map-private_ranges"), "hidden", !v.private);
   setIf($("#path-title"), "textContent", p.path || "vmx_get_mt_mask()");
   const intel = !v.system || v.system === "kvm-intel";
   fill($("#entry-title"), ...(intel ? [abbr("EPT"), " leaf entry"] : [p.entry]));
@@ -1398,6 +1410,77 @@ function wirePinned() {
     });
   }
 }
+// -- the map's own inputs (POST /api/v1/map takes them, resolve does not) ---------------------
+// A TD's private GPA ranges (private_ranges) and Xen's per-frame facts (xen.frames): rows of
+// a GPA range [start, end) as typed, and for frames the p2m type (empty: the memory map
+// range's) and the flags, all from the server's field rows (INITIAL.map_inputs). Every rule
+// (alignment, overlap, MMIO, the most rows) is the map's 422, shown at the row.
+const MAP_INPUTS = INITIAL.map_inputs || {};
+const mapRows = (f) => $$(`#map-${f.name}-rows .map-row`);
+function readMapRows(f) {
+  return mapRows(f).map((row) => {
+    const out = { start: $(".mr-start", row).value.trim(), end: $(".mr-end", row).value.trim() };
+    const p2m = $(".mr-p2m", row);
+    if (p2m?.value) out.p2m_type = p2m.value;
+    for (const fl of f.flags || []) if ($(`.mr-${fl.name}`, row).checked) out[fl.name] = true;
+    return out;
+  });
+}
+function addMapRow(f, r = {}) {
+  const text = (cls, v) => el("input", { type: "text", class: `hex ${cls}`, spellcheck: "false", value: v == null ? "" : String(v) });
+  const start = text("mr-start", r.start), end = text("mr-end", r.end);
+  const rm = el("button", { type: "button", class: "small mr-rm" }, "\u00d7");
+  const extra = [];
+  if (f.p2m_types) {
+    const sel = el("select", { class: "mono mr-p2m", title: f.p2m_label },
+      el("option", { value: "" }, "by range"), f.p2m_types.map((t) => el("option", { value: t }, t)));
+    sel.value = r.p2m_type || "";
+    extra.push(el("label", {}, "p2m ", sel));
+  }
+  for (const fl of f.flags || []) {
+    extra.push(el("label", { title: fl.label }, el("input", { type: "checkbox", class: `mr-${fl.name}`, checked: Boolean(r[fl.name]) }), ` ${fl.name}`));
+  }
+  const row = el("div", { class: "map-row var-row" },
+    el("div", { class: "line" }, el("span", { class: "idx" }), el("label", {}, "start ", start), el("label", {}, "end ", end),
+      extra.length ? null : rm),
+    extra.length ? el("div", { class: "line" }, extra, rm) : null,
+    el("span", { class: "err mr-err" }));
+  $$("input, select", row).forEach((c) => c.addEventListener("change", () => changed()));
+  rm.addEventListener("click", () => { row.remove(); renumberMapRows(f); changed(); });
+  $(`#map-${f.name}-rows`).append(row);
+  renumberMapRows(f);
+  return row;
+}
+function renumberMapRows(f) {
+  const what = f.p2m_types ? "frame range" : "private range";
+  mapRows(f).forEach((row, n) => {
+    $(".idx", row).textContent = `#${n}`;
+    $(".mr-err", row).dataset.err = `${f.api}[${n}]`;
+    $(".mr-start", row).setAttribute("aria-label", `${what} ${n} start`);
+    $(".mr-end", row).setAttribute("aria-label", `${what} ${n} end`);
+    $(".mr-p2m", row)?.setAttribute("aria-label", `${what} ${n} p2m type`);
+    $(".mr-rm", row).setAttribute("aria-label", `remove ${what} ${n}`);
+  });
+  const add = $(`#map-${f.name}-add`);
+  if (add) add.disabled = mapRows(f).length >= f.max;
+}
+function writeMapRows(f, rows) {
+  if (!f || !$(`#map-${f.name}-rows`)) return;
+  $(`#map-${f.name}-rows`).replaceChildren();
+  (rows || []).forEach((r) => addMapRow(f, r));
+  renumberMapRows(f);
+}
+function wireMapRows() {
+  for (const f of Object.values(MAP_INPUTS)) {
+    $(`#map-${f.name}-add`)?.addEventListener("click", () => {
+      // a new row: the memory map's run under study (the server's start and end)
+      const run = last.map ? runAt(last.map, ctl.gpa.value.trim() || "0x0") : null;
+      const row = addMapRow(f, { start: run?.start ?? "", end: run?.end ?? "" });
+      changed();
+      $(".mr-start", row).focus();
+    });
+  }
+}
 // AMD's host side (the API's `amd`: the knob rows of owner amd, INITIAL.amd_fields): the text
 // and the choice as typed, empty = the default (left out of the body and the link)
 const AMD_FIELDS = INITIAL.amd_fields || [];
@@ -1437,6 +1520,7 @@ function wireSystem() {
   $$("[data-amd]").forEach((c) => c.addEventListener("change", () => changed()));
   $("#sys-apply").addEventListener("click", setFixedValues);
   wirePinned();
+  wireMapRows();
 }
 const isSystem = (r) => Boolean(r && r.system && r.system !== "kvm-intel");
 
@@ -1556,12 +1640,15 @@ function mapBody(st, kernel = null) {
   if (b.xen) {
     b.xen = Object.fromEntries(XEN_FIELDS.filter((f) => f.map && f.name in st.scenario.xen && st.scenario.xen[f.name] !== f.default)
       .map((f) => [f.name, st.scenario.xen[f.name]]));
+    if (st.xenFrames?.length) b.xen.frames = st.xenFrames;  // the map's own (XenMapIn.frames)
   }
+  if (st.privateRanges?.length) b.private_ranges = st.privateRanges;  // a TD's (MapRequest.private_ranges)
   return b;
 }
 function zapBody(st, kernel = null) {
-  // The zap request: the scenario and the event; Xen's domain facts only, as for the map
-  const { pat_index: _, ...b } = mapBody(st, kernel);
+  // The zap request: the scenario and the event; Xen's domain facts and frames, as for the
+  // map (a TD's private ranges are the map's only)
+  const { pat_index: _, ...b } = mapBody({ ...st, privateRanges: null }, kernel);
   return { ...b, event: st.event };
 }
 function mapView(m) {
@@ -1721,6 +1808,10 @@ function mapClicks(box) {
   });
 }
 
+// What the map's answer says of a run besides its memslot: a TD's private GPAs, Xen's p2m
+// type and per-frame flags (the answer's members, as the API names them)
+const runFacts = (r) => [r.private ? "private (Secure EPT)" : "", r.p2m_type || "", r.mmio_ro ? "mmio_ro" : "",
+  r.special ? "special page" : ""].filter(Boolean).join(", ");
 function drawMap(map, res, st, zap, opt = {}) {
   // opt.box: draw the lanes elsewhere (the compare panel), on the scale of opt.scaleRuns
   // (both eras' run boundaries, so the two maps line up); the legend and tables are the main map's.
@@ -1754,7 +1845,7 @@ function drawMap(map, res, st, zap, opt = {}) {
     const r = g.run;
     const mapped = r.kind !== "unmapped";
     const title = mapped
-      ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${expectWords(r.relation)}), page ${r.page_size}`
+      ? `${r.start}-${r.end} ${r.kind.toUpperCase()} (${r.label}): EPT ${r.ept.notation} ${r.ept.mask}, effective ${r.effective}, guest expects ${r.expected ?? "undefined"} (${expectWords(r.relation)}), page ${r.page_size}${runFacts(r) ? `, ${runFacts(r)}` : ""}`
       : `${r.start}-${r.end}: no memslot, no EPT leaf`;
     const label = mapped && g.w > 2.2
       ? h("span", {}, r.effective + (r.relation === "weaker" ? " \u25B2" : r.relation === "stronger" ? " \u25BC" : "")) : null;
@@ -1812,7 +1903,8 @@ function drawMap(map, res, st, zap, opt = {}) {
   const here = g == null ? -1 : map.runs.findIndex((r) => Number(BigInt(r.start)) <= Number(g) && Number(g) < Number(BigInt(r.end)));
   render($("#runs-table tbody"), map.runs.map((r, i) => h("tr", { class: i === here ? "here" : "", "data-start": r.start },
     h("td", { class: "range" }, `${r.start}-${r.end}`, h("br"), h("span", { class: "muted" }, fmtSize(Number(BigInt(r.end) - BigInt(r.start))))),
-    h("td", {}, r.kind === "unmapped" ? h("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`),
+    h("td", {}, r.kind === "unmapped" ? h("span", { class: "muted" }, "none") : `${r.kind.toUpperCase()}: ${r.label}`,
+      runFacts(r) ? [h("br"), h("span", { class: "run-facts", "data-testid": "run-facts" }, runFacts(r))] : null),
     h("td", {}, r.kind === "unmapped" ? "" : chipH(r.guest_mtrr)),
     h("td", {}, r.kvm_mtrr ? chipH(r.kvm_mtrr) : ""),
     h("td", { class: "mono" }, r.ept ? `${r.ept.notation} ${r.ept.mask}` : ""),
@@ -1885,10 +1977,10 @@ const mainPlain = () => !SYS.view?.system || SYS.view.system === "kvm-intel";
 // A side's name in the panel's sentences: an Intel era by its id, another system by its id
 const sideLabel = (side) => (side.system === "kvm-intel" || side.system === "xen" ? side.vs : `${side.system} ${side.vs}`);
 async function loadCompareSystem(signal) {
-  // What a Compare side other than KVM on Intel fixes (POST /page/system, cached here and on
-  // the server); false when aborted.
+  // What a Compare side fixes and which members it takes (POST /page/system, cached here and
+  // on the server), for every side but an Intel era beside an Intel era; false when aborted.
   const side = vsSide();
-  if (!side || side.system === "kvm-intel" || VS_SYS.has(sideKey(side))) return true;
+  if (!side || (side.system === "kvm-intel" && mainPlain()) || VS_SYS.has(sideKey(side))) return true;
   try {
     VS_SYS.set(sideKey(side), await api(`${PAGE}/system`, { kernel: side.vs, vendor: side.vendor, type: side.type },
       signal, false, true));
@@ -1900,7 +1992,9 @@ async function loadCompareSystem(signal) {
 }
 function compareState(st) {
   // The Compare side's request state: the main scenario under its vendor and type, with the
-  // values its system fixes set (each listed in `applied`), the Xen facts for Xen only.
+  // values its system fixes set (each listed in `applied`), and without the members its
+  // system does not take (its POST /page/system view says which: the Xen facts, AMD's host
+  // side, a TD's private GPA), as readState leaves them out for the main side.
   const side = st.vsSide;
   if (!side || (side.system === "kvm-intel" && mainPlain())) return st;
   const sc = JSON.parse(JSON.stringify(st.scenario));
@@ -1908,11 +2002,13 @@ function compareState(st) {
   delete sc.vm.type;
   if (side.vendor !== "intel") sc.vm.vendor = side.vendor;
   if (side.type !== "default") sc.vm.type = side.type;
-  if (side.system !== "xen") delete sc.xen;
-  if (side.vendor !== "amd") delete sc.amd;  // the host side of AMD sides only
+  const view = VS_SYS.get(sideKey(side));
+  if (!view?.xen) delete sc.xen;
+  if (!view?.amd) delete sc.amd;
+  const priv = view?.private ? st.private : null;
   let mmio = st.mmio;
   const applied = [];
-  for (const f of VS_SYS.get(sideKey(side))?.fixed || []) {
+  for (const f of view?.fixed || []) {
     if (f.api === "vm.vendor" || f.api === "vm.type") continue;
     const path = f.api.split(".");
     if (path.length === 1 && path[0] === "mmio") {
@@ -1926,7 +2022,8 @@ function compareState(st) {
     if (f.value == null) delete at[leaf]; else at[leaf] = f.value;
     applied.push(f);
   }
-  return { ...st, scenario: sc, mmio, applied };
+  return { ...st, scenario: sc, mmio, private: priv, privateRanges: view?.private ? st.privateRanges : null,
+    xenFrames: view?.xen ? st.xenFrames : null, applied };
 }
 function diffBody(st) {
   // POST /api/v1/diff for the two sides: two Intel eras give the era diff, any other pair the
@@ -2131,11 +2228,13 @@ async function openDiffGroup(pattern, diff = null) {
   // The controls moved into one concrete state of the group ('*' keeps the current value),
   // built by the server (POST /page/diff-state: app.analysis.apply_pattern, the construction
   // of state_scenario) and written back like a permalink's state. A dimension the main side
-  // does not read (the cross-system diff's status for A: not read, absent) is not sent: the
-  // controls could not hold it for A, and A's answer is the same for every value; it is
-  // listed under the table instead.
+  // lacks (the cross-system diff's status for A: absent) is not sent: the controls have
+  // nothing to hold it in. One A has but does not read is sent (it is still part of A's
+  // state, and the group's value), unless A's system fixes what it would set: the server
+  // leaves those out and says why (`unapplied`, from POST /page/system's fixed values).
+  // Both are listed under the table.
   const st = readState();
-  const kept = (diff?.dimensions || []).filter((d) => d.a !== "read" && pattern[d.name] != null && pattern[d.name] !== "*");
+  const kept = (diff?.dimensions || []).filter((d) => d.a === "absent" && pattern[d.name] != null && pattern[d.name] !== "*");
   const sent = Object.fromEntries(Object.entries(pattern).filter(([k]) => !kept.some((d) => d.name === k)));
   let scenario;
   try {
@@ -2144,10 +2243,11 @@ async function openDiffGroup(pattern, diff = null) {
     showProblem(e, "compare", () => "compare");
     return;
   }
-  const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} ${d.a === "absent" ? "lacks it" : "does not read it"}`),
+  const notes = [...kept.map((d) => `${d.name}=${fmtDim(pattern[d.name])}: ${diffSideName(diff.a)} lacks it`),
     ...(scenario.unapplied || []).map((u) => `${u.dimension}=${fmtDim(u.value)}: ${u.why}`)];
   delete scenario.unapplied;
-  writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve" });
+  writeState({ scenario, vs: st.vs, ...compareLinkParts(st.vsSide), event: st.event, pati: st.pati, view: "resolve",
+    private_ranges: st.privateRanges, xen_frames: st.xenFrames });  // the map's own inputs stay
   view = "resolve";
   const note = $("#cmp-unapplied");
   note.hidden = !notes.length;
@@ -2384,6 +2484,8 @@ async function init() {
     event: init.event || null,
     view: init.view || "resolve",
     pati: init.pati || 0,
+    private_ranges: init.private_ranges,
+    xen_frames: init.xen_frames,
   });
   PRESETS = INITIAL.presets || [];
   if (!PRESETS.length) {

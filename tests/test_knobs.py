@@ -58,7 +58,8 @@ FROZEN_CONTROLS = {  # page element ids the browser tests and users' bookmarklet
 NO_PAGE_EDITOR = {"view", "map", "mtrr", "fixed", "var", "host", "host_mt", "host_hpa", "host_e820", "host_pat",
                   "vs_vendor", "vs_type", "amd_host_pat", "amd_host_mtrr", "xen_iommu", "xen_io", "xen_pci",
                   "xen_vcpu", "xen_pinned",
-                  "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr"}
+                  "xen_p2m", "xen_order", "xen_mfn", "xen_mmio_ro", "xen_special", "xen_host_mtrr",
+                  "private_ranges", "xen_frames"}
 """Rows the page has no control of their own for (the view follows the panels, the map and
 the host page come from the link, the MTRR layout is a preset button, fixed and variable
 ranges are editor tables)."""
@@ -200,6 +201,8 @@ EXAMPLES = {
     "xen_pinned": "xen_pinned=0x100-0x1ff:WC,0x300-0x3ff:UC-", "xen_p2m": "xen_p2m=grant_map_ro",
     "xen_mmio_ro": "xen_mmio_ro=partial", "xen_special": "xen_special=all", "xen_host_mtrr": "xen_host_mtrr=mixed",
     "amd_host_mtrr": "amd_host_mtrr=WT",
+    "private_ranges": "private_ranges=0x0-0xa0000,0x100000-0x200000",
+    "xen_frames": "xen_frames=0x100000-0x200000:grant_map_rw:special,0x300000-0x301000:mmio_ro",
 }
 """A non-default query for each row of a named codec (the plain rows' values are made from
 their kind below)."""

@@ -169,3 +169,155 @@ def test_a_bad_amd_host_side_is_refused_where_the_request_has_it():
     sc = {"kernel": "6.8", "vm": {"vendor": "amd"}, "amd": {"host_pat": "0x2"}, "gpa": "0x1000"}
     out = post("/page/diff-state", {"scenario": sc, "pattern": {}}, 422)
     assert out["errors"][0]["loc"] == ["body", "scenario", "amd", "host_pat"]
+
+
+TD = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
+      "vcpu": {"mtrr": {"def_type": "0x806"}}, "gpa": "0x1000"}
+
+
+@pytest.mark.parametrize(("b", "left_out"), [("v6.16", {"quirk_ignore_guest_pat"}),
+                                             ("v6.7", {"quirk_ignore_guest_pat", "guest_mtrr"})])
+def test_every_td_group_opened_as_the_page_sends_it_gives_its_answer(b, left_out):
+    """A TD against an Intel era, each group opened as the page does (every dimension but the
+    ones the TD lacks): the dimensions the TD has but does not read are applied (nc-DMA,
+    self-snoop: still the TD's state), the ones that would move a value the TD fixes are
+    left out and said (its MTRRdefType, its IGNORE_GUEST_PAT quirk), and resolve takes the
+    state and gives the group's entry and effective type."""
+    d = post("/api/v1/diff", {"a": "v6.16", "a_type": "tdx", "b": b, "limit": 0})
+    status = {x["name"]: x["a"] for x in d["dimensions"]}
+    assert status["noncoherent_dma"] == status["quirk_ignore_guest_pat"] == "not read"
+    seen = set()
+    for g in d["groups"]:
+        pattern = {k: v for k, v in g["pattern"].items() if status[k] != "absent"}
+        sc = post("/page/diff-state", {"scenario": TD, "pattern": pattern})
+        unapplied = {u["dimension"]: u for u in sc.pop("unapplied", [])}
+        for k in ("noncoherent_dma", "self_snoop"):
+            if pattern.get(k, "*") != "*":
+                assert sc["vm"][k] is pattern[k] and k not in unapplied
+        if pattern.get("quirk_ignore_guest_pat") is True:
+            assert sc["vm"]["quirk_ignore_guest_pat"] is False
+            assert unapplied["quirk_ignore_guest_pat"]["why"].startswith(
+                "KVM TDX VM (TD) fixes vm.quirk_ignore_guest_pat=false (KVM_X86_QUIRK_IGNORE_GUEST_PAT is always "
+                "disabled for a TDX VM")
+        if pattern.get("guest_mtrr", "*") not in ("*", "WB"):
+            assert sc["vcpu"]["mtrr"]["def_type"] == "0x806"
+            assert unapplied["guest_mtrr"]["why"].startswith("KVM TDX VM (TD) fixes vcpu.mtrr.def_type=0x806 (")
+        seen |= set(unapplied)
+        r = post("/api/v1/resolve", sc)
+        assert r["ept"]["notation"] == g["entry_a"], (g["pattern"], r["ept"])
+        assert {p["effective"] for p in r["pat"]} == {g["effective_a"]}, g["pattern"]
+    assert seen == left_out  # v6.16 reads no guest MTRR either: no group names one
+
+
+def test_a_xen_group_leaves_out_only_what_xen_fixes():
+    """Xen has self-snoop but does not read it, and fixes it (vm.self_snoop: KVM's setting):
+    a group's self_snoop=0 is left out and said; is_mmio is still Xen's p2m type."""
+    sc = post("/page/diff-state", {"scenario": {"kernel": "xen", "gpa": "0x1000"},
+                                   "pattern": {"self_snoop": False, "is_mmio": True, "xen_iommu": True}})
+    assert sc["vm"]["self_snoop"] is True and sc["xen"] == {"iommu": True, "p2m_type": "mmio_direct"}
+    assert sc["unapplied"] == [{"dimension": "self_snoop", "value": False, "why":
+                                "Xen HVM (EPT) fixes vm.self_snoop=true (KVM settings given with kernel xen (only "
+                                "vm.maxphyaddr applies to Xen; domain facts go in xen))"}]
+    same = post("/page/diff-state", {"scenario": {"kernel": "xen", "gpa": "0x1000"}, "pattern": {"self_snoop": True}})
+    assert "unapplied" not in same
+
+
+def initial(query: str) -> dict:
+    import json
+    import re
+
+    html = client.get(query).text
+    return json.loads(re.search(r'id="initial-state">(.*?)</script>', html, re.S).group(1))
+
+
+@pytest.mark.parametrize(("query", "kept", "dropped"), [
+    ("vs=v4.2&vs_type=tdx", ("v4.2", "intel", "default"),
+     [("vs_type", "tdx", "no TDX VMs under 'v4.2'", "KVM_X86_TDX_VM first in 6.16")]),
+    ("vs=xen&vs_vendor=amd", ("xen", "intel", "default"),
+     [("vs_vendor", "amd", "amd given with 'xen'", "Xen is modelled on VT-x with EPT")]),
+    ("vs=v6.16&vs_vendor=amd&vs_type=tdx", ("v6.16", "amd", "default"),
+     [("vs_type", "tdx", "a TDX VM needs an Intel CPU (vs_vendor is amd)", "KVM_X86_TDX_VM is offered by kvm_intel")]),
+    ("vs=v6.16&vs_type=tdx", ("v6.16", "intel", "tdx"), []),
+])
+def test_a_compare_side_the_list_lacks_is_dropped_and_listed(query, kept, dropped):
+    """A link's Compare side the page cannot offer: the parameter the diff refuses is dropped
+    and listed with the reason (as decode_report lists a bad parameter), the rest kept."""
+    data = initial(f"/?v=1&{query}")
+    init = data["initial"]
+    assert (init["vs"], init["vs_vendor"], init["vs_type"]) == kept
+    assert any((o["vs"], o["vendor"], o["type"]) == kept for o in data["compare"])
+    assert [(d["param"], d["value"], d["message"]) for d in data["dropped"]] == [x[:3] for x in dropped]
+    assert all(d["rule"].startswith(x[3]) for d, x in zip(data["dropped"], dropped, strict=True))
+
+
+def test_the_status_legend_is_the_diffs_one_definition():
+    """Every status the diff's dimensions take has its text in the page's legend, `fixed` too
+    (a TD's cr0_cd), written once (app.system_diff.STATUS_TEXT) for the API schema as well."""
+    from typing import get_args
+
+    from app.api.schemas import DimensionOut, SideStatus
+    from app.system_diff import STATUS_TEXT
+
+    assert set(STATUS_TEXT) == set(get_args(SideStatus)) == {"read", "not read", "absent", "fixed"}
+    html = client.get("/?v=1&vs=v6.16&vs_type=tdx").text
+    assert ('<p class="note" id="dims-legend" data-testid="dims-legend">read: the answer depends on it; not read: '
+            "the system has it, its memory type does not; absent: the system has no such thing; fixed: the system "
+            "allows one value, states with another are skipped.</p>") in html
+    assert DimensionOut.model_fields["a"].description.startswith("read: the answer depends on it; not read: ")
+    text = client.post("/api/v1/diff?format=text", json={"a": "v6.16", "b": "v6.16", "b_type": "tdx"}).text
+    assert "fixed = the system allows one value, states with another are skipped" in " ".join(text.split())
+
+
+def test_the_map_inputs_are_the_schemas_rows():
+    from typing import get_args
+
+    from app.api.schemas import XenFramesIn
+    from app.kvm.ranges import MAP_RANGES_MAX
+    from app.pages import MAP_INPUTS
+
+    pr, xf = MAP_INPUTS["private_ranges"], MAP_INPUTS["xen_frames"]
+    assert (pr["api"], pr["max"], xf["api"], xf["max"]) == ("private_ranges", MAP_RANGES_MAX, "xen.frames",
+                                                             MAP_RANGES_MAX)
+    assert xf["p2m_types"] == list(get_args(get_args(XenFramesIn.model_fields["p2m_type"].annotation)[0]))
+    assert [f["name"] for f in xf["flags"]] == ["mmio_ro", "special"]
+
+
+TD_LINK = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
+           "vcpu": {"mtrr": {"def_type": "0x806"}}}
+
+
+def test_a_link_keeps_the_maps_private_ranges_and_xen_frames():
+    """POST /api/v1/permalink takes the map's own inputs (the page's row editors), checks them
+    as the map does, and the page's initial state gives them back as the map takes them."""
+    q = post("/api/v1/permalink", {**TD_LINK, "private_ranges": [{"start": "0x100000", "end": "0x200000"},
+                                                                 {"start": "0x0", "end": "0x1000"}]})["query"]
+    assert q == "v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&private_ranges=0x0-0x1000,0x100000-0x200000"
+    assert initial(f"/?{q}")["initial"]["private_ranges"] == [{"start": "0x0", "end": "0x1000"},
+                                                              {"start": "0x100000", "end": "0x200000"}]
+    bad = post("/api/v1/permalink", {**TD_LINK, "private_ranges": [{"start": "0x800000000", "end": "0x800001000"}]},
+               422)
+    assert bad["errors"][0]["loc"] == ["body", "private_ranges", 0]
+    assert bad["errors"][0]["msg"] == "covers the mmio range 0x800000000-0x810000000"
+    kvm = post("/api/v1/permalink", {"kernel": "v6.16", "private_ranges": []}, 422)
+    assert kvm["errors"][0]["msg"] == "private_ranges given for a VM that is not a TD"
+    frames = [{"start": "0x100000", "end": "0x200000", "p2m_type": "grant_map_rw", "special": True}]
+    q = post("/api/v1/permalink", {"kernel": "xen", "xen": {"frames": frames}})["query"]
+    assert q == "v=1&kernel=xen&xen_frames=0x100000-0x200000:grant_map_rw:special"
+    assert initial(f"/?{q}")["initial"]["xen_frames"] == frames
+    hole = post("/api/v1/permalink", {"kernel": "xen", "xen": {"frames": [{"start": "0x80000000",
+                                                                         "end": "0x80001000"}]}}, 422)
+    assert hole["errors"][0]["loc"] == ["body", "xen", "frames", 0]
+    assert hole["errors"][0]["msg"] == "0x80000000 is in no memory-map range"
+    xen = post("/api/v1/permalink", {"kernel": "xen", "private_ranges": []}, 422)
+    assert xen["errors"][0]["loc"] == ["body", "private_ranges"]
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ("private_ranges=0x1000", "'0x1000' is not start-end"),
+    ("private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
+    ("xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
+    ("xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
+])
+def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
+    data = initial(f"/?v=1&kernel=xen&{query}")
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("=")[0], why)]

@@ -124,7 +124,6 @@ ZAP_MTRR = {"def_type": "0xc06", "variable": [{"base": "0x80000000", "mask": "0x
 FRAMES_NOTE = ("frames: their p2m types, mmio_ro and special hold before and after (no event here changes them); "
                "epte_get_entry_emt() answers mmio_ro, special, grant and foreign frames before the pinned and MTRR "
                "tests, so an MTRR or pinned change leaves their EMT alone (excess if invalidated)")
-LINK_NOTE = "the permalink holds the domain's facts, not xen.frames (the page has no per-frame controls)"
 
 
 def rngs(j, key):
@@ -148,8 +147,8 @@ async def test_zap_takes_the_maps_frames(client):
     assert rngs(j, "needed") == [("0x201000", "0x80000000"), ("0x100000000", "0x180000000")]
     assert rngs(j, "excess") == [("0x0", "0x201000"), ("0xfd000000", "0xfe000000"), ("0x800000000", "0x810000000")]
     assert rngs(j, "invalidated") == rngs(plain, "invalidated") and j["stale"] == []
-    assert j["notes"] == [FRAMES_NOTE, LINK_NOTE] and plain["notes"] == []
-    assert j["permalink"] == plain["permalink"]
+    assert j["notes"] == [FRAMES_NOTE] and plain["notes"] == []
+    assert j["permalink"] == plain["permalink"] + "&xen_frames=0x100000-0x200000:grant_map_rw,0x200000-0x201000:mmio_ro"
     text = (await client.post("/api/v1/zap?format=text", json={**body, "xen": {"io_resources": True,
                                                                                 "frames": frames}})).text
     assert "  0x201000     0x80000000   ram   WB      UC\n" in text and "0x100000 " not in text.split("Note")[0]

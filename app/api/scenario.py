@@ -16,7 +16,7 @@ from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
-from ..kvm.tdx import check_vm_kind
+from ..kvm.tdx import check_private_ranges, check_vm_kind
 from ..kvm.versions import resolve_kernel
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
@@ -238,6 +238,7 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
                             ["body", "xen"])
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
+    check_private_ranges_given(req, vm)
     check_amd_facts(req, vm.vendor)
     ev = req.event
     if isinstance(ev, s.PassthroughEvent):
@@ -251,8 +252,10 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)
         event = to_event(ev) if ev is not None else None
         host = svm_host(req.amd)
+        # the map's private GPAs, checked as the map checks them (a link keeps them)
+        private = check_private_ranges(vm, tuple((r.start, r.end) for r in req.private_ranges or ()))
     state = LinkState(req.kernel.strip() if req.kernel not in ERAS else era.id, vm, vcpu, access, event, req.vs,
-                      req.view, req.pati, req.vs_vendor, vs_type=req.vs_type, amd=host)
+                      req.view, req.pati, req.vs_vendor, vs_type=req.vs_type, amd=host, private_ranges=private)
     return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
 
 

@@ -51,6 +51,7 @@ from ..kvm.versions import VERSION_PATTERN
 from ..kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from ..presets import OVMF, PRESETS, START
 from ..system_diff import MEANING as SYSTEM_DIM_MEANING
+from ..system_diff import STATUS_TEXT
 from ..x86.ept import mt_mask, notation
 from ..x86.memtype import EPT_TYPES, MTRR_TYPES, PAT_TYPES, RELATIONS, MemType
 from ..x86.mtrr import (
@@ -436,6 +437,12 @@ class XenFramesIn(Strict):
     special: bool = Field(False, description="the frames are Xen special pages (is_special_page)")
 
 
+XenFrames = Annotated[list[XenFramesIn] | None, Field(
+    exclude_if=lambda v: v is None,
+    description="map and zap: per-frame facts by GPA range (p2m type, mmio_ro, special), "
+    f"at most {MAP_RANGES_MAX}, not overlapping; pinned ranges are the domain's `pinned`")]
+
+
 class XenMapIn(XenDomainIn):
     """With `kernel` "xen" in POST /api/v1/map: the domain facts, and the host MTRR type of
     every frame (omitted: WB for ram ranges, UC for mmio ranges). The p2m type of each
@@ -444,10 +451,14 @@ class XenMapIn(XenDomainIn):
 
     host_mtrr: HostMtrrType | None = Field(
         None, description="host MTRR type of every frame; omitted = by the range's kind (ram WB, mmio UC)")
-    frames: list[XenFramesIn] | None = Field(
-        None, exclude_if=lambda v: v is None,
-        description="map and zap: per-frame facts by GPA range (p2m type, mmio_ro, special), "
-        f"at most {MAP_RANGES_MAX}, not overlapping; pinned ranges are the domain's `pinned`")
+    frames: XenFrames = None
+
+
+class XenLinkIn(XenIn):
+    """POST /api/v1/permalink's Xen facts: resolve's, plus the map's per-frame facts (the
+    page's editor of XenMapIn.frames), so that a link keeps them."""
+
+    frames: XenFrames = None
 
 
 class AmdHostIn(Strict):
@@ -474,6 +485,13 @@ class GpaRangeIn(Strict):
 AmdFacts = Annotated[AmdHostIn | None, Field(
     exclude_if=lambda v: v is None, description='AMD host facts, with vm.vendor "amd" only (422 otherwise)')]
 
+
+PrivateRanges = Annotated[list[GpaRangeIn] | None, Field(
+    exclude_if=lambda v: v is None,
+    description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
+    f"the Secure EPT), [start, end) 4K aligned, RAM only, at most {MAP_RANGES_MAX}; the rest are shared, as "
+    "resolve's `private` says for one GPA")]
+"""The map's private GPAs (and the page's link of them: PermalinkRequest)."""
 
 PrivateFlag = Annotated[bool | None, Field(
     exclude_if=lambda v: v is None, description="vm.type tdx only: the GPA is private (Secure EPT, built by the TDX "
@@ -1190,11 +1208,7 @@ class MapRequest(Scenario):
     xen: XenMapIn | None = Field(None, exclude_if=lambda v: v is None,
                                  description='Xen domain facts, with kernel "xen" only')
     amd: AmdFacts = None
-    private_ranges: list[GpaRangeIn] | None = Field(
-        None, exclude_if=lambda v: v is None,
-        description="vm.type tdx only: the GPA ranges whose memory attribute is private (KVM_SET_MEMORY_ATTRIBUTES; "
-        f"the Secure EPT), [start, end) 4K aligned, RAM only, at most {MAP_RANGES_MAX}; the rest are shared, as "
-        "resolve's `private` says for one GPA")
+    private_ranges: PrivateRanges = None
 
 
 class PermalinkRequest(Scenario):
@@ -1216,8 +1230,10 @@ class PermalinkRequest(Scenario):
                               description="the diff's second side: amd = KVM on AMD (the first is vm.vendor)")
     vs_type: VmType = Field(VM_TYPE_DEFAULT, exclude_if=lambda v: v == VM_TYPE_DEFAULT,
                             description="the diff's second side: tdx = a TDX VM (the first is vm.type)")
-    xen: XenIn | None = Field(None, exclude_if=lambda v: v is None, description='Xen facts, with kernel "xen" only')
+    xen: XenLinkIn | None = Field(None, exclude_if=lambda v: v is None,
+                                  description='Xen facts, with kernel "xen" only (frames: the map\'s)')
     amd: AmdFacts = None
+    private_ranges: PrivateRanges = None
 
 
 class PermalinkResponse(Out):
@@ -1935,6 +1951,8 @@ class XenZapResponse(Out):
 
 
 SideStatus = Literal["read", "not read", "absent", "fixed"]
+assert set(get_args(SideStatus)) == set(STATUS_TEXT), "every status has its text (app.system_diff.STATUS_TEXT)"
+STATUS_HELP = "; ".join(f"{k}: {t}" for k, t in STATUS_TEXT.items())
 
 
 class SideOut(Out):
@@ -1962,9 +1980,7 @@ class DimensionOut(Out):
     name: str
     values: list[Any]
     meaning: str
-    a: SideStatus = Field(description="read: the answer depends on it; not read: the system has it, its memory "
-                          "type does not; absent: the system has no such thing; fixed: the system allows one "
-                          "value (fixed_a), states with another are skipped")
+    a: SideStatus = Field(description=f"{STATUS_HELP} (a fixed dimension's value: fixed_a)")
     b: SideStatus
     in_space: bool = Field(description="part of the compared space (read by A or B)")
     fixed_a: Any = Field(None, exclude_if=lambda v: v is None,

@@ -263,7 +263,7 @@ PRIVATE_MAP_NOTES = (
 )
 
 
-def check_private_ranges_given(req: s.MapRequest, vm: VmConfig) -> None:
+def check_private_ranges_given(req: s.MapRequest | s.PermalinkRequest, vm: VmConfig) -> None:
     """private_ranges only for a TD: the core's rule (app.kvm.scenario.check_private)."""
     if req.private_ranges is not None:
         try:

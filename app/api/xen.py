@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -18,7 +17,7 @@ from ..xen import Passthrough, PinnedRange, XenFacts, get_version
 from ..xen.cd import cd_view
 from ..xen.events import PASSTHROUGH_ATTACH
 from ..xen.facts import P2mType
-from ..xen.map import FrameRange, xen_map
+from ..xen.map import FrameRange, check_frames, xen_map
 from ..xen.resolve import kvm_settings_given, resolve_xen
 from ..xen.text import render_xen, render_xen_zap
 from ..xen.zap import xen_zap
@@ -78,10 +77,7 @@ MAP_FRAME_NOTES = (
 )
 
 
-FRAMES_LINK_NOTE = "the permalink holds the domain's facts, not xen.frames (the page has no per-frame controls)"
-
-
-def to_frames(x: s.XenMapIn | None) -> tuple[FrameRange, ...]:
+def to_frames(x: s.XenMapIn | s.XenLinkIn | None) -> tuple[FrameRange, ...]:
     """The request's `xen.frames` as the core's FrameRange (checked by app.xen.map.check_frames)."""
     if x is None or not x.frames:
         return ()
@@ -136,9 +132,8 @@ def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Resp
         frames = to_frames(req.xen)
         with _xen_loc():
             z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr(), frames)
-    if frames:
-        z = replace(z, notes=(*z.notes, FRAMES_LINK_NOTE))
-    link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts), base_url(request))
+    link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts, xen_frames=frames),
+               base_url(request))  # the link keeps the frames (app.permalink xen_frames)
     if wants_text(request, fmt):
         return text(render_xen_zap(z, link))
     return json_response(s.XenZapResponse.model_validate(s.View(z, kernel=req.kernel, permalink=link)))
@@ -174,6 +169,10 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
         if getattr(req, name) is not None:
             raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
                                 ["body", name])
+    if req.private_ranges is not None:  # the map refuses them the same way (check_private_ranges_given)
+        raise RuleViolation(MemTypeError("private_ranges", "private_ranges given for a Xen domain",
+                                         "private GPAs are a TDX VM's (KVM_SET_MEMORY_ATTRIBUTES)"),
+                            ["body", "private_ranges"])
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):
@@ -183,7 +182,8 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
         with _xen_loc():
             facts.domain().validate(version)
             facts.page(req.gpa).validate()
+            frames = check_frames(to_frames(req.xen), vm)  # the map's, checked as the map checks them
         event = _event(req.event) if req.event is not None else None
         vs_ok(req)
     return LinkState(req.kernel, vm, vcpu, Access(req.gpa), event, req.vs, req.view, req.pati, req.vs_vendor, facts,
-                     vs_type=req.vs_type)
+                     vs_type=req.vs_type, xen_frames=frames)

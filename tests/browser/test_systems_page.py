@@ -12,6 +12,7 @@ and every entry UC; Xen with no passthrough WB|IPAT, p2m_mmio_direct UC).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -498,7 +499,10 @@ def test_amd_side_before_4_14_is_refused_with_the_rule(watched, live_server):
 
 COMPARE_STATES = {"cmp-amd": "/?v=1&kernel=v6.7&vs=v6.16&vs_vendor=amd&gpa=0x1000",
                   "cmp-xen": "/?v=1&vs=xen&ncdma=1&gpa=0x1000", "cmp-tdx": "/?v=1&vs=v6.16&vs_type=tdx&gpa=0x1000",
-                  "xen-pinned": "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT,0x10-0x1f:WB"}
+                  "xen-pinned": "/?v=1&kernel=xen&gpa=0x1000&xen_iommu=1&xen_pinned=0x1-0x2:WT,0x10-0x1f:WB",
+                  "td-private": "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&private=1"
+                                "&private_ranges=0x0-0x2000&vs=v6.16",
+                  "xen-frames": "/?v=1&kernel=xen&gpa=0x100000&xen_frames=0x100000-0x200000:grant_map_rw:special"}
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -647,4 +651,167 @@ def test_amd_host_pat_and_mtrr_inputs(open_page, live_server):
     # back to Intel: the host side goes (and leaves the link)
     w2.after(w2.page.locator("#vendor").select_option, "intel")
     w2.page.wait_for_function("document.querySelector('#fs-amd').hidden && !location.search.includes('amd_')")
+    assert not w.page_errors and not w2.page_errors
+
+
+TD_PRIVATE = "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&private=1&vs=v6.16"
+
+
+def test_a_td_beside_an_intel_era_sends_no_private_gpa_to_the_intel_side(open_page, live_server):
+    """A TD's private GPA is the TD's alone: the Intel side (its POST /page/system view says it
+    takes no `private`) is asked with the shared GPA, so it answers instead of refusing."""
+    w = open_page()
+    bodies: list[dict] = []
+    w.page.on("request", lambda r: bodies.extend(
+        p["body"] for p in json.loads(r.post_data or "{}").get("parts", []) if p["name"] == "resolve")
+        if r.url.endswith("/page/batch") else None)
+    w.goto(live_server + TD_PRIVATE)
+    page = w.page
+    assert system(page) == "kvm-tdx" and page.locator("#private").is_checked()
+    assert page.locator("#cmp-refused").is_hidden()
+    assert cmp_cells(page, "entry") == ("WB", "WB 0x30")  # the quirk off on both sides: no IPAT
+    td = [b for b in bodies if b.get("vm", {}).get("type") == "tdx"]
+    intel = [b for b in bodies if b.get("vm", {}).get("type") != "tdx"]
+    assert td and intel
+    assert all(b.get("private") is True for b in td) and all("private" not in b for b in intel)
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_td_group_applies_what_the_td_does_not_read_and_says_what_it_fixes(open_page, live_server):
+    """Opening a group of a TD against v6.16: nc-DMA (the TD has it, does not read it) is
+    set in the controls (it was left as it was); IGNORE_GUEST_PAT on (the TD fixes it off)
+    is left and said, with the reason; the legend explains `fixed` (the TD's cr0_cd)."""
+    w = open_page()
+    w.goto(live_server + "/?v=1&pat_quirk=0&vmtype=tdx&deftype=0x806&gpa=0x1000&vs=v6.16&ncdma=1")
+    page = w.page
+    d = api_diff(live_server, a="v6.16", a_type="tdx", b="v6.16")
+    assert page.locator('#dims-table tr[data-dim="cr0_cd"] td[data-side="a"]').inner_text() == "fixed: 0"
+    assert "fixed: the system allows one value, states with another are skipped." in \
+        page.get_by_test_id("dims-legend").inner_text()
+    g = next(i for i, x in enumerate(d["groups"])
+             if x["pattern"]["noncoherent_dma"] is False and x["pattern"]["quirk_ignore_guest_pat"] is True)
+    assert page.locator("#ncdma").is_checked()
+    w.after(page.locator("#groups-table tbody tr").nth(g).click)
+    assert not page.locator("#ncdma").is_checked()
+    assert not page.locator("#pat_quirk").is_checked()
+    note = page.get_by_test_id("cmp-unapplied").inner_text()
+    assert "quirk_ignore_guest_pat=1: KVM TDX VM (TD) fixes vm.quirk_ignore_guest_pat=false (" in note
+    assert "noncoherent_dma" not in note
+    assert page.locator("#p-result .stale-tag").is_hidden() and err(page, "vm.quirk_ignore_guest_pat") == ""
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_group_opened_keeps_the_maps_own_inputs(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + TD_PRIVATE + "&private_ranges=0x0-0x2000")
+    page = w.page
+    w.after(page.locator("#groups-table tbody tr").first.click)
+    rows = page.get_by_test_id("private-ranges").locator(".map-row")
+    assert rows.count() == 1 and rows.locator(".mr-end").input_value() == "0x2000"
+    page.wait_for_function("location.search.includes('private_ranges=0x0-0x2000')")
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert not w.page_errors, w.page_errors
+
+
+def test_a_compare_side_the_list_lacks_is_listed_as_dropped(open_page, live_server):
+    w = open_page()
+    w.goto(live_server + "/?v=1&gpa=0x1000&vs=v4.2&vs_type=tdx")
+    page = w.page
+    assert page.locator("#notice").is_visible()
+    item = page.locator('#notice-list li[data-param="vs_type"]')
+    assert item.inner_text().startswith("vs_type=tdx: no TDX VMs under 'v4.2' (KVM_X86_TDX_VM first in 6.16")
+    assert page.locator("#vs").input_value() == "v4.2"  # the readable part of the choice is kept
+    page.wait_for_function("location.search.includes('vs=v4.2') && !location.search.includes('vs_type')")
+    assert not w.page_errors, w.page_errors
+
+
+def map_bodies(w) -> list[dict]:
+    return [p["body"] for r in w.posts for p in json.loads(r.post_data or "{}").get("parts", []) if p["name"] == "map"]
+
+
+def watch_posts(w):
+    w.posts = []
+    w.page.on("request", lambda r: w.posts.append(r) if r.method == "POST" and r.url.endswith("/page/batch") else None)
+    return w
+
+
+def run_facts(page, start: str) -> str:
+    return page.locator(f'#runs-table tbody tr[data-start="{start}"] [data-testid=run-facts]').text_content()
+
+
+def test_a_td_private_range_reaches_the_map(open_page, live_server):
+    """The TD's private GPA ranges (the map's private_ranges): a row from the run under study,
+    sent with the map only (resolve and zap do not take them), the run drawn private; a bad
+    range is the map's 422 at its row."""
+    w = watch_posts(open_page())
+    w.goto(live_server + TDX_FIXED + "&vs=v6.16")
+    page = w.page
+    box = page.get_by_test_id("private-ranges")
+    assert box.is_visible()
+    w.after(page.get_by_test_id("private-ranges-add").click)
+    row = box.locator(".map-row").first
+    assert (row.locator(".mr-start").input_value(), row.locator(".mr-end").input_value()) == ("0x0", "0xa0000")
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert page.locator('#runs-table tbody tr[data-start="0xa0000"] [data-testid=run-facts]').count() == 0
+    sent = map_bodies(w)[-1]
+    assert sent["private_ranges"] == [{"start": "0x0", "end": "0xa0000"}] and sent["vm"]["type"] == "tdx"
+    # the Intel side's map (side by side) is asked without them
+    w.after(page.locator("#cmp-side-details summary").click)
+    assert all("private_ranges" not in b for b in map_bodies(w) if b.get("vm", {}).get("type") != "tdx")
+    assert page.locator("#p-compare .stale-tag").is_hidden()
+    edit(w, row.locator(".mr-end"), "0xa0001")
+    assert err(page, "private_ranges[0]") == (
+        "private_ranges[0]: 0x0-0xa0001 is not 4K aligned (KVM_SET_MEMORY_ATTRIBUTES takes page-aligned address "
+        "and size (kvm_vm_ioctl_set_mem_attributes: -EINVAL))")
+    edit(w, row.locator(".mr-end"), "0x2000")
+    assert err(page, "private_ranges[0]") == ""
+    assert run_facts(page, "0x0") == "private (Secure EPT)"
+    assert page.locator('#runs-table tbody tr[data-start="0x2000"]').count() == 1
+    # the link keeps the range (app.permalink private_ranges), checked as the map checks it
+    page.wait_for_function("location.search.includes('private_ranges=0x0-0x2000')")
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    row2 = w2.page.get_by_test_id("private-ranges").locator(".map-row")
+    assert row2.count() == 1 and row2.locator(".mr-end").input_value() == "0x2000"
+    assert run_facts(w2.page, "0x0") == "private (Secure EPT)" and w2.page.url == link
+    w.after(row.locator(".mr-rm").click)
+    assert box.locator(".map-row").count() == 0 and "private_ranges" not in map_bodies(w)[-1]
+    assert not w.page_errors and not w2.page_errors
+
+
+def test_a_xen_frame_range_reaches_the_map(open_page, live_server):
+    w = watch_posts(open_page())
+    w.goto(live_server + "/?v=1&kernel=xen&gpa=0x100000")
+    page = w.page
+    assert page.get_by_test_id("private-ranges").is_hidden()
+    box = page.get_by_test_id("xen-frames")
+    assert box.is_visible()
+    assert run_facts(page, "0x100000") == "p2m_ram_rw"
+    w.after(page.get_by_test_id("xen-frames-add").click)
+    row = box.locator(".map-row").first
+    start, end = row.locator(".mr-start").input_value(), row.locator(".mr-end").input_value()
+    assert start == "0x100000"
+    assert row.locator(".mr-p2m option").evaluate_all("os => os.map(o => o.value)") == [
+        "", "ram", "mmio_direct", "grant_map_rw", "grant_map_ro", "map_foreign"]
+    w.after(row.locator(".mr-p2m").select_option, "grant_map_rw")
+    w.after(row.locator(".mr-special").check)
+    assert run_facts(page, "0x100000") == "p2m_grant_map_rw, special page"
+    assert map_bodies(w)[-1]["xen"]["frames"] == [{"start": start, "end": end, "p2m_type": "grant_map_rw",
+                                                   "special": True}]
+    assert all("frames" not in p["body"].get("xen", {}) for r in w.posts
+               for p in json.loads(r.post_data).get("parts", []) if p["name"] in ("resolve",))
+    page.wait_for_function(f"location.search.includes('xen_frames={start}-{end}:grant_map_rw:special')")
+    link = page.url
+    w2 = open_page()
+    w2.goto(link)
+    row2 = w2.page.get_by_test_id("xen-frames").locator(".map-row")
+    assert row2.count() == 1 and row2.locator(".mr-p2m").input_value() == "grant_map_rw"
+    assert row2.locator(".mr-special").is_checked() and not row2.locator(".mr-mmio_ro").is_checked()
+    assert run_facts(w2.page, "0x100000") == "p2m_grant_map_rw, special page" and w2.page.url == link
+    # an unaligned start: the map's 422 at the row, and no link while it stands
+    edit(w, row.locator(".mr-start"), "0x100001")
+    assert err(page, "xen.frames[0]") == (f"xen.frames[0]: 0x100001-{end} is not 4K aligned (p2m entries map 4K "
+                                          "frames)")
+    assert page.locator("#copy-link").get_attribute("data-valid") == "0"
     assert not w.page_errors and not w2.page_errors
