@@ -83,7 +83,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from ..x86.memtype import LocLike, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
@@ -117,6 +117,7 @@ from .era import Era, EventZap, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     EVENT_KINDS,
+    EVENT_TYPES,
     Cr0Write,
     Event,
     MtrrWrite,
@@ -349,6 +350,27 @@ def _rule_of(p: EventZap) -> EventZap:
                    defer_while_cd="deferred" if p.defer_while_cd else "")
 
 
+_EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+assert all({f.name for f in fields(c)} <= {"msr", "value", "cr0_nw"} for c in _EVENT_CLASSES), \
+    "_transition_key reads every field of every event class"
+assert [f.name for f in fields(VarMtrr)] == ["base", "mask", "mask_written"], "_Walk._pair_id reads every field"
+
+
+def _transition_key(vid: int, sid: int, ev: Event) -> tuple:
+    """The walk's key of a transition: (VM config, state, the event's kind and fields).
+
+    Equal to keying on the event itself: the event classes are frozen dataclasses whose
+    equality compares the class and the fields, every class has its own `kind`, and
+    `msr`, `value` and `cr0_nw` are all their fields (a class lacking one has it as a
+    ClassVar None; checked above at import). This key hashes in C (the dataclass
+    `__hash__` is Python code), and a key of plain values is untracked by the cyclic
+    collector after its first pass, where one holding the event object stayed tracked.
+    An object of any other class keys as itself."""
+    if type(ev) in _EVENT_CLASSES:
+        return (vid, sid, ev.kind, ev.msr, ev.value, ev.cr0_nw)
+    return (vid, sid, ev)
+
+
 class _Walk:
     """The era-independent part of a replay: every vCPU's state after every event.
 
@@ -372,12 +394,11 @@ class _Walk:
         self.generation += 1
         self.states: list[VcpuState] = []
         self.sid_of: dict[tuple, int] = {}
-        # MTRR states by value, hashed cheaply: pairs are interned one by one, by object
-        # first (a write keeps the other seven objects), by value on a miss
+        # MTRR states by value, hashed cheaply: pairs are interned one by one (a write keeps
+        # the other seven objects, and so their ids), a new pair by its fields' values
         self.mtrr_ids: dict[tuple, int] = {}
         self.mtrr_pairs: list[tuple[int, ...]] = []  # per MTRR id: its pairs' ids
-        self.pair_ids: dict[VarMtrr, int] = {}
-        self.pair_by_obj: dict[int, tuple[VarMtrr, int]] = {}
+        self.pair_ids: dict[tuple[int, int, bool], int] = {}
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
@@ -390,10 +411,12 @@ class _Walk:
         self.cur = [self.intern(st) for st in current]
 
     def _pair_id(self, p: VarMtrr) -> int:
-        seen = self.pair_by_obj.get(id(p))  # (the object, its id): it stays alive, so does its id()
-        if seen is None or seen[0] is not p:
-            seen = self.pair_by_obj[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
-        return seen[1]
+        """The id of a pair equal to `p`. Keyed by the tuple of its fields, which is what
+        `VarMtrr`'s dataclass equality compares (the generated `__hash__` would build the
+        same tuple in Python code); a key of plain ints is untracked by the cyclic collector
+        after its first pass, where a (pair, id) entry per pair object stayed tracked."""
+        pids = self.pair_ids
+        return pids.setdefault((p.base, p.mask, p.mask_written), len(pids))
 
     def intern(self, st: VcpuState, like: int | None = None) -> int:
         """The id of a state equal to `st`. `like` is the id of a state `st` was made from
@@ -468,14 +491,14 @@ class _Walk:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
-        k = (vid, sid, ev)
+        k = _transition_key(vid, sid, ev)
         tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
         if tid == len(self.edges):  # a new transition
             if len(self.states) >= TABLE_LIMIT:
                 del self.trans[k]
                 self.reset([self.states[s] for s in self.cur])
                 sid = self.cur[v]
-                k = (vid, sid, ev)
+                k = _transition_key(vid, sid, ev)
                 tid = self.trans[k] = 0
             vm, before = self.vms[vid], self.states[sid]
             try:
