@@ -550,7 +550,7 @@ class _EraReplay:
         self.by_source = dict.fromkeys(SOURCES, 0)
         self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
-        self.last: dict[Range, Sequence[Run]] = {}
+        self.last: dict[Range, tuple[Run, ...]] = {}
 
     _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
               "records", "truncated", "last")
@@ -653,8 +653,11 @@ class _EraReplay:
                         same = 0
                 # Duplicate: this range was zapped before and nothing in it has changed since
                 # (its entries are what that call left, and this call changes none of them).
-                # (A range is always the whole or always a window, so `content` is always a
-                # tuple or always a list for it; neither is ever changed in place.)
+                # What a call left is kept as a tuple (a list is compared element by element
+                # all the same, but a tuple of run tuples is one the cyclic collector stops
+                # tracking, where every kept list stayed on its rounds).
+                if type(content) is not tuple:
+                    content = tuple(content)
                 last = self.last
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
@@ -671,7 +674,19 @@ class _EraReplay:
                 else:
                     self.truncated = True
 
-    def result(self, vid: int) -> ReplayResult:
+    def _records(self, made: dict[int, tuple[ZapCallRecord, ...]] | None) -> tuple[ZapCallRecord, ...]:
+        if made is None:
+            made = {}
+        calls = made.get(id(self.records))
+        if calls is None:
+            calls = made[id(self.records)] = tuple([ZapCallRecord(*r) for r in self.records])
+        return calls
+
+    def result(self, vid: int, made: dict[int, tuple[ZapCallRecord, ...]] | None = None) -> ReplayResult:
+        """The era's answer after the last event on VM config `vid`. `made`: call records
+        already built, by the id of the list they were built from: an era that followed
+        another to the end holds that era's very list (`adopt(copy=False)`), so equal
+        records are built once (the list is alive, in both eras, while its id is used)."""
         walk, trace, total = self.walk, self.trace, self.total
         ept = self.ept
         per_vcpu: list[int] = []
@@ -690,29 +705,54 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple([ZapCallRecord(*r) for r in self.records]),
+            stale_ranges=tuple(stale_ranges), calls=self._records(made),
             calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
 
 
-def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int) -> tuple | None:
+def _plans(runs: Sequence[_EraReplay]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Per event kind, (era index, rule id) of every era that may zap on it (not in its
+    `ZapPolicy.quiet_kinds`), in era order: what `_decide` runs when the VM is unchanged."""
+    return {kind: tuple((k, r.rules[kind]) for k, r in enumerate(runs) if kind not in r.quiet)
+            for kind in EVENT_KINDS}
+
+
+def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int,
+            plans: dict[str, tuple[tuple[int, int], ...]]) -> tuple | None:
     """Every era's zap decision for a new transition, in era order (a refusal names the
     first era that refuses): None for an era whose policy never zaps on the event's kind
     (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
     when there are no calls. Eras with the same rule share one decision (`_rule_of`).
-    The row is None when no era zaps."""
+    The row is None when no era zaps.
+
+    When the event leaves the VM config as it was, no era's `check_vm` can refuse (each
+    passed on that config before), so only the eras of the kind's plan (`_plans`) are
+    visited; otherwise every era is, checking the new VM config in era order first."""
     vid, _, vid_after, sid_after = walk.edges[tid]
     ev = te.event
     vm_changed = vid_after != vid or type(ev) is NoncoherentDma
+    if not vm_changed:
+        plan = plans[ev.kind]
+        if not plan:
+            return None
+        z = walk.zap_input(tid, ev)
+        done: dict[int, tuple | None] = {}
+        out: list[tuple | None] = [None] * len(runs)
+        for k, rule in plan:
+            if rule in done:
+                out[k] = done[rule]
+            else:
+                d = runs[k].era.zap(z, audit=False)  # the calls only: no audit steps
+                out[k] = done[rule] = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+        return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
     row: list[tuple | None] = []
     for r in runs:
-        if vm_changed:
-            try:
-                r.era.check_vm(walk.vms[vid_after])
-            except MemTypeError as err:
-                raise _event_error(i, te, err) from None
+        try:
+            r.era.check_vm(walk.vms[vid_after])
+        except MemTypeError as err:
+            raise _event_error(i, te, err) from None
         if ev.kind in r.quiet:
             row.append(None)
             continue
@@ -767,6 +807,7 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
+    plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
     rows: list[tuple | None] = []  # per transition: every era's decision, and who parts
@@ -780,7 +821,7 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
             for r in runs:
                 r.restart()
         if tid == len(rows):
-            row = _decide(runs, walk, i, te, tid)
+            row = _decide(runs, walk, i, te, tid, plans)
             rows.append(None if row is None else (row, _parting(runs, lead, walk, row)))
         entry = rows[tid]
         if entry is not None:
@@ -796,7 +837,8 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     for k, j in enumerate(cur):
         if j != k:
             runs[k].adopt(runs[j], copy=False)
-    return [r.result(vid) for r in runs]
+    made: dict[int, tuple[ZapCallRecord, ...]] = {}
+    return [r.result(vid, made) for r in runs]
 
 
 def replay(era: Era, trace: Trace) -> ReplayResult:
