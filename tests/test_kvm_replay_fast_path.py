@@ -152,6 +152,7 @@ def test_eras_share_then_part():
     runs = [rp._EraReplay(e, trace, walk, {}) for e in ERAS.values()]
     ids = list(ERAS)
     lead = rp._leaders(runs)
+    plans = rp._plans(runs)
     # the MTRR-honouring eras start alike, and so do the eras from 6.11 on
     assert [ids[j] for j in lead] == ["v4.2", "v4.2", "v4.2", "v6.11-rc1", "v6.11-rc1", "v6.11-rc1"]
     first: dict[str, int] = {}
@@ -159,7 +160,7 @@ def test_eras_share_then_part():
     for i, te in enumerate(trace.events):
         tid = walk.step(i, te, vid)
         if tid == len(rows):
-            row = rp._decide(runs, walk, i, te, tid)
+            row = rp._decide(runs, walk, i, te, tid, plans)
             rows.append(() if row is None else rp._parting(runs, lead, walk, row))
         for k in rows[tid]:
             first.setdefault(ids[k], i)
