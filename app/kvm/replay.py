@@ -405,7 +405,7 @@ class _Walk:
         # others (CD), its MTRRs' id and its PAT's id
         self.fps: list[tuple[int, int, int, int]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
-        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
+        self.regions: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
@@ -472,15 +472,17 @@ class _Walk:
             windows.move_to_end(k)
         return r
 
-    def region(self, table: int, sid: int, reads: bool, a: int, b: int, lay: Layouts) -> list[Run]:
+    def region(self, table: int, sid: int, reads: bool, a: int, b: int, era: _EraReplay, vid: int) -> tuple[Run, ...]:
         """The runs state `sid` faults inside [a, b) under run-key table `table` (an id of a
         `Layouts.table`), with its MTRRs' cells if `reads` else the memslots': shared by
-        every era with that table (LRU cached); `lay` (one of those eras') makes them."""
+        every era with that table (LRU cached); `era` (one of those) makes them on VM
+        config `vid`. A tuple: what a call refaulted is kept as one (`_EraReplay.zap`)."""
         k = (table, self.fps[sid][2] if reads else -1, a, b)
         regions = self.regions
         r = regions.get(k)
         if r is None:
-            r = regions[k] = lay.keyed(self.states[sid], self.cells(sid if reads else None, a, b))
+            cells = self.cells(sid if reads else None, a, b)
+            r = regions[k] = tuple(era._lay(vid).keyed(self.states[sid], cells))
             if len(regions) > REGION_CACHE:
                 regions.popitem(last=False)
         else:
@@ -532,6 +534,7 @@ class _EraReplay:
         era.check_vm(vm)
         self.era, self.trace, self.walk = era, trace, walk
         self.reads = era.reads_guest_mtrrs
+        self.fp_at = 0 if self.reads else 1  # which of `_Walk.fps` is this era's fingerprint
         self.quiet = era.zap_policy.quiet_kinds  # event kinds this era never zaps on
         # per event kind, the id of this era's rule in `rule_ids` (shared by the replay's eras:
         # an EventZap hashes its enums in Python, so the rules are hashed here, once)
@@ -579,7 +582,7 @@ class _EraReplay:
         return self._lay(vid).keyed(self.walk.states[sid], self.walk.cells(sid if self.reads else None, a, b))
 
     def _fp(self, sid: int) -> int:
-        return self.walk.fps[sid][0 if self.reads else 1]
+        return self.walk.fps[sid][self.fp_at]
 
     def full(self, vid: int, sid: int) -> tuple[Run, ...]:
         """The whole layout the vCPU state `sid` faults on VM config `vid` (cached)."""
@@ -595,18 +598,20 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
+    def region(self, vid: int, sid: int, a: int, b: int) -> Sequence[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
         else computed for the window alone (cost: what the window holds) or taken from
         another era with the same run-key table (`_Walk.region`)."""
         m = self.mapped
         if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
-            return []  # no memslot inside [a, b): no leaves, whatever the state
-        whole = self.layouts.get((vid, self._fp(sid)))
+            return ()  # no memslot inside [a, b): no leaves, whatever the state
+        walk = self.walk
+        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))  # (`_fp`, inline)
         if whole is not None:
             return clip_sorted(whole, a, b)
-        walk = self.walk
-        return walk.region(self._table(vid, walk.states[sid].cr0_cd), sid, self.reads, a, b, self._lay(vid))
+        cd = walk.states[sid].cr0_cd
+        t = self.tables.get((vid, cd))
+        return walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
 
     def _slot_pieces(self, a: int, b: int) -> list[Range]:
         m = self.mapped
@@ -627,7 +632,7 @@ class _EraReplay:
                 else:
                     self.truncated = True
                 continue
-            region: list[Run] | None = None
+            region: Sequence[Run] | None = None
             for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
                 content: Sequence[Run]
                 if pa <= lo and pb >= hi:
@@ -640,7 +645,10 @@ class _EraReplay:
                     if region is None:
                         region = self.region(vid, sid, a, b)
                     content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
-                    zp = sum([e - s for s, e, _ in content]) >> 12
+                    zp = 0
+                    for s, e, _ in content:  # (a loop: a window holds a run or a few)
+                        zp += e - s
+                    zp >>= 12
                     if zp:
                         ept = self.ept
                         at = window(ept, pa, pb)
