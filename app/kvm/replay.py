@@ -80,6 +80,7 @@ broad set of traces, so a speed change can be checked to change none.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -113,7 +114,7 @@ from .ept_runs import (
     splice,
     window,
 )
-from .era import Era, EventZap, ZapInput
+from .era import Era, EventZap, ZapDecision, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     EVENT_KINDS,
@@ -619,12 +620,13 @@ class _EraReplay:
         return [(max(a, s), min(b, e)) for s, e in m[i:j]]
 
     def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
-        calls, per_memslot, vid, sid = d
+        vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
         ev = te.event
         cd = self.walk.states[sid].cr0_cd
         lo, hi = self.lo, self.hi
         records = self.records
-        for a, b in calls:
+        for n in range(3, len(d), 2):
+            a, b = d[n], d[n + 1]
             if b <= a:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
@@ -718,6 +720,18 @@ class _EraReplay:
         )
 
 
+def _flat(d: ZapDecision, vid_after: int, sid_after: int) -> tuple | None:
+    """A decision as the replay keeps it: (VM after, state after, per_memslot, then every
+    call's start and end), or None without calls. Flat, so that the cyclic collector stops
+    tracking it (and the row holding it) at its first passes: it untracks a tuple of
+    untracked items only, one nesting level per pass, and a replay keeps one row per
+    transition. Two decisions are equal exactly when their flat forms are (the first three
+    fields have a fixed length)."""
+    if not d.calls:
+        return None
+    return (vid_after, sid_after, d.per_memslot, *itertools.chain.from_iterable(d.calls))
+
+
 def _plans(runs: Sequence[_EraReplay]) -> dict[str, tuple[tuple[int, int], ...]]:
     """Per event kind, (era index, rule id) of every era that may zap on it (not in its
     `ZapPolicy.quiet_kinds`), in era order: what `_decide` runs when the VM is unchanged."""
@@ -751,7 +765,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
                 out[k] = done[rule]
             else:
                 d = runs[k].era.zap(z, audit=False)  # the calls only: no audit steps
-                out[k] = done[rule] = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+                out[k] = done[rule] = _flat(d, vid_after, sid_after)
         return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
@@ -769,7 +783,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             if z is None:
                 z = walk.zap_input(tid, ev)
             d = r.era.zap(z, audit=False)  # the calls only: no audit steps
-            made[rule] = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+            made[rule] = _flat(d, vid_after, sid_after)
         row.append(made[rule])
     return tuple(row) if any(d is not None for d in row) else None
 
@@ -797,8 +811,8 @@ def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: 
         if d != row[j]:
             out.append(k)
         elif d is not None:
-            cd = walk.states[d[3]].cr0_cd
-            if r._table(d[2], cd) != runs[j]._table(d[2], cd):
+            cd = walk.states[d[1]].cr0_cd
+            if r._table(d[0], cd) != runs[j]._table(d[0], cd):
                 out.append(k)
     return tuple(out)
 
@@ -818,23 +832,26 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
-    rows: list[tuple | None] = []  # per transition: every era's decision, and who parts
+    # per transition: every era's decision (`_flat`), or None when no era zaps, and who
+    # parts; two lists, not one of pairs, for the collector (see `_flat`)
+    rows: list[tuple | None] = []
+    partings: list[tuple[int, ...]] = []
     gen = walk.generation
     vid = 0
     for i, te in enumerate(trace.events):
         tid = walk.step(i, te, vid)
         if walk.generation != gen:  # the walk started its tables again: new transition ids
             gen = walk.generation
-            rows = []
+            rows, partings = [], []
             for r in runs:
                 r.restart()
         if tid == len(rows):
             row = _decide(runs, walk, i, te, tid, plans)
-            rows.append(None if row is None else (row, _parting(runs, lead, walk, row)))
-        entry = rows[tid]
-        if entry is not None:
-            row, parting = entry
-            for k in parting:
+            rows.append(row)
+            partings.append(() if row is None else _parting(runs, lead, walk, row))
+        row = rows[tid]
+        if row is not None:
+            for k in partings[tid]:
                 if cur[k] != k:
                     runs[k].adopt(runs[cur[k]])
                     cur[k] = k
