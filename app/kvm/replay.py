@@ -646,7 +646,10 @@ class _EraReplay:
                 else:
                     if region is None:
                         region = self.region(vid, sid, a, b)
-                    content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
+                    # a piece's runs are the window's inside it: all of them when they all lie
+                    # inside it (say the window meets one memslot: the runs cover mapped pages only)
+                    content = (region if not region or (region[0][0] >= pa and region[-1][1] <= pb)
+                               else clip_sorted(region, pa, pb))
                     zp = 0
                     for s, e, _ in content:  # (a loop: a window holds a run or a few)
                         zp += e - s
