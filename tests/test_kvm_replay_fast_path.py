@@ -218,7 +218,7 @@ def test_pair_ids_equal_exactly_when_pairs_are():
     pairs = [VarMtrr(rnd.choice((0, 6, 0x80000006)), rnd.choice((0, _mask(1 << 30))), rnd.choice((True, False, 1)))
              for _ in range(200)]
     ids = [walk._pair_id(p) for p in pairs]
-    for (p, i), (q, j) in itertools.product(zip(pairs, ids), zip(pairs, ids)):
+    for (p, i), (q, j) in itertools.product(zip(pairs, ids, strict=True), zip(pairs, ids, strict=True)):
         assert (i == j) == (p == q), (p, q)
 
 
@@ -229,13 +229,13 @@ def test_flat_decisions_keep_calls_and_equality():
             if n % 7 == 0:  # a sample of every era's inputs
                 decisions.append((era.zap(z, audit=False), n % 3, n % 5))
     flats = [rp._flat(d, v, s) for d, v, s in decisions]
-    for (d, v, s), f in zip(decisions, flats):
+    for (d, v, s), f in zip(decisions, flats, strict=True):
         if not d.calls:
             assert f is None
             continue
         assert f[:3] == (v, s, d.per_memslot)
-        assert tuple(zip(f[3::2], f[4::2])) == d.calls
-    sample = [(d, v, s, f) for (d, v, s), f in zip(decisions, flats) if f is not None][:300]
+        assert tuple(zip(f[3::2], f[4::2], strict=True)) == d.calls
+    sample = [(d, v, s, f) for (d, v, s), f in zip(decisions, flats, strict=True) if f is not None][:300]
     for (d, v, s, f), (e, w, t, g) in itertools.product(sample, sample):
         assert (f == g) == ((d.calls, d.per_memslot, v, s) == (e.calls, e.per_memslot, w, t))
 
@@ -289,7 +289,7 @@ def test_a_piece_holding_every_run_of_its_window_is_the_window():
     rnd = random.Random(7)
     for _ in range(2000):
         cuts = sorted(rnd.sample(range(0, 200), rnd.randrange(0, 9) * 2))
-        runs = [(s, e, rnd.randrange(3)) for s, e in zip(cuts[::2], cuts[1::2])]
+        runs = [(s, e, rnd.randrange(3)) for s, e in zip(cuts[::2], cuts[1::2], strict=True)]
         pa = rnd.randrange(0, 200)
         pb = rnd.randrange(pa, 201)
         inside = not runs or (runs[0][0] >= pa and runs[-1][1] <= pb)

@@ -64,8 +64,19 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * Eras that start with equal EPTs share one until a transition parts them (a different
   decision, or a different run-key table for the refaulting state: `_parting`); only the
   first of them zaps, and one that parts takes over a copy of the EPT and counters.
+* Only the eras that may zap on an event's kind are visited for a new transition's
+  decisions (`_plans`; all of them, in era order, when the VM config changes, so that the
+  first refusal is still the one reported).
 * The replay changes no process state (the cyclic collector runs as usual: a server's
-  worker threads share it).
+  worker threads share it), so what it keeps is shaped for the collector: a replay keeps
+  something for every new transition and state, and the collector's full passes rescan
+  whatever is still tracked when it reaches the oldest generation. Keys are tuples of
+  plain values (`_transition_key`, `_Walk._pair_id`, the pair ranges of `ept_runs.Cells`),
+  decisions are flat tuples (`_flat`) kept apart from the partings, and what a call
+  refaulted is kept as a tuple: the collector stops tracking all of these in its first
+  passes (it untracks a tuple of untracked items, one nesting level per pass), so of an
+  adversarial event only its new state (a VcpuState, an MtrrState, the pairs and the new
+  pair) stays tracked. Call records are built once for the eras that share them.
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
@@ -760,14 +771,14 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         plan = plans[ev.kind]
         if not plan:
             return None
-        z = walk.zap_input(tid, ev)
+        zin = walk.zap_input(tid, ev)
         done: dict[int, tuple | None] = {}
         out: list[tuple | None] = [None] * len(runs)
         for k, rule in plan:
             if rule in done:
                 out[k] = done[rule]
             else:
-                d = runs[k].era.zap(z, audit=False)  # the calls only: no audit steps
+                d = runs[k].era.zap(zin, audit=False)  # the calls only: no audit steps
                 out[k] = done[rule] = _flat(d, vid_after, sid_after)
         return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
