@@ -228,7 +228,7 @@ def test_flat_decisions_keep_calls_and_equality():
         for n, (_, z) in enumerate(_inputs()):
             if n % 7 == 0:  # a sample of every era's inputs
                 decisions.append((era.zap(z, audit=False), n % 3, n % 5))
-    flats = [rp._flat(d, v, s) for d, v, s in decisions]
+    flats = [rp._flat(d.calls, d.per_memslot, v, s) for d, v, s in decisions]
     for (d, v, s), f in zip(decisions, flats, strict=True):
         if not d.calls:
             assert f is None
@@ -244,7 +244,8 @@ def _straight_decisions(runs, walk, tid, ev):
     """Every era's decision worked out on its own: None for a quiet kind or no calls."""
     vid, sid, vid_after, sid_after = walk.edges[tid]
     z = ZapInput(walk.vms[vid], walk.states[sid], walk.vms[vid_after], walk.states[sid_after], ev)
-    row = tuple(None if ev.kind in r.quiet else rp._flat(r.era.zap(z), vid_after, sid_after) for r in runs)
+    row = tuple(None if ev.kind in r.quiet else rp._flat((d := r.era.zap(z)).calls, d.per_memslot, vid_after, sid_after)
+                for r in runs)
     return row if any(d is not None for d in row) else None
 
 

@@ -125,7 +125,7 @@ from .ept_runs import (
     splice,
     window,
 )
-from .era import Era, EventZap, ZapDecision, ZapInput
+from .era import Era, EventZap, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     EVENT_KINDS,
@@ -362,6 +362,17 @@ def _rule_of(p: EventZap) -> EventZap:
                    defer_while_cd="deferred" if p.defer_while_cd else "")
 
 
+def _calls_rule(p: EventZap, cd_before: bool) -> EventZap:
+    """`_rule_of` less what cannot change the calls for a vCPU with CR0.CD=`cd_before`
+    before its event: `decide` reads `per_memslot` only to add an audit step and to set
+    the decision's flag (not its calls), and `defer_while_cd` only in its first check,
+    which holds only when the vCPU had CR0.CD=1 (`_mtrr_write`). So series-v3's
+    `update_mtrr()` rule makes v4.2's calls when CR0.CD=0, and one `era.zap` serves the
+    three eras that honour guest MTRRs; each era's own `per_memslot` goes in its decision."""
+    r = _rule_of(p)
+    return replace(r, per_memslot=False, defer_while_cd=r.defer_while_cd if cd_before else "")
+
+
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
 assert all({f.name for f in fields(c)} <= {"msr", "value", "cr0_nw"} for c in _EVENT_CLASSES), \
     "_transition_key reads every field of every event class"
@@ -553,6 +564,10 @@ class _EraReplay:
         policy = era.zap_policy
         self.rules = {kind: rule_ids.setdefault(_rule_of(getattr(policy, kind)), len(rule_ids))
                       for kind in EVENT_KINDS}  # ZapPolicy names its EventZaps by Event.kind
+        # ... and of its calls rule for a vCPU with CR0.CD 0 and 1 before the event (`_calls_rule`)
+        self.call_rules = {kind: tuple(rule_ids.setdefault(_calls_rule(getattr(policy, kind), cd), len(rule_ids))
+                                       for cd in (False, True)) for kind in EVENT_KINDS}
+        self.per_memslot = {kind: getattr(policy, kind).per_memslot for kind in EVENT_KINDS}
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
@@ -734,27 +749,32 @@ class _EraReplay:
         )
 
 
-def _flat(d: ZapDecision, vid_after: int, sid_after: int) -> tuple | None:
-    """A decision as the replay keeps it: (VM after, state after, per_memslot, then every
-    call's start and end), or None without calls. Flat, so that the cyclic collector stops
+def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
+    """A decision (its calls and `per_memslot`) as the replay keeps it: (VM after, state
+    after, per_memslot, then every call's start and end), or None without calls. Flat, so that the cyclic collector stops
     tracking it (and the row holding it) at its first passes: it untracks a tuple of
     untracked items only, one nesting level per pass, and a replay keeps one row per
     transition. Two decisions are equal exactly when their flat forms are (the first three
     fields have a fixed length)."""
-    if not d.calls:
+    if not calls:
         return None
-    return (vid_after, sid_after, d.per_memslot, *itertools.chain.from_iterable(d.calls))
+    return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
 
 
-def _plans(runs: Sequence[_EraReplay]) -> dict[str, tuple[tuple[int, int], ...]]:
-    """Per event kind, (era index, rule id) of every era that may zap on it (not in its
+Plan = tuple[tuple[int, tuple[int, int], bool], ...]
+
+
+def _plans(runs: Sequence[_EraReplay]) -> dict[str, Plan]:
+    """Per event kind, (era index, its calls rules for CR0.CD 0 and 1 before the event
+    (`_calls_rule`), its `per_memslot`) of every era that may zap on it (not in its
     `ZapPolicy.quiet_kinds`), in era order: what `_decide` runs when the VM is unchanged."""
-    return {kind: tuple((k, r.rules[kind]) for k, r in enumerate(runs) if kind not in r.quiet)
+    return {kind: tuple((k, r.call_rules[kind], r.per_memslot[kind]) for k, r in enumerate(runs)
+                        if kind not in r.quiet)
             for kind in EVENT_KINDS}
 
 
 def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int,
-            plans: dict[str, tuple[tuple[int, int], ...]]) -> tuple | None:
+            plans: dict[str, Plan]) -> tuple | None:
     """Every era's zap decision for a new transition, in era order (a refusal names the
     first era that refuses): None for an era whose policy never zaps on the event's kind
     (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
@@ -763,8 +783,9 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
 
     When the event leaves the VM config as it was, no era's `check_vm` can refuse (each
     passed on that config before), so only the eras of the kind's plan (`_plans`) are
-    visited; otherwise every era is, checking the new VM config in era order first."""
-    vid, _, vid_after, sid_after = walk.edges[tid]
+    visited, and eras with one calls rule (`_calls_rule`) share one `era.zap`; otherwise
+    every era is, checking the new VM config in era order first."""
+    vid, sid, vid_after, sid_after = walk.edges[tid]
     ev = te.event
     vm_changed = vid_after != vid or type(ev) is NoncoherentDma
     if not vm_changed:
@@ -772,14 +793,20 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         if not plan:
             return None
         zin = walk.zap_input(tid, ev)
-        done: dict[int, tuple | None] = {}
+        cd = walk.states[sid].cr0_cd
+        calls: dict[int, tuple[Range, ...]] = {}
+        flat: dict[int, tuple | None] = {}  # by calls rule and per_memslot
         out: list[tuple | None] = [None] * len(runs)
-        for k, rule in plan:
-            if rule in done:
-                out[k] = done[rule]
-            else:
-                d = runs[k].era.zap(zin, audit=False)  # the calls only: no audit steps
-                out[k] = done[rule] = _flat(d, vid_after, sid_after)
+        for k, rules, per_memslot in plan:
+            rule = rules[cd]
+            fk = rule << 1 | per_memslot
+            f = flat.get(fk, flat)  # (the dict itself: "not made yet")
+            if f is flat:
+                c = calls.get(rule)
+                if c is None:
+                    c = calls[rule] = runs[k].era.zap(zin, audit=False).calls  # no audit steps
+                f = flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
+            out[k] = f
         return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
@@ -797,7 +824,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             if z is None:
                 z = walk.zap_input(tid, ev)
             d = r.era.zap(z, audit=False)  # the calls only: no audit steps
-            made[rule] = _flat(d, vid_after, sid_after)
+            made[rule] = _flat(d.calls, d.per_memslot, vid_after, sid_after)
         row.append(made[rule])
     return tuple(row) if any(d is not None for d in row) else None
 
