@@ -751,11 +751,11 @@ class _EraReplay:
 
 def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
     """A decision (its calls and `per_memslot`) as the replay keeps it: (VM after, state
-    after, per_memslot, then every call's start and end), or None without calls. Flat, so that the cyclic collector stops
-    tracking it (and the row holding it) at its first passes: it untracks a tuple of
-    untracked items only, one nesting level per pass, and a replay keeps one row per
-    transition. Two decisions are equal exactly when their flat forms are (the first three
-    fields have a fixed length)."""
+    after, per_memslot, then every call's start and end), or None without calls. Flat, so
+    that the cyclic collector stops tracking it (and the row holding it) at its first
+    passes: it untracks a tuple of untracked items only, one nesting level per pass, and a
+    replay keeps one row per transition. Two decisions are equal exactly when their flat
+    forms are (the first three fields have a fixed length)."""
     if not calls:
         return None
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
