@@ -565,8 +565,10 @@ class _EraReplay:
         self.rules = {kind: rule_ids.setdefault(_rule_of(getattr(policy, kind)), len(rule_ids))
                       for kind in EVENT_KINDS}  # ZapPolicy names its EventZaps by Event.kind
         # ... and of its calls rule for a vCPU with CR0.CD 0 and 1 before the event (`_calls_rule`)
-        self.call_rules = {kind: tuple(rule_ids.setdefault(_calls_rule(getattr(policy, kind), cd), len(rule_ids))
-                                       for cd in (False, True)) for kind in EVENT_KINDS}
+        self.call_rules: dict[str, tuple[int, int]] = {
+            kind: (rule_ids.setdefault(_calls_rule(getattr(policy, kind), False), len(rule_ids)),
+                   rule_ids.setdefault(_calls_rule(getattr(policy, kind), True), len(rule_ids)))
+            for kind in EVENT_KINDS}
         self.per_memslot = {kind: getattr(policy, kind).per_memslot for kind in EVENT_KINDS}
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
@@ -800,13 +802,12 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         for k, rules, per_memslot in plan:
             rule = rules[cd]
             fk = rule << 1 | per_memslot
-            f = flat.get(fk, flat)  # (the dict itself: "not made yet")
-            if f is flat:
+            if fk not in flat:
                 c = calls.get(rule)
                 if c is None:
                     c = calls[rule] = runs[k].era.zap(zin, audit=False).calls  # no audit steps
-                f = flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
-            out[k] = f
+                flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
+            out[k] = flat[fk]
         return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
