@@ -55,9 +55,11 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
   event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
   and the range an MTRR write names is worked out once for all eras (`ZapInput`).
-* A new transition's decisions are worked out once per zap rule, not once per era
-  (`_rule_of`: what `era.decide` reads without an audit); v4.2 and v6.7 share their
-  `update_mtrr()` rule, so an MTRR write is decided twice for the six eras, not three times.
+* A new transition's decisions are worked out once per calls rule, not once per era
+  (`_rule_of`: what `era.decide` reads without an audit; `_calls_rule`: less what cannot
+  change the calls for the vCPU's CR0.CD before the event); v4.2, v6.7 and series-v3 share
+  their `update_mtrr()` calls when CR0.CD=0 (series-v3 defers only with CR0.CD=1, and its
+  per-memslot split is the replay's), so such an MTRR write is decided once for six eras.
 * A window's runs are shared by the eras whose run-key tables agree (`Layouts.table`: the
   key of every (is_mmio, guest MTRR type) for the state's CR0.CD), so v4.2, v6.7 and
   series-v3 with CR0.CD=0 compute a zap window's runs once (`_Walk.region`).
