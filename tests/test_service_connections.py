@@ -131,7 +131,7 @@ def test_oversized_request_head_is_refused(server):
 
 
 def test_healthz_fast_while_replays_run(server):
-    heavy = {"generator": "ovmf", "vcpus": 64}
+    heavy = {"generator": "ovmf", "vcpus": 128}  # (long enough for several probes: replays got faster)
     results = []
     threads = [threading.Thread(target=lambda: results.append(get(server, "/api/v1/replay", 30, "POST", heavy)[0]))
                for _ in range(2)]
