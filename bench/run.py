@@ -3,7 +3,11 @@
 Sections:
   resolver  pure resolve() calls per second (one scenario, OVMF MTRRs, no web layer)
   diff      exhaustive era diff over all 1920 states, every pair of eras (uncached)
-  replay    OVMF-like and SeaBIOS-like boots with 8, 64 and 256 vCPUs, every era
+  replay    OVMF-like and SeaBIOS-like boots with 8, 64 and 256 vCPUs, every era, then
+            replay_scaling
+  replay_scaling
+            issue 9 §4: boot-like and adversarial traces at 10k and 100k events, per-event
+            cost and the target ratios (also the end of `replay`)
   api       uvicorn on loopback (one worker, a subprocess) under N concurrent keep-alive
             clients: POST /api/v1/resolve against GET /healthz of the same app in the same
             run; throughput, p50/p99 latency and their ratio
@@ -617,7 +621,8 @@ def bench_soak(clients: int = 50, seconds: float = 30.0) -> dict:
     return {"requests": total, "errors": total_err, "seconds": elapsed, "endpoints": endpoints}
 
 
-SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay, "api": bench_api,
+SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay,
+            "replay_scaling": bench_replay_scaling, "api": bench_api,
             "page": lambda: bench_page(ARGS.page_steps),
             "soak": lambda: bench_soak(ARGS.soak_clients, ARGS.soak_seconds)}
 

@@ -8,16 +8,22 @@
 * Eras with one run-key table (`Layouts.table`) turn the same cells into the same runs.
 * `replay_all` over several eras (which share EPTs between eras until they part) equals
   `replay` era by era, and eras part where their decisions differ.
+* The walk's keys (`_transition_key`, `_Walk._pair_id`) are equal exactly when the events
+  (pairs) are; a flat decision (`_flat`) is equal exactly when the decision is and gives its
+  calls back; `_decide` through the plans (`_plans`) makes every era's straightforward
+  decision; the pair-range memo of `Cells` gives what a fresh `Cells` gives; a memslot piece
+  that takes a window's runs whole gets what clipping gives.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
 from app.kvm import replay as rp
-from app.kvm.ept_runs import Layouts
+from app.kvm.ept_runs import Cells, Layouts, clip_sorted
 from app.kvm.era import ZapInput
 from app.kvm.eras import ERAS
 from app.kvm.layouts import ovmf_state, seabios_state
@@ -149,9 +155,11 @@ def test_replay_all_equals_replay_era_by_era():
 def test_eras_share_then_part():
     trace = _parting_trace()
     walk = rp._Walk(trace)
-    runs = [rp._EraReplay(e, trace, walk, {}) for e in ERAS.values()]
+    rule_ids: dict = {}  # (shared by the eras, as in `_replay_eras`)
+    runs = [rp._EraReplay(e, trace, walk, rule_ids) for e in ERAS.values()]
     ids = list(ERAS)
     lead = rp._leaders(runs)
+    plans = rp._plans(runs)
     # the MTRR-honouring eras start alike, and so do the eras from 6.11 on
     assert [ids[j] for j in lead] == ["v4.2", "v4.2", "v4.2", "v6.11-rc1", "v6.11-rc1", "v6.11-rc1"]
     first: dict[str, int] = {}
@@ -159,13 +167,132 @@ def test_eras_share_then_part():
     for i, te in enumerate(trace.events):
         tid = walk.step(i, te, vid)
         if tid == len(rows):
-            row = rp._decide(runs, walk, i, te, tid)
+            row = rp._decide(runs, walk, i, te, tid, plans)
             rows.append(() if row is None else rp._parting(runs, lead, walk, row))
         for k in rows[tid]:
             first.setdefault(ids[k], i)
         vid = walk.edges[tid][2]
-    # MTRR writes get the same decisions in v4.2, series-v3 and v6.7 here, and with the
-    # quirk on no era zaps on the CD toggles; at event 6 nc-DMA stops:
-    # v6.7 and series-v3 zap everything (362ff6dca541), v4.2 has no such zap. The eras from
-    # 6.11 on zap alike on it.
-    assert first == {"series-v3": 6, "v6.7": 6}
+    # MTRR writes get the same calls in v4.2, series-v3 and v6.7 here, but series-v3 splits
+    # them by memslot (patch 11), so it parts at the first one; at event 6 nc-DMA stops:
+    # v6.7 zaps everything (362ff6dca541), v4.2 has no such zap, and of the eras from 6.11 on
+    # v6.11 and v6.16 zap where 6.11-rc1 does not.
+    # (The eras share one rule-id table, as in `_replay_eras`: with a table per era the ids
+    # collided, and eras took one another's decisions.)
+    assert first == {"series-v3": 0, "v6.7": 6, "v6.11": 6, "v6.16": 6}
+
+
+# -- the walk's keys, flat decisions, plans, memos ------------------------------------------------
+
+
+def _random_events(rnd: random.Random, n: int) -> list:
+    """Events drawn from few values, so that equal ones (also as other objects, and an int
+    for a bool) come up often, of every class (equal values in different classes too)."""
+    out = []
+    for _ in range(n):
+        v = rnd.choice((0, 1, True, False, 6))
+        out.append(rnd.choice((
+            MtrrWrite(msr=rnd.choice((0x200, 0x201, 0x2FF)), value=v),
+            Cr0Write(value=v, cr0_nw=rnd.choice((None, False, True))),
+            NoncoherentDma(value=v),
+            PatWrite(value=v),
+        )))
+    return out
+
+
+def test_transition_keys_equal_exactly_when_events_are():
+    rnd = random.Random(9)
+    evs = _random_events(rnd, 300)
+    for x, y in itertools.product(evs[:120], evs[:120]):
+        kx, ky = rp._transition_key(1, 2, x), rp._transition_key(1, 2, y)
+        assert (kx == ky) == (x == y), (x, y)
+        if x == y:
+            assert hash(kx) == hash(ky)
+    assert rp._transition_key(0, 1, evs[0]) != rp._transition_key(0, 2, evs[0])
+    assert rp._transition_key(0, 1, evs[0]) != rp._transition_key(1, 1, evs[0])
+
+
+def test_pair_ids_equal_exactly_when_pairs_are():
+    rnd = random.Random(4)
+    trace = rp.Trace(VmConfig(), 1, ())
+    walk = rp._Walk(trace)
+    pairs = [VarMtrr(rnd.choice((0, 6, 0x80000006)), rnd.choice((0, _mask(1 << 30))), rnd.choice((True, False, 1)))
+             for _ in range(200)]
+    ids = [walk._pair_id(p) for p in pairs]
+    for (p, i), (q, j) in itertools.product(zip(pairs, ids, strict=True), zip(pairs, ids, strict=True)):
+        assert (i == j) == (p == q), (p, q)
+
+
+def test_flat_decisions_keep_calls_and_equality():
+    decisions = []
+    for era in ERAS.values():
+        for n, (_, z) in enumerate(_inputs()):
+            if n % 7 == 0:  # a sample of every era's inputs
+                decisions.append((era.zap(z, audit=False), n % 3, n % 5))
+    flats = [rp._flat(d.calls, d.per_memslot, v, s) for d, v, s in decisions]
+    for (d, v, s), f in zip(decisions, flats, strict=True):
+        if not d.calls:
+            assert f is None
+            continue
+        assert f[:3] == (v, s, d.per_memslot)
+        assert tuple(zip(f[3::2], f[4::2], strict=True)) == d.calls
+    sample = [(d, v, s, f) for (d, v, s), f in zip(decisions, flats, strict=True) if f is not None][:300]
+    for (d, v, s, f), (e, w, t, g) in itertools.product(sample, sample):
+        assert (f == g) == ((d.calls, d.per_memslot, v, s) == (e.calls, e.per_memslot, w, t))
+
+
+def _straight_decisions(runs, walk, tid, ev):
+    """Every era's decision worked out on its own: None for a quiet kind or no calls."""
+    vid, sid, vid_after, sid_after = walk.edges[tid]
+    z = ZapInput(walk.vms[vid], walk.states[sid], walk.vms[vid_after], walk.states[sid_after], ev)
+    row = tuple(None if ev.kind in r.quiet else rp._flat((d := r.era.zap(z)).calls, d.per_memslot, vid_after, sid_after)
+                for r in runs)
+    return row if any(d is not None for d in row) else None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_planned_decisions_equal_every_eras_own(seed):
+    import bench.run as br
+
+    for trace in (br._adversarial_trace(150, vcpus=3, seed=seed), _parting_trace(), rp.seabios_boot(2)):
+        walk = rp._Walk(trace)
+        rule_ids: dict = {}  # (shared by the eras, as in `_replay_eras`)
+        runs = [rp._EraReplay(e, trace, walk, rule_ids) for e in ERAS.values()]
+        plans = rp._plans(runs)
+        vid, seen = 0, 0
+        for i, te in enumerate(trace.events):
+            tid = walk.step(i, te, vid)
+            if tid == seen:
+                seen += 1
+                assert rp._decide(runs, walk, i, te, tid, plans) == _straight_decisions(runs, walk, tid, te.event)
+            vid = walk.edges[tid][2]
+
+
+def test_pair_range_memo_equals_a_fresh_cells():
+    import bench.run as br
+
+    trace = br._adversarial_trace(400, vcpus=2, seed=5)
+    vm, states = trace.vm, [trace.initial] * 2
+    warm = Cells(vm)
+    rnd = random.Random(2)
+    for te in trace.events:
+        vm, states[te.vcpu] = apply_event(vm, states[te.vcpu], te.event)
+        a = rnd.randrange(0, 64 << 28, 1 << 20)
+        b = a + (1 << rnd.randrange(12, 31))
+        m = states[te.vcpu].mtrr
+        # (the types: a lookup's reason is that of the first state whose walk had its key)
+        assert [(s, e, lk.type) for s, e, lk in warm.mtrr_types(m, a, b)] == \
+            [(s, e, lk.type) for s, e, lk in Cells(vm).mtrr_types(m, a, b)]
+
+
+def test_a_piece_holding_every_run_of_its_window_is_the_window():
+    """What `_EraReplay.zap` relies on for per-memslot pieces: runs that all lie inside a
+    piece are what clipping them to the piece gives."""
+    rnd = random.Random(7)
+    for _ in range(2000):
+        cuts = sorted(rnd.sample(range(0, 200), rnd.randrange(0, 9) * 2))
+        runs = [(s, e, rnd.randrange(3)) for s, e in zip(cuts[::2], cuts[1::2], strict=True)]
+        pa = rnd.randrange(0, 200)
+        pb = rnd.randrange(pa, 201)
+        inside = not runs or (runs[0][0] >= pa and runs[-1][1] <= pb)
+        if inside:
+            assert clip_sorted(runs, pa, pb) == runs

@@ -39,7 +39,6 @@ from ..x86.mtrr import (
     PAGE,
     Lookup,
     MtrrState,
-    VarMtrr,
 )
 from .era import Era
 from .mtrr import kvm_list_order, kvm_lookup, var_mtrr_range
@@ -184,9 +183,9 @@ class Cells:
         self.lo = self.slots[0][0] if self.slots else 0
         self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
-        # var_mtrr_range() by pair object: a write changes one pair and keeps the other
-        # objects; each entry holds its pair, so the id stays that pair's
-        self._ranges: dict[int, tuple[VarMtrr, int, int, int]] = {}  # (pair, raw base, start, end)
+        # var_mtrr_range() of a pair by its fields (what VarMtrr equality compares): keys
+        # and values of plain ints, which the cyclic collector stops tracking
+        self._ranges: dict[tuple[int, int, bool], tuple[int, int]] = {}  # (start, end)
 
     def _remember(self, k: tuple, r: object) -> object:
         if len(self._walks) >= MEMO_LIMIT:
@@ -254,15 +253,17 @@ class Cells:
         known = self._ranges
         hits = []
         for n, p in enumerate(mtrr.variable):
-            r = known.get(id(p))
-            if r is None or r[0] is not p:
+            base = p.base
+            pk = (base, p.mask, p.mask_written)
+            r = known.get(pk)
+            if r is None:
                 if len(known) >= MEMO_LIMIT:
                     known.clear()
                 s, e = var_mtrr_range(p, self.maxphyaddr)
                 # an invalid pair, or one whose end wraps to or below its start, matches no
                 # page: it is kept as the empty range [s, s)
-                r = known[id(p)] = (p, p.base, s, e if p.valid and e > s else s)
-            _, base, s, e = r
+                r = known[pk] = (s, e if p.valid and e > s else s)
+            s, e = r
             if s < b and e > pos:
                 hits.append((base, n, s, e, base & 0xFF))
         dt = mtrr.def_type & 0xFF

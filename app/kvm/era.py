@@ -191,6 +191,7 @@ class ZapTrail:
 
     audit = True
     """Whether the checks are kept (and their reasons worth writing): False for `CallTrail`."""
+    __slots__ = ("steps", "calls")  # (one trail per decision: the replay makes one per new transition)
 
     def __init__(self) -> None:
         self.steps: list[Step] = []
@@ -213,6 +214,7 @@ class CallTrail(ZapTrail):
     needs the calls alone, for every event of every era (issue 9 §4)."""
 
     audit = False
+    __slots__ = ()
 
     def check(self, id: str, function: str, condition: str, held: bool,  # noqa: ARG002 (ZapTrail's signature)
               result: str = "", commit: str = "") -> bool:  # noqa: ARG002

@@ -55,17 +55,30 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
   event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
   and the range an MTRR write names is worked out once for all eras (`ZapInput`).
-* A new transition's decisions are worked out once per zap rule, not once per era
-  (`_rule_of`: what `era.decide` reads without an audit); v4.2 and v6.7 share their
-  `update_mtrr()` rule, so an MTRR write is decided twice for the six eras, not three times.
+* A new transition's decisions are worked out once per calls rule, not once per era
+  (`_rule_of`: what `era.decide` reads without an audit; `_calls_rule`: less what cannot
+  change the calls for the vCPU's CR0.CD before the event); v4.2, v6.7 and series-v3 share
+  their `update_mtrr()` calls when CR0.CD=0 (series-v3 defers only with CR0.CD=1, and its
+  per-memslot split is the replay's), so such an MTRR write is decided once for six eras.
 * A window's runs are shared by the eras whose run-key tables agree (`Layouts.table`: the
   key of every (is_mmio, guest MTRR type) for the state's CR0.CD), so v4.2, v6.7 and
   series-v3 with CR0.CD=0 compute a zap window's runs once (`_Walk.region`).
 * Eras that start with equal EPTs share one until a transition parts them (a different
   decision, or a different run-key table for the refaulting state: `_parting`); only the
   first of them zaps, and one that parts takes over a copy of the EPT and counters.
+* Only the eras that may zap on an event's kind are visited for a new transition's
+  decisions (`_plans`; all of them, in era order, when the VM config changes, so that the
+  first refusal is still the one reported).
 * The replay changes no process state (the cyclic collector runs as usual: a server's
-  worker threads share it).
+  worker threads share it), so what it keeps is shaped for the collector: a replay keeps
+  something for every new transition and state, and the collector's full passes rescan
+  whatever is still tracked when it reaches the oldest generation. Keys are tuples of
+  plain values (`_transition_key`, `_Walk._pair_id`, the pair ranges of `ept_runs.Cells`),
+  decisions are flat tuples (`_flat`) kept apart from the partings, and what a call
+  refaulted is kept as a tuple: the collector stops tracking all of these in its first
+  passes (it untracks a tuple of untracked items, one nesting level per pass), so of an
+  adversarial event only its new state (a VcpuState, an MtrrState, the pairs and the new
+  pair) stays tracked. Call records are built once for the eras that share them.
 * Every table is bounded: TABLE_LIMIT states (then the walk starts its tables again from
   the vCPUs' current states), LAYOUT_CACHE / REGION_CACHE / WINDOW_CACHE entries (least
   recently used out), `ept_runs.MEMO_LIMIT` walk and key memos. None of this changes an
@@ -80,10 +93,11 @@ broad set of traces, so a speed change can be checked to change none.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from ..x86.memtype import LocLike, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
@@ -117,6 +131,7 @@ from .era import Era, EventZap, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
 from .scenario import (
     EVENT_KINDS,
+    EVENT_TYPES,
     Cr0Write,
     Event,
     MtrrWrite,
@@ -349,6 +364,38 @@ def _rule_of(p: EventZap) -> EventZap:
                    defer_while_cd="deferred" if p.defer_while_cd else "")
 
 
+def _calls_rule(p: EventZap, cd_before: bool) -> EventZap:
+    """`_rule_of` less what cannot change the calls for a vCPU with CR0.CD=`cd_before`
+    before its event: `decide` reads `per_memslot` only to add an audit step and to set
+    the decision's flag (not its calls), and `defer_while_cd` only in its first check,
+    which holds only when the vCPU had CR0.CD=1 (`_mtrr_write`). So series-v3's
+    `update_mtrr()` rule makes v4.2's calls when CR0.CD=0, and one `era.zap` serves the
+    three eras that honour guest MTRRs; each era's own `per_memslot` goes in its decision."""
+    r = _rule_of(p)
+    return replace(r, per_memslot=False, defer_while_cd=r.defer_while_cd if cd_before else "")
+
+
+_EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+assert all({f.name for f in fields(c)} <= {"msr", "value", "cr0_nw"} for c in _EVENT_CLASSES), \
+    "_transition_key reads every field of every event class"
+assert [f.name for f in fields(VarMtrr)] == ["base", "mask", "mask_written"], "_Walk._pair_id reads every field"
+
+
+def _transition_key(vid: int, sid: int, ev: Event) -> tuple:
+    """The walk's key of a transition: (VM config, state, the event's kind and fields).
+
+    Equal to keying on the event itself: the event classes are frozen dataclasses whose
+    equality compares the class and the fields, every class has its own `kind`, and
+    `msr`, `value` and `cr0_nw` are all their fields (a class lacking one has it as a
+    ClassVar None; checked above at import). This key hashes in C (the dataclass
+    `__hash__` is Python code), and a key of plain values is untracked by the cyclic
+    collector after its first pass, where one holding the event object stayed tracked.
+    An object of any other class keys as itself."""
+    if type(ev) in _EVENT_CLASSES:
+        return (vid, sid, ev.kind, ev.msr, ev.value, ev.cr0_nw)
+    return (vid, sid, ev)
+
+
 class _Walk:
     """The era-independent part of a replay: every vCPU's state after every event.
 
@@ -372,28 +419,29 @@ class _Walk:
         self.generation += 1
         self.states: list[VcpuState] = []
         self.sid_of: dict[tuple, int] = {}
-        # MTRR states by value, hashed cheaply: pairs are interned one by one, by object
-        # first (a write keeps the other seven objects), by value on a miss
+        # MTRR states by value, hashed cheaply: pairs are interned one by one (a write keeps
+        # the other seven objects, and so their ids), a new pair by its fields' values
         self.mtrr_ids: dict[tuple, int] = {}
         self.mtrr_pairs: list[tuple[int, ...]] = []  # per MTRR id: its pairs' ids
-        self.pair_ids: dict[VarMtrr, int] = {}
-        self.pair_by_obj: dict[int, tuple[VarMtrr, int]] = {}
+        self.pair_ids: dict[tuple[int, int, bool], int] = {}
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
         # others (CD), its MTRRs' id and its PAT's id
         self.fps: list[tuple[int, int, int, int]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
-        self.regions: OrderedDict[tuple, list[Run]] = OrderedDict()
+        self.regions: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
 
     def _pair_id(self, p: VarMtrr) -> int:
-        seen = self.pair_by_obj.get(id(p))  # (the object, its id): it stays alive, so does its id()
-        if seen is None or seen[0] is not p:
-            seen = self.pair_by_obj[id(p)] = (p, self.pair_ids.setdefault(p, len(self.pair_ids)))
-        return seen[1]
+        """The id of a pair equal to `p`. Keyed by the tuple of its fields, which is what
+        `VarMtrr`'s dataclass equality compares (the generated `__hash__` would build the
+        same tuple in Python code); a key of plain ints is untracked by the cyclic collector
+        after its first pass, where a (pair, id) entry per pair object stayed tracked."""
+        pids = self.pair_ids
+        return pids.setdefault((p.base, p.mask, p.mask_written), len(pids))
 
     def intern(self, st: VcpuState, like: int | None = None) -> int:
         """The id of a state equal to `st`. `like` is the id of a state `st` was made from
@@ -449,15 +497,17 @@ class _Walk:
             windows.move_to_end(k)
         return r
 
-    def region(self, table: int, sid: int, reads: bool, a: int, b: int, lay: Layouts) -> list[Run]:
+    def region(self, table: int, sid: int, reads: bool, a: int, b: int, era: _EraReplay, vid: int) -> tuple[Run, ...]:
         """The runs state `sid` faults inside [a, b) under run-key table `table` (an id of a
         `Layouts.table`), with its MTRRs' cells if `reads` else the memslots': shared by
-        every era with that table (LRU cached); `lay` (one of those eras') makes them."""
+        every era with that table (LRU cached); `era` (one of those) makes them on VM
+        config `vid`. A tuple: what a call refaulted is kept as one (`_EraReplay.zap`)."""
         k = (table, self.fps[sid][2] if reads else -1, a, b)
         regions = self.regions
         r = regions.get(k)
         if r is None:
-            r = regions[k] = lay.keyed(self.states[sid], self.cells(sid if reads else None, a, b))
+            cells = self.cells(sid if reads else None, a, b)
+            r = regions[k] = tuple(era._lay(vid).keyed(self.states[sid], cells))
             if len(regions) > REGION_CACHE:
                 regions.popitem(last=False)
         else:
@@ -468,14 +518,14 @@ class _Walk:
         """The transition id of event `i` from VM config `vid`; updates the vCPU's state."""
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
-        k = (vid, sid, ev)
+        k = _transition_key(vid, sid, ev)
         tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
         if tid == len(self.edges):  # a new transition
             if len(self.states) >= TABLE_LIMIT:
                 del self.trans[k]
                 self.reset([self.states[s] for s in self.cur])
                 sid = self.cur[v]
-                k = (vid, sid, ev)
+                k = _transition_key(vid, sid, ev)
                 tid = self.trans[k] = 0
             vm, before = self.vms[vid], self.states[sid]
             try:
@@ -509,12 +559,19 @@ class _EraReplay:
         era.check_vm(vm)
         self.era, self.trace, self.walk = era, trace, walk
         self.reads = era.reads_guest_mtrrs
+        self.fp_at = 0 if self.reads else 1  # which of `_Walk.fps` is this era's fingerprint
         self.quiet = era.zap_policy.quiet_kinds  # event kinds this era never zaps on
         # per event kind, the id of this era's rule in `rule_ids` (shared by the replay's eras:
         # an EventZap hashes its enums in Python, so the rules are hashed here, once)
         policy = era.zap_policy
         self.rules = {kind: rule_ids.setdefault(_rule_of(getattr(policy, kind)), len(rule_ids))
                       for kind in EVENT_KINDS}  # ZapPolicy names its EventZaps by Event.kind
+        # ... and of its calls rule for a vCPU with CR0.CD 0 and 1 before the event (`_calls_rule`)
+        self.call_rules: dict[str, tuple[int, int]] = {
+            kind: (rule_ids.setdefault(_calls_rule(getattr(policy, kind), False), len(rule_ids)),
+                   rule_ids.setdefault(_calls_rule(getattr(policy, kind), True), len(rule_ids)))
+            for kind in EVENT_KINDS}
+        self.per_memslot = {kind: getattr(policy, kind).per_memslot for kind in EVENT_KINDS}
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
         self.total = sum(e - s for s, e in self.mapped) >> 12
@@ -527,7 +584,7 @@ class _EraReplay:
         self.by_source = dict.fromkeys(SOURCES, 0)
         self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
-        self.last: dict[Range, Sequence[Run]] = {}
+        self.last: dict[Range, tuple[Run, ...]] = {}
 
     _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
               "records", "truncated", "last")
@@ -556,7 +613,7 @@ class _EraReplay:
         return self._lay(vid).keyed(self.walk.states[sid], self.walk.cells(sid if self.reads else None, a, b))
 
     def _fp(self, sid: int) -> int:
-        return self.walk.fps[sid][0 if self.reads else 1]
+        return self.walk.fps[sid][self.fp_at]
 
     def full(self, vid: int, sid: int) -> tuple[Run, ...]:
         """The whole layout the vCPU state `sid` faults on VM config `vid` (cached)."""
@@ -572,18 +629,20 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def region(self, vid: int, sid: int, a: int, b: int) -> list[Run]:
+    def region(self, vid: int, sid: int, a: int, b: int) -> Sequence[Run]:
         """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
         else computed for the window alone (cost: what the window holds) or taken from
         another era with the same run-key table (`_Walk.region`)."""
         m = self.mapped
         if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
-            return []  # no memslot inside [a, b): no leaves, whatever the state
-        whole = self.layouts.get((vid, self._fp(sid)))
+            return ()  # no memslot inside [a, b): no leaves, whatever the state
+        walk = self.walk
+        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))  # (`_fp`, inline)
         if whole is not None:
             return clip_sorted(whole, a, b)
-        walk = self.walk
-        return walk.region(self._table(vid, walk.states[sid].cr0_cd), sid, self.reads, a, b, self._lay(vid))
+        cd = walk.states[sid].cr0_cd
+        t = self.tables.get((vid, cd))
+        return walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
 
     def _slot_pieces(self, a: int, b: int) -> list[Range]:
         m = self.mapped
@@ -591,12 +650,13 @@ class _EraReplay:
         return [(max(a, s), min(b, e)) for s, e in m[i:j]]
 
     def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
-        calls, per_memslot, vid, sid = d
+        vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
         ev = te.event
         cd = self.walk.states[sid].cr0_cd
         lo, hi = self.lo, self.hi
         records = self.records
-        for a, b in calls:
+        for n in range(3, len(d), 2):
+            a, b = d[n], d[n + 1]
             if b <= a:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
@@ -604,7 +664,7 @@ class _EraReplay:
                 else:
                     self.truncated = True
                 continue
-            region: list[Run] | None = None
+            region: Sequence[Run] | None = None
             for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
                 content: Sequence[Run]
                 if pa <= lo and pb >= hi:
@@ -616,8 +676,14 @@ class _EraReplay:
                 else:
                     if region is None:
                         region = self.region(vid, sid, a, b)
-                    content = region if pa == a and pb == b else clip_sorted(region, pa, pb)
-                    zp = sum([e - s for s, e, _ in content]) >> 12
+                    # a piece's runs are the window's inside it: all of them when they all lie
+                    # inside it (say the window meets one memslot: the runs cover mapped pages only)
+                    content = (region if not region or (region[0][0] >= pa and region[-1][1] <= pb)
+                               else clip_sorted(region, pa, pb))
+                    zp = 0
+                    for s, e, _ in content:  # (a loop: a window holds a run or a few)
+                        zp += e - s
+                    zp >>= 12
                     if zp:
                         ept = self.ept
                         at = window(ept, pa, pb)
@@ -630,8 +696,11 @@ class _EraReplay:
                         same = 0
                 # Duplicate: this range was zapped before and nothing in it has changed since
                 # (its entries are what that call left, and this call changes none of them).
-                # (A range is always the whole or always a window, so `content` is always a
-                # tuple or always a list for it; neither is ever changed in place.)
+                # What a call left is kept as a tuple (a list is compared element by element
+                # all the same, but a tuple of run tuples is one the cyclic collector stops
+                # tracking, where every kept list stayed on its rounds).
+                if type(content) is not tuple:
+                    content = tuple(content)
                 last = self.last
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
@@ -648,7 +717,19 @@ class _EraReplay:
                 else:
                     self.truncated = True
 
-    def result(self, vid: int) -> ReplayResult:
+    def _records(self, made: dict[int, tuple[ZapCallRecord, ...]] | None) -> tuple[ZapCallRecord, ...]:
+        if made is None:
+            made = {}
+        calls = made.get(id(self.records))
+        if calls is None:
+            calls = made[id(self.records)] = tuple([ZapCallRecord(*r) for r in self.records])
+        return calls
+
+    def result(self, vid: int, made: dict[int, tuple[ZapCallRecord, ...]] | None = None) -> ReplayResult:
+        """The era's answer after the last event on VM config `vid`. `made`: call records
+        already built, by the id of the list they were built from: an era that followed
+        another to the end holds that era's very list (`adopt(copy=False)`), so equal
+        records are built once (the list is alive, in both eras, while its id is used)."""
         walk, trace, total = self.walk, self.trace, self.total
         ept = self.ept
         per_vcpu: list[int] = []
@@ -667,29 +748,77 @@ class _EraReplay:
             zap_calls=self.zap_calls, empty_calls=self.empty_calls, zapped_pages=self.zapped_pages,
             excess_pages=self.excess_pages, stale_pages=per_vcpu[0], calls_while_cd=self.calls_cd,
             duplicate_calls=self.dups, per_vcpu_stale=tuple(per_vcpu), vcpus_agree=same_state,
-            stale_ranges=tuple(stale_ranges), calls=tuple([ZapCallRecord(*r) for r in self.records]),
+            stale_ranges=tuple(stale_ranges), calls=self._records(made),
             calls_truncated=self.truncated, calls_by_source=self.by_source,
         )
 
 
-def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int) -> tuple | None:
+def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
+    """A decision (its calls and `per_memslot`) as the replay keeps it: (VM after, state
+    after, per_memslot, then every call's start and end), or None without calls. Flat, so
+    that the cyclic collector stops tracking it (and the row holding it) at its first
+    passes: it untracks a tuple of untracked items only, one nesting level per pass, and a
+    replay keeps one row per transition. Two decisions are equal exactly when their flat
+    forms are (the first three fields have a fixed length)."""
+    if not calls:
+        return None
+    return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
+
+
+Plan = tuple[tuple[int, tuple[int, int], bool], ...]
+
+
+def _plans(runs: Sequence[_EraReplay]) -> dict[str, Plan]:
+    """Per event kind, (era index, its calls rules for CR0.CD 0 and 1 before the event
+    (`_calls_rule`), its `per_memslot`) of every era that may zap on it (not in its
+    `ZapPolicy.quiet_kinds`), in era order: what `_decide` runs when the VM is unchanged."""
+    return {kind: tuple((k, r.call_rules[kind], r.per_memslot[kind]) for k, r in enumerate(runs)
+                        if kind not in r.quiet)
+            for kind in EVENT_KINDS}
+
+
+def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int,
+            plans: dict[str, Plan]) -> tuple | None:
     """Every era's zap decision for a new transition, in era order (a refusal names the
     first era that refuses): None for an era whose policy never zaps on the event's kind
     (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
     when there are no calls. Eras with the same rule share one decision (`_rule_of`).
-    The row is None when no era zaps."""
-    vid, _, vid_after, sid_after = walk.edges[tid]
+    The row is None when no era zaps.
+
+    When the event leaves the VM config as it was, no era's `check_vm` can refuse (each
+    passed on that config before), so only the eras of the kind's plan (`_plans`) are
+    visited, and eras with one calls rule (`_calls_rule`) share one `era.zap`; otherwise
+    every era is, checking the new VM config in era order first."""
+    vid, sid, vid_after, sid_after = walk.edges[tid]
     ev = te.event
     vm_changed = vid_after != vid or type(ev) is NoncoherentDma
+    if not vm_changed:
+        plan = plans[ev.kind]
+        if not plan:
+            return None
+        zin = walk.zap_input(tid, ev)
+        cd = walk.states[sid].cr0_cd
+        calls: dict[int, tuple[Range, ...]] = {}
+        flat: dict[int, tuple | None] = {}  # by calls rule and per_memslot
+        out: list[tuple | None] = [None] * len(runs)
+        for k, rules, per_memslot in plan:
+            rule = rules[cd]
+            fk = rule << 1 | per_memslot
+            if fk not in flat:
+                c = calls.get(rule)
+                if c is None:
+                    c = calls[rule] = runs[k].era.zap(zin, audit=False).calls  # no audit steps
+                flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
+            out[k] = flat[fk]
+        return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
     row: list[tuple | None] = []
     for r in runs:
-        if vm_changed:
-            try:
-                r.era.check_vm(walk.vms[vid_after])
-            except MemTypeError as err:
-                raise _event_error(i, te, err) from None
+        try:
+            r.era.check_vm(walk.vms[vid_after])
+        except MemTypeError as err:
+            raise _event_error(i, te, err) from None
         if ev.kind in r.quiet:
             row.append(None)
             continue
@@ -698,7 +827,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             if z is None:
                 z = walk.zap_input(tid, ev)
             d = r.era.zap(z, audit=False)  # the calls only: no audit steps
-            made[rule] = (d.calls, d.per_memslot, vid_after, sid_after) if d.calls else None
+            made[rule] = _flat(d.calls, d.per_memslot, vid_after, sid_after)
         row.append(made[rule])
     return tuple(row) if any(d is not None for d in row) else None
 
@@ -726,8 +855,8 @@ def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: 
         if d != row[j]:
             out.append(k)
         elif d is not None:
-            cd = walk.states[d[3]].cr0_cd
-            if r._table(d[2], cd) != runs[j]._table(d[2], cd):
+            cd = walk.states[d[1]].cr0_cd
+            if r._table(d[0], cd) != runs[j]._table(d[0], cd):
                 out.append(k)
     return tuple(out)
 
@@ -744,25 +873,29 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
+    plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
-    rows: list[tuple | None] = []  # per transition: every era's decision, and who parts
+    # per transition: every era's decision (`_flat`), or None when no era zaps, and who
+    # parts; two lists, not one of pairs, for the collector (see `_flat`)
+    rows: list[tuple | None] = []
+    partings: list[tuple[int, ...]] = []
     gen = walk.generation
     vid = 0
     for i, te in enumerate(trace.events):
         tid = walk.step(i, te, vid)
         if walk.generation != gen:  # the walk started its tables again: new transition ids
             gen = walk.generation
-            rows = []
+            rows, partings = [], []
             for r in runs:
                 r.restart()
         if tid == len(rows):
-            row = _decide(runs, walk, i, te, tid)
-            rows.append(None if row is None else (row, _parting(runs, lead, walk, row)))
-        entry = rows[tid]
-        if entry is not None:
-            row, parting = entry
-            for k in parting:
+            row = _decide(runs, walk, i, te, tid, plans)
+            rows.append(row)
+            partings.append(() if row is None else _parting(runs, lead, walk, row))
+        row = rows[tid]
+        if row is not None:
+            for k in partings[tid]:
                 if cur[k] != k:
                     runs[k].adopt(runs[cur[k]])
                     cur[k] = k
@@ -773,7 +906,8 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     for k, j in enumerate(cur):
         if j != k:
             runs[k].adopt(runs[j], copy=False)
-    return [r.result(vid) for r in runs]
+    made: dict[int, tuple[ZapCallRecord, ...]] = {}
+    return [r.result(vid, made) for r in runs]
 
 
 def replay(era: Era, trace: Trace) -> ReplayResult:

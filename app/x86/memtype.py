@@ -109,10 +109,16 @@ def located(*prefix: str | int) -> Iterator[None]:
         raise e.within(*prefix) from None
 
 
+_BY_VALUE: dict[int, MemType] = {int(m): m for m in MemType}
+"""Every member by its value: what `MemType(value)` looks up, without the Enum call's
+Python code (every MTRR write of a replay checks its type byte)."""
+assert set(_BY_VALUE) >= PAT_TYPES | MTRR_TYPES | EPT_TYPES, "every allowed type is a member"
+
+
 def _check(value: int, allowed: frozenset[int], field: LocLike, what: str, rule: str) -> MemType:
     if value not in allowed:
         raise MemTypeError(field, f"{what} has reserved type {value}", rule)
-    return MemType(value)
+    return _BY_VALUE[value]
 
 
 def pat_type(value: int, field: LocLike = "pat") -> MemType:
