@@ -109,10 +109,11 @@ class Settings(BaseSettings):
         "included; past it the answer is 503 naming this setting.",
     )
     max_replay_work: int = Field(
-        32_000_000,
+        2_000_000,
         ge=1,
-        description="Largest replay accepted, in events x eras x vCPUs (an OVMF-like "
-        "boot of 256 vCPUs under all eras is about 22 million); 422 beyond, before any work.",
+        description="Largest replay accepted, in (events + vCPUs) x eras (an OVMF-like "
+        "boot of 256 vCPUs under all eras is about 242,000; a 100,000-event trace under "
+        "all eras about 600,000, a few seconds of work at worst); 422 beyond, before any work.",
     )
 
     limit_concurrency: int = Field(

@@ -5,6 +5,7 @@ before any work with 422 naming MEMTYPE_MAX_REPLAY_WORK."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import anyio
@@ -158,11 +159,11 @@ async def test_replay_work_budget_refused_before_work(body, field, monkeypatch):
 
     monkeypatch.setattr(api_replay, "make_trace", no_work)
     monkeypatch.setattr(api_replay.rp, "replay_all", no_work)
-    async with client_for() as c:
+    async with client_for(max_replay_work=20_000) as c:
         r = await c.post("/api/v1/replay", json=body)
         assert r.status_code == 422, r.text[:300]
         j = r.json()
-        assert "MEMTYPE_MAX_REPLAY_WORK" in r.text and "events x" in r.text
+        assert "MEMTYPE_MAX_REPLAY_WORK" in r.text and "vCPUs) x 6 eras" in r.text
         assert j["errors"][0]["loc"][:2] == ["body", field]
 
 
@@ -184,7 +185,28 @@ async def test_pooled_endpoints_keep_their_schema(client):
 
 async def test_replay_budget_counts_qemu_thread_names_in_captures():
     line = "CPU 999/KVM-1000 [000] 1.000000: kvm_msr: msr_write 2ff = 0x0\n"
-    async with client_for(max_replay_work=10000) as c:
+    async with client_for(max_replay_work=5000) as c:
         r = await c.post("/api/v1/replay", json={"trace": line * 10})
-        assert r.status_code == 422 and "x 1000 vCPUs" in r.text
+        assert r.status_code == 422 and "(10 events + 1000 vCPUs) x 6 eras = 6060 units" in r.text
         assert r.json()["errors"][0]["loc"][:2] == ["body", "trace"]
+
+
+async def test_replay_budget_counts_events_and_vcpus_once_each():
+    """The work measure is (events + vCPUs) x eras: a boot's cost grows with its events,
+    not with events times vCPUs (a 192-vCPU OVMF boot, 30,112 events, was refused as 35
+    million units before). The boot's event count is read from a refusal, then the
+    boundary: exactly the budget is accepted, one unit less refused."""
+    body = {"generator": "ovmf", "vcpus": 2, "kernels": ["v6.7", "v6.16"]}
+    async with client_for(max_replay_work=1) as c:
+        r = await c.post("/api/v1/replay", json=body)
+    m = re.search(r"\((\d+) events \+ 2 vCPUs\) x 2 eras = (\d+) units", r.text)
+    assert r.status_code == 422 and m, r.text[:300]
+    events, work = int(m[1]), int(m[2])
+    assert work == (events + 2) * 2 and events > 100
+    async with client_for(max_replay_work=work) as c:
+        assert (await c.post("/api/v1/replay", json=body)).status_code == 200
+    async with client_for(max_replay_work=work - 1) as c:
+        assert (await c.post("/api/v1/replay", json=body)).status_code == 422
+    async with client_for() as c:  # the default admits a 256-vCPU OVMF boot under all eras
+        r = await c.post("/api/v1/replay", json={"generator": "ovmf", "vcpus": 256})
+        assert r.status_code == 200, r.text[:300]
