@@ -76,7 +76,8 @@ def _check_work_budget(req: s.ReplayRequest, max_work: int) -> None:
         return  # the endpoint names the missing source
     work = (events + vcpus) * eras
     if work > max_work:
-        raise RuleViolation(MemTypeError(field, f"({events} events + {vcpus} vCPUs) x {eras} eras = {work} units of work",
+        what = f"({events} events + {vcpus} vCPUs) x {eras} eras = {work} units of work"
+        raise RuleViolation(MemTypeError(field, what,
                                          f"at most {max_work} (MEMTYPE_MAX_REPLAY_WORK): fewer vCPUs, events or "
                                          "kernels"), ["body", field])
 
