@@ -567,23 +567,22 @@ async function api(path, body, signal, text = false, page = false) {
   return text ? r.text() : r.json();
 }
 
+// one part's answer ({status, body}) as Promise.allSettled would settle it
+const settled = (p) => (p.status === 200 ? { status: "fulfilled", value: p.body }
+  : { status: "rejected", reason: new ApiError(p.status, p.body) });
 async function batch(parts, signal) {
-  // parts: {key: [endpoint name, body] or null} -> {key: a settled result ({status:
-  // "fulfilled", value} or {status: "rejected", reason: ApiError})}, as Promise.allSettled
-  // gives; one POST /page/batch (app/page_batch.py) answers every part with its endpoint's
-  // own answer. A failed batch (abort, network, 4xx/5xx of the batch) rejects every part.
-  // The exact request body is first looked up among the answers the server already gave
-  // (batchAnswer: the cache of this page's updates and of the prefetch).
+  // parts: {key: [endpoint name, body, body text] or null} -> {key: a settled result
+  // ({status: "fulfilled", value} or {status: "rejected", reason: ApiError})}, as
+  // Promise.allSettled gives; one POST /page/batch (app/page_batch.py) answers every part
+  // with its endpoint's own answer. A failed batch (abort, network, 4xx/5xx of the batch)
+  // rejects every part. A prefetch batch in flight for the very same body is awaited
+  // instead (batchAnswer); the parts already answered never get here (updateParts: PARTS).
   const keys = Object.keys(parts).filter((k) => parts[k]);
   const out = {};
-  if (!keys.length) return out;
+  if (!keys.length) { stopPrefetch(); return out; }
   try {
     const answer = await batchAnswer(batchBody(parts), signal);
-    keys.forEach((k, i) => {
-      const p = answer.parts[i];
-      out[k] = p.status === 200 ? { status: "fulfilled", value: p.body }
-        : { status: "rejected", reason: new ApiError(p.status, p.body) };
-    });
+    keys.forEach((k, i) => { out[k] = settled(answer.parts[i]); });
   } catch (e) {
     keys.forEach((k) => { out[k] = { status: "rejected", reason: e }; });
   }
@@ -591,19 +590,23 @@ async function batch(parts, signal) {
 }
 
 // -- answers the server already gave, and the prefetch of the states one click away ---------
-// A toggle's answers are a pure function of its POST /page/batch body (the server's results
-// are deterministic), so an answer is reused only for the byte-identical body it answered
-// (ANSWERS, a small LRU of the response texts); nothing is derived from it. When the page is
-// idle after a redraw, the batches of the states one click away (each visible boolean
-// control of the knob table flipped: KNOB_CONTROLS, from the page's initial data) are
-// asked ahead, one batch in flight at a time and at most PREFETCH_MAX per idle period, each
-// marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change
-// aborts the batch in flight unless it is the very batch that change needs, which it then
-// awaits. `window.__memtypePrefetch = false` (the bench's cold case, the browser tests)
-// turns off both the prefetch and the reuse: every update asks the server.
+// Each part's answer is a pure function of its endpoint and body (the server's results are
+// deterministic), so an answer is reused only for the byte-identical part body it answered
+// (PARTS, an LRU keyed "name|body text", as updateParts keys a part); nothing is derived
+// from it. A part, not a whole batch, is the unit: the states a person comes back to (a
+// preset chosen again, Back, a knob flipped back) and the neighbours that share parts (a
+// knob's flip at a new address asks no map: the map's body has no address) are answered
+// from what is here, and only the parts never answered are asked. When the page is idle
+// after a redraw, the parts of the states one click away (each visible boolean control of
+// the knob table flipped: KNOB_CONTROLS, from the page's initial data) are asked ahead, one
+// batch in flight at a time and at most PREFETCH_MAX per idle period, each marked with the
+// PREFETCH_HEADER request header. Any input stops the prefetch; a change aborts the batch in
+// flight unless it is the very batch that change needs, which it then awaits.
+// `window.__memtypePrefetch = false` (the bench's cold case, the browser tests) turns off
+// both the prefetch and the reuse: every update asks the server.
 
-const ANSWERS = new Map();       // POST /page/batch body text -> response text, oldest first
-const ANSWERS_MAX = 64;
+const PARTS = new Map();         // "name|body text" -> {status, body} the server answered, oldest first
+const PARTS_MAX = 256;           // a few dozen states' parts (a resolve answer is ~6 KB, a diff ~14 KB)
 const PREFETCH_MAX = 16;         // neighbour states asked per idle period
 const PREFETCH_HEADER = "X-Memtype-Prefetch";
 let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
@@ -615,14 +618,14 @@ function batchBody(parts) {
   const keys = Object.keys(parts).filter((k) => parts[k]);
   return `{"parts":[${keys.map((k) => `{"name":${JSON.stringify(parts[k][0])},"body":${parts[k][2] ?? JSON.stringify(parts[k][1])}}`).join(",")}]}`;
 }
-function rememberAnswer(key, text) {
-  ANSWERS.delete(key);
-  ANSWERS.set(key, text);
-  while (ANSWERS.size > ANSWERS_MAX) ANSWERS.delete(ANSWERS.keys().next().value);
+function rememberPart(key, part) {
+  PARTS.delete(key);
+  PARTS.set(key, part);
+  while (PARTS.size > PARTS_MAX) PARTS.delete(PARTS.keys().next().value);
 }
 async function postBatch(key, signal, prefetch = false) {
-  // One POST /page/batch with the body text `key` -> its response text; an answer worth
-  // keeping (no part failed on the server's side: 429/5xx may pass) is remembered.
+  // One POST /page/batch with the body text `key` -> its answer; each part's answer worth
+  // keeping (not failed on the server's side: 429/5xx may pass) is remembered under its key.
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (prefetch) headers[PREFETCH_HEADER] = "1";
   const r = await fetch(`${PAGE}/batch`, { method: "POST", signal, body: key, headers });
@@ -631,20 +634,21 @@ async function postBatch(key, signal, prefetch = false) {
     try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
     throw new ApiError(r.status, problem);
   }
-  const text = await r.text();
-  const answer = JSON.parse(text);
-  if (reuseOn() && answer.parts.every((p) => p.status < 429)) rememberAnswer(key, text);
+  const answer = await r.json();
+  if (reuseOn()) {
+    // the part keys from the body sent: JSON.stringify of its parsed part bodies gives back
+    // the very text updateParts wrote (batchBody)
+    JSON.parse(key).parts.forEach((q, i) => {
+      const p = answer.parts[i];
+      if (p && p.status < 429) rememberPart(`${q.name}|${JSON.stringify(q.body)}`, p);
+    });
+  }
   return answer;
 }
 async function batchAnswer(key, signal) {
-  // The answer for the body text `key`: remembered, the prefetch batch in flight for it, or
-  // a new request (aborting a prefetch batch for another body first).
+  // The answer for the body text `key`: the prefetch batch in flight for it, or a new
+  // request (aborting a prefetch batch for another body first).
   stopPrefetch();
-  if (reuseOn() && ANSWERS.has(key)) {
-    const text = ANSWERS.get(key);
-    rememberAnswer(key, text);
-    return JSON.parse(text);
-  }
   const pending = prefetchPending;
   if (pending && pending.key === key) {
     const answer = await pending.promise.catch(() => null);
@@ -695,8 +699,9 @@ async function prefetchNeighbours(run) {
   let asked = 0;
   for (const st of neighbourStates()) {
     if (run.stop || asked >= PREFETCH_MAX) break;
-    const key = batchBody(updateParts(st).parts);
-    if (ANSWERS.has(key)) continue;
+    const { parts } = updateParts(st);
+    if (!Object.values(parts).some(Boolean)) continue;  // every part answered already
+    const key = batchBody(parts);
     asked += 1;
     const ctrl = new AbortController();
     const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
@@ -845,14 +850,15 @@ function setStale(sel, on, why = "waiting for a valid state") {
 // The last answer of each part (slot of updateParts) and the body text it answered: a part
 // whose body is byte for byte the one last answered is not asked again (its answer is a pure
 // function of the body, as for the register views), so a new address asks no map or zap
-// and the panels drawn from an unchanged answer are left as they are (drawnWith).
+// and the panels drawn from an unchanged answer are left as they are (drawnWith). With the
+// reuse on, any part answered before (PARTS) is not asked either.
 const partLast = new Map();      // slot -> {key: "name|body text", value}
 const REUSED_SLOTS = new Set(["a", "b", "map", "bmap", "zap", "bzap"]);
 function updateParts(st) {
   // Every answer of this update in one round trip (POST /page/batch: each part is served by
   // its own endpoint, unchanged); the register views, the era diff and any part answered
   // last time for the same body only when not cached. parts[slot]: [endpoint, body, body
-  // text], or null where the answer is already here.
+  // text], or null where the answer is already here; known[slot]: the answer kept in PARTS.
   const body = resolveBody(st);
   const regsBody = registersBody();
   const regsKey = JSON.stringify(regsBody);
@@ -876,13 +882,17 @@ function updateParts(st) {
   };
   const parts = {};
   const keys = {};
+  const known = {};
   for (const [slot, p] of Object.entries(wanted)) {
     if (!p) { parts[slot] = null; continue; }
     const text = p[2] ?? JSON.stringify(p[1]);
     keys[slot] = `${p[0]}|${text}`;
-    parts[slot] = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null : [p[0], p[1], text];
+    const kept = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null
+      : reuseOn() ? PARTS.get(keys[slot]) : undefined;
+    if (kept) known[slot] = kept;
+    parts[slot] = kept !== undefined ? null : [p[0], p[1], text];
   }
-  return { parts, keys, regsKey, diffKey };
+  return { parts, keys, known, regsKey, diffKey };
 }
 async function update() {
   const my = ++seq;
@@ -914,10 +924,14 @@ async function update() {
     if (inflight === ctrl) inflight = null;
     return;
   }
-  const { parts, keys, regsKey, diffKey } = updateParts(st);
+  const { parts, keys, known, regsKey, diffKey } = updateParts(st);
   const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
+  for (const [slot, part] of Object.entries(known)) {  // answered before: kept in PARTS
+    rememberPart(keys[slot], part);
+    res[slot] = settled(part);
+  }
   const cached = (v) => ({ status: "fulfilled", value: v });
   for (const slot of REUSED_SLOTS) {
     if (!keys[slot]) continue;
