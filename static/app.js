@@ -537,8 +537,9 @@ function defaultEvent(kind) {
 // -- permalink (written by the server: POST /api/v1/permalink) -----------------------------
 
 function permalinkBody(st) {
-  // The page's whole state; the server encodes it with app/permalink.py.
-  const b = { ...resolveBody(st), view, pati: st.pati };
+  // The page's whole state; the server encodes it with app/permalink.py (st.view: the view
+  // a state the prefetch foresees will show, presetState).
+  const b = { ...resolveBody(st), view: st.view ?? view, pati: st.pati };
   if (st.vs) Object.assign(b, { vs: st.vs }, compareLinkParts(st.vsSide));
   if (st.event) b.event = st.event;
   return b;
@@ -592,7 +593,7 @@ async function batch(parts, signal) {
 // -- answers the server already gave, and the prefetch of the states one click away ---------
 // Each part's answer is a pure function of its endpoint and body (the server's results are
 // deterministic), so an answer is reused only for the byte-identical part body it answered
-// (PARTS, an LRU keyed "name|body text", as updateParts keys a part); nothing is derived
+// (PARTS, an LRU keyed by endpoint and canonical body: partKey); nothing is derived
 // from it. A part, not a whole batch, is the unit: the states a person comes back to (a
 // preset chosen again, Back, a knob flipped back) and the neighbours that share parts (a
 // knob's flip at a new address asks no map: the map's body has no address) are answered
@@ -605,8 +606,8 @@ async function batch(parts, signal) {
 // `window.__memtypePrefetch = false` (the bench's cold case, the browser tests) turns off
 // both the prefetch and the reuse: every update asks the server.
 
-const PARTS = new Map();         // "name|body text" -> {status, body} the server answered, oldest first
-const PARTS_MAX = 256;           // a few dozen states' parts (a resolve answer is ~6 KB, a diff ~14 KB)
+const PARTS = new Map();         // partKey -> {status, body} the server answered, oldest first
+const PARTS_MAX = 512;           // the neighbours of a few dozen states and every preset (~6 KB a resolve, ~14 KB a diff)
 const PREFETCH_MAX = 16;         // neighbour states asked per idle period
 const PREFETCH_HEADER = "X-Memtype-Prefetch";
 let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
@@ -618,6 +619,18 @@ function batchBody(parts) {
   const keys = Object.keys(parts).filter((k) => parts[k]);
   return `{"parts":[${keys.map((k) => `{"name":${JSON.stringify(parts[k][0])},"body":${parts[k][2] ?? JSON.stringify(parts[k][1])}}`).join(",")}]}`;
 }
+function canonical(v) {
+  // JSON text with every object's members in sorted order (and undefined members left out,
+  // as JSON.stringify leaves them): equal bodies give equal text whatever built them
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? "null" : canonical(x))).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().filter((k) => v[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+// a part's key in PARTS and partLast: its endpoint and its body, in canonical JSON (the
+// server's result cache keys a request the same way: app/api/cache.py)
+const partKey = (name, body) => `${name}|${canonical(body)}`;
 function rememberPart(key, part) {
   PARTS.delete(key);
   PARTS.set(key, part);
@@ -636,11 +649,10 @@ async function postBatch(key, signal, prefetch = false) {
   }
   const answer = await r.json();
   if (reuseOn()) {
-    // the part keys from the body sent: JSON.stringify of its parsed part bodies gives back
-    // the very text updateParts wrote (batchBody)
+    // the part keys of the body sent (partKey: its member order aside)
     JSON.parse(key).parts.forEach((q, i) => {
       const p = answer.parts[i];
-      if (p && p.status < 429) rememberPart(`${q.name}|${JSON.stringify(q.body)}`, p);
+      if (p && p.status < 429) rememberPart(partKey(q.name, q.body), p);
     });
   }
   return answer;
@@ -695,19 +707,77 @@ function neighbourStates() {
     return st;
   });
 }
+// A preset is one choice away as well: its state is foreseen from the preset itself (what
+// loadPreset writes into the controls and readState reads back), for plain KVM on Intel
+// only (another system fixes controls and adds facts, which only the controls apply). A
+// state foreseen wrong costs nothing but the prefetch: PARTS answers only the exact bodies,
+// and the click asks what it does not hold (tests/browser/test_page_prefetch.py checks
+// that every preset is foreseen right).
+const plainSystem = (v) => Boolean(v) && (!v.system || v.system === "kvm-intel") && !v.xen && !v.amd && !v.private
+  && !(v.fixed || []).length;
+function presetSysBody(p) {
+  const vm = p.request.vm || {};
+  return { kernel: p.request.kernel, vendor: vm.vendor || "intel", type: vm.type || "default" };  // as sysBody
+}
+function presetState(p) {
+  // readState() after loadPreset(p), or null where it cannot be foreseen
+  const { gpa, mmio, private: priv, memory_map: topMap, ...sc } = JSON.parse(JSON.stringify(p.request));
+  if (priv || !sc.vm || !sc.vcpu) return null;
+  const map = sc.vm.memory_map || topMap || null;  // writeState: memoryMap; readState puts it in vm
+  delete sc.vm.memory_map;
+  if (map) sc.vm.memory_map = map;
+  const c = p.compare ? compareOption(p.compare) : null;
+  const side = c ? sideOf(Array.from(ctl.vs.options).find((o) => o.value === c.value)) : null;
+  let event = null;
+  if (p.event) {
+    event = { ...p.event };
+    if (event.cr0_nw == null) delete event.cr0_nw;
+  }
+  const vcpu = sc.vcpu;
+  return { scenario: sc, gpa: gpa ?? "0x0", mmio: mmio ?? null, private: null, vs: side ? side.vs : null, vsSide: side,
+    event, pati: 0, view: p.event ? "zap" : "resolve",
+    regs: { maxphyaddr: String(sc.vm.maxphyaddr ?? ctl.maxphy.value.trim()), pat: vcpu.pat, mtrr: vcpu.mtrr } };
+}
+async function prefetchSystem(body) {
+  // a system view (POST /page/system, a pure function of the body) ahead, kept as loadSystem keeps it
+  const key = JSON.stringify(body);
+  if (SYS_VIEWS.has(key)) return SYS_VIEWS.get(key);
+  const r = await fetch(`${PAGE}/system`, { method: "POST", body: key,
+    headers: { "Content-Type": "application/json", Accept: "application/json", [PREFETCH_HEADER]: "1" } });
+  if (!r.ok) return null;
+  const view = await r.json();
+  if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
+  return view;
+}
+async function prefetchState(st) {
+  // the parts of `st` not answered yet, in one prefetch batch; false when there were none.
+  // The parts already here are kept as recently used: a state one click away keeps its
+  // answers in PARTS ahead of those of states left behind.
+  const { parts, keys, known } = updateParts(st);
+  for (const [slot, part] of Object.entries(known)) rememberPart(keys[slot], part);
+  if (!Object.values(parts).some(Boolean)) return false;  // every part answered already
+  const key = batchBody(parts);
+  const ctrl = new AbortController();
+  const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
+  prefetchPending = pending;
+  try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
+  if (prefetchPending === pending) prefetchPending = null;
+  return true;
+}
 async function prefetchNeighbours(run) {
   let asked = 0;
   for (const st of neighbourStates()) {
     if (run.stop || asked >= PREFETCH_MAX) break;
-    const { parts } = updateParts(st);
-    if (!Object.values(parts).some(Boolean)) continue;  // every part answered already
-    const key = batchBody(parts);
-    asked += 1;
-    const ctrl = new AbortController();
-    const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
-    prefetchPending = pending;
-    try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
-    if (prefetchPending === pending) prefetchPending = null;
+    if (await prefetchState(st)) asked += 1;
+  }
+  asked = 0;
+  for (const p of plainSystem(SYS.view) ? PRESETS : []) {
+    if (run.stop || asked >= PREFETCH_MAX) break;
+    const st = presetState(p);
+    let sys = null;
+    try { sys = st && await prefetchSystem(presetSysBody(p)); } catch { sys = null; }
+    if (run.stop) break;
+    if (plainSystem(sys) && await prefetchState(st)) asked += 1;
   }
   if (prefetchRun === run) prefetchRun = null;
 }
@@ -852,7 +922,7 @@ function setStale(sel, on, why = "waiting for a valid state") {
 // function of the body, as for the register views), so a new address asks no map or zap
 // and the panels drawn from an unchanged answer are left as they are (drawnWith). With the
 // reuse on, any part answered before (PARTS) is not asked either.
-const partLast = new Map();      // slot -> {key: "name|body text", value}
+const partLast = new Map();      // slot -> {key: partKey, value}
 const REUSED_SLOTS = new Set(["a", "b", "map", "bmap", "zap", "bzap"]);
 function updateParts(st) {
   // Every answer of this update in one round trip (POST /page/batch: each part is served by
@@ -860,7 +930,7 @@ function updateParts(st) {
   // last time for the same body only when not cached. parts[slot]: [endpoint, body, body
   // text], or null where the answer is already here; known[slot]: the answer kept in PARTS.
   const body = resolveBody(st);
-  const regsBody = registersBody();
+  const regsBody = st.regs ?? registersBody();  // st.regs: the editors' raw values a preset writes
   const regsKey = JSON.stringify(regsBody);
   const bst = st.vs ? compareState(st) : null;  // the Compare side's request state
   const diffReq = st.vs ? diffBody(st) : null;
@@ -886,7 +956,7 @@ function updateParts(st) {
   for (const [slot, p] of Object.entries(wanted)) {
     if (!p) { parts[slot] = null; continue; }
     const text = p[2] ?? JSON.stringify(p[1]);
-    keys[slot] = `${p[0]}|${text}`;
+    keys[slot] = partKey(p[0], p[1]);
     const kept = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null
       : reuseOn() ? PARTS.get(keys[slot]) : undefined;
     if (kept) known[slot] = kept;
@@ -1877,7 +1947,10 @@ const COMPARE = INITIAL.compare || [];
 const DIFF_TYPES = COMPARE.some((o) => o.type !== "default");  // the diff takes a_type/b_type
 const VS_SYS = new Map();        // compare side key -> its POST /page/system view
 function vsSide() {
-  const o = ctl.vs.selectedOptions[0];
+  return sideOf(ctl.vs.selectedOptions[0]);
+}
+function sideOf(o) {
+  // a Compare option as the Compare side it chooses (null: none)
   if (!o || !o.value) return null;
   return { value: o.value, vs: o.dataset.vs, vendor: o.dataset.vendor, type: o.dataset.type, system: o.dataset.system };
 }
