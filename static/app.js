@@ -629,8 +629,19 @@ function canonical(v) {
   return JSON.stringify(v);
 }
 // a part's key in PARTS and partLast: its endpoint and its body, in canonical JSON (the
-// server's result cache keys a request the same way: app/api/cache.py)
-const partKey = (name, body) => `${name}|${canonical(body)}`;
+// server's result cache keys a request the same way: app/api/cache.py); the key of a body
+// text met before is looked up (the prefetch keys the same bodies after every redraw)
+const PART_KEYS = new Map();     // "name|body text" -> partKey
+function partKey(name, body, text = JSON.stringify(body)) {
+  const t = `${name}|${text}`;
+  let key = PART_KEYS.get(t);
+  if (key === undefined) {
+    if (PART_KEYS.size >= 4 * PARTS_MAX) PART_KEYS.clear();
+    key = `${name}|${canonical(body)}`;
+    PART_KEYS.set(t, key);
+  }
+  return key;
+}
 function rememberPart(key, part) {
   PARTS.delete(key);
   PARTS.set(key, part);
@@ -956,7 +967,7 @@ function updateParts(st) {
   for (const [slot, p] of Object.entries(wanted)) {
     if (!p) { parts[slot] = null; continue; }
     const text = p[2] ?? JSON.stringify(p[1]);
-    keys[slot] = partKey(p[0], p[1]);
+    keys[slot] = partKey(p[0], p[1], text);
     const kept = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null
       : reuseOn() ? PARTS.get(keys[slot]) : undefined;
     if (kept) known[slot] = kept;
