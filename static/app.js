@@ -10,8 +10,8 @@
 // /page/mtrr-pair-fields write fields back into raw values, /page/msr-value reads one MTRR
 // MSR, /page/diff-state opens a diff group. The MSR list and type names come in the page's
 // initial state. What this file does on its own is drawing (the map bar's scale, sizes as
-// text), and reusing answers the server gave for the exact same request (batchAnswer; the
-// idle prefetch of the states one click away, prefetchNeighbours).
+// text), and reusing answers the server gave for the exact same request (PARTS, per part; the
+// idle prefetch of the states one click away and of the presets, prefetchNeighbours).
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const PAGE = (document.body.dataset.page || "/page").replace(/\/$/, "");  // app/pages.py helpers
@@ -599,16 +599,16 @@ async function batch(parts, signal) {
 // knob's flip at a new address asks no map: the map's body has no address) are answered
 // from what is here, and only the parts never answered are asked. When the page is idle
 // after a redraw, the parts of the states one click away (each visible boolean control of
-// the knob table flipped: KNOB_CONTROLS, from the page's initial data) are asked ahead, one
-// batch in flight at a time and at most PREFETCH_MAX per idle period, each marked with the
-// PREFETCH_HEADER request header. Any input stops the prefetch; a change aborts the batch in
+// the knob table flipped: KNOB_CONTROLS, from the page's initial data; then each preset:
+// presetState) are asked ahead, one batch in flight at a time and at most PREFETCH_MAX of
+// each kind per idle period, each marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change aborts the batch in
 // flight unless it is the very batch that change needs, which it then awaits.
 // `window.__memtypePrefetch = false` (the bench's cold case, the browser tests) turns off
 // both the prefetch and the reuse: every update asks the server.
 
 const PARTS = new Map();         // partKey -> {status, body} the server answered, oldest first
 const PARTS_MAX = 512;           // the neighbours of a few dozen states and every preset (~6 KB a resolve, ~14 KB a diff)
-const PREFETCH_MAX = 16;         // neighbour states asked per idle period
+const PREFETCH_MAX = 16;         // neighbour states (and presets) asked per idle period
 const PREFETCH_HEADER = "X-Memtype-Prefetch";
 let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
 let prefetchPending = null;      // {key, ctrl, promise}: the one prefetch batch in flight

@@ -2,10 +2,11 @@
 prefetchNeighbours), in headless Chromium against a live uvicorn.
 
 When idle after a redraw the page asks POST /page/batch ahead for each visible boolean knob
-control flipped (the knob rows of app/knobs.py, kind bool, with a control), one batch in
-flight at a time, each marked with the PREFETCH_HEADER request header; a click whose exact
-batch body was answered redraws from that answer without a request, and draws what a page
-without the prefetch draws after the same click.
+control flipped (the knob rows of app/knobs.py, kind bool, with a control), then for each
+preset, one batch in flight at a time, each marked with the PREFETCH_HEADER request header.
+Answers are kept per part (endpoint and exact body): a click whose parts were all answered
+redraws without a request, and draws what a page without the prefetch draws after the same
+click; a batch asks only the parts not answered yet.
 """
 
 from __future__ import annotations
