@@ -636,7 +636,7 @@ function partKey(name, body, text = JSON.stringify(body)) {
   const t = `${name}|${text}`;
   let key = PART_KEYS.get(t);
   if (key === undefined) {
-    if (PART_KEYS.size >= 4 * PARTS_MAX) PART_KEYS.clear();
+    if (PART_KEYS.size >= 2 * PARTS_MAX) PART_KEYS.clear();
     key = `${name}|${canonical(body)}`;
     PART_KEYS.set(t, key);
   }
