@@ -10,8 +10,8 @@
 // /page/mtrr-pair-fields write fields back into raw values, /page/msr-value reads one MTRR
 // MSR, /page/diff-state opens a diff group. The MSR list and type names come in the page's
 // initial state. What this file does on its own is drawing (the map bar's scale, sizes as
-// text), and reusing answers the server gave for the exact same request (batchAnswer; the
-// idle prefetch of the states one click away, prefetchNeighbours).
+// text), and reusing answers the server gave for the exact same request (PARTS, per part; the
+// idle prefetch of the states one click away and of the presets, prefetchNeighbours).
 
 const API = (document.body.dataset.api || "/api/v1").replace(/\/$/, "");
 const PAGE = (document.body.dataset.page || "/page").replace(/\/$/, "");  // app/pages.py helpers
@@ -542,8 +542,9 @@ function defaultEvent(kind) {
 // -- permalink (written by the server: POST /api/v1/permalink) -----------------------------
 
 function permalinkBody(st) {
-  // The page's whole state; the server encodes it with app/permalink.py.
-  const b = { ...resolveBody(st), view, pati: st.pati };
+  // The page's whole state; the server encodes it with app/permalink.py (st.view: the view
+  // a state the prefetch foresees will show, presetState).
+  const b = { ...resolveBody(st), view: st.view ?? view, pati: st.pati };
   if (st.vs) Object.assign(b, { vs: st.vs }, compareLinkParts(st.vsSide));
   // the map's own inputs (the link keeps them; the server checks them as the map does)
   if (st.privateRanges?.length) b.private_ranges = st.privateRanges;
@@ -575,23 +576,22 @@ async function api(path, body, signal, text = false, page = false) {
   return text ? r.text() : r.json();
 }
 
+// one part's answer ({status, body}) as Promise.allSettled would settle it
+const settled = (p) => (p.status === 200 ? { status: "fulfilled", value: p.body }
+  : { status: "rejected", reason: new ApiError(p.status, p.body) });
 async function batch(parts, signal) {
-  // parts: {key: [endpoint name, body] or null} -> {key: a settled result ({status:
-  // "fulfilled", value} or {status: "rejected", reason: ApiError})}, as Promise.allSettled
-  // gives; one POST /page/batch (app/page_batch.py) answers every part with its endpoint's
-  // own answer. A failed batch (abort, network, 4xx/5xx of the batch) rejects every part.
-  // The exact request body is first looked up among the answers the server already gave
-  // (batchAnswer: the cache of this page's updates and of the prefetch).
+  // parts: {key: [endpoint name, body, body text] or null} -> {key: a settled result
+  // ({status: "fulfilled", value} or {status: "rejected", reason: ApiError})}, as
+  // Promise.allSettled gives; one POST /page/batch (app/page_batch.py) answers every part
+  // with its endpoint's own answer. A failed batch (abort, network, 4xx/5xx of the batch)
+  // rejects every part. A prefetch batch in flight for the very same body is awaited
+  // instead (batchAnswer); the parts already answered never get here (updateParts: PARTS).
   const keys = Object.keys(parts).filter((k) => parts[k]);
   const out = {};
-  if (!keys.length) return out;
+  if (!keys.length) { stopPrefetch(); return out; }
   try {
     const answer = await batchAnswer(batchBody(parts), signal);
-    keys.forEach((k, i) => {
-      const p = answer.parts[i];
-      out[k] = p.status === 200 ? { status: "fulfilled", value: p.body }
-        : { status: "rejected", reason: new ApiError(p.status, p.body) };
-    });
+    keys.forEach((k, i) => { out[k] = settled(answer.parts[i]); });
   } catch (e) {
     keys.forEach((k) => { out[k] = { status: "rejected", reason: e }; });
   }
@@ -599,20 +599,24 @@ async function batch(parts, signal) {
 }
 
 // -- answers the server already gave, and the prefetch of the states one click away ---------
-// A toggle's answers are a pure function of its POST /page/batch body (the server's results
-// are deterministic), so an answer is reused only for the byte-identical body it answered
-// (ANSWERS, a small LRU of the response texts); nothing is derived from it. When the page is
-// idle after a redraw, the batches of the states one click away (each visible boolean
-// control of the knob table flipped: KNOB_CONTROLS, from the page's initial data) are
-// asked ahead, one batch in flight at a time and at most PREFETCH_MAX per idle period, each
-// marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change
-// aborts the batch in flight unless it is the very batch that change needs, which it then
-// awaits. `window.__memtypePrefetch = false` (the bench's cold case, the browser tests)
-// turns off both the prefetch and the reuse: every update asks the server.
+// Each part's answer is a pure function of its endpoint and body (the server's results are
+// deterministic), so an answer is reused only for the byte-identical part body it answered
+// (PARTS, an LRU keyed by endpoint and canonical body: partKey); nothing is derived
+// from it. A part, not a whole batch, is the unit: the states a person comes back to (a
+// preset chosen again, Back, a knob flipped back) and the neighbours that share parts (a
+// knob's flip at a new address asks no map: the map's body has no address) are answered
+// from what is here, and only the parts never answered are asked. When the page is idle
+// after a redraw, the parts of the states one click away (each visible boolean control of
+// the knob table flipped: KNOB_CONTROLS, from the page's initial data; then each preset:
+// presetState) are asked ahead, one batch in flight at a time and at most PREFETCH_MAX of
+// each kind per idle period, each marked with the PREFETCH_HEADER request header. Any input stops the prefetch; a change aborts the batch in
+// flight unless it is the very batch that change needs, which it then awaits.
+// `window.__memtypePrefetch = false` (the bench's cold case, the browser tests) turns off
+// both the prefetch and the reuse: every update asks the server.
 
-const ANSWERS = new Map();       // POST /page/batch body text -> response text, oldest first
-const ANSWERS_MAX = 64;
-const PREFETCH_MAX = 16;         // neighbour states asked per idle period
+const PARTS = new Map();         // partKey -> {status, body} the server answered, oldest first
+const PARTS_MAX = 512;           // the neighbours of a few dozen states and every preset (~6 KB a resolve, ~14 KB a diff)
+const PREFETCH_MAX = 16;         // neighbour states (and presets) asked per idle period
 const PREFETCH_HEADER = "X-Memtype-Prefetch";
 let prefetchRun = null;          // {stop: bool, idle, timer}: the current prefetch pass
 let prefetchPending = null;      // {key, ctrl, promise}: the one prefetch batch in flight
@@ -623,14 +627,37 @@ function batchBody(parts) {
   const keys = Object.keys(parts).filter((k) => parts[k]);
   return `{"parts":[${keys.map((k) => `{"name":${JSON.stringify(parts[k][0])},"body":${parts[k][2] ?? JSON.stringify(parts[k][1])}}`).join(",")}]}`;
 }
-function rememberAnswer(key, text) {
-  ANSWERS.delete(key);
-  ANSWERS.set(key, text);
-  while (ANSWERS.size > ANSWERS_MAX) ANSWERS.delete(ANSWERS.keys().next().value);
+function canonical(v) {
+  // JSON text with every object's members in sorted order (and undefined members left out,
+  // as JSON.stringify leaves them): equal bodies give equal text whatever built them
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? "null" : canonical(x))).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().filter((k) => v[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+// a part's key in PARTS and partLast: its endpoint and its body, in canonical JSON (the
+// server's result cache keys a request the same way: app/api/cache.py); the key of a body
+// text met before is looked up (the prefetch keys the same bodies after every redraw)
+const PART_KEYS = new Map();     // "name|body text" -> partKey
+function partKey(name, body, text = JSON.stringify(body)) {
+  const t = `${name}|${text}`;
+  let key = PART_KEYS.get(t);
+  if (key === undefined) {
+    if (PART_KEYS.size >= 2 * PARTS_MAX) PART_KEYS.clear();
+    key = `${name}|${canonical(body)}`;
+    PART_KEYS.set(t, key);
+  }
+  return key;
+}
+function rememberPart(key, part) {
+  PARTS.delete(key);
+  PARTS.set(key, part);
+  while (PARTS.size > PARTS_MAX) PARTS.delete(PARTS.keys().next().value);
 }
 async function postBatch(key, signal, prefetch = false) {
-  // One POST /page/batch with the body text `key` -> its response text; an answer worth
-  // keeping (no part failed on the server's side: 429/5xx may pass) is remembered.
+  // One POST /page/batch with the body text `key` -> its answer; each part's answer worth
+  // keeping (not failed on the server's side: 429/5xx may pass) is remembered under its key.
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (prefetch) headers[PREFETCH_HEADER] = "1";
   const r = await fetch(`${PAGE}/batch`, { method: "POST", signal, body: key, headers });
@@ -639,20 +666,20 @@ async function postBatch(key, signal, prefetch = false) {
     try { problem = await r.json(); } catch { problem = { detail: `HTTP ${r.status}` }; }
     throw new ApiError(r.status, problem);
   }
-  const text = await r.text();
-  const answer = JSON.parse(text);
-  if (reuseOn() && answer.parts.every((p) => p.status < 429)) rememberAnswer(key, text);
+  const answer = await r.json();
+  if (reuseOn()) {
+    // the part keys of the body sent (partKey: its member order aside)
+    JSON.parse(key).parts.forEach((q, i) => {
+      const p = answer.parts[i];
+      if (p && p.status < 429) rememberPart(partKey(q.name, q.body), p);
+    });
+  }
   return answer;
 }
 async function batchAnswer(key, signal) {
-  // The answer for the body text `key`: remembered, the prefetch batch in flight for it, or
-  // a new request (aborting a prefetch batch for another body first).
+  // The answer for the body text `key`: the prefetch batch in flight for it, or a new
+  // request (aborting a prefetch batch for another body first).
   stopPrefetch();
-  if (reuseOn() && ANSWERS.has(key)) {
-    const text = ANSWERS.get(key);
-    rememberAnswer(key, text);
-    return JSON.parse(text);
-  }
   const pending = prefetchPending;
   if (pending && pending.key === key) {
     const answer = await pending.promise.catch(() => null);
@@ -699,18 +726,77 @@ function neighbourStates() {
     return st;
   });
 }
+// A preset is one choice away as well: its state is foreseen from the preset itself (what
+// loadPreset writes into the controls and readState reads back), for plain KVM on Intel
+// only (another system fixes controls and adds facts, which only the controls apply). A
+// state foreseen wrong costs nothing but the prefetch: PARTS answers only the exact bodies,
+// and the click asks what it does not hold (tests/browser/test_page_prefetch.py checks
+// that every preset is foreseen right).
+const plainSystem = (v) => Boolean(v) && (!v.system || v.system === "kvm-intel") && !v.xen && !v.amd && !v.private
+  && !(v.fixed || []).length;
+function presetSysBody(p) {
+  const vm = p.request.vm || {};
+  return { kernel: p.request.kernel, vendor: vm.vendor || "intel", type: vm.type || "default" };  // as sysBody
+}
+function presetState(p) {
+  // readState() after loadPreset(p), or null where it cannot be foreseen
+  const { gpa, mmio, private: priv, memory_map: topMap, ...sc } = JSON.parse(JSON.stringify(p.request));
+  if (priv || !sc.vm || !sc.vcpu) return null;
+  const map = sc.vm.memory_map || topMap || null;  // writeState: memoryMap; readState puts it in vm
+  delete sc.vm.memory_map;
+  if (map) sc.vm.memory_map = map;
+  const c = p.compare ? compareOption(p.compare) : null;
+  const side = c ? sideOf(Array.from(ctl.vs.options).find((o) => o.value === c.value)) : null;
+  let event = null;
+  if (p.event) {
+    event = { ...p.event };
+    if (event.cr0_nw == null) delete event.cr0_nw;
+  }
+  const vcpu = sc.vcpu;
+  return { scenario: sc, gpa: gpa ?? "0x0", mmio: mmio ?? null, private: null, vs: side ? side.vs : null, vsSide: side,
+    event, pati: 0, view: p.event ? "zap" : "resolve",
+    regs: { maxphyaddr: String(sc.vm.maxphyaddr ?? ctl.maxphy.value.trim()), pat: vcpu.pat, mtrr: vcpu.mtrr } };
+}
+async function prefetchSystem(body) {
+  // a system view (POST /page/system, a pure function of the body) ahead, kept as loadSystem keeps it
+  const key = JSON.stringify(body);
+  if (SYS_VIEWS.has(key)) return SYS_VIEWS.get(key);
+  const r = await fetch(`${PAGE}/system`, { method: "POST", body: key,
+    headers: { "Content-Type": "application/json", Accept: "application/json", [PREFETCH_HEADER]: "1" } });
+  if (!r.ok) return null;
+  const view = await r.json();
+  if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
+  return view;
+}
+async function prefetchState(st) {
+  // the parts of `st` not answered yet, in one prefetch batch; false when there were none.
+  // The parts already here are kept as recently used: a state one click away keeps its
+  // answers in PARTS ahead of those of states left behind.
+  const { parts, keys, known } = updateParts(st);
+  for (const [slot, part] of Object.entries(known)) rememberPart(keys[slot], part);
+  if (!Object.values(parts).some(Boolean)) return false;  // every part answered already
+  const key = batchBody(parts);
+  const ctrl = new AbortController();
+  const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
+  prefetchPending = pending;
+  try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
+  if (prefetchPending === pending) prefetchPending = null;
+  return true;
+}
 async function prefetchNeighbours(run) {
   let asked = 0;
   for (const st of neighbourStates()) {
     if (run.stop || asked >= PREFETCH_MAX) break;
-    const key = batchBody(updateParts(st).parts);
-    if (ANSWERS.has(key)) continue;
-    asked += 1;
-    const ctrl = new AbortController();
-    const pending = { key, ctrl, promise: postBatch(key, ctrl.signal, true) };
-    prefetchPending = pending;
-    try { await pending.promise; } catch { /* aborted or refused: the click will ask itself */ }
-    if (prefetchPending === pending) prefetchPending = null;
+    if (await prefetchState(st)) asked += 1;
+  }
+  asked = 0;
+  for (const p of plainSystem(SYS.view) ? PRESETS : []) {
+    if (run.stop || asked >= PREFETCH_MAX) break;
+    const st = presetState(p);
+    let sys = null;
+    try { sys = st && await prefetchSystem(presetSysBody(p)); } catch { sys = null; }
+    if (run.stop) break;
+    if (plainSystem(sys) && await prefetchState(st)) asked += 1;
   }
   if (prefetchRun === run) prefetchRun = null;
 }
@@ -854,16 +940,17 @@ function setStale(sel, on, why = "waiting for a valid state") {
 // The last answer of each part (slot of updateParts) and the body text it answered: a part
 // whose body is byte for byte the one last answered is not asked again (its answer is a pure
 // function of the body, as for the register views), so a new address asks no map or zap
-// and the panels drawn from an unchanged answer are left as they are (drawnWith).
-const partLast = new Map();      // slot -> {key: "name|body text", value}
+// and the panels drawn from an unchanged answer are left as they are (drawnWith). With the
+// reuse on, any part answered before (PARTS) is not asked either.
+const partLast = new Map();      // slot -> {key: partKey, value}
 const REUSED_SLOTS = new Set(["a", "b", "map", "bmap", "zap", "bzap"]);
 function updateParts(st) {
   // Every answer of this update in one round trip (POST /page/batch: each part is served by
   // its own endpoint, unchanged); the register views, the era diff and any part answered
   // last time for the same body only when not cached. parts[slot]: [endpoint, body, body
-  // text], or null where the answer is already here.
+  // text], or null where the answer is already here; known[slot]: the answer kept in PARTS.
   const body = resolveBody(st);
-  const regsBody = registersBody();
+  const regsBody = st.regs ?? registersBody();  // st.regs: the editors' raw values a preset writes
   const regsKey = JSON.stringify(regsBody);
   const bst = st.vs ? compareState(st) : null;  // the Compare side's request state
   const diffReq = st.vs ? diffBody(st) : null;
@@ -885,13 +972,17 @@ function updateParts(st) {
   };
   const parts = {};
   const keys = {};
+  const known = {};
   for (const [slot, p] of Object.entries(wanted)) {
     if (!p) { parts[slot] = null; continue; }
     const text = p[2] ?? JSON.stringify(p[1]);
-    keys[slot] = `${p[0]}|${text}`;
-    parts[slot] = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null : [p[0], p[1], text];
+    keys[slot] = partKey(p[0], p[1], text);
+    const kept = REUSED_SLOTS.has(slot) && partLast.get(slot)?.key === keys[slot] ? null
+      : reuseOn() ? PARTS.get(keys[slot]) : undefined;
+    if (kept) known[slot] = kept;
+    parts[slot] = kept !== undefined ? null : [p[0], p[1], text];
   }
-  return { parts, keys, regsKey, diffKey };
+  return { parts, keys, known, regsKey, diffKey };
 }
 async function update() {
   const my = ++seq;
@@ -923,10 +1014,14 @@ async function update() {
     if (inflight === ctrl) inflight = null;
     return;
   }
-  const { parts, keys, regsKey, diffKey } = updateParts(st);
+  const { parts, keys, known, regsKey, diffKey } = updateParts(st);
   const res = await batch(parts, ctrl.signal);
   if (my !== seq) return;  // a newer change superseded this one
   if (Object.values(res).some((r) => r.status === "rejected" && r.reason?.name === "AbortError")) return;
+  for (const [slot, part] of Object.entries(known)) {  // answered before: kept in PARTS
+    rememberPart(keys[slot], part);
+    res[slot] = settled(part);
+  }
   const cached = (v) => ({ status: "fulfilled", value: v });
   for (const slot of REUSED_SLOTS) {
     if (!keys[slot]) continue;
@@ -1955,7 +2050,10 @@ const COMPARE = INITIAL.compare || [];
 const DIFF_TYPES = COMPARE.some((o) => o.type !== "default");  // the diff takes a_type/b_type
 const VS_SYS = new Map();        // compare side key -> its POST /page/system view
 function vsSide() {
-  const o = ctl.vs.selectedOptions[0];
+  return sideOf(ctl.vs.selectedOptions[0]);
+}
+function sideOf(o) {
+  // a Compare option as the Compare side it chooses (null: none)
   if (!o || !o.value) return null;
   return { value: o.value, vs: o.dataset.vs, vendor: o.dataset.vendor, type: o.dataset.type, system: o.dataset.system };
 }

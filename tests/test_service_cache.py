@@ -75,3 +75,21 @@ def _stack(app):
     while node is not None:
         yield node
         node = getattr(node, "app", None)
+
+
+async def test_permalink_and_register_views_are_kept():
+    """The page's update cycle asks both in every batch; both are pure functions of the body
+    (the permalink's base URL comes from settings), so a second ask is a hit, byte for byte."""
+    app, _ = make()
+    regs = {"maxphyaddr": "46", "pat": "0x0007040600070406",
+            "mtrr": {"def_type": "0xc06", "fixed": ["0x0"] * 11, "variable": [{"base": "0x0", "mask": "0x0"}]}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        cache = None
+        for path, body in (("/api/v1/permalink", BODY), ("/page/registers", regs)):
+            a = await c.post(path, json=body)
+            cache = cache or next(m for m in _stack(app) if isinstance(m, ResultCacheMiddleware))
+            hits = cache.hits
+            b = await c.post(path, content=json.dumps(body, indent=1), headers={"content-type": "application/json"})
+            assert a.status_code == b.status_code == 200 and a.content == b.content
+            assert cache.hits == hits + 1, path
+        assert (await c.post("/api/v1/permalink", json=BODY)).json()["url"].startswith("http://t/?")

@@ -3,7 +3,10 @@
 Why: resolve, zap, map and diff are pure functions of their JSON body (plus ``?format`` and
 the Accept header, which pick JSON or text): the same scenario always gives the same bytes,
 and the page and scripts ask the same few scenarios again and again. A hit skips request
-validation, the worker pool and serialisation, which is most of a resolve's cost.
+validation, the worker pool and serialisation, which is most of a resolve's cost. The
+permalink (written from the body and settings only: app/api/common.py base_url) and the
+page's register views (/page/registers: app/pages.py register_views) are pure the same way
+and ride in every batch of the page's update cycle (app/page_batch.py), so they are kept too.
 
 Key: the path, ``format``, Accept, and the body parsed and re-serialised with sorted keys
 and no spaces (so key order and whitespace do not matter). Only 200 answers are kept, at
@@ -23,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..lru import Lru
 
 MAX_ENTRY_BYTES = 64 * 1024
-CACHED_SUFFIXES = ("/api/v1/resolve", "/api/v1/zap", "/api/v1/map", "/api/v1/diff")
+CACHED_SUFFIXES = ("/api/v1/resolve", "/api/v1/zap", "/api/v1/map", "/api/v1/diff", "/api/v1/permalink",
+                   "/page/registers")
 
 
 class ResultCacheMiddleware:

@@ -2,10 +2,11 @@
 prefetchNeighbours), in headless Chromium against a live uvicorn.
 
 When idle after a redraw the page asks POST /page/batch ahead for each visible boolean knob
-control flipped (the knob rows of app/knobs.py, kind bool, with a control), one batch in
-flight at a time, each marked with the PREFETCH_HEADER request header; a click whose exact
-batch body was answered redraws from that answer without a request, and draws what a page
-without the prefetch draws after the same click.
+control flipped (the knob rows of app/knobs.py, kind bool, with a control), then for each
+preset, one batch in flight at a time, each marked with the PREFETCH_HEADER request header.
+Answers are kept per part (endpoint and exact body): a click whose parts were all answered
+redraws without a request, and draws what a page without the prefetch draws after the same
+click; a batch asks only the parts not answered yet.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ def wait_prefetched(w, n: int) -> None:
     w.page.wait_for_timeout(200)  # the last answer is read
 
 
+def wait_quiet(w, ms: int = 400) -> None:
+    """Until the page has asked nothing ahead for `ms` (its prefetch pass is over)."""
+    for _ in range(100):
+        n = len(w.prefetched)
+        w.page.wait_for_timeout(ms)
+        if len(w.prefetched) == n and w.page.evaluate("document.body.dataset.busy") == "0":
+            return
+
+
 def panels(page) -> dict[str, str]:
     return {p: page.locator(p).inner_text() for p in PANELS}
 
@@ -72,12 +82,12 @@ def test_prefetch_asks_each_neighbour_once_one_at_a_time_then_a_click_asks_nothi
     flips = visible_bools(page)
     assert len(flips) >= 8  # CD, NW, PG, nc-DMA, the quirks, self-snoop, guest MTRRs...
     wait_prefetched(w, len(flips))
-    assert len(w.prefetched) == len(flips)  # each neighbour once, nothing more while idle
     assert live["most"] == 1
-    # each prefetched body is the load's with exactly one knob flipped, a different one each
+    # each of the first prefetched bodies is the load's with exactly one knob flipped, a
+    # different one each (the presets come after them: test_every_preset_is_foreseen)
     base = knob_values(loaded[0])
     flipped = set()
-    for body in w.prefetched:
+    for body in w.prefetched[:len(flips)]:
         got = knob_values(body)
         assert len(got) == len(base) == 2  # both eras (compare on)
         diff = {k for k in base[0] if got[0][k] != base[0][k]}
@@ -114,3 +124,80 @@ def test_the_cold_flag_turns_off_prefetch_and_reuse(open_page, live_server):
     assert sum("/page/batch" in u for u in w.requests[n:]) == 4
     assert not w.prefetched
     assert not w.console_errors and not w.page_errors
+
+
+def test_a_state_seen_before_is_redrawn_from_its_parts_without_a_request(open_page, live_server):
+    """The answers are kept per part (static/app.js PARTS, keyed by endpoint and exact body):
+    a preset chosen again redraws without any request, the same as a page that asks for it."""
+    w = open_page(viewport=(1440, 900), prefetch=True)
+    page = w.page
+    w.goto(live_server + PAIR)
+    pick = page.locator("#preset")
+    w.after(pick.select_option, "ovmf")
+    hot_first = panels(page)
+    url_first = page.url
+    w.after(pick.select_option, "seabios")
+    assert page.url != url_first
+    before = len(w.requests)
+    w.after(pick.select_option, "ovmf")
+    assert w.requests[before:] == []  # neither a batch nor anything else
+    assert panels(page) == hot_first
+    assert page.url == url_first
+
+    cold = open_page(viewport=(1440, 900))
+    cold.goto(live_server + PAIR)
+    cold.after(cold.page.locator("#preset").select_option, "ovmf")
+    assert panels(cold.page) == hot_first
+    assert not w.console_errors and not w.page_errors
+
+
+def test_a_neighbour_sharing_parts_asks_only_the_new_ones(open_page, live_server):
+    """After a new address the prefetch of a knob's flip asks no map (the map's body has no
+    address, and the flip's map was answered at the address before): only the parts whose
+    body is new are in the batch."""
+    w = open_page(viewport=(1440, 900), prefetch=True)
+    page = w.page
+    w.goto(live_server + PAIR)
+    flips = visible_bools(page)
+    names = page.eval_on_selector_all("#preset option", "os => os.map(o => o.value).filter(Boolean)")
+    batches = lambda: [b for b in w.prefetched if b.startswith('{"parts"')]  # noqa: E731 (not /page/system)
+    wait_prefetched(w, len(flips) + len(names))
+    assert all(any(p["name"] == "map" for p in json.loads(b)["parts"]) for b in batches()[:len(flips)])
+    n = len(batches())
+    gpa = page.locator("#gpa")
+    gpa.fill("0x123400000")
+    w.after(gpa.press, "Enter")
+    wait_prefetched(w, len(w.prefetched) + len(flips))
+    again = batches()[n:]
+    assert len(again) == len(flips)  # the presets' parts are all here already
+    for body in again:
+        parts = json.loads(body)["parts"]
+        assert [p["name"] for p in parts] == ["permalink", "resolve", "resolve"]
+        assert all(p["body"]["gpa"] == "0x123400000" for p in parts)
+    assert not w.console_errors and not w.page_errors
+
+
+def test_every_preset_is_foreseen(open_page, live_server):
+    """The idle page asks each preset's parts ahead (after the neighbours, each preset once):
+    choosing any preset then makes no request at all, and draws what a page without the
+    prefetch draws for it. This is what checks presetState (static/app.js), which foresees
+    what loadPreset leads to: a preset foreseen wrong would ask here."""
+    w = open_page(viewport=(1440, 900), prefetch=True)
+    page = w.page
+    w.goto(live_server + PAIR)
+    names = page.eval_on_selector_all("#preset option", "os => os.map(o => o.value).filter(Boolean)")
+    flips = visible_bools(page)
+    wait_prefetched(w, len(flips) + len(names))
+    preset_batches = [json.loads(b) for b in w.prefetched if b.startswith('{"parts"')][len(flips):]
+    assert len(preset_batches) == len(names)  # each once, nothing more while idle
+    cold = open_page(viewport=(1440, 900))
+    cold.goto(live_server + PAIR)
+    for name in names:
+        before = len(w.requests)
+        w.after(page.locator("#preset").select_option, name)
+        assert w.requests[before:] == [], name
+        cold.after(cold.page.locator("#preset").select_option, name)
+        assert panels(page) == panels(cold.page), name
+        assert page.url == cold.page.url, name
+        wait_quiet(w)  # this preset's neighbours and the rest before the next choice
+    assert not w.console_errors and not w.page_errors and not cold.page_errors
