@@ -174,7 +174,8 @@ def _xen_zap(st: permalink.LinkState, base: str) -> str:
                            "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
     assert st.event is not None
     st.vm.validate()
-    z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr())
+    z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr(),
+                st.xen_frames)  # the link's frames (checked by decode), as POST /api/v1/zap takes them
     return render_xen_zap(z, permalink.url(st, base))
 
 

@@ -847,6 +847,8 @@ def request_body(state: LinkState) -> dict:
         body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
     if is_xen(state.kernel):
         x = xen_json(state.xen, state.view != "resolve")
+        if state.view == "zap" and state.xen_frames:  # the zap audits the map, frames and all (app.xen.zap)
+            x["frames"] = map_inputs_json(state)["xen_frames"]
         if x:
             body["xen"] = x
     if state.amd != _DEFAULT_AMD:

@@ -46,6 +46,9 @@ CASES = [
              "--event-value", "0x806"]),
     ("zap", ["--kernel", "xen-4.19", "--event", "passthrough_attach", "--event-value", "io"]),
     ("zap", ["--kernel", "xen", "--xen-iommu", "1", "--xen-io", "1", "--event", "cr0_cd", "--event-value", "1"]),
+    # the frames come only by --link (no --xen-frames option); the zap must audit them as the API does
+    ("zap", ["--link", "http://x/?v=1&view=zap&kernel=xen&event=mtrr_write&event_msr=0x2ff&event_value=0xc00"
+             "&deftype=0xc06&xen_iommu=1&xen_io=1&xen_frames=0x100000-0x200000:grant_map_rw"]),
 ]
 
 
