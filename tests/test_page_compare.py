@@ -250,6 +250,27 @@ def test_a_compare_side_the_list_lacks_is_dropped_and_listed(query, kept, droppe
     assert all(d["rule"].startswith(x[3]) for d, x in zip(data["dropped"], dropped, strict=True))
 
 
+@pytest.mark.parametrize(("body", "loc", "message"), [
+    ({"vs": "v4.2", "vs_type": "tdx"}, "vs_type", "no TDX VMs under 'v4.2'"),
+    ({"vs": "xen", "vs_vendor": "amd"}, "vs_vendor", "amd given with 'xen'"),
+    ({"vs": "v6.16", "vs_vendor": "amd", "vs_type": "tdx"}, "vs_type",
+     "a TDX VM needs an Intel CPU (vs_vendor is amd)"),
+    ({"vs_type": "tdx", "kernel": "v6.7"}, "vs_type", "no TDX VMs under 'v6.7'"),
+    ({"vs": "v4.2", "vs_vendor": "amd"}, "vs",
+     "AMD v4.2 (as 4.2) ignores guest PAT writes (no g_pat update before 4.14)"),
+])
+@pytest.mark.parametrize("kernel", ["v6.16", "xen"])
+def test_the_permalink_endpoint_refuses_the_compare_side_the_page_drops(body, loc, message, kernel):
+    """POST /api/v1/permalink takes no second side the diff (app.system_diff.side) refuses:
+    the same refusal, at vs / vs_vendor / vs_type, whatever the first side's system."""
+    r = client.post("/api/v1/permalink", json={"kernel": kernel, "vcpu": {}, "gpa": "0x0", **body})
+    assert r.status_code == 422, r.text
+    assert [(e["loc"], e["msg"]) for e in r.json()["errors"]] == [(["body", loc], message)]
+    ok = client.post("/api/v1/permalink", json={"kernel": kernel, "vcpu": {}, "gpa": "0x0", "vs": "v6.16",
+                                                "vs_type": "tdx"})
+    assert ok.status_code == 200 and ok.json()["query"].endswith("vs=v6.16&vs_type=tdx"), ok.text
+
+
 def test_the_status_legend_is_the_diffs_one_definition():
     """Every status the diff's dimensions take has its text in the page's legend, `fixed` too
     (a TD's cr0_cd), written once (app.system_diff.STATUS_TEXT) for the API schema as well."""

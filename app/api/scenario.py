@@ -18,13 +18,15 @@ from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
 from ..kvm.tdx import check_private_ranges, check_vm_kind
 from ..kvm.versions import resolve_kernel
+from ..kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve
+from ..system_diff import side
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
-from ..xen.versions import get_version, is_xen
+from ..xen.versions import is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
@@ -223,11 +225,10 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     event is written as given (zap checks it). `kernel` (or `vs`) may name Xen (with the
     facts in `xen`); `vs_vendor` amd makes the diff's second side KVM on AMD, `vs_type` tdx a TDX VM."""
     def vs_ok(r: s.PermalinkRequest) -> None:
-        if r.vs is not None:
-            if is_xen(r.vs):
-                get_version(r.vs, "vs")
-            else:
-                get_era(r.vs, "vs")
+        # the diff's second side, refused as POST /api/v1/diff refuses it (app.system_diff.side):
+        # the page keeps no side the diff would not take
+        if r.vs is not None or r.vs_vendor != VENDOR_INTEL or r.vs_type != VM_TYPE_DEFAULT:
+            side(r.vs if r.vs is not None else r.kernel, r.vs_vendor, "vs", r.vs_type)
 
     if is_xen(req.kernel):
         check_amd_facts(req, None)
