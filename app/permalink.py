@@ -81,8 +81,9 @@ from .kvm.scenario import (
     PatWrite,
     VcpuState,
     VmConfig,
+    check_private,
 )
-from .kvm.svm import HOST_MTRR_TYPES, SvmHost
+from .kvm.svm import HOST_MTRR_TYPES, SvmHost, check_amd_side
 from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
@@ -90,7 +91,7 @@ from .x86.pat import PAT_PRESETS, Pat
 from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, P2mType, PinnedRange, XenFacts
 from .xen.map import FrameRange
-from .xen.versions import get_version, is_xen
+from .xen.versions import check_xen_side, get_version, is_xen
 
 VERSION = "1"
 DEFAULT_KERNEL = "v6.16"
@@ -667,8 +668,10 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     default is used instead) and listed with the reason, and the rest is decoded again.
 
     A parameter refused as missing (an event without event_value or event_msr) drops the
-    `event` it belongs to. Raises MemTypeError only for what cannot be read in part: a
-    link of another encoding version (`v`).
+    `event` it belongs to. A parameter the state's system does not take (_SYSTEM_INPUTS:
+    private_ranges without a TD, xen_* with a KVM kernel, amd_* without vendor amd) is
+    dropped too, with the API's refusal. Raises MemTypeError only for what cannot be read
+    in part: a link of another encoding version (`v`).
     """
     q = _query(query)
     if q.get("v", VERSION) != VERSION:
@@ -676,7 +679,12 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     dropped: list[Dropped] = []
     for _ in range(len(q) + 1):
         try:
-            return decode(q), tuple(dropped)
+            state = decode(q)
+            foreign = _foreign_input(state, q)
+            if foreign is None:
+                return state, tuple(dropped)
+            name, e = foreign
+            dropped.append(Dropped(name, q.pop(name), e.message, e.rule))
         except MemTypeError as e:
             m = _LEADING_NAME.match(e.field)
             name = m.group(0) if m else e.field
@@ -687,6 +695,33 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
             why = e.message if e.field == name else f"{e.field}: {e.message}"  # the field when not the parameter
             dropped.append(Dropped(name, q.pop(name), why, e.rule))
     raise AssertionError("unreachable: each round drops one parameter")  # pragma: no cover
+
+
+_SYSTEM_INPUTS: tuple[tuple[tuple[str, ...], Callable[[LinkState], None]], ...] = (
+    (("private_ranges",), lambda st: check_private(True, st.vm, "private_ranges")),
+    (tuple(k.param for k in KNOBS if k.owner == "access" and k.attr == "private"),
+     lambda st: check_private(st.access.private, st.vm)),
+    ((*(k.param for k in KNOBS if k.owner == "xen"), "xen_frames"), lambda st: check_xen_side(True, st.kernel)),
+    (tuple(k.param for k in KNOBS if k.owner == "amd"),
+     lambda st: check_amd_side(True, {"vm.vendor": None if is_xen(st.kernel) else st.vm.vendor})),
+)
+"""The parameters one system alone takes (a TD's private GPAs, a Xen domain's facts and
+frames, an AMD host's facts), each with the refusal the API gives them for another system
+(POST /api/v1/map and /permalink): decode reads them whatever the state, and the page
+reads their rows only for their system, so decode_report drops and lists them rather than
+let the page lose them unsaid."""
+
+
+def _foreign_input(state: LinkState, q: Mapping[str, str]) -> tuple[str, MemTypeError] | None:
+    """The first parameter of `q` the state's system does not take, with its refusal."""
+    for params, check in _SYSTEM_INPUTS:
+        given = [p for p in params if p in q]
+        if given:
+            try:
+                check(state)
+            except MemTypeError as e:
+                return given[0], e
+    return None
 
 
 # -- the short form: /l/<token>, for mail -----------------------------------------------

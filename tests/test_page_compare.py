@@ -334,11 +334,51 @@ def test_a_link_keeps_the_maps_private_ranges_and_xen_frames():
 
 
 @pytest.mark.parametrize(("query", "why"), [
-    ("private_ranges=0x1000", "'0x1000' is not start-end"),
-    ("private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
-    ("xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
-    ("xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
+    ("vmtype=tdx&private_ranges=0x1000", "'0x1000' is not start-end"),
+    ("vmtype=tdx&private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
+    ("kernel=xen&xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
+    ("kernel=xen&xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
 ])
 def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
-    data = initial(f"/?v=1&kernel=xen&{query}")
-    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("=")[0], why)]
+    """Each map input under the one system that takes it (a TD, Xen), so only its syntax drops it."""
+    data = initial(f"/?v=1&{query}")
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("&")[1].split("=")[0], why)]
+
+
+NOT_A_TD = ("private_ranges given for a VM that is not a TD", "private GPAs (Secure EPT) exist only with vm.type tdx")
+NOT_XEN = ("Xen facts given with a KVM kernel", 'xen needs kernel "xen"')
+
+
+@pytest.mark.parametrize(("query", "dropped"), [
+    ("private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("kernel=xen&private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("vendor=amd&private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("kernel=v6.16&xen_frames=0x0-0x1000", [("xen_frames", "0x0-0x1000", *NOT_XEN)]),
+    ("xen_pinned=0x200-0x3ff:WC", [("xen_pinned", "0x200-0x3ff:WC", *NOT_XEN)]),
+    ("vmtype=tdx&xen_iommu=1&xen_frames=0x0-0x1000",
+     [("xen_iommu", "1", *NOT_XEN), ("xen_frames", "0x0-0x1000", *NOT_XEN)]),
+    ("private=1", [("private", "1", "private given for a VM that is not a TD", NOT_A_TD[1])]),
+    ("amd_host_mtrr=UC", [("amd_host_mtrr", "UC", "AMD host facts given with vm.vendor intel",
+                           "amd needs vm.vendor amd")]),
+    ("vmtype=tdx&private_ranges=0x0-0x1000", []),
+    ("kernel=xen&xen_frames=0x0-0x1000&xen_pinned=0x200-0x3ff:WC", []),
+])
+def test_a_map_input_for_another_system_is_dropped_and_listed(query, dropped):
+    """A link's input for a system the state is not (private GPAs without a TD, Xen facts and
+    frames with a KVM kernel, AMD host facts without vendor amd) is dropped and listed with
+    the refusal POST /api/v1/permalink gives it, not kept for the page to lose unsaid; the
+    same input under its own system is kept."""
+    data = initial(f"/?v=1&{query}")
+    assert [(d["param"], d["value"], d["message"], d["rule"]) for d in data["dropped"]] == dropped
+    init = data["initial"]
+    assert ("private_ranges" in init) == ("vmtype=tdx&private_ranges" in query)
+    assert ("xen_frames" in init) == ("kernel=xen&xen_frames" in query)
+    body = {"kernel": "v6.16", "vcpu": {}, "gpa": "0x0"}
+    for param, _, message, rule in dropped:  # the endpoint's refusal, word for word
+        one = {"private_ranges": {"private_ranges": []}, "xen_frames": {"xen": {"frames": []}},
+               "xen_pinned": {"xen": {"pinned": []}}, "xen_iommu": {"xen": {"iommu": True}},
+               "private": {"private": True}, "amd_host_mtrr": {"amd": {"host_mtrr": "UC"}}}[param]
+        kernel = {"kernel": "xen"} if "kernel=xen" in query else {}
+        r = client.post("/api/v1/permalink", json={**body, **one, **kernel})
+        assert r.status_code == 422 and (r.json()["errors"][0]["msg"], r.json()["detail"].split(" (", 1)[1]) == (
+            message, rule + ")"), r.text

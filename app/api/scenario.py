@@ -26,7 +26,7 @@ from ..system_diff import side
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
-from ..xen.versions import is_xen
+from ..xen.versions import check_xen_side, is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
@@ -70,9 +70,8 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     if is_xen(req.kernel):
         check_amd_facts(req, None)
         return xen_resolve(req, request, fmt)
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
     check_amd_facts(req, vm.vendor)
@@ -107,9 +106,8 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     if is_xen(req.kernel):
         check_amd_facts(req, None)
         return xen_zap_answer(req, request, fmt)
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     ev = req.event
     if isinstance(ev, s.PassthroughEvent):
         raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
@@ -193,9 +191,8 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
         check_amd_facts(req, None)
         check_private_ranges_given(req, VmConfig())
         return json_response(xen_map_answer(req, limits))
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_amd_facts(req, vm.vendor)
     check_private_ranges_given(req, vm)
@@ -234,9 +231,8 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
         check_amd_facts(req, None)
         state = xen_permalink_state(req, vs_ok)
         return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
     check_private_ranges_given(req, vm)

@@ -25,7 +25,7 @@ from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
-from .systems import MapLimits
+from .systems import MapLimits, check_private_ranges_given
 
 KVM_ONLY = ("mmio", "host_page", "private")
 
@@ -169,10 +169,7 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
         if getattr(req, name) is not None:
             raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
                                 ["body", name])
-    if req.private_ranges is not None:  # the map refuses them the same way (check_private_ranges_given)
-        raise RuleViolation(MemTypeError("private_ranges", "private_ranges given for a Xen domain",
-                                         "private GPAs are a TDX VM's (KVM_SET_MEMORY_ATTRIBUTES)"),
-                            ["body", "private_ranges"])
+    check_private_ranges_given(req, VmConfig())  # the map's refusal (a Xen domain is no TD)
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):
