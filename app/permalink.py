@@ -142,7 +142,9 @@ def _pinned_text(ranges: tuple[PinnedRange, ...]) -> str:
 
 
 def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
-    return ",".join(f"{a:#x}-{b:#x}" for a, b in ranges)
+    """A link's private_ranges, by start: the one order, whoever wrote the state (the
+    map's check_private_ranges sorts too), so one state has one link."""
+    return ",".join(f"{a:#x}-{b:#x}" for a, b in sorted(ranges))
 
 
 FRAME_FLAGS = ("mmio_ro", "special")
@@ -150,8 +152,11 @@ FRAME_FLAGS = ("mmio_ro", "special")
 
 
 def _frames_text(frames: tuple[FrameRange, ...]) -> str:
+    """A link's xen_frames, by start (as app.xen.map.check_frames returns them): the zap's
+    link (frames as given) and the permalink endpoint's (frames checked) are one string."""
     return ",".join(":".join([f"{f.start:#x}-{f.end:#x}", *([f.p2m_type.value] if f.p2m_type else []),
-                              *(n for n in FRAME_FLAGS if getattr(f, n))]) for f in frames)
+                              *(n for n in FRAME_FLAGS if getattr(f, n))])
+                    for f in sorted(frames, key=lambda f: (f.start, f.end)))
 
 
 def _b(v: bool) -> str:

@@ -133,7 +133,7 @@ def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Resp
         with _xen_loc():
             z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr(), frames)
     link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts, xen_frames=frames),
-               base_url(request))  # the link keeps the frames (app.permalink xen_frames)
+               base_url(request))  # the link keeps the frames (app.permalink writes them in order)
     if wants_text(request, fmt):
         return text(render_xen_zap(z, link))
     return json_response(s.XenZapResponse.model_validate(s.View(z, kernel=req.kernel, permalink=link)))
