@@ -136,11 +136,9 @@ def cmd_resolve(args: argparse.Namespace) -> str:
 
 def _xen_only(st: permalink.LinkState) -> None:
     """With a Xen kernel only vm.maxphyaddr and the memory map apply (as in the API)."""
-    from .xen.resolve import kvm_settings_given
+    from .xen.resolve import check_no_kvm_settings
 
-    if kvm_settings_given(st.vm):
-        raise MemTypeError("kernel", "KVM settings given with a Xen kernel",
-                           "only --maxphyaddr and --map apply to Xen; domain facts are the --xen-* options")
+    check_no_kvm_settings(st.vm, "kernel")
 
 
 def _kvm_only(st: permalink.LinkState) -> None:

@@ -79,6 +79,19 @@ async def test_cli_diff_across_systems(client, capsys, argv, first):
     assert out.rstrip("\n") == r.text.rstrip("\n")
 
 
+async def test_kvm_settings_with_xen_one_refusal(client, capsys):
+    """The CLI and the API refuse KVM settings with a Xen kernel with one message and one
+    rule (app.xen.resolve.check_no_kvm_settings), at their own place (--kernel / vm)."""
+    rc, out, err = run(capsys, "resolve", "--kernel", "xen", "--ncdma", "1")
+    r = await client.post("/api/v1/resolve", json={"kernel": "xen", "gpa": "0x0", "vm": {"noncoherent_dma": True}})
+    assert r.status_code == 422 and rc == 2
+    e = r.json()["errors"][0]
+    assert (e["loc"], e["msg"], e["rule"]) == (["body", "vm"], "KVM settings given with a Xen kernel",
+                                               "of the VM's settings Xen reads only MAXPHYADDR and the memory map; "
+                                               "a domain's facts are given as Xen facts")
+    assert f"kernel: {e['msg']} ({e['rule']})" in " ".join(err.split()), err
+
+
 @pytest.mark.parametrize("argv, says", [
     (["zap", "--kernel", "xen", "--event", "noncoherent_dma", "--event-value", "1"], "noncoherent_dma is a KVM"),
     (["zap", "--kernel", "v6.7", "--event", "passthrough_attach"], "passthrough_attach is a Xen event"),

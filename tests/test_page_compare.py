@@ -216,8 +216,9 @@ def test_a_xen_group_leaves_out_only_what_xen_fixes():
                                    "pattern": {"self_snoop": False, "is_mmio": True, "xen_iommu": True}})
     assert sc["vm"]["self_snoop"] is True and sc["xen"] == {"iommu": True, "p2m_type": "mmio_direct"}
     assert sc["unapplied"] == [{"dimension": "self_snoop", "value": False, "why":
-                                "Xen HVM (EPT) fixes vm.self_snoop=true (KVM settings given with kernel xen (only "
-                                "vm.maxphyaddr applies to Xen; domain facts go in xen))"}]
+                                "Xen HVM (EPT) fixes vm.self_snoop=true (KVM settings given with a Xen kernel (of the "
+                                "VM's settings Xen reads only MAXPHYADDR and the memory map; a domain's facts are "
+                                "given as Xen facts))"}]
     same = post("/page/diff-state", {"scenario": {"kernel": "xen", "gpa": "0x1000"}, "pattern": {"self_snoop": True}})
     assert "unapplied" not in same
 

@@ -18,7 +18,7 @@ from ..xen.cd import cd_view
 from ..xen.events import PASSTHROUGH_ATTACH
 from ..xen.facts import P2mType
 from ..xen.map import FrameRange, check_frames, xen_map
-from ..xen.resolve import kvm_settings_given, resolve_xen
+from ..xen.resolve import check_no_kvm_settings, resolve_xen
 from ..xen.text import render_xen, render_xen_zap
 from ..xen.zap import xen_zap
 from . import schemas as s
@@ -43,9 +43,8 @@ def to_facts(x: s.XenDomainIn | None) -> XenFacts:
 
 
 def _kvm_vm(vm: VmConfig) -> None:
-    if kvm_settings_given(vm):
-        raise RuleViolation(MemTypeError("vm", "KVM settings given with kernel xen",
-                                         "only vm.maxphyaddr applies to Xen; domain facts go in xen"), ["body", "vm"])
+    with core_errors():
+        check_no_kvm_settings(vm)
 
 
 @contextmanager
