@@ -90,7 +90,7 @@ from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
 from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, P2mType, PinnedRange, XenFacts
-from .xen.map import FrameRange
+from .xen.map import FRAME_FLAGS, FrameRange
 from .xen.versions import check_xen_side, get_version, is_xen
 
 VERSION = "1"
@@ -146,9 +146,6 @@ def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
     map's check_private_ranges sorts too), so one state has one link."""
     return ",".join(f"{a:#x}-{b:#x}" for a, b in sorted(ranges))
 
-
-FRAME_FLAGS = ("mmio_ro", "special")
-"""The FrameRange flags a link's xen_frames item may name after its range."""
 
 
 def _frames_text(frames: tuple[FrameRange, ...]) -> str:

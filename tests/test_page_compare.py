@@ -304,6 +304,32 @@ def test_the_map_inputs_are_the_schemas_rows():
     assert [f["name"] for f in xf["flags"]] == ["mmio_ro", "special"]
 
 
+def test_the_map_rows_are_named_and_flagged_as_the_core_does():
+    """One name per row (the map's refusals say it, the page's rows and add buttons too) and
+    one list of frame flags (the core's FrameRange, the schema's checkboxes, the link's
+    `:flag` words): each checked against what the others answer."""
+    from app.api.schemas import XenFramesIn
+    from app.pages import MAP_INPUTS
+    from app.permalink import LinkState, decode, encode
+    from app.xen.map import FRAME_FLAGS, FrameRange
+
+    pr, xf = MAP_INPUTS["private_ranges"], MAP_INPUTS["xen_frames"]
+    assert (pr["what"], xf["what"]) == ("private range", "frame range")
+    many = [{"start": f"{n << 13:#x}", "end": f"{(n << 13) + 4096:#x}"} for n in range(pr["max"] + 1)]
+    td = post("/api/v1/map", {"kernel": "v6.16", "vm": {"type": "tdx"}, "private_ranges": many}, 422)
+    xen = post("/api/v1/map", {"kernel": "xen", "xen": {"frames": many}}, 422)
+    assert td["errors"][0]["msg"] == f"{len(many)} {pr['what']}s given"
+    assert xen["errors"][0]["msg"] == f"{len(many)} {xf['what']}s given"
+    html = client.get("/?v=1").text
+    assert f">+ add {pr['what']}</button>" in html and f">+ add {xf['what']}</button>" in html
+    schema_flags = [n for n, f in XenFramesIn.model_fields.items() if f.annotation is bool]
+    assert list(FRAME_FLAGS) == schema_flags == [f["name"] for f in xf["flags"]]
+    every = FrameRange(0x0, 0x1000, **{n: True for n in FRAME_FLAGS})
+    q = encode(LinkState("xen", xen_frames=(every,)))
+    assert q.endswith("xen_frames=0x0-0x1000:" + ":".join(FRAME_FLAGS))
+    assert decode(q).xen_frames == (every,)
+
+
 TD_LINK = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
            "vcpu": {"mtrr": {"def_type": "0x806"}}}
 
