@@ -34,10 +34,9 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   amd_host_pat, amd_host_mtrr  vendor amd: the host's IA32_PAT (hex) and the host
               MTRR type of the frames [Linux's PAT; MTRR by kind: RAM WB, MMIO UC]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
-  private_ranges  vmtype tdx, the map's private_ranges: `0xSTART-0xEND` GPAs (end
-              exclusive), comma-separated [none]
-  xen_frames  kernel xen, the map's xen.frames: `0xSTART-0xEND` then `:P2M` (a p2m type)
-              and `:mmio_ro`, `:special` as set, comma-separated [none]
+  private_ranges  vmtype tdx, the map's private_ranges [none]
+  xen_frames  kernel xen, the map's xen.frames [none]; both written as their row's `rule`
+              in app/knobs.py says (one text: a bad value's refusal quotes it), by start
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
 (digits to str.isdigit()) are refused, naming the parameter, like any other bad value.
@@ -55,7 +54,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
-from .knobs import KNOBS, Knob, rows
+from .knobs import BY_PARAM, KNOBS, Knob, rows
 from .kvm.eras import get_era
 from .kvm.host_page import CLASSES as HOST_CLASSES
 from .kvm.host_page import PRESETS as HOST_PRESETS
@@ -611,16 +610,14 @@ def _span(item: str, name: str, rule: str) -> tuple[int, int]:
 def _read_private_ranges(q: Mapping[str, str], values: Values) -> None:
     if text := q.get("private_ranges"):
         values["link"]["private_ranges"] = tuple(
-            _span(item, "private_ranges", "private ranges are 0xSTART-0xEND GPAs, end exclusive")
-            for item in text.split(","))
+            _span(item, "private_ranges", BY_PARAM["private_ranges"].rule) for item in text.split(","))
 
 
 def _read_frames(q: Mapping[str, str], values: Values) -> None:
     text = q.get("xen_frames")
     if not text:
         return
-    rule = (f"frame ranges are 0xSTART-0xEND GPAs, end exclusive, then :P2M ({', '.join(P2M_TYPES)}) and "
-            f":{' :'.join(FRAME_FLAGS)} as needed")
+    rule = BY_PARAM["xen_frames"].rule
     out = []
     for item in text.split(","):
         span, *parts = item.split(":")

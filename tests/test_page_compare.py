@@ -367,9 +367,18 @@ def test_a_link_keeps_the_maps_private_ranges_and_xen_frames():
     ("kernel=xen&xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
 ])
 def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
-    """Each map input under the one system that takes it (a TD, Xen), so only its syntax drops it."""
+    """Each map input under the one system that takes it (a TD, Xen), so only its syntax drops
+    it; the rule is the format's one text (the knob row's `rule`), whose example reads."""
+    from app.knobs import BY_PARAM
+    from app.permalink import decode
+
     data = initial(f"/?v=1&{query}")
-    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("&")[1].split("=")[0], why)]
+    param = query.split("&")[1].split("=")[0]
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(param, why)]
+    if " is not start-end" in why:  # the item's shape (a bad number names the hex rule)
+        assert data["dropped"][0]["rule"] == BY_PARAM[param].rule
+    example = BY_PARAM[param].values.removeprefix("e.g. ")
+    assert getattr(decode(f"v=1&{query.split('&')[0]}&{param}={example}"), param)
 
 
 NOT_A_TD = ("private_ranges given for a VM that is not a TD", "private GPAs (Secure EPT) exist only with vm.type tdx")
