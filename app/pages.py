@@ -851,9 +851,9 @@ def fixed_dims(kernel: str, view: dict, pattern: dict[str, bool | str], vm: VmCo
     """The dimensions of a diff group's pattern the page's system cannot take: those whose
     value (app.analysis.apply_pattern, the one construction of a group's state) would move a
     control the system fixes (system_view's `fixed`: the value it accepts) to another value.
-    Which fields a dimension sets is found by applying it, not listed here: a TD's guest_mtrr
-    is its MTRRdefType (the TDX module fixes it to WB), its IGNORE_GUEST_PAT quirk is off
-    (tdx_vm_init()), Xen's self_snoop is fixed. Keyed by dimension: {dimension, value, why}."""
+    Which fields a dimension sets is found by applying it, not listed here: a TD's
+    IGNORE_GUEST_PAT quirk is off (tdx_vm_init()), Xen's self_snoop is fixed (a TD's
+    guest_mtrr is a variable range, so its fixed MTRRdefType stays: apply_pattern). Keyed by dimension: {dimension, value, why}."""
     fixed = view.get("fixed") or []
     if not fixed:
         return {}

@@ -176,13 +176,15 @@ TD = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
 
 
 @pytest.mark.parametrize(("b", "left_out"), [("v6.16", {"quirk_ignore_guest_pat"}),
-                                             ("v6.7", {"quirk_ignore_guest_pat", "guest_mtrr"})])
+                                             ("v6.7", {"quirk_ignore_guest_pat"})])
 def test_every_td_group_opened_as_the_page_sends_it_gives_its_answer(b, left_out):
     """A TD against an Intel era, each group opened as the page does (every dimension but the
     ones the TD lacks): the dimensions the TD has but does not read are applied (nc-DMA,
     self-snoop: still the TD's state), the ones that would move a value the TD fixes are
-    left out and said (its MTRRdefType, its IGNORE_GUEST_PAT quirk), and resolve takes the
-    state and gives the group's entry and effective type."""
+    left out and said (its IGNORE_GUEST_PAT quirk), a guest MTRR type other than WB is a
+    variable range over every address (the TD's MTRRdefType stays the fixed 0x806), and
+    resolve takes the state and gives the group's entry and effective type (and expects what
+    the group's guest MTRR type makes the guest expect)."""
     d = post("/api/v1/diff", {"a": "v6.16", "a_type": "tdx", "b": b, "limit": 0})
     status = {x["name"]: x["a"] for x in d["dimensions"]}
     assert status["noncoherent_dma"] == status["quirk_ignore_guest_pat"] == "not read"
@@ -199,11 +201,15 @@ def test_every_td_group_opened_as_the_page_sends_it_gives_its_answer(b, left_out
             assert unapplied["quirk_ignore_guest_pat"]["why"].startswith(
                 "KVM TDX VM (TD) fixes vm.quirk_ignore_guest_pat=false (KVM_X86_QUIRK_IGNORE_GUEST_PAT is always "
                 "disabled for a TDX VM")
-        if pattern.get("guest_mtrr", "*") not in ("*", "WB"):
-            assert sc["vcpu"]["mtrr"]["def_type"] == "0x806"
-            assert unapplied["guest_mtrr"]["why"].startswith("KVM TDX VM (TD) fixes vcpu.mtrr.def_type=0x806 (")
+        if pattern.get("guest_mtrr", "*") != "*":
+            assert sc["vcpu"]["mtrr"]["def_type"] == "0x806" and "guest_mtrr" not in unapplied
+            t = {"UC": 0, "WC": 1, "WT": 4, "WP": 5, "WB": 6}[pattern["guest_mtrr"]]
+            assert sc["vcpu"]["mtrr"].get("variable", []) == ([] if t == 6 else [
+                {"base": f"{t:#x}", "mask": "0x800"}]), sc["vcpu"]["mtrr"]
         seen |= set(unapplied)
         r = post("/api/v1/resolve", sc)
+        if pattern.get("guest_mtrr") == "UC" and pattern.get("pat") != "WC":  # UC MTRR: UC expected
+            assert {p["guest_expected"] for p in r["pat"]} == {"UC"}, r["pat"]
         assert r["ept"]["notation"] == g["entry_a"], (g["pattern"], r["ept"])
         assert {p["effective"] for p in r["pat"]} == {g["effective_a"]}, g["pattern"]
     assert seen == left_out  # v6.16 reads no guest MTRR either: no group names one
