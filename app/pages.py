@@ -93,7 +93,7 @@ from .api.schemas import (
 )
 from .api.systems import svm_host
 from .assets import AssetHasher
-from .knobs import KNOBS, Knob, page_knobs
+from .knobs import BY_PARAM, KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
 from .kvm.ranges import MAP_RANGES_MAX
 from .kvm.scenario import Access, VmConfig
@@ -423,9 +423,10 @@ def _map_inputs() -> dict[str, dict]:
     frame = XenFramesIn.model_fields
     return {
         "private_ranges": {"name": "private_ranges", "api": "private_ranges", "max": MAP_RANGES_MAX,
-                           "what": PRIVATE_RANGE,
+                           "what": PRIVATE_RANGE, "heading": BY_PARAM["private_ranges"].label,
                            "label": MapRequest.model_fields["private_ranges"].description or "private_ranges"},
         "xen_frames": {"name": "frames", "api": "xen.frames", "max": MAP_RANGES_MAX, "what": FRAME_RANGE,
+                       "heading": BY_PARAM["xen_frames"].label,
                        "label": XenMapIn.model_fields["frames"].description or "frames",
                        "p2m_types": _literal_choices(frame["p2m_type"].annotation),
                        "p2m_label": frame["p2m_type"].description or "p2m_type",
@@ -853,7 +854,8 @@ def fixed_dims(kernel: str, view: dict, pattern: dict[str, bool | str], vm: VmCo
     control the system fixes (system_view's `fixed`: the value it accepts) to another value.
     Which fields a dimension sets is found by applying it, not listed here: a TD's
     IGNORE_GUEST_PAT quirk is off (tdx_vm_init()), Xen's self_snoop is fixed (a TD's
-    guest_mtrr is a variable range, so its fixed MTRRdefType stays: apply_pattern). Keyed by dimension: {dimension, value, why}."""
+    guest_mtrr is a variable range, so its fixed MTRRdefType stays: apply_pattern). Keyed
+    by dimension: {dimension, value, why}."""
     fixed = view.get("fixed") or []
     if not fixed:
         return {}

@@ -328,6 +328,12 @@ def test_the_map_rows_are_named_and_flagged_as_the_core_does():
     assert xen["errors"][0]["msg"] == f"{len(many)} {xf['what']}s given"
     html = client.get("/?v=1").text
     assert f">+ add {pr['what']}</button>" in html and f">+ add {xf['what']}</button>" in html
+    from markupsafe import escape
+
+    from app.knobs import BY_PARAM  # the headings: the link rows' labels
+
+    for m, param in ((pr, "private_ranges"), (xf, "xen_frames")):
+        assert f'title="{escape(m["label"])}">{BY_PARAM[param].label} <span' in html
     schema_flags = [n for n, f in XenFramesIn.model_fields.items() if f.annotation is bool]
     assert list(FRAME_FLAGS) == schema_flags == [f["name"] for f in xf["flags"]]
     every = FrameRange(0x0, 0x1000, **{n: True for n in FRAME_FLAGS})
