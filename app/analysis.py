@@ -18,10 +18,12 @@ from itertools import product
 from .kvm.era import Era, Fault
 from .kvm.eras import ERAS
 from .kvm.scenario import Access, VcpuState, VmConfig
+from .kvm.tdx import TDX_MTRR_DEF_TYPE
+from .kvm.vm_kinds import VM_TYPE_TDX
 from .x86.ept import effective_type
 from .x86.guest import expectation
 from .x86.memtype import INCOMPARABLE, SAME, MemType, MemTypeError, relation
-from .x86.mtrr import DEF_TYPE_E, Lookup, MtrrState
+from .x86.mtrr import DEF_TYPE_E, PHYSMASK_V, Lookup, MtrrState, VarMtrr
 from .x86.pat import Pat
 
 BOOLS = ("is_mmio", "noncoherent_dma", "cr0_cd", "quirk_cd_nw_cleared", "quirk_ignore_guest_pat", "self_snoop")
@@ -202,6 +204,16 @@ def _state_mtrr(t: MemType) -> MtrrState:
     return MtrrState(def_type=DEF_TYPE_E | int(t))
 
 
+def _td_state_mtrr(t: MemType) -> MtrrState:
+    """A TD's MTRRs giving `t` everywhere: the TDX module fixes MTRRdefType (enabled, WB,
+    app.kvm.tdx.TDX_MTRR_DEF_TYPE) but KVM still emulates the variable-range MSRs for a TD,
+    so a type other than WB is one variable range over every address (PHYSMASK valid, mask
+    0: the SDM's match holds for any address)."""
+    if t == MemType.WB:
+        return MtrrState(def_type=TDX_MTRR_DEF_TYPE)
+    return MtrrState(def_type=TDX_MTRR_DEF_TYPE, variable=(VarMtrr(base=int(t), mask=PHYSMASK_V),))
+
+
 def _state_pat(t: MemType) -> Pat:
     """Every PAT entry `t`."""
     return Pat.from_msr(int.from_bytes(bytes([int(t)] * 8), "little"))
@@ -218,7 +230,8 @@ def state_scenario(s: State, gpa: int = 0x100000) -> tuple[VmConfig, VcpuState, 
 def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
                   access: Access) -> tuple[VmConfig, VcpuState, Access]:
     """A scenario in a diff group: each dimension the group's pattern fixes (the keys of
-    State.as_dict) set as state_scenario sets it, every `*` (and every other input) kept.
+    State.as_dict) set as state_scenario sets it, every `*` (and every other input) kept; a
+    TD's guest_mtrr through a variable range (its MTRRdefType is fixed: _td_state_mtrr).
     Clearing CR0.CD clears CR0.NW too (NW=1 needs CD=1). Unknown keys or values raise."""
     values = dict(DIMENSIONS)
     for k, v in pattern.items():
@@ -235,7 +248,8 @@ def apply_pattern(pattern: Mapping[str, object], vm: VmConfig, vcpu: VcpuState,
     if "cr0_cd" in flags:
         vcpu = replace(vcpu, cr0_cd=flags["cr0_cd"], cr0_nw=vcpu.cr0_nw and flags["cr0_cd"])
     if "guest_mtrr" in fixed:
-        vcpu = replace(vcpu, mtrr=_state_mtrr(MemType.from_label(str(fixed["guest_mtrr"]))))
+        t = MemType.from_label(str(fixed["guest_mtrr"]))
+        vcpu = replace(vcpu, mtrr=_td_state_mtrr(t) if vm.vm_type == VM_TYPE_TDX else _state_mtrr(t))
     if "pat" in fixed:
         vcpu = replace(vcpu, pat=_state_pat(MemType.from_label(str(fixed["pat"]))))
     return vm, vcpu, access

@@ -136,11 +136,9 @@ def cmd_resolve(args: argparse.Namespace) -> str:
 
 def _xen_only(st: permalink.LinkState) -> None:
     """With a Xen kernel only vm.maxphyaddr and the memory map apply (as in the API)."""
-    from .xen.resolve import kvm_settings_given
+    from .xen.resolve import check_no_kvm_settings
 
-    if kvm_settings_given(st.vm):
-        raise MemTypeError("kernel", "KVM settings given with a Xen kernel",
-                           "only --maxphyaddr and --map apply to Xen; domain facts are the --xen-* options")
+    check_no_kvm_settings(st.vm, "kernel")
 
 
 def _kvm_only(st: permalink.LinkState) -> None:
@@ -174,7 +172,8 @@ def _xen_zap(st: permalink.LinkState, base: str) -> str:
                            "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
     assert st.event is not None
     st.vm.validate()
-    z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr())
+    z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr(),
+                st.xen_frames)  # the link's frames (checked by decode), as POST /api/v1/zap takes them
     return render_xen_zap(z, permalink.url(st, base))
 
 

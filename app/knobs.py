@@ -35,6 +35,7 @@ from .kvm.scenario import Access, VcpuState, VmConfig
 from .kvm.svm import HOST_MTRR_TYPES, SvmHost
 from .kvm.vm_kinds import VENDORS, VM_TYPES
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, XenFacts
+from .xen.map import FRAME_FLAGS
 
 OWNERS = ("link", "vm", "vcpu", "access", "host_page", "event", "xen", "amd")
 KINDS = ("bool", "opt_bool", "dec", "hex", "text")
@@ -94,7 +95,9 @@ class Knob:
     bounds: tuple[int, int] | None = None
     """`dec` rows: the numbers a link may carry (a rule outside them is the resolver's)."""
     rule: str = ""
-    """`dec` rows: the rule named when a link's number is out of `bounds`."""
+    """`dec` rows: the rule named when a link's number is out of `bounds`; the map's lists
+    (private_ranges, xen_frames): how a link writes them, the one text of that format (the
+    decoder's refusal says it, app/permalink.py's docstring points here)."""
     page_range: tuple[int, int] | None = None
     """`dec` rows: the number input's min and max."""
     part_of: str | None = None
@@ -278,12 +281,13 @@ KNOBS: tuple[Knob, ...] = (
     # -- the map's own inputs (POST /api/v1/map; the page's row editors) ------------------
     Knob(param="private_ranges", owner="link", attr="private_ranges", api="private_ranges", cli=None,
          label="private GPA ranges", help="vmtype tdx, the map only: the GPA ranges whose memory attribute is "
-         "private (KVM_SET_MEMORY_ATTRIBUTES), comma-separated start-end, end exclusive",
-         values="e.g. 0x0-0xa0000"),
+         "private (KVM_SET_MEMORY_ATTRIBUTES)", values="e.g. 0x0-0xa0000",
+         rule="private ranges are 0xSTART-0xEND GPAs, end exclusive, comma-separated"),
     Knob(param="xen_frames", owner="link", attr="xen_frames", api="xen.frames", cli=None,
-         label="per-frame facts", help="kernel xen, the map only: GPA ranges start-end (end exclusive) with "
-         "their p2m type and mmio_ro/special flags, comma-separated",
-         values="e.g. 0x100000-0x200000:grant_map_rw:special"),
+         label="per-frame facts", help="kernel xen, the map only: GPA ranges with their p2m type and flags",
+         values="e.g. 0x100000-0x200000:grant_map_rw:special",
+         rule=(f"frame ranges are 0xSTART-0xEND GPAs, end exclusive, then :P2M ({', '.join(P2M_TYPES)}) and "
+               f"{' '.join(':' + n for n in FRAME_FLAGS)} as set, comma-separated")),
     # -- page only -------------------------------------------------------------------------
     Knob(param="pati", owner="link", attr="pati", api="pati", short="t", kind="dec", control="pati",
          label="types for PAT entry", help="page only: the PAT entry whose effective types the map shows",

@@ -93,11 +93,11 @@ from .api.schemas import (
 )
 from .api.systems import svm_host
 from .assets import AssetHasher
-from .knobs import KNOBS, Knob, page_knobs
+from .knobs import BY_PARAM, KNOBS, Knob, page_knobs
 from .kvm.eras import ERAS
 from .kvm.ranges import MAP_RANGES_MAX
 from .kvm.scenario import Access, VmConfig
-from .kvm.tdx import check_vm_kind
+from .kvm.tdx import PRIVATE_RANGE, check_vm_kind
 from .kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT, VM_TYPE_TDX
 from .lru import Lru
 from .permalink import (
@@ -137,6 +137,7 @@ from .x86.mtrr import (
 )
 from .x86.pat import PAT_PRESETS, Pat, pte_flags_text
 from .xen.facts import PINNED_TYPES
+from .xen.map import FRAME_RANGE
 from .xen.versions import NEWEST, SYSTEM_ID, XEN_VERSIONS, is_xen
 
 log = logging.getLogger("memtype.api")
@@ -417,12 +418,15 @@ def _map_inputs() -> dict[str, dict]:
     """The map's own inputs (POST /api/v1/map takes them, resolve does not), as the page's row
     editors: a TD's private GPA ranges (MapRequest.private_ranges, GpaRangeIn rows) and Xen's
     per-frame facts (XenMapIn.frames: XenFramesIn rows, a p2m type select, empty = the
-    memory map range's, and a checkbox per flag). Their limits are the core's."""
+    memory map range's, and a checkbox per flag). Their limits, and what one row is called
+    (`what`: the rows' labels and the add button say it as the map's refusals do), are the core's."""
     frame = XenFramesIn.model_fields
     return {
         "private_ranges": {"name": "private_ranges", "api": "private_ranges", "max": MAP_RANGES_MAX,
+                           "what": PRIVATE_RANGE, "heading": BY_PARAM["private_ranges"].label,
                            "label": MapRequest.model_fields["private_ranges"].description or "private_ranges"},
-        "xen_frames": {"name": "frames", "api": "xen.frames", "max": MAP_RANGES_MAX,
+        "xen_frames": {"name": "frames", "api": "xen.frames", "max": MAP_RANGES_MAX, "what": FRAME_RANGE,
+                       "heading": BY_PARAM["xen_frames"].label,
                        "label": XenMapIn.model_fields["frames"].description or "frames",
                        "p2m_types": _literal_choices(frame["p2m_type"].annotation),
                        "p2m_label": frame["p2m_type"].description or "p2m_type",
@@ -848,9 +852,10 @@ def fixed_dims(kernel: str, view: dict, pattern: dict[str, bool | str], vm: VmCo
     """The dimensions of a diff group's pattern the page's system cannot take: those whose
     value (app.analysis.apply_pattern, the one construction of a group's state) would move a
     control the system fixes (system_view's `fixed`: the value it accepts) to another value.
-    Which fields a dimension sets is found by applying it, not listed here: a TD's guest_mtrr
-    is its MTRRdefType (the TDX module fixes it to WB), its IGNORE_GUEST_PAT quirk is off
-    (tdx_vm_init()), Xen's self_snoop is fixed. Keyed by dimension: {dimension, value, why}."""
+    Which fields a dimension sets is found by applying it, not listed here: a TD's
+    IGNORE_GUEST_PAT quirk is off (tdx_vm_init()), Xen's self_snoop is fixed (a TD's
+    guest_mtrr is a variable range, so its fixed MTRRdefType stays: apply_pattern). Keyed
+    by dimension: {dimension, value, why}."""
     fixed = view.get("fixed") or []
     if not fixed:
         return {}

@@ -34,10 +34,9 @@ below; the others by the codec named after their parameter (_ENCODERS, _DECODERS
   amd_host_pat, amd_host_mtrr  vendor amd: the host's IA32_PAT (hex) and the host
               MTRR type of the frames [Linux's PAT; MTRR by kind: RAM WB, MMIO UC]
   pati        page only: resolve, zap and diff ignore it (POST /api/v1/map: pat_index)
-  private_ranges  vmtype tdx, the map's private_ranges: `0xSTART-0xEND` GPAs (end
-              exclusive), comma-separated [none]
-  xen_frames  kernel xen, the map's xen.frames: `0xSTART-0xEND` then `:P2M` (a p2m type)
-              and `:mmio_ro`, `:special` as set, comma-separated [none]
+  private_ranges  vmtype tdx, the map's private_ranges [none]
+  xen_frames  kernel xen, the map's xen.frames [none]; both written as their row's `rule`
+              in app/knobs.py says (one text: a bad value's refusal quotes it), by start
 
 Decimal numbers (maxphyaddr, pati, fixed run lengths) are 1-3 ASCII digits: `²` or `٣`
 (digits to str.isdigit()) are refused, naming the parameter, like any other bad value.
@@ -55,7 +54,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote
 
-from .knobs import KNOBS, Knob, rows
+from .knobs import BY_PARAM, KNOBS, Knob, rows
 from .kvm.eras import get_era
 from .kvm.host_page import CLASSES as HOST_CLASSES
 from .kvm.host_page import PRESETS as HOST_PRESETS
@@ -81,16 +80,17 @@ from .kvm.scenario import (
     PatWrite,
     VcpuState,
     VmConfig,
+    check_private,
 )
-from .kvm.svm import HOST_MTRR_TYPES, SvmHost
+from .kvm.svm import HOST_MTRR_TYPES, SvmHost, check_amd_side
 from .kvm.vm_kinds import VENDOR_INTEL, VENDORS, VM_TYPE_DEFAULT, VM_TYPES
 from .x86.memtype import MemType, MemTypeError
 from .x86.mtrr import FIXED_MSRS, MtrrState, VarMtrr
 from .x86.pat import PAT_PRESETS, Pat
 from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, P2mType, PinnedRange, XenFacts
-from .xen.map import FrameRange
-from .xen.versions import get_version, is_xen
+from .xen.map import FRAME_FLAGS, FrameRange
+from .xen.versions import check_xen_side, get_version, is_xen
 
 VERSION = "1"
 DEFAULT_KERNEL = "v6.16"
@@ -141,16 +141,18 @@ def _pinned_text(ranges: tuple[PinnedRange, ...]) -> str:
 
 
 def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
-    return ",".join(f"{a:#x}-{b:#x}" for a, b in ranges)
+    """A link's private_ranges, by start: the one order, whoever wrote the state (the
+    map's check_private_ranges sorts too), so one state has one link."""
+    return ",".join(f"{a:#x}-{b:#x}" for a, b in sorted(ranges))
 
-
-FRAME_FLAGS = ("mmio_ro", "special")
-"""The FrameRange flags a link's xen_frames item may name after its range."""
 
 
 def _frames_text(frames: tuple[FrameRange, ...]) -> str:
+    """A link's xen_frames, by start (as app.xen.map.check_frames returns them): the zap's
+    link (frames as given) and the permalink endpoint's (frames checked) are one string."""
     return ",".join(":".join([f"{f.start:#x}-{f.end:#x}", *([f.p2m_type.value] if f.p2m_type else []),
-                              *(n for n in FRAME_FLAGS if getattr(f, n))]) for f in frames)
+                              *(n for n in FRAME_FLAGS if getattr(f, n))])
+                    for f in sorted(frames, key=lambda f: (f.start, f.end)))
 
 
 def _b(v: bool) -> str:
@@ -608,16 +610,14 @@ def _span(item: str, name: str, rule: str) -> tuple[int, int]:
 def _read_private_ranges(q: Mapping[str, str], values: Values) -> None:
     if text := q.get("private_ranges"):
         values["link"]["private_ranges"] = tuple(
-            _span(item, "private_ranges", "private ranges are 0xSTART-0xEND GPAs, end exclusive")
-            for item in text.split(","))
+            _span(item, "private_ranges", BY_PARAM["private_ranges"].rule) for item in text.split(","))
 
 
 def _read_frames(q: Mapping[str, str], values: Values) -> None:
     text = q.get("xen_frames")
     if not text:
         return
-    rule = (f"frame ranges are 0xSTART-0xEND GPAs, end exclusive, then :P2M ({', '.join(P2M_TYPES)}) and "
-            f":{' :'.join(FRAME_FLAGS)} as needed")
+    rule = BY_PARAM["xen_frames"].rule
     out = []
     for item in text.split(","):
         span, *parts = item.split(":")
@@ -667,8 +667,10 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     default is used instead) and listed with the reason, and the rest is decoded again.
 
     A parameter refused as missing (an event without event_value or event_msr) drops the
-    `event` it belongs to. Raises MemTypeError only for what cannot be read in part: a
-    link of another encoding version (`v`).
+    `event` it belongs to. A parameter the state's system does not take (_SYSTEM_INPUTS:
+    private_ranges without a TD, xen_* with a KVM kernel, amd_* without vendor amd) is
+    dropped too, with the API's refusal. Raises MemTypeError only for what cannot be read
+    in part: a link of another encoding version (`v`).
     """
     q = _query(query)
     if q.get("v", VERSION) != VERSION:
@@ -676,7 +678,12 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     dropped: list[Dropped] = []
     for _ in range(len(q) + 1):
         try:
-            return decode(q), tuple(dropped)
+            state = decode(q)
+            foreign = _foreign_input(state, q)
+            if foreign is None:
+                return state, tuple(dropped)
+            name, e = foreign
+            dropped.append(Dropped(name, q.pop(name), e.message, e.rule))
         except MemTypeError as e:
             m = _LEADING_NAME.match(e.field)
             name = m.group(0) if m else e.field
@@ -687,6 +694,33 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
             why = e.message if e.field == name else f"{e.field}: {e.message}"  # the field when not the parameter
             dropped.append(Dropped(name, q.pop(name), why, e.rule))
     raise AssertionError("unreachable: each round drops one parameter")  # pragma: no cover
+
+
+_SYSTEM_INPUTS: tuple[tuple[tuple[str, ...], Callable[[LinkState], None]], ...] = (
+    (("private_ranges",), lambda st: check_private(True, st.vm, "private_ranges")),
+    (tuple(k.param for k in KNOBS if k.owner == "access" and k.attr == "private"),
+     lambda st: check_private(st.access.private, st.vm)),
+    ((*(k.param for k in KNOBS if k.owner == "xen"), "xen_frames"), lambda st: check_xen_side(True, st.kernel)),
+    (tuple(k.param for k in KNOBS if k.owner == "amd"),
+     lambda st: check_amd_side(True, {"vm.vendor": None if is_xen(st.kernel) else st.vm.vendor})),
+)
+"""The parameters one system alone takes (a TD's private GPAs, a Xen domain's facts and
+frames, an AMD host's facts), each with the refusal the API gives them for another system
+(POST /api/v1/map and /permalink): decode reads them whatever the state, and the page
+reads their rows only for their system, so decode_report drops and lists them rather than
+let the page lose them unsaid."""
+
+
+def _foreign_input(state: LinkState, q: Mapping[str, str]) -> tuple[str, MemTypeError] | None:
+    """The first parameter of `q` the state's system does not take, with its refusal."""
+    for params, check in _SYSTEM_INPUTS:
+        given = [p for p in params if p in q]
+        if given:
+            try:
+                check(state)
+            except MemTypeError as e:
+                return given[0], e
+    return None
 
 
 # -- the short form: /l/<token>, for mail -----------------------------------------------
@@ -847,6 +881,8 @@ def request_body(state: LinkState) -> dict:
         body = scenario_json(state.kernel, state.vm, state.vcpu, state.access)
     if is_xen(state.kernel):
         x = xen_json(state.xen, state.view != "resolve")
+        if state.view == "zap" and state.xen_frames:  # the zap audits the map, frames and all (app.xen.zap)
+            x["frames"] = map_inputs_json(state)["xen_frames"]
         if x:
             body["xen"] = x
     if state.amd != _DEFAULT_AMD:

@@ -1547,7 +1547,7 @@ function addMapRow(f, r = {}) {
   return row;
 }
 function renumberMapRows(f) {
-  const what = f.p2m_types ? "frame range" : "private range";
+  const what = f.what;  // the core's name of one row (app.kvm.tdx.PRIVATE_RANGE, app.xen.map.FRAME_RANGE)
   mapRows(f).forEach((row, n) => {
     $(".idx", row).textContent = `#${n}`;
     $(".mr-err", row).dataset.err = `${f.api}[${n}]`;

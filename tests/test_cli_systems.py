@@ -46,6 +46,9 @@ CASES = [
              "--event-value", "0x806"]),
     ("zap", ["--kernel", "xen-4.19", "--event", "passthrough_attach", "--event-value", "io"]),
     ("zap", ["--kernel", "xen", "--xen-iommu", "1", "--xen-io", "1", "--event", "cr0_cd", "--event-value", "1"]),
+    # the frames come only by --link (no --xen-frames option); the zap must audit them as the API does
+    ("zap", ["--link", "http://x/?v=1&view=zap&kernel=xen&event=mtrr_write&event_msr=0x2ff&event_value=0xc00"
+             "&deftype=0xc06&xen_iommu=1&xen_io=1&xen_frames=0x100000-0x200000:grant_map_rw"]),
 ]
 
 
@@ -74,6 +77,19 @@ async def test_cli_diff_across_systems(client, capsys, argv, first):
     state = decode(link_of(out).split("?", 1)[1])
     r = await client.post("/api/v1/diff?format=text", json=request_body(state))
     assert out.rstrip("\n") == r.text.rstrip("\n")
+
+
+async def test_kvm_settings_with_xen_one_refusal(client, capsys):
+    """The CLI and the API refuse KVM settings with a Xen kernel with one message and one
+    rule (app.xen.resolve.check_no_kvm_settings), at their own place (--kernel / vm)."""
+    rc, out, err = run(capsys, "resolve", "--kernel", "xen", "--ncdma", "1")
+    r = await client.post("/api/v1/resolve", json={"kernel": "xen", "gpa": "0x0", "vm": {"noncoherent_dma": True}})
+    assert r.status_code == 422 and rc == 2
+    e = r.json()["errors"][0]
+    assert (e["loc"], e["msg"], e["rule"]) == (["body", "vm"], "KVM settings given with a Xen kernel",
+                                               "of the VM's settings Xen reads only MAXPHYADDR and the memory map; "
+                                               "a domain's facts are given as Xen facts")
+    assert f"kernel: {e['msg']} ({e['rule']})" in " ".join(err.split()), err
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -10,8 +10,8 @@ import pytest
 
 from app.api import schemas as s
 from app.kvm.scenario import MemRange, VcpuState, VmConfig
-from app.kvm.svm import HOST_MTRR_TYPES, SvmHost, check_amd_side
-from app.pages import XEN_DIMS, XEN_MMIO, split_xen_dims
+from app.kvm.svm import SvmHost, check_amd_side
+from app.pages import XEN_MMIO, split_xen_dims
 from app.system_diff import (
     ABSENT,
     DIMENSIONS,
@@ -33,7 +33,6 @@ from app.xen.versions import get_version
 
 def test_mtrr_type_names_are_the_mtrr_encodings():
     assert MTRR_TYPE_NAMES == ("UC", "WC", "WT", "WP", "WB")
-    assert HOST_MTRR_TYPES == MTRR_TYPE_NAMES
     assert (*MTRR_TYPE_NAMES, "mixed") == HOST_MTRR_CHOICES
     assert RULE_MTRR_NAMES == "MTRR types are UC, WC, WT, WP, WB; only PAT can select UC- (encoding 7)"
 
@@ -90,7 +89,6 @@ def test_fixed_values_are_the_fixed_statuses():
 def test_page_xen_dims_are_the_diffs():
     """The page turns a group's Xen dimensions into the resolve body's `xen` members with the
     mapping answer() builds its Domain from (app.system_diff.XEN_FACTS)."""
-    assert XEN_DIMS is XEN_FACTS
     names = {k for k, _ in DIMENSIONS}
     assert set(XEN_FACTS) <= names and all(STATUS[XEN][k] == READ for k in XEN_FACTS)
     assert set(XEN_FACTS.values()) <= {f.name for f in fields(XenFacts)} & set(s.XenIn.model_fields)
@@ -153,3 +151,73 @@ def test_xen_reads_maxphyaddr_and_the_memory_map_only():
     for kvm in (VmConfig(vendor="amd"), VmConfig(vm_type="tdx"), VmConfig(noncoherent_dma=True),
                 VmConfig(self_snoop=False), VmConfig(quirk_cd_nw_cleared=False)):
         assert kvm_settings_given(kvm), kvm
+
+
+# -- one refusal on every path: real requests, not the names they are bound to --------------
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.main import app  # noqa: E402
+from app.permalink import decode, decode_report  # noqa: E402
+
+client = TestClient(app)
+
+
+def _errors(path: str, body: dict) -> tuple[list, str, str]:
+    r = client.post(path, json=body)
+    assert r.status_code == 422, (path, r.text)
+    e = r.json()["errors"][0]
+    return tuple(e["loc"]), e["msg"], e.get("rule", "")
+
+
+EVENT = {"kind": "cr0_cd", "value": True}
+BY_PATH = {"/api/v1/resolve": {"gpa": "0x0"}, "/api/v1/zap": {"event": EVENT}, "/api/v1/map": {},
+           "/api/v1/permalink": {"gpa": "0x0"}}
+
+
+@pytest.mark.parametrize(("kernel", "extra", "loc", "link"), [
+    ("v6.16", {"private_ranges": []}, ["body", "private_ranges"], "private_ranges=0x0-0x1000"),
+    ("xen", {"private_ranges": []}, ["body", "private_ranges"], "kernel=xen&private_ranges=0x0-0x1000"),
+    ("v6.16", {"xen": {"iommu": True}}, ["body", "xen"], "xen_iommu=1"),
+    ("v6.16", {"xen": {"frames": []}}, ["body", "xen"], "xen_frames=0x0-0x1000"),
+    ("v6.16", {"xen": {"pinned": []}}, ["body", "xen"], "xen_pinned=0x200-0x3ff:WC"),
+    ("v6.16", {"amd": {"host_mtrr": "UC"}}, ["body", "amd"], "amd_host_mtrr=UC"),
+    ("xen", {"vm": {"noncoherent_dma": True}}, ["body", "vm"], None),
+])
+def test_every_path_refuses_a_foreign_input_with_one_text(kernel, extra, loc, link):
+    """An input of one system given for another: every endpoint that takes it (resolve, zap,
+    map, permalink) refuses it at the same place with the same message and rule, and a link
+    with it drops it with that message and rule (decode_report), rather than each path keep
+    its own wording (issue 14 review: the Xen permalink once had its own private_ranges text)."""
+    seen = set()
+    for path, more in BY_PATH.items():
+        if "private_ranges" in extra and path in ("/api/v1/resolve", "/api/v1/zap"):
+            continue  # the map's input: resolve and zap have no such member
+        if "frames" in extra.get("xen", {}) and path == "/api/v1/resolve":
+            continue
+        seen.add(_errors(path, {"kernel": kernel, "vcpu": {}, **more, **extra}))
+    assert len(seen) == 1, seen
+    ((got_loc, msg, rule),) = seen
+    assert list(got_loc) == loc and msg and rule
+    if link is not None:
+        decode(f"v=1&{link}")  # syntax alone: decode reads it
+        _, dropped = decode_report(f"v=1&{link}")
+        assert [(d.message, d.rule) for d in dropped] == [(msg, rule)]
+
+
+@pytest.mark.parametrize("name", [*MTRR_TYPE_NAMES, "UC-", "mixed"])
+def test_host_mtrr_types_one_list_on_every_path(name):
+    """The AMD host MTRR type of a frame: the link, the API and the map of Xen (xen.host_mtrr
+    there also takes `mixed`) take the MTRR encodings' names (MTRR_TYPE_NAMES), no more."""
+    ok = name in MTRR_TYPE_NAMES
+    body = {"kernel": "v6.16", "vm": {"vendor": "amd"}, "vcpu": {}, "gpa": "0x0", "amd": {"host_mtrr": name}}
+    assert (client.post("/api/v1/resolve", json=body).status_code == 200) is ok
+    try:
+        got = decode(f"v=1&vendor=amd&amd_host_mtrr={name}").amd.host_mtrr
+    except MemTypeError as e:
+        assert not ok and e.rule == f"one of {', '.join(MTRR_TYPE_NAMES)}"
+    else:
+        assert ok and got == name
+    xen = {"kernel": "xen", "vcpu": {}, "xen": {"host_mtrr": name}}
+    assert (client.post("/api/v1/map", json=xen).status_code == 200) is ok
+    assert (name in HOST_MTRR_CHOICES) is (ok or name == "mixed")

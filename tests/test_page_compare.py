@@ -176,13 +176,15 @@ TD = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
 
 
 @pytest.mark.parametrize(("b", "left_out"), [("v6.16", {"quirk_ignore_guest_pat"}),
-                                             ("v6.7", {"quirk_ignore_guest_pat", "guest_mtrr"})])
+                                             ("v6.7", {"quirk_ignore_guest_pat"})])
 def test_every_td_group_opened_as_the_page_sends_it_gives_its_answer(b, left_out):
     """A TD against an Intel era, each group opened as the page does (every dimension but the
     ones the TD lacks): the dimensions the TD has but does not read are applied (nc-DMA,
     self-snoop: still the TD's state), the ones that would move a value the TD fixes are
-    left out and said (its MTRRdefType, its IGNORE_GUEST_PAT quirk), and resolve takes the
-    state and gives the group's entry and effective type."""
+    left out and said (its IGNORE_GUEST_PAT quirk), a guest MTRR type other than WB is a
+    variable range over every address (the TD's MTRRdefType stays the fixed 0x806), and
+    resolve takes the state and gives the group's entry and effective type (and expects what
+    the group's guest MTRR type makes the guest expect)."""
     d = post("/api/v1/diff", {"a": "v6.16", "a_type": "tdx", "b": b, "limit": 0})
     status = {x["name"]: x["a"] for x in d["dimensions"]}
     assert status["noncoherent_dma"] == status["quirk_ignore_guest_pat"] == "not read"
@@ -199,11 +201,15 @@ def test_every_td_group_opened_as_the_page_sends_it_gives_its_answer(b, left_out
             assert unapplied["quirk_ignore_guest_pat"]["why"].startswith(
                 "KVM TDX VM (TD) fixes vm.quirk_ignore_guest_pat=false (KVM_X86_QUIRK_IGNORE_GUEST_PAT is always "
                 "disabled for a TDX VM")
-        if pattern.get("guest_mtrr", "*") not in ("*", "WB"):
-            assert sc["vcpu"]["mtrr"]["def_type"] == "0x806"
-            assert unapplied["guest_mtrr"]["why"].startswith("KVM TDX VM (TD) fixes vcpu.mtrr.def_type=0x806 (")
+        if pattern.get("guest_mtrr", "*") != "*":
+            assert sc["vcpu"]["mtrr"]["def_type"] == "0x806" and "guest_mtrr" not in unapplied
+            t = {"UC": 0, "WC": 1, "WT": 4, "WP": 5, "WB": 6}[pattern["guest_mtrr"]]
+            assert sc["vcpu"]["mtrr"].get("variable", []) == ([] if t == 6 else [
+                {"base": f"{t:#x}", "mask": "0x800"}]), sc["vcpu"]["mtrr"]
         seen |= set(unapplied)
         r = post("/api/v1/resolve", sc)
+        if pattern.get("guest_mtrr") == "UC" and pattern.get("pat") != "WC":  # UC MTRR: UC expected
+            assert {p["guest_expected"] for p in r["pat"]} == {"UC"}, r["pat"]
         assert r["ept"]["notation"] == g["entry_a"], (g["pattern"], r["ept"])
         assert {p["effective"] for p in r["pat"]} == {g["effective_a"]}, g["pattern"]
     assert seen == left_out  # v6.16 reads no guest MTRR either: no group names one
@@ -216,8 +222,9 @@ def test_a_xen_group_leaves_out_only_what_xen_fixes():
                                    "pattern": {"self_snoop": False, "is_mmio": True, "xen_iommu": True}})
     assert sc["vm"]["self_snoop"] is True and sc["xen"] == {"iommu": True, "p2m_type": "mmio_direct"}
     assert sc["unapplied"] == [{"dimension": "self_snoop", "value": False, "why":
-                                "Xen HVM (EPT) fixes vm.self_snoop=true (KVM settings given with kernel xen (only "
-                                "vm.maxphyaddr applies to Xen; domain facts go in xen))"}]
+                                "Xen HVM (EPT) fixes vm.self_snoop=true (KVM settings given with a Xen kernel (of the "
+                                "VM's settings Xen reads only MAXPHYADDR and the memory map; a domain's facts are "
+                                "given as Xen facts))"}]
     same = post("/page/diff-state", {"scenario": {"kernel": "xen", "gpa": "0x1000"}, "pattern": {"self_snoop": True}})
     assert "unapplied" not in same
 
@@ -248,6 +255,27 @@ def test_a_compare_side_the_list_lacks_is_dropped_and_listed(query, kept, droppe
     assert any((o["vs"], o["vendor"], o["type"]) == kept for o in data["compare"])
     assert [(d["param"], d["value"], d["message"]) for d in data["dropped"]] == [x[:3] for x in dropped]
     assert all(d["rule"].startswith(x[3]) for d, x in zip(data["dropped"], dropped, strict=True))
+
+
+@pytest.mark.parametrize(("body", "loc", "message"), [
+    ({"vs": "v4.2", "vs_type": "tdx"}, "vs_type", "no TDX VMs under 'v4.2'"),
+    ({"vs": "xen", "vs_vendor": "amd"}, "vs_vendor", "amd given with 'xen'"),
+    ({"vs": "v6.16", "vs_vendor": "amd", "vs_type": "tdx"}, "vs_type",
+     "a TDX VM needs an Intel CPU (vs_vendor is amd)"),
+    ({"vs_type": "tdx", "kernel": "v6.7"}, "vs_type", "no TDX VMs under 'v6.7'"),
+    ({"vs": "v4.2", "vs_vendor": "amd"}, "vs",
+     "AMD v4.2 (as 4.2) ignores guest PAT writes (no g_pat update before 4.14)"),
+])
+@pytest.mark.parametrize("kernel", ["v6.16", "xen"])
+def test_the_permalink_endpoint_refuses_the_compare_side_the_page_drops(body, loc, message, kernel):
+    """POST /api/v1/permalink takes no second side the diff (app.system_diff.side) refuses:
+    the same refusal, at vs / vs_vendor / vs_type, whatever the first side's system."""
+    r = client.post("/api/v1/permalink", json={"kernel": kernel, "vcpu": {}, "gpa": "0x0", **body})
+    assert r.status_code == 422, r.text
+    assert [(e["loc"], e["msg"]) for e in r.json()["errors"]] == [(["body", loc], message)]
+    ok = client.post("/api/v1/permalink", json={"kernel": kernel, "vcpu": {}, "gpa": "0x0", "vs": "v6.16",
+                                                "vs_type": "tdx"})
+    assert ok.status_code == 200 and ok.json()["query"].endswith("vs=v6.16&vs_type=tdx"), ok.text
 
 
 def test_the_status_legend_is_the_diffs_one_definition():
@@ -282,6 +310,38 @@ def test_the_map_inputs_are_the_schemas_rows():
     assert [f["name"] for f in xf["flags"]] == ["mmio_ro", "special"]
 
 
+def test_the_map_rows_are_named_and_flagged_as_the_core_does():
+    """One name per row (the map's refusals say it, the page's rows and add buttons too) and
+    one list of frame flags (the core's FrameRange, the schema's checkboxes, the link's
+    `:flag` words): each checked against what the others answer."""
+    from app.api.schemas import XenFramesIn
+    from app.pages import MAP_INPUTS
+    from app.permalink import LinkState, decode, encode
+    from app.xen.map import FRAME_FLAGS, FrameRange
+
+    pr, xf = MAP_INPUTS["private_ranges"], MAP_INPUTS["xen_frames"]
+    assert (pr["what"], xf["what"]) == ("private range", "frame range")
+    many = [{"start": f"{n << 13:#x}", "end": f"{(n << 13) + 4096:#x}"} for n in range(pr["max"] + 1)]
+    td = post("/api/v1/map", {"kernel": "v6.16", "vm": {"type": "tdx"}, "private_ranges": many}, 422)
+    xen = post("/api/v1/map", {"kernel": "xen", "xen": {"frames": many}}, 422)
+    assert td["errors"][0]["msg"] == f"{len(many)} {pr['what']}s given"
+    assert xen["errors"][0]["msg"] == f"{len(many)} {xf['what']}s given"
+    html = client.get("/?v=1").text
+    assert f">+ add {pr['what']}</button>" in html and f">+ add {xf['what']}</button>" in html
+    from markupsafe import escape
+
+    from app.knobs import BY_PARAM  # the headings: the link rows' labels
+
+    for m, param in ((pr, "private_ranges"), (xf, "xen_frames")):
+        assert f'title="{escape(m["label"])}">{BY_PARAM[param].label} <span' in html
+    schema_flags = [n for n, f in XenFramesIn.model_fields.items() if f.annotation is bool]
+    assert list(FRAME_FLAGS) == schema_flags == [f["name"] for f in xf["flags"]]
+    every = FrameRange(0x0, 0x1000, **{n: True for n in FRAME_FLAGS})
+    q = encode(LinkState("xen", xen_frames=(every,)))
+    assert q.endswith("xen_frames=0x0-0x1000:" + ":".join(FRAME_FLAGS))
+    assert decode(q).xen_frames == (every,)
+
+
 TD_LINK = {"kernel": "v6.16", "vm": {"type": "tdx", "quirk_ignore_guest_pat": False},
            "vcpu": {"mtrr": {"def_type": "0x806"}}}
 
@@ -313,11 +373,60 @@ def test_a_link_keeps_the_maps_private_ranges_and_xen_frames():
 
 
 @pytest.mark.parametrize(("query", "why"), [
-    ("private_ranges=0x1000", "'0x1000' is not start-end"),
-    ("private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
-    ("xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
-    ("xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
+    ("vmtype=tdx&private_ranges=0x1000", "'0x1000' is not start-end"),
+    ("vmtype=tdx&private_ranges=0x0-0xzz", "malformed hex '0xzz'"),
+    ("kernel=xen&xen_frames=0x0-0x1000:ram:ram", "'0x0-0x1000:ram:ram' is not start-end[:p2m][:flag...]"),
+    ("kernel=xen&xen_frames=0x0-0x1000:bogus", "'0x0-0x1000:bogus' is not start-end[:p2m][:flag...]"),
 ])
 def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
-    data = initial(f"/?v=1&kernel=xen&{query}")
-    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(query.split("=")[0], why)]
+    """Each map input under the one system that takes it (a TD, Xen), so only its syntax drops
+    it; the rule is the format's one text (the knob row's `rule`), whose example reads."""
+    from app.knobs import BY_PARAM
+    from app.permalink import decode
+
+    data = initial(f"/?v=1&{query}")
+    param = query.split("&")[1].split("=")[0]
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [(param, why)]
+    if " is not start-end" in why:  # the item's shape (a bad number names the hex rule)
+        assert data["dropped"][0]["rule"] == BY_PARAM[param].rule
+    example = BY_PARAM[param].values.removeprefix("e.g. ")
+    assert getattr(decode(f"v=1&{query.split('&')[0]}&{param}={example}"), param)
+
+
+NOT_A_TD = ("private_ranges given for a VM that is not a TD", "private GPAs (Secure EPT) exist only with vm.type tdx")
+NOT_XEN = ("Xen facts given with a KVM kernel", 'xen needs kernel "xen"')
+
+
+@pytest.mark.parametrize(("query", "dropped"), [
+    ("private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("kernel=xen&private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("vendor=amd&private_ranges=0x0-0x1000", [("private_ranges", "0x0-0x1000", *NOT_A_TD)]),
+    ("kernel=v6.16&xen_frames=0x0-0x1000", [("xen_frames", "0x0-0x1000", *NOT_XEN)]),
+    ("xen_pinned=0x200-0x3ff:WC", [("xen_pinned", "0x200-0x3ff:WC", *NOT_XEN)]),
+    ("vmtype=tdx&xen_iommu=1&xen_frames=0x0-0x1000",
+     [("xen_iommu", "1", *NOT_XEN), ("xen_frames", "0x0-0x1000", *NOT_XEN)]),
+    ("private=1", [("private", "1", "private given for a VM that is not a TD", NOT_A_TD[1])]),
+    ("amd_host_mtrr=UC", [("amd_host_mtrr", "UC", "AMD host facts given with vm.vendor intel",
+                           "amd needs vm.vendor amd")]),
+    ("vmtype=tdx&private_ranges=0x0-0x1000", []),
+    ("kernel=xen&xen_frames=0x0-0x1000&xen_pinned=0x200-0x3ff:WC", []),
+])
+def test_a_map_input_for_another_system_is_dropped_and_listed(query, dropped):
+    """A link's input for a system the state is not (private GPAs without a TD, Xen facts and
+    frames with a KVM kernel, AMD host facts without vendor amd) is dropped and listed with
+    the refusal POST /api/v1/permalink gives it, not kept for the page to lose unsaid; the
+    same input under its own system is kept."""
+    data = initial(f"/?v=1&{query}")
+    assert [(d["param"], d["value"], d["message"], d["rule"]) for d in data["dropped"]] == dropped
+    init = data["initial"]
+    assert ("private_ranges" in init) == ("vmtype=tdx&private_ranges" in query)
+    assert ("xen_frames" in init) == ("kernel=xen&xen_frames" in query)
+    body = {"kernel": "v6.16", "vcpu": {}, "gpa": "0x0"}
+    for param, _, message, rule in dropped:  # the endpoint's refusal, word for word
+        one = {"private_ranges": {"private_ranges": []}, "xen_frames": {"xen": {"frames": []}},
+               "xen_pinned": {"xen": {"pinned": []}}, "xen_iommu": {"xen": {"iommu": True}},
+               "private": {"private": True}, "amd_host_mtrr": {"amd": {"host_mtrr": "UC"}}}[param]
+        kernel = {"kernel": "xen"} if "kernel=xen" in query else {}
+        r = client.post("/api/v1/permalink", json={**body, **one, **kernel})
+        assert r.status_code == 422 and (r.json()["errors"][0]["msg"], r.json()["detail"].split(" (", 1)[1]) == (
+            message, rule + ")"), r.text

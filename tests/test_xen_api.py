@@ -53,7 +53,8 @@ async def test_text(client):
     [
         ({"kernel": "v6.7", "gpa": "0x1000", "xen": {}}, ["body", "xen"], ['kernel "xen"']),
         ({"kernel": "xen", "gpa": "0x1000", "mmio": True}, ["body", "mmio"], ["KVM input"]),
-        ({"kernel": "xen", "gpa": "0x1000", "vm": {"noncoherent_dma": True}}, ["body", "vm"], ["maxphyaddr"]),
+        ({"kernel": "xen", "gpa": "0x1000", "vm": {"noncoherent_dma": True}}, ["body", "vm"],
+         ["MAXPHYADDR", "memory map"]),
         ({"kernel": "xen", "gpa": "0x1000", "xen": {"pci_devices": True}}, ["body", "xen", "pci_devices"],
          ["XEN_DOMCTL_CDF_iommu"]),
         ({"kernel": "xen", "gpa": "0x1000", "xen": {"pinned": [{"start": 0, "end": 9, "type": "UC"}]}},

@@ -180,3 +180,23 @@ async def test_zap_frames_refused_as_the_maps(client):
     assert r.json()["errors"][0] == {
         "loc": ["body", "xen", "frames", 0], "msg": "0x80000000 is in no memory-map range", "type": "rule_violation",
         "rule": "a frame outside the memory map has no p2m entry (the map's holes)"}
+
+
+async def test_one_state_one_link_whatever_the_frames_order(client):
+    """The zap writes its link from the frames as given, the permalink endpoint from the
+    frames check_frames sorted: the link codec orders them (app.permalink._frames_text), so
+    both are one string, and a TD's private_ranges likewise."""
+    frames = frames_of([(0x200000, 0x201000, {"mmio_ro": True}), (0x100000, 0x200000, {"p2m_type": "grant_map_rw"})])
+    body = {"kernel": "xen", "xen": {"io_resources": True, "frames": frames}, "vcpu": {}}
+    zap = (await client.post("/api/v1/zap", json={**body, "event": {"kind": "cr0_cd", "value": True}})).json()
+    link = (await client.post("/api/v1/permalink", json={**body, "gpa": "0x0", "view": "zap",
+                                                         "event": {"kind": "cr0_cd", "value": True}})).json()
+    assert zap["permalink"] == link["url"]
+    assert link["query"].endswith("&xen_frames=0x100000-0x200000:grant_map_rw,0x200000-0x201000:mmio_ro")
+    from app.permalink import LinkState, encode
+    from app.xen.map import FrameRange
+
+    a, b = FrameRange(0x100000, 0x200000, mmio_ro=True), FrameRange(0x300000, 0x301000, special=True)
+    assert encode(LinkState("xen", xen_frames=(b, a))) == encode(LinkState("xen", xen_frames=(a, b)))
+    assert encode(LinkState(private_ranges=((0x2000, 0x3000), (0x0, 0x1000)))).endswith(
+        "private_ranges=0x0-0x1000,0x2000-0x3000")

@@ -18,13 +18,15 @@ from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
 from ..kvm.tdx import check_private_ranges, check_vm_kind
 from ..kvm.versions import resolve_kernel
+from ..kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve
+from ..system_diff import side
 from ..x86.ept import EptLeaf, notation
 from ..x86.memtype import MemType, MemTypeError
 from ..x86.pat import Pat
-from ..xen.versions import get_version, is_xen
+from ..xen.versions import check_xen_side, is_xen
 from . import schemas as s
 from .common import BUSY, ERRORS, FormatParam, base_url, json_response, text, text_response, wants_text
 from .convert import core_errors, leaf_notation, to_event, to_host_page, to_vcpu, to_vm
@@ -68,9 +70,8 @@ def resolve_endpoint(req: s.ResolveRequest, request: Request, fmt: FormatParam =
     if is_xen(req.kernel):
         check_amd_facts(req, None)
         return xen_resolve(req, request, fmt)
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
     check_amd_facts(req, vm.vendor)
@@ -105,9 +106,8 @@ def zap_endpoint(req: s.ZapRequest, request: Request, fmt: FormatParam = None) -
     if is_xen(req.kernel):
         check_amd_facts(req, None)
         return xen_zap_answer(req, request, fmt)
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     ev = req.event
     if isinstance(ev, s.PassthroughEvent):
         raise RuleViolation(MemTypeError(("event", "kind"), f"{ev.kind} is a Xen event",
@@ -191,9 +191,8 @@ def map_endpoint(req: s.MapRequest, _request: Request) -> Response:
         check_amd_facts(req, None)
         check_private_ranges_given(req, VmConfig())
         return json_response(xen_map_answer(req, limits))
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_amd_facts(req, vm.vendor)
     check_private_ranges_given(req, vm)
@@ -223,19 +222,17 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     event is written as given (zap checks it). `kernel` (or `vs`) may name Xen (with the
     facts in `xen`); `vs_vendor` amd makes the diff's second side KVM on AMD, `vs_type` tdx a TDX VM."""
     def vs_ok(r: s.PermalinkRequest) -> None:
-        if r.vs is not None:
-            if is_xen(r.vs):
-                get_version(r.vs, "vs")
-            else:
-                get_era(r.vs, "vs")
+        # the diff's second side, refused as POST /api/v1/diff refuses it (app.system_diff.side):
+        # the page keeps no side the diff would not take
+        if r.vs is not None or r.vs_vendor != VENDOR_INTEL or r.vs_type != VM_TYPE_DEFAULT:
+            side(r.vs if r.vs is not None else r.kernel, r.vs_vendor, "vs", r.vs_type)
 
     if is_xen(req.kernel):
         check_amd_facts(req, None)
         state = xen_permalink_state(req, vs_ok)
         return json_response(s.PermalinkResponse(query=encode(state), url=url(state, base_url(request))))
-    if req.xen is not None:
-        raise RuleViolation(MemTypeError("xen", "Xen facts given with a KVM kernel", 'xen needs kernel "xen"'),
-                            ["body", "xen"])
+    with core_errors():
+        check_xen_side(req.xen is not None, req.kernel)
     vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)
     check_private(req, vm)
     check_private_ranges_given(req, vm)

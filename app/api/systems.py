@@ -265,12 +265,8 @@ PRIVATE_MAP_NOTES = (
 
 def check_private_ranges_given(req: s.MapRequest | s.PermalinkRequest, vm: VmConfig) -> None:
     """private_ranges only for a TD: the core's rule (app.kvm.scenario.check_private)."""
-    if req.private_ranges is not None:
-        try:
-            core_check_private(True, vm)
-        except MemTypeError as e:
-            raise RuleViolation(MemTypeError("private_ranges", "private_ranges given for a VM that is not a TD",
-                                             e.rule), ["body", "private_ranges"]) from None
+    with core_errors():
+        core_check_private(True if req.private_ranges is not None else None, vm, "private_ranges")
 
 
 def _map_mtrr(vcpu: VcpuState, vm: VmConfig) -> dict:

@@ -18,14 +18,14 @@ from ..xen.cd import cd_view
 from ..xen.events import PASSTHROUGH_ATTACH
 from ..xen.facts import P2mType
 from ..xen.map import FrameRange, check_frames, xen_map
-from ..xen.resolve import kvm_settings_given, resolve_xen
+from ..xen.resolve import check_no_kvm_settings, resolve_xen
 from ..xen.text import render_xen, render_xen_zap
 from ..xen.zap import xen_zap
 from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
-from .systems import MapLimits
+from .systems import MapLimits, check_private_ranges_given
 
 KVM_ONLY = ("mmio", "host_page", "private")
 
@@ -43,9 +43,8 @@ def to_facts(x: s.XenDomainIn | None) -> XenFacts:
 
 
 def _kvm_vm(vm: VmConfig) -> None:
-    if kvm_settings_given(vm):
-        raise RuleViolation(MemTypeError("vm", "KVM settings given with kernel xen",
-                                         "only vm.maxphyaddr applies to Xen; domain facts go in xen"), ["body", "vm"])
+    with core_errors():
+        check_no_kvm_settings(vm)
 
 
 @contextmanager
@@ -133,7 +132,7 @@ def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Resp
         with _xen_loc():
             z = xen_zap(version, facts.domain(), vm, vcpu, event, facts.map_host_mtrr(), frames)
     link = url(LinkState(req.kernel, vm, vcpu, event=event, view="zap", xen=facts, xen_frames=frames),
-               base_url(request))  # the link keeps the frames (app.permalink xen_frames)
+               base_url(request))  # the link keeps the frames (app.permalink writes them in order)
     if wants_text(request, fmt):
         return text(render_xen_zap(z, link))
     return json_response(s.XenZapResponse.model_validate(s.View(z, kernel=req.kernel, permalink=link)))
@@ -169,10 +168,7 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
         if getattr(req, name) is not None:
             raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
                                 ["body", name])
-    if req.private_ranges is not None:  # the map refuses them the same way (check_private_ranges_given)
-        raise RuleViolation(MemTypeError("private_ranges", "private_ranges given for a Xen domain",
-                                         "private GPAs are a TDX VM's (KVM_SET_MEMORY_ATTRIBUTES)"),
-                            ["body", "private_ranges"])
+    check_private_ranges_given(req, VmConfig())  # the map's refusal (a Xen domain is no TD)
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):

@@ -186,11 +186,13 @@ class VcpuState:
         return self
 
 
-def check_private(private: bool | None, vm: VmConfig) -> None:
+def check_private(private: bool | None, vm: VmConfig, field: str = "private") -> None:
     """Only a TD has private GPAs (the Secure EPT the TDX module builds): saying private or
-    shared for any other VM is refused rather than ignored."""
+    shared for any other VM (a Xen domain too: its `vm` is no TD) is refused rather than
+    ignored. `field` the input that says it: an address's `private`, or the map's
+    `private_ranges` (POST /api/v1/map, POST /api/v1/permalink, a link's)."""
     if private is not None and vm.vm_type != VM_TYPE_TDX:
-        raise MemTypeError("private", "private given for a VM that is not a TD",
+        raise MemTypeError(field, f"{field} given for a VM that is not a TD",
                            "private GPAs (Secure EPT) exist only with vm.type tdx")
 
 

@@ -178,8 +178,12 @@ def tdx_resolve(vm: VmConfig, vcpu: VcpuState, gpa: int, *, is_mmio: bool, priva
     return TdxResult(mt, ipat, why, tuple(rows), notes)
 
 
+PRIVATE_RANGE = "private range"
+"""What one private_ranges item is called, in the map's refusals and on the page's rows."""
+
 __all__ = [
-    "PRIVATE_UNVERIFIED", "RULE_CR0_CD", "TDX_ERA", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow",
+    "PRIVATE_RANGE", "PRIVATE_UNVERIFIED",
+    "RULE_CR0_CD", "TDX_ERA", "TDX_FROM", "TDX_MTRR_DEF_TYPE", "TdxResult", "TdxRow",
     "check_tdx_event", "check_tdx_vcpu", "check_tdx_vm", "check_vm_kind", "check_vm_names", "tdx_defaults",
     "tdx_mt_mask", "tdx_resolve", "tdx_zap_audit", "PRIVATE_PAGE_SIZE", "RULE_MMIO_SHARED", "RULE_PRIVATE_RAM",
     "TdxMapRun", "check_private_ranges", "tdx_map",
@@ -235,7 +239,7 @@ def check_private_ranges(vm: VmConfig, ranges: tuple[tuple[int, int], ...],
         if (hole := first_uncovered(start, end, ram)) is not None:
             raise MemTypeError(f, f"{hole:#x} is in no memory-map range", RULE_PRIVATE_RAM)
 
-    check_map_ranges(ranges, field, "private range", RULE_ATTR_ALIGN, "give each GPA once", each)
+    check_map_ranges(ranges, field, PRIVATE_RANGE, RULE_ATTR_ALIGN, "give each GPA once", each)
     return tuple(sorted(ranges))
 
 

@@ -31,7 +31,7 @@ to the gfn (mmio_ro_ranges and special pages are mfn facts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from ..kvm.mtrr import breakpoints
 from ..kvm.ranges import check_map_ranges, first_uncovered
@@ -67,6 +67,14 @@ class FrameRange:
     special: bool = False
 
 
+FRAME_RANGE = "frame range"
+"""What one xen.frames item is called, in the map's refusals and on the page's rows."""
+
+FRAME_FLAGS = tuple(f.name for f in fields(FrameRange) if f.type in (bool, "bool"))
+"""FrameRange's per-frame flags (mmio_ro, special): what a link's xen_frames item names
+after its range (app.permalink) and the schema's XenFramesIn checkboxes are."""
+
+
 def check_frames(frames: tuple[FrameRange, ...], vm: VmConfig, field: tuple = ("frames",),
                  ) -> tuple[FrameRange, ...]:
     """Refuse frame ranges that are unaligned, empty, overlapping, too many (the map's
@@ -79,7 +87,7 @@ def check_frames(frames: tuple[FrameRange, ...], vm: VmConfig, field: tuple = ("
             raise MemTypeError(loc, f"{hole:#x} is in no memory-map range",
                                "a frame outside the memory map has no p2m entry (the map's holes)")
 
-    check_map_ranges([(f.start, f.end) for f in frames], field, "frame range", "p2m entries map 4K frames",
+    check_map_ranges([(f.start, f.end) for f in frames], field, FRAME_RANGE, "p2m entries map 4K frames",
                      "give each frame's facts once", each)
     return tuple(sorted(frames, key=lambda f: f.start))
 
@@ -211,5 +219,5 @@ def xen_map(v: XenVersion, d: Domain, vm: VmConfig, vcpu: VcpuState, pat_index: 
     return runs
 
 
-__all__ = ["HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "FrameRange", "XenMapRun", "check_frames",
-           "xen_map"]
+__all__ = ["FRAME_FLAGS", "FRAME_RANGE", "HOST_MTRR_OF_KIND", "P2M_OF_KIND", "UNMAPPED", "FrameRange", "XenMapRun",
+           "check_frames", "xen_map"]

@@ -63,10 +63,24 @@ def _finding(sdm: Lookup, xen: XenLookup | None, order: int) -> str | None:
     return f"SDM says {s} ({sdm.reason}); Xen uses {x}{at} ({xen.reason})"
 
 
+XEN_VM_RULE = ("of the VM's settings Xen reads only MAXPHYADDR and the memory map; "
+               "a domain's facts are given as Xen facts")
+"""The rule of the refusal of kvm_settings_given, one wording for the API (`vm.maxphyaddr`,
+`memory_map`, domain facts in `xen`) and the CLI (--maxphyaddr, --map, the --xen-* options)."""
+
+
+def check_no_kvm_settings(vm: VmConfig, field: str = "vm") -> None:
+    """Refuse a VmConfig with KVM settings for a Xen kernel (kvm_settings_given), at `field`
+    (the API's `vm`, the CLI's `kernel`)."""
+    if kvm_settings_given(vm):
+        raise MemTypeError(field, "KVM settings given with a Xen kernel", XEN_VM_RULE)
+
+
 def kvm_settings_given(vm: VmConfig) -> bool:
     """Xen reads two members of a VmConfig: MAXPHYADDR and the memory map (the p2m's ranges).
     Any other (vendor, VM type, the KVM quirks, nc-DMA, self-snoop) is a KVM setting, refused
-    with a Xen kernel rather than ignored (the API at `vm`, the CLI at `kernel`)."""
+    with a Xen kernel rather than ignored (check_no_kvm_settings: the API at `vm`, the CLI at
+    `kernel`)."""
     return vm != VmConfig(maxphyaddr=vm.maxphyaddr, memory_map=vm.memory_map)
 
 

@@ -72,6 +72,14 @@ def is_xen(system_id: str) -> bool:
     return system_id == SYSTEM_ID or system_id in XEN_VERSIONS
 
 
+def check_xen_side(given: bool, kernel: str, field: str = "xen") -> None:
+    """Xen facts (a domain's, the p2m entry's, the map's per-frame facts) describe a Xen
+    domain: given with a KVM kernel they would be silently unused, so they are refused (the
+    API's `xen`, a link's xen_* parameters)."""
+    if given and not is_xen(kernel):
+        raise MemTypeError(field, "Xen facts given with a KVM kernel", 'xen needs kernel "xen"')
+
+
 def get_version(version_id: str, field: str = "kernel") -> XenVersion:
     """A modelled release by id; `xen` names the newest."""
     if version_id == SYSTEM_ID:

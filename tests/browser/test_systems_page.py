@@ -197,7 +197,7 @@ def test_xen_panels_facts_and_fixed_controls(watched, live_server):
     # KVM's VM settings and is_mmio: disabled, with Xen's reason
     for cid in ("ncdma", "cdnw_quirk", "pat_quirk", "selfsnoop", "guest_mtrr"):
         assert page.locator(f"#{cid}").is_disabled(), cid
-        assert "only vm.maxphyaddr applies to Xen" in page.locator(f"#{cid}").get_attribute("title"), cid
+        assert "Xen reads only MAXPHYADDR and the memory map" in page.locator(f"#{cid}").get_attribute("title"), cid
     assert page.locator("#mmio").is_disabled()
     assert page.locator("#maxphyaddr").is_enabled() and page.locator("#cr0_cd").is_enabled()
     # the p2m entry's type: p2m_mmio_direct is UC
@@ -244,7 +244,7 @@ def test_xen_refuses_a_kvm_setting_given_in_the_link(watched, live_server):
     w.goto(live_server + "/?v=1&ncdma=1&gpa=0x1000")
     page = w.page
     choose_xen(w)
-    assert "KVM settings given with kernel xen" in err(page, "vm")
+    assert "KVM settings given with a Xen kernel" in err(page, "vm")
     assert page.locator("#ncdma").is_enabled() and page.locator("#ncdma").is_checked()
     w.after(page.locator("#ncdma").uncheck)
     assert err(page, "vm") == ""
@@ -445,7 +445,7 @@ def test_compare_with_xen_shows_its_emt_path_and_what_it_fixes(watched, live_ser
     assert cmp_cells(page, "cr0")[1] == "CPU CD=0, vmx_handle_cd off (normal)"
     # the seed's nc-DMA is KVM's: Xen is asked with the value it fixes, and says so
     applied = page.get_by_test_id("cmp-applied").inner_text()
-    assert applied.startswith("vm.noncoherent_dma=false: fixed (KVM settings given with kernel xen")
+    assert applied.startswith("vm.noncoherent_dma=false: fixed (KVM settings given with a Xen kernel")
     assert page.locator("#cmp-refused").is_hidden()
     assert cmp_cells(page, "entry")[1] == "WB! 0x70"
     only = page.get_by_test_id("cmp-only").inner_text()
