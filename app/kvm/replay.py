@@ -848,15 +848,18 @@ def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
     return lead
 
 
-def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: tuple) -> tuple[int, ...]:
+def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], cur: Sequence[int], walk: _Walk,
+             row: tuple) -> tuple[int, ...]:
     """The eras that a transition's decisions (`row`) part from the era they follow: a
     different decision, or the same calls refaulted with a different run-key table
     (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
-    nothing else of its era)."""
+    nothing else of its era). Eras that have parted already (`cur`) are left out: an era
+    never follows again once parted, so the replay would skip them whenever this
+    transition comes back."""
     out = []
     for k, r in enumerate(runs):
         j = lead[k]
-        if j == k:
+        if j == k or cur[k] == k:
             continue
         d = row[k]
         if d != row[j]:
@@ -899,7 +902,7 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
         if tid == len(rows):
             row = _decide(runs, walk, i, te, tid, plans)
             rows.append(row)
-            partings.append(() if row is None else _parting(runs, lead, walk, row))
+            partings.append(() if row is None else _parting(runs, lead, cur, walk, row))
         row = rows[tid]
         if row is not None:
             for k in partings[tid]:
