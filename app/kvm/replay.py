@@ -114,8 +114,6 @@ from .boot import (
 )
 from .ept_runs import (
     _INF,
-    END,
-    START,
     Cells,
     Layouts,
     Range,
@@ -574,6 +572,9 @@ class _EraReplay:
         self.per_memslot = {kind: getattr(policy, kind).per_memslot for kind in EVENT_KINDS}
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
+        # bisecting these finds what bisecting `mapped` by start / by end does
+        # (memslots are disjoint and sorted), without a key call per probe
+        self.starts, self.ends = [s for s, _ in self.mapped], [e for _, e in self.mapped]
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
@@ -643,7 +644,7 @@ class _EraReplay:
         ev = te.event
         walk = self.walk
         cd = walk.states[sid].cr0_cd
-        lo, hi, m = self.lo, self.hi, self.mapped
+        lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
         records = self.records
         last = self.last
         calls = zapped = excess = dups = 0
@@ -657,7 +658,7 @@ class _EraReplay:
                     self.truncated = True
                 continue
             # the memslots inside [a, b): indices [si, sj) of `mapped`
-            si, sj = bisect_right(m, a, key=END), bisect_left(m, b, key=START)
+            si, sj = bisect_right(ends, a), bisect_left(starts, b)
             region: Sequence[Run] | None = None if si < sj else ()
             for pa, pb in ([(max(a, s), min(b, e)) for s, e in m[si:sj]] if per_memslot else ((a, b),)):
                 content: Sequence[Run]
