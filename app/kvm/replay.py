@@ -113,7 +113,6 @@ from .boot import (
     qemu_host_writes,
 )
 from .ept_runs import (
-    _INF,
     Cells,
     Layouts,
     Range,
@@ -124,6 +123,7 @@ from .ept_runs import (
     layout,
     pieces,
     splice,
+    window,
 )
 from .era import Era, EventZap, ZapInput
 from .layouts import DEF_TYPE_OFF, DEF_TYPE_ON, MsrWrite
@@ -635,11 +635,11 @@ class _EraReplay:
 
         A window's runs come from the whole layout when it is cached, else from
         `_Walk.region` (computed for the window alone, shared by the eras with this run-key
-        table); none when no memslot meets the call, whatever the state. Those look-ups,
-        the memslot split and `ept_runs.window` are written out here and the counters are
-        summed in locals and stored once: this runs for every zapping era at every zapping
-        event, and the calls were most of its cost (tests/test_kvm_replay_engine.py holds
-        it to the straightforward engine, field by field)."""
+        table); none when no memslot meets the call, whatever the state. Those look-ups and
+        the memslot split are written out here and the counters are summed in locals and
+        stored once: this runs for every zapping era at every zapping event (a few per cent
+        of an adversarial event; tests/test_kvm_replay_engine.py holds it to the
+        straightforward engine, field by field)."""
         vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
         ev = te.event
         walk = self.walk
@@ -687,15 +687,12 @@ class _EraReplay:
                     zp >>= 12
                     if zp:
                         ept = self.ept
-                        wi = bisect_right(ept, (pa, _INF))  # (`window`, inline)
-                        if wi and ept[wi - 1][1] > pa:
-                            wi -= 1
-                        wj = bisect_left(ept, (pb,))
-                        same = agree(ept[wi:wj], content) >> 12  # pieces() only walks where both are
+                        at = window(ept, pa, pb)
+                        same = agree(ept[at[0]:at[1]], content) >> 12  # pieces() only walks where both are
                         if same != zp:
                             if type(ept) is not list:
                                 ept = self.ept = list(ept)
-                            splice(ept, pa, pb, content, (wi, wj))
+                            splice(ept, pa, pb, content, at)
                     else:
                         same = 0
                 # Duplicate: this range was zapped before and nothing in it has changed since
