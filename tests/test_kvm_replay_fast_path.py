@@ -163,14 +163,19 @@ def test_eras_share_then_part():
     # the MTRR-honouring eras start alike, and so do the eras from 6.11 on
     assert [ids[j] for j in lead] == ["v4.2", "v4.2", "v4.2", "v6.11-rc1", "v6.11-rc1", "v6.11-rc1"]
     first: dict[str, int] = {}
+    cur = list(lead)
     vid, rows = 0, []
     for i, te in enumerate(trace.events):
         tid = walk.step(i, te, vid)
         if tid == len(rows):
             row = rp._decide(runs, walk, i, te, tid, plans)
-            rows.append(() if row is None else rp._parting(runs, lead, walk, row))
+            rows.append(() if row is None else rp._parting(runs, lead, cur, walk, row))
+            # against every era as the one it started with: what parts now includes the above
+            assert row is None or set(rows[-1]) <= set(rp._parting(runs, lead, lead, walk, row))
+            assert all(cur[k] != k for k in rows[-1]), "an era that parted is not listed again"
         for k in rows[tid]:
             first.setdefault(ids[k], i)
+            cur[k] = k
         vid = walk.edges[tid][2]
     # MTRR writes get the same calls in v4.2, series-v3 and v6.7 here, but series-v3 splits
     # them by memslot (patch 11), so it parts at the first one; at event 6 nc-DMA stops:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from operator import itemgetter
 from typing import cast
 
 from ..x86.memtype import MemType
@@ -49,8 +48,6 @@ Range = tuple[int, int]
 Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
 
 _INF = float("inf")
-START = itemgetter(0)
-END = itemgetter(1)
 MEMO_LIMIT = 4096
 """Entries a `Layouts` memo holds before it starts again (walk keys are few in practice)."""
 
@@ -180,6 +177,11 @@ class Cells:
     def __init__(self, vm: VmConfig) -> None:
         self.maxphyaddr, self.guest_has_mtrr = vm.maxphyaddr, vm.guest_has_mtrr
         self.slots = [(r.start, r.end, r.kind == MMIO) for r in sorted(vm.memory_map, key=lambda m: m.start)]
+        # the slots' starts and ends as plain lists: bisecting them finds what bisecting the
+        # slots by start / by end does (slots are disjoint and sorted), without a
+        # key call per probe
+        self.starts = [s for s, _, _ in self.slots]
+        self.ends = [e for _, e, _ in self.slots]
         self.lo = self.slots[0][0] if self.slots else 0
         self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
@@ -294,7 +296,7 @@ class Cells:
     def cells(self, mtrr: MtrrState | None, a: int, b: int) -> list[tuple[int, int, bool, Lookup | None]]:
         """The cells inside [a, b): (start, end, is_mmio, lookup); lookup None without `mtrr`."""
         slots = self.slots
-        i, j = bisect_right(slots, a, key=END), bisect_left(slots, b, key=START)
+        i, j = bisect_right(self.ends, a), bisect_left(self.starts, b)
         if i >= j:
             return []
         if mtrr is None:

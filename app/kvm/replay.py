@@ -113,8 +113,6 @@ from .boot import (
     qemu_host_writes,
 )
 from .ept_runs import (
-    END,
-    START,
     Cells,
     Layouts,
     Range,
@@ -574,6 +572,9 @@ class _EraReplay:
         self.per_memslot = {kind: getattr(policy, kind).per_memslot for kind in EVENT_KINDS}
         self.mapped = sorted((r.start, r.end) for r in vm.memory_map)
         self.lo, self.hi = (self.mapped[0][0], self.mapped[-1][1]) if self.mapped else (0, 0)
+        # bisecting these finds what bisecting `mapped` by start / by end does
+        # (memslots are disjoint and sorted), without a key call per probe
+        self.starts, self.ends = [s for s, _ in self.mapped], [e for _, e in self.mapped]
         self.total = sum(e - s for s, e in self.mapped) >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
@@ -629,32 +630,24 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def region(self, vid: int, sid: int, a: int, b: int) -> Sequence[Run]:
-        """The layout of state `sid` inside [a, b): from the whole layout when it is cached,
-        else computed for the window alone (cost: what the window holds) or taken from
-        another era with the same run-key table (`_Walk.region`)."""
-        m = self.mapped
-        if bisect_right(m, a, key=END) >= bisect_left(m, b, key=START):
-            return ()  # no memslot inside [a, b): no leaves, whatever the state
-        walk = self.walk
-        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))  # (`_fp`, inline)
-        if whole is not None:
-            return clip_sorted(whole, a, b)
-        cd = walk.states[sid].cr0_cd
-        t = self.tables.get((vid, cd))
-        return walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
-
-    def _slot_pieces(self, a: int, b: int) -> list[Range]:
-        m = self.mapped
-        i, j = bisect_right(m, a, key=END), bisect_left(m, b, key=START)
-        return [(max(a, s), min(b, e)) for s, e in m[i:j]]
-
     def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
+        """Apply one decision (`_flat`) of event `i` to this era's EPT and counters.
+
+        A window's runs come from the whole layout when it is cached, else from
+        `_Walk.region` (computed for the window alone, shared by the eras with this run-key
+        table); none when no memslot meets the call, whatever the state. Those look-ups and
+        the memslot split are written out here and the counters are summed in locals and
+        stored once: this runs for every zapping era at every zapping event (a few per cent
+        of an adversarial event; tests/test_kvm_replay_engine.py holds it to the
+        straightforward engine, field by field)."""
         vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
         ev = te.event
-        cd = self.walk.states[sid].cr0_cd
-        lo, hi = self.lo, self.hi
+        walk = self.walk
+        cd = walk.states[sid].cr0_cd
+        lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
         records = self.records
+        last = self.last
+        calls = zapped = excess = dups = 0
         for n in range(3, len(d), 2):
             a, b = d[n], d[n + 1]
             if b <= a:
@@ -664,8 +657,10 @@ class _EraReplay:
                 else:
                     self.truncated = True
                 continue
-            region: Sequence[Run] | None = None
-            for pa, pb in (self._slot_pieces(a, b) if per_memslot else ((a, b),)):
+            # the memslots inside [a, b): indices [si, sj) of `mapped`
+            si, sj = bisect_right(ends, a), bisect_left(starts, b)
+            region: Sequence[Run] | None = None if si < sj else ()
+            for pa, pb in ([(max(a, s), min(b, e)) for s, e in m[si:sj]] if per_memslot else ((a, b),)):
                 content: Sequence[Run]
                 if pa <= lo and pb >= hi:
                     # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
@@ -675,7 +670,13 @@ class _EraReplay:
                     self.ept = content
                 else:
                     if region is None:
-                        region = self.region(vid, sid, a, b)
+                        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))
+                        if whole is not None:
+                            region = clip_sorted(whole, a, b)
+                        else:
+                            t = self.tables.get((vid, cd))
+                            region = walk.region(self._table(vid, cd) if t is None else t,
+                                                 sid, self.reads, a, b, self, vid)
                     # a piece's runs are the window's inside it: all of them when they all lie
                     # inside it (say the window meets one memslot: the runs cover mapped pages only)
                     content = (region if not region or (region[0][0] >= pa and region[-1][1] <= pb)
@@ -701,21 +702,25 @@ class _EraReplay:
                 # tracking, where every kept list stayed on its rounds).
                 if type(content) is not tuple:
                     content = tuple(content)
-                last = self.last
                 dup = same == zp and last.get((pa, pb)) == content
                 if len(last) >= MAX_CALL_RECORDS:
                     last.clear()
                 last[(pa, pb)] = content
-                self.zap_calls += 1
-                self.by_source[te.source] += 1
-                self.zapped_pages += zp
-                self.excess_pages += same
-                self.calls_cd += cd
-                self.dups += dup
+                calls += 1
+                zapped += zp
+                excess += same
+                dups += dup
                 if len(records) < MAX_CALL_RECORDS:
                     records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
                 else:
                     self.truncated = True
+        if calls:
+            self.zap_calls += calls
+            self.by_source[te.source] += calls
+            self.zapped_pages += zapped
+            self.excess_pages += excess
+            self.calls_cd += calls if cd else 0
+            self.dups += dups
 
     def _records(self, made: dict[int, tuple[ZapCallRecord, ...]] | None) -> tuple[ZapCallRecord, ...]:
         if made is None:
@@ -841,15 +846,18 @@ def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
     return lead
 
 
-def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], walk: _Walk, row: tuple) -> tuple[int, ...]:
+def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], cur: Sequence[int], walk: _Walk,
+             row: tuple) -> tuple[int, ...]:
     """The eras that a transition's decisions (`row`) part from the era they follow: a
     different decision, or the same calls refaulted with a different run-key table
     (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
-    nothing else of its era)."""
+    nothing else of its era). Eras that have parted already (`cur`) are left out: an era
+    never follows again once parted, so the replay would skip them whenever this
+    transition comes back."""
     out = []
     for k, r in enumerate(runs):
         j = lead[k]
-        if j == k:
+        if j == k or cur[k] == k:
             continue
         d = row[k]
         if d != row[j]:
@@ -892,7 +900,7 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
         if tid == len(rows):
             row = _decide(runs, walk, i, te, tid, plans)
             rows.append(row)
-            partings.append(() if row is None else _parting(runs, lead, walk, row))
+            partings.append(() if row is None else _parting(runs, lead, cur, walk, row))
         row = rows[tid]
         if row is not None:
             for k in partings[tid]:
