@@ -63,6 +63,21 @@ def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
     return permalink.decode(_query(args, view))
 
 
+def _one_system(st: permalink.LinkState, given: dict[str, str]) -> None:
+    """The CLI's own refusals of one system's options with the other kernel (in its words:
+    --xen-* options, --kernel), then any other input of another system (a TD's private
+    ranges without a TD, Xen frames with a KVM kernel, ...) refused with the API's own
+    refusal (permalink.foreign_input; a link on the page drops and lists the same), rather
+    than echoed back in the answer's link unread."""
+    if is_xen(st.kernel):
+        _xen_only(st)
+    else:
+        _kvm_only(st)
+    foreign = permalink.foreign_input(st, given)
+    if foreign is not None:
+        raise foreign[1]
+
+
 def _tdx_state(st: permalink.LinkState, given: dict[str, str]) -> permalink.LinkState:
     """A TD's fixed fields (app.kvm.tdx.tdx_defaults) where the options left them out."""
     from dataclasses import replace
@@ -124,9 +139,9 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
     _amd_only(st)
+    _one_system(st, given)
     if is_xen(st.kernel):
         return _xen_resolve(st, args.base_url)
-    _kvm_only(st)
     if not is_vmx_default(st.vm.vendor, st.vm.vm_type):
         return _kind_resolve(st, given, args.base_url)
     kernel = resolve_kernel(st.kernel)
@@ -172,8 +187,9 @@ def _xen_zap(st: permalink.LinkState, base: str) -> str:
                            "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
     assert st.event is not None
     st.vm.validate()
+    # the link's frames (syntax checked by decode, overlaps by xen_map), as POST /api/v1/zap takes them
     z = xen_zap(get_version(st.kernel), st.xen.domain(), st.vm, st.vcpu, st.event, st.xen.map_host_mtrr(),
-                st.xen_frames)  # the link's frames (checked by decode), as POST /api/v1/zap takes them
+                st.xen_frames)
     return render_xen_zap(z, permalink.url(st, base))
 
 
@@ -191,9 +207,9 @@ def cmd_zap(args: argparse.Namespace) -> str:
         raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write "
                            "(Xen: also passthrough_attach|passthrough_detach)")
     _amd_only(st)
+    _one_system(st, given)
     if is_xen(st.kernel):
         return _xen_zap(st, args.base_url)
-    _kvm_only(st)
     if isinstance(st.event, Passthrough):
         raise MemTypeError("event", f"{st.event.kind} is a Xen event", "passthrough events need --kernel xen")
     event: Event = st.event

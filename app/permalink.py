@@ -90,6 +90,7 @@ from .x86.pat import PAT_PRESETS, Pat
 from .xen.events import PASSTHROUGH_ATTACH, PASSTHROUGH_DETACH, Passthrough
 from .xen.facts import COVERAGES, HOST_MTRR_CHOICES, P2M_TYPES, PINNED_TYPES, P2mType, PinnedRange, XenFacts
 from .xen.map import FRAME_FLAGS, FrameRange
+from .xen.resolve import XEN_VM_FIELDS, check_no_kvm_settings
 from .xen.versions import check_xen_side, get_version, is_xen
 
 VERSION = "1"
@@ -679,7 +680,7 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     for _ in range(len(q) + 1):
         try:
             state = decode(q)
-            foreign = _foreign_input(state, q)
+            foreign = foreign_input(state, q)
             if foreign is None:
                 return state, tuple(dropped)
             name, e = foreign
@@ -696,13 +697,29 @@ def decode_report(query: str | Mapping[str, str] | Iterable[tuple[str, str]]) ->
     raise AssertionError("unreachable: each round drops one parameter")  # pragma: no cover
 
 
+def _td_check(st: LinkState, field: str, private: bool | None = True) -> None:
+    """A TD's private GPAs, refused as the API refuses them: for a Xen kernel against a
+    default VmConfig (a Xen domain is never a TD, whatever vmtype the link also says)."""
+    check_private(private, VmConfig() if is_xen(st.kernel) else st.vm, field)
+
+
+def _kvm_setting_check(attr: str | None) -> Callable[[LinkState], None]:
+    """One KVM VM setting in a Xen link: refused (check_no_kvm_settings) when it differs
+    from the default, so the parameter that moves it is the one dropped."""
+    def check(st: LinkState) -> None:
+        if attr and is_xen(st.kernel) and getattr(st.vm, attr) != getattr(VmConfig(), attr):
+            check_no_kvm_settings(VmConfig(**{attr: getattr(st.vm, attr)}))
+    return check
+
+
 _SYSTEM_INPUTS: tuple[tuple[tuple[str, ...], Callable[[LinkState], None]], ...] = (
-    (("private_ranges",), lambda st: check_private(True, st.vm, "private_ranges")),
+    (("private_ranges",), lambda st: _td_check(st, "private_ranges")),
     (tuple(k.param for k in KNOBS if k.owner == "access" and k.attr == "private"),
-     lambda st: check_private(st.access.private, st.vm)),
+     lambda st: _td_check(st, "private", st.access.private)),
     ((*(k.param for k in KNOBS if k.owner == "xen"), "xen_frames"), lambda st: check_xen_side(True, st.kernel)),
     (tuple(k.param for k in KNOBS if k.owner == "amd"),
      lambda st: check_amd_side(True, {"vm.vendor": None if is_xen(st.kernel) else st.vm.vendor})),
+    *(((k.param,), _kvm_setting_check(k.attr)) for k in KNOBS if k.owner == "vm" and k.attr not in XEN_VM_FIELDS),
 )
 """The parameters one system alone takes (a TD's private GPAs, a Xen domain's facts and
 frames, an AMD host's facts), each with the refusal the API gives them for another system
@@ -711,7 +728,7 @@ reads their rows only for their system, so decode_report drops and lists them ra
 let the page lose them unsaid."""
 
 
-def _foreign_input(state: LinkState, q: Mapping[str, str]) -> tuple[str, MemTypeError] | None:
+def foreign_input(state: LinkState, q: Mapping[str, str]) -> tuple[str, MemTypeError] | None:
     """The first parameter of `q` the state's system does not take, with its refusal."""
     for params, check in _SYSTEM_INPUTS:
         given = [p for p in params if p in q]

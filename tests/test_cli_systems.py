@@ -148,3 +148,18 @@ async def test_permalink_refusals(client, body, loc):
     r = await client.post("/api/v1/permalink", json=body)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"] == loc
+
+
+@pytest.mark.parametrize(("link", "field"), [
+    ("http://h/?v=1&xen_frames=0x0-0x1000", "xen"),
+    ("http://h/?v=1&private_ranges=0x0-0x1000", "private_ranges"),
+    ("http://h/?v=1&kernel=xen&private_ranges=0x0-0x1000", "private_ranges"),
+    ("http://h/?v=1&kernel=xen&vmtype=tdx&private_ranges=0x0-0x1000", "kernel"),
+])
+@pytest.mark.parametrize("command", [["resolve"], ["zap", "--event", "cr0_cd", "--event-value", "1"]])
+def test_an_input_of_another_system_is_refused_not_echoed(link, field, command, capsys):
+    """A link's input for another system is refused, as the API refuses it (it was
+    answered without it and echoed back in the answer's link)."""
+    assert main([*command, "--link", link]) == 2
+    err = capsys.readouterr().err
+    assert f"memtype-explorer: {field}:" in err, err

@@ -19,6 +19,7 @@ from app.kvm.eras import ERAS
 from app.main import app
 from app.pages import COMPARE_SIDES, DIM_SHORT, GLOSSARY, XEN_ERAS
 from app.system_diff import DIMENSIONS
+from app.xen.resolve import XEN_VM_RULE
 from app.xen.versions import SYSTEM_ID, XEN_VERSIONS
 
 client = TestClient(app)
@@ -393,6 +394,7 @@ def test_a_bad_map_input_in_a_link_is_dropped_and_listed(query, why):
     assert getattr(decode(f"v=1&{query.split('&')[0]}&{param}={example}"), param)
 
 
+KVM_WITH_XEN = ("KVM settings given with a Xen kernel", XEN_VM_RULE)
 NOT_A_TD = ("private_ranges given for a VM that is not a TD", "private GPAs (Secure EPT) exist only with vm.type tdx")
 NOT_XEN = ("Xen facts given with a KVM kernel", 'xen needs kernel "xen"')
 
@@ -410,6 +412,14 @@ NOT_XEN = ("Xen facts given with a KVM kernel", 'xen needs kernel "xen"')
                            "amd needs vm.vendor amd")]),
     ("vmtype=tdx&private_ranges=0x0-0x1000", []),
     ("kernel=xen&xen_frames=0x0-0x1000&xen_pinned=0x200-0x3ff:WC", []),
+    # a Xen domain is no TD whatever vmtype the link says, and takes no KVM VM setting
+    # (only MAXPHYADDR and the memory map): each dropped by the parameter that moves it
+    ("kernel=xen&private=1&private_ranges=0x0-0x1000",
+     [("private_ranges", "0x0-0x1000", *NOT_A_TD), ("private", "1", "private given for a VM that is not a TD",
+                                                     NOT_A_TD[1])]),
+    ("kernel=xen&ncdma=1&pat_quirk=0&maxphyaddr=40",
+     [("ncdma", "1", *KVM_WITH_XEN), ("pat_quirk", "0", *KVM_WITH_XEN)]),
+    ("kernel=xen&vendor=intel&ncdma=0&maxphyaddr=40", []),
 ])
 def test_a_map_input_for_another_system_is_dropped_and_listed(query, dropped):
     """A link's input for a system the state is not (private GPAs without a TD, Xen facts and
@@ -425,8 +435,29 @@ def test_a_map_input_for_another_system_is_dropped_and_listed(query, dropped):
     for param, _, message, rule in dropped:  # the endpoint's refusal, word for word
         one = {"private_ranges": {"private_ranges": []}, "xen_frames": {"xen": {"frames": []}},
                "xen_pinned": {"xen": {"pinned": []}}, "xen_iommu": {"xen": {"iommu": True}},
-               "private": {"private": True}, "amd_host_mtrr": {"amd": {"host_mtrr": "UC"}}}[param]
+               "private": {"private": True}, "amd_host_mtrr": {"amd": {"host_mtrr": "UC"}},
+               "ncdma": {"vm": {"noncoherent_dma": True}},
+               "pat_quirk": {"vm": {"quirk_ignore_guest_pat": False}}}[param]
         kernel = {"kernel": "xen"} if "kernel=xen" in query else {}
         r = client.post("/api/v1/permalink", json={**body, **one, **kernel})
         assert r.status_code == 422 and (r.json()["errors"][0]["msg"], r.json()["detail"].split(" (", 1)[1]) == (
             message, rule + ")"), r.text
+
+
+def test_a_xen_link_with_vmtype_tdx_drops_the_td_inputs_too():
+    """A Xen domain is no TD whatever vmtype the link says: its private inputs are dropped
+    and listed (they were kept, as the vmtype made the check pass), then the vmtype itself."""
+    data = initial("/?v=1&kernel=xen&vmtype=tdx&private=1&private_ranges=0x0-0x1000")
+    assert [(d["param"], d["message"]) for d in data["dropped"]] == [
+        ("private_ranges", NOT_A_TD[0]), ("private", "private given for a VM that is not a TD"),
+        ("vmtype", KVM_WITH_XEN[0])]
+
+
+def test_the_permalink_endpoint_refuses_an_amd_main_side_resolve_refuses():
+    """POST /api/v1/permalink takes a scenario resolve accepts: an AMD VM under an era AMD has
+    no kernel for (series-v3, a VMX patch series) gets resolve's 422, word for word."""
+    body = {"kernel": "series-v3", "vm": {"vendor": "amd"}, "vcpu": {}, "gpa": "0x0"}
+    p, r = client.post("/api/v1/permalink", json=body), client.post("/api/v1/resolve", json=body)
+    assert p.status_code == r.status_code == 422
+    assert p.json()["errors"] == r.json()["errors"], (p.text, r.text)
+    assert client.post("/api/v1/permalink", json={**body, "kernel": "v6.16"}).status_code == 200

@@ -93,3 +93,9 @@ async def test_permalink_and_register_views_are_kept():
             assert a.status_code == b.status_code == 200 and a.content == b.content
             assert cache.hits == hits + 1, path
         assert (await c.post("/api/v1/permalink", json=BODY)).json()["url"].startswith("http://t/?")
+        # the base URL is the configured one, not the request's Host (so a kept answer is
+        # right for every client): a miss with another Host, then a hit, say the same
+        other = {**BODY, "gpa": "0x1000"}
+        for _ in range(2):
+            r = await c.post("/api/v1/permalink", json=other, headers={"Host": "evil.example"})
+            assert r.json()["url"].startswith("http://t/?"), r.text

@@ -16,9 +16,10 @@ from ..kvm.resolve import check, mask_at, resolve
 from ..kvm.scenario import Access, VcpuState, VmConfig
 from ..kvm.spte_trace import Scenario as SpteScenario
 from ..kvm.spte_trace import SpteLine, SpteValue, check_size, decode_trace
+from ..kvm.svm import svm_kernel
 from ..kvm.tdx import check_private_ranges, check_vm_kind
 from ..kvm.versions import resolve_kernel
-from ..kvm.vm_kinds import VENDOR_INTEL, VM_TYPE_DEFAULT
+from ..kvm.vm_kinds import VENDOR_AMD, VENDOR_INTEL, VM_TYPE_DEFAULT
 from ..kvm.zap import audit
 from ..permalink import LinkState, encode, url
 from ..render import render_resolve
@@ -244,6 +245,8 @@ async def permalink_endpoint(req: s.PermalinkRequest, request: Request) -> Respo
     with core_errors(map_loc):
         era = get_era(req.kernel)
         check_vm_kind(vm.vendor, vm.vm_type, req.kernel)
+        if vm.vendor == VENDOR_AMD:
+            svm_kernel(req.kernel)  # as resolve: an era AMD has no kernel for (series-v3) is refused
         vs_ok(req)
         vcpu = to_vcpu(req.vcpu).validate(vm.validate())
         access = Access(req.gpa, req.mmio, to_host_page(req.host_page), req.private).validate(vm)

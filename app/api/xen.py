@@ -25,7 +25,7 @@ from . import schemas as s
 from .common import base_url, json_response, text, wants_text
 from .convert import core_errors, to_event, to_vcpu, to_vm
 from .errors import RuleViolation
-from .systems import MapLimits, check_private_ranges_given
+from .systems import MapLimits, check_private, check_private_ranges_given
 
 KVM_ONLY = ("mmio", "host_page", "private")
 
@@ -169,6 +169,7 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
             raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
                                 ["body", name])
     check_private_ranges_given(req, VmConfig())  # the map's refusal (a Xen domain is no TD)
+    check_private(req, VmConfig())  # resolve's (the link had dropped `private` silently)
     vm, map_loc = to_vm(req.vm, req.memory_map)
     _kvm_vm(vm)
     with core_errors(map_loc):

@@ -69,6 +69,10 @@ XEN_VM_RULE = ("of the VM's settings Xen reads only MAXPHYADDR and the memory ma
 `memory_map`, domain facts in `xen`) and the CLI (--maxphyaddr, --map, the --xen-* options)."""
 
 
+XEN_VM_FIELDS = ("maxphyaddr", "memory_map")
+"""The VmConfig members Xen reads (kvm_settings_given); every other member is a KVM setting."""
+
+
 def check_no_kvm_settings(vm: VmConfig, field: str = "vm") -> None:
     """Refuse a VmConfig with KVM settings for a Xen kernel (kvm_settings_given), at `field`
     (the API's `vm`, the CLI's `kernel`)."""
@@ -81,7 +85,7 @@ def kvm_settings_given(vm: VmConfig) -> bool:
     Any other (vendor, VM type, the KVM quirks, nc-DMA, self-snoop) is a KVM setting, refused
     with a Xen kernel rather than ignored (check_no_kvm_settings: the API at `vm`, the CLI at
     `kernel`)."""
-    return vm != VmConfig(maxphyaddr=vm.maxphyaddr, memory_map=vm.memory_map)
+    return vm != VmConfig(**{f: getattr(vm, f) for f in XEN_VM_FIELDS})
 
 
 def resolve_xen(v: XenVersion, d: Domain, page: Page, vcpu: VcpuState, maxphyaddr: int = 46) -> XenResolution:

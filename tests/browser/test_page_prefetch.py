@@ -36,10 +36,13 @@ def knob_values(body: str) -> list[dict]:
     return [{**p["body"]["vm"], **p["body"]["vcpu"]} for p in parts if p["name"] == "resolve"]
 
 
-def wait_prefetched(w, n: int) -> None:
+def wait_prefetched(w, n: int, batches_only: bool = False) -> None:
+    """Until `n` prefetch requests were made (`batches_only`: n POST /page/batch bodies, not
+    counting the prefetch's /page/system views) and the page is idle."""
     w.page.wait_for_timeout(100)
     for _ in range(100):
-        if len(w.prefetched) >= n and w.page.evaluate("document.body.dataset.busy") == "0":
+        got = sum(1 for b in w.prefetched if b.startswith('{"parts"')) if batches_only else len(w.prefetched)
+        if got >= n and w.page.evaluate("document.body.dataset.busy") == "0":
             break
         w.page.wait_for_timeout(50)
     w.page.wait_for_timeout(200)  # the last answer is read
@@ -161,13 +164,13 @@ def test_a_neighbour_sharing_parts_asks_only_the_new_ones(open_page, live_server
     flips = visible_bools(page)
     names = page.eval_on_selector_all("#preset option", "os => os.map(o => o.value).filter(Boolean)")
     batches = lambda: [b for b in w.prefetched if b.startswith('{"parts"')]  # noqa: E731 (not /page/system)
-    wait_prefetched(w, len(flips) + len(names))
+    wait_prefetched(w, len(flips) + len(names), batches_only=True)
     assert all(any(p["name"] == "map" for p in json.loads(b)["parts"]) for b in batches()[:len(flips)])
     n = len(batches())
     gpa = page.locator("#gpa")
     gpa.fill("0x123400000")
     w.after(gpa.press, "Enter")
-    wait_prefetched(w, len(w.prefetched) + len(flips))
+    wait_prefetched(w, n + len(flips), batches_only=True)
     again = batches()[n:]
     assert len(again) == len(flips)  # the presets' parts are all here already
     for body in again:
@@ -187,7 +190,7 @@ def test_every_preset_is_foreseen(open_page, live_server):
     w.goto(live_server + PAIR)
     names = page.eval_on_selector_all("#preset option", "os => os.map(o => o.value).filter(Boolean)")
     flips = visible_bools(page)
-    wait_prefetched(w, len(flips) + len(names))
+    wait_prefetched(w, len(flips) + len(names), batches_only=True)
     preset_batches = [json.loads(b) for b in w.prefetched if b.startswith('{"parts"')][len(flips):]
     assert len(preset_batches) == len(names)  # each once, nothing more while idle
     cold = open_page(viewport=(1440, 900))
