@@ -485,6 +485,12 @@ def offered_compare(state: LinkState, dropped: tuple[Dropped, ...]) -> tuple[Lin
     its reason like every parameter decode_report drops (a TDX VM under an old kernel keeps
     its Intel era; Xen named with vendor amd keeps Xen); one it does not refuse loses vs."""
     out = list(dropped)
+    implicit = state.vs is None and (state.vs_vendor != VENDOR_INTEL or state.vs_type != VM_TYPE_DEFAULT)
+    if implicit:
+        # vs_vendor / vs_type alone: the second side is the main kernel (permalink.request_body
+        # diffs `vs or kernel`), which the Compare list names by its era; the page would
+        # otherwise show no Compare side and lose them unsaid
+        state = replace(state, vs=state.kernel)
     offered = {(o["vs"], o["vendor"], o["type"]) for o in COMPARE_SIDES}
     while state.vs is not None and (state.vs, state.vs_vendor, state.vs_type) not in offered:
         vs = state.vs
@@ -501,6 +507,8 @@ def offered_compare(state: LinkState, dropped: tuple[Dropped, ...]) -> tuple[Lin
                 continue
         out.append(Dropped("vs", vs, "is no side of the page's Compare list", ""))
         state = replace(state, vs=None, vs_vendor=VENDOR_INTEL, vs_type=VM_TYPE_DEFAULT)
+    if implicit and (state.vs, state.vs_vendor, state.vs_type) == (state.kernel, VENDOR_INTEL, VM_TYPE_DEFAULT):
+        state = replace(state, vs=None)  # what was dropped left the main side itself: no Compare side
     return state, tuple(out)
 
 DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "quirk_cd_nw_cleared": "CDNWq",

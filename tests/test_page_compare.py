@@ -461,3 +461,17 @@ def test_the_permalink_endpoint_refuses_an_amd_main_side_resolve_refuses():
     assert p.status_code == r.status_code == 422
     assert p.json()["errors"] == r.json()["errors"], (p.text, r.text)
     assert client.post("/api/v1/permalink", json={**body, "kernel": "v6.16"}).status_code == 200
+
+
+@pytest.mark.parametrize(("query", "vs", "dropped"), [
+    ("kernel=v6.16&vs_vendor=amd", ("v6.16", "amd", "default"), []),
+    ("kernel=v6.16&vs_type=tdx", ("v6.16", "intel", "tdx"), []),
+    ("kernel=v4.2&vs_type=tdx", (None, "intel", "default"), ["vs_type"]),
+])
+def test_a_compare_vendor_or_type_without_vs_is_the_main_kernel(query, vs, dropped):
+    """vs_vendor / vs_type with no vs name the main kernel as the second side (the diff of
+    such a link is `vs or kernel`): the page offers that side rather than lose them."""
+    data = initial(f"/?v=1&{query}")
+    init = data["initial"]
+    assert (init.get("vs"), init.get("vs_vendor", "intel"), init.get("vs_type", "default")) == vs, init
+    assert [d["param"] for d in data["dropped"]] == dropped
