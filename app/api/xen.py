@@ -87,7 +87,7 @@ def to_frames(x: s.XenMapIn | s.XenLinkIn | None) -> tuple[FrameRange, ...]:
 def xen_map_answer(req: s.MapRequest, limits: MapLimits) -> s.XenMapResponse:
     """POST /api/v1/map with kernel xen: app.xen.map.xen_map over the memory map."""
     before, after = limits
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)  # vendor and type refused as KVM settings (_kvm_vm)
     _kvm_vm(vm)
     with core_errors(map_loc):
         version = get_version(req.kernel)
@@ -120,7 +120,7 @@ def _event(e: s.Cr0CdEvent | s.MtrrWriteEvent | s.NoncoherentDmaEvent | s.PatWri
 
 def xen_zap_answer(req: s.ZapRequest, request: Request, fmt: str | None) -> Response:
     """POST /api/v1/zap with kernel xen: app.xen.zap.xen_zap over the memory map."""
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)  # vendor and type refused as KVM settings (_kvm_vm)
     _kvm_vm(vm)
     with core_errors(map_loc):
         version = get_version(req.kernel)
@@ -143,7 +143,7 @@ def xen_resolve(req: s.ResolveRequest, request: Request, fmt: str | None) -> Res
         if getattr(req, name) is not None:
             raise RuleViolation(MemTypeError(name, f"{name} is a KVM input", 'with kernel "xen" give xen.p2m_type'),
                                 ["body", name])
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)  # vendor and type refused as KVM settings (_kvm_vm)
     _kvm_vm(vm)
     with core_errors(map_loc):
         version = get_version(req.kernel)
@@ -170,7 +170,7 @@ def xen_permalink_state(req: s.PermalinkRequest, vs_ok) -> LinkState:
                                 ["body", name])
     check_private_ranges_given(req, VmConfig())  # the map's refusal (a Xen domain is no TD)
     check_private(req, VmConfig())  # resolve's (the link had dropped `private` silently)
-    vm, map_loc = to_vm(req.vm, req.memory_map)
+    vm, map_loc = to_vm(req.vm, req.memory_map, kinds=True)  # vendor and type refused as KVM settings (_kvm_vm)
     _kvm_vm(vm)
     with core_errors(map_loc):
         version = get_version(req.kernel)
