@@ -801,6 +801,25 @@ async function prefetchNeighbours(run) {
   if (prefetchRun === run) prefetchRun = null;
 }
 for (const type of ["pointerdown", "keydown", "input"]) window.addEventListener(type, () => stopPrefetch(), true);
+// An address is asked while it is typed: each keystroke in the address box asks, as one
+// prefetch batch, the parts of the state with the address as it now reads (nothing is
+// drawn), so when Enter or leaving the box commits it (the change event) its answers are
+// in PARTS already or awaited in flight (batchAnswer: the same body). One such batch at a
+// time: a newer keystroke aborts the one before. A text the server refuses is answered
+// with its 422, kept like any answer; the page still draws nothing before the change.
+let typedPending = null;
+function prefetchTyped() {
+  if (!reuseOn()) return;
+  if (typedPending && typedPending === prefetchPending) {
+    typedPending.ctrl.abort();
+    prefetchPending = null;
+  }
+  const before = prefetchPending;
+  let st;
+  try { st = readState(); } catch { return; }  // a state the page cannot read yet: the change reports it
+  prefetchState(st).catch(() => {});
+  typedPending = prefetchPending !== before ? prefetchPending : null;
+}
 function noteFlip(id) {
   if (!KNOB_CONTROLS.some((k) => k.kind === "bool" && k.control === id)) return;
   const i = recentFlips.indexOf(id);
@@ -2461,6 +2480,7 @@ function wire() {
   [ctl.mE, ctl.mFE, ctl.mDef].forEach((c) => c.addEventListener("change", async () => { await defTypeFromFields(); changed(); }));
   ctl.maxphy.addEventListener("change", async () => { await fixMasksForMaxphy(); changed(); });
   ctl.gpa.addEventListener("change", () => changed());
+  ctl.gpa.addEventListener("input", prefetchTyped);
   ctl.pats.forEach((s) => s.addEventListener("change", async () => { await patFromSelects(); changed(); }));
   ctl.patRaw.addEventListener("change", () => { syncPatFromRaw(); changed(); });
   $$("[data-pat-preset]").forEach((b) => b.addEventListener("click", () => { setPatRaw(BigInt(b.dataset.patPreset)); changed(); }));

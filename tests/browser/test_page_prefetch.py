@@ -168,11 +168,11 @@ def test_a_neighbour_sharing_parts_asks_only_the_new_ones(open_page, live_server
     assert all(any(p["name"] == "map" for p in json.loads(b)["parts"]) for b in batches()[:len(flips)])
     n = len(batches())
     gpa = page.locator("#gpa")
-    gpa.fill("0x123400000")
+    gpa.fill("0x123400000")  # the typed address is asked as it is typed (prefetchTyped)
     w.after(gpa.press, "Enter")
-    wait_prefetched(w, n + len(flips), batches_only=True)
+    wait_prefetched(w, n + 1 + len(flips), batches_only=True)
     again = batches()[n:]
-    assert len(again) == len(flips)  # the presets' parts are all here already
+    assert len(again) == 1 + len(flips)  # the typed one, then the flips; the presets' parts are all here already
     for body in again:
         parts = json.loads(body)["parts"]
         assert [p["name"] for p in parts] == ["permalink", "resolve", "resolve"]
@@ -204,3 +204,31 @@ def test_every_preset_is_foreseen(open_page, live_server):
         assert page.url == cold.page.url, name
         wait_quiet(w)  # this preset's neighbours and the rest before the next choice
     assert not w.console_errors and not w.page_errors and not cold.page_errors
+
+
+def test_a_typed_address_is_asked_while_typed_and_enter_asks_nothing(open_page, live_server):
+    """Each keystroke in the address box asks its state's parts ahead (one prefetch batch,
+    a newer keystroke aborting the older); Enter then draws them with no request of its own,
+    and draws what a page without the prefetch draws."""
+    w = open_page(viewport=(1440, 900), prefetch=True)
+    page = w.page
+    w.goto(live_server + PAIR)
+    wait_quiet(w)
+    n = len(w.prefetched)
+    gpa = page.locator("#gpa")
+    gpa.fill("0x1234")
+    gpa.press_sequentially("5000", delay=30)
+    wait_quiet(w)
+    typed = [json.loads(b) for b in w.prefetched[n:] if b.startswith('{"parts"')]
+    gpas = [{p["body"].get("gpa") for p in b["parts"]} for b in typed]
+    assert gpas and all(g <= {"0x1234", "0x12345", "0x123450", "0x1234500", "0x12345000"} for g in gpas), gpas
+    assert gpas[-1] == {"0x12345000"}, gpas  # the last keystroke's state, every part of it
+    own = len(w.requests)
+    w.after(gpa.press, "Enter")
+    page.wait_for_timeout(300)
+    asked = [u for u in w.requests[own:] if u.endswith("/page/batch")]
+    assert asked == [], asked  # answered from PARTS: the typed batch had asked it
+    cold = open_page(viewport=(1440, 900))
+    cold.goto(live_server + PAIR + "&gpa=0x12345000")
+    assert panels(page) == panels(cold.page)
+    assert not w.console_errors and not w.page_errors
