@@ -181,14 +181,15 @@ async def test_text_names_the_npt_entry_and_the_host_side(client):
     assert "  0   0 0 0        WB     WB    WB         UC       weaker" in lines
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/api/v1/decode", {"spte": "0x6000000080000e77", "vm": amd()}),
-    ("/api/v1/resolve", {"kernel": "xen", "gpa": 0, "vm": amd()}),
+@pytest.mark.parametrize("path, body, loc", [
+    ("/api/v1/decode", {"spte": "0x6000000080000e77", "vm": amd()}, ["body", "vm", "vendor"]),
+    # with Xen the vendor is one of the KVM settings Xen refuses (one refusal at vm, as nc-DMA)
+    ("/api/v1/resolve", {"kernel": "xen", "gpa": 0, "vm": amd()}, ["body", "vm"]),
 ])
-async def test_other_endpoints_refuse_amd(client, path, body):
+async def test_other_endpoints_refuse_amd(client, path, body, loc):
     r = await client.post(path, json=body)
     assert r.status_code == 422, r.text
-    assert r.json()["errors"][0]["loc"] == ["body", "vm", "vendor"]
+    assert r.json()["errors"][0]["loc"] == loc
 
 
 async def test_intel_spelled_out_is_byte_identical(client):
