@@ -722,7 +722,8 @@ _SYSTEM_INPUTS: tuple[tuple[tuple[str, ...], Callable[[LinkState], None]], ...] 
     *(((k.param,), _kvm_setting_check(k.attr)) for k in KNOBS if k.owner == "vm" and k.attr not in XEN_VM_FIELDS),
 )
 """The parameters one system alone takes (a TD's private GPAs, a Xen domain's facts and
-frames, an AMD host's facts), each with the refusal the API gives them for another system
+frames, an AMD host's facts, KVM's VM settings: not Xen's), each with the refusal the API
+gives them for another system
 (POST /api/v1/map and /permalink): decode reads them whatever the state, and the page
 reads their rows only for their system, so decode_report drops and lists them rather than
 let the page lose them unsaid."""
