@@ -65,10 +65,11 @@ def _state(args: argparse.Namespace, view: str) -> permalink.LinkState:
 
 def _one_system(st: permalink.LinkState, given: dict[str, str]) -> None:
     """The CLI's own refusals of one system's options with the other kernel (in its words:
-    --xen-* options, --kernel), then any other input of another system (a TD's private
+    --amd-host-* options, --xen-* options, --kernel), then any other input of another system (a TD's private
     ranges without a TD, Xen frames with a KVM kernel, ...) refused with the API's own
     refusal (permalink.foreign_input; a link on the page drops and lists the same), rather
     than echoed back in the answer's link unread."""
+    _amd_only(st)
     if is_xen(st.kernel):
         _xen_only(st)
     else:
@@ -138,7 +139,6 @@ def cmd_resolve(args: argparse.Namespace) -> str:
     st = permalink.decode(given)
     if args.json:
         return json.dumps(permalink.request_body(st), indent=2)
-    _amd_only(st)
     _one_system(st, given)
     if is_xen(st.kernel):
         return _xen_resolve(st, args.base_url)
@@ -168,7 +168,6 @@ def _xen_resolve(st: permalink.LinkState, base: str) -> str:
     from .xen.text import render_xen
     from .xen.versions import get_version
 
-    _xen_only(st)
     if st.access.mmio is not None or st.access.host_page is not None:
         raise MemTypeError("mmio", "--mmio and --host are KVM inputs", "with a Xen kernel give --xen-p2m")
     st.vm.validate()
@@ -181,7 +180,6 @@ def _xen_zap(st: permalink.LinkState, base: str) -> str:
     from .xen.versions import get_version
     from .xen.zap import xen_zap
 
-    _xen_only(st)
     if st.event is not None and st.event.kind == "noncoherent_dma":
         raise MemTypeError("event", "noncoherent_dma is a KVM event",
                            "Xen's counterparts are passthrough_attach and passthrough_detach (io or pci)")
@@ -206,7 +204,6 @@ def cmd_zap(args: argparse.Namespace) -> str:
     if st.event is None:
         raise MemTypeError("event", "no event given", "pass --event cr0_cd|mtrr_write|noncoherent_dma|pat_write "
                            "(Xen: also passthrough_attach|passthrough_detach)")
-    _amd_only(st)
     _one_system(st, given)
     if is_xen(st.kernel):
         return _xen_zap(st, args.base_url)

@@ -147,7 +147,6 @@ def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
     return ",".join(f"{a:#x}-{b:#x}" for a, b in sorted(ranges))
 
 
-
 def _frames_text(frames: tuple[FrameRange, ...]) -> str:
     """A link's xen_frames, by start (as app.xen.map.check_frames returns them): the zap's
     link (frames as given) and the permalink endpoint's (frames checked) are one string."""
@@ -703,11 +702,11 @@ def _td_check(st: LinkState, field: str, private: bool | None = True) -> None:
     check_private(private, VmConfig() if is_xen(st.kernel) else st.vm, field)
 
 
-def _kvm_setting_check(attr: str | None) -> Callable[[LinkState], None]:
+def _kvm_setting_check(attr: str) -> Callable[[LinkState], None]:
     """One KVM VM setting in a Xen link: refused (check_no_kvm_settings) when it differs
     from the default, so the parameter that moves it is the one dropped."""
     def check(st: LinkState) -> None:
-        if attr and is_xen(st.kernel) and getattr(st.vm, attr) != getattr(VmConfig(), attr):
+        if is_xen(st.kernel) and getattr(st.vm, attr) != getattr(VmConfig(), attr):
             check_no_kvm_settings(VmConfig(**{attr: getattr(st.vm, attr)}))
     return check
 
@@ -719,7 +718,8 @@ _SYSTEM_INPUTS: tuple[tuple[tuple[str, ...], Callable[[LinkState], None]], ...] 
     ((*(k.param for k in KNOBS if k.owner == "xen"), "xen_frames"), lambda st: check_xen_side(True, st.kernel)),
     (tuple(k.param for k in KNOBS if k.owner == "amd"),
      lambda st: check_amd_side(True, {"vm.vendor": None if is_xen(st.kernel) else st.vm.vendor})),
-    *(((k.param,), _kvm_setting_check(k.attr)) for k in KNOBS if k.owner == "vm" and k.attr not in XEN_VM_FIELDS),
+    *(((k.param,), _kvm_setting_check(k.attr)) for k in KNOBS
+      if k.owner == "vm" and k.attr is not None and k.attr not in XEN_VM_FIELDS),
 )
 """The parameters one system alone takes (a TD's private GPAs, a Xen domain's facts and
 frames, an AMD host's facts, KVM's VM settings: not Xen's), each with the refusal the API
