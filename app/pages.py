@@ -518,8 +518,6 @@ DIM_SHORT = {"is_mmio": "mmio", "noncoherent_dma": "ncDMA", "cr0_cd": "CD", "qui
 cross-system diff's joint space, app.system_diff.DIMENSIONS): prose for the groups table,
 each expanded in GLOSSARY. Which dimensions a diff has, and their order, come from its answer."""
 
-XEN_DIMS = XEN_FACTS
-"""The cross-system diff's Xen dimensions as the Xen facts of a resolve body (XenIn)."""
 XEN_MMIO = {mmio: t.value for mmio, t in XEN_P2M.items()}
 """is_mmio under Xen: the p2m type app.system_diff.answer gives the entry (XenIn.p2m_type)."""
 
@@ -771,7 +769,7 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
             else:
                 body["unapplied"] = [{"dimension": d, "value": req.pattern[d],
                                       "why": f"a Xen domain fact (xen.{f}): the page holds Xen facts with Era xen only"}
-                                     for d, f in XEN_DIMS.items() if f in xen]
+                                     for d, f in XEN_FACTS.items() if f in xen]
         elif sc.xen is not None:
             body["xen"] = sc.xen.model_dump(exclude_defaults=True)
         if held:
@@ -847,9 +845,9 @@ def build_router(templates_dir: Path, assets: AssetHasher | None = None) -> APIR
 def split_xen_dims(pattern: dict[str, bool | str]) -> tuple[dict[str, bool | str], dict[str, bool | str]]:
     """A diff group's pattern as (the era diff's dimensions, for app.analysis.apply_pattern;
     the Xen facts the cross-system diff's Xen dimensions fix, for the resolve body's `xen`)."""
-    rest = {k: v for k, v in pattern.items() if k not in XEN_DIMS}
+    rest = {k: v for k, v in pattern.items() if k not in XEN_FACTS}
     xen: dict[str, bool | str] = {}
-    for d, f in XEN_DIMS.items():
+    for d, f in XEN_FACTS.items():
         if (v := bool_dim(pattern, d)) is not None:
             xen[f] = v
     return rest, xen

@@ -53,6 +53,8 @@ HOST_MTRR_OF_KIND = HOST_MTRR_DEFAULT
 """The host MTRR type of a range when the request gives none: host firmware's usual layout
 (RAM WB, the PCI hole UC), the one assumption app.kvm.svm.HOST_MTRR_DEFAULT makes for AMD."""
 _ORDER_BYTES = ((18, 1 << 30), (9, 1 << 21))
+
+
 @dataclass(frozen=True, slots=True)
 class FrameRange:
     """Per-frame facts over the GPAs [start, end): the p2m type (None: the memory map's
