@@ -562,10 +562,10 @@ class ApiError extends Error {
     this.problem = problem;
   }
 }
-async function api(path, body, signal, text = false, page = false) {
+async function api(path, body, signal, text = false, page = false, headers = {}) {
   const init = body === undefined ? { signal } : {
     method: "POST", signal, body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", Accept: text ? "text/plain" : "application/json" },
+    headers: { "Content-Type": "application/json", Accept: text ? "text/plain" : "application/json", ...headers },
   };
   const r = await fetch((page ? "" : API) + path + (text ? (path.includes("?") ? "&" : "?") + "format=text" : ""), init);
   if (!r.ok) {
@@ -757,17 +757,6 @@ function presetState(p) {
     event, pati: 0, view: p.event ? "zap" : "resolve",
     regs: { maxphyaddr: String(sc.vm.maxphyaddr ?? ctl.maxphy.value.trim()), pat: vcpu.pat, mtrr: vcpu.mtrr } };
 }
-async function prefetchSystem(body) {
-  // a system view (POST /page/system, a pure function of the body) ahead, kept as loadSystem keeps it
-  const key = JSON.stringify(body);
-  if (SYS_VIEWS.has(key)) return SYS_VIEWS.get(key);
-  const r = await fetch(`${PAGE}/system`, { method: "POST", body: key,
-    headers: { "Content-Type": "application/json", Accept: "application/json", [PREFETCH_HEADER]: "1" } });
-  if (!r.ok) return null;
-  const view = await r.json();
-  if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
-  return view;
-}
 async function prefetchState(st) {
   // the parts of `st` not answered yet, in one prefetch batch; false when there were none.
   // The parts already here are kept as recently used: a state one click away keeps its
@@ -794,7 +783,7 @@ async function prefetchNeighbours(run) {
     if (run.stop || asked >= PREFETCH_MAX) break;
     const st = presetState(p);
     let sys = null;
-    try { sys = st && await prefetchSystem(presetSysBody(p)); } catch { sys = null; }
+    try { sys = st && await systemView(presetSysBody(p), undefined, true); } catch { sys = null; }
     if (run.stop) break;
     if (plainSystem(sys) && await prefetchState(st)) asked += 1;
   }
@@ -1364,11 +1353,20 @@ const sysBody = () => ({ kernel: ctl.kver.value.trim() || ctl.kernel.value, vend
   type: $("#vmtype")?.value || "default" });
 const sysKey = () => JSON.stringify(sysBody());
 const SYS_VIEWS = new Map();  // sysKey() -> the server's view: a pure function of the body, kept
+async function systemView(body, signal, prefetch = false) {
+  // POST /page/system for `body`, kept by its text (a pure function of it: the page's own
+  // system, a Compare side's, a preset's ahead); the prefetch's marked with PREFETCH_HEADER
+  const key = JSON.stringify(body);
+  let view = SYS_VIEWS.get(key);
+  if (view === undefined) {
+    view = await api(`${PAGE}/system`, body, signal, false, true, prefetch ? { [PREFETCH_HEADER]: "1" } : {});
+    if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
+  }
+  return view;
+}
 async function loadSystem(signal) {
-  const key = sysKey();
-  const view = SYS_VIEWS.get(key) ?? await api(`${PAGE}/system`, sysBody(), signal, false, true);
-  if (!SYS_VIEWS.has(key)) SYS_VIEWS.set(key, view);
-  SYS = { key, view };
+  const view = await systemView(sysBody(), signal);
+  SYS = { key: sysKey(), view };
   applySystemOnce(view);
 }
 const asControl = (id, v) => (id === "mmio" ? (v == null ? "auto" : v ? "mmio" : "ram") : typeof v === "boolean" ? v : String(v));
@@ -2099,8 +2097,7 @@ async function loadCompareSystem(signal) {
   const side = vsSide();
   if (!side || (side.system === "kvm-intel" && mainPlain()) || VS_SYS.has(sideKey(side))) return true;
   try {
-    VS_SYS.set(sideKey(side), await api(`${PAGE}/system`, { kernel: side.vs, vendor: side.vendor, type: side.type },
-      signal, false, true));
+    VS_SYS.set(sideKey(side), await systemView({ kernel: side.vs, vendor: side.vendor, type: side.type }, signal));
   } catch (e) {
     if (e.name === "AbortError") return false;
     VS_SYS.set(sideKey(side), { fixed: [] });
