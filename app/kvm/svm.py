@@ -191,6 +191,7 @@ def check_amd_side(given: bool, vendors: dict[str, str | None], facts: str = "AM
         who = "without an AMD side"
     raise MemTypeError("amd", f"{facts} given {who}", f"{name} needs {' or '.join(vendors)} amd")
 
+
 UNVERIFIED = (
     "guest x host combination NOT verified against AMD APM vol 2 (\"Nested Paging\", "
     "combining memory types; the table was not found through the search tool): modelled "
