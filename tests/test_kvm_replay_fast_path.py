@@ -1,7 +1,7 @@
 """The replay's fast paths give what the audited paths give (issue 9 §4).
 
-* `era.zap(z, audit=False)` (the replay's decision: no audit steps, no reason strings)
-  makes exactly the calls of `era.zap(z)`, for every era, every event kind, every MTRR
+* `era.zap(z, audit=False)` and `era.zap_calls(z)` (the replay's decision: no audit steps,
+  no reason strings, no decision object) make exactly the calls of `era.zap(z)`, for every era, every event kind, every MTRR
   MSR, every VM knob combination the zap gates read and before-states with CR0.CD 0/1
   and MTRRs off / on / fixed ranges on: exhaustive over that space.
 * `update_mtrr_range(..., why=False)` gives the audited range.
@@ -98,6 +98,8 @@ def test_unaudited_decisions_make_the_audited_calls():
             fast = era.zap(ZapInput(z.vm, z.vcpu, z.vm_after, z.vcpu_after, z.event), audit=False)
             assert (fast.calls, fast.per_memslot) == (audited.calls, audited.per_memslot), (era.id, name, z.event)
             assert fast.path == ()
+            calls = era.zap_calls(ZapInput(z.vm, z.vcpu, z.vm_after, z.vcpu_after, z.event))
+            assert tuple(calls) == audited.calls, (era.id, name, z.event)
             n += 1
     # every era x 24 VMs (32 knob combinations less the 8 with the PAT quirk off and no
     # self-snoop, which no era can have) x CD 0/1 x 5 MTRR states x 82 events (75 MTRR

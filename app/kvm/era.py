@@ -395,6 +395,21 @@ def decide(policy: ZapPolicy, z: ZapInput, audit: bool = True) -> ZapDecision:
     (`audit` False: the calls alone, `path` empty; see `CallTrail`)."""
     p = policy.for_event(z.event)
     t = ZapTrail() if audit else CallTrail()
+    _checks(policy, p, z, t)
+    return t.done(p.per_memslot)
+
+
+def decide_calls(policy: ZapPolicy, z: ZapInput) -> list[Range]:
+    """`decide(policy, z, audit=False).calls` as a list, without the decision around it:
+    the same checks (`_checks`) on a `CallTrail`. The replay asks this for every new
+    transition of every calls rule (issue 9 §4), and needs the calls alone."""
+    t = CallTrail()
+    _checks(policy, policy.for_event(z.event), z, t)
+    return t.calls
+
+
+def _checks(policy: ZapPolicy, p: EventZap, z: ZapInput, t: ZapTrail) -> None:
+    """The checks of `p` (the policy's `EventZap` for the event) in the kernel's order, on `t`."""
     if p.zaps is Zaps.NOTHING:
         t.check(p.id, p.function, p.condition, True, "no zap", p.commit)
     else:
@@ -409,7 +424,6 @@ def decide(policy: ZapPolicy, z: ZapInput, audit: bool = True) -> ZapDecision:
     if p.per_memslot and t.calls:
         t.check("memslot", "kvm_zap_gfn_range (patch 11)", "split each queued range by memslot", True,
                 "only the parts inside memslots are zapped", policy.memslot_commit)
-    return t.done(p.per_memslot)
 
 
 HugePages = tuple[tuple[str, Gate], ...]
@@ -476,6 +490,10 @@ class Era:
 
     def zap(self, z: ZapInput, audit: bool = True) -> ZapDecision:
         return decide(self.zap_policy, z, audit)
+
+    def zap_calls(self, z: ZapInput) -> list[Range]:
+        """`zap(z, audit=False).calls`, as a list (`decide_calls`)."""
+        return decide_calls(self.zap_policy, z)
 
 
 # Commits cited by more than one era.

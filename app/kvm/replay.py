@@ -51,8 +51,9 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
   the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
   others (see `resolve.fault_for`).
-* A new transition's zap decision is `era.zap(..., audit=False)`: the era's one set of
-  zap rules run with a `CallTrail`, which keeps the calls and builds no audit steps; an
+* A new transition's zap decision is `era.zap_calls(...)`: the era's one set of zap
+  rules run with a `CallTrail`, which keeps the calls and builds no audit steps and no
+  decision object (a flat decision with one call is built without unpacking); an
   event kind the era never zaps on (`ZapPolicy.quiet_kinds`) needs no decision at all,
   and the range an MTRR write names is worked out once for all eras (`ZapInput`).
 * A new transition's decisions are worked out once per calls rule, not once per era
@@ -758,7 +759,7 @@ class _EraReplay:
         )
 
 
-def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
+def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
     """A decision (its calls and `per_memslot`) as the replay keeps it: (VM after, state
     after, per_memslot, then every call's start and end), or None without calls. Flat, so
     that the cyclic collector stops tracking it (and the row holding it) at its first
@@ -767,6 +768,9 @@ def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after
     forms are (the first three fields have a fixed length)."""
     if not calls:
         return None
+    if len(calls) == 1:  # (most decisions make one call: built directly, no chain to unpack)
+        a, b = calls[0]
+        return (vid_after, sid_after, per_memslot, a, b)
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
 
 
@@ -803,7 +807,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             return None
         zin = walk.zap_input(tid, ev)
         cd = walk.states[sid].cr0_cd
-        calls: dict[int, tuple[Range, ...]] = {}
+        calls: dict[int, Sequence[Range]] = {}
         flat: dict[int, tuple | None] = {}  # by calls rule and per_memslot
         out: list[tuple | None] = [None] * len(runs)
         for k, rules, per_memslot in plan:
@@ -812,7 +816,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             if fk not in flat:
                 c = calls.get(rule)
                 if c is None:
-                    c = calls[rule] = runs[k].era.zap(zin, audit=False).calls  # no audit steps
+                    c = calls[rule] = runs[k].era.zap_calls(zin)  # no audit steps, no decision
                 flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
             out[k] = flat[fk]
         return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
@@ -831,8 +835,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         if rule not in made:
             if z is None:
                 z = walk.zap_input(tid, ev)
-            d = r.era.zap(z, audit=False)  # the calls only: no audit steps
-            made[rule] = _flat(d.calls, d.per_memslot, vid_after, sid_after)
+            made[rule] = _flat(r.era.zap_calls(z), r.per_memslot[ev.kind], vid_after, sid_after)  # calls only
         row.append(made[rule])
     return tuple(row) if any(d is not None for d in row) else None
 
