@@ -1,9 +1,10 @@
 """The replay's fast paths give what the audited paths give (issue 9 §4).
 
 * `era.zap(z, audit=False)` and `era.zap_calls(z)` (the replay's decision: no audit steps,
-  no reason strings, no decision object) make exactly the calls of `era.zap(z)`, for every era, every event kind, every MTRR
-  MSR, every VM knob combination the zap gates read and before-states with CR0.CD 0/1
-  and MTRRs off / on / fixed ranges on: exhaustive over that space.
+  no reason strings, no decision object) make exactly the calls of `era.zap(z)`, for every
+  era, every event kind, every MTRR MSR, every VM knob combination the zap gates read and
+  before-states with CR0.CD 0/1 and MTRRs off / on / fixed ranges on: exhaustive over that
+  space.
 * `update_mtrr_range(..., why=False)` gives the audited range.
 * Eras with one run-key table (`Layouts.table`) turn the same cells into the same runs.
 * `replay_all` over several eras (which share EPTs between eras until they part) equals
