@@ -774,20 +774,35 @@ def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: 
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
 
 
-Plan = tuple[tuple[int, tuple[int, int], bool], ...]
+Plan = tuple[tuple[int, tuple[tuple[bool, tuple[int, ...]], ...]], ...]
+"""A kind's plan for one CR0.CD before the event: per calls rule (`_calls_rule`), in era
+order of first use, the era that asks it and, per `per_memslot` value, the eras whose
+decision it is."""
 
 
-def _plans(runs: Sequence[_EraReplay]) -> dict[str, Plan]:
-    """Per event kind, (era index, its calls rules for CR0.CD 0 and 1 before the event
-    (`_calls_rule`), its `per_memslot`) of every era that may zap on it (not in its
-    `ZapPolicy.quiet_kinds`), in era order: what `_decide` runs when the VM is unchanged."""
-    return {kind: tuple((k, r.call_rules[kind], r.per_memslot[kind]) for k, r in enumerate(runs)
-                        if kind not in r.quiet)
-            for kind in EVENT_KINDS}
+def _plans(runs: Sequence[_EraReplay]) -> dict[str, tuple[Plan, Plan]]:
+    """Per event kind, for CR0.CD 0 and 1 before the event, the eras that may zap on it
+    (not in their `ZapPolicy.quiet_kinds`) grouped by calls rule and then by
+    `per_memslot` (`Plan`): what `_decide` runs when the VM is unchanged, worked out once
+    per replay so that a new transition asks each calls rule once and builds each flat
+    decision once, with no table of its own."""
+    out: dict[str, tuple[Plan, Plan]] = {}
+    for kind in EVENT_KINDS:
+        by_cd = []
+        for cd in (0, 1):
+            groups: dict[int, tuple[int, dict[bool, list[int]]]] = {}
+            for k, r in enumerate(runs):
+                if kind not in r.quiet:
+                    _, split = groups.setdefault(r.call_rules[kind][cd], (k, {}))
+                    split.setdefault(r.per_memslot[kind], []).append(k)
+            by_cd.append(tuple((k, tuple((pm, tuple(ks)) for pm, ks in split.items()))
+                               for k, split in groups.values()))
+        out[kind] = (by_cd[0], by_cd[1])
+    return out
 
 
 def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid: int,
-            plans: dict[str, Plan]) -> tuple | None:
+            plans: dict[str, tuple[Plan, Plan]]) -> tuple | None:
     """Every era's zap decision for a new transition, in era order (a refusal names the
     first era that refuses): None for an era whose policy never zaps on the event's kind
     (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
@@ -796,30 +811,29 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
 
     When the event leaves the VM config as it was, no era's `check_vm` can refuse (each
     passed on that config before), so only the eras of the kind's plan (`_plans`) are
-    visited, and eras with one calls rule (`_calls_rule`) share one `era.zap`; otherwise
-    every era is, checking the new VM config in era order first."""
+    visited, and eras with one calls rule (`_calls_rule`) share one `era.zap_calls`;
+    otherwise every era is, checking the new VM config in era order first."""
     vid, sid, vid_after, sid_after = walk.edges[tid]
     ev = te.event
-    vm_changed = vid_after != vid or type(ev) is NoncoherentDma
-    if not vm_changed:
-        plan = plans[ev.kind]
+    if vid_after == vid and type(ev) is not NoncoherentDma:  # the VM config is unchanged
+        states = walk.states
+        before = states[sid]
+        plan = plans[ev.kind][before.cr0_cd]
         if not plan:
             return None
-        zin = walk.zap_input(tid, ev)
-        cd = walk.states[sid].cr0_cd
-        calls: dict[int, Sequence[Range]] = {}
-        flat: dict[int, tuple | None] = {}  # by calls rule and per_memslot
-        out: list[tuple | None] = [None] * len(runs)
-        for k, rules, per_memslot in plan:
-            rule = rules[cd]
-            fk = rule << 1 | per_memslot
-            if fk not in flat:
-                c = calls.get(rule)
-                if c is None:
-                    c = calls[rule] = runs[k].era.zap_calls(zin)  # no audit steps, no decision
-                flat[fk] = _flat(c, per_memslot, vid_after, sid_after)
-            out[k] = flat[fk]
-        return tuple(out) if any(out) else None  # (a decision is a non-empty tuple: true)
+        vm = walk.vms[vid]
+        zin = ZapInput(vm, before, vm, states[sid_after], ev)
+        out: list[tuple | None] | None = None
+        for k, split in plan:
+            c = runs[k].era.zap_calls(zin)  # no audit steps, no decision
+            if c:
+                if out is None:
+                    out = [None] * len(runs)
+                for per_memslot, ks in split:
+                    d = _flat(c, per_memslot, vid_after, sid_after)
+                    for k in ks:
+                        out[k] = d
+        return None if out is None else tuple(out)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
     row: list[tuple | None] = []
