@@ -100,6 +100,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
+from ..frozen import maker
 from ..x86.memtype import LocLike, MemTypeError
 from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
@@ -261,6 +262,10 @@ class ZapCallRecord:
     cd: bool            # the calling vCPU had CR0.CD=1 (state after the event)
     duplicate: bool
     empty: bool         # end <= start: KVM returns without zapping
+
+
+_record = maker(ZapCallRecord)
+"""ZapCallRecord(...) at half its cost (app/frozen.py): a replay builds up to 10,000 per era."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,7 +733,7 @@ class _EraReplay:
             made = {}
         calls = made.get(id(self.records))
         if calls is None:
-            calls = made[id(self.records)] = tuple([ZapCallRecord(*r) for r in self.records])
+            calls = made[id(self.records)] = tuple([_record(*r) for r in self.records])
         return calls
 
     def result(self, vid: int, made: dict[int, tuple[ZapCallRecord, ...]] | None = None) -> ReplayResult:
@@ -773,6 +778,9 @@ def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: 
         return (vid_after, sid_after, per_memslot, a, b)
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
 
+
+_zap_input = maker(ZapInput)
+"""ZapInput(...) at a fraction of its cost (app/frozen.py): one per new transition."""
 
 Plan = tuple[tuple[int, tuple[tuple[bool, tuple[int, ...]], ...]], ...]
 """A kind's plan for one CR0.CD before the event: per calls rule (`_calls_rule`), in era
@@ -822,7 +830,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         if not plan:
             return None
         vm = walk.vms[vid]
-        zin = ZapInput(vm, before, vm, states[sid_after], ev)
+        zin = _zap_input(vm, before, vm, states[sid_after], ev)
         out: list[tuple | None] | None = None
         for k, split in plan:
             c = runs[k].era.zap_calls(zin)  # no audit steps, no decision
