@@ -100,7 +100,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from ..x86.memtype import LocLike, MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .boot import (
     EDK2_DEFAULT,
@@ -115,6 +115,7 @@ from .boot import (
 from .ept_runs import (
     Cells,
     Layouts,
+    PairRange,
     Range,
     Run,
     agree,
@@ -417,11 +418,15 @@ class _Walk:
         self.generation += 1
         self.states: list[VcpuState] = []
         self.sid_of: dict[tuple, int] = {}
-        # MTRR states by value, hashed cheaply: pairs are interned one by one (a write keeps
-        # the other seven objects, and so their ids), a new pair by its fields' values
-        self.mtrr_ids: dict[tuple, int] = {}
-        self.mtrr_pairs: list[tuple[int, ...]] = []  # per MTRR id: its pairs' ids
-        self.pair_ids: dict[tuple[int, int, bool], int] = {}
+        # MTRR states by value, hashed cheaply: by (MTRRdefType, the fixed MSRs' id, every
+        # pair's id), pairs interned by index and fields. A write keeps the other objects
+        # (the fixed tuple, the other seven pairs), so their ids are taken over from the
+        # state before without hashing them again
+        self.mtrr_ids: dict[tuple[int, ...], int] = {}
+        self.mtrr_keys: list[tuple[int, ...]] = []  # per MTRR id: its key
+        self.fixed_ids: dict[tuple[int, ...], int] = {}
+        self.pair_ids: dict[tuple[int, int, int, bool], int] = {}
+        self.pair_ranges: list[PairRange] = []  # per pair id: its `Cells.pair_range`
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
@@ -433,40 +438,62 @@ class _Walk:
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
 
-    def _pair_id(self, p: VarMtrr) -> int:
-        """The id of a pair equal to `p`. Keyed by the tuple of its fields, which is what
-        `VarMtrr`'s dataclass equality compares (the generated `__hash__` would build the
-        same tuple in Python code); a key of plain ints is untracked by the cyclic collector
-        after its first pass, where a (pair, id) entry per pair object stayed tracked."""
-        pids = self.pair_ids
-        return pids.setdefault((p.base, p.mask, p.mask_written), len(pids))
+    def _pair_id(self, n: int, p: VarMtrr) -> int:
+        """The id of a pair equal to `p` at index `n`. Keyed by the index and the tuple of
+        its fields, which is what `VarMtrr`'s dataclass equality compares (the generated
+        `__hash__` would build the same tuple in Python code); a key of plain ints is
+        untracked by the cyclic collector after its first pass, where a (pair, id) entry per
+        pair object stayed tracked. A new pair's `Cells.pair_range` is kept with its id
+        (the index is in it: it orders KVM's list), so a window's cells take it from here
+        (`cells`), not from a memo keyed by the pair's fields again."""
+        pk = (n, p.base, p.mask, p.mask_written)
+        pid = self.pair_ids.get(pk)
+        if pid is None:
+            pid = self.pair_ids[pk] = len(self.pair_ranges)
+            self.pair_ranges.append(self.cell_maker.pair_range(n, p))
+        return pid
+
+    def _mtrr_id(self, mtrr: MtrrState, prev: MtrrState | None, prev_id: int) -> int:
+        """The id of an MTRR state equal to `mtrr`; `prev` (id `prev_id`) one it was made
+        from, whose fixed tuple and pairs it shares by object where a write left them."""
+        fixed, var = mtrr.fixed, mtrr.variable
+        key: list[int]
+        if prev is not None and len(prev.variable) == len(var):
+            key = list(self.mtrr_keys[prev_id])
+            key[0] = mtrr.def_type
+            if prev.fixed is not fixed:
+                key[1] = self.fixed_ids.setdefault(fixed, len(self.fixed_ids))
+            for n, (p, q) in enumerate(zip(var, prev.variable, strict=True)):
+                if p is not q:
+                    key[n + 2] = self._pair_id(n, p)
+        else:
+            key = [mtrr.def_type, self.fixed_ids.setdefault(fixed, len(self.fixed_ids)),
+                   *[self._pair_id(n, p) for n, p in enumerate(var)]]
+        k = tuple(key)
+        mid = self.mtrr_ids.get(k)
+        if mid is None:
+            mid = self.mtrr_ids[k] = len(self.mtrr_keys)
+            self.mtrr_keys.append(k)
+        return mid
 
     def intern(self, st: VcpuState, like: int | None = None) -> int:
         """The id of a state equal to `st`. `like` is the id of a state `st` was made from
         (the state before an event): what `st` shares with it by object (its MTRRs, its
-        PAT, its other variable pairs: `apply_event` keeps what a write does not change)
-        keeps its id without being hashed again, so a write costs the part it changes."""
+        PAT, its fixed MSRs, its other variable pairs: `apply_event` keeps what a write
+        does not change) keeps its id without being hashed again, so a write costs the part
+        it changes."""
         mtrr, pat = st.mtrr, st.pat
-        prev = self.states[like] if like is not None else None
-        pfp = self.fps[like] if like is not None else None
-        if prev is not None and prev.mtrr is mtrr:
-            mid = pfp[2]  # type: ignore[index]
+        if like is None:
+            mid = self._mtrr_id(mtrr, None, 0)
+            pid = -1
         else:
-            var = mtrr.variable
-            if prev is not None and len(prev.mtrr.variable) == len(var):
-                old_ids = self.mtrr_pairs[pfp[2]]  # type: ignore[index]
-                ids = tuple([n if p is q else self._pair_id(p)
-                             for p, q, n in zip(var, prev.mtrr.variable, old_ids, strict=True)])
-            else:
-                ids = tuple([self._pair_id(p) for p in var])
-            mk = (mtrr.def_type, mtrr.fixed, ids)
-            mid = self.mtrr_ids.get(mk)
-            if mid is None:
-                mid = self.mtrr_ids[mk] = len(self.mtrr_pairs)
-                self.mtrr_pairs.append(ids)
-        if prev is not None and prev.pat is pat:
-            pid = pfp[3]  # type: ignore[index]
-        else:
+            prev = self.states[like]
+            _, _, mid, pid = self.fps[like]
+            if prev.mtrr is not mtrr:
+                mid = self._mtrr_id(mtrr, prev.mtrr, mid)
+            if prev.pat is not pat:
+                pid = -1
+        if pid < 0:
             seen = self.pat_by_obj.get(id(pat))
             if seen is None or seen[0] is not pat:
                 seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
@@ -481,14 +508,17 @@ class _Walk:
 
     def cells(self, sid: int | None, a: int, b: int) -> list:
         """The cells (`ept_runs.Cells`) of state `sid`'s MTRRs inside [a, b), or of the
-        memslots alone for `sid` None; shared by every era of the replay (LRU cached)."""
+        memslots alone for `sid` None; shared by every era of the replay (LRU cached).
+        The pairs' ranges are the interned pairs' (`_pair_id`)."""
         if sid is None:
             return self.cell_maker.cells(None, a, b)
-        k = (self.fps[sid][2], a, b)
+        mid = self.fps[sid][2]
+        k = (mid, a, b)
         windows = self.windows
         r = windows.get(k)
         if r is None:
-            r = windows[k] = self.cell_maker.cells(self.states[sid].mtrr, a, b)
+            pairs = map(self.pair_ranges.__getitem__, itertools.islice(self.mtrr_keys[mid], 2, None))
+            r = windows[k] = self.cell_maker.cells(self.states[sid].mtrr, a, b, pairs)
             if len(windows) > WINDOW_CACHE:
                 windows.popitem(last=False)
         else:
