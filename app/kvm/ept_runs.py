@@ -32,6 +32,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
+    DEF_TYPE_E,
+    DEF_TYPE_FE,
     FIXED_MSRS,
     ONE_MIB,
     PAGE,
@@ -268,11 +270,12 @@ class Cells:
         looked up at its first page, as `layout` always did. `pairs`: `pair_range` of every
         pair of `mtrr`, in order, when the caller has them (a replay keeps them per
         interned pair); else they come from this object's memo."""
-        if not mtrr.enabled:
+        def_type = mtrr.def_type  # (its E and FE bits are `mtrr.enabled`, `fixed_enabled`: read once here)
+        if not def_type & DEF_TYPE_E:
             return [(a, b, self._walk(("off",), mtrr, a))]
         out: list[tuple[int, int, Lookup]] = []
         pos = a
-        if mtrr.fixed_enabled and a < ONE_MIB:
+        if def_type & DEF_TYPE_FE and a < ONE_MIB:
             out = clip_sorted(self._fixed_all(mtrr), a, b)  # type: ignore[arg-type,assignment]
             pos = ONE_MIB
             if pos >= b:
@@ -280,7 +283,7 @@ class Cells:
         # Only the pairs that overlap [pos, b) can change a page's walk inside it; they are
         # put in KVM's list order (`kvm_list_order`) only when there are several.
         hits = [h for h in (self.pair_ranges(mtrr.variable) if pairs is None else pairs) if h[2] < b and h[3] > pos]
-        dt = mtrr.def_type & 0xFF
+        dt = def_type & 0xFF
         walks: dict[tuple, Lookup] = self._walks  # type: ignore[assignment]  # (the var keys hold lookups)
         pts: Sequence[int]
         if len(hits) > 1:
@@ -330,7 +333,8 @@ class Cells:
             return []
         if mtrr is None:
             return [(max(s, a), min(e, b), mm, None) for s, e, mm in slots[i:j]]
-        types = self.mtrr_types(mtrr, max(a, slots[i][0]), min(b, slots[j - 1][1]), pairs)
+        lo, hi = slots[i][0], slots[j - 1][1]
+        types = self.mtrr_types(mtrr, a if a > lo else lo, b if b < hi else hi, pairs)
         out: list[tuple[int, int, bool, Lookup | None]] = []
         t = 0
         for s, e, mm in slots[i:j]:

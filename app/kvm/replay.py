@@ -94,6 +94,7 @@ broad set of traces, so a speed change can be checked to change none.
 from __future__ import annotations
 
 import itertools
+import operator
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -417,7 +418,7 @@ class _Walk:
     def reset(self, current: list[VcpuState]) -> None:
         self.generation += 1
         self.states: list[VcpuState] = []
-        self.sid_of: dict[tuple, int] = {}
+        self.sid_of: dict[tuple, int] = {}  # `fps` entries -> state id
         # MTRR states by value, hashed cheaply: by (MTRRdefType, the fixed MSRs' id, every
         # pair's id), pairs interned by index and fields. A write keeps the other objects
         # (the fixed tuple, the other seven pairs), so their ids are taken over from the
@@ -430,8 +431,9 @@ class _Walk:
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
-        # others (CD), its MTRRs' id and its PAT's id
-        self.fps: list[tuple[int, int, int, int]] = []
+        # others (CD), its MTRRs' id, its PAT's id, CR0.NW and CR0.PG: all of the state, so
+        # that this tuple is also its key in `sid_of`
+        self.fps: list[tuple[int, int, int, int, bool, bool]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
         self.regions: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
@@ -446,11 +448,11 @@ class _Walk:
         pair object stayed tracked. A new pair's `Cells.pair_range` is kept with its id
         (the index is in it: it orders KVM's list), so a window's cells take it from here
         (`cells`), not from a memo keyed by the pair's fields again."""
-        pk = (n, p.base, p.mask, p.mask_written)
-        pid = self.pair_ids.get(pk)
-        if pid is None:
-            pid = self.pair_ids[pk] = len(self.pair_ranges)
-            self.pair_ranges.append(self.cell_maker.pair_range(n, p))
+        ranges = self.pair_ranges
+        new = len(ranges)
+        pid = self.pair_ids.setdefault((n, p.base, p.mask, p.mask_written), new)  # (one hash)
+        if pid == new:
+            ranges.append(self.cell_maker.pair_range(n, p))
         return pid
 
     def _mtrr_id(self, mtrr: MtrrState, prev: MtrrState | None, prev_id: int) -> int:
@@ -463,17 +465,17 @@ class _Walk:
             key[0] = mtrr.def_type
             if prev.fixed is not fixed:
                 key[1] = self.fixed_ids.setdefault(fixed, len(self.fixed_ids))
-            for n, (p, q) in enumerate(zip(var, prev.variable, strict=True)):
-                if p is not q:
-                    key[n + 2] = self._pair_id(n, p)
+            # (the pairs the write replaced, found in C: `compress` walks the 8 of them)
+            for n in itertools.compress(range(len(var)), map(operator.is_not, var, prev.variable)):
+                key[n + 2] = self._pair_id(n, var[n])
         else:
             key = [mtrr.def_type, self.fixed_ids.setdefault(fixed, len(self.fixed_ids)),
                    *[self._pair_id(n, p) for n, p in enumerate(var)]]
-        k = tuple(key)
-        mid = self.mtrr_ids.get(k)
-        if mid is None:
-            mid = self.mtrr_ids[k] = len(self.mtrr_keys)
-            self.mtrr_keys.append(k)
+        k, keys = tuple(key), self.mtrr_keys
+        new = len(keys)
+        mid = self.mtrr_ids.setdefault(k, new)  # (one hash of the key, hit or miss)
+        if mid == new:
+            keys.append(k)
         return mid
 
     def intern(self, st: VcpuState, like: int | None = None) -> int:
@@ -488,7 +490,7 @@ class _Walk:
             pid = -1
         else:
             prev = self.states[like]
-            _, _, mid, pid = self.fps[like]
+            _, _, mid, pid, _, _ = self.fps[like]
             if prev.mtrr is not mtrr:
                 mid = self._mtrr_id(mtrr, prev.mtrr, mid)
             if prev.pat is not pat:
@@ -498,12 +500,13 @@ class _Walk:
             if seen is None or seen[0] is not pat:
                 seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
             pid = seen[1]
-        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, pid, mid)
-        sid = self.sid_of.get(k)
-        if sid is None:
-            sid = self.sid_of[k] = len(self.states)
-            self.states.append(st)
-            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid, pid))
+        cd, states = st.cr0_cd, self.states
+        fp = (mid << 1 | cd, int(cd), mid, pid, st.cr0_nw, st.cr0_pg)  # (all of the state: its key too)
+        new = len(states)
+        sid = self.sid_of.setdefault(fp, new)
+        if sid == new:
+            states.append(st)
+            self.fps.append(fp)
         return sid
 
     def cells(self, sid: int | None, a: int, b: int) -> list:
@@ -547,30 +550,33 @@ class _Walk:
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
         k = _transition_key(vid, sid, ev)
-        tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
-        if tid == len(self.edges):  # a new transition
-            if len(self.states) >= TABLE_LIMIT:
-                del self.trans[k]
-                self.reset([self.states[s] for s in self.cur])
-                sid = self.cur[v]
-                k = _transition_key(vid, sid, ev)
-                tid = self.trans[k] = 0
-            vm, before = self.vms[vid], self.states[sid]
-            try:
-                vm_after, after = apply_event(vm, before, ev)
-            except MemTypeError as err:
-                del self.trans[k]
-                raise _event_error(i, te, err) from None
-            if vm_after is vm:
-                vid_after = vid
-            else:
-                known = self.vm_ids.get(vm_after)
-                if known is None:
-                    known = self.vm_ids[vm_after] = len(self.vms)
-                    self.vms.append(vm_after)
-                vid_after = known
-            self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
-        self.cur[v] = self.edges[tid][3]
+        edges = self.edges
+        tid = self.trans.setdefault(k, len(edges))  # (one hash of the key, hit or miss)
+        if tid < len(edges):  # a known transition
+            self.cur[v] = edges[tid][3]
+            return tid
+        if len(self.states) >= TABLE_LIMIT:
+            del self.trans[k]
+            self.reset([self.states[s] for s in self.cur])
+            sid, edges = self.cur[v], self.edges
+            k = _transition_key(vid, sid, ev)
+            tid = self.trans[k] = 0
+        vm, before = self.vms[vid], self.states[sid]
+        try:
+            vm_after, after = apply_event(vm, before, ev)
+        except MemTypeError as err:
+            del self.trans[k]
+            raise _event_error(i, te, err) from None
+        if vm_after is vm:
+            vid_after = vid
+        else:
+            known = self.vm_ids.get(vm_after)
+            if known is None:
+                known = self.vm_ids[vm_after] = len(self.vms)
+                self.vms.append(vm_after)
+            vid_after = known
+        sid_after = self.cur[v] = self.intern(after, sid)
+        edges.append((vid, sid, vid_after, sid_after))
         return tid
 
     def zap_input(self, tid: int, ev: Event) -> ZapInput:

@@ -89,16 +89,21 @@ def fixed_index(addr: int) -> int:
     return 24 + ((addr - 0xC0000) >> 12)
 
 
+_VAR_MSR_END = MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR
+"""PHYSBASE0 .. PHYSMASK7 are [MSR_MTRR_PHYSBASE0, _VAR_MSR_END)."""
+
+
 def var_msr_index(msr: int) -> tuple[int, bool] | None:
     """(pair n, is_mask) for PHYSBASEn/PHYSMASKn MSRs, None otherwise."""
-    if MSR_MTRR_PHYSBASE0 <= msr < MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR:
+    if MSR_MTRR_PHYSBASE0 <= msr < _VAR_MSR_END:
         off = msr - MSR_MTRR_PHYSBASE0
         return off // 2, bool(off & 1)
     return None
 
 
 def is_mtrr_msr(msr: int) -> bool:
-    return msr == MSR_MTRR_DEF_TYPE or msr in FIXED_MSR_SLOT or var_msr_index(msr) is not None
+    # (the variable MSRs' bounds compared here, not through var_msr_index: every write asks)
+    return msr == MSR_MTRR_DEF_TYPE or msr in FIXED_MSR_SLOT or MSR_MTRR_PHYSBASE0 <= msr < _VAR_MSR_END
 
 
 def msr_name(msr: int) -> str:
