@@ -10,8 +10,13 @@ Speed (issue 9 §4): `Layouts` builds the runs of one era on one VM for any vCPU
 any address window `[a, b)`, at a cost that grows with what the window holds (the memslots
 and the MTRR breakpoints inside it), not with the whole layout:
 
-* the MTRR types are found once over the window (`Layouts.mtrr_types`) and then cut at the
+* the MTRR types are found once over the window (`Cells.mtrr_types`) and then cut at the
   memslots inside it (found by bisection), instead of once per memslot;
+* a pair enters as its `Cells.pair_range` (raw base, index, [start, end), type: what the
+  cut points and KVM's list order read), which the caller may hand over (a replay keeps
+  one per interned pair) or which is memoised by the pair's index and fields; only the
+  pairs overlapping the window are kept, sorted only when several are, and a window that
+  meets one pair (most zap windows) is cut without a set, a sort or a list per piece;
 * `kvm_lookup` (app/kvm/mtrr.py, our restatement of `kvm_mtrr_get_guest_memory_type()`,
   arch/x86/kvm/mtrr.c v4.15..v6.10) is still the only place that decides a type. It is
   called once per *walk*: what it returns for a page depends only on what its `mtrr_iter`

@@ -40,14 +40,22 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 
 * `replay_all` walks the trace once for every era (`_Walk`): vCPU states are interned (equal
-  states share an id; MTRR pairs are interned one by one, so a write hashes one pair), and a
-  transition (VM config, state, event) -> (VM config, state) is worked out by
-  `scenario.apply_event` once and then looked up, as is each era's `era.zap()` decision for
-  it. A boot that drives every vCPU through the same writes pays for the first vCPU only.
+  states share an id; an MTRR state is keyed by its MTRRdefType, its fixed MSRs' id and its
+  pairs' ids, pairs interned one by one by index and fields, and what a write left as it
+  was keeps its id by object, so a write hashes the one pair it changed), and a transition
+  (VM config, state, event) -> (VM config, state) is worked out by `scenario.apply_event`
+  once and then looked up, as is each era's `era.zap()` decision for it. A boot that
+  drives every vCPU through the same writes pays for the first vCPU only.
+* A new transition's objects (the pair, MTRR state and vCPU state `apply_event` makes, the
+  `ZapInput` the eras decide on) are made through their slots (`x86.mtrr.slot_setters`):
+  the same classes, at half what a frozen dataclass's `__init__` costs.
 * A zap over [a, b) that is not everything needs the faulting vCPU's layout inside [a, b)
   only: it is clipped from the whole layout when that is cached, else computed for the
   window alone (`ept_runs.Cells`/`Layouts`: the memslots and MTRR cut points inside it), and
   the EPT is compared and spliced in place inside the window (`ept_runs.window`/`splice`).
+  An interned pair keeps its `Cells.pair_range` (its range, type and place in KVM's list),
+  so a window's cells read the state's pairs from the walk, not from a memo keyed by every
+  pair's fields again (`_Walk.cells`).
 * Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
   the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
   others (see `resolve.fault_for`).
@@ -73,7 +81,8 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   worker threads share it), so what it keeps is shaped for the collector: a replay keeps
   something for every new transition and state, and the collector's full passes rescan
   whatever is still tracked when it reaches the oldest generation. Keys are tuples of
-  plain values (`_transition_key`, `_Walk._pair_id`, the pair ranges of `ept_runs.Cells`),
+  plain values (`_transition_key`, `_Walk._pair_id` and its pair ranges, a state's
+  fingerprint tuple, which is its key as well),
   decisions are flat tuples (`_flat`) kept apart from the partings, and what a call
   refaulted is kept as a tuple: the collector stops tracking all of these in its first
   passes (it untracks a tuple of untracked items, one nesting level per pass), so of an
@@ -101,7 +110,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from ..x86.memtype import LocLike, MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr, slot_setters
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .boot import (
     EDK2_DEFAULT,
@@ -579,10 +588,25 @@ class _Walk:
         edges.append((vid, sid, vid_after, sid_after))
         return tid
 
+    _ZAP_INPUT = slot_setters(ZapInput, ("vm", "vcpu", "vm_after", "vcpu_after", "event", "_range", "_bare"))
+
     def zap_input(self, tid: int, ev: Event) -> ZapInput:
-        """What the eras decide transition `tid` on."""
+        """What the eras decide transition `tid` on: `ZapInput(vm, vcpu, vm_after,
+        vcpu_after, ev)`, made as `x86.mtrr.slot_setters` says (its two caches None, as its
+        `__init__` leaves them), for half of what that `__init__` costs: a replay makes one
+        per new transition that some era may zap on."""
         vid, sid, vid_after, sid_after = self.edges[tid]
-        return ZapInput(self.vms[vid], self.states[sid], self.vms[vid_after], self.states[sid_after], ev)
+        vms, states = self.vms, self.states
+        s_vm, s_vcpu, s_vm_after, s_vcpu_after, s_event, s_range, s_bare = self._ZAP_INPUT
+        z = object.__new__(ZapInput)
+        s_vm(z, vms[vid])
+        s_vcpu(z, states[sid])
+        s_vm_after(z, vms[vid_after])
+        s_vcpu_after(z, states[sid_after])
+        s_event(z, ev)
+        s_range(z, None)
+        s_bare(z, None)
+        return z
 
 
 class _EraReplay:
