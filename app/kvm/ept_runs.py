@@ -286,8 +286,12 @@ class Cells:
             if pos >= b:
                 return out
         # Only the pairs that overlap [pos, b) can change a page's walk inside it; they are
-        # put in KVM's list order (`kvm_list_order`) only when there are several.
-        hits = [h for h in (self.pair_ranges(mtrr.variable) if pairs is None else pairs) if h[2] < b and h[3] > pos]
+        # put in KVM's list order (`kvm_list_order`) only when there are several. (A loop:
+        # a comprehension is a function call in Python 3.11, dearer than this loop.)
+        hits = []
+        for h in self.pair_ranges(mtrr.variable) if pairs is None else pairs:
+            if h[2] < b and h[3] > pos:
+                hits.append(h)
         dt = def_type & 0xFF
         walks: dict[tuple, Lookup] = self._walks  # type: ignore[assignment]  # (the var keys hold lookups)
         pts: Sequence[int]
