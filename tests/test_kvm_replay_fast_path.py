@@ -225,7 +225,7 @@ def test_pair_ids_equal_exactly_when_pairs_are():
     walk = rp._Walk(trace)
     pairs = [VarMtrr(rnd.choice((0, 6, 0x80000006)), rnd.choice((0, _mask(1 << 30))), rnd.choice((True, False, 1)))
              for _ in range(200)]
-    ids = [walk._pair_id(p) for p in pairs]
+    ids = [walk._pair_id(3, p) for p in pairs]
     for (p, i), (q, j) in itertools.product(zip(pairs, ids, strict=True), zip(pairs, ids, strict=True)):
         assert (i == j) == (p == q), (p, q)
 

@@ -10,8 +10,13 @@ Speed (issue 9 §4): `Layouts` builds the runs of one era on one VM for any vCPU
 any address window `[a, b)`, at a cost that grows with what the window holds (the memslots
 and the MTRR breakpoints inside it), not with the whole layout:
 
-* the MTRR types are found once over the window (`Layouts.mtrr_types`) and then cut at the
+* the MTRR types are found once over the window (`Cells.mtrr_types`) and then cut at the
   memslots inside it (found by bisection), instead of once per memslot;
+* a pair enters as its `Cells.pair_range` (raw base, index, [start, end), type: what the
+  cut points and KVM's list order read), which the caller may hand over (a replay keeps
+  one per interned pair) or which is memoised by the pair's index and fields; only the
+  pairs overlapping the window are kept, sorted only when several are, and a window that
+  meets one pair (most zap windows) is cut without a set, a sort or a list per piece;
 * `kvm_lookup` (app/kvm/mtrr.py, our restatement of `kvm_mtrr_get_guest_memory_type()`,
   arch/x86/kvm/mtrr.c v4.15..v6.10) is still the only place that decides a type. It is
   called once per *walk*: what it returns for a page depends only on what its `mtrr_iter`
@@ -29,15 +34,17 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from typing import cast
 
 from ..x86.memtype import MemType
 from ..x86.mtrr import (
+    DEF_TYPE_E,
+    DEF_TYPE_FE,
     FIXED_MSRS,
     ONE_MIB,
     PAGE,
     Lookup,
     MtrrState,
+    VarMtrr,
 )
 from .era import Era
 from .mtrr import kvm_list_order, kvm_lookup, var_mtrr_range
@@ -46,6 +53,7 @@ from .scenario import MMIO, VcpuState, VmConfig
 
 Range = tuple[int, int]
 Run = tuple[int, int, int]  # [start, end) and key = memtype << 1 | ipat
+PairRange = tuple[int, int, int, int, int]  # `Cells.pair_range`: raw PHYSBASE, index, [start, end), type
 
 _INF = float("inf")
 MEMO_LIMIT = 4096
@@ -185,9 +193,9 @@ class Cells:
         self.lo = self.slots[0][0] if self.slots else 0
         self.hi = self.slots[-1][1] if self.slots else 0
         self._walks: dict[tuple, object] = {}
-        # var_mtrr_range() of a pair by its fields (what VarMtrr equality compares): keys
+        # `pair_range` by the pair's index and fields (what VarMtrr equality compares): keys
         # and values of plain ints, which the cyclic collector stops tracking
-        self._ranges: dict[tuple[int, int, bool], tuple[int, int]] = {}  # (start, end)
+        self._ranges: dict[tuple[int, int, int, bool], PairRange] = {}
 
     def _remember(self, k: tuple, r: object) -> object:
         if len(self._walks) >= MEMO_LIMIT:
@@ -235,46 +243,60 @@ class Cells:
             r = self._remember(k, out)
         return r  # type: ignore[return-value]
 
-    def mtrr_types(self, mtrr: MtrrState, a: int, b: int) -> list[tuple[int, int, Lookup]]:
+    def pair_range(self, n: int, p: VarMtrr) -> PairRange:
+        """Pair `n` (`p`) as `mtrr_types` reads it: (raw PHYSBASE, n, start, end, type), with
+        [start, end) from KVM's `var_mtrr_range()`; an invalid pair, or one whose end wraps
+        to or below its start, matches no page: it is kept as the empty range [start, start).
+        (Base and index first: `kvm_list_order` sorts these tuples as they are.)"""
+        base = p.base
+        s, e = var_mtrr_range(p, self.maxphyaddr)
+        return (base, n, s, e if p.valid and e > s else s, base & 0xFF)
+
+    def pair_ranges(self, variable: Sequence[VarMtrr]) -> list[PairRange]:
+        """`pair_range` of every pair, memoised by the pair's index and fields."""
+        known = self._ranges
+        out = []
+        for n, p in enumerate(variable):
+            pk = (n, p.base, p.mask, p.mask_written)
+            r = known.get(pk)
+            if r is None:
+                if len(known) >= MEMO_LIMIT:
+                    known.clear()
+                r = known[pk] = self.pair_range(n, p)
+            out.append(r)
+        return out
+
+    def mtrr_types(self, mtrr: MtrrState, a: int, b: int,
+                   pairs: Iterable[PairRange] | None = None) -> list[tuple[int, int, Lookup]]:
         """[a, b) cut where KVM's lookup may change, each piece with its `kvm_lookup`.
 
         The cut points are those of `mtrr.kvm_breakpoints` (fixed sub-ranges and 1 MiB
         with FE=1, every valid pair's start and, when above it, its end); each piece is
-        looked up at its first page, as `layout` always did."""
-        if not mtrr.enabled:
+        looked up at its first page, as `layout` always did. `pairs`: `pair_range` of every
+        pair of `mtrr`, in order, when the caller has them (a replay keeps them per
+        interned pair); else they come from this object's memo."""
+        def_type = mtrr.def_type  # (its E and FE bits are `mtrr.enabled`, `fixed_enabled`: read once here)
+        if not def_type & DEF_TYPE_E:
             return [(a, b, self._walk(("off",), mtrr, a))]
         out: list[tuple[int, int, Lookup]] = []
         pos = a
-        if mtrr.fixed_enabled and a < ONE_MIB:
+        if def_type & DEF_TYPE_FE and a < ONE_MIB:
             out = clip_sorted(self._fixed_all(mtrr), a, b)  # type: ignore[arg-type,assignment]
             pos = ONE_MIB
             if pos >= b:
                 return out
         # Only the pairs that overlap [pos, b) can change a page's walk inside it; they are
-        # put in KVM's list order (`kvm_list_order`) only when there are several.
-        known = self._ranges
+        # put in KVM's list order (`kvm_list_order`) only when there are several. (A loop:
+        # a comprehension is a function call in Python 3.11, dearer than this loop.)
         hits = []
-        for n, p in enumerate(mtrr.variable):
-            base = p.base
-            pk = (base, p.mask, p.mask_written)
-            r = known.get(pk)
-            if r is None:
-                if len(known) >= MEMO_LIMIT:
-                    known.clear()
-                s, e = var_mtrr_range(p, self.maxphyaddr)
-                # an invalid pair, or one whose end wraps to or below its start, matches no
-                # page: it is kept as the empty range [s, s)
-                r = known[pk] = (s, e if p.valid and e > s else s)
-            s, e = r
-            if s < b and e > pos:
-                hits.append((base, n, s, e, base & 0xFF))
-        dt = mtrr.def_type & 0xFF
-        walks = cast("dict[tuple, Lookup]", self._walks)  # the var keys hold lookups
-        if not hits:
-            pts: Sequence[int] = (pos, b)
-        else:
-            if len(hits) > 1:
-                hits = kvm_list_order(hits)
+        for h in self.pair_ranges(mtrr.variable) if pairs is None else pairs:
+            if h[2] < b and h[3] > pos:
+                hits.append(h)
+        dt = def_type & 0xFF
+        walks: dict[tuple, Lookup] = self._walks  # type: ignore[assignment]  # (the var keys hold lookups)
+        pts: Sequence[int]
+        if len(hits) > 1:
+            hits = kvm_list_order(hits)
             cuts = {pos, b}
             for _, _, s, e, _ in hits:
                 if s > pos:
@@ -282,10 +304,27 @@ class Cells:
                 if e < b:
                     cuts.add(e)
             pts = sorted(cuts) if len(cuts) > 2 else (pos, b)
+            one = None
+        elif hits:
+            # one pair (most zap windows): the same cut points, made without a set and a
+            # sort, and each piece's walk key without a list
+            _, _, hs, he, t = hits[0]
+            pts = [pos]
+            if hs > pos:
+                pts.append(hs)
+            if pts[-1] < he < b:
+                pts.append(he)
+            pts.append(b)
+            one = (t,)
+        else:
+            pts, one = (pos, b), None
         for s, e in itertools.pairwise(pts):
             page = s & ~(PAGE - 1)
             top = page + PAGE
-            k = ("var", dt, tuple([t for _, _, rs, re_, t in hits if rs < top and re_ > page]))
+            if one is None:
+                k = ("var", dt, tuple([t for _, _, rs, re_, t in hits if rs < top and re_ > page]))
+            else:
+                k = ("var", dt, one if hs < top and he > page else ())
             lk = walks.get(k) or self._walk(k, mtrr, s)  # (a Lookup is never falsy)
             if out and out[-1][2] is lk:
                 out[-1] = (out[-1][0], e, lk)
@@ -293,15 +332,18 @@ class Cells:
                 out.append((s, e, lk))
         return out
 
-    def cells(self, mtrr: MtrrState | None, a: int, b: int) -> list[tuple[int, int, bool, Lookup | None]]:
-        """The cells inside [a, b): (start, end, is_mmio, lookup); lookup None without `mtrr`."""
+    def cells(self, mtrr: MtrrState | None, a: int, b: int,
+              pairs: Iterable[PairRange] | None = None) -> list[tuple[int, int, bool, Lookup | None]]:
+        """The cells inside [a, b): (start, end, is_mmio, lookup); lookup None without `mtrr`.
+        `pairs`: as `mtrr_types` takes them."""
         slots = self.slots
         i, j = bisect_right(self.ends, a), bisect_left(self.starts, b)
         if i >= j:
             return []
         if mtrr is None:
             return [(max(s, a), min(e, b), mm, None) for s, e, mm in slots[i:j]]
-        types = self.mtrr_types(mtrr, max(a, slots[i][0]), min(b, slots[j - 1][1]))
+        lo, hi = slots[i][0], slots[j - 1][1]
+        types = self.mtrr_types(mtrr, a if a > lo else lo, b if b < hi else hi, pairs)
         out: list[tuple[int, int, bool, Lookup | None]] = []
         t = 0
         for s, e, mm in slots[i:j]:

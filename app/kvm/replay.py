@@ -40,14 +40,22 @@ The model (everything pure; frozen dataclasses in and out, no I/O):
 Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 
 * `replay_all` walks the trace once for every era (`_Walk`): vCPU states are interned (equal
-  states share an id; MTRR pairs are interned one by one, so a write hashes one pair), and a
-  transition (VM config, state, event) -> (VM config, state) is worked out by
-  `scenario.apply_event` once and then looked up, as is each era's `era.zap()` decision for
-  it. A boot that drives every vCPU through the same writes pays for the first vCPU only.
+  states share an id; an MTRR state is keyed by its MTRRdefType, its fixed MSRs' id and its
+  pairs' ids, pairs interned one by one by index and fields, and what a write left as it
+  was keeps its id by object, so a write hashes the one pair it changed), and a transition
+  (VM config, state, event) -> (VM config, state) is worked out by `scenario.apply_event`
+  once and then looked up, as is each era's `era.zap()` decision for it. A boot that
+  drives every vCPU through the same writes pays for the first vCPU only.
+* A new transition's objects (the pair, MTRR state and vCPU state `apply_event` makes, the
+  `ZapInput` the eras decide on) are made through their slots (`x86.mtrr.slot_setters`):
+  the same classes, at half what a frozen dataclass's `__init__` costs.
 * A zap over [a, b) that is not everything needs the faulting vCPU's layout inside [a, b)
   only: it is clipped from the whole layout when that is cached, else computed for the
   window alone (`ept_runs.Cells`/`Layouts`: the memslots and MTRR cut points inside it), and
   the EPT is compared and spliced in place inside the window (`ept_runs.window`/`splice`).
+  An interned pair keeps its `Cells.pair_range` (its range, type and place in KVM's list),
+  so a window's cells read the state's pairs from the walk, not from a memo keyed by every
+  pair's fields again (`_Walk.cells`).
 * Whole layouts (zap-alls, the end of the trace) are cached per (VM config, fingerprint),
   the fingerprint being (CR0.CD, MTRRs) for eras that read guest MTRRs and CR0.CD for the
   others (see `resolve.fault_for`).
@@ -74,7 +82,8 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   worker threads share it), so what it keeps is shaped for the collector: a replay keeps
   something for every new transition and state, and the collector's full passes rescan
   whatever is still tracked when it reaches the oldest generation. Keys are tuples of
-  plain values (`_transition_key`, `_Walk._pair_id`, the pair ranges of `ept_runs.Cells`),
+  plain values (`_transition_key`, `_Walk._pair_id` and its pair ranges, a state's
+  fingerprint tuple, which is its key as well),
   decisions are flat tuples (`_flat`) kept apart from the partings, and what a call
   refaulted is kept as a tuple: the collector stops tracking all of these in its first
   passes (it untracks a tuple of untracked items, one nesting level per pass), so of an
@@ -95,6 +104,7 @@ broad set of traces, so a speed change can be checked to change none.
 from __future__ import annotations
 
 import itertools
+import operator
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -102,7 +112,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..frozen import maker
 from ..x86.memtype import LocLike, MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, VarMtrr, is_mtrr_msr
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr, slot_setters
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .boot import (
     EDK2_DEFAULT,
@@ -117,6 +127,7 @@ from .boot import (
 from .ept_runs import (
     Cells,
     Layouts,
+    PairRange,
     Range,
     Run,
     agree,
@@ -422,79 +433,110 @@ class _Walk:
     def reset(self, current: list[VcpuState]) -> None:
         self.generation += 1
         self.states: list[VcpuState] = []
-        self.sid_of: dict[tuple, int] = {}
-        # MTRR states by value, hashed cheaply: pairs are interned one by one (a write keeps
-        # the other seven objects, and so their ids), a new pair by its fields' values
-        self.mtrr_ids: dict[tuple, int] = {}
-        self.mtrr_pairs: list[tuple[int, ...]] = []  # per MTRR id: its pairs' ids
-        self.pair_ids: dict[tuple[int, int, bool], int] = {}
+        self.sid_of: dict[tuple, int] = {}  # `fps` entries -> state id
+        # MTRR states by value, hashed cheaply: by (MTRRdefType, the fixed MSRs' id, every
+        # pair's id), pairs interned by index and fields. A write keeps the other objects
+        # (the fixed tuple, the other seven pairs), so their ids are taken over from the
+        # state before without hashing them again
+        self.mtrr_ids: dict[tuple[int, ...], int] = {}
+        self.mtrr_keys: list[tuple[int, ...]] = []  # per MTRR id: its key
+        self.fixed_ids: dict[tuple[int, ...], int] = {}
+        self.pair_ids: dict[tuple[int, int, int, bool], int] = {}
+        self.pair_ranges: list[PairRange] = []  # per pair id: its `Cells.pair_range`
         self.pat_ids: dict[Pat, int] = {}
         self.pat_by_obj: dict[int, tuple[Pat, int]] = {}
         # per state: its layout's fingerprint for MTRR-reading eras (MTRRs, CD), for the
-        # others (CD), its MTRRs' id and its PAT's id
-        self.fps: list[tuple[int, int, int, int]] = []
+        # others (CD), its MTRRs' id, its PAT's id, CR0.NW and CR0.PG: all of the state, so
+        # that this tuple is also its key in `sid_of`
+        self.fps: list[tuple[int, int, int, int, bool, bool]] = []
         self.windows: OrderedDict[tuple, list] = OrderedDict()
         self.regions: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.trans: dict[tuple, int] = {}
         self.edges: list[tuple[int, int, int, int]] = []  # per transition: vm, state, vm after, state after
         self.cur = [self.intern(st) for st in current]
 
-    def _pair_id(self, p: VarMtrr) -> int:
-        """The id of a pair equal to `p`. Keyed by the tuple of its fields, which is what
-        `VarMtrr`'s dataclass equality compares (the generated `__hash__` would build the
-        same tuple in Python code); a key of plain ints is untracked by the cyclic collector
-        after its first pass, where a (pair, id) entry per pair object stayed tracked."""
-        pids = self.pair_ids
-        return pids.setdefault((p.base, p.mask, p.mask_written), len(pids))
+    def _pair_id(self, n: int, p: VarMtrr) -> int:
+        """The id of a pair equal to `p` at index `n`. Keyed by the index and the tuple of
+        its fields, which is what `VarMtrr`'s dataclass equality compares (the generated
+        `__hash__` would build the same tuple in Python code); a key of plain ints is
+        untracked by the cyclic collector after its first pass, where a (pair, id) entry per
+        pair object stayed tracked. A new pair's `Cells.pair_range` is kept with its id
+        (the index is in it: it orders KVM's list), so a window's cells take it from here
+        (`cells`), not from a memo keyed by the pair's fields again."""
+        ranges = self.pair_ranges
+        new = len(ranges)
+        pid = self.pair_ids.setdefault((n, p.base, p.mask, p.mask_written), new)  # (one hash)
+        if pid == new:
+            ranges.append(self.cell_maker.pair_range(n, p))
+        return pid
+
+    def _mtrr_id(self, mtrr: MtrrState, prev: MtrrState | None, prev_id: int) -> int:
+        """The id of an MTRR state equal to `mtrr`; `prev` (id `prev_id`) one it was made
+        from, whose fixed tuple and pairs it shares by object where a write left them."""
+        fixed, var = mtrr.fixed, mtrr.variable
+        key: list[int]
+        if prev is not None and len(prev.variable) == len(var):
+            key = list(self.mtrr_keys[prev_id])
+            key[0] = mtrr.def_type
+            if prev.fixed is not fixed:
+                key[1] = self.fixed_ids.setdefault(fixed, len(self.fixed_ids))
+            # (the pairs the write replaced, found in C: `compress` walks the 8 of them)
+            for n in itertools.compress(range(len(var)), map(operator.is_not, var, prev.variable)):
+                key[n + 2] = self._pair_id(n, var[n])
+        else:
+            key = [mtrr.def_type, self.fixed_ids.setdefault(fixed, len(self.fixed_ids)),
+                   *[self._pair_id(n, p) for n, p in enumerate(var)]]
+        k, keys = tuple(key), self.mtrr_keys
+        new = len(keys)
+        mid = self.mtrr_ids.setdefault(k, new)  # (one hash of the key, hit or miss)
+        if mid == new:
+            keys.append(k)
+        return mid
 
     def intern(self, st: VcpuState, like: int | None = None) -> int:
         """The id of a state equal to `st`. `like` is the id of a state `st` was made from
         (the state before an event): what `st` shares with it by object (its MTRRs, its
-        PAT, its other variable pairs: `apply_event` keeps what a write does not change)
-        keeps its id without being hashed again, so a write costs the part it changes."""
+        PAT, its fixed MSRs, its other variable pairs: `apply_event` keeps what a write
+        does not change) keeps its id without being hashed again, so a write costs the part
+        it changes."""
         mtrr, pat = st.mtrr, st.pat
-        prev = self.states[like] if like is not None else None
-        pfp = self.fps[like] if like is not None else None
-        if prev is not None and prev.mtrr is mtrr:
-            mid = pfp[2]  # type: ignore[index]
+        if like is None:
+            mid = self._mtrr_id(mtrr, None, 0)
+            pid = -1
         else:
-            var = mtrr.variable
-            if prev is not None and len(prev.mtrr.variable) == len(var):
-                old_ids = self.mtrr_pairs[pfp[2]]  # type: ignore[index]
-                ids = tuple([n if p is q else self._pair_id(p)
-                             for p, q, n in zip(var, prev.mtrr.variable, old_ids, strict=True)])
-            else:
-                ids = tuple([self._pair_id(p) for p in var])
-            mk = (mtrr.def_type, mtrr.fixed, ids)
-            mid = self.mtrr_ids.get(mk)
-            if mid is None:
-                mid = self.mtrr_ids[mk] = len(self.mtrr_pairs)
-                self.mtrr_pairs.append(ids)
-        if prev is not None and prev.pat is pat:
-            pid = pfp[3]  # type: ignore[index]
-        else:
+            prev = self.states[like]
+            _, _, mid, pid, _, _ = self.fps[like]
+            if prev.mtrr is not mtrr:
+                mid = self._mtrr_id(mtrr, prev.mtrr, mid)
+            if prev.pat is not pat:
+                pid = -1
+        if pid < 0:
             seen = self.pat_by_obj.get(id(pat))
             if seen is None or seen[0] is not pat:
                 seen = self.pat_by_obj[id(pat)] = (pat, self.pat_ids.setdefault(pat, len(self.pat_ids)))
             pid = seen[1]
-        k = (st.cr0_cd, st.cr0_nw, st.cr0_pg, pid, mid)
-        sid = self.sid_of.get(k)
-        if sid is None:
-            sid = self.sid_of[k] = len(self.states)
-            self.states.append(st)
-            self.fps.append((mid << 1 | st.cr0_cd, int(st.cr0_cd), mid, pid))
+        cd, states = st.cr0_cd, self.states
+        fp = (mid << 1 | cd, int(cd), mid, pid, st.cr0_nw, st.cr0_pg)  # (all of the state: its key too)
+        new = len(states)
+        sid = self.sid_of.setdefault(fp, new)
+        if sid == new:
+            states.append(st)
+            self.fps.append(fp)
         return sid
 
     def cells(self, sid: int | None, a: int, b: int) -> list:
         """The cells (`ept_runs.Cells`) of state `sid`'s MTRRs inside [a, b), or of the
-        memslots alone for `sid` None; shared by every era of the replay (LRU cached)."""
+        memslots alone for `sid` None; shared by every era of the replay (LRU cached).
+        The pairs' ranges are the interned pairs' (`_pair_id`)."""
         if sid is None:
             return self.cell_maker.cells(None, a, b)
-        k = (self.fps[sid][2], a, b)
+        mid = self.fps[sid][2]
+        k = (mid, a, b)
         windows = self.windows
         r = windows.get(k)
         if r is None:
-            r = windows[k] = self.cell_maker.cells(self.states[sid].mtrr, a, b)
+            pairs = map(self.pair_ranges.__getitem__, itertools.islice(self.mtrr_keys[mid], 2, None))
+            r = windows[k] = self.cell_maker.cells(self.states[sid].mtrr, a, b, pairs)
             if len(windows) > WINDOW_CACHE:
                 windows.popitem(last=False)
         else:
@@ -523,36 +565,54 @@ class _Walk:
         v, ev = te.vcpu, te.event
         sid = self.cur[v]
         k = _transition_key(vid, sid, ev)
-        tid = self.trans.setdefault(k, len(self.edges))  # (one hash of the key, hit or miss)
-        if tid == len(self.edges):  # a new transition
-            if len(self.states) >= TABLE_LIMIT:
-                del self.trans[k]
-                self.reset([self.states[s] for s in self.cur])
-                sid = self.cur[v]
-                k = _transition_key(vid, sid, ev)
-                tid = self.trans[k] = 0
-            vm, before = self.vms[vid], self.states[sid]
-            try:
-                vm_after, after = apply_event(vm, before, ev)
-            except MemTypeError as err:
-                del self.trans[k]
-                raise _event_error(i, te, err) from None
-            if vm_after is vm:
-                vid_after = vid
-            else:
-                known = self.vm_ids.get(vm_after)
-                if known is None:
-                    known = self.vm_ids[vm_after] = len(self.vms)
-                    self.vms.append(vm_after)
-                vid_after = known
-            self.edges.append((vid, sid, vid_after, self.intern(after, sid)))
-        self.cur[v] = self.edges[tid][3]
+        edges = self.edges
+        tid = self.trans.setdefault(k, len(edges))  # (one hash of the key, hit or miss)
+        if tid < len(edges):  # a known transition
+            self.cur[v] = edges[tid][3]
+            return tid
+        if len(self.states) >= TABLE_LIMIT:
+            del self.trans[k]
+            self.reset([self.states[s] for s in self.cur])
+            sid, edges = self.cur[v], self.edges
+            k = _transition_key(vid, sid, ev)
+            tid = self.trans[k] = 0
+        vm, before = self.vms[vid], self.states[sid]
+        try:
+            vm_after, after = apply_event(vm, before, ev)
+        except MemTypeError as err:
+            del self.trans[k]
+            raise _event_error(i, te, err) from None
+        if vm_after is vm:
+            vid_after = vid
+        else:
+            known = self.vm_ids.get(vm_after)
+            if known is None:
+                known = self.vm_ids[vm_after] = len(self.vms)
+                self.vms.append(vm_after)
+            vid_after = known
+        sid_after = self.cur[v] = self.intern(after, sid)
+        edges.append((vid, sid, vid_after, sid_after))
         return tid
 
+    _ZAP_INPUT = slot_setters(ZapInput, ("vm", "vcpu", "vm_after", "vcpu_after", "event", "_range", "_bare"))
+
     def zap_input(self, tid: int, ev: Event) -> ZapInput:
-        """What the eras decide transition `tid` on."""
+        """What the eras decide transition `tid` on: `ZapInput(vm, vcpu, vm_after,
+        vcpu_after, ev)`, made as `x86.mtrr.slot_setters` says (its two caches None, as its
+        `__init__` leaves them), for half of what that `__init__` costs: a replay makes one
+        per new transition that some era may zap on."""
         vid, sid, vid_after, sid_after = self.edges[tid]
-        return ZapInput(self.vms[vid], self.states[sid], self.vms[vid_after], self.states[sid_after], ev)
+        vms, states = self.vms, self.states
+        s_vm, s_vcpu, s_vm_after, s_vcpu_after, s_event, s_range, s_bare = self._ZAP_INPUT
+        z = object.__new__(ZapInput)
+        s_vm(z, vms[vid])
+        s_vcpu(z, states[sid])
+        s_vm_after(z, vms[vid_after])
+        s_vcpu_after(z, states[sid_after])
+        s_event(z, ev)
+        s_range(z, None)
+        s_bare(z, None)
+        return z
 
 
 class _EraReplay:

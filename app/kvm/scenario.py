@@ -5,7 +5,7 @@ Plain frozen dataclasses; the API layer converts JSON into these and nothing els
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeAlias
 
 from ..x86.guest import check_cr0
@@ -17,6 +17,7 @@ from ..x86.mtrr import (
     MtrrState,
     is_mtrr_msr,
     msr_name,
+    slot_setters,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .host_page import NEWEST, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
@@ -321,17 +322,31 @@ EVENT_KINDS = tuple(EVENT_TYPES)
 
 
 _VCPU_FIELDS = ("cr0_cd", "cr0_nw", "cr0_pg", "pat", "mtrr")
-assert tuple(f.name for f in fields(VcpuState)) == _VCPU_FIELDS, "apply_event builds every VcpuState field"
+_set_cd, _set_nw, _set_pg, _set_pat, _set_mtrr = slot_setters(VcpuState, _VCPU_FIELDS)  # (checks the fields)
+_new = object.__new__
+
+
+def _vcpu_state(cr0_cd: bool, cr0_nw: bool, cr0_pg: bool, pat: Pat, mtrr: MtrrState) -> VcpuState:
+    """`VcpuState(cr0_cd=..., mtrr=...)` with every field given, made as `mtrr.slot_setters`
+    says: for `apply_event`, which a replay calls once per new transition."""
+    st = _new(VcpuState)
+    _set_cd(st, cr0_cd)
+    _set_nw(st, cr0_nw)
+    _set_pg(st, cr0_pg)
+    _set_pat(st, pat)
+    _set_mtrr(st, mtrr)
+    return st
 
 
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:
     """The state after the event; an event the guest cannot perform raises MemTypeError
     located relative to the event ("value", "msr", ...): the caller names the event.
 
-    The state after is built field by field (`_VCPU_FIELDS`), not by `dataclasses.replace`,
-    which costs several times more and a replay makes one per new transition (issue 9 §4);
-    what the event does not change is the same object as before (the replay's interning
-    relies on that)."""
+    The state after is built field by field (`_vcpu_state`, every field of `_VCPU_FIELDS`),
+    not by `dataclasses.replace`, which costs several times more, nor by the class's own
+    keyword `__init__`, which costs twice as much: a replay makes one per new transition
+    (issue 9 §4). What the event does not change is the same object as before (the
+    replay's interning relies on that)."""
     match ev:  # (MTRR writes first: most events of a boot or a trace are)
         case MtrrWrite(msr=msr, value=value):
             if msr is None or not (is_mtrr_msr(msr) or msr == MSR_MTRRCAP):
@@ -342,16 +357,16 @@ def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, Vcp
                     "MTRR MSRs: 0x200-0x20f, 0x250, 0x258, 0x259, 0x268-0x26f, 0x2ff",
                 )
             mtrr = vcpu.mtrr.write_msr(msr, int(value), vm.maxphyaddr, "value")
-            return vm, VcpuState(cr0_cd=vcpu.cr0_cd, cr0_nw=vcpu.cr0_nw, cr0_pg=vcpu.cr0_pg, pat=vcpu.pat, mtrr=mtrr)
+            return vm, _vcpu_state(vcpu.cr0_cd, vcpu.cr0_nw, vcpu.cr0_pg, vcpu.pat, mtrr)
         case Cr0Write(value=cd, cr0_nw=nw_given):
             nw = vcpu.cr0_nw if nw_given is None else nw_given
             check_cr0(bool(cd), nw, ())
-            return vm, VcpuState(cr0_cd=bool(cd), cr0_nw=nw, cr0_pg=vcpu.cr0_pg, pat=vcpu.pat, mtrr=vcpu.mtrr)
+            return vm, _vcpu_state(bool(cd), nw, vcpu.cr0_pg, vcpu.pat, vcpu.mtrr)
         case NoncoherentDma(value=on):
             return replace(vm, noncoherent_dma=bool(on)), vcpu
         case PatWrite(value=value):
             pat = Pat.from_msr(int(value), "value")
-            return vm, VcpuState(cr0_cd=vcpu.cr0_cd, cr0_nw=vcpu.cr0_nw, cr0_pg=vcpu.cr0_pg, pat=pat, mtrr=vcpu.mtrr)
+            return vm, _vcpu_state(vcpu.cr0_cd, vcpu.cr0_nw, vcpu.cr0_pg, pat, vcpu.mtrr)
     raise MemTypeError("kind", f"unknown event kind {getattr(ev, 'kind', ev)!r}",
                        f"one of {', '.join(EVENT_KINDS)}")
 

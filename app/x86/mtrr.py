@@ -14,7 +14,8 @@ app/kvm/mtrr.py, after arch/x86/kvm/mtrr.c.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from .memtype import MTRR_TYPES, LocLike, MemType, MemTypeError, as_loc, located, mtrr_type
 
@@ -88,16 +89,21 @@ def fixed_index(addr: int) -> int:
     return 24 + ((addr - 0xC0000) >> 12)
 
 
+_VAR_MSR_END = MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR
+"""PHYSBASE0 .. PHYSMASK7 are [MSR_MTRR_PHYSBASE0, _VAR_MSR_END)."""
+
+
 def var_msr_index(msr: int) -> tuple[int, bool] | None:
     """(pair n, is_mask) for PHYSBASEn/PHYSMASKn MSRs, None otherwise."""
-    if MSR_MTRR_PHYSBASE0 <= msr < MSR_MTRR_PHYSBASE0 + 2 * KVM_NR_VAR_MTRR:
+    if MSR_MTRR_PHYSBASE0 <= msr < _VAR_MSR_END:
         off = msr - MSR_MTRR_PHYSBASE0
         return off // 2, bool(off & 1)
     return None
 
 
 def is_mtrr_msr(msr: int) -> bool:
-    return msr == MSR_MTRR_DEF_TYPE or msr in FIXED_MSR_SLOT or var_msr_index(msr) is not None
+    # (the variable MSRs' bounds compared here, not through var_msr_index: every write asks)
+    return msr == MSR_MTRR_DEF_TYPE or msr in FIXED_MSR_SLOT or MSR_MTRR_PHYSBASE0 <= msr < _VAR_MSR_END
 
 
 def msr_name(msr: int) -> str:
@@ -254,16 +260,55 @@ class MtrrState:
         if v is None:
             raise MemTypeError("msr", f"{msr:#x} is not an MTRR MSR", MTRR_MSRS_RULE)
         n, is_mask = v
-        # (built directly, not by dataclasses.replace: a replay makes one per write)
+        # (built directly, not by dataclasses.replace, and by `new_var_mtrr`/`new_mtrr_state`:
+        # a replay makes one per new transition)
         pairs = list(self.variable)
         while len(pairs) <= n:
             pairs.append(VarMtrr(0, 0, mask_written=False))
         p = pairs[n]
         if is_mask:
-            pairs[n] = VarMtrr(p.base, check_physmask(value, maxphyaddr, field), True)
+            pairs[n] = new_var_mtrr(p.base, check_physmask(value, maxphyaddr, field), True)
         else:
-            pairs[n] = VarMtrr(check_physbase(value, maxphyaddr, field), p.mask, p.mask_written)
-        return MtrrState(self.def_type, self.fixed, tuple(pairs))
+            pairs[n] = new_var_mtrr(check_physbase(value, maxphyaddr, field), p.mask, p.mask_written)
+        return new_mtrr_state(self.def_type, self.fixed, tuple(pairs))
+
+
+def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The setters of the slots of frozen slots dataclass `cls`, one per name in `names`,
+    which must be all its fields in order; `cls` must have no `__post_init__` (both checked).
+
+    With `object.__new__`, a positional constructor storing each field through its slot
+    makes exactly what the class's own `__init__` makes when every field is given, at less
+    than half the cost: a frozen class's generated `__init__` stores each field through
+    `object.__setattr__`, to get past its own `__setattr__` (which refuses), and a replay
+    makes a pair, an MTRR state and a vCPU state per new transition (issue 9 §4). The
+    classes stay what they are for every other caller (defaults, keywords, checks)."""
+    if tuple(f.name for f in fields(cls)) != names or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: fields {names} in order, and no __post_init__, expected")
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
+_new = object.__new__
+_set_base, _set_mask, _set_mask_written = slot_setters(VarMtrr, ("base", "mask", "mask_written"))
+_set_def_type, _set_fixed, _set_variable = slot_setters(MtrrState, ("def_type", "fixed", "variable"))
+
+
+def new_var_mtrr(base: int, mask: int, mask_written: bool) -> VarMtrr:
+    """`VarMtrr(base, mask, mask_written)`, made as `slot_setters` says (not checked: as the class)."""
+    p = _new(VarMtrr)
+    _set_base(p, base)
+    _set_mask(p, mask)
+    _set_mask_written(p, mask_written)
+    return p
+
+
+def new_mtrr_state(def_type: int, fixed: tuple[int, ...], variable: tuple[VarMtrr, ...]) -> MtrrState:
+    """`MtrrState(def_type, fixed, variable)`, made as `slot_setters` says (not checked: as the class)."""
+    m = _new(MtrrState)
+    _set_def_type(m, def_type)
+    _set_fixed(m, fixed)
+    _set_variable(m, variable)
+    return m
 
 
 def _reserved_above(value: int, maxphyaddr: int) -> bool:
