@@ -9,7 +9,9 @@ import pytest
 from app.frozen import maker
 from app.kvm.era import ZapInput
 from app.kvm.replay import ZapCallRecord
-from app.kvm.scenario import MtrrWrite, VcpuState, VmConfig
+from app.kvm.scenario import MtrrWrite, VcpuState, VmConfig, _vcpu_state
+from app.x86.mtrr import MtrrState, VarMtrr, new_mtrr_state, new_var_mtrr
+from app.x86.pat import Pat
 
 
 def _same(a: object, b: object) -> None:
@@ -22,6 +24,15 @@ def _same(a: object, b: object) -> None:
 def test_record_as_init_builds_it():
     vals = (3, 1, "mtrr_write", 0x201, 0x1000, 0x9000, 8, 2, True, False, False)
     _same(maker(ZapCallRecord)(*vals), ZapCallRecord(*vals))
+
+
+def test_the_write_path_objects_as_init_builds_them():
+    p = VarMtrr(0x80000006, 0xFFF0000800, True)
+    _same(new_var_mtrr(0x80000006, 0xFFF0000800, True), p)
+    m = MtrrState(0xC06, (0x06060606,) * 11, (p, VarMtrr(0, 0, False)))
+    _same(new_mtrr_state(0xC06, (0x06060606,) * 11, (p, VarMtrr(0, 0, False))), m)
+    pat = Pat.from_msr(0x0007040600070406)
+    _same(_vcpu_state(True, False, True, pat, m), VcpuState(cr0_cd=True, cr0_nw=False, cr0_pg=True, pat=pat, mtrr=m))
 
 
 def test_fields_init_does_not_take_get_their_default():

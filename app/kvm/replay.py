@@ -47,8 +47,8 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   once and then looked up, as is each era's `era.zap()` decision for it. A boot that
   drives every vCPU through the same writes pays for the first vCPU only.
 * A new transition's objects (the pair, MTRR state and vCPU state `apply_event` makes, the
-  `ZapInput` the eras decide on) are made through their slots (`x86.mtrr.slot_setters`):
-  the same classes, at half what a frozen dataclass's `__init__` costs.
+  `ZapInput` the eras decide on) and the call records are made through their slots
+  (`app/frozen.maker`): the same classes, at half what a frozen dataclass's `__init__` costs.
 * A zap over [a, b) that is not everything needs the faulting vCPU's layout inside [a, b)
   only: it is clipped from the whole layout when that is cached, else computed for the
   window alone (`ept_runs.Cells`/`Layouts`: the memslots and MTRR cut points inside it), and
@@ -112,7 +112,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from ..frozen import maker
 from ..x86.memtype import LocLike, MemTypeError
-from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr, slot_setters
+from ..x86.mtrr import MSR_MTRR_DEF_TYPE, MtrrState, VarMtrr, is_mtrr_msr
 from ..x86.pat import MSR_IA32_PAT, Pat
 from .boot import (
     EDK2_DEFAULT,
@@ -277,6 +277,9 @@ class ZapCallRecord:
 
 _record = maker(ZapCallRecord)
 """ZapCallRecord(...) at half its cost (app/frozen.py): a replay builds up to 10,000 per era."""
+_zap_input = maker(ZapInput)
+"""ZapInput(...) (its two caches None, as its `__init__` leaves them) at a fraction of its
+cost (app/frozen.py): one per new transition that some era may zap on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,25 +597,11 @@ class _Walk:
         edges.append((vid, sid, vid_after, sid_after))
         return tid
 
-    _ZAP_INPUT = slot_setters(ZapInput, ("vm", "vcpu", "vm_after", "vcpu_after", "event", "_range", "_bare"))
-
     def zap_input(self, tid: int, ev: Event) -> ZapInput:
-        """What the eras decide transition `tid` on: `ZapInput(vm, vcpu, vm_after,
-        vcpu_after, ev)`, made as `x86.mtrr.slot_setters` says (its two caches None, as its
-        `__init__` leaves them), for half of what that `__init__` costs: a replay makes one
-        per new transition that some era may zap on."""
+        """What the eras decide transition `tid` on (made by `_zap_input`)."""
         vid, sid, vid_after, sid_after = self.edges[tid]
         vms, states = self.vms, self.states
-        s_vm, s_vcpu, s_vm_after, s_vcpu_after, s_event, s_range, s_bare = self._ZAP_INPUT
-        z = object.__new__(ZapInput)
-        s_vm(z, vms[vid])
-        s_vcpu(z, states[sid])
-        s_vm_after(z, vms[vid_after])
-        s_vcpu_after(z, states[sid_after])
-        s_event(z, ev)
-        s_range(z, None)
-        s_bare(z, None)
-        return z
+        return _zap_input(vms[vid], states[sid], vms[vid_after], states[sid_after], ev)
 
 
 class _EraReplay:
@@ -838,9 +827,6 @@ def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: 
         return (vid_after, sid_after, per_memslot, a, b)
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
 
-
-_zap_input = maker(ZapInput)
-"""ZapInput(...) at a fraction of its cost (app/frozen.py): one per new transition."""
 
 Plan = tuple[tuple[int, tuple[tuple[bool, tuple[int, ...]], ...]], ...]
 """A kind's plan for one CR0.CD before the event: per calls rule (`_calls_rule`), in era

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeAlias
 
+from ..frozen import maker
 from ..x86.guest import check_cr0
 from ..x86.memtype import LocLike, MemTypeError, as_loc
 from ..x86.mtrr import (
@@ -17,7 +18,6 @@ from ..x86.mtrr import (
     MtrrState,
     is_mtrr_msr,
     msr_name,
-    slot_setters,
 )
 from ..x86.pat import MSR_IA32_PAT, PAT_POWER_ON, Pat
 from .host_page import NEWEST, RANGE_KIND_PAGE, HostPage, kvm_is_mmio_pfn
@@ -322,20 +322,10 @@ EVENT_KINDS = tuple(EVENT_TYPES)
 
 
 _VCPU_FIELDS = ("cr0_cd", "cr0_nw", "cr0_pg", "pat", "mtrr")
-_set_cd, _set_nw, _set_pg, _set_pat, _set_mtrr = slot_setters(VcpuState, _VCPU_FIELDS)  # (checks the fields)
-_new = object.__new__
-
-
-def _vcpu_state(cr0_cd: bool, cr0_nw: bool, cr0_pg: bool, pat: Pat, mtrr: MtrrState) -> VcpuState:
-    """`VcpuState(cr0_cd=..., mtrr=...)` with every field given, made as `mtrr.slot_setters`
-    says: for `apply_event`, which a replay calls once per new transition."""
-    st = _new(VcpuState)
-    _set_cd(st, cr0_cd)
-    _set_nw(st, cr0_nw)
-    _set_pg(st, cr0_pg)
-    _set_pat(st, pat)
-    _set_mtrr(st, mtrr)
-    return st
+_vcpu_state = maker(VcpuState)
+"""`VcpuState(...)` with every field given in `_VCPU_FIELDS` order, at half what its
+keyword `__init__` costs (app/frozen.py): for `apply_event`, which a replay calls once per
+new transition."""
 
 
 def apply_event(vm: VmConfig, vcpu: VcpuState, ev: Event) -> tuple[VmConfig, VcpuState]:

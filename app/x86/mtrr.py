@@ -14,9 +14,9 @@ app/kvm/mtrr.py, after arch/x86/kvm/mtrr.c.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
+from ..frozen import maker
 from .memtype import MTRR_TYPES, LocLike, MemType, MemTypeError, as_loc, located, mtrr_type
 
 MSR_MTRRCAP = 0xFE
@@ -273,42 +273,11 @@ class MtrrState:
         return new_mtrr_state(self.def_type, self.fixed, tuple(pairs))
 
 
-def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
-    """The setters of the slots of frozen slots dataclass `cls`, one per name in `names`,
-    which must be all its fields in order; `cls` must have no `__post_init__` (both checked).
-
-    With `object.__new__`, a positional constructor storing each field through its slot
-    makes exactly what the class's own `__init__` makes when every field is given, at less
-    than half the cost: a frozen class's generated `__init__` stores each field through
-    `object.__setattr__`, to get past its own `__setattr__` (which refuses), and a replay
-    makes a pair, an MTRR state and a vCPU state per new transition (issue 9 §4). The
-    classes stay what they are for every other caller (defaults, keywords, checks)."""
-    if tuple(f.name for f in fields(cls)) != names or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: fields {names} in order, and no __post_init__, expected")
-    return tuple(cls.__dict__[n].__set__ for n in names)
-
-
-_new = object.__new__
-_set_base, _set_mask, _set_mask_written = slot_setters(VarMtrr, ("base", "mask", "mask_written"))
-_set_def_type, _set_fixed, _set_variable = slot_setters(MtrrState, ("def_type", "fixed", "variable"))
-
-
-def new_var_mtrr(base: int, mask: int, mask_written: bool) -> VarMtrr:
-    """`VarMtrr(base, mask, mask_written)`, made as `slot_setters` says (not checked: as the class)."""
-    p = _new(VarMtrr)
-    _set_base(p, base)
-    _set_mask(p, mask)
-    _set_mask_written(p, mask_written)
-    return p
-
-
-def new_mtrr_state(def_type: int, fixed: tuple[int, ...], variable: tuple[VarMtrr, ...]) -> MtrrState:
-    """`MtrrState(def_type, fixed, variable)`, made as `slot_setters` says (not checked: as the class)."""
-    m = _new(MtrrState)
-    _set_def_type(m, def_type)
-    _set_fixed(m, fixed)
-    _set_variable(m, variable)
-    return m
+new_var_mtrr = maker(VarMtrr)
+"""`VarMtrr(base, mask, mask_written)` at half its cost (app/frozen.py): a replay makes one
+per new transition that writes a pair."""
+new_mtrr_state = maker(MtrrState)
+"""`MtrrState(def_type, fixed, variable)` at half its cost (app/frozen.py), as above."""
 
 
 def _reserved_above(value: int, maxphyaddr: int) -> bool:
