@@ -66,6 +66,14 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
 * Eras that start with equal EPTs share one until a transition parts them (a different
   decision, or a different run-key table for the refaulting state: `_parting`); only the
   first of them zaps, and one that parts takes over a copy of the EPT and counters.
+* Decisions that differ in `per_memslot` alone part no eras: zapping [a, b) whole and
+  zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so
+  series-v3 follows v4.2's EPT while CR0.CD=0 and counts its own calls (`counts_own`):
+  v4.2's zap works every call out once in the views the two need (the whole call and its
+  pieces: with one memslot in the window they are one set of figures, with several the
+  call's are the pieces' sums) and each era counts its calls, duplicates (its own `last`)
+  and records from them. At a real parting (CR0.CD=1: series-v3 defers MTRR zaps and has
+  another run-key table) it takes over a copy of the EPT alone.
 * Only the eras that may zap on an event's kind are visited for a new transition's
   decisions (`_plans`; all of them, in era order, when the VM config changes, so that the
   first refusal is still the one reported).
@@ -575,7 +583,8 @@ class _EraReplay:
         # bisecting these finds what bisecting `mapped` by start / by end does
         # (memslots are disjoint and sorted), without a key call per probe
         self.starts, self.ends = [s for s, _ in self.mapped], [e for _, e in self.mapped]
-        self.total = sum(e - s for s, e in self.mapped) >> 12
+        self.size = sum(e - s for s, e in self.mapped)  # bytes
+        self.total = self.size >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.tables: dict[tuple[int, bool], int] = {}  # (VM config, CR0.CD) -> walk table id
@@ -586,15 +595,20 @@ class _EraReplay:
         self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
         self.last: dict[Range, tuple[Run, ...]] = {}
+        # while following another era's EPT (`_replay_eras`): True when this era counts its
+        # own calls there (it splits them per memslot where that era does not, or the reverse)
+        self.counts_own = False
 
     _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
               "records", "truncated", "last")
-    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over."""
+    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over
+    (the EPT alone when it `counts_own`)."""
 
     def adopt(self, other: _EraReplay, copy: bool = True) -> None:
-        """Take over `other`'s EPT and counters (copies of what a zap changes in place
-        unless `copy` is False: at the end, when nothing changes any more)."""
-        for name in self._STATE:
+        """Take over `other`'s EPT and, unless this era counts its own calls
+        (`counts_own`), its counters (copies of what a zap changes in place unless `copy`
+        is False: at the end, when nothing changes any more)."""
+        for name in self._STATE if not self.counts_own else ("ept",):
             v = getattr(other, name)
             if copy and type(v) in (list, dict):
                 v = v.copy()  # (the runs inside are never changed in place)
@@ -630,96 +644,161 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
-        """Apply one decision (`_flat`) of event `i` to this era's EPT and counters.
+    def _window(self, vid: int, sid: int, cd: bool, a: int, b: int) -> Sequence[Run]:
+        """The runs state `sid` faults inside [a, b) on VM config `vid`: clipped from its
+        whole layout when that is cached, else `_Walk.region` (computed for the window alone,
+        shared by the eras with this run-key table)."""
+        whole = self.layouts.get((vid, self.walk.fps[sid][self.fp_at]))
+        if whole is not None:
+            return clip_sorted(whole, a, b)
+        t = self.tables.get((vid, cd))
+        return self.walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
 
-        A window's runs come from the whole layout when it is cached, else from
-        `_Walk.region` (computed for the window alone, shared by the eras with this run-key
-        table); none when no memslot meets the call, whatever the state. Those look-ups and
-        the memslot split are written out here and the counters are summed in locals and
-        stored once: this runs for every zapping era at every zapping event (a few per cent
-        of an adversarial event; tests/test_kvm_replay_engine.py holds it to the
-        straightforward engine, field by field)."""
+    def zap(self, i: int, te: TraceEvent, d: tuple, others: Sequence[tuple[_EraReplay, bool]] = ()) -> None:
+        """Apply one decision (`_flat`) of event `i` to this era's EPT and count its calls,
+        here and in `others`: eras that follow this EPT but count their own calls, each with
+        its own `per_memslot` (`_replay_eras`).
+
+        Zapping [a, b) whole and zapping its per-memslot pieces leave the same EPT (it holds
+        mapped pages only, and every piece refaults its part of the same window), so the EPT
+        is zapped once and each call is worked out in the views the counting eras need: the
+        whole call (a, b) and/or its pieces, each as (start, end, bytes zapped, bytes whose
+        entry did not change, what it left: a tuple of runs; for an empty call None), which
+        `_count` counts. With one memslot inside [a, b) the piece is the call bar its ends;
+        with several, the pieces are worked out and the call's figures are their sums.
+
+        A window's runs come from `_window`; none when no memslot meets the call, whatever
+        the state. The memslot split and the EPT compare and splice are written out here:
+        this runs for every zapping era at every zapping event (a few per cent of an
+        adversarial event; tests/test_kvm_replay_engine.py holds it to the straightforward
+        engine, field by field)."""
         vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
-        ev = te.event
-        walk = self.walk
-        cd = walk.states[sid].cr0_cd
+        split, whole = per_memslot, not per_memslot  # the views wanted
+        for _, p in others:
+            if p:
+                split = True
+            else:
+                whole = True
+        cd = self.walk.states[sid].cr0_cd
         lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
-        records = self.records
-        last = self.last
-        calls = zapped = excess = dups = 0
+        wc: list[tuple] = []  # the whole calls
+        pc: list[tuple] = []  # their per-memslot pieces
         for n in range(3, len(d), 2):
             a, b = d[n], d[n + 1]
-            if b <= a:
+            if b <= a:  # an empty call: one call in both views
+                c = (a, b, 0, 0, None)
+                if whole:
+                    wc.append(c)
+                if split:
+                    pc.append(c)
+                continue
+            # the memslots inside [a, b): indices [si, sj) of `mapped`
+            si, sj = bisect_right(ends, a), bisect_left(starts, b)
+            content: Sequence[Run]
+            if split and sj - si > 1:
+                every = a <= lo and b >= hi
+                region = self.full(vid, sid) if every else self._window(vid, sid, cd, a, b)
+                ept = self.ept
+                zpw = samew = 0
+                for s, e in m[si:sj]:
+                    pa, pb = (a if a > s else s), (b if b < e else e)
+                    content = tuple(clip_sorted(region, pa, pb))
+                    zp = 0
+                    for rs, re_, _ in content:
+                        zp += re_ - rs
+                    if zp:
+                        at = window(ept, pa, pb)
+                        same = agree(ept[at[0]:at[1]], content)
+                    else:
+                        same = 0
+                    zpw += zp
+                    samew += same
+                    pc.append((pa, pb, zp, same, content))
+                if every:
+                    self.ept = region
+                elif samew != zpw:  # (a piece's unchanged bytes are at most its zapped bytes)
+                    if type(ept) is not list:
+                        ept = self.ept = list(ept)
+                    splice(ept, a, b, region)
+                if whole:
+                    wc.append((a, b, zpw, samew, region if type(region) is tuple else tuple(region)))
+                continue
+            if a <= lo and b >= hi:
+                # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
+                content = self.full(vid, sid)
+                zp = self.size
+                same = agree(self.ept, content)
+                self.ept = content
+            elif si >= sj:
+                content, zp, same = (), 0, 0
+            else:
+                # inside [a, b): the window's runs (they cover mapped pages only)
+                content = self._window(vid, sid, cd, a, b)
+                zp = 0
+                for s, e, _ in content:  # (a loop: a window holds a run or a few)
+                    zp += e - s
+                if zp:
+                    ept = self.ept
+                    at = window(ept, a, b)
+                    same = agree(ept[at[0]:at[1]], content)  # pieces() only walks where both are
+                    if same != zp:
+                        if type(ept) is not list:
+                            ept = self.ept = list(ept)
+                        splice(ept, a, b, content, at)
+                else:
+                    same = 0
+                # What a call left is kept as a tuple (see `_count`).
+                if type(content) is not tuple:
+                    content = tuple(content)
+            if whole:
+                wc.append((a, b, zp, same, content))
+            if split and si < sj:  # one memslot: the piece left what the call did
+                s, e = m[si]
+                pc.append((a if a > s else s, b if b < e else e, zp, same, content))
+        self._count(i, te, cd, pc if per_memslot else wc)
+        for o, p in others:
+            o._count(i, te, cd, pc if p else wc)
+
+    def _count(self, i: int, te: TraceEvent, cd: bool, calls: Sequence[tuple]) -> None:
+        """Count event `i`'s calls (`zap`'s views: (start, end, bytes zapped, bytes whose
+        entry did not change, what the call left, or None for an empty call)) in this era's
+        counters, records and `last`; the counters are summed in locals and stored once."""
+        ev = te.event
+        records, last = self.records, self.last
+        calls_n = zapped = excess = dups = 0
+        for a, b, zp, same, content in calls:
+            if content is None:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
                     records.append((i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
-            # the memslots inside [a, b): indices [si, sj) of `mapped`
-            si, sj = bisect_right(ends, a), bisect_left(starts, b)
-            region: Sequence[Run] | None = None if si < sj else ()
-            for pa, pb in ([(max(a, s), min(b, e)) for s, e in m[si:sj]] if per_memslot else ((a, b),)):
-                content: Sequence[Run]
-                if pa <= lo and pb >= hi:
-                    # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
-                    content = self.full(vid, sid)
-                    zp = self.total
-                    same = agree(self.ept, content) >> 12
-                    self.ept = content
-                else:
-                    if region is None:
-                        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))
-                        if whole is not None:
-                            region = clip_sorted(whole, a, b)
-                        else:
-                            t = self.tables.get((vid, cd))
-                            region = walk.region(self._table(vid, cd) if t is None else t,
-                                                 sid, self.reads, a, b, self, vid)
-                    # a piece's runs are the window's inside it: all of them when they all lie
-                    # inside it (say the window meets one memslot: the runs cover mapped pages only)
-                    content = (region if not region or (region[0][0] >= pa and region[-1][1] <= pb)
-                               else clip_sorted(region, pa, pb))
-                    zp = 0
-                    for s, e, _ in content:  # (a loop: a window holds a run or a few)
-                        zp += e - s
-                    zp >>= 12
-                    if zp:
-                        ept = self.ept
-                        at = window(ept, pa, pb)
-                        same = agree(ept[at[0]:at[1]], content) >> 12  # pieces() only walks where both are
-                        if same != zp:
-                            if type(ept) is not list:
-                                ept = self.ept = list(ept)
-                            splice(ept, pa, pb, content, at)
-                    else:
-                        same = 0
-                # Duplicate: this range was zapped before and nothing in it has changed since
-                # (its entries are what that call left, and this call changes none of them).
-                # What a call left is kept as a tuple (a list is compared element by element
-                # all the same, but a tuple of run tuples is one the cyclic collector stops
-                # tracking, where every kept list stayed on its rounds).
-                if type(content) is not tuple:
-                    content = tuple(content)
-                dup = same == zp and last.get((pa, pb)) == content
-                if len(last) >= MAX_CALL_RECORDS:
-                    last.clear()
-                last[(pa, pb)] = content
-                calls += 1
-                zapped += zp
-                excess += same
-                dups += dup
-                if len(records) < MAX_CALL_RECORDS:
-                    records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
-                else:
-                    self.truncated = True
-        if calls:
-            self.zap_calls += calls
-            self.by_source[te.source] += calls
+            zp >>= 12
+            same >>= 12
+            # Duplicate: this range was zapped before and nothing in it has changed since
+            # (its entries are what that call left, and this call changes none of them).
+            # What a call left is kept as a tuple (a list is compared element by element
+            # all the same, but a tuple of run tuples is one the cyclic collector stops
+            # tracking, where every kept list stayed on its rounds).
+            dup = same == zp and last.get((a, b)) == content
+            if len(last) >= MAX_CALL_RECORDS:
+                last.clear()
+            last[(a, b)] = content
+            calls_n += 1
+            zapped += zp
+            excess += same
+            dups += dup
+            if len(records) < MAX_CALL_RECORDS:
+                records.append((i, te.vcpu, ev.kind, ev.msr, a, b, zp, same, cd, dup, False))
+            else:
+                self.truncated = True
+        if calls_n:
+            self.zap_calls += calls_n
+            self.by_source[te.source] += calls_n
             self.zapped_pages += zapped
             self.excess_pages += excess
-            self.calls_cd += calls if cd else 0
+            self.calls_cd += calls_n if cd else 0
             self.dups += dups
 
     def _records(self, made: dict[int, tuple[ZapCallRecord, ...]] | None) -> tuple[ZapCallRecord, ...]:
@@ -768,6 +847,12 @@ def _flat(calls: tuple[Range, ...], per_memslot: bool, vid_after: int, sid_after
     if not calls:
         return None
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
+
+
+def _same_but_per_memslot(d: tuple, e: tuple) -> bool:
+    """Whether two decisions (`_flat`) have the same calls and states after, whatever
+    their `per_memslot`: they leave the same EPT (`_EraReplay.zap`)."""
+    return d[:2] == e[:2] and d[3:] == e[3:]
 
 
 Plan = tuple[tuple[int, tuple[int, int], bool], ...]
@@ -849,18 +934,19 @@ def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
 def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], cur: Sequence[int], walk: _Walk,
              row: tuple) -> tuple[int, ...]:
     """The eras that a transition's decisions (`row`) part from the era they follow: a
-    different decision, or the same calls refaulted with a different run-key table
-    (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
-    nothing else of its era). Eras that have parted already (`cur`) are left out: an era
-    never follows again once parted, so the replay would skip them whenever this
+    different decision (for an era that counts its own calls, `_EraReplay.counts_own`, one
+    that differs in more than `per_memslot`), or the same calls refaulted with a different
+    run-key table (`Layouts.table`). Equal calls and tables make equal EPTs (`_EraReplay.zap`
+    reads nothing else of its era). Eras that have parted already (`cur`) are left out: an
+    era never follows again once parted, so the replay would skip them whenever this
     transition comes back."""
     out = []
     for k, r in enumerate(runs):
         j = lead[k]
         if j == k or cur[k] == k:
             continue
-        d = row[k]
-        if d != row[j]:
+        d, dj = row[k], row[j]
+        if d != dj and not (r.counts_own and d is not None and dj is not None and _same_but_per_memslot(d, dj)):
             out.append(k)
         elif d is not None:
             cd = walk.states[d[1]].cr0_cd
@@ -877,13 +963,24 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     Eras that start with equal EPTs share one until a transition parts them (`_parting`):
     while every decision and run-key table agrees, their zaps are the same work on the same
     EPT, so only the first of them does it; an era that parts takes over a copy of the EPT
-    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)"""
+    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)
+
+    An era whose `per_memslot` differs from the one it follows (series-v3 from v4.2) counts
+    its own calls from the start (`counts_own`): its decisions may differ in `per_memslot`
+    alone and it still follows, since that leaves the same EPT; the zap of the era it
+    follows works its calls out for it too, and at a parting it takes over the EPT alone."""
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
     plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
+    # per era, the eras that follow its EPT now and count their own calls
+    own: list[list[int]] = [[] for _ in runs]
+    for k, j in enumerate(lead):
+        if j != k and runs[k].per_memslot != runs[j].per_memslot:
+            runs[k].counts_own = True
+            own[j].append(k)
     # per transition: every era's decision (`_flat`), or None when no era zaps, and who
     # parts; two lists, not one of pairs, for the collector (see `_flat`)
     rows: list[tuple | None] = []
@@ -904,12 +1001,16 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
         row = rows[tid]
         if row is not None:
             for k in partings[tid]:
-                if cur[k] != k:
-                    runs[k].adopt(runs[cur[k]])
+                j = cur[k]
+                if j != k:
+                    runs[k].adopt(runs[j])
+                    if runs[k].counts_own:
+                        own[j].remove(k)
                     cur[k] = k
             for k, d in enumerate(row):
                 if d is not None and cur[k] == k:
-                    runs[k].zap(i, te, d)
+                    f = own[k]  # (their decisions differ from `d` in per_memslot at most: `_parting`)
+                    runs[k].zap(i, te, d, [(runs[g], row[g][2]) for g in f] if f else ())
         vid = walk.edges[tid][2]
     for k, j in enumerate(cur):
         if j != k:
