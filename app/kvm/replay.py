@@ -64,8 +64,10 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   key of every (is_mmio, guest MTRR type) for the state's CR0.CD), so v4.2, v6.7 and
   series-v3 with CR0.CD=0 compute a zap window's runs once (`_Walk.region`).
 * Eras that start with equal EPTs share one until a transition parts them (a different
-  decision, or a different run-key table for the refaulting state: `_parting`); only the
-  first of them zaps, and one that parts takes over a copy of the EPT and counters.
+  decision, or a different run-key table for the refaulting state: `_parting`, which asks
+  only the eras still following, and whether two eras' tables agree once per VM config and
+  CR0.CD); only the first of them zaps, and one that parts takes over a copy of the EPT and
+  counters.
 * Decisions that differ in `per_memslot` alone part no eras: zapping [a, b) whole and
   zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so
   series-v3 follows v4.2's EPT while CR0.CD=0 and counts its own calls (`counts_own`):
@@ -588,6 +590,7 @@ class _EraReplay:
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.tables: dict[tuple[int, bool], int] = {}  # (VM config, CR0.CD) -> walk table id
+        self.tables_like: dict[int, bool] = {}  # VM config << 1 | CR0.CD -> `table_like` the era it follows
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
@@ -644,15 +647,14 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def _window(self, vid: int, sid: int, cd: bool, a: int, b: int) -> Sequence[Run]:
-        """The runs state `sid` faults inside [a, b) on VM config `vid`: clipped from its
-        whole layout when that is cached, else `_Walk.region` (computed for the window alone,
-        shared by the eras with this run-key table)."""
-        whole = self.layouts.get((vid, self.walk.fps[sid][self.fp_at]))
-        if whole is not None:
-            return clip_sorted(whole, a, b)
-        t = self.tables.get((vid, cd))
-        return self.walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
+    def table_like(self, other: _EraReplay, vid: int, cd: int) -> bool:
+        """Whether this era's run-key table on VM config `vid` with CR0.CD=`cd` is `other`'s
+        (memoised: `_parting` asks it of every new transition)."""
+        k = vid << 1 | cd
+        r = self.tables_like.get(k)
+        if r is None:
+            r = self.tables_like[k] = self._table(vid, bool(cd)) == other._table(vid, bool(cd))
+        return r
 
     def zap(self, i: int, te: TraceEvent, d: tuple, others: Sequence[tuple[_EraReplay, bool]] = ()) -> None:
         """Apply one decision (`_flat`) of event `i` to this era's EPT and count its calls,
@@ -667,11 +669,13 @@ class _EraReplay:
         `_count` counts. With one memslot inside [a, b) the piece is the call bar its ends;
         with several, the pieces are worked out and the call's figures are their sums.
 
-        A window's runs come from `_window`; none when no memslot meets the call, whatever
-        the state. The memslot split and the EPT compare and splice are written out here:
-        this runs for every zapping era at every zapping event (a few per cent of an
-        adversarial event; tests/test_kvm_replay_engine.py holds it to the straightforward
-        engine, field by field)."""
+        A window's runs come from the whole layout when it is cached, else from
+        `_Walk.region` (computed for the window alone, shared by the eras with this run-key
+        table); none when no memslot meets the call, whatever the state. Those look-ups, the
+        memslot split and the EPT compare and splice are written out here: this runs for
+        every zapping era at every zapping event (a few per cent of an adversarial event;
+        tests/test_kvm_replay_engine.py holds it to the straightforward engine, field by
+        field)."""
         vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
         split, whole = per_memslot, not per_memslot  # the views wanted
         for _, p in others:
@@ -679,7 +683,8 @@ class _EraReplay:
                 split = True
             else:
                 whole = True
-        cd = self.walk.states[sid].cr0_cd
+        walk = self.walk
+        cd = walk.states[sid].cr0_cd
         lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
         wc: list[tuple] = []  # the whole calls
         pc: list[tuple] = []  # their per-memslot pieces
@@ -694,67 +699,62 @@ class _EraReplay:
                 continue
             # the memslots inside [a, b): indices [si, sj) of `mapped`
             si, sj = bisect_right(ends, a), bisect_left(starts, b)
-            content: Sequence[Run]
+            every = a <= lo and b >= hi  # kvm_zap_gfn_range(0, ~0): every leaf goes
+            region: Sequence[Run]
+            if every:
+                region = self.full(vid, sid)
+            elif si >= sj:
+                region = ()
+            else:
+                w = self.layouts.get((vid, walk.fps[sid][self.fp_at]))
+                if w is not None:
+                    region = clip_sorted(w, a, b)
+                else:
+                    t = self.tables.get((vid, cd))
+                    region = walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
+            ept = self.ept
+            at = None
             if split and sj - si > 1:
-                every = a <= lo and b >= hi
-                region = self.full(vid, sid) if every else self._window(vid, sid, cd, a, b)
-                ept = self.ept
-                zpw = samew = 0
+                zp = same = 0
                 for s, e in m[si:sj]:
                     pa, pb = (a if a > s else s), (b if b < e else e)
-                    content = tuple(clip_sorted(region, pa, pb))
-                    zp = 0
-                    for rs, re_, _ in content:
-                        zp += re_ - rs
-                    if zp:
-                        at = window(ept, pa, pb)
-                        same = agree(ept[at[0]:at[1]], content)
+                    piece = tuple(clip_sorted(region, pa, pb))
+                    pz = 0
+                    for rs, re_, _ in piece:
+                        pz += re_ - rs
+                    if pz:
+                        pi, pj = window(ept, pa, pb)
+                        ps = agree(ept[pi:pj], piece)
                     else:
-                        same = 0
-                    zpw += zp
-                    samew += same
-                    pc.append((pa, pb, zp, same, content))
-                if every:
-                    self.ept = region
-                elif samew != zpw:  # (a piece's unchanged bytes are at most its zapped bytes)
-                    if type(ept) is not list:
-                        ept = self.ept = list(ept)
-                    splice(ept, a, b, region)
-                if whole:
-                    wc.append((a, b, zpw, samew, region if type(region) is tuple else tuple(region)))
-                continue
-            if a <= lo and b >= hi:
-                # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
-                content = self.full(vid, sid)
-                zp = self.size
-                same = agree(self.ept, content)
-                self.ept = content
-            elif si >= sj:
-                content, zp, same = (), 0, 0
+                        ps = 0
+                    zp += pz
+                    same += ps
+                    pc.append((pa, pb, pz, ps, piece))
+            elif every:
+                zp, same = self.size, agree(ept, region)
             else:
-                # inside [a, b): the window's runs (they cover mapped pages only)
-                content = self._window(vid, sid, cd, a, b)
                 zp = 0
-                for s, e, _ in content:  # (a loop: a window holds a run or a few)
+                for s, e, _ in region:  # (a loop: a window holds a run or a few)
                     zp += e - s
                 if zp:
-                    ept = self.ept
                     at = window(ept, a, b)
-                    same = agree(ept[at[0]:at[1]], content)  # pieces() only walks where both are
-                    if same != zp:
-                        if type(ept) is not list:
-                            ept = self.ept = list(ept)
-                        splice(ept, a, b, content, at)
+                    same = agree(ept[at[0]:at[1]], region)  # pieces() only walks where both are
                 else:
                     same = 0
-                # What a call left is kept as a tuple (see `_count`).
-                if type(content) is not tuple:
-                    content = tuple(content)
+            if every:
+                self.ept = region  # (the vCPU refaults every leaf)
+            elif same != zp:  # (a piece's unchanged bytes are at most its zapped bytes)
+                if type(ept) is not list:
+                    ept = self.ept = list(ept)
+                splice(ept, a, b, region, at)
+            # What a call left is kept as a tuple (see `_count`).
+            if type(region) is not tuple:
+                region = tuple(region)
             if whole:
-                wc.append((a, b, zp, same, content))
-            if split and si < sj:  # one memslot: the piece left what the call did
+                wc.append((a, b, zp, same, region))
+            if split and sj - si == 1:  # one memslot: the piece left what the call did
                 s, e = m[si]
-                pc.append((a if a > s else s, b if b < e else e, zp, same, content))
+                pc.append((a if a > s else s, b if b < e else e, zp, same, region))
         self._count(i, te, cd, pc if per_memslot else wc)
         for o, p in others:
             o._count(i, te, cd, pc if p else wc)
@@ -931,26 +931,28 @@ def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
     return lead
 
 
-def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], cur: Sequence[int], walk: _Walk,
+def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], walk: _Walk,
              row: tuple) -> tuple[int, ...]:
     """The eras that a transition's decisions (`row`) part from the era they follow: a
     different decision (for an era that counts its own calls, `_EraReplay.counts_own`, one
     that differs in more than `per_memslot`), or the same calls refaulted with a different
     run-key table (`Layouts.table`). Equal calls and tables make equal EPTs (`_EraReplay.zap`
-    reads nothing else of its era). Eras that have parted already (`cur`) are left out: an
-    era never follows again once parted, so the replay would skip them whenever this
-    transition comes back."""
+    reads nothing else of its era). Only the eras that follow now (`following`: (era, the
+    era it follows)) are asked: an era never follows again once parted, so the replay would
+    skip them whenever this transition comes back."""
     out = []
-    for k, r in enumerate(runs):
-        j = lead[k]
-        if j == k or cur[k] == k:
-            continue
+    for k, j in following:
         d, dj = row[k], row[j]
-        if d != dj and not (r.counts_own and d is not None and dj is not None and _same_but_per_memslot(d, dj)):
+        if d is None:
+            if dj is not None:
+                out.append(k)
+        elif d is not dj and d != dj and not (runs[k].counts_own and dj is not None
+                                              and _same_but_per_memslot(d, dj)):
             out.append(k)
-        elif d is not None:
-            cd = walk.states[d[1]].cr0_cd
-            if r._table(d[0], cd) != runs[j]._table(d[0], cd):
+        else:
+            r = runs[k]
+            like = r.tables_like.get(d[0] << 1 | walk.fps[d[1]][1])
+            if not (r.table_like(runs[j], d[0], walk.fps[d[1]][1]) if like is None else like):
                 out.append(k)
     return tuple(out)
 
@@ -975,10 +977,11 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
+    following = [(k, j) for k, j in enumerate(lead) if j != k]  # (era, whom it follows) now
     # per era, the eras that follow its EPT now and count their own calls
     own: list[list[int]] = [[] for _ in runs]
-    for k, j in enumerate(lead):
-        if j != k and runs[k].per_memslot != runs[j].per_memslot:
+    for k, j in following:
+        if runs[k].per_memslot != runs[j].per_memslot:
             runs[k].counts_own = True
             own[j].append(k)
     # per transition: every era's decision (`_flat`), or None when no era zaps, and who
@@ -997,13 +1000,14 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
         if tid == len(rows):
             row = _decide(runs, walk, i, te, tid, plans)
             rows.append(row)
-            partings.append(() if row is None else _parting(runs, lead, cur, walk, row))
+            partings.append(() if row is None or not following else _parting(runs, following, walk, row))
         row = rows[tid]
         if row is not None:
             for k in partings[tid]:
                 j = cur[k]
                 if j != k:
                     runs[k].adopt(runs[j])
+                    following.remove((k, j))
                     if runs[k].counts_own:
                         own[j].remove(k)
                     cur[k] = k
