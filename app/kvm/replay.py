@@ -70,8 +70,9 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   counters.
 * Decisions that differ in `per_memslot` alone part no eras: zapping [a, b) whole and
   zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so
-  series-v3 follows v4.2's EPT while CR0.CD=0 and counts its own calls (`counts_own`):
-  v4.2's zap works every call out once in the views the two need (the whole call and its
+  series-v3 follows v4.2's EPT while CR0.CD=0, counting its own calls from the start
+  (`counts_own`: an era whose `per_memslot` differs from the one it follows, in either
+  order): v4.2's zap works every call out once in the views the two need (the whole call and its
   pieces: with one memslot in the window they are one set of figures, with several the
   call's are the pieces' sums) and each era counts its calls, duplicates (its own `last`)
   and records from them. At a real parting (CR0.CD=1: series-v3 defers MTRR zaps and has
@@ -924,10 +925,13 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
 
 def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
     """For every era, the first era (index) whose EPT it starts with: itself, or an
-    earlier one with an equal initial EPT that it follows (see `_replay_eras`)."""
+    earlier one with an equal initial EPT that it follows (see `_replay_eras`); a follower
+    whose `per_memslot` differs from its leader's counts its own calls (`counts_own`)."""
     lead: list[int] = []
     for k, r in enumerate(runs):
-        lead.append(next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k))
+        j = next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k)
+        lead.append(j)
+        r.counts_own = j != k and r.per_memslot != runs[j].per_memslot
     return lead
 
 
@@ -981,8 +985,7 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     # per era, the eras that follow its EPT now and count their own calls
     own: list[list[int]] = [[] for _ in runs]
     for k, j in following:
-        if runs[k].per_memslot != runs[j].per_memslot:
-            runs[k].counts_own = True
+        if runs[k].counts_own:
             own[j].append(k)
     # per transition: every era's decision (`_flat`), or None when no era zaps, and who
     # parts; two lists, not one of pairs, for the collector (see `_flat`)
