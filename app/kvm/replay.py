@@ -600,7 +600,8 @@ class _EraReplay:
         self.truncated = False
         self.last: dict[Range, tuple[Run, ...]] = {}
         # while following another era's EPT (`_replay_eras`): True when this era counts its
-        # own calls there (it splits them per memslot where that era does not, or the reverse)
+        # own calls there (it splits them per memslot where that era does not, or the
+        # reverse; set by `_leaders`)
         self.counts_own = False
 
     _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
