@@ -311,7 +311,7 @@ def memslot_traces(draw):
 
 
 @settings(max_examples=250, deadline=None)
-@given(memslot_traces(), st.lists(st.sampled_from(list(ERAS)), min_size=1, max_size=6, unique=True),
+@given(memslot_traces() | traces(), st.lists(st.sampled_from(list(ERAS)), min_size=1, max_size=6, unique=True),
        st.booleans())
 def test_replay_all_of_any_eras_in_any_order_equals_reference(trace, ids, squeeze):
     # Which era follows which EPT depends on the eras asked for and their order: series-v3
