@@ -955,9 +955,11 @@ def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], w
                                               and _same_but_per_memslot(d, dj)):
             out.append(k)
         else:
-            r = runs[k]
-            like = r.tables_like.get(d[0] << 1 | walk.fps[d[1]][1])
-            if not (r.table_like(runs[j], d[0], walk.fps[d[1]][1]) if like is None else like):
+            r, cd = runs[k], walk.fps[d[1]][1]  # (the state after's CR0.CD as an int)
+            like = r.tables_like.get(d[0] << 1 | cd)  # (`table_like`'s memo, looked up here)
+            if like is None:
+                like = r.table_like(runs[j], d[0], cd)
+            if not like:
                 out.append(k)
     return tuple(out)
 
