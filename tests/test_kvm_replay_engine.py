@@ -281,6 +281,81 @@ def test_replay_equals_reference_with_every_memo_squeezed(trace):
         mp.undo()
 
 
+@st.composite
+def memslot_traces(draw):
+    """MTRR writes (and a rare CR0.CD toggle) on a VM with non-coherent DMA and several
+    memslots: series-v3 makes v4.2's calls split per memslot, and follows v4.2's EPT
+    (or leads it) while counting its own calls, until a CD toggle parts them."""
+    maps = memory_maps().filter(lambda mm: len(mm) >= 3)
+    vm = VmConfig(noncoherent_dma=True, quirk_cd_nw_cleared=draw(st.booleans()), maxphyaddr=MPA,
+                  memory_map=draw(maps))
+    n = draw(st.integers(1, 3))
+    initial = VcpuState(mtrr=draw(st.sampled_from([ovmf_state(), seabios_state()]) | mtrr_states()))
+    kinds = st.sampled_from(["def", "fixed", "base", "mask", "mask", "wide"] * 4 + ["cd"])
+    evs = []
+    for kind in draw(st.lists(kinds, max_size=40)):
+        if kind == "cd":
+            ev = Cr0Write(value=draw(st.booleans()), cr0_nw=False)
+        elif kind == "def":
+            ev = MtrrWrite(msr=0x2FF, value=draw(DEF_TYPES))
+        elif kind == "fixed":
+            ev = MtrrWrite(msr=draw(st.sampled_from([f.msr for f in FIXED_MSRS])), value=draw(FIXED_VALUES))
+        elif kind == "base":
+            ev = MtrrWrite(msr=0x200 + 2 * draw(st.integers(0, 7)), value=draw(ADDR) | draw(TYPES))
+        else:  # a mask; "wide": one that spans memslots
+            size = draw(st.sampled_from([1 << 33, 1 << 34]) if kind == "wide" else SIZES)
+            ev = MtrrWrite(msr=0x201 + 2 * draw(st.integers(0, 7)), value=_mask(size))
+        evs.append(rp.TraceEvent(draw(st.integers(0, n - 1)), ev, 0, draw(st.sampled_from(SOURCES))))
+    evs += draw(st.lists(st.sampled_from(evs), max_size=20)) if evs else []
+    return rp.Trace(vm, n, tuple(evs), initial)
+
+
+@settings(max_examples=250, deadline=None)
+@given(memslot_traces() | traces(), st.lists(st.sampled_from(list(ERAS)), min_size=1, max_size=6, unique=True),
+       st.booleans())
+def test_replay_all_of_any_eras_in_any_order_equals_reference(trace, ids, squeeze):
+    # Which era follows which EPT depends on the eras asked for and their order: series-v3
+    # follows v4.2 (or v4.2 follows series-v3) differing in per_memslot, each counting its own
+    # calls; every era's answer must still be the reference's, also with the call records'
+    # bound (so `last`'s) squeezed and every memo evicted.
+    if not _valid(trace):
+        return
+    mp = pytest.MonkeyPatch()
+    try:
+        if squeeze:
+            mp.setattr(rp, "TABLE_LIMIT", 2)
+            mp.setattr(rp, "LAYOUT_CACHE", 1)
+            mp.setattr(rp, "REGION_CACHE", 1)
+            mp.setattr(rp, "WINDOW_CACHE", 1)
+            mp.setattr(ept_runs, "MEMO_LIMIT", 1)
+            mp.setattr(rp, "MAX_CALL_RECORDS", 3)
+        got = rp.replay_all(trace, [ERAS[e] for e in ids])
+        assert list(got) == ids
+        for e in ids:
+            assert got[e] == ref_replay(ERAS[e], trace)
+    finally:
+        mp.undo()
+
+
+def test_per_memslot_follower_counts_its_own_calls():
+    # series-v3 with v4.2 (either order) answers what series-v3 alone does, on a trace whose
+    # calls span several memslots (a 16 GiB mask from 0) and miss them all (a window in a gap).
+    mm = (MemRange(0, 2 * GiB, RAM), MemRange(4 * GiB, 6 * GiB, RAM), MemRange(8 * GiB, 12 * GiB, MMIO))
+    vm = VmConfig(noncoherent_dma=True, maxphyaddr=MPA, memory_map=mm)
+    evs = [MtrrWrite(msr=0x200, value=6), MtrrWrite(msr=0x201, value=_mask(1 << 34)),
+           MtrrWrite(msr=0x201, value=_mask(1 << 34)), MtrrWrite(msr=0x202, value=3 * GiB | 0),
+           MtrrWrite(msr=0x203, value=_mask(1 << 28)), MtrrWrite(msr=0x203, value=_mask(1 << 28)),
+           MtrrWrite(msr=0x200, value=0), MtrrWrite(msr=0x201, value=_mask(1 << 34))]
+    trace = rp.Trace(vm, 2, tuple(rp.TraceEvent(i % 2, e) for i, e in enumerate(evs)), VcpuState(mtrr=ovmf_state()))
+    alone = rp.replay(ERAS["series-v3"], trace)
+    assert alone == ref_replay(ERAS["series-v3"], trace)
+    assert alone.zap_calls > rp.replay(ERAS["v4.2"], trace).zap_calls
+    for ids in (("v4.2", "series-v3"), ("series-v3", "v4.2"), ("v4.2", "v6.7", "series-v3")):
+        got = rp.replay_all(trace, [ERAS[e] for e in ids])
+        assert got["series-v3"] == alone
+        assert got["v4.2"] == rp.replay(ERAS["v4.2"], trace)
+
+
 def test_splice_keeps_runs_merged():
     runs = [(0, 10, 1), (10, 20, 2), (30, 40, 1)]
     ept_runs.splice(runs, 5, 35, [(5, 10, 1), (10, 20, 1), (30, 35, 1)])

@@ -73,8 +73,19 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   key of every (is_mmio, guest MTRR type) for the state's CR0.CD), so v4.2, v6.7 and
   series-v3 with CR0.CD=0 compute a zap window's runs once (`_Walk.region`).
 * Eras that start with equal EPTs share one until a transition parts them (a different
-  decision, or a different run-key table for the refaulting state: `_parting`); only the
-  first of them zaps, and one that parts takes over a copy of the EPT and counters.
+  decision, or a different run-key table for the refaulting state: `_parting`, which asks
+  only the eras still following, and whether two eras' tables agree once per VM config and
+  CR0.CD); only the first of them zaps, and one that parts takes over a copy of the EPT and
+  counters.
+* Decisions that differ in `per_memslot` alone part no eras: zapping [a, b) whole and
+  zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so
+  series-v3 follows v4.2's EPT while CR0.CD=0, counting its own calls from the start
+  (`counts_own`: an era whose `per_memslot` differs from the one it follows, in either
+  order): v4.2's zap works every call out once in the views the two need (the whole call and its
+  pieces: with one memslot in the window they are one set of figures, with several the
+  call's are the pieces' sums) and each era counts its calls, duplicates (its own `last`)
+  and records from them. At a real parting (CR0.CD=1: series-v3 defers MTRR zaps and has
+  another run-key table) it takes over a copy of the EPT alone.
 * Only the eras that may zap on an event's kind are visited for a new transition's
   decisions (`_plans`; all of them, in era order, when the VM config changes, so that the
   first refusal is still the one reported).
@@ -630,10 +641,12 @@ class _EraReplay:
         # bisecting these finds what bisecting `mapped` by start / by end does
         # (memslots are disjoint and sorted), without a key call per probe
         self.starts, self.ends = [s for s, _ in self.mapped], [e for _, e in self.mapped]
-        self.total = sum(e - s for s, e in self.mapped) >> 12
+        self.size = sum(e - s for s, e in self.mapped)  # bytes
+        self.total = self.size >> 12
         self.lays: dict[int, Layouts] = {}
         self.layouts: OrderedDict[tuple, tuple[Run, ...]] = OrderedDict()
         self.tables: dict[tuple[int, bool], int] = {}  # (VM config, CR0.CD) -> walk table id
+        self.tables_like: dict[int, bool] = {}  # VM config << 1 | CR0.CD -> `table_like` the era it follows
         self.ept: Sequence[Run] = self.full(0, walk.cur[0])
         self.zap_calls = self.empty_calls = self.zapped_pages = self.excess_pages = 0
         self.calls_cd = self.dups = 0
@@ -641,15 +654,21 @@ class _EraReplay:
         self.records: list[tuple] = []  # ZapCallRecord fields, made into records at the end
         self.truncated = False
         self.last: dict[Range, tuple[Run, ...]] = {}
+        # while following another era's EPT (`_replay_eras`): True when this era counts its
+        # own calls there (it splits them per memslot where that era does not, or the
+        # reverse; set by `_leaders`)
+        self.counts_own = False
 
     _STATE = ("ept", "zap_calls", "empty_calls", "zapped_pages", "excess_pages", "calls_cd", "dups", "by_source",
               "records", "truncated", "last")
-    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over."""
+    """What a zap changes: an era that follows another's EPT (`_replay_eras`) takes it over
+    (the EPT alone when it `counts_own`)."""
 
     def adopt(self, other: _EraReplay, copy: bool = True) -> None:
-        """Take over `other`'s EPT and counters (copies of what a zap changes in place
-        unless `copy` is False: at the end, when nothing changes any more)."""
-        for name in self._STATE:
+        """Take over `other`'s EPT and, unless this era counts its own calls
+        (`counts_own`), its counters (copies of what a zap changes in place unless `copy`
+        is False: at the end, when nothing changes any more)."""
+        for name in self._STATE if not self.counts_own else ("ept",):
             v = getattr(other, name)
             if copy and type(v) in (list, dict):
                 v = v.copy()  # (the runs inside are never changed in place)
@@ -685,96 +704,158 @@ class _EraReplay:
             t = self.tables[vid, cd] = tables.setdefault(self._lay(vid).table(cd), len(tables))
         return t
 
-    def zap(self, i: int, te: TraceEvent, d: tuple) -> None:
-        """Apply one decision (`_flat`) of event `i` to this era's EPT and counters.
+    def table_like(self, other: _EraReplay, vid: int, cd: int) -> bool:
+        """Whether this era's run-key table on VM config `vid` with CR0.CD=`cd` is `other`'s
+        (memoised: `_parting` asks it of every new transition)."""
+        k = vid << 1 | cd
+        r = self.tables_like.get(k)
+        if r is None:
+            r = self.tables_like[k] = self._table(vid, bool(cd)) == other._table(vid, bool(cd))
+        return r
+
+    def zap(self, i: int, te: TraceEvent, d: tuple, others: Sequence[tuple[_EraReplay, bool]] = ()) -> None:
+        """Apply one decision (`_flat`) of event `i` to this era's EPT and count its calls,
+        here and in `others`: eras that follow this EPT but count their own calls, each with
+        its own `per_memslot` (`_replay_eras`).
+
+        Zapping [a, b) whole and zapping its per-memslot pieces leave the same EPT (it holds
+        mapped pages only, and every piece refaults its part of the same window), so the EPT
+        is zapped once and each call is worked out in the views the counting eras need: the
+        whole call (a, b) and/or its pieces, each as (start, end, bytes zapped, bytes whose
+        entry did not change, what it left: a tuple of runs; for an empty call None), which
+        `_count` counts. With one memslot inside [a, b) the piece is the call bar its ends;
+        with several, the pieces are worked out and the call's figures are their sums.
 
         A window's runs come from the whole layout when it is cached, else from
         `_Walk.region` (computed for the window alone, shared by the eras with this run-key
-        table); none when no memslot meets the call, whatever the state. Those look-ups and
-        the memslot split are written out here and the counters are summed in locals and
-        stored once: this runs for every zapping era at every zapping event (a few per cent
-        of an adversarial event; tests/test_kvm_replay_engine.py holds it to the
-        straightforward engine, field by field)."""
+        table); none when no memslot meets the call, whatever the state. Those look-ups, the
+        memslot split and the EPT compare and splice are written out here: this runs for
+        every zapping era at every zapping event (a few per cent of an adversarial event;
+        tests/test_kvm_replay_engine.py holds it to the straightforward engine, field by
+        field)."""
         vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
-        ev = te.event
+        split, whole = per_memslot, not per_memslot  # the views wanted
+        for _, p in others:
+            if p:
+                split = True
+            else:
+                whole = True
         walk = self.walk
         cd = walk.states[sid].cr0_cd
         lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
-        records = self.records
-        last = self.last
-        calls = zapped = excess = dups = 0
+        wc: list[tuple] = []  # the whole calls
+        pc: list[tuple] = []  # their per-memslot pieces
         for n in range(3, len(d), 2):
             a, b = d[n], d[n + 1]
-            if b <= a:
+            if b <= a:  # an empty call: one call in both views
+                c = (a, b, 0, 0, None)
+                if whole:
+                    wc.append(c)
+                if split:
+                    pc.append(c)
+                continue
+            # the memslots inside [a, b): indices [si, sj) of `mapped`
+            si, sj = bisect_right(ends, a), bisect_left(starts, b)
+            every = a <= lo and b >= hi  # kvm_zap_gfn_range(0, ~0): every leaf goes
+            region: Sequence[Run]
+            if every:
+                region = self.full(vid, sid)
+            elif si >= sj:
+                region = ()
+            else:
+                w = self.layouts.get((vid, walk.fps[sid][self.fp_at]))
+                if w is not None:
+                    region = clip_sorted(w, a, b)
+                else:
+                    t = self.tables.get((vid, cd))
+                    region = walk.region(self._table(vid, cd) if t is None else t, sid, self.reads, a, b, self, vid)
+            ept = self.ept
+            at = None
+            if split and sj - si > 1:
+                zp = same = 0
+                for s, e in m[si:sj]:
+                    pa, pb = (a if a > s else s), (b if b < e else e)
+                    piece = tuple(clip_sorted(region, pa, pb))
+                    pz = 0
+                    for rs, re_, _ in piece:
+                        pz += re_ - rs
+                    if pz:
+                        pi, pj = window(ept, pa, pb)
+                        ps = agree(ept[pi:pj], piece)
+                    else:
+                        ps = 0
+                    zp += pz
+                    same += ps
+                    pc.append((pa, pb, pz, ps, piece))
+            elif every:
+                zp, same = self.size, agree(ept, region)
+            else:
+                zp = 0
+                for s, e, _ in region:  # (a loop: a window holds a run or a few)
+                    zp += e - s
+                if zp:
+                    at = window(ept, a, b)
+                    same = agree(ept[at[0]:at[1]], region)  # pieces() only walks where both are
+                else:
+                    same = 0
+            if every:
+                self.ept = region  # (the vCPU refaults every leaf)
+            elif same != zp:  # (a piece's unchanged bytes are at most its zapped bytes)
+                if type(ept) is not list:
+                    ept = self.ept = list(ept)
+                splice(ept, a, b, region, at)
+            # What a call left is kept as a tuple (see `_count`).
+            if type(region) is not tuple:
+                region = tuple(region)
+            if whole:
+                wc.append((a, b, zp, same, region))
+            if split and sj - si == 1:  # one memslot: the piece left what the call did
+                s, e = m[si]
+                pc.append((a if a > s else s, b if b < e else e, zp, same, region))
+        self._count(i, te, cd, pc if per_memslot else wc)
+        for o, p in others:
+            o._count(i, te, cd, pc if p else wc)
+
+    def _count(self, i: int, te: TraceEvent, cd: bool, calls: Sequence[tuple]) -> None:
+        """Count event `i`'s calls (`zap`'s views: (start, end, bytes zapped, bytes whose
+        entry did not change, what the call left, or None for an empty call)) in this era's
+        counters, records and `last`; the counters are summed in locals and stored once."""
+        ev = te.event
+        records, last = self.records, self.last
+        calls_n = zapped = excess = dups = 0
+        for a, b, zp, same, content in calls:
+            if content is None:
                 self.empty_calls += 1
                 if len(records) < MAX_CALL_RECORDS:
                     records.append((i, te.vcpu, ev.kind, ev.msr, a, b, 0, 0, cd, False, True))
                 else:
                     self.truncated = True
                 continue
-            # the memslots inside [a, b): indices [si, sj) of `mapped`
-            si, sj = bisect_right(ends, a), bisect_left(starts, b)
-            region: Sequence[Run] | None = None if si < sj else ()
-            for pa, pb in ([(max(a, s), min(b, e)) for s, e in m[si:sj]] if per_memslot else ((a, b),)):
-                content: Sequence[Run]
-                if pa <= lo and pb >= hi:
-                    # kvm_zap_gfn_range(0, ~0): every leaf goes, the vCPU refaults all of them.
-                    content = self.full(vid, sid)
-                    zp = self.total
-                    same = agree(self.ept, content) >> 12
-                    self.ept = content
-                else:
-                    if region is None:
-                        whole = self.layouts.get((vid, walk.fps[sid][self.fp_at]))
-                        if whole is not None:
-                            region = clip_sorted(whole, a, b)
-                        else:
-                            t = self.tables.get((vid, cd))
-                            region = walk.region(self._table(vid, cd) if t is None else t,
-                                                 sid, self.reads, a, b, self, vid)
-                    # a piece's runs are the window's inside it: all of them when they all lie
-                    # inside it (say the window meets one memslot: the runs cover mapped pages only)
-                    content = (region if not region or (region[0][0] >= pa and region[-1][1] <= pb)
-                               else clip_sorted(region, pa, pb))
-                    zp = 0
-                    for s, e, _ in content:  # (a loop: a window holds a run or a few)
-                        zp += e - s
-                    zp >>= 12
-                    if zp:
-                        ept = self.ept
-                        at = window(ept, pa, pb)
-                        same = agree(ept[at[0]:at[1]], content) >> 12  # pieces() only walks where both are
-                        if same != zp:
-                            if type(ept) is not list:
-                                ept = self.ept = list(ept)
-                            splice(ept, pa, pb, content, at)
-                    else:
-                        same = 0
-                # Duplicate: this range was zapped before and nothing in it has changed since
-                # (its entries are what that call left, and this call changes none of them).
-                # What a call left is kept as a tuple (a list is compared element by element
-                # all the same, but a tuple of run tuples is one the cyclic collector stops
-                # tracking, where every kept list stayed on its rounds).
-                if type(content) is not tuple:
-                    content = tuple(content)
-                dup = same == zp and last.get((pa, pb)) == content
-                if len(last) >= MAX_CALL_RECORDS:
-                    last.clear()
-                last[(pa, pb)] = content
-                calls += 1
-                zapped += zp
-                excess += same
-                dups += dup
-                if len(records) < MAX_CALL_RECORDS:
-                    records.append((i, te.vcpu, ev.kind, ev.msr, pa, pb, zp, same, cd, dup, False))
-                else:
-                    self.truncated = True
-        if calls:
-            self.zap_calls += calls
-            self.by_source[te.source] += calls
+            zp >>= 12
+            same >>= 12
+            # Duplicate: this range was zapped before and nothing in it has changed since
+            # (its entries are what that call left, and this call changes none of them).
+            # What a call left is kept as a tuple (a list is compared element by element
+            # all the same, but a tuple of run tuples is one the cyclic collector stops
+            # tracking, where every kept list stayed on its rounds).
+            dup = same == zp and last.get((a, b)) == content
+            if len(last) >= MAX_CALL_RECORDS:
+                last.clear()
+            last[(a, b)] = content
+            calls_n += 1
+            zapped += zp
+            excess += same
+            dups += dup
+            if len(records) < MAX_CALL_RECORDS:
+                records.append((i, te.vcpu, ev.kind, ev.msr, a, b, zp, same, cd, dup, False))
+            else:
+                self.truncated = True
+        if calls_n:
+            self.zap_calls += calls_n
+            self.by_source[te.source] += calls_n
             self.zapped_pages += zapped
             self.excess_pages += excess
-            self.calls_cd += calls if cd else 0
+            self.calls_cd += calls_n if cd else 0
             self.dups += dups
 
     def _records(self, made: dict[int, tuple[ZapCallRecord, ...]] | None) -> tuple[ZapCallRecord, ...]:
@@ -826,6 +907,12 @@ def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: 
         a, b = calls[0]
         return (vid_after, sid_after, per_memslot, a, b)
     return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
+
+
+def _same_but_per_memslot(d: tuple, e: tuple) -> bool:
+    """Whether two decisions (`_flat`) have the same calls and states after, whatever
+    their `per_memslot`: they leave the same EPT (`_EraReplay.zap`)."""
+    return d[:2] == e[:2] and d[3:] == e[3:]
 
 
 Plan = tuple[tuple[int, tuple[tuple[bool, tuple[int, ...]], ...]], ...]
@@ -910,32 +997,40 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
 
 def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
     """For every era, the first era (index) whose EPT it starts with: itself, or an
-    earlier one with an equal initial EPT that it follows (see `_replay_eras`)."""
+    earlier one with an equal initial EPT that it follows (see `_replay_eras`); a follower
+    whose `per_memslot` differs from its leader's counts its own calls (`counts_own`)."""
     lead: list[int] = []
     for k, r in enumerate(runs):
-        lead.append(next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k))
+        j = next((j for j in range(k) if lead[j] == j and runs[j].ept == r.ept), k)
+        lead.append(j)
+        r.counts_own = j != k and r.per_memslot != runs[j].per_memslot
     return lead
 
 
-def _parting(runs: Sequence[_EraReplay], lead: Sequence[int], cur: Sequence[int], walk: _Walk,
+def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], walk: _Walk,
              row: tuple) -> tuple[int, ...]:
     """The eras that a transition's decisions (`row`) part from the era they follow: a
-    different decision, or the same calls refaulted with a different run-key table
-    (`Layouts.table`). Equal decisions and tables make equal zaps (`_EraReplay.zap` reads
-    nothing else of its era). Eras that have parted already (`cur`) are left out: an era
-    never follows again once parted, so the replay would skip them whenever this
-    transition comes back."""
+    different decision (for an era that counts its own calls, `_EraReplay.counts_own`, one
+    that differs in more than `per_memslot`), or the same calls refaulted with a different
+    run-key table (`Layouts.table`). Equal calls and tables make equal EPTs (`_EraReplay.zap`
+    reads nothing else of its era). Only the eras that follow now (`following`: (era, the
+    era it follows)) are asked: an era never follows again once parted, so the replay would
+    skip them whenever this transition comes back."""
     out = []
-    for k, r in enumerate(runs):
-        j = lead[k]
-        if j == k or cur[k] == k:
-            continue
-        d = row[k]
-        if d != row[j]:
+    for k, j in following:
+        d, dj = row[k], row[j]
+        if d is None:
+            if dj is not None:
+                out.append(k)
+        elif d is not dj and d != dj and not (runs[k].counts_own and dj is not None
+                                              and _same_but_per_memslot(d, dj)):
             out.append(k)
-        elif d is not None:
-            cd = walk.states[d[1]].cr0_cd
-            if r._table(d[0], cd) != runs[j]._table(d[0], cd):
+        else:
+            r, cd = runs[k], walk.fps[d[1]][1]  # (the state after's CR0.CD as an int)
+            like = r.tables_like.get(d[0] << 1 | cd)  # (`table_like`'s memo, looked up here)
+            if like is None:
+                like = r.table_like(runs[j], d[0], cd)
+            if not like:
                 out.append(k)
     return tuple(out)
 
@@ -948,13 +1043,24 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     Eras that start with equal EPTs share one until a transition parts them (`_parting`):
     while every decision and run-key table agrees, their zaps are the same work on the same
     EPT, so only the first of them does it; an era that parts takes over a copy of the EPT
-    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)"""
+    and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)
+
+    An era whose `per_memslot` differs from the one it follows (series-v3 from v4.2) counts
+    its own calls from the start (`counts_own`): its decisions may differ in `per_memslot`
+    alone and it still follows, since that leaves the same EPT; the zap of the era it
+    follows works its calls out for it too, and at a parting it takes over the EPT alone."""
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
     plans = _plans(runs)
     lead = _leaders(runs)  # whom each era follows at the start
     cur = list(lead)       # ... and now (itself once parted)
+    following = [(k, j) for k, j in enumerate(lead) if j != k]  # (era, whom it follows) now
+    # per era, the eras that follow its EPT now and count their own calls
+    own: list[list[int]] = [[] for _ in runs]
+    for k, j in following:
+        if runs[k].counts_own:
+            own[j].append(k)
     # per transition: every era's decision (`_flat`), or None when no era zaps, and who
     # parts; two lists, not one of pairs, for the collector (see `_flat`)
     rows: list[tuple | None] = []
@@ -971,16 +1077,21 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
         if tid == len(rows):
             row = _decide(runs, walk, i, te, tid, plans)
             rows.append(row)
-            partings.append(() if row is None else _parting(runs, lead, cur, walk, row))
+            partings.append(() if row is None or not following else _parting(runs, following, walk, row))
         row = rows[tid]
         if row is not None:
             for k in partings[tid]:
-                if cur[k] != k:
-                    runs[k].adopt(runs[cur[k]])
+                j = cur[k]
+                if j != k:
+                    runs[k].adopt(runs[j])
+                    following.remove((k, j))
+                    if runs[k].counts_own:
+                        own[j].remove(k)
                     cur[k] = k
             for k, d in enumerate(row):
                 if d is not None and cur[k] == k:
-                    runs[k].zap(i, te, d)
+                    f = own[k]  # (their decisions differ from `d` in per_memslot at most: `_parting`)
+                    runs[k].zap(i, te, d, [(runs[g], row[g][2]) for g in f] if f else ())
         vid = walk.edges[tid][2]
     for k, j in enumerate(cur):
         if j != k:
