@@ -78,13 +78,14 @@ Speed (issue 9 §4): an event costs what it touches, not the whole layout.
   CR0.CD); only the first of them zaps, and one that parts takes over a copy of the EPT and
   counters.
 * Decisions that differ in `per_memslot` alone part no eras: zapping [a, b) whole and
-  zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so
-  series-v3 follows v4.2's EPT while CR0.CD=0, counting its own calls from the start
-  (`counts_own`: an era whose `per_memslot` differs from the one it follows, in either
-  order): v4.2's zap works every call out once in the views the two need (the whole call and its
-  pieces: with one memslot in the window they are one set of figures, with several the
-  call's are the pieces' sums) and each era counts its calls, duplicates (its own `last`)
-  and records from them. At a real parting (CR0.CD=1: series-v3 defers MTRR zaps and has
+  zapping its per-memslot pieces leave the same EPT (it holds mapped pages only), so a
+  flat decision holds the calls alone (`_flat`: the split is the era's own per event kind)
+  and series-v3 shares v4.2's decisions and follows its EPT while CR0.CD=0, counting its
+  own calls from the start (`counts_own`: an era whose `per_memslot` differs from the one
+  it follows, in either order): v4.2's zap works every call out once in the views the two
+  need (the whole call and its pieces: with one memslot in the window they are one set of
+  figures, with several the call's are the pieces' sums) and each era counts its calls,
+  duplicates (its own `last`) and records from them. At a real parting (CR0.CD=1: series-v3 defers MTRR zaps and has
   another run-key table) it takes over a copy of the EPT alone.
 * Only the eras that may zap on an event's kind are visited for a new transition's
   decisions (`_plans`; all of them, in era order, when the VM config changes, so that the
@@ -733,7 +734,8 @@ class _EraReplay:
         every zapping era at every zapping event (a few per cent of an adversarial event;
         tests/test_kvm_replay_engine.py holds it to the straightforward engine, field by
         field)."""
-        vid, sid, per_memslot = d[0], d[1], d[2]  # (`_flat`)
+        vid, sid = d[0], d[1]  # (`_flat`)
+        per_memslot = self.per_memslot[te.event.kind]
         split, whole = per_memslot, not per_memslot  # the views wanted
         for _, p in others:
             if p:
@@ -745,7 +747,7 @@ class _EraReplay:
         lo, hi, m, starts, ends = self.lo, self.hi, self.mapped, self.starts, self.ends
         wc: list[tuple] = []  # the whole calls
         pc: list[tuple] = []  # their per-memslot pieces
-        for n in range(3, len(d), 2):
+        for n in range(2, len(d), 2):
             a, b = d[n], d[n + 1]
             if b <= a:  # an empty call: one call in both views
                 c = (a, b, 0, 0, None)
@@ -894,50 +896,44 @@ class _EraReplay:
         )
 
 
-def _flat(calls: Sequence[Range], per_memslot: bool, vid_after: int, sid_after: int) -> tuple | None:
-    """A decision (its calls and `per_memslot`) as the replay keeps it: (VM after, state
-    after, per_memslot, then every call's start and end), or None without calls. Flat, so
-    that the cyclic collector stops tracking it (and the row holding it) at its first
-    passes: it untracks a tuple of untracked items only, one nesting level per pass, and a
-    replay keeps one row per transition. Two decisions are equal exactly when their flat
-    forms are (the first three fields have a fixed length)."""
+def _flat(calls: Sequence[Range], vid_after: int, sid_after: int) -> tuple | None:
+    """A decision's calls as the replay keeps them: (VM after, state after, then every
+    call's start and end), or None without calls. Flat, so that the cyclic collector stops
+    tracking it (and the row holding it) at its first passes: it untracks a tuple of
+    untracked items only, one nesting level per pass, and a replay keeps one row per
+    transition. Two decisions' calls are equal exactly when their flat forms are (the first
+    two fields have a fixed length). The decision's `per_memslot` is not in it: it is the
+    era's own for the event's kind (`EventZap.per_memslot`, which `decide` returns), so
+    eras with one calls rule share one flat decision whatever their split, and the zap
+    reads the split from the era (`_EraReplay.per_memslot`)."""
     if not calls:
         return None
     if len(calls) == 1:  # (most decisions make one call: built directly, no chain to unpack)
         a, b = calls[0]
-        return (vid_after, sid_after, per_memslot, a, b)
-    return (vid_after, sid_after, per_memslot, *itertools.chain.from_iterable(calls))
+        return (vid_after, sid_after, a, b)
+    return (vid_after, sid_after, *itertools.chain.from_iterable(calls))
 
 
-def _same_but_per_memslot(d: tuple, e: tuple) -> bool:
-    """Whether two decisions (`_flat`) have the same calls and states after, whatever
-    their `per_memslot`: they leave the same EPT (`_EraReplay.zap`)."""
-    return d[:2] == e[:2] and d[3:] == e[3:]
-
-
-Plan = tuple[tuple[int, tuple[tuple[bool, tuple[int, ...]], ...]], ...]
+Plan = tuple[tuple[int, tuple[int, ...]], ...]
 """A kind's plan for one CR0.CD before the event: per calls rule (`_calls_rule`), in era
-order of first use, the era that asks it and, per `per_memslot` value, the eras whose
-decision it is."""
+order of first use, the era that asks it and the eras whose decision it is."""
 
 
 def _plans(runs: Sequence[_EraReplay]) -> dict[str, tuple[Plan, Plan]]:
     """Per event kind, for CR0.CD 0 and 1 before the event, the eras that may zap on it
-    (not in their `ZapPolicy.quiet_kinds`) grouped by calls rule and then by
-    `per_memslot` (`Plan`): what `_decide` runs when the VM is unchanged, worked out once
-    per replay so that a new transition asks each calls rule once and builds each flat
-    decision once, with no table of its own."""
+    (not in their `ZapPolicy.quiet_kinds`) grouped by calls rule (`Plan`): what `_decide`
+    runs when the VM is unchanged, worked out once per replay so that a new transition
+    asks each calls rule once and builds each flat decision once, with no table of its
+    own."""
     out: dict[str, tuple[Plan, Plan]] = {}
     for kind in EVENT_KINDS:
         by_cd = []
         for cd in (0, 1):
-            groups: dict[int, tuple[int, dict[bool, list[int]]]] = {}
+            groups: dict[int, list[int]] = {}
             for k, r in enumerate(runs):
                 if kind not in r.quiet:
-                    _, split = groups.setdefault(r.call_rules[kind][cd], (k, {}))
-                    split.setdefault(r.per_memslot[kind], []).append(k)
-            by_cd.append(tuple((k, tuple((pm, tuple(ks)) for pm, ks in split.items()))
-                               for k, split in groups.values()))
+                    groups.setdefault(r.call_rules[kind][cd], []).append(k)
+            by_cd.append(tuple((ks[0], tuple(ks)) for ks in groups.values()))
         out[kind] = (by_cd[0], by_cd[1])
     return out
 
@@ -946,8 +942,8 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
             plans: dict[str, tuple[Plan, Plan]]) -> tuple | None:
     """Every era's zap decision for a new transition, in era order (a refusal names the
     first era that refuses): None for an era whose policy never zaps on the event's kind
-    (`ZapPolicy.quiet_kinds`), else (calls, per_memslot, VM after, state after), or None
-    when there are no calls. Eras with the same rule share one decision (`_rule_of`).
+    (`ZapPolicy.quiet_kinds`), else its calls with the VM and state after (`_flat`), or
+    None when there are no calls. Eras with the same rule share one decision (`_rule_of`).
     The row is None when no era zaps.
 
     When the event leaves the VM config as it was, no era's `check_vm` can refuse (each
@@ -965,15 +961,14 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         vm = walk.vms[vid]
         zin = _zap_input(vm, before, vm, states[sid_after], ev)
         out: list[tuple | None] | None = None
-        for k, split in plan:
+        for k, ks in plan:
             c = runs[k].era.zap_calls(zin)  # no audit steps, no decision
             if c:
                 if out is None:
                     out = [None] * len(runs)
-                for per_memslot, ks in split:
-                    d = _flat(c, per_memslot, vid_after, sid_after)
-                    for k in ks:
-                        out[k] = d
+                d = _flat(c, vid_after, sid_after)
+                for k in ks:
+                    out[k] = d
         return None if out is None else tuple(out)
     made: dict[int, tuple | None] = {}
     z: ZapInput | None = None
@@ -990,7 +985,7 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
         if rule not in made:
             if z is None:
                 z = walk.zap_input(tid, ev)
-            made[rule] = _flat(r.era.zap_calls(z), r.per_memslot[ev.kind], vid_after, sid_after)  # calls only
+            made[rule] = _flat(r.era.zap_calls(z), vid_after, sid_after)  # calls only
         row.append(made[rule])
     return tuple(row) if any(d is not None for d in row) else None
 
@@ -1009,11 +1004,11 @@ def _leaders(runs: Sequence[_EraReplay]) -> list[int]:
 
 def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], walk: _Walk,
              row: tuple) -> tuple[int, ...]:
-    """The eras that a transition's decisions (`row`) part from the era they follow: a
-    different decision (for an era that counts its own calls, `_EraReplay.counts_own`, one
-    that differs in more than `per_memslot`), or the same calls refaulted with a different
-    run-key table (`Layouts.table`). Equal calls and tables make equal EPTs (`_EraReplay.zap`
-    reads nothing else of its era). Only the eras that follow now (`following`: (era, the
+    """The eras that a transition's decisions (`row`) part from the era they follow: other
+    calls (`_flat`: a split per memslot is not in it), or the same calls refaulted with a
+    different run-key table (`Layouts.table`). Equal calls and tables make equal EPTs
+    (`_EraReplay.zap` reads nothing else of its era; an era that splits its calls
+    otherwise counts its own, `_EraReplay.counts_own`). Only the eras that follow now (`following`: (era, the
     era it follows)) are asked: an era never follows again once parted, so the replay would
     skip them whenever this transition comes back."""
     out = []
@@ -1022,8 +1017,7 @@ def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], w
         if d is None:
             if dj is not None:
                 out.append(k)
-        elif d is not dj and d != dj and not (runs[k].counts_own and dj is not None
-                                              and _same_but_per_memslot(d, dj)):
+        elif d is not dj and d != dj:
             out.append(k)
         else:
             r, cd = runs[k], walk.fps[d[1]][1]  # (the state after's CR0.CD as an int)
@@ -1046,9 +1040,9 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
     and counters at that event (`adopt`). (v4.2 and v6.7 differ only while CR0.CD=1.)
 
     An era whose `per_memslot` differs from the one it follows (series-v3 from v4.2) counts
-    its own calls from the start (`counts_own`): its decisions may differ in `per_memslot`
-    alone and it still follows, since that leaves the same EPT; the zap of the era it
-    follows works its calls out for it too, and at a parting it takes over the EPT alone."""
+    its own calls from the start (`counts_own`): the same calls split otherwise leave the
+    same EPT, so it still follows; the zap of the era it follows works its calls out for it
+    too, and at a parting it takes over the EPT alone."""
     walk = _Walk(trace)
     rule_ids: dict[EventZap, int] = {}
     runs = [_EraReplay(era, trace, walk, rule_ids) for era in eras]
@@ -1090,8 +1084,8 @@ def _replay_eras(eras: Sequence[Era], trace: Trace) -> list[ReplayResult]:
                     cur[k] = k
             for k, d in enumerate(row):
                 if d is not None and cur[k] == k:
-                    f = own[k]  # (their decisions differ from `d` in per_memslot at most: `_parting`)
-                    runs[k].zap(i, te, d, [(runs[g], row[g][2]) for g in f] if f else ())
+                    f = own[k]  # (their decisions are `d`'s calls too: `_parting`)
+                    runs[k].zap(i, te, d, [(runs[g], runs[g].per_memslot[te.event.kind]) for g in f] if f else ())
         vid = walk.edges[tid][2]
     for k, j in enumerate(cur):
         if j != k:
