@@ -11,9 +11,10 @@
   `replay` era by era, and eras part where their decisions differ.
 * The walk's keys (`_transition_key`, `_Walk._pair_id`) are equal exactly when the events
   (pairs) are; a flat decision (`_flat`) is equal exactly when the decision's calls are
-  and gives them back (the split it leaves out is the era's own per kind); `_decide` through the plans (`_plans`) makes every era's straightforward
-  decision; the pair-range memo of `Cells` gives what a fresh `Cells` gives; a memslot piece
-  that takes a window's runs whole gets what clipping gives.
+  and gives them back (the split it leaves out is the era's own per kind); `_decide`
+  through the plans (`_plans`) makes every era's straightforward decision; the pair-range
+  memo of `Cells` gives what a fresh `Cells` gives; a memslot piece that takes a window's
+  runs whole gets what clipping gives.
 """
 
 from __future__ import annotations
