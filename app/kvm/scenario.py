@@ -5,7 +5,7 @@ Plain frozen dataclasses; the API layer converts JSON into these and nothing els
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeAlias
 
 from ..frozen import maker
@@ -322,6 +322,7 @@ EVENT_KINDS = tuple(EVENT_TYPES)
 
 
 _VCPU_FIELDS = ("cr0_cd", "cr0_nw", "cr0_pg", "pat", "mtrr")
+assert tuple(f.name for f in fields(VcpuState)) == _VCPU_FIELDS, "apply_event passes every VcpuState field in order"
 _vcpu_state = maker(VcpuState)
 """`VcpuState(...)` with every field given in `_VCPU_FIELDS` order, at half what its
 keyword `__init__` costs (app/frozen.py): for `apply_event`, which a replay calls once per
