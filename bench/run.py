@@ -8,6 +8,9 @@ Sections:
   replay_scaling
             issue 9 §4: boot-like and adversarial traces at 10k and 100k events, per-event
             cost and the target ratios (also the end of `replay`)
+  replay_instructions
+            the same ratio counted in instructions and simulated D1 misses (valgrind's
+            cachegrind; skipped without valgrind; a few minutes, so only with --only)
   api       uvicorn on loopback (one worker, a subprocess) under N concurrent keep-alive
             clients: POST /api/v1/resolve against GET /healthz of the same app in the same
             run; throughput, p50/p99 latency and their ratio
@@ -231,6 +234,52 @@ def bench_replay_scaling() -> None:
     t = time.perf_counter() - start
     print(f"  boot-like 10016 ev, replay() era by era: {t / len(trace.events) * 1e6:.1f} us/event")
     print(f"  ru_maxrss of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+_ICOUNT_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/bench")
+import run
+from app.kvm import replay as rp
+trace = (run._adversarial_trace if sys.argv[2] == "adversarial" else run._boot_like_trace)(10_000)
+for _ in range(int(sys.argv[3])):
+    rp.replay_all(trace)
+"""
+
+
+def _cachegrind(kind: str, replays: int) -> tuple[int, int]:
+    """(instructions, D1 misses) of a process that builds `kind`'s 10k trace and replays it
+    `replays` times over every era, counted by valgrind's cachegrind (a simulated cache)."""
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-c", _ICOUNT_SCRIPT, str(ROOT), kind, str(replays)],
+        capture_output=True, text=True, check=True).stderr
+    figures = {}
+    for line in out.splitlines():
+        for name in ("I   refs:", "D1  misses:"):
+            if name in line:
+                figures[name] = int(line.split(":", 1)[1].split()[0].replace(",", ""))
+    return figures["I   refs:"], figures["D1  misses:"]
+
+
+def bench_replay_instructions() -> None:
+    """Issue 9 §4's ratio in work done, which a shared machine does not blur: instructions
+    and simulated D1 misses per event of `replay_all` over every era, for the boot-like and
+    the adversarial 10k traces (a process replaying three times less one replaying once,
+    halved: what the replays alone cost, the collector's passes included). Needs valgrind;
+    takes a few minutes."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        print("replay    instructions: skipped (valgrind not installed)")
+        return
+    per = {}
+    for kind in ("boot-like", "adversarial"):
+        (i1, d1), (i3, d3) = (_cachegrind(kind, n) for n in (1, 3))
+        per[kind] = ((i3 - i1) / 2e4, (d3 - d1) / 2e4)
+        print(f"replay    instructions, {kind:<11} 10k: {per[kind][0]:9.0f} per event, D1 misses {per[kind][1]:6.0f}")
+    (ib, db), (ia, da) = per["boot-like"], per["adversarial"]
+    print(f"  adversarial/boot-like per event: x{ia / ib:.1f} instructions, x{da / db:.1f} D1 misses (target <= x10)")
 
 
 def bench_replay() -> None:
@@ -648,9 +697,13 @@ def bench_soak(clients: int = 50, seconds: float = 30.0) -> dict:
 
 
 SECTIONS = {"resolver": bench_resolver, "diff": bench_diff, "replay": bench_replay,
-            "replay_scaling": bench_replay_scaling, "api": bench_api,
+            "replay_scaling": bench_replay_scaling, "replay_instructions": bench_replay_instructions,
+            "api": bench_api,
             "page": lambda: bench_page(ARGS.page_steps),
             "soak": lambda: bench_soak(ARGS.soak_clients, ARGS.soak_seconds)}
+
+OPT_IN = ("replay_instructions",)
+"""Sections only `--only` runs (they take minutes)."""
 
 ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0, page_states="", page_steps=20, page_idle_ms=400,
                           page_against="")
@@ -658,7 +711,8 @@ ARGS = argparse.Namespace(soak_clients=50, soak_seconds=30.0, page_states="", pa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    ap.add_argument("--only", default=",".join(k for k in SECTIONS if k not in OPT_IN),
+                    help=f"comma-separated sections (default: all but {', '.join(OPT_IN)})")
     ap.add_argument("--soak-clients", type=int, default=50, help="soak: concurrent clients")
     ap.add_argument("--soak-seconds", type=float, default=30.0, help="soak: seconds of load")
     ap.add_argument("--page-states", default="", help="page: only the states whose label contains one of these")
