@@ -261,6 +261,17 @@ def test_replay_equals_reference(trace):
         assert rp.replay(era, trace) == want
 
 
+def _squeeze(mp: pytest.MonkeyPatch) -> None:
+    """Every bound of the engine at its smallest: tables start again after 2 states, every
+    cache and memo holds 1 entry, 3 call records (so `last` too) are kept."""
+    mp.setattr(rp, "TABLE_LIMIT", 2)
+    mp.setattr(rp, "LAYOUT_CACHE", 1)
+    mp.setattr(rp, "REGION_CACHE", 1)
+    mp.setattr(rp, "WINDOW_CACHE", 1)
+    mp.setattr(ept_runs, "MEMO_LIMIT", 1)
+    mp.setattr(rp, "MAX_CALL_RECORDS", 3)
+
+
 @settings(max_examples=150, deadline=None)
 @given(traces())
 def test_replay_equals_reference_with_every_memo_squeezed(trace):
@@ -268,12 +279,7 @@ def test_replay_equals_reference_with_every_memo_squeezed(trace):
         return
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(rp, "TABLE_LIMIT", 2)
-        mp.setattr(rp, "LAYOUT_CACHE", 1)
-        mp.setattr(rp, "REGION_CACHE", 1)
-        mp.setattr(rp, "WINDOW_CACHE", 1)
-        mp.setattr(ept_runs, "MEMO_LIMIT", 1)
-        mp.setattr(rp, "MAX_CALL_RECORDS", 3)
+        _squeeze(mp)
         got = rp.replay_all(trace)
         for era in ERAS.values():
             assert got[era.id] == ref_replay(era, trace)
@@ -323,12 +329,7 @@ def test_replay_all_of_any_eras_in_any_order_equals_reference(trace, ids, squeez
     mp = pytest.MonkeyPatch()
     try:
         if squeeze:
-            mp.setattr(rp, "TABLE_LIMIT", 2)
-            mp.setattr(rp, "LAYOUT_CACHE", 1)
-            mp.setattr(rp, "REGION_CACHE", 1)
-            mp.setattr(rp, "WINDOW_CACHE", 1)
-            mp.setattr(ept_runs, "MEMO_LIMIT", 1)
-            mp.setattr(rp, "MAX_CALL_RECORDS", 3)
+            _squeeze(mp)
         got = rp.replay_all(trace, [ERAS[e] for e in ids])
         assert list(got) == ids
         for e in ids:
