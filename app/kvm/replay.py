@@ -956,13 +956,10 @@ def _decide(runs: Sequence[_EraReplay], walk: _Walk, i: int, te: TraceEvent, tid
     vid, sid, vid_after, sid_after = walk.edges[tid]
     ev = te.event
     if vid_after == vid and type(ev) is not NoncoherentDma:  # the VM config is unchanged
-        states = walk.states
-        before = states[sid]
-        plan = plans[ev.kind][before.cr0_cd]
+        plan = plans[ev.kind][walk.states[sid].cr0_cd]
         if not plan:
             return None
-        vm = walk.vms[vid]
-        zin = _zap_input(vm, before, vm, states[sid_after], ev)
+        zin = walk.zap_input(tid, ev)
         out: list[tuple | None] | None = None
         for k, ks in plan:
             c = runs[k].era.zap_calls(zin)  # no audit steps, no decision
@@ -1023,11 +1020,7 @@ def _parting(runs: Sequence[_EraReplay], following: Sequence[tuple[int, int]], w
         elif d is not dj and d != dj:
             out.append(k)
         else:
-            r, cd = runs[k], walk.fps[d[1]][1]  # (the state after's CR0.CD as an int)
-            like = r.tables_like.get(d[0] << 1 | cd)  # (`table_like`'s memo, looked up here)
-            if like is None:
-                like = r.table_like(runs[j], d[0], cd)
-            if not like:
+            if not runs[k].table_like(runs[j], d[0], walk.fps[d[1]][1]):  # (CR0.CD after, as an int)
                 out.append(k)
     return tuple(out)
 
